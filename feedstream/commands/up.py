@@ -1,0 +1,27 @@
+"""``feedstream up``: the main job — engines, topics, topologies, API and demo data."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from feedstream import platform
+from feedstream.local import LocalStackError
+from feedstream.settings import get_settings
+
+NAME = "up"
+console = Console(highlight=False)
+
+
+def command(
+    seed: bool = typer.Option(True, help="load the demo world if it is not loaded yet"),
+) -> None:
+    """Start everything: the local engines, topics and schemas, topologies, the API and demo data.
+
+    Idempotent: what is already running is left alone. Stop it all with `feedstream down`.
+    """
+    try:
+        platform.up(get_settings(), seed=seed, echo=console.print)
+    except LocalStackError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc

@@ -1,0 +1,129 @@
+"""Config files of the local engines, rendered from settings (single node, small heaps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from feedstream.settings import Settings
+
+
+def kafka_properties(s: Settings, log_dir: Path) -> str:
+    """server.properties for one combined KRaft broker+controller."""
+    return f"""\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@{s.host}:{s.kafka_controller_port}
+listeners=PLAINTEXT://{s.host}:{s.kafka_port},CONTROLLER://{s.host}:{s.kafka_controller_port}
+advertised.listeners=PLAINTEXT://{s.host}:{s.kafka_port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={log_dir}
+num.partitions={s.topic_partitions}
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=10
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=5
+share.coordinator.state.topic.replication.factor=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=168
+log.segment.bytes=134217728
+message.max.bytes=2097152
+"""
+
+
+KAFKA_LOG4J = """\
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.kafka.log.LogCleaner=WARN
+"""
+
+
+def cassandra_yaml(s: Settings, data: Path) -> str:
+    """A minimal single-node cassandra.yaml with absolute directories."""
+    return f"""\
+cluster_name: feedstream-local
+num_tokens: 1
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+listen_address: {s.host}
+rpc_address: {s.host}
+storage_port: {s.cassandra_storage_port}
+native_transport_port: {s.cassandra_port}
+start_native_transport: true
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "{s.host}:{s.cassandra_storage_port}"
+data_file_directories:
+  - {data / 'data'}
+commitlog_directory: {data / 'commitlog'}
+hints_directory: {data / 'hints'}
+saved_caches_directory: {data / 'saved_caches'}
+cdc_raw_directory: {data / 'cdc_raw'}
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+concurrent_compactors: 1
+concurrent_reads: 16
+concurrent_writes: 16
+authenticator: AllowAllAuthenticator
+authorizer: AllowAllAuthorizer
+storage_compatibility_mode: NONE
+auto_snapshot: false
+dynamic_snitch: false
+"""
+
+
+CASSANDRA_LOGBACK = """\
+<configuration>
+  <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="STDOUT"/></root>
+  <logger name="org.apache.cassandra.db.compaction" level="WARN"/>
+</configuration>
+"""
+
+# From Cassandra 5.0's conf/jvm17-server.options.
+CASSANDRA_JVM17 = [
+    "-Djdk.attach.allowAttachSelf=true",
+    "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports", "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-exports", "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-exports", "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports", "java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports", "java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports", "java.sql/java.sql=ALL-UNNAMED",
+    "--add-exports", "java.base/java.lang.ref=ALL-UNNAMED",
+    "--add-exports", "jdk.unsupported/sun.misc=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.util.jar=ALL-UNNAMED",
+    "--add-opens", "jdk.management/com.sun.management.internal=ALL-UNNAMED",
+    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens", "java.base/java.io=ALL-UNNAMED",
+    "--add-opens", "java.base/java.nio=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util.concurrent.atomic=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens", "java.base/java.math=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens", "java.base/java.net=ALL-UNNAMED",
+    "--add-opens", "java.base/java.nio.charset=ALL-UNNAMED",
+]

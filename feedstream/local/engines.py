@@ -1,0 +1,157 @@
+"""How each local engine is configured, launched and health-checked."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from feedstream.local import configs
+from feedstream.local.errors import LocalStackError
+from feedstream.local.jars import jars_dir
+from feedstream.settings import REPO_ROOT, Settings
+
+_G1 = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent",
+       "-Djava.awt.headless=true", "-XX:ActiveProcessorCount=2"]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine of the local stack."""
+
+    name: str
+    port: Callable[[Settings], int]
+    command: Callable[[Settings, Path], list[str]]
+    healthy: Callable[[Settings], bool]
+    programs: tuple[str, ...] = ()
+    jar_sets: tuple[str, ...] = ()
+    extra_ports: Callable[[Settings], list[int]] = field(default=lambda s: [])
+    after: tuple[str, ...] = ()
+
+
+def _java_cp(settings: Settings, jar_set: str) -> str:
+    return str(jars_dir(settings.cache_dir, jar_set) / "*")
+
+
+# ---------------------------------------------------------------- Kafka (KRaft)
+def _kafka_command(s: Settings, data: Path) -> list[str]:
+    logs = data / "logs"
+    props = data / "server.properties"
+    props.write_text(configs.kafka_properties(s, logs))
+    (data / "log4j.properties").write_text(configs.KAFKA_LOG4J)
+    java = ["java", f"-Xms{s.kafka_heap_mb // 2}m", f"-Xmx{s.kafka_heap_mb}m", *_G1,
+            f"-Dlog4j.configuration=file:{data / 'log4j.properties'}",
+            "-cp", _java_cp(s, "kafka")]
+    if not (logs / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run(
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True, text=True,
+        )
+        if fmt.returncode != 0:
+            raise LocalStackError(f"formatting Kafka storage in {logs} failed:\n{fmt.stdout}{fmt.stderr}")
+    return [*java, "kafka.Kafka", str(props)]
+
+
+def _kafka_healthy(s: Settings) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap, "logger": _QUIET})
+    try:
+        md = admin.list_topics(timeout=2)
+        return len(md.brokers) > 0
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------- Cassandra 5.0
+def _cassandra_command(s: Settings, data: Path) -> list[str]:
+    yaml = data / "cassandra.yaml"
+    yaml.write_text(configs.cassandra_yaml(s, data))
+    (data / "logback.xml").write_text(configs.CASSANDRA_LOGBACK)
+    jars = jars_dir(s.cache_dir, "cassandra")
+    jamm = next(iter(sorted(jars.glob("jamm-*.jar"))), None)
+    if jamm is None:
+        raise LocalStackError(f"no jamm agent jar in {jars}; run `feedstream local fetch`")
+    return ["java", f"-Xms{s.cassandra_heap_mb}m", f"-Xmx{s.cassandra_heap_mb}m", "-Xss512k",
+            *_G1, *configs.CASSANDRA_JVM17, f"-javaagent:{jamm}",
+            "-Dcassandra-foreground=yes", f"-Dcassandra.config={yaml.as_uri()}",
+            f"-Dcassandra.storagedir={data}", f"-Dcassandra.logdir={data / 'logs'}",
+            f"-Dlogback.configurationFile={data / 'logback.xml'}",
+            "-Dcassandra.skip_wait_for_gossip_to_settle=0", "-Dcassandra.initial_token=0",
+            "-Dcassandra.ring_delay_ms=0", "-Dcassandra.superuser_setup_delay_ms=0",
+            "-cp", _java_cp(s, "cassandra"), "org.apache.cassandra.service.CassandraDaemon"]
+
+
+def _cassandra_healthy(s: Settings) -> bool:
+    from cassandra.cluster import Cluster
+
+    cluster = Cluster(s.cassandra_hosts, port=s.cassandra_port, connect_timeout=2,
+                      control_connection_timeout=2)
+    try:
+        session = cluster.connect()
+        row = session.execute("SELECT release_version FROM system.local").one()
+        return row is not None
+    except Exception:
+        return False
+    finally:
+        cluster.shutdown()
+
+
+# ---------------------------------------------------------------- Redis
+def _redis_command(s: Settings, data: Path) -> list[str]:
+    return ["redis-server", "--port", str(s.redis_port), "--bind", s.host, "--dir", str(data),
+            "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+            "--maxmemory", f"{s.redis_maxmemory_mb}mb", "--maxmemory-policy", "volatile-lru"]
+
+
+def _redis_healthy(s: Settings) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(s.redis_url, socket_timeout=1).ping())
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------- schema registry
+def _registry_command(s: Settings, data: Path) -> list[str]:
+    return [sys.executable, "-m", "streams.registry", "--host", s.host,
+            "--port", str(s.registry_port), "--bootstrap", s.kafka_bootstrap]
+
+
+def _registry_healthy(s: Settings) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{s.registry_url}/subjects", timeout=2).status_code == 200
+    except Exception:
+        return False
+
+
+class _Quiet(logging.Logger):
+    def log(self, *args, **kwargs) -> None:  # librdkafka logs connection refusals while waiting
+        pass
+
+
+_QUIET = _Quiet("feedstream.local.quiet")
+os.environ.setdefault("PYTHONPATH", str(REPO_ROOT))
+
+ENGINES: dict[str, Engine] = {
+    "redis": Engine("redis", lambda s: s.redis_port, _redis_command, _redis_healthy,
+                    programs=("redis-server",)),
+    "kafka": Engine("kafka", lambda s: s.kafka_port, _kafka_command, _kafka_healthy,
+                    programs=("java",), jar_sets=("kafka",),
+                    extra_ports=lambda s: [s.kafka_controller_port]),
+    "cassandra": Engine("cassandra", lambda s: s.cassandra_port, _cassandra_command,
+                        _cassandra_healthy, programs=("java",), jar_sets=("cassandra",),
+                        extra_ports=lambda s: [s.cassandra_storage_port]),
+    "registry": Engine("registry", lambda s: s.registry_port, _registry_command,
+                       _registry_healthy, after=("kafka",)),
+}

@@ -1,0 +1,59 @@
+"""Fetch each engine's jars from Maven Central with the committed poms, into the cache dir."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+from feedstream.local.errors import LocalStackError
+from feedstream.local.prereqs import ensure
+
+POMS = Path(__file__).resolve().parent / "poms"
+JAR_SETS = ("kafka", "cassandra", "flink")
+
+
+def jars_dir(cache_dir: Path, name: str) -> Path:
+    """Directory holding the jars of one set (``kafka``, ``cassandra`` or ``flink``)."""
+    return cache_dir / "jars" / name
+
+
+def _stamp(pom: Path) -> str:
+    return hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+
+
+def fetch(cache_dir: Path, name: str, echo=print) -> Path:
+    """Copy the jars of ``name`` (and, except for Flink's shaded jars, their dependencies)."""
+    pom = POMS / f"{name}.xml"
+    out = jars_dir(cache_dir, name)
+    stamp_file = out / ".stamp"
+    if stamp_file.exists() and stamp_file.read_text() == _stamp(pom):
+        return out
+    ensure(["java", "mvn"], echo=echo)
+    echo(f"fetching {name} jars from Maven Central into {out} …")
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+        "-DincludeScope=runtime", f"-DoutputDirectory={out}",
+    ]
+    if name == "flink":  # the sql-* jars are already shaded; their transitive deps are provided
+        cmd.append("-DexcludeTransitive=true")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+        raise LocalStackError(
+            f"Maven could not fetch the {name} jars (pom {pom}). Check network access to "
+            f"Maven Central and ~/.m2/settings.xml. Last output:\n{tail}"
+        )
+    stamp_file.write_text(_stamp(pom))
+    return out
+
+
+def fetch_all(cache_dir: Path, echo=print) -> dict[str, Path]:
+    """Fetch every jar set; a no-op for sets already fetched from the same pom."""
+    return {name: fetch(cache_dir, name, echo=echo) for name in JAR_SETS}
+
+
+def flink_jar_urls(cache_dir: Path) -> list[str]:
+    """``file://`` URLs of the Flink connector jars, for the ``pipeline.jars`` setting."""
+    return [p.resolve().as_uri() for p in sorted(jars_dir(cache_dir, "flink").glob("*.jar"))]

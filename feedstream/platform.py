@@ -1,0 +1,110 @@
+"""The whole local platform: engines, topics, topology workers, the API and demo data.
+
+Platform services run as managed local processes (pid files under the state dir), like the
+engines. A service is listed in :data:`SERVICES` once the code it runs exists.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from feedstream.local import procs, stack
+from feedstream.local.errors import LocalStackError
+from feedstream.settings import Settings
+
+
+@dataclass(frozen=True)
+class Service:
+    """A platform process started by ``feedstream up``."""
+
+    name: str
+    module: str  # python -m <module> ...
+    args: Callable[[Settings], list[str]]
+    port: Callable[[Settings], int] = lambda s: 0
+    healthy: Callable[[Settings], bool] = lambda s: True
+
+    def available(self) -> bool:
+        return importlib.util.find_spec(self.module) is not None
+
+
+def _api_healthy(s: Settings) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{s.api_url}/healthz", timeout=2).status_code == 200
+    except Exception:
+        return False
+
+
+SERVICES: list[Service] = [
+    Service("topology-graph", "feedstream.cli", lambda s: ["topology", "run", "graph"]),
+    Service("topology-fanout", "feedstream.cli", lambda s: ["topology", "run", "fanout"]),
+    Service("topology-engagement", "feedstream.cli", lambda s: ["topology", "run", "engagement"]),
+    Service("topology-trending", "feedstream.cli", lambda s: ["topology", "run", "trending"]),
+    Service("api", "serving.main", lambda s: ["--host", s.host, "--port", str(s.api_port)],
+            port=lambda s: s.api_port, healthy=_api_healthy),
+]
+
+
+def _runnable(s: Service) -> bool:
+    """True if the code behind a service has landed (e.g. its topology module exists)."""
+    if not s.available():
+        return False
+    if s.name.startswith("topology-"):
+        return importlib.util.find_spec(f"topologies.{s.name.split('-', 1)[1]}.app") is not None
+    return True
+
+
+def _start_service(s: Settings, svc: Service, echo) -> None:
+    pidfile = stack.pid_path(s, svc.name)
+    if procs.read_pidfile(pidfile) is not None:
+        echo(f"{svc.name}: already running")
+        return
+    log = stack.log_path(s, svc.name)
+    procs.spawn([sys.executable, "-m", svc.module, *svc.args(s)], pidfile=pidfile, log=log,
+                port=svc.port(s))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if procs.read_pidfile(pidfile) is None:
+            raise LocalStackError(f"{svc.name} exited during start-up. Last lines of {log}:\n"
+                                  f"{procs.tail(log)}")
+        if svc.healthy(s):
+            echo(f"{svc.name}: running (log: {log})")
+            return
+        time.sleep(0.5)
+    raise LocalStackError(f"{svc.name} not healthy within 60s. Last lines of {log}:\n{procs.tail(log)}")
+
+
+def up(s: Settings, *, seed: bool = True, echo=print) -> None:
+    """Start engines, apply topics and schemas, start services, then load demo data."""
+    t0 = time.monotonic()
+    stack.up(s, echo=echo)
+    if importlib.util.find_spec("streams.admin") is not None:
+        from streams import admin
+
+        admin.apply_all(s, echo=echo)
+    for svc in SERVICES:
+        if _runnable(svc):
+            _start_service(s, svc, echo)
+    if seed and importlib.util.find_spec("feedstream.seed") is not None:
+        from feedstream import seed as seeding
+
+        seeding.seed_if_empty(s, echo=echo)
+    echo(f"feedstream is up in {time.monotonic() - t0:.1f}s.")
+    echo(f"  API:       {s.api_url}/docs")
+    echo(f"  registry:  {s.registry_url}/subjects")
+    echo(f"  Kafka:     {s.kafka_bootstrap}")
+    echo("  status:    feedstream local status    stop: feedstream down")
+
+
+def down(s: Settings, echo=print) -> None:
+    """Stop services, then engines; only what ``up`` started."""
+    for svc in reversed(SERVICES):
+        pid = procs.stop(stack.pid_path(s, svc.name))
+        if pid is not None:
+            echo(f"{svc.name}: stopped (pid {pid})")
+    stack.down(s, echo=echo)

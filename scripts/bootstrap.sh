@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh machine of this kind: host packages, venv from the lock,
+# and the engines' jars from Maven Central. Safe to run again; it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
+
+PY=${PYTHON:-python3.11}
+if ! command -v "$PY" >/dev/null; then
+  echo "error: $PY not found. Install Python 3.11 (e.g. pyenv install 3.11) or set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+
+need=()
+command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null || need+=(maven)
+command -v redis-server >/dev/null || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing ${need[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "error: missing ${need[*]}; install them (Debian: sudo apt-get install ${need[*]})" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.lock-stamp
+want="$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -c1-16)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing Python dependencies from requirements.lock (first run takes a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip uv==0.13.8
+  .venv/bin/uv pip sync -q --python .venv/bin/python requirements.lock
+  .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
+  echo "$want" > "$stamp"
+fi
+
+say "fetching engine jars (cached in ~/.cache/feedstream)"
+.venv/bin/feedstream local fetch >/dev/null
+say "ready"
