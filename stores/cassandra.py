@@ -1,0 +1,54 @@
+"""Cassandra sessions and idempotent schema migration for every view module in :mod:`stores`."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import threading
+
+from cassandra.cluster import Cluster, Session
+from cassandra.policies import DCAwareRoundRobinPolicy
+
+from feedstream.settings import Settings
+
+_lock = threading.Lock()
+_sessions: dict[tuple[str, int, str], Session] = {}
+
+
+def cluster(settings: Settings) -> Cluster:
+    """A driver cluster object for the configured contact points (protocol v5)."""
+    return Cluster(settings.cassandra_hosts, port=settings.cassandra_port, protocol_version=5,
+                   load_balancing_policy=DCAwareRoundRobinPolicy(), connect_timeout=5)
+
+
+def session(settings: Settings) -> Session:
+    """A shared session bound to the feedstream keyspace (created and migrated on first use)."""
+    key = (",".join(settings.cassandra_hosts), settings.cassandra_port, settings.keyspace)
+    with _lock:
+        if key not in _sessions:
+            s = cluster(settings).connect()
+            migrate(s, settings.keyspace)
+            s.set_keyspace(settings.keyspace)
+            _sessions[key] = s
+        return _sessions[key]
+
+
+def all_ddl() -> list[str]:
+    """Every ``DDL`` statement declared by the view modules of :mod:`stores`, in module order."""
+    import stores
+
+    ddl: list[str] = []
+    for info in sorted(pkgutil.iter_modules(stores.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"stores.{info.name}")
+        ddl.extend(getattr(module, "DDL", []))
+    return ddl
+
+
+def migrate(s: Session, keyspace: str) -> None:
+    """Create the keyspace and every table (``IF NOT EXISTS``); safe to run repeatedly."""
+    s.execute(
+        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    for stmt in all_ddl():
+        s.execute(stmt.replace("{ks}", keyspace))
