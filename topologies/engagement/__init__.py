@@ -1,0 +1,1 @@
+"""Engagement topology: exact deduplicated counters, affinity, notifications, windowed counts."""
