@@ -125,6 +125,7 @@ ALL_TOPICS: tuple[Topic, ...] = (
     USERS, POSTS, GRAPH, ENGAGEMENTS, TIMELINE_UPDATES, ENGAGEMENT_COUNTS, TRENDING,
     MODERATION_VERDICTS, NOTIFICATIONS, DEAD_LETTERS, SCHEMAS,
 )
+COPARTITIONED: tuple[tuple[Topic, ...], ...] = ((POSTS, GRAPH),)  # must keep equal partition counts
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}
 _ROUTES: dict[str, Topic] = {}
 for _topic in ALL_TOPICS:
