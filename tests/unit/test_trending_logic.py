@@ -1,0 +1,106 @@
+"""Pure trending logic: window assignment, late policy, scoring, top-K and the reference model."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from topologies.trending.logic import (
+    HASHTAGS, POSTS, Contribution, Window, WindowSpec, ViralPolicy, contributions, parse_duration,
+    score, simulate, top_k, viral_score, zscore,
+)
+
+SPEC = WindowSpec(60_000, 10_000, lateness_ms=20_000, out_of_orderness_ms=0)
+
+
+def test_assign_gives_every_hop_window_containing_ts() -> None:
+    assert SPEC.assign(65_000) == [Window(s, s + 60_000) for s in (60_000, 50_000, 40_000, 30_000, 20_000, 10_000)]
+    assert SPEC.assign(60_000)[0] == Window(60_000, 120_000)
+    assert SPEC.assign(59_999)[-1] == Window(0, 60_000)
+    assert WindowSpec(3_600_000, 60_000).assign(0)[-1] == Window(-3_540_000, 60_000)
+
+
+@given(ts=st.integers(-10**12, 10**12), slide=st.sampled_from([1_000, 10_000, 60_000]),
+       mult=st.integers(1, 12))
+def test_assign_properties(ts: int, slide: int, mult: int) -> None:
+    spec = WindowSpec(slide * mult, slide)
+    windows = spec.assign(ts)
+    assert len(windows) == mult
+    assert all(w.start <= ts < w.end and w.start % slide == 0 for w in windows)
+
+
+def test_late_policy_matches_flink_rules() -> None:
+    # 55000 is in [0,60k) .. [50k,110k); the first fires at wm 59999, the last expires at wm 129999
+    assert SPEC.classify(55_000, 59_998) == "on_time"
+    assert SPEC.classify(55_000, 59_999) == "late_update"
+    assert SPEC.classify(55_000, 79_999) == "late_update"  # [0,60k) expired, later ones live
+    assert SPEC.classify(55_000, 129_998) == "late_update"
+    assert SPEC.classify(55_000, 129_999) == "too_late"
+
+
+def test_contributions_per_event_type() -> None:
+    post = {"occurred_at": 1000, "hashtags": ["Rust", "rust", "go", ""], "post_id": 9}
+    assert contributions("PostCreated", post) == [
+        Contribution(HASHTAGS, "rust", 1000, 1.0, 1), Contribution(HASHTAGS, "go", 1000, 1.0, 1)]
+    assert contributions("Shared", {"occurred_at": 5, "post_id": 7}) == [Contribution(POSTS, "7", 5, 5.0, 1)]
+    assert contributions("Unliked", {"occurred_at": 5, "post_id": 7}) == [Contribution(POSTS, "7", 5, -1.0, -1)]
+    assert contributions("PostDeleted", {"occurred_at": 5, "post_id": 7}) == []
+
+
+def test_zscore_and_viral_score() -> None:
+    assert zscore(10, [0, 0, 0]) == pytest.approx(10.0)  # std floored at 1
+    assert zscore(20, [4, 4, 4, 4]) == pytest.approx(8.0)  # poisson floor sqrt(4)
+    assert viral_score(3, [0, 0], threshold=5) == 0.0
+    assert viral_score(15, [0, 0], threshold=5) == pytest.approx(20.0)  # (15-5)^2/5
+    assert viral_score(30, [10, 10], threshold=5) == pytest.approx(40.0)
+
+
+def test_score_uses_the_items_own_history() -> None:
+    w = Window(120_000, 180_000)
+    s = score(POSTS, "7", w, (6, 12.0), {120_000: 2.0, 60_000: 2.0}, SPEC, ViralPolicy(2, 5.0, 2.0))
+    assert s.score == pytest.approx(12.0 * 60)  # per hour from a 1-minute window
+    assert s.velocity == pytest.approx(10.0)
+    assert s.zscore == pytest.approx((12 - 2) / 2 ** 0.5)
+    assert s.viral == pytest.approx((12 - 5) ** 2 / 5)
+
+
+def test_top_k_is_deterministic_and_capped() -> None:
+    w = Window(0, 60_000)
+    items = [score(HASHTAGS, t, w, (n, float(n)), {}, SPEC) for t, n in
+             [("a", 3), ("b", 5), ("c", 3), ("d", 1), ("e", 0), ("f", 9)]]
+    ranked = {t.scope: t.entries for t in top_k(HASHTAGS, w, items, SPEC, 3)}
+    assert [(r.rank, r.item, r.count) for r in ranked["hashtags:1m"]] == [(1, "f", 9), (2, "b", 5), (3, "a", 3)]
+    assert [r.item for r in ranked["viral-hashtags:1m"]] == ["f"]  # only f is above max(mean=0, 5)
+    assert {t.scope: t.entries for t in top_k(HASHTAGS, w, [], SPEC, 3)} == {
+        "hashtags:1m": [], "viral-hashtags:1m": []}
+
+
+def test_simulate_known_answer() -> None:
+    spec = WindowSpec(20_000, 10_000, lateness_ms=10_000, out_of_orderness_ms=0)
+    c = lambda item, ts: Contribution(HASHTAGS, item, ts, 1.0, 1)  # noqa: E731
+    sim = simulate([c("a", 1_000), c("b", 2_000), c("a", 12_000), c("b", 25_000), c("a", 26_000),
+                    c("b", 31_000),  # wm 30999: fires [10k,30k) (fired earlier: [0,20k) at wm 24999)
+                    c("b", 15_000),  # late but within lateness for [10k,30k) and [0k, 20k)? [0,20k) expired at 29999
+                    c("a", 5_000),   # [0,20k) expired (19999+10000 <= 30999) -> too late
+                    ], spec, k=2)
+    final = {(s, end): [(r.item, r.count) for r in ranked] for (s, end), ranked in sim.final().items()
+             if s == "hashtags:20s"}
+    assert final == {
+        ("hashtags:20s", 10_000): [("a", 1), ("b", 1)],
+        ("hashtags:20s", 20_000): [("a", 2), ("b", 1)],
+        ("hashtags:20s", 30_000): [("a", 2), ("b", 2)],   # updated by the late b@15000; tie -> item
+        ("hashtags:20s", 40_000): [("b", 2), ("a", 1)],
+        ("hashtags:20s", 50_000): [("b", 1)],
+    }
+    assert [x.ts for x in sim.late] == [5_000]
+
+
+def test_window_spec_parse_and_validation() -> None:
+    assert WindowSpec.parse("1h/1m/5m/10s") == WindowSpec(3_600_000, 60_000, 300_000, 10_000)
+    assert WindowSpec.parse("60s/10s").label == "1m"
+    assert parse_duration("250ms") == 250
+    with pytest.raises(ValueError):
+        WindowSpec(60_000, 7_000)
+    with pytest.raises(ValueError):
+        WindowSpec.parse("1h")

@@ -1,0 +1,1 @@
+"""Trending windows over hashtags and posts (PyFlink): see ``logic`` (pure) and ``job`` (glue)."""

@@ -1,0 +1,348 @@
+"""Pure trending logic: HOP window assignment, aggregation, emit/late policy, scoring, viral, top-K.
+
+No framework imports: the PyFlink job (``topologies.trending.job``) calls these functions, and
+:func:`simulate` replays the same rules without a broker (a reference model for tests/benchmarks).
+
+Window semantics follow Flink's ``SlidingEventTimeWindows`` exactly: windows are ``[start, end)``
+with ``start`` a multiple of ``slide`` (offset 0); a window fires when the watermark reaches
+``end - 1``; an element is late-but-accepted while ``end - 1 + lateness > watermark`` holds for
+one of its windows, and goes to the side output when it holds for none.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+HASHTAGS = "hashtags"
+POSTS = "posts"
+VIRAL_PREFIX = "viral-"
+
+#: Weight of each engagement in a post's score; removals undo their additions.
+DEFAULT_WEIGHTS: Mapping[str, float] = {
+    "Liked": 1.0, "Unliked": -1.0,
+    "CommentAdded": 3.0, "CommentDeleted": -3.0,
+    "Shared": 5.0,
+    "ReactionAdded": 1.0, "ReactionRemoved": -1.0,
+}
+
+_UNITS = {"ms": 1, "s": 1_000, "m": 60_000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(text: str) -> int:
+    """Parse ``"60s"``, ``"1m"``, ``"1h"``, ``"250ms"`` into milliseconds."""
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|min|m|h|d)\s*", text)
+    if not m:
+        raise ValueError(f"bad duration {text!r} (expected e.g. 250ms, 60s, 1m, 1h)")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def format_duration(ms: int) -> str:
+    """Format milliseconds with the largest exact unit, e.g. 3600000 -> ``"1h"``."""
+    for unit in ("d", "h", "m", "s"):
+        if ms % _UNITS[unit] == 0 and ms >= _UNITS[unit]:
+            return f"{ms // _UNITS[unit]}{unit}"
+    return f"{ms}ms"
+
+
+class Window(NamedTuple):
+    """A half-open event-time window ``[start, end)`` in epoch milliseconds."""
+
+    start: int
+    end: int
+
+    @property
+    def max_timestamp(self) -> int:
+        """The last millisecond inside the window (when it fires)."""
+        return self.end - 1
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """A HOP window: size, slide, allowed lateness and the watermark's out-of-orderness bound."""
+
+    size_ms: int
+    slide_ms: int
+    lateness_ms: int = 0
+    out_of_orderness_ms: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size_ms <= 0 or self.slide_ms <= 0:
+            raise ValueError("window size and slide must be positive")
+        if self.size_ms % self.slide_ms:
+            raise ValueError(f"size {self.size_ms} ms is not a multiple of slide {self.slide_ms} ms")
+        if self.lateness_ms < 0 or self.out_of_orderness_ms < 0:
+            raise ValueError("lateness and out-of-orderness must be >= 0")
+
+    @property
+    def label(self) -> str:
+        """Short window name used in scopes, e.g. ``"1h"`` or ``"60s"`` (size only)."""
+        return format_duration(self.size_ms)
+
+    @classmethod
+    def parse(cls, text: str) -> "WindowSpec":
+        """Parse ``"SIZE/SLIDE[/LATENESS[/OUT_OF_ORDERNESS]]"``, e.g. ``"1h/1m/5m/10s"``."""
+        parts = [parse_duration(p) for p in text.split("/")]
+        if not 2 <= len(parts) <= 4:
+            raise ValueError(f"bad window {text!r} (expected SIZE/SLIDE[/LATENESS[/OOO]])")
+        return cls(*parts)
+
+    def assign(self, ts: int) -> list[Window]:
+        """Every window containing ``ts``, latest first (Flink's sliding assignment, offset 0)."""
+        last_start = ts - (ts % self.slide_ms)
+        return [Window(s, s + self.size_ms)
+                for s in range(last_start, ts - self.size_ms, -self.slide_ms)]
+
+    def fired(self, window: Window, watermark: int) -> bool:
+        """Whether the watermark has passed the window's end (its on-time result is out)."""
+        return watermark >= window.max_timestamp
+
+    def expired(self, window: Window, watermark: int) -> bool:
+        """Whether the window's allowed lateness is over (its state is gone)."""
+        return window.max_timestamp + self.lateness_ms <= watermark
+
+    def classify(self, ts: int, watermark: int) -> Literal["on_time", "late_update", "too_late"]:
+        """Emit/late policy for an element at ``ts`` arriving when the watermark is ``watermark``."""
+        live = [w for w in self.assign(ts) if not self.expired(w, watermark)]
+        if not live:
+            return "too_late"
+        return "late_update" if any(self.fired(w, watermark) for w in live) else "on_time"
+
+
+DEMO_WINDOW = WindowSpec(60_000, 10_000, lateness_ms=30_000, out_of_orderness_ms=2_000)
+DEFAULT_WINDOW = WindowSpec(3_600_000, 60_000, lateness_ms=300_000, out_of_orderness_ms=10_000)
+
+
+class Contribution(NamedTuple):
+    """One event's contribution to one item: ``(kind, item, ts, weight, count)``."""
+
+    kind: str
+    item: str
+    ts: int
+    weight: float
+    count: int
+
+
+def contributions(record: str, value: Mapping[str, Any],
+                  weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> list[Contribution]:
+    """Map a decoded event to what it adds: one per distinct hashtag of a new post, or one per engagement."""
+    ts = int(value["occurred_at"]) if not hasattr(value["occurred_at"], "timestamp") \
+        else int(value["occurred_at"].timestamp() * 1000)
+    if record == "PostCreated":
+        tags = dict.fromkeys(t.lower().lstrip("#") for t in value.get("hashtags", ()) if t)
+        return [Contribution(HASHTAGS, t, ts, 1.0, 1) for t in tags if t]
+    weight = weights.get(record)
+    if weight is None:
+        return []
+    return [Contribution(POSTS, str(value["post_id"]), ts, float(weight), 1 if weight > 0 else -1)]
+
+
+# -- aggregation: an initialize / add / merge / result triple over (count, weight) ----------------
+Acc = tuple[int, float]
+
+
+def agg_create() -> Acc:
+    """An empty accumulator: no events, no weight."""
+    return (0, 0.0)
+
+
+def agg_add(acc: Acc, count: int, weight: float) -> Acc:
+    """Add one contribution."""
+    return (acc[0] + count, acc[1] + weight)
+
+
+def agg_merge(a: Acc, b: Acc) -> Acc:
+    """Merge two partial accumulators."""
+    return (a[0] + b[0], a[1] + b[1])
+
+
+def agg_result(acc: Acc) -> Acc:
+    """The window's ``(count, weight)``."""
+    return acc
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ViralPolicy:
+    """Observed-vs-expected viral detection (Mastodon trends' spirit) plus a Poisson-floored z-score."""
+
+    baseline_windows: int = 6
+    threshold: float = 5.0
+    min_zscore: float = 2.0
+
+
+def rate_per_hour(weight: float, spec: WindowSpec) -> float:
+    """Weighted events per hour in a window: the velocity score."""
+    return weight * 3_600_000 / spec.size_ms
+
+
+def baseline(history: Mapping[int, float], window_end: int, spec: WindowSpec, n: int) -> list[float]:
+    """The item's weight in the ``n`` non-overlapping windows before ``window_end`` (absent = 0)."""
+    return [float(history.get(window_end - k * spec.size_ms, 0.0)) for k in range(1, n + 1)]
+
+
+def zscore(observed: float, past: Sequence[float]) -> float:
+    """``(observed - mean) / std`` with the std floored at ``sqrt(max(mean, 1))`` (Poisson noise)."""
+    mean = sum(past) / len(past) if past else 0.0
+    var = sum((x - mean) ** 2 for x in past) / len(past) if past else 0.0
+    return (observed - mean) / math.sqrt(max(var, mean, 1.0))
+
+
+def viral_score(observed: float, past: Sequence[float], threshold: float) -> float:
+    """Mastodon-style score: ``(observed - expected)^2 / expected`` when above ``max(mean, threshold)``."""
+    expected = max(sum(past) / len(past) if past else 0.0, threshold)
+    return (observed - expected) ** 2 / expected if observed > expected else 0.0
+
+
+class Scored(NamedTuple):
+    """An item's result for one window, ready to rank."""
+
+    kind: str
+    item: str
+    start: int
+    end: int
+    count: int
+    weight: float
+    score: float
+    velocity: float
+    zscore: float
+    viral: float
+
+
+def score(kind: str, item: str, window: Window, acc: Acc, history: Mapping[int, float],
+          spec: WindowSpec, policy: ViralPolicy = ViralPolicy()) -> Scored:
+    """Score an item's window against its own history (``window_end -> weight``)."""
+    count, weight = acc
+    past = baseline(history, window.end, spec, policy.baseline_windows)
+    z = zscore(weight, past)
+    viral = viral_score(weight, past, policy.threshold) if z >= policy.min_zscore else 0.0
+    return Scored(kind, item, window.start, window.end, count, weight, rate_per_hour(weight, spec),
+                  weight - past[0] if past else weight, z, viral)
+
+
+def prune_history(history: dict[int, float], window_end: int, spec: WindowSpec, n: int) -> None:
+    """Drop history older than the baseline needs (in place)."""
+    horizon = window_end - n * spec.size_ms
+    for end in [e for e in history if e < horizon]:
+        del history[end]
+
+
+# -- top-K -------------------------------------------------------------------------------------------
+class TopK(NamedTuple):
+    """A scope's ranked list for one window (possibly empty: nothing trends there now)."""
+
+    scope: str
+    window_start: int
+    window_end: int
+    entries: list["Ranked"]
+
+
+class Ranked(NamedTuple):
+    """One ranked entry of a scope's list for a window (the fields of TrendingEntry)."""
+
+    scope: str
+    window_start: int
+    window_end: int
+    rank: int
+    item: str
+    score: float
+    count: int
+    velocity: float
+    zscore: float
+
+
+def scope_name(kind: str, spec: WindowSpec, viral: bool = False) -> str:
+    """The scope of a ranked list, e.g. ``hashtags:1h`` or ``viral-posts:60s``."""
+    return f"{VIRAL_PREFIX if viral else ''}{kind}:{spec.label}"
+
+
+def top_k(kind: str, window: Window, items: Iterable[Scored], spec: WindowSpec, k: int) -> list[TopK]:
+    """Rank one kind's items of one window: by score, and (viral ones only) by viral score.
+
+    Ties break by count, then item, so the result is deterministic. Items with a score <= 0
+    (e.g. a post whose likes were all undone) are not trending.
+    """
+    items = [s for s in items if s.score > 0]
+    by_score = sorted(items, key=lambda s: (-s.score, -s.count, s.item))[:k]
+    by_viral = sorted((s for s in items if s.viral > 0), key=lambda s: (-s.viral, -s.score, s.item))[:k]
+    out: list[TopK] = []
+    for viral, ranked in ((False, by_score), (True, by_viral)):
+        scope = scope_name(kind, spec, viral)
+        out.append(TopK(scope, window.start, window.end, [
+            Ranked(scope, window.start, window.end, i, s.item, s.viral if viral else s.score, s.count,
+                   s.velocity, s.zscore) for i, s in enumerate(ranked, 1)]))
+    return out
+
+
+# -- reference model ---------------------------------------------------------------------------------
+@dataclass
+class Simulation:
+    """What :func:`simulate` produced: every top-K emission in order, and the too-late events."""
+
+    emissions: list[TopK] = field(default_factory=list)
+    late: list[Contribution] = field(default_factory=list)
+
+    def final(self) -> dict[tuple[str, int], list[Ranked]]:
+        """The last emitted list per ``(scope, window_end)``."""
+        return {(t.scope, t.window_end): t.entries for t in self.emissions}
+
+
+def simulate(arrivals: Iterable[Contribution], spec: WindowSpec, k: int,
+             policy: ViralPolicy = ViralPolicy(), flush: bool = True) -> Simulation:
+    """Run the window/late/top-K rules over contributions in arrival order, watermark per element.
+
+    The watermark after each element is ``max_ts - out_of_orderness - 1`` (Flink's bounded
+    out-of-orderness); with ``flush`` a final watermark of +inf fires what is left.
+    """
+    sim = Simulation()
+    state: dict[tuple[str, str, Window], Acc] = {}
+    fired: set[tuple[str, Window]] = set()
+    history: dict[tuple[str, str], dict[int, float]] = {}
+    wm = -(1 << 62)
+
+    def emit(kind: str, window: Window) -> None:
+        scored = []
+        for (k_, item, w), acc in sorted(state.items(), key=lambda kv: kv[0][:2]):
+            if k_ == kind and w == window:
+                h = history.setdefault((kind, item), {})
+                scored.append(score(kind, item, w, acc, h, spec, policy))
+                h[w.end] = acc[1]
+        sim.emissions.extend(top_k(kind, window, scored, spec, k))
+
+    def advance(new_wm: int) -> None:
+        nonlocal wm
+        if new_wm <= wm:
+            return
+        wm = new_wm
+        due = sorted({(w.end, kind, w) for (kind, _, w) in state
+                      if (kind, w) not in fired and spec.fired(w, wm)})
+        for _, kind, w in due:
+            fired.add((kind, w))
+            emit(kind, w)
+        for key in [key for key in state if spec.expired(key[2], wm)]:
+            del state[key]
+
+    max_ts = -(1 << 62)
+    for c in arrivals:
+        verdict = spec.classify(c.ts, wm)
+        if verdict == "too_late":
+            sim.late.append(c)
+        else:
+            touched = []
+            for w in spec.assign(c.ts):
+                if spec.expired(w, wm):
+                    continue
+                key = (c.kind, c.item, w)
+                state[key] = agg_add(state.get(key, agg_create()), c.count, c.weight)
+                if (c.kind, w) in fired:
+                    touched.append(w)
+            for w in sorted(touched):
+                emit(c.kind, w)
+        max_ts = max(max_ts, c.ts)
+        advance(max_ts - spec.out_of_orderness_ms - 1)
+    if flush:
+        advance(1 << 62)
+    return sim
