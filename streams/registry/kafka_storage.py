@@ -153,10 +153,12 @@ class KafkaStorage:
             raise StorageError(f"Topic {self.topic!r} unavailable: {topic.error if topic else 'missing'}")
 
     def close(self) -> None:
-        """Flush and drop the producer."""
+        """Flush and close the producer; drop the admin client."""
         if self._producer is not None:
             self._producer.flush(self.timeout_s)
+            self._producer.close()
             self._producer = None
+        self._admin = None
 
     def _require_producer(self) -> Producer:
         if self._producer is None:

@@ -69,19 +69,25 @@ class Registry:
         self.state = state
 
     def _commit(self, events: Sequence[Event]) -> None:
-        """Write ``events`` durably, then apply them; nothing is applied if the write fails."""
+        """Write ``events`` durably, then apply them; nothing is applied if the write fails.
+
+        State is copy-on-write: readers (not locked) always see a whole snapshot.
+        """
         self.storage.append([encode(e) for e in events])
+        state = self.state.copy()
         for event in events:
-            self.state.apply(event)
+            state.apply(event)
+        self.state = state
 
     # --- schemas -----------------------------------------------------------------------------
 
     def schema_by_id(self, schema_id: int, subject: str | None = None) -> SchemaVersion:
-        """The schema with global id ``schema_id`` (optionally required under ``subject``)."""
+        """The schema with global id ``schema_id``."""
+        # ``subject`` only selects a context in Confluent (we have just the default one); it
+        # does not require the id to be registered under that subject, and Flink relies on that.
+        del subject
         found = self.state.schema_by_id(schema_id)
-        if found is None or (subject and not any(
-            v.subject == subject for v in self.state.usages(schema_id, deleted=True)
-        )):
+        if found is None:
             raise SchemaNotFound(f"Schema {schema_id} not found")
         return found
 

@@ -21,6 +21,11 @@ class RegistryState:
     configs: dict[str | None, str] = field(default_factory=dict)
     max_id: int = 0
 
+    def copy(self) -> RegistryState:
+        """A copy that can be changed without disturbing readers of this one."""
+        return RegistryState({s: dict(v) for s, v in self.subjects.items()}, dict(self.configs),
+                             self.max_id)
+
     def apply(self, event: Event) -> None:
         """Fold one event into the state (idempotent: replaying twice changes nothing)."""
         if isinstance(event, SchemaVersion):
