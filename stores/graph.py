@@ -1,0 +1,233 @@
+"""Social graph: follower/following sets, friendships, blocks and counts (Redis hot, Cassandra durable).
+
+Redis key layout (sets of user ids; all rebuildable from the Cassandra tables below):
+
+- ``g:fers:{u}``    followers of ``u`` (fan-out reads this; SCARD is the follower count)
+- ``g:fing:{u}``    users ``u`` follows (read-time celebrity merge reads this)
+- ``g:friends:{u}`` mutual friends of ``u`` (FRIENDS visibility)
+- ``g:blk:{u}``     users ``u`` blocked;  ``g:blkby:{u}`` users who blocked ``u``
+- ``g:req:{u}``     pending friend requests sent to ``u``
+
+Cassandra tables: ``followers``, ``following``, ``friends``, ``blocks`` (one partition per user),
+and ``user_counts`` holding absolute counts written from the Redis set sizes (idempotent on replay).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import redis as _redis
+from cassandra.cluster import Session
+
+DDL: list[str] = [
+    "CREATE TABLE IF NOT EXISTS {ks}.followers (user_id text, follower_id text, since bigint, "
+    "PRIMARY KEY ((user_id), follower_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.following (user_id text, followee_id text, since bigint, "
+    "PRIMARY KEY ((user_id), followee_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.friends (user_id text, friend_id text, since bigint, "
+    "PRIMARY KEY ((user_id), friend_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.blocks (user_id text, blocked_id text, since bigint, "
+    "PRIMARY KEY ((user_id), blocked_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.user_counts (user_id text PRIMARY KEY, followers int, "
+    "following int, friends int)",
+]
+
+
+def k_followers(u: str) -> str:
+    """Redis key of ``u``'s follower set."""
+    return f"g:fers:{u}"
+
+
+def k_following(u: str) -> str:
+    """Redis key of the set of users ``u`` follows."""
+    return f"g:fing:{u}"
+
+
+def k_friends(u: str) -> str:
+    """Redis key of ``u``'s friend set."""
+    return f"g:friends:{u}"
+
+
+def k_blocks(u: str) -> str:
+    """Redis key of the users ``u`` blocked."""
+    return f"g:blk:{u}"
+
+
+def k_blocked_by(u: str) -> str:
+    """Redis key of the users who blocked ``u``."""
+    return f"g:blkby:{u}"
+
+
+def k_requests(u: str) -> str:
+    """Redis key of pending friend requests to ``u``."""
+    return f"g:req:{u}"
+
+
+def _s(values: Iterable[bytes | str]) -> set[str]:
+    return {v.decode() if isinstance(v, bytes) else v for v in values}
+
+
+# -- reads (used by fan-out and by the read API) ------------------------------------------
+def followers(r: _redis.Redis, u: str) -> set[str]:
+    """Every follower of ``u``."""
+    return _s(r.smembers(k_followers(u)))
+
+
+def following(r: _redis.Redis, u: str) -> set[str]:
+    """Every user ``u`` follows."""
+    return _s(r.smembers(k_following(u)))
+
+
+def friends(r: _redis.Redis, u: str) -> set[str]:
+    """Every friend of ``u``."""
+    return _s(r.smembers(k_friends(u)))
+
+
+def follower_count(r: _redis.Redis, u: str) -> int:
+    """How many users follow ``u`` (O(1))."""
+    return int(r.scard(k_followers(u)))
+
+
+def following_count(r: _redis.Redis, u: str) -> int:
+    """How many users ``u`` follows (O(1))."""
+    return int(r.scard(k_following(u)))
+
+
+def counts(r: _redis.Redis, u: str) -> dict[str, int]:
+    """Follower, following and friend counts of ``u``."""
+    p = r.pipeline(transaction=False)
+    for key in (k_followers(u), k_following(u), k_friends(u)):
+        p.scard(key)
+    a, b, c = p.execute()
+    return {"followers": int(a), "following": int(b), "friends": int(c)}
+
+
+def is_following(r: _redis.Redis, follower: str, followee: str) -> bool:
+    """Whether ``follower`` follows ``followee``."""
+    return bool(r.sismember(k_followers(followee), follower))
+
+
+def is_blocked_either_way(r: _redis.Redis, a: str, b: str) -> bool:
+    """Whether ``a`` blocked ``b`` or ``b`` blocked ``a``."""
+    p = r.pipeline(transaction=False)
+    p.sismember(k_blocks(a), b)
+    p.sismember(k_blocks(b), a)
+    return any(p.execute())
+
+
+def is_celebrity(r: _redis.Redis, u: str, threshold: int) -> bool:
+    """Whether ``u`` has more followers than ``threshold`` (and so is merged at read time)."""
+    return follower_count(r, u) > threshold
+
+
+def celebrity_followees(r: _redis.Redis, reader: str, threshold: int) -> list[str]:
+    """The users ``reader`` follows whose posts are not fanned out (follower count above threshold)."""
+    followees = sorted(following(r, reader))
+    if not followees:
+        return []
+    p = r.pipeline(transaction=False)
+    for f in followees:
+        p.scard(k_followers(f))
+    return [f for f, n in zip(followees, p.execute()) if int(n) > threshold]
+
+
+def list_edges(session: Session, table: str, u: str, limit: int = 1000) -> list[str]:
+    """Durable list of ``u``'s followers/following/friends/blocks from Cassandra (up to ``limit``)."""
+    column = {"followers": "follower_id", "following": "followee_id", "friends": "friend_id",
+              "blocks": "blocked_id"}[table]
+    rows = session.execute(f"SELECT {column} FROM {table} WHERE user_id=%s LIMIT %s", (u, limit))
+    return [getattr(row, column) for row in rows]
+
+
+# -- writes (the graph topology is the single writer) -------------------------------------
+class GraphWriter:
+    """Applies edge changes to Redis and Cassandra; every method is idempotent."""
+
+    def __init__(self, r: _redis.Redis, session: Session) -> None:
+        self.r = r
+        self.s = session
+        self._ins = {t: session.prepare(f"INSERT INTO {t} (user_id, {c}, since) VALUES (?, ?, ?)")
+                     for t, c in (("followers", "follower_id"), ("following", "followee_id"),
+                                  ("friends", "friend_id"), ("blocks", "blocked_id"))}
+        self._del = {t: session.prepare(f"DELETE FROM {t} WHERE user_id=? AND {c}=?")
+                     for t, c in (("followers", "follower_id"), ("following", "followee_id"),
+                                  ("friends", "friend_id"), ("blocks", "blocked_id"))}
+        self._counts = session.prepare(
+            "INSERT INTO user_counts (user_id, followers, following, friends) VALUES (?, ?, ?, ?)")
+
+    def _cql(self, stmts: list[tuple[object, tuple]]) -> None:
+        futures = [self.s.execute_async(stmt, args) for stmt, args in stmts]
+        for f in futures:
+            f.result()
+
+    def _save_counts(self, users: Iterable[str]) -> None:
+        self._cql([(self._counts, (u, *counts(self.r, u).values())) for u in set(users)])
+
+    def follow(self, follower: str, followee: str, at_ms: int | None = None) -> None:
+        """Add the edge ``follower -> followee``."""
+        at = at_ms or int(time.time() * 1000)
+        p = self.r.pipeline(transaction=True)
+        p.sadd(k_followers(followee), follower)
+        p.sadd(k_following(follower), followee)
+        p.execute()
+        self._cql([(self._ins["followers"], (followee, follower, at)),
+                   (self._ins["following"], (follower, followee, at))])
+        self._save_counts((follower, followee))
+
+    def unfollow(self, follower: str, followee: str) -> None:
+        """Remove the edge ``follower -> followee`` (and a friendship, which needs both edges)."""
+        p = self.r.pipeline(transaction=True)
+        p.srem(k_followers(followee), follower)
+        p.srem(k_following(follower), followee)
+        p.srem(k_friends(follower), followee)
+        p.srem(k_friends(followee), follower)
+        p.execute()
+        self._cql([(self._del["followers"], (followee, follower)),
+                   (self._del["following"], (follower, followee)),
+                   (self._del["friends"], (follower, followee)),
+                   (self._del["friends"], (followee, follower))])
+        self._save_counts((follower, followee))
+
+    def request_sent(self, from_id: str, to_id: str) -> None:
+        """Record a pending friend request."""
+        self.r.sadd(k_requests(to_id), from_id)
+
+    def request_cleared(self, from_id: str, to_id: str) -> None:
+        """Clear a pending friend request (declined or accepted)."""
+        self.r.srem(k_requests(to_id), from_id)
+
+    def befriend(self, a: str, b: str, at_ms: int | None = None) -> None:
+        """Make ``a`` and ``b`` friends: a mutual follow plus the friend sets."""
+        self.request_cleared(a, b)
+        self.request_cleared(b, a)
+        self.follow(a, b, at_ms)
+        self.follow(b, a, at_ms)
+        at = at_ms or int(time.time() * 1000)
+        p = self.r.pipeline(transaction=True)
+        p.sadd(k_friends(a), b)
+        p.sadd(k_friends(b), a)
+        p.execute()
+        self._cql([(self._ins["friends"], (a, b, at)), (self._ins["friends"], (b, a, at))])
+        self._save_counts((a, b))
+
+    def block(self, blocker: str, blocked: str, at_ms: int | None = None) -> None:
+        """``blocker`` blocks ``blocked``: record it and drop follows and friendship both ways."""
+        at = at_ms or int(time.time() * 1000)
+        p = self.r.pipeline(transaction=True)
+        p.sadd(k_blocks(blocker), blocked)
+        p.sadd(k_blocked_by(blocked), blocker)
+        p.srem(k_requests(blocker), blocked)
+        p.srem(k_requests(blocked), blocker)
+        p.execute()
+        self._cql([(self._ins["blocks"], (blocker, blocked, at))])
+        self.unfollow(blocker, blocked)
+        self.unfollow(blocked, blocker)
+
+    def unblock(self, blocker: str, blocked: str) -> None:
+        """Lift a block (follows are not restored)."""
+        p = self.r.pipeline(transaction=True)
+        p.srem(k_blocks(blocker), blocked)
+        p.srem(k_blocked_by(blocked), blocker)
+        p.execute()
+        self._cql([(self._del["blocks"], (blocker, blocked))])

@@ -1,0 +1,73 @@
+"""Unit tests of the pure fan-out logic: audiences, hybrid policy, edits, back-fill, merge."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from topologies.fanout.logic import (ADD, DAY_MS, EDIT, REMOVE, Policy, PostRef, merge_newest,
+                                     plan_backfill, plan_delete, plan_post, plan_purge, visible_to)
+
+NOW = 1_800_000_000_000
+POLICY = Policy(celebrity_threshold=3, inactive_days=30, timeline_cap=800, backfill_limit=2)
+
+
+def readers(plan):
+    return {(w.reader_id, w.op) for w in plan.writes}
+
+
+def test_public_post_reaches_every_active_follower():
+    plan = plan_post(PostRef(10, "a", "PUBLIC"), ADD, ["x", "y"], [], {}, NOW, POLICY)
+    assert readers(plan) == {("x", ADD), ("y", ADD)} and not plan.celebrity
+    assert all(w.post_id == 10 and w.author_id == "a" for w in plan.writes)
+
+
+def test_friends_only_post_reaches_only_friends_among_followers():
+    plan = plan_post(PostRef(10, "a", "FRIENDS"), ADD, ["x", "y", "z"], ["y", "q"], {}, NOW, POLICY)
+    assert readers(plan) == {("y", ADD)}
+
+
+def test_celebrity_is_not_fanned_out():
+    plan = plan_post(PostRef(10, "a"), ADD, ["1", "2", "3", "4"], [], {}, NOW, POLICY)
+    assert plan.celebrity and plan.writes == [] and plan.inactive == []
+    at_threshold = plan_post(PostRef(10, "a"), ADD, ["1", "2", "3"], [], {}, NOW, POLICY)
+    assert not at_threshold.celebrity and len(at_threshold.writes) == 3
+
+
+def test_inactive_readers_are_skipped_and_reported():
+    seen = {"old": NOW - 31 * DAY_MS, "recent": NOW - 29 * DAY_MS}
+    plan = plan_post(PostRef(10, "a"), ADD, ["old", "recent", "never"], [], seen, NOW, POLICY)
+    assert readers(plan) == {("recent", ADD), ("never", ADD)}
+    assert plan.inactive == ["old"]
+
+
+def test_edit_narrowing_visibility_removes_from_non_friends():
+    plan = plan_post(PostRef(10, "a", "FRIENDS"), EDIT, ["x", "y"], ["x"], {}, NOW, POLICY)
+    assert readers(plan) == {("x", EDIT), ("y", REMOVE)}
+
+
+def test_delete_and_purge_remove():
+    assert {(w.reader_id, w.op) for w in plan_delete(5, "a", ["x", "x", "y"])} == {("x", REMOVE), ("y", REMOVE)}
+    assert [w.post_id for w in plan_purge("r", "a", [1, 3, 2, 3])] == [3, 2, 1]
+
+
+def test_backfill_is_bounded_newest_first_and_respects_visibility():
+    recent = [(9, "PUBLIC"), (8, "FRIENDS"), (7, "FOLLOWERS"), (6, "PUBLIC")]
+    assert [w.post_id for w in plan_backfill("r", "a", recent, follows=True, is_friend=False, limit=2)] == [9, 7]
+    assert [w.post_id for w in plan_backfill("r", "a", recent, follows=True, is_friend=True, limit=3)] == [9, 8, 7]
+
+
+def test_visible_to_matrix():
+    assert visible_to("PUBLIC", is_author=False, follows=False, is_friend=False)
+    assert not visible_to("FOLLOWERS", is_author=False, follows=False, is_friend=True)
+    assert visible_to("FOLLOWERS", is_author=False, follows=True, is_friend=False)
+    assert not visible_to("FRIENDS", is_author=False, follows=True, is_friend=False)
+    assert visible_to("FRIENDS", is_author=True, follows=False, is_friend=False)
+
+
+@given(st.lists(st.lists(st.integers(0, 200), max_size=30), max_size=4),
+       st.one_of(st.none(), st.integers(0, 200)), st.integers(1, 50))
+def test_merge_newest_equals_sorted_distinct_filtered(lists, before, limit):
+    srcs = [sorted(x, reverse=True) for x in lists]
+    expected = sorted({i for x in srcs for i in x if before is None or i < before}, reverse=True)[:limit]
+    assert merge_newest(*srcs, before=before, limit=limit) == expected

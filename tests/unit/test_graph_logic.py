@@ -1,0 +1,50 @@
+"""Unit tests of the pure social-graph logic."""
+
+from __future__ import annotations
+
+import pytest
+
+from streams.errors import PoisonRecord
+from topologies.graph.logic import BACKFILL, PURGE, plan_graph
+
+
+def test_follow_adds_edge_unhides_and_backfills():
+    p = plan_graph("Followed", {"follower_id": "f", "followee_id": "e"}, blocked=False)
+    assert p.edges == [("follow", "f", "e")]
+    assert p.negatives == [("f", "e", False)] and p.timelines == [(BACKFILL, "f", "e")]
+
+
+def test_follow_between_blocked_users_or_self_is_ignored():
+    assert plan_graph("Followed", {"follower_id": "f", "followee_id": "e"}, blocked=True).edges == []
+    assert plan_graph("Followed", {"follower_id": "f", "followee_id": "f"}, blocked=False).edges == []
+
+
+def test_unfollow_hides_author_and_purges():
+    p = plan_graph("Unfollowed", {"follower_id": "f", "followee_id": "e"}, blocked=False)
+    assert p.edges == [("unfollow", "f", "e")] and p.negatives == [("f", "e", True)]
+    assert p.timelines == [(PURGE, "f", "e")]
+
+
+def test_block_hides_both_ways():
+    p = plan_graph("Blocked", {"blocker_id": "a", "blocked_id": "b"}, blocked=False)
+    assert p.edges == [("block", "a", "b")]
+    assert set(p.negatives) == {("a", "b", True), ("b", "a", True)}
+    assert set(p.timelines) == {(PURGE, "a", "b"), (PURGE, "b", "a")}
+    u = plan_graph("Unblocked", {"blocker_id": "a", "blocked_id": "b"}, blocked=True)
+    assert u.edges == [("unblock", "a", "b")] and all(not h for _, _, h in u.negatives)
+
+
+def test_friend_accept_is_mutual_follow_with_backfill_both_ways():
+    p = plan_graph("FriendRequestAccepted", {"from_id": "a", "to_id": "b"}, blocked=False)
+    assert p.edges == [("befriend", "a", "b")]
+    assert set(p.timelines) == {(BACKFILL, "a", "b"), (BACKFILL, "b", "a")}
+    assert plan_graph("FriendRequestAccepted", {"from_id": "a", "to_id": "b"}, blocked=True).edges == []
+
+
+def test_requests_and_unknown_records():
+    assert plan_graph("FriendRequestSent", {"from_id": "a", "to_id": "b"}, blocked=False).edges == [
+        ("request_sent", "a", "b")]
+    assert plan_graph("FriendRequestDeclined", {"from_id": "a", "to_id": "b"}, blocked=False).edges == [
+        ("request_cleared", "a", "b")]
+    with pytest.raises(PoisonRecord):
+        plan_graph("Liked", {}, blocked=False)

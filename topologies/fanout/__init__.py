@@ -1,0 +1,1 @@
+"""Fan-out topology: posts.v1 -> author index, post content, home timelines (hybrid push/pull)."""

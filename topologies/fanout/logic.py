@@ -1,0 +1,125 @@
+"""Pure fan-out logic: audiences, hybrid push/pull policy, timeline writes and read-time merge."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+DAY_MS = 86_400_000
+ADD, REMOVE, EDIT = "ADD", "REMOVE", "EDIT"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Hybrid fan-out knobs."""
+
+    celebrity_threshold: int = 10_000
+    inactive_days: float = 30.0
+    timeline_cap: int = 800
+    backfill_limit: int = 20
+
+
+@dataclass(frozen=True)
+class PostRef:
+    """The fields of a post fan-out needs."""
+
+    post_id: int
+    author_id: str
+    visibility: str = "PUBLIC"
+
+
+@dataclass(frozen=True)
+class TimelineWrite:
+    """One change to one reader's timeline."""
+
+    reader_id: str
+    post_id: int
+    author_id: str
+    op: str
+
+
+@dataclass
+class FanoutPlan:
+    """What to do for one post event: writes to push, readers skipped as inactive, celebrity flag."""
+
+    writes: list[TimelineWrite] = field(default_factory=list)
+    inactive: list[str] = field(default_factory=list)
+    celebrity: bool = False
+
+
+def visible_to(visibility: str, *, is_author: bool, follows: bool, is_friend: bool) -> bool:
+    """Whether a reader may see a post of this visibility (blocks are checked separately)."""
+    if is_author or visibility == "PUBLIC":
+        return True
+    if visibility == "FOLLOWERS":
+        return follows
+    if visibility == "FRIENDS":
+        return is_friend
+    return False
+
+
+def audience(visibility: str, followers: Iterable[str], friends: Iterable[str]) -> set[str]:
+    """The followers who may see a post of ``visibility`` in their home timeline."""
+    fol = set(followers)
+    if visibility == "FRIENDS":
+        return fol & set(friends)
+    return fol
+
+
+def is_inactive(last_seen_ms: float | None, now_ms: int, inactive_days: float) -> bool:
+    """A reader is inactive when last seen more than ``inactive_days`` ago (never seen = active)."""
+    return last_seen_ms is not None and now_ms - last_seen_ms > inactive_days * DAY_MS
+
+
+def plan_post(post: PostRef, op: str, followers: Iterable[str], friends: Iterable[str],
+              last_seen: Mapping[str, float | None], now_ms: int, policy: Policy) -> FanoutPlan:
+    """Plan a PostCreated (ADD) or PostEdited (EDIT) fan-out; edits narrowing visibility REMOVE."""
+    fol = set(followers)
+    plan = FanoutPlan(celebrity=len(fol) > policy.celebrity_threshold)
+    if plan.celebrity:
+        return plan
+    allowed = audience(post.visibility, fol, friends)
+    targets: list[tuple[str, str]] = [(r, op) for r in sorted(allowed)]
+    if op == EDIT:
+        targets += [(r, REMOVE) for r in sorted(fol - allowed)]
+    for reader, reader_op in targets:
+        if is_inactive(last_seen.get(reader), now_ms, policy.inactive_days):
+            plan.inactive.append(reader)
+        else:
+            plan.writes.append(TimelineWrite(reader, post.post_id, post.author_id, reader_op))
+    return plan
+
+
+def plan_delete(post_id: int, author_id: str, followers: Iterable[str]) -> list[TimelineWrite]:
+    """REMOVE a deleted post from every follower's timeline (the read path hides it already)."""
+    return [TimelineWrite(r, post_id, author_id, REMOVE) for r in sorted(set(followers))]
+
+
+def plan_backfill(reader: str, author: str, recent: Iterable[tuple[int, str]], *, follows: bool,
+                  is_friend: bool, limit: int) -> list[TimelineWrite]:
+    """ADD up to ``limit`` of ``author``'s newest visible posts (post_id, visibility) for a new follow."""
+    ok = [pid for pid, vis in recent
+          if visible_to(vis, is_author=reader == author, follows=follows, is_friend=is_friend)]
+    return [TimelineWrite(reader, pid, author, ADD) for pid in sorted(ok, reverse=True)[:limit]]
+
+
+def plan_purge(reader: str, author: str, post_ids: Iterable[int]) -> list[TimelineWrite]:
+    """REMOVE an unfollowed or blocked author's posts from ``reader``'s timeline."""
+    return [TimelineWrite(reader, pid, author, REMOVE) for pid in sorted(set(post_ids), reverse=True)]
+
+
+def merge_newest(*sources: Iterable[int], before: int | None, limit: int) -> list[int]:
+    """Merge newest-first id lists into one newest-first page of distinct ids below ``before``."""
+    out: list[int] = []
+    last: int | None = None
+    for pid in heapq.merge(*sources, reverse=True):
+        if before is not None and pid >= before:
+            continue
+        if pid == last:
+            continue
+        out.append(pid)
+        last = pid
+        if len(out) >= limit:
+            break
+    return out

@@ -1,0 +1,84 @@
+"""Runtime glue shared by the graph and fan-out workers: store handles and TimelineUpdate emission."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import faust
+import redis as _redis
+from cassandra.cluster import Session
+
+from feedstream.settings import Settings
+from stores import cassandra, graph
+from stores import redis as redis_store
+from stores.timelines import TimelineSettings
+from streams.catalog import TIMELINE_UPDATES
+from streams.events import envelope
+from streams.serde import Serde
+from topologies.fanout.logic import TimelineWrite
+from topologies.faust_runtime import SourceRecord
+
+
+@dataclass
+class Stores:
+    """Lazily opened Redis client, Cassandra session and graph writer for one worker."""
+
+    settings: Settings
+    tl: TimelineSettings
+    _r: _redis.Redis | None = None
+    _s: Session | None = None
+    _g: graph.GraphWriter | None = field(default=None, repr=False)
+
+    @property
+    def r(self) -> _redis.Redis:
+        """The Redis client."""
+        if self._r is None:
+            self._r = redis_store.client(self.settings)
+        return self._r
+
+    @property
+    def s(self) -> Session:
+        """The Cassandra session (keyspace migrated on first use)."""
+        if self._s is None:
+            self._s = cassandra.session(self.settings)
+        return self._s
+
+    @property
+    def graph(self) -> graph.GraphWriter:
+        """The graph writer."""
+        if self._g is None:
+            self._g = graph.GraphWriter(self.r, self.s)
+        return self._g
+
+
+def occurred_ms(value: dict[str, Any]) -> int:
+    """The event's occurred_at as epoch ms (fastavro decodes timestamp-millis to datetime)."""
+    at = value["occurred_at"]
+    return int(at.timestamp() * 1000) if isinstance(at, datetime) else int(at)
+
+
+def source_of(rec: SourceRecord) -> dict[str, Any]:
+    """The freshness fields for writes caused by ``rec``."""
+    return {"ts": occurred_ms(rec.value), "topic": rec.topic, "partition": rec.partition,
+            "offset": rec.offset}
+
+
+def timeline_update(w: TimelineWrite, rec: SourceRecord, actor: str) -> dict[str, Any]:
+    """The TimelineUpdate event for one write caused by ``rec``."""
+    return {**envelope(actor), "reader_id": w.reader_id, "post_id": w.post_id,
+            "author_id": w.author_id, "op": w.op, "source_topic": rec.topic,
+            "source_partition": rec.partition, "source_offset": rec.offset}
+
+
+async def emit_updates(serde: Serde, topic: faust.TopicT, writes: list[TimelineWrite],
+                       rec: SourceRecord, actor: str) -> None:
+    """Produce one TimelineUpdate per write to timeline-updates.v1 and await every delivery."""
+    futures = []
+    for w in writes:
+        data = serde.encode("TimelineUpdate", timeline_update(w, rec, actor), TIMELINE_UPDATES.name)
+        futures.append(await topic.send(key=w.reader_id.encode(), value=data))
+    if futures:
+        await asyncio.gather(*futures)

@@ -1,0 +1,66 @@
+"""Pure social-graph logic: map a graph.v1 event to edge changes, negative-set changes and timeline jobs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from streams.errors import PoisonRecord
+
+BACKFILL, PURGE = "backfill", "purge"
+
+
+@dataclass
+class GraphPlan:
+    """Edge ops ``(method, a, b)``, negatives ``(reader, author, hidden)``, timeline jobs ``(kind, reader, author)``."""
+
+    edges: list[tuple[str, str, str]] = field(default_factory=list)
+    negatives: list[tuple[str, str, bool]] = field(default_factory=list)
+    timelines: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class UnknownGraphEvent(PoisonRecord):
+    """A record on graph.v1 that this topology does not know."""
+
+
+def plan_graph(name: str, v: dict[str, Any], *, blocked: bool) -> GraphPlan:
+    """Plan one graph event; ``blocked`` says whether its two users block each other either way."""
+    p = GraphPlan()
+    if name == "Followed":
+        f, e = v["follower_id"], v["followee_id"]
+        if f == e or blocked:
+            return p
+        p.edges.append(("follow", f, e))
+        p.negatives.append((f, e, False))
+        p.timelines.append((BACKFILL, f, e))
+    elif name == "Unfollowed":
+        f, e = v["follower_id"], v["followee_id"]
+        p.edges.append(("unfollow", f, e))
+        p.negatives.append((f, e, True))
+        p.timelines.append((PURGE, f, e))
+    elif name == "FriendRequestSent":
+        if not blocked and v["from_id"] != v["to_id"]:
+            p.edges.append(("request_sent", v["from_id"], v["to_id"]))
+    elif name == "FriendRequestDeclined":
+        p.edges.append(("request_cleared", v["from_id"], v["to_id"]))
+    elif name == "FriendRequestAccepted":
+        a, b = v["from_id"], v["to_id"]
+        if a == b or blocked:
+            return p
+        p.edges.append(("befriend", a, b))
+        p.negatives += [(a, b, False), (b, a, False)]
+        p.timelines += [(BACKFILL, a, b), (BACKFILL, b, a)]
+    elif name == "Blocked":
+        a, b = v["blocker_id"], v["blocked_id"]
+        if a == b:
+            return p
+        p.edges.append(("block", a, b))
+        p.negatives += [(a, b, True), (b, a, True)]
+        p.timelines += [(PURGE, a, b), (PURGE, b, a)]
+    elif name == "Unblocked":
+        a, b = v["blocker_id"], v["blocked_id"]
+        p.edges.append(("unblock", a, b))
+        p.negatives += [(a, b, False), (b, a, False)]
+    else:
+        raise UnknownGraphEvent(f"unexpected record {name} on graph.v1")
+    return p
