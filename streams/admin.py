@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
@@ -209,3 +209,20 @@ def register_all_schemas(
             except Exception as exc:
                 raise RegistryError(f"registry unreachable registering {subject}: {exc}") from exc
     return out
+
+
+def apply_all(
+    settings: Settings | None = None, *, echo: Callable[[str], object] = print, schemas: bool = True
+) -> list[Change]:
+    """Apply every catalog topic, then register every schema; ``echo`` each change ("no changes" if none)."""
+    settings = settings or get_settings()
+    changes = apply_topics(settings)
+    for change in changes:
+        echo(f"topics: {change}")
+    if not any(c.applied for c in changes):
+        echo("topics: no changes")
+    if schemas:
+        results = register_all_schemas(settings.registry_url)
+        created = [r for r in results if r.created]
+        echo(f"schemas: {len(created)} registered, {len(results) - len(created)} unchanged")
+    return changes
