@@ -1,0 +1,20 @@
+"""``feedstream dev``: helpers for local development (e.g. minting API tokens)."""
+
+from __future__ import annotations
+
+import typer
+
+NAME = "dev"
+app = typer.Typer(help="Local development helpers.", no_args_is_help=True)
+
+
+@app.command()
+def token(
+    user: str = typer.Argument(..., help="user id to put in the token's subject"),
+    ttl: int = typer.Option(0, help="lifetime in seconds (0: FEEDSTREAM_JWT_TTL_S, default 3600)"),
+) -> None:
+    """Print a bearer token for USER, signed with FEEDSTREAM_JWT_SECRET, for calling the API."""
+    from serving.auth import mint_token
+    from serving.settings import get_api_settings
+
+    typer.echo(mint_token(user, get_api_settings(), ttl or None))

@@ -1,0 +1,60 @@
+"""JWT bearer authentication: mint and verify HS256 tokens whose subject is the acting user id."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, HTTPException, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from serving.settings import ApiSettings, get_api_settings
+
+_bearer = HTTPBearer(auto_error=False, description="JWT whose `sub` is your user id (`feedstream dev token USER`)")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+class InvalidToken(Exception):
+    """A token is missing, malformed, expired or signed with another key."""
+
+
+def mint_token(user_id: str, settings: ApiSettings, ttl_s: int | None = None) -> str:
+    """Return a signed token for ``user_id`` valid for ``ttl_s`` seconds (settings' default)."""
+    now = int(time.time())
+    claims = {"sub": user_id, "iat": now, "exp": now + (ttl_s or settings.jwt_ttl_s)}
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)
+
+
+def verify_token(token: str, settings: ApiSettings) -> str:
+    """Return the subject of a valid token; raise :class:`InvalidToken` otherwise."""
+    try:
+        claims = jwt.decode(
+            token, settings.jwt_secret.get_secret_value(), algorithms=[settings.jwt_algorithm],
+            options={"require": ["sub", "exp"]}, leeway=settings.jwt_leeway_s,
+        )
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub:
+        raise InvalidToken("token subject must be a non-empty string")
+    return sub
+
+
+def current_user(
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    settings: Annotated[ApiSettings, Depends(get_api_settings)],
+) -> str:
+    """Return the user id of the request's bearer token; 401 without a valid one."""
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers=_CHALLENGE)
+    try:
+        return verify_token(creds.credentials, settings)
+    except InvalidToken as exc:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid token: {exc}", headers=_CHALLENGE) from exc
+
+
+def require_self(user: str, acting_as: str) -> None:
+    """Raise 403 unless the token's subject is the user the request acts as."""
+    if user != acting_as:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"token subject {user!r} may not act as {acting_as!r}")

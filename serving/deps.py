@@ -1,0 +1,51 @@
+"""FastAPI dependencies as ``Annotated`` aliases: clients from the app's lifespan, settings, the user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends, HTTPException, Request
+
+from serving.auth import current_user
+from serving.ratelimit import Bucket, RateLimiter, retry_after_s
+from serving.settings import ApiSettings, get_api_settings
+from streams.producer import EventProducer
+
+
+def get_producer(request: Request) -> EventProducer:
+    """The app's Kafka producer, created by the lifespan."""
+    return request.app.state.producer
+
+
+def get_redis(request: Request) -> aioredis.Redis:
+    """The app's asyncio Redis client, created by the lifespan."""
+    return request.app.state.redis
+
+
+ProducerDep = Annotated[EventProducer, Depends(get_producer)]
+RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
+CurrentUser = Annotated[str, Depends(current_user)]
+
+
+def client_ip(request: Request) -> str:
+    """The peer address (uvicorn resolves X-Forwarded-For from trusted proxies)."""
+    return request.client.host if request.client else "unknown"
+
+
+async def rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
+    """Take one token from the user's and the client IP's buckets; 429 with Retry-After when empty."""
+    if not settings.api_rate_limit_enabled:
+        return
+    limiter: RateLimiter = request.app.state.rate_limiter
+    wait = await limiter.wait_ms([
+        Bucket(f"rl:user:{user}", settings.api_rate_user_per_s, settings.api_rate_user_burst),
+        Bucket(f"rl:ip:{client_ip(request)}", settings.api_rate_ip_per_s, settings.api_rate_ip_burst),
+    ])
+    if wait:
+        raise HTTPException(429, f"rate limit exceeded; retry in {wait} ms",
+                            headers={"Retry-After": str(retry_after_s(wait))})
+
+
+RateLimited = Depends(rate_limit)

@@ -1,0 +1,53 @@
+"""Map infrastructure failures to HTTP: Kafka, registry or Redis unavailable -> 503 with Retry-After."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from streams.errors import DeliveryError, RegistryError
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Body of every non-validation error response."""
+
+    detail: str
+
+
+def problem(status: int, detail: str, retry_after_s: int | None = None) -> JSONResponse:
+    """Return an error response, with Retry-After when the client should come back later."""
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def install(app: FastAPI, retry_after_s: int) -> None:
+    """Register the 503 handlers on ``app``."""
+
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        what = "event log" if isinstance(exc, (DeliveryError, RegistryError)) else "redis"
+        log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, what, exc)
+        return problem(503, f"{what} unavailable, retry later: {exc}", retry_after_s)
+
+    for exc_type in (DeliveryError, RegistryError, RedisConnectionError, RedisTimeoutError):
+        app.add_exception_handler(exc_type, unavailable)
+
+
+def responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI ``responses=`` entries for the error codes an operation can return."""
+    text = {401: "missing or invalid bearer token", 403: "acting as another user, or not the author",
+            404: "no such post or comment", 409: "a request with this Idempotency-Key is in progress",
+            413: "request body too large", 429: "rate limit exceeded (see Retry-After)",
+            503: "Kafka or Redis unavailable (see Retry-After)"}
+    out: dict[int | str, dict] = {}
+    for c in codes:
+        out[c] = {"model": ErrorBody, "description": text[c]}
+        if c in (409, 429, 503):
+            out[c]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return out

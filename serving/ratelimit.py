@@ -1,0 +1,63 @@
+"""Token-bucket rate limits per user and per client IP, kept in Redis and checked atomically in Lua."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+# KEYS: bucket keys. ARGV: rate_per_s_1, burst_1, rate_per_s_2, burst_2, ...
+# Returns 0 and takes one token from every bucket, or the ms until all of them have one (taking nothing).
+TOKEN_BUCKET_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local wait = 0
+local left = {}
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local h = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(h[1]) or burst
+  local ts = tonumber(h[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  if tokens < 1 then wait = math.max(wait, math.ceil((1 - tokens) * 1000 / rate)) end
+  left[i] = tokens
+end
+if wait > 0 then return wait end
+for i, key in ipairs(KEYS) do
+  local rate = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  redis.call('HSET', key, 'tokens', tostring(left[i] - 1), 'ts', now)
+  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One limit: a Redis key refilled at ``rate_per_s`` up to ``burst`` tokens."""
+
+    key: str
+    rate_per_s: float
+    burst: int
+
+
+class RateLimiter:
+    """Check several buckets at once; one Redis round trip per request."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._script = redis.register_script(TOKEN_BUCKET_LUA)
+
+    async def wait_ms(self, buckets: list[Bucket]) -> int:
+        """Take a token from every bucket and return 0, or return how long to wait (taking none)."""
+        args: list[float | int] = []
+        for b in buckets:
+            args += [b.rate_per_s, b.burst]
+        return int(await self._script(keys=[b.key for b in buckets], args=args))
+
+
+def retry_after_s(wait_ms: int) -> int:
+    """Whole seconds for a Retry-After header, never 0."""
+    return max(1, math.ceil(wait_ms / 1000))

@@ -1,0 +1,1 @@
+"""Routers per resource: ``writes_*`` produce events, read routers serve views; ``system`` is ops."""

@@ -1,0 +1,101 @@
+"""Engagements on a post: like, comment, share, react -> ``engagements.v1``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+
+from serving import ownership
+from serving.deps import RateLimited
+from serving.errors import responses
+from serving.models import Accepted, CommentIn, ReactionKind, ShareIn
+from serving.writes import Write, WriteDep
+from streams.ids import MAX_ID, new_id
+
+router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited],
+                   responses=responses(401, 404, 409, 413, 429, 503))
+PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the post engaged with")]
+CommentPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+async def _author_of(w: Write, post_id: int) -> str:
+    author = await ownership.post_author(w.redis, post_id)
+    if author is None:
+        raise HTTPException(404, f"no post {post_id}")
+    return author
+
+
+async def _engage(w: Write, post_id: int, record: str, **extra: object):
+    async def act() -> dict:
+        author = await _author_of(w, post_id)
+        event_id = await w.emit(record, post_id=post_id, post_author_id=author, user_id=w.user, **extra)
+        return {"event_id": event_id, "post_id": post_id}
+
+    return await w.once(act)
+
+
+@router.put("/like", status_code=202, response_model=Accepted, summary="Like (Liked)")
+async def like(post_id: PostPath, w: WriteDep):
+    return await _engage(w, post_id, "Liked")
+
+
+@router.delete("/like", status_code=202, response_model=Accepted, summary="Unlike (Unliked)")
+async def unlike(post_id: PostPath, w: WriteDep):
+    return await _engage(w, post_id, "Unliked")
+
+
+@router.post("/shares", status_code=202, response_model=Accepted, summary="Share (Shared)")
+async def share(post_id: PostPath, body: ShareIn, w: WriteDep):
+    return await _engage(w, post_id, "Shared", comment=body.comment)
+
+
+@router.put("/reactions/{kind}", status_code=202, response_model=Accepted, summary="React (ReactionAdded)")
+async def react(post_id: PostPath, kind: ReactionKind, w: WriteDep):
+    return await _engage(w, post_id, "ReactionAdded", kind=kind.value)
+
+
+@router.delete("/reactions/{kind}", status_code=202, response_model=Accepted,
+               summary="Remove a reaction (ReactionRemoved)")
+async def unreact(post_id: PostPath, kind: ReactionKind, w: WriteDep):
+    return await _engage(w, post_id, "ReactionRemoved", kind=kind.value)
+
+
+@router.post("/comments", status_code=202, response_model=Accepted, summary="Comment or reply (CommentAdded)")
+async def comment(post_id: PostPath, body: CommentIn, w: WriteDep):
+    async def act() -> dict:
+        author = await _author_of(w, post_id)
+        if body.parent_comment_id is not None:
+            parent = await ownership.comment_owner(w.redis, body.parent_comment_id)
+            if parent is None or parent.post_id != post_id:
+                raise HTTPException(422, [{"loc": ["body", "parent_comment_id"], "type": "unknown_parent",
+                                           "msg": f"no comment {body.parent_comment_id} on post {post_id}"}])
+        comment_id = new_id()
+        await ownership.record_comment(w.redis, comment_id, w.user, post_id)
+        try:
+            event_id = await w.emit("CommentAdded", comment_id=comment_id, post_id=post_id, post_author_id=author,
+                                    user_id=w.user, text=body.text, parent_comment_id=body.parent_comment_id)
+        except BaseException:
+            await ownership.forget_comment(w.redis, comment_id)
+            raise
+        return {"event_id": event_id, "post_id": post_id, "comment_id": comment_id}
+
+    return await w.once(act)
+
+
+@router.delete("/comments/{comment_id}", status_code=202, response_model=Accepted,
+               summary="Delete your comment (CommentDeleted)", responses=responses(403))
+async def delete_comment(post_id: PostPath, comment_id: CommentPath, w: WriteDep):
+    async def act() -> dict:
+        owner = await ownership.comment_owner(w.redis, comment_id)
+        if owner is None or owner.post_id != post_id:
+            raise HTTPException(404, f"no comment {comment_id} on post {post_id}")
+        if owner.user_id != w.user:
+            raise HTTPException(403, f"only the comment's author may delete comment {comment_id}")
+        author = await _author_of(w, post_id)
+        event_id = await w.emit("CommentDeleted", comment_id=comment_id, post_id=post_id,
+                                post_author_id=author, user_id=w.user)
+        await ownership.mark_comment_deleted(w.redis, comment_id)
+        return {"event_id": event_id, "post_id": post_id, "comment_id": comment_id}
+
+    return await w.once(act)

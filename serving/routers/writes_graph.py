@@ -1,0 +1,71 @@
+"""Social-graph writes under ``/users/{user_id}``: follow, friend requests, block -> ``graph.v1``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from serving.auth import require_self
+from serving.deps import RateLimited
+from serving.errors import responses
+from serving.models import USER_ID_PATTERN, Accepted
+from serving.writes import Write, WriteDep, self_reference
+
+router = APIRouter(prefix="/users/{user_id}", tags=["graph"], dependencies=[RateLimited],
+                   responses=responses(401, 403, 409, 413, 429, 503))
+UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the acting user (the token's subject)")]
+OtherPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the other user")]
+
+
+async def _edge(w: Write, user_id: str, other: str, field: str, verb: str, record: str,
+                a: str, b: str) -> object:
+    """Produce a two-user graph event ``record(a=user_id, b=other)`` after the self checks."""
+    require_self(w.user, user_id)
+    if other == user_id:
+        raise self_reference(field, f"you cannot {verb} yourself")
+
+    async def act() -> dict:
+        return {"event_id": await w.emit(record, **{a: user_id, b: other})}
+
+    return await w.once(act)
+
+
+@router.put("/following/{followee_id}", status_code=202, response_model=Accepted, summary="Follow (Followed)")
+async def follow(user_id: UserPath, followee_id: OtherPath, w: WriteDep):
+    return await _edge(w, user_id, followee_id, "followee_id", "follow", "Followed", "follower_id", "followee_id")
+
+
+@router.delete("/following/{followee_id}", status_code=202, response_model=Accepted,
+               summary="Unfollow (Unfollowed)")
+async def unfollow(user_id: UserPath, followee_id: OtherPath, w: WriteDep):
+    return await _edge(w, user_id, followee_id, "followee_id", "unfollow", "Unfollowed",
+                       "follower_id", "followee_id")
+
+
+@router.post("/friend-requests/{to_id}", status_code=202, response_model=Accepted,
+             summary="Send a friend request (FriendRequestSent)")
+async def send_friend_request(user_id: UserPath, to_id: OtherPath, w: WriteDep):
+    return await _edge(w, user_id, to_id, "to_id", "befriend", "FriendRequestSent", "from_id", "to_id")
+
+
+@router.post("/friend-requests/{from_id}/accept", status_code=202, response_model=Accepted,
+             summary="Accept a friend request from from_id (FriendRequestAccepted)")
+async def accept_friend_request(user_id: UserPath, from_id: OtherPath, w: WriteDep):
+    return await _edge(w, user_id, from_id, "from_id", "befriend", "FriendRequestAccepted", "to_id", "from_id")
+
+
+@router.post("/friend-requests/{from_id}/decline", status_code=202, response_model=Accepted,
+             summary="Decline a friend request from from_id (FriendRequestDeclined)")
+async def decline_friend_request(user_id: UserPath, from_id: OtherPath, w: WriteDep):
+    return await _edge(w, user_id, from_id, "from_id", "befriend", "FriendRequestDeclined", "to_id", "from_id")
+
+
+@router.put("/blocks/{blocked_id}", status_code=202, response_model=Accepted, summary="Block (Blocked)")
+async def block(user_id: UserPath, blocked_id: OtherPath, w: WriteDep):
+    return await _edge(w, user_id, blocked_id, "blocked_id", "block", "Blocked", "blocker_id", "blocked_id")
+
+
+@router.delete("/blocks/{blocked_id}", status_code=202, response_model=Accepted, summary="Unblock (Unblocked)")
+async def unblock(user_id: UserPath, blocked_id: OtherPath, w: WriteDep):
+    return await _edge(w, user_id, blocked_id, "blocked_id", "unblock", "Unblocked", "blocker_id", "blocked_id")

@@ -1,0 +1,67 @@
+"""Post writes: create, edit, delete -> ``posts.v1``; only the author may edit or delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+
+from serving import ownership
+from serving.deps import RateLimited
+from serving.errors import responses
+from serving.models import Accepted, PostIn
+from serving.writes import Write, WriteDep
+from streams.ids import MAX_ID, new_post_id
+
+router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited],
+                   responses=responses(401, 409, 413, 429, 503))
+PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="time-sortable post id")]
+
+
+async def authored_post(w: Write, post_id: int) -> str:
+    """Return the author of a live post if it is the caller; 404 if unknown, 403 if someone else's."""
+    author = await ownership.post_author(w.redis, post_id)
+    if author is None:
+        raise HTTPException(404, f"no post {post_id}")
+    if author != w.user:
+        raise HTTPException(403, f"only the author may change post {post_id}")
+    return author
+
+
+@router.post("", status_code=202, response_model=Accepted, summary="Create a post (PostCreated)")
+async def create_post(body: PostIn, w: WriteDep):
+    async def act() -> dict:
+        post_id = new_post_id()
+        await ownership.record_post(w.redis, post_id, w.user)
+        try:
+            event_id = await w.emit("PostCreated", post_id=post_id, author_id=w.user, **body.event_fields())
+        except BaseException:
+            await ownership.forget_post(w.redis, post_id)
+            raise
+        return {"event_id": event_id, "post_id": post_id}
+
+    return await w.once(act)
+
+
+@router.put("/{post_id}", status_code=202, response_model=Accepted, summary="Edit a post (PostEdited)",
+            responses=responses(403, 404))
+async def edit_post(post_id: PostPath, body: PostIn, w: WriteDep):
+    async def act() -> dict:
+        await authored_post(w, post_id)
+        event_id = await w.emit("PostEdited", post_id=post_id, author_id=w.user, **body.event_fields())
+        return {"event_id": event_id, "post_id": post_id}
+
+    return await w.once(act)
+
+
+@router.delete("/{post_id}", status_code=202, response_model=Accepted, summary="Delete a post (PostDeleted)",
+               responses=responses(403, 404))
+async def delete_post(post_id: PostPath, w: WriteDep):
+    async def act() -> dict:
+        await authored_post(w, post_id)
+        event_id = await w.emit("PostDeleted", post_id=post_id, author_id=w.user)
+        await ownership.mark_post_deleted(w.redis, post_id)
+        return {"event_id": event_id, "post_id": post_id}
+
+    return await w.once(act)
+

@@ -1,0 +1,59 @@
+"""Pure pieces of the write API: tags, tokens, settings, fingerprints, Retry-After."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from feedstream.settings import PLACEHOLDER_SECRET
+from serving.auth import InvalidToken, mint_token, verify_token
+from serving.idempotency import fingerprint
+from serving.models import PostIn, extract_tags
+from serving.ratelimit import retry_after_s
+from serving.settings import ApiSettings
+
+
+def test_extract_tags_dedups_lowercases_and_ignores_emails() -> None:
+    tags, mentions = extract_tags("Hi @Bob and @bob! #Kafka #kafka #streams mail me a@b.com x#y")
+    assert tags == ["kafka", "streams"]
+    assert mentions == ["bob"]
+
+
+def test_post_event_fields_match_the_event_schema() -> None:
+    from streams.testing import mock_serde
+
+    body = PostIn.model_validate({"text": "hello #world @ann", "visibility": "FRIENDS",
+                                  "media": [{"kind": "VIDEO", "url": "https://v.example/x.mp4", "duration_ms": 9}]})
+    value = {"event_id": "e", "occurred_at": 1, "actor_id": "a", "schema_version": 1,
+             "post_id": 7, "author_id": "a", **body.event_fields()}
+    mock_serde().validate("PostCreated", value)  # raises if a field does not fit
+    assert value["hashtags"] == ["world"] and value["mentions"] == ["ann"]
+
+
+def test_tokens_round_trip_and_reject_other_keys() -> None:
+    a = ApiSettings(env="test", jwt_secret="a" * 40)
+    b = ApiSettings(env="test", jwt_secret="b" * 40)
+    token = mint_token("alice", a)
+    assert verify_token(token, a) == "alice"
+    with pytest.raises(InvalidToken):
+        verify_token(token, b)
+
+
+@pytest.mark.parametrize("env", ["production"])
+def test_placeholder_secret_refused_outside_development(env: str) -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        ApiSettings(env=env, jwt_secret=PLACEHOLDER_SECRET)
+    assert ApiSettings(env=env, jwt_secret="x" * 40).env == env
+
+
+def test_fingerprint_depends_on_method_path_and_body() -> None:
+    base = fingerprint("POST", "/v1/posts", b'{"text":"a"}')
+    assert base == fingerprint("POST", "/v1/posts", b'{"text":"a"}')
+    assert len({base, fingerprint("PUT", "/v1/posts", b'{"text":"a"}'),
+                fingerprint("POST", "/v1/posts/1", b'{"text":"a"}'),
+                fingerprint("POST", "/v1/posts", b'{"text":"b"}')}) == 4
+
+
+@pytest.mark.parametrize("wait_ms,expected", [(1, 1), (999, 1), (1000, 1), (1001, 2), (5500, 6)])
+def test_retry_after_is_whole_seconds_never_zero(wait_ms: int, expected: int) -> None:
+    assert retry_after_s(wait_ms) == expected
