@@ -49,7 +49,9 @@ def _kafka_command(s: Settings, data: Path) -> list[str]:
             f"-Dlog4j.configuration=file:{data / 'log4j.properties'}",
             "-cp", _java_cp(s, "kafka")]
     if not (logs / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id[0] in "-_":  # a leading dash would read as an option to StorageTool
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
             [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
             capture_output=True, text=True,
