@@ -1,0 +1,190 @@
+"""Engagement counters: durable dedup state in Cassandra, hot totals and affinity in Redis.
+
+Cassandra ``engagement_state`` keeps, per post partition, one clustering row per dedup member
+(``l:{user}``, ``r:{kind}:{user}``, ``s:{user}``, ``c:{comment_id}``), one row per minute window
+(``w:{window_start}``) and the totals plus a revision as static columns. A change is written as one
+conditional single-partition batch (``IF rev = <read rev>``), so members, window and totals move
+together, atomically, and a concurrent writer (e.g. during a rebalance) is detected and retried.
+
+Redis layout (hot, rebuildable from Cassandra): ``cnt:{post_id}`` hash with ``likes``,
+``comments``, ``shares`` and ``r:{KIND}``; ``aff:{reader}`` hash author -> engagement count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis as redis_lib
+from cassandra.cluster import Session
+from cassandra.query import BatchStatement, BatchType
+
+from topologies.engagement.logic import Counts, Member, PostState
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS {ks}.engagement_state (
+        post_id bigint, member text,
+        present boolean, ts bigint, event_id text, user_id text, tomb boolean,
+        w_likes bigint, w_comments bigint, w_shares bigint, w_reactions map<text, bigint>,
+        rev bigint static, likes bigint static, comments bigint static, shares bigint static,
+        reactions map<text, bigint> static,
+        PRIMARY KEY (post_id, member))""",
+    """CREATE TABLE IF NOT EXISTS {ks}.engagement_affinity (
+        reader text, author text, post_id bigint, member text,
+        PRIMARY KEY ((reader, author), post_id, member))""",
+    """CREATE TABLE IF NOT EXISTS {ks}.rejected_engagements (
+        post_id bigint, event_id text, record text, user_id text, reason text,
+        occurred_at bigint, source_partition int, source_offset bigint, rejected_at bigint,
+        PRIMARY KEY (post_id, event_id))""",
+]
+
+
+def window_member(window_start: int) -> str:
+    """Clustering key of a minute-window row."""
+    return f"w:{window_start}"
+
+
+def counts_key(post_id: int) -> str:
+    """Redis hash with a post's hot totals."""
+    return f"cnt:{post_id}"
+
+
+def affinity_key(reader: str) -> str:
+    """Redis hash author -> count of the reader's standing engagements with that author."""
+    return f"aff:{reader}"
+
+
+class CounterStore:
+    """Prepared statements over one Cassandra session for the engagement topology and readers."""
+
+    def __init__(self, session: Session) -> None:
+        s = self.session = session
+        self.q_statics = s.prepare(
+            "SELECT rev, likes, comments, shares, reactions FROM engagement_state WHERE post_id=? LIMIT 1")
+        self.q_rows = s.prepare(
+            "SELECT member, present, ts, event_id, user_id, tomb, w_likes, w_comments, w_shares, "
+            "w_reactions FROM engagement_state WHERE post_id=? AND member IN ?")
+        self.u_member = s.prepare(
+            "UPDATE engagement_state SET present=?, ts=?, event_id=?, user_id=?, tomb=? "
+            "WHERE post_id=? AND member=?")
+        self.u_window = s.prepare(
+            "UPDATE engagement_state SET w_likes=?, w_comments=?, w_shares=?, w_reactions=? "
+            "WHERE post_id=? AND member=?")
+        self.u_new = s.prepare(
+            "UPDATE engagement_state SET rev=?, likes=?, comments=?, shares=?, reactions=? "
+            "WHERE post_id=? IF rev = null")
+        self.u_cas = s.prepare(
+            "UPDATE engagement_state SET rev=?, likes=?, comments=?, shares=?, reactions=? "
+            "WHERE post_id=? IF rev = ?")
+        self.i_aff = s.prepare(
+            "INSERT INTO engagement_affinity (reader, author, post_id, member) VALUES (?, ?, ?, ?)")
+        self.d_aff = s.prepare(
+            "DELETE FROM engagement_affinity WHERE reader=? AND author=? AND post_id=? AND member=?")
+        self.q_aff = s.prepare("SELECT COUNT(*) FROM engagement_affinity WHERE reader=? AND author=?")
+        self.i_reject = s.prepare(
+            "INSERT INTO rejected_engagements (post_id, event_id, record, user_id, reason, occurred_at, "
+            "source_partition, source_offset, rejected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self.q_reject = s.prepare(
+            "SELECT event_id, record, user_id, reason, source_offset FROM rejected_engagements WHERE post_id=?")
+
+    # -- statements the runtime executes (sync or async as it likes) ------------------------
+    def load_statements(self, post_id: int, keys: Iterable[str]) -> tuple[Any, Any]:
+        """The two bound reads (statics, member/window rows) that :meth:`decode_load` consumes."""
+        return self.q_statics.bind((post_id,)), self.q_rows.bind((post_id, sorted(set(keys))))
+
+    @staticmethod
+    def decode_load(post_id: int, statics: Iterable[Any], rows: Iterable[Any]
+                    ) -> tuple[PostState, dict[int, Counts]]:
+        """A :class:`PostState` (with the requested members) and the requested windows' counts."""
+        state = PostState(post_id)
+        for st in statics:
+            if st.rev is not None:
+                state.rev = st.rev
+                state.totals = Counts(st.likes or 0, st.comments or 0, st.shares or 0,
+                                      dict(st.reactions or {}))
+        windows: dict[int, Counts] = {}
+        for r in rows:
+            if r.member.startswith("w:"):
+                windows[int(r.member[2:])] = Counts(r.w_likes or 0, r.w_comments or 0,
+                                                    r.w_shares or 0, dict(r.w_reactions or {}))
+            elif r.present is not None:
+                state.members[r.member] = Member(bool(r.present), r.ts, r.event_id, r.user_id or "",
+                                                 bool(r.tomb))
+        return state, windows
+
+    def save_batch(self, state: PostState, read_rev: int | None, members: Mapping[str, Member],
+                   windows: Mapping[int, Counts]) -> BatchStatement:
+        """One conditional single-partition batch writing members, windows and totals."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        pid = state.post_id
+        for key, m in members.items():
+            batch.add(self.u_member, (m.present, m.ts, m.event_id, m.user, m.tomb, pid, key))
+        for start, c in windows.items():
+            batch.add(self.u_window, (c.likes, c.comments, c.shares, dict(c.reactions), pid,
+                                      window_member(start)))
+        t = state.totals
+        if read_rev is None:
+            batch.add(self.u_new, (state.rev, t.likes, t.comments, t.shares, dict(t.reactions), pid))
+        else:
+            batch.add(self.u_cas, (state.rev, t.likes, t.comments, t.shares, dict(t.reactions), pid,
+                                   read_rev))
+        return batch
+
+    # -- sync reads for the API and tests ------------------------------------------------------
+    def totals(self, post_id: int) -> Counts:
+        """Durable totals of a post (zeros if it never had an engagement)."""
+        state, _ = self.decode_load(post_id, self.session.execute(self.q_statics, (post_id,)), [])
+        return state.totals
+
+    def window(self, post_id: int, window_start: int) -> Counts | None:
+        """Net counts of one minute window of a post, or None."""
+        rows = self.session.execute(self.q_rows, (post_id, [window_member(window_start)]))
+        return self.decode_load(post_id, [], rows)[1].get(window_start)
+
+    def affinity(self, reader: str, author: str) -> int:
+        """Durable count of ``reader``'s standing engagements with ``author``'s posts."""
+        return int(self.session.execute(self.q_aff, (reader, author)).one()[0])
+
+    def rejected(self, post_id: int) -> list[dict[str, Any]]:
+        """Engagements on ``post_id`` that were not counted, with the reason."""
+        return [r._asdict() for r in self.session.execute(self.q_reject, (post_id,))]
+
+
+def redis_counts_mapping(c: Counts) -> dict[str, int]:
+    """The ``cnt:{post_id}`` hash fields for totals ``c`` (zero reactions included as 0)."""
+    out = {"likes": c.likes, "comments": c.comments, "shares": c.shares}
+    out.update({f"r:{k}": v for k, v in c.reactions.items()})
+    return out
+
+
+def write_hot_counts(pipe: Any, post_id: int, c: Counts, known_kinds: Iterable[str] = ()) -> None:
+    """Queue an absolute (idempotent) write of a post's totals on a Redis pipeline."""
+    mapping = redis_counts_mapping(c)
+    for kind in known_kinds:
+        mapping.setdefault(f"r:{kind}", 0)
+    pipe.hset(counts_key(post_id), mapping=mapping)
+
+
+def parse_hot_counts(raw: Mapping[bytes | str, bytes | str]) -> Counts:
+    """Counts from a ``cnt:{post_id}`` hash."""
+    vals = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+    return Counts(vals.get("likes", 0), vals.get("comments", 0), vals.get("shares", 0),
+                  {k[2:]: v for k, v in vals.items() if k.startswith("r:") and v})
+
+
+def hot_counts(r: redis_lib.Redis, post_ids: Iterable[int]) -> dict[int, Counts]:
+    """Hot totals of many posts in one round trip (zeros for posts never engaged with)."""
+    ids = list(post_ids)
+    pipe = r.pipeline(transaction=False)
+    for pid in ids:
+        pipe.hgetall(counts_key(pid))
+    return {pid: parse_hot_counts(raw) for pid, raw in zip(ids, pipe.execute())}
+
+
+def hot_affinity(r: redis_lib.Redis, reader: str, authors: Iterable[str]) -> dict[str, int]:
+    """Affinity counts of ``reader`` with each of ``authors`` (0 when none), for ranking."""
+    names = list(authors)
+    if not names:
+        return {}
+    vals = r.hmget(affinity_key(reader), names)
+    return {a: int(v) if v is not None else 0 for a, v in zip(names, vals)}

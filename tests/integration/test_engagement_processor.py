@@ -1,0 +1,127 @@
+"""EngagementProcessor on real Cassandra and Redis: exact counters, affinity, rejections, notifications."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from feedstream.settings import Settings
+from stores import cassandra
+from stores import redis as redis_store
+from stores.counters import CounterStore, hot_affinity, hot_counts
+from streams.ids import new_id
+from topologies.engagement.logic import Counts, Notify, recount, window_of
+from topologies.engagement.runtime import Config, EngagementProcessor
+
+
+def make_post(settings: Settings, author: str, *, deleted: bool = False) -> int:
+    """Insert a post row the way fan-out does (only the columns the engagement check reads)."""
+    pid = new_id()
+    cassandra.session(settings).execute(
+        "INSERT INTO posts (post_id, author_id, text, deleted) VALUES (%s, %s, 'x', %s)",
+        (pid, author, deleted))
+    return pid
+
+
+def ev(name: str, post: int, author: str, user: str, ts: int, eid: str, **extra: Any) -> tuple[str, dict]:
+    return name, {"event_id": eid, "occurred_at": ts, "actor_id": user, "schema_version": 1,
+                  "post_id": post, "post_author_id": author, "user_id": user, **extra}
+
+
+@pytest.fixture
+async def processor(stack: Settings):
+    counts: list[tuple[int, dict]] = []
+    notes: list[Notify] = []
+
+    async def emit_counts(pid: int, value: dict) -> None:
+        counts.append((pid, value))
+
+    async def emit_note(n: Notify) -> None:
+        notes.append(n)
+
+    r = redis_store.async_client(stack)
+    proc = EngagementProcessor(cassandra.session(stack), r, emit_counts, emit_note,
+                               Config(missing_wait_s=0.2))
+    yield proc, counts, notes
+    await r.aclose()
+
+
+async def test_counters_equal_recount_with_repeats_and_reordering(stack: Settings, processor) -> None:
+    proc, counts, notes = processor
+    author, run = "author-" + str(new_id()), str(new_id())
+    post = make_post(stack, author)
+    rng = random.Random(11)
+    base = 1_750_000_000_000
+    log = []
+    for i in range(120):
+        name = rng.choice(["Liked", "Unliked", "ReactionAdded", "ReactionRemoved", "CommentAdded",
+                           "CommentDeleted", "Shared"])
+        extra: dict[str, Any] = {}
+        if name.startswith("Reaction"):
+            extra["kind"] = rng.choice(["LOVE", "WOW"])
+        if name.startswith("Comment"):
+            extra["comment_id"] = rng.randrange(1, 8)
+        if name == "CommentAdded":
+            extra.update(text="hi", parent_comment_id=None)
+        if name == "Shared":
+            extra["comment"] = None
+        log.append(ev(name, post, author, f"u{rng.randrange(6)}-{run}", base + rng.randrange(5) * 40_000,
+                      f"{run}-{i}", **extra))
+    delivered = log + rng.sample(log, 40)
+    rng.shuffle(delivered)
+    for name, e in delivered:
+        await proc.handle(name, e)
+    expected = recount(log)
+    store = CounterStore(cassandra.session(stack))
+    assert store.totals(post) == expected
+    r = redis_store.client(stack)
+    assert hot_counts(r, [post])[post] == expected
+    windows = [store.window(post, w) for w in {window_of(e["occurred_at"]) for _, e in log}]
+    total = sum((w for w in windows if w is not None), Counts())
+    assert total == expected
+    last_totals = [v for pid, v in counts if v["window_start"] is None][-1]
+    assert (last_totals["likes"], last_totals["comments"]) == (expected.likes, expected.comments)
+    assert {n.recipient_id for n in notes} <= {author} | {f"u{i}-{run}" for i in range(6)}
+
+
+async def test_affinity_follows_standing_engagements(stack: Settings, processor) -> None:
+    proc, _, _ = processor
+    author, reader = f"a-{new_id()}", f"r-{new_id()}"
+    p1, p2 = make_post(stack, author), make_post(stack, author)
+    await proc.handle(*ev("Liked", p1, author, reader, 1000, f"{reader}-1"))
+    await proc.handle(*ev("Liked", p2, author, reader, 1000, f"{reader}-2"))
+    await proc.handle(*ev("Liked", p2, author, reader, 1000, f"{reader}-2"))  # replay
+    store = CounterStore(cassandra.session(stack))
+    assert store.affinity(reader, author) == 2
+    await proc.handle(*ev("Unliked", p1, author, reader, 2000, f"{reader}-3"))
+    assert store.affinity(reader, author) == 1
+    assert hot_affinity(redis_store.client(stack), reader, [author, "nobody"]) == {author: 1, "nobody": 0}
+
+
+async def test_engagement_on_missing_or_deleted_post_is_rejected_with_reason(stack: Settings,
+                                                                             processor) -> None:
+    proc, counts, _ = processor
+    author = f"a-{new_id()}"
+    gone = make_post(stack, author, deleted=True)
+    missing = new_id() - (3600_000 << 12)  # an hour old and never created
+    assert await proc.handle(*ev("Liked", gone, author, "u", 1, f"d-{gone}")) is None
+    assert await proc.handle(*ev("Liked", missing, author, "u", 1, f"m-{missing}")) is None
+    store = CounterStore(cassandra.session(stack))
+    assert [r["reason"] for r in store.rejected(gone)] == ["post_deleted"]
+    assert [r["reason"] for r in store.rejected(missing)] == ["post_not_found"]
+    assert store.totals(gone) == Counts()
+    assert not [c for c in counts if c[0] in (gone, missing)]
+
+
+async def test_reply_notifies_parent_comment_author(stack: Settings, processor) -> None:
+    proc, _, notes = processor
+    author = f"a-{new_id()}"
+    post = make_post(stack, author)
+    await proc.handle(*ev("CommentAdded", post, author, "c1", 10, f"{post}-p", comment_id=1, text="x",
+                          parent_comment_id=None))
+    await proc.handle(*ev("CommentAdded", post, author, "c2", 20, f"{post}-r", comment_id=2, text="y",
+                          parent_comment_id=1))
+    mine = sorted((n.kind, n.recipient_id, n.actor_id) for n in notes if n.post_id == post)
+    assert mine == [("COMMENT", author, "c1"), ("COMMENT", author, "c2"), ("REPLY", "c1", "c2")]

@@ -1,0 +1,122 @@
+"""Engagement worker: engagements.v1 -> counters, affinity, engagement-counts.v1, notifications.v1.
+
+Three agents on one Faust app (built by :func:`create_app`, run by :func:`run`):
+
+- ``engagement-events`` (engagements.v1): exact counters via :class:`EngagementProcessor`;
+- ``engagement-graph`` (graph.v1): follow and friend-request notifications;
+- ``engagement-notifications`` (notifications.v1): the per-user notification feed in Cassandra
+  and the realtime push on Redis ``feed:{user}``.
+
+Engines are connected lazily on the first record, so the app can be built without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import faust
+
+from feedstream.settings import Settings
+from stores import cassandra
+from stores import redis as redis_store
+from stores.notifications import NotificationStore, channel, push_message
+from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, GRAPH, NOTIFICATIONS
+from streams.errors import PoisonRecord
+from streams.serde import Serde
+from topologies.engagement.logic import KINDS, Notify, graph_notification, millis
+from topologies.engagement.runtime import Config, EngagementProcessor, aexec
+from topologies.faust_runtime import (SourceRecord, catalog_topic, create_faust_app, make_serde,
+                                      register_agent, run_worker)
+
+Handler = Callable[[str, dict[str, Any], int, int], Any]
+
+
+def notification_value(n: Notify) -> dict[str, Any]:
+    """The Notification event for ``n`` (event id = the deterministic notification id)."""
+    return {"event_id": n.notification_id, "occurred_at": n.occurred_at, "actor_id": n.actor_id,
+            "schema_version": 1, "notification_id": n.notification_id, "recipient_id": n.recipient_id,
+            "kind": n.kind, "post_id": n.post_id, "comment_id": n.comment_id}
+
+
+class Engines:
+    """Lazily connected Cassandra session, async Redis client and the processors over them."""
+
+    def __init__(self, settings: Settings, config: Config | None = None) -> None:
+        self.settings, self.config = settings, config or Config()
+        self._processor: EngagementProcessor | None = None
+        self._notes: NotificationStore | None = None
+        self._redis: Any = None
+
+    @property
+    def redis(self) -> Any:
+        """The asyncio Redis client."""
+        if self._redis is None:
+            self._redis = redis_store.async_client(self.settings)
+        return self._redis
+
+    def processor(self, emit_counts: Any, emit_notification: Any) -> EngagementProcessor:
+        """The engagement processor (connects on first call)."""
+        if self._processor is None:
+            self._processor = EngagementProcessor(cassandra.session(self.settings), self.redis,
+                                                  emit_counts, emit_notification, self.config)
+        return self._processor
+
+    def notes(self) -> NotificationStore:
+        """The notification store (connects on first call)."""
+        if self._notes is None:
+            self._notes = NotificationStore(cassandra.session(self.settings))
+        return self._notes
+
+
+def create_app(settings: Settings, *, app_id: str | None = None, config: Config | None = None,
+               engagement_handler: Handler | None = None, **faust_overrides: Any) -> faust.App:
+    """Build the engagement Faust app; ``engagement_handler`` replaces the processor (tests)."""
+    app = create_faust_app(settings, "engagement", app_id=app_id, **faust_overrides)
+    serde: Serde = make_serde(settings)
+    engines = Engines(settings, config)
+    counts_topic = catalog_topic(app, ENGAGEMENT_COUNTS, settings)
+    notes_topic = catalog_topic(app, NOTIFICATIONS, settings)
+
+    async def emit_counts(post_id: int, value: dict[str, Any]) -> None:
+        data = serde.encode("EngagementCount", value, ENGAGEMENT_COUNTS.name)
+        await (await counts_topic.send(key=str(post_id).encode(), value=data))
+
+    async def emit_notification(n: Notify) -> None:
+        data = serde.encode("Notification", notification_value(n), NOTIFICATIONS.name)
+        await (await notes_topic.send(key=n.recipient_id.encode(), value=data))
+
+    async def on_engagement(rec: SourceRecord) -> None:
+        if rec.name not in KINDS:
+            raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
+        if engagement_handler is not None:
+            await engagement_handler(rec.name, rec.value, rec.partition, rec.offset)
+            return
+        proc = engines.processor(emit_counts, emit_notification)
+        await proc.handle(rec.name, rec.value, rec.partition, rec.offset)
+
+    async def on_graph(rec: SourceRecord) -> None:
+        note = graph_notification(rec.name, rec.value)
+        if note is not None:
+            await emit_notification(note)
+
+    async def on_notification(rec: SourceRecord) -> None:
+        if rec.name != "Notification":
+            raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
+        n = {**rec.value, "created_at": millis(rec.value["occurred_at"])}
+        store = await asyncio.to_thread(engines.notes)
+        await aexec(store.session, store.record_statement(n))
+        await engines.redis.publish(channel(n["recipient_id"]), push_message(n))
+
+    register_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_engagement, serde=serde,
+                   name="engagement-events")
+    register_agent(app, catalog_topic(app, GRAPH, settings), on_graph, serde=serde,
+                   name="engagement-graph")
+    register_agent(app, notes_topic, on_notification, serde=serde, name="engagement-notifications")
+    return app
+
+
+def run(settings: Settings) -> None:
+    """Run the engagement worker until interrupted."""
+    run_worker(create_app(settings))
