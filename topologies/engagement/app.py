@@ -71,10 +71,11 @@ class Engines:
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, config: Config | None = None,
-               engagement_handler: Handler | None = None, **faust_overrides: Any) -> faust.App:
-    """Build the engagement Faust app; ``engagement_handler`` replaces the processor (tests)."""
+               engagement_handler: Handler | None = None, serde: Serde | None = None,
+               **faust_overrides: Any) -> faust.App:
+    """Build the engagement Faust app; ``engagement_handler`` and ``serde`` are test seams."""
     app = create_faust_app(settings, "engagement", app_id=app_id, **faust_overrides)
-    serde: Serde = make_serde(settings)
+    serde = serde or make_serde(settings)
     engines = Engines(settings, config)
     counts_topic = catalog_topic(app, ENGAGEMENT_COUNTS, settings)
     notes_topic = catalog_topic(app, NOTIFICATIONS, settings)
