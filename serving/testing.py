@@ -1,0 +1,88 @@
+"""Test helpers for the API: an in-process app on a real stack, and a tail that decodes a topic's new events."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+from fastapi.testclient import TestClient
+
+from feedstream.settings import Settings
+from serving.app import create_app
+from serving.auth import mint_token
+from serving.settings import ApiSettings, api_settings_from
+from streams.serde import Decoded, Serde
+
+SECRET = "integration-secret-integration-secret-0123"
+
+
+def api_settings(stack: Settings, **overrides: Any) -> ApiSettings:
+    """API settings on the test stack with a real secret."""
+    return api_settings_from(stack, jwt_secret=SECRET, **overrides)
+
+
+@contextmanager
+def running_app(settings: ApiSettings) -> Iterator[TestClient]:
+    """The app with its lifespan running (real producer and Redis client)."""
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+def new_user() -> str:
+    return f"u{uuid.uuid4().hex[:12]}"
+
+
+def bearer(settings: ApiSettings, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {mint_token(user, settings)}"}
+
+
+class TopicTail:
+    """Read the records a topic receives after construction, decoded through the registry."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.topic = topic
+        self.serde = Serde(settings.registry_url)
+        self.consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}",
+                                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+        self.start = []
+        for p in sorted(meta.partitions):
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            self.start.append(TopicPartition(topic, p, high))
+        self.consumer.assign(self.start)
+        self.seen: list[Decoded] = []
+        self.keys: list[bytes] = []
+
+    def read(self, until: float) -> None:
+        while time.monotonic() < until:
+            msg = self.consumer.poll(0.2)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            self.seen.append(self.serde.decode(msg.value()))
+            self.keys.append(msg.key())
+            return
+
+    def find(self, event_id: str, timeout: float = 20.0) -> tuple[Decoded, bytes]:
+        """Return the decoded event with ``event_id`` and its key; fail after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for decoded, key in zip(self.seen, self.keys):
+                if decoded.value["event_id"] == event_id:
+                    return decoded, key
+            self.read(deadline)
+        raise AssertionError(f"event {event_id} not on {self.topic} within {timeout}s ({len(self.seen)} seen)")
+
+    def drain(self, seconds: float) -> list[Decoded]:
+        """Everything received within ``seconds`` from now (plus what was already read)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.read(deadline)
+        return list(self.seen)
+
+    def close(self) -> None:
+        self.consumer.close()
