@@ -79,15 +79,16 @@ class EventProducer:
         """Produce without waiting; the future resolves on delivery or fails with DeliveryError.
 
         Validation errors (:class:`~streams.errors.SchemaValidationError`) raise here, before
-        anything is sent. The key defaults to the topic's key field of ``value``.
+        anything is sent. The key defaults to the event type's key field (see the catalog).
         """
         if self._closed.is_set():
             raise DeliveryError("producer is closed")
         target = topic_for(record) if topic is None else topic if isinstance(topic, Topic) else get_topic(topic)
         fullname = self.serde.schemas.fullname(record)
         payload = self.serde.encode(fullname, value, target.name)
-        if key is None:
-            key = target.key_for(fullname, value)
+        if key is None:  # the key is a property of the event type, even on a non-catalog topic
+            home = target if fullname in target.value_schemas else topic_for(fullname)
+            key = home.key_for(fullname, value)
         elif isinstance(key, str):
             key = key.encode()
         future: Future[DeliveryReport] = Future()
@@ -126,9 +127,10 @@ class EventProducer:
         except TimeoutError:
             raise DeliveryError(f"{record}: no delivery report within {self._timeout_s:.0f}s") from None
 
-    def send_many(self, events: Iterable[tuple[str, Mapping[str, Any]]]) -> list[DeliveryReport]:
+    def send_many(self, events: Iterable[tuple[str, Mapping[str, Any]]],
+                  *, topic: Topic | str | None = None) -> list[DeliveryReport]:
         """Produce ``(record, value)`` pairs pipelined, then wait for every confirmation."""
-        futures = [self.submit(record, value) for record, value in events]
+        futures = [self.submit(record, value, topic=topic) for record, value in events]
         deadline = time.monotonic() + self._timeout_s
         try:
             return [f.result(timeout=max(deadline - time.monotonic(), 0.001)) for f in futures]
