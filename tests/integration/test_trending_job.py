@@ -1,0 +1,243 @@
+"""The trending PyFlink job on the embedded MiniCluster against the real Kafka, registry, Redis and Cassandra."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from feedstream.settings import REPO_ROOT, Settings
+from streams.serde import Serde
+from topologies.trending.logic import WindowSpec
+
+SPEC = WindowSpec(20_000, 10_000, lateness_ms=10_000, out_of_orderness_ms=0)
+LABEL = SPEC.label  # "20s"
+
+
+@pytest.fixture(scope="module")
+def settings(stack: Settings) -> Iterator[Settings]:
+    """The stack's settings, with a registry (the stack's if it answers, else one started here)."""
+    try:
+        httpx.get(f"{stack.registry_url}/subjects", timeout=2).raise_for_status()
+        yield stack
+        return
+    except httpx.HTTPError:
+        pass
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = subprocess.Popen([sys.executable, "-m", "streams.registry", "--port", str(port), "--bootstrap",
+                             stack.kafka_bootstrap, "--topic", f"_schemas-trending-{uuid.uuid4().hex[:6]}"],
+                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ours = stack.model_copy(update={"registry_port": port, "registry_url_override": None})
+    try:
+        _wait(lambda: httpx.get(f"{ours.registry_url}/subjects", timeout=1).status_code == 200, 60, "registry")
+        yield ours
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _wait(pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+        except Exception as exc:  # not ready yet (connection refused, key missing, ...)
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
+
+
+class Feed:
+    """Unique single-partition topics for one job run, and a producer of posts and engagements."""
+
+    def __init__(self, settings: Settings) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.settings = settings
+        self.posts, self.engagements = f"posts-{tag}", f"engagements-{tag}"
+        self.trending, self.late = f"trending-{tag}", f"late-{tag}"
+        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        for f in admin.create_topics([NewTopic(t, 1, 1) for t in
+                                      (self.posts, self.engagements, self.trending, self.late)]).values():
+            f.result(timeout=30)
+        self.serde = Serde(settings.registry_url)
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+        self.group = f"trending-{tag}"
+        # windows depend on event time only; a fresh base per run keeps Cassandra rows apart
+        self.t0 = (time.time_ns() // 1_000_000 // 60_000) * 60_000 - 3_600_000
+
+    def config(self) -> Any:
+        from topologies.trending.job import TrendingConfig
+
+        return TrendingConfig(windows=(SPEC,), k=3, source_topics=(self.posts, self.engagements),
+                              trending_topic=self.trending, late_topic=self.late, group_id=self.group)
+
+    def _env(self, ts: int) -> dict[str, Any]:
+        return {"event_id": str(uuid.uuid4()), "occurred_at": self.t0 + ts, "actor_id": "u1", "schema_version": 1}
+
+    def post(self, ts: int, *tags: str) -> None:
+        value = {**self._env(ts), "post_id": 1_000 + ts, "author_id": "u1", "text": "hi", "media": [],
+                 "links": [], "hashtags": list(tags), "mentions": [], "visibility": "PUBLIC"}
+        self.producer.produce(self.posts, self.serde.encode("PostCreated", value, self.posts), b"u1")
+
+    def engage(self, ts: int, record: str, post_id: int) -> None:
+        value = {**self._env(ts), "post_id": post_id, "post_author_id": "u1", "user_id": "u2"}
+        if record == "CommentAdded":
+            value.update(comment_id=ts + 7, text="nice", parent_comment_id=None)
+        if record == "Shared":
+            value.update(comment=None)
+        self.producer.produce(self.engagements, self.serde.encode(record, value, self.engagements),
+                              str(post_id).encode())
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0
+
+
+def _history(settings: Settings, scope: str, end: int) -> list[tuple[str, int]]:
+    from stores.cassandra import session
+    from stores.trending import window_history
+
+    return [(r["item"], r["count"]) for r in window_history(session(settings), scope, end)]
+
+
+def _clear_redis(settings: Settings) -> Any:
+    from stores.redis import client
+
+    r = client(settings)
+    for scope in (f"hashtags:{LABEL}", f"posts:{LABEL}", f"viral-hashtags:{LABEL}", f"viral-posts:{LABEL}"):
+        r.delete(f"trending:{scope}", f"trending:{scope}:items", f"trending:{scope}:meta")
+    return r
+
+
+def _consume(settings: Settings, topic: str, n: int, timeout_s: float = 30) -> list[tuple[bytes, bytes]]:
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    out: list[tuple[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and msg.error() is None:
+                out.append((msg.key(), msg.value()))
+    finally:
+        c.close()
+    return out
+
+
+@pytest.mark.timeout(420)
+def test_known_answer_windows_late_updates_and_side_output(settings: Settings, tmp_path: Path) -> None:
+    from stores.trending import current_trending, late_counts
+    from topologies.trending.app import start
+
+    feed = Feed(settings)
+    r = _clear_redis(settings)
+    late_before = late_counts(r).get(LABEL, 0)
+    client = start(settings, feed.config(), checkpoint_dir=tmp_path / "chk", restore=False)
+    try:
+        t0 = feed.t0
+        # phase 1: on-time events; the last one moves the watermark to t0+30999
+        for ts, tag in ((1_000, "a"), (2_000, "b"), (12_000, "a"), (25_000, "b"), (26_000, "a")):
+            feed.post(ts, tag)
+        feed.engage(3_000, "Liked", 1)
+        feed.engage(4_000, "Shared", 2)
+        feed.engage(13_000, "CommentAdded", 1)
+        feed.post(31_000, "b")
+        feed.flush()
+        hashtags = f"hashtags:{LABEL}"
+        _wait(lambda: current_trending(r, hashtags)["window_end"] == t0 + 30_000, 180, "window t0+30s in Redis")
+        assert _history(settings, hashtags, t0 + 10_000) == [("a", 1), ("b", 1)]
+        assert _history(settings, hashtags, t0 + 20_000) == [("a", 2), ("b", 1)]
+        assert _history(settings, hashtags, t0 + 30_000) == [("a", 2), ("b", 1)]
+        assert _history(settings, hashtags, t0 + 40_000) == []  # its end is not passed by the watermark
+        posts = current_trending(r, f"posts:{LABEL}")
+        assert posts["window_end"] == t0 + 30_000  # [10s, 30s): only the comment (weight 3) on post 1
+        assert [(i["item"], i["count"], i["score"]) for i in posts["items"]] == [("1", 1, 540.0)]  # 3/20s per hour
+        # [0, 20s): post 2 = share = 5 beats post 1 = like + comment = 4
+        assert _history(settings, f"posts:{LABEL}", t0 + 20_000) == [("2", 1), ("1", 2)]
+
+        # phase 2: late but within the allowed lateness -> [10s, 30s) is re-emitted with b = 2
+        feed.post(15_000, "b")
+        feed.flush()
+        _wait(lambda: _history(settings, hashtags, t0 + 30_000) == [("a", 2), ("b", 2)], 60, "late update")
+        now = current_trending(r, hashtags)
+        assert now["window_end"] == t0 + 30_000
+        assert [(i["item"], i["count"]) for i in now["items"]] == [("a", 2), ("b", 2)]
+        assert _history(settings, hashtags, t0 + 20_000) == [("a", 2), ("b", 1)]  # expired: not updated
+
+        # phase 3: behind every window's lateness -> side output (dead letter) and counted
+        feed.post(5_000, "a")
+        feed.flush()
+        _wait(lambda: late_counts(r).get(LABEL, 0) == late_before + 1, 60, "late count")
+        dead = _consume(settings, feed.late, 1)
+        assert dead and dead[0][0] == feed.posts.encode()
+        dl = feed.serde.decode(dead[0][1]).value
+        assert (dl["error_type"], dl["source_topic"], dl["source_offset"]) == ("LateEvent", feed.posts, 7)
+        assert _history(settings, hashtags, t0 + 20_000) == [("a", 2), ("b", 1)]
+    finally:
+        client.cancel().result()
+
+    # trending.v1 decodes with confluent-kafka's stock deserializer through the registry
+    records = _consume(settings, feed.trending, 8)
+    deser = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_url}))
+    decoded = [deser(v, SerializationContext(feed.trending, MessageField.VALUE)) for _, v in records]
+    assert all(k == d["scope"].encode() for (k, _), d in zip(records, decoded))
+    first = decoded[0]
+    assert first["scope"] in {hashtags, f"posts:{LABEL}"} and first["rank"] == 1
+    assert {d["window_end"] for d in decoded} <= {
+        dt.datetime.fromtimestamp((t0 + e) / 1000, dt.UTC) for e in (10_000, 20_000, 30_000)}
+
+
+@pytest.mark.timeout(420)
+def test_restart_from_checkpoint_does_not_double_count(settings: Settings, tmp_path: Path) -> None:
+    from topologies.trending.app import latest_checkpoint, start
+
+    feed = Feed(settings)
+    _clear_redis(settings)
+    chk = tmp_path / "chk"
+    config = feed.config()
+    client = start(settings, config, checkpoint_dir=chk, checkpoint_interval_ms=1_000, restore=False)
+    try:
+        feed.post(1_000, "x")
+        feed.post(2_000, "x")
+        feed.flush()
+        produced = time.time()
+        # a checkpoint taken well after the events were produced holds them in window state
+        _wait(lambda: (p := latest_checkpoint(chk)) and os.path.getmtime(Path(p) / "_metadata") > produced + 5,
+              120, "a checkpoint after the first events")
+    finally:
+        client.cancel().result()
+    restored = latest_checkpoint(chk)
+    client = start(settings, config, checkpoint_dir=chk, checkpoint_interval_ms=1_000, restore=True)
+    try:
+        feed.post(12_000, "x")
+        feed.post(25_000, "y")  # watermark t0+24999: fires [-10s, 10s) and [0, 20s)
+        feed.flush()
+        hashtags = f"hashtags:{LABEL}"
+        _wait(lambda: _history(settings, hashtags, feed.t0 + 20_000), 180, "window [0, 20s) after restart")
+        # 1000 + 2000 (before the restart, from state) + 12000 (after): 3, not 5 (re-read) nor 1 (lost)
+        assert _history(settings, hashtags, feed.t0 + 20_000) == [("x", 3)]
+        assert _history(settings, hashtags, feed.t0 + 10_000) == [("x", 2)]
+    finally:
+        client.cancel().result()
+    assert restored is not None

@@ -1,0 +1,46 @@
+"""Trending output records and job config, without a broker."""
+
+from __future__ import annotations
+
+from streams.testing import mock_serde
+from topologies.trending.app import config_from_env, latest_checkpoint
+from topologies.trending.logic import HASHTAGS, Contribution, Window, WindowSpec, score, top_k
+from topologies.trending.sinks import late_record, trending_records
+
+SPEC = WindowSpec(60_000, 10_000)
+
+
+def _topk():
+    w = Window(0, 60_000)
+    items = [score(HASHTAGS, t, w, (n, float(n)), {}, SPEC) for t, n in (("a", 2), ("b", 7))]
+    return top_k(HASHTAGS, w, items, SPEC, 10)[0]
+
+
+def test_trending_records_encode_and_have_replay_stable_ids() -> None:
+    serde = mock_serde()
+    first, again = trending_records(_topk(), 1), trending_records(_topk(), 2)
+    assert [r["event_id"] for r in first] == [r["event_id"] for r in again]
+    assert len({r["event_id"] for r in first}) == 2
+    assert [(r["rank"], r["item"], r["count"]) for r in first] == [(1, "b", 7), (2, "a", 2)]
+    decoded = serde.decode(serde.encode("TrendingEntry", first[0], "trending.v1"))
+    assert decoded.name == "TrendingEntry" and decoded.value["scope"] == "hashtags:1m"
+
+
+def test_late_record_is_a_valid_dead_letter() -> None:
+    serde = mock_serde()
+    value = late_record(Contribution(HASHTAGS, "a", 5, 1.0, 1), "posts.v1", 2, 41, "1m", 99, 123)
+    decoded = serde.decode(serde.encode("DeadLetter", value, "dead-letters.v1")).value
+    assert (decoded["source_topic"], decoded["source_partition"], decoded["source_offset"]) == ("posts.v1", 2, 41)
+    assert decoded["error_type"] == "LateEvent"
+
+
+def test_config_from_env_and_latest_checkpoint(tmp_path) -> None:
+    cfg = config_from_env({"FEEDSTREAM_TRENDING_WINDOWS": "1h/1m,60s/10s/30s", "FEEDSTREAM_TRENDING_K": "5"})
+    assert [w.label for w in cfg.windows] == ["1h", "1m"] and cfg.k == 5
+    assert cfg.windows[1].lateness_ms == 30_000
+    assert latest_checkpoint(tmp_path) is None
+    for n in (3, 4):
+        (tmp_path / "job" / f"chk-{n}").mkdir(parents=True)
+        (tmp_path / "job" / f"chk-{n}" / "_metadata").write_bytes(b"x")
+    (tmp_path / "job" / "chk-5").mkdir()  # in progress: no _metadata yet
+    assert latest_checkpoint(tmp_path).endswith("chk-4")
