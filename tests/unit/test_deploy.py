@@ -1,0 +1,455 @@
+"""Deployment files (docker/, k8s/) agree with the code: settings, CLI, modules, topic catalog."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+import yaml
+from pydantic import ValidationError
+
+from feedstream.settings import PLACEHOLDER_SECRET, Settings
+from streams import catalog
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKER = REPO / "docker"
+K8S = REPO / "k8s"
+YAML_FILES = sorted([*DOCKER.rglob("*.yml"), *DOCKER.rglob("*.yaml"), *K8S.rglob("*.yaml")])
+KUSTOMIZATIONS = sorted(K8S.rglob("kustomization.yaml"))
+OUR_IMAGES = ("feedstream", "feedstream-flink")
+ENV_REF = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _gen_topics():
+    spec = importlib.util.spec_from_file_location("k8s_gen_topics", K8S / "gen_topics.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((DOCKER / "compose.yml").read_text())
+
+
+def _interpolate(value: str) -> str:
+    """Resolve compose's ``${VAR:-default}`` to its default (what an empty shell gives)."""
+    return ENV_REF.sub(lambda m: m.group(2) or "", value)
+
+
+def _k8s_resources(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    out = []
+    for path in sorted(root.rglob("*.yaml")):
+        if path.name in ("kustomization.yaml", "kustomizeconfig.yaml"):
+            continue
+        out.extend((path, d) for d in _docs(path))
+    return out
+
+
+def _pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    kind, spec = doc.get("kind"), doc.get("spec") or {}
+    if kind in ("Deployment", "StatefulSet", "Job"):
+        return [spec["template"]["spec"]]
+    return []
+
+
+def _settings_env_names() -> set[str]:
+    classes: list[type] = [Settings]
+    if importlib.util.find_spec("serving.settings") is not None:
+        from serving.settings import ApiSettings
+
+        classes.append(ApiSettings)
+    names = set()
+    for cls in classes:
+        prefix = cls.model_config.get("env_prefix", "")
+        for name, field in cls.model_fields.items():
+            names.add(field.alias or f"{prefix}{name}".upper())
+    return names
+
+
+def _env_names_read_by_code() -> set[str]:
+    pattern = re.compile(r"""(?:environ\.get\(|environ\[|getenv\()\s*["'](FEEDSTREAM_[A-Z0-9_]+)""")
+    names = set()
+    for pkg in ("feedstream", "streams", "stores", "topologies", "serving", "models"):
+        for path in (REPO / pkg).rglob("*.py"):
+            names.update(pattern.findall(path.read_text()))
+    return names
+
+
+# ---------------------------------------------------------------- parsing and references
+@pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_yaml_parses(path: Path) -> None:
+    docs = _docs(path)
+    assert docs, f"{path} is empty"
+    if path.is_relative_to(K8S) and path.name not in ("kustomization.yaml", "kustomizeconfig.yaml"):
+        for doc in docs:
+            assert doc.get("apiVersion") and doc.get("kind"), (path, doc)
+            assert doc.get("metadata", {}).get("name"), (path, doc)
+
+
+def test_yaml_files_were_found() -> None:
+    names = {p.relative_to(REPO).as_posix() for p in YAML_FILES}
+    assert {"docker/compose.yml", "k8s/base/kustomization.yaml",
+            "k8s/overlays/dev/kustomization.yaml", "k8s/overlays/prod/kustomization.yaml"} <= names
+
+
+@pytest.mark.parametrize("kfile", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(REPO)))
+def test_kustomization_references_exist(kfile: Path) -> None:
+    k = yaml.safe_load(kfile.read_text())
+    here = kfile.parent
+    for ref in k.get("resources", []):
+        target = (here / ref).resolve()
+        assert target.exists(), f"{kfile}: resource {ref} does not exist"
+        if target.is_dir():
+            assert (target / "kustomization.yaml").exists(), f"{kfile}: {ref} is not a kustomization"
+    for patch in k.get("patches", []):
+        if "path" in patch:
+            assert (here / patch["path"]).exists(), f"{kfile}: patch {patch['path']} does not exist"
+        else:
+            assert patch.get("patch") and patch.get("target"), f"{kfile}: inline patch needs target"
+    for ref in k.get("configurations", []):
+        assert (here / ref).exists(), f"{kfile}: configuration {ref} does not exist"
+    listed = {(here / r).resolve() for r in k.get("resources", [])}
+    patched = {(here / p["path"]).resolve() for p in k.get("patches", []) if "path" in p}
+    strays = [p for p in here.glob("*.yaml") if p.name not in ("kustomization.yaml", "kustomizeconfig.yaml")
+              and p.resolve() not in listed | patched]
+    assert not strays, f"{kfile}: files not referenced by the kustomization: {strays}"
+
+
+def test_overlay_patches_and_replicas_target_base_objects() -> None:
+    base = {(d["kind"], d["metadata"]["name"]) for _, d in _k8s_resources(K8S / "base")}
+    for overlay in ("dev", "prod"):
+        here = K8S / "overlays" / overlay
+        k = yaml.safe_load((here / "kustomization.yaml").read_text())
+        for patch in k.get("patches", []):
+            if "path" in patch:
+                for doc in _docs(here / patch["path"]):
+                    assert (doc["kind"], doc["metadata"]["name"]) in base, (overlay, patch["path"], doc["kind"])
+            else:
+                t = patch["target"]
+                assert any(kind == t["kind"] and ("name" not in t or name == t["name"])
+                           for kind, name in base), (overlay, t)
+        for r in k.get("replicas", []):
+            assert any(name == r["name"] and kind in ("Deployment", "StatefulSet") for kind, name in base), r
+
+
+# ---------------------------------------------------------------- topics
+def test_topics_file_is_in_sync_with_the_catalog() -> None:
+    gen = _gen_topics()
+    path = K8S / "base" / "kafka-topics.yaml"
+    text = path.read_text()
+    partitions, replication = gen.header_args(text)
+    assert text == gen.render(partitions, replication), "run: .venv/bin/python k8s/gen_topics.py"
+    docs = {d["spec"]["topicName"]: d for d in yaml.safe_load_all(text) if d}
+    assert set(docs) == {t.name for t in catalog.ALL_TOPICS}
+    for topic in catalog.ALL_TOPICS:
+        spec = docs[topic.name]["spec"]
+        assert docs[topic.name]["kind"] == "KafkaTopic"
+        assert docs[topic.name]["metadata"]["labels"]["strimzi.io/cluster"] == "feedstream"
+        assert spec["partitions"] >= (topic.partitions or 1)
+        if topic.partitions is None:
+            assert spec["partitions"] == partitions
+        assert spec["replicas"] == (topic.replication or replication)
+        assert spec["config"]["cleanup.policy"] == topic.cleanup_policy
+        assert int(spec["config"]["retention.ms"]) == topic.retention_ms
+    for group in getattr(catalog, "COPARTITIONED", ()):
+        assert len({docs[t.name]["spec"]["partitions"] for t in group}) == 1, group
+
+
+def test_topics_are_production_sized_and_named_validly() -> None:
+    gen = _gen_topics()
+    partitions, replication = gen.header_args((K8S / "base" / "kafka-topics.yaml").read_text())
+    assert partitions >= 12 and replication == 3
+    names = [gen.resource_name(t.name) for t in catalog.ALL_TOPICS]
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert re.fullmatch(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?", name), name
+
+
+def test_generator_follows_its_arguments_and_check_flags_stale_files(tmp_path: Path) -> None:
+    gen = _gen_topics()
+    docs = [d for d in yaml.safe_load_all(gen.render(6, 2)) if d]
+    by_name = {d["spec"]["topicName"]: d["spec"] for d in docs}
+    assert by_name["posts.v1"]["partitions"] == 6 and by_name["posts.v1"]["replicas"] == 2
+    assert by_name["_schemas"]["partitions"] == 1  # the catalog's own count wins
+    out = tmp_path / "topics.yaml"
+    assert gen.main(["--partitions", "6", "--replication", "2", "--out", str(out)]) == 0
+    assert gen.main(["--check", "--out", str(out)]) == 0
+    out.write_text(out.read_text().replace("compact", "delete"))
+    assert gen.main(["--check", "--out", str(out)]) == 1
+
+
+# ---------------------------------------------------------------- configuration
+def test_every_feedstream_env_var_is_read_by_the_code() -> None:
+    accepted = _settings_env_names() | _env_names_read_by_code()
+    used: dict[str, set[str]] = {}
+    for path in sorted(p for p in [*DOCKER.iterdir(), *K8S.rglob("*")] if p.is_file()):
+        if path.suffix in (".yaml", ".yml", "") or path.name.startswith("Dockerfile"):
+            for name in re.findall(r"\bFEEDSTREAM_[A-Z0-9_]*[A-Z0-9]\b", path.read_text()):
+                used.setdefault(name, set()).add(str(path.relative_to(REPO)))
+    assert {"FEEDSTREAM_KAFKA_BOOTSTRAP", "FEEDSTREAM_JWT_SECRET", "FEEDSTREAM_ENV"} <= set(used)
+    unknown = {name: files for name, files in used.items() if name not in accepted}
+    assert not unknown, f"FEEDSTREAM_* names no settings class or code reads: {unknown}"
+
+
+def test_compose_environment_builds_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {k: _interpolate(str(v)) for k, v in _compose()["x-feedstream-env"].items()}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s = Settings()
+    assert s.kafka_bootstrap == "kafka:9092"
+    assert s.registry_url == "http://registry:8081"
+    assert s.redis_url == "redis://redis:6379/0"
+    assert s.cassandra_hosts == ["cassandra"]
+    monkeypatch.setenv("FEEDSTREAM_ENV", "production")
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings()
+
+
+def _configmap(render_root: Path, name: str) -> dict[str, str]:
+    for _, doc in _k8s_resources(render_root):
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == name:
+            return doc["data"]
+    raise AssertionError(f"no ConfigMap {name} under {render_root}")
+
+
+def test_k8s_config_refuses_the_placeholder_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _configmap(K8S / "base", "feedstream-config")
+    secret = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "Secret")
+    assert secret["stringData"]["FEEDSTREAM_JWT_SECRET"] == PLACEHOLDER_SECRET
+    for key, value in {**base, **secret["stringData"]}.items():
+        monkeypatch.setenv(key, str(value))
+    assert base["FEEDSTREAM_ENV"] == "production"
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings()
+    dev = _configmap(K8S / "overlays" / "dev", "feedstream-config")
+    for key, value in dev.items():
+        monkeypatch.setenv(key, str(value))
+    s = Settings()  # development accepts the placeholder
+    assert s.env == "development" and s.cassandra_hosts == ["cassandra-0.cassandra"]
+    monkeypatch.setenv("FEEDSTREAM_ENV", "production")
+    monkeypatch.setenv("FEEDSTREAM_JWT_SECRET", "a" * 64)
+    for key, value in base.items():
+        monkeypatch.setenv(key, str(value))
+    s = Settings()
+    assert s.kafka_bootstrap == "feedstream-kafka-bootstrap:9092" and len(s.cassandra_hosts) == 3
+    assert s.topic_partitions == 12 and s.topic_replication == 3
+
+
+# ---------------------------------------------------------------- commands exist
+def _check_argv(argv: list[str], where: str) -> None:
+    """``python -m MODULE ...`` must name a runnable module; ``feedstream ...`` a valid CLI call."""
+    if argv[:2] == ["python", "-m"]:
+        module = argv[2]
+        if module == "serving.main" and importlib.util.find_spec("serving.main") is None:
+            pytest.skip("serving.main has not landed yet")
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, f"{where}: no module {module}"
+        if spec.submodule_search_locations:  # a package: needs __main__
+            assert importlib.util.find_spec(f"{module}.__main__") is not None, f"{where}: {module}"
+        else:
+            assert 'if __name__ == "__main__"' in Path(spec.origin).read_text(), f"{where}: {module}"
+        return
+    assert argv[0] == "feedstream", f"{where}: unexpected program {argv}"
+    from feedstream.cli import app
+
+    cmd = typer.main.get_command(app)  # typer may vendor its own click: duck-type groups
+    args = argv[1:]
+    while hasattr(cmd, "commands"):
+        assert args and args[0] in cmd.commands, f"{where}: no command {args[:1]} in {sorted(cmd.commands)}"
+        cmd, args = cmd.commands[args[0]], args[1:]
+    assert hasattr(cmd, "make_context") and cmd.callback is not None, f"{where}: {argv} is not a command"
+    try:
+        cmd.make_context(" ".join(argv), list(args))
+    except Exception as exc:  # click's UsageError/BadParameter (whichever click typer uses)
+        raise AssertionError(f"{where}: {argv} does not parse: {exc}") from exc
+
+
+def _compose_argvs() -> list[tuple[str, list[str]]]:
+    out = []
+    for name, svc in _compose()["services"].items():
+        if not str(svc.get("image", "")).startswith("${IMAGE_FEEDSTREAM"):
+            continue
+        entry = svc.get("entrypoint") or ["feedstream"]
+        out.append((name, [*entry, *svc.get("command", [])]))
+    return out
+
+
+@pytest.mark.parametrize("name,argv", _compose_argvs(), ids=[n for n, _ in _compose_argvs()])
+def test_compose_commands_exist(name: str, argv: list[str]) -> None:
+    _check_argv(argv, f"compose service {name}")
+
+
+def test_compose_runs_every_topology_the_cli_knows() -> None:
+    from feedstream.commands.topology import TopologyName
+
+    run = {argv[-1] for _, argv in _compose_argvs() if argv[1:3] == ["topology", "run"]}
+    assert run == {t.value for t in TopologyName}
+
+
+def _k8s_argvs() -> list[tuple[str, list[str]]]:
+    out = []
+    for path, doc in _k8s_resources(K8S / "base"):
+        for pod in _pod_specs(doc):
+            for c in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+                if c["image"] in OUR_IMAGES:
+                    argv = [*(c.get("command") or ["feedstream"]), *c.get("args", [])]
+                    out.append((f"{doc['kind']}/{doc['metadata']['name']}/{c['name']}", argv))
+        if doc["kind"] == "FlinkDeployment":
+            args = doc["spec"]["job"]["args"]
+            i = args.index("-pym")
+            out.append((f"FlinkDeployment/{doc['metadata']['name']}", ["python", "-m", *args[i + 1:]]))
+            out.append((f"FlinkDeployment/{doc['metadata']['name']}/cli", ["feedstream", *args[i + 2:]]))
+    return out
+
+
+@pytest.mark.parametrize("where,argv", _k8s_argvs(), ids=[w for w, _ in _k8s_argvs()])
+def test_k8s_commands_exist(where: str, argv: list[str]) -> None:
+    if argv[0] == "python" and argv[1].startswith("/scripts/"):
+        scripts = _configmap(K8S / "base", "feedstream-scripts")
+        name = argv[1].removeprefix("/scripts/")
+        assert name in scripts, f"{where}: {name} not in ConfigMap feedstream-scripts"
+        compile(scripts[name], name, "exec")
+        return
+    _check_argv(argv, where)
+
+
+def test_compose_dependencies_wait_for_health() -> None:
+    services = _compose()["services"]
+    for name, svc in services.items():
+        deps = svc.get("depends_on", {})
+        assert isinstance(deps, dict), f"{name}: depends_on needs conditions"
+        for dep, cond in deps.items():
+            assert dep in services, (name, dep)
+            assert cond["condition"] in ("service_healthy", "service_completed_successfully"), (name, dep)
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{dep} has no healthcheck but {name} waits on it"
+        if name.startswith("topology-") or name == "api":
+            assert deps.get("topics", {}).get("condition") == "service_completed_successfully", name
+    assert services["topics"]["command"][:2] == ["topics", "apply"]
+    assert "release_version FROM system.local" in str(services["cassandra"]["healthcheck"]["test"])
+    assert "PONG" in str(services["redis"]["healthcheck"]["test"])
+    for name, svc in services.items():  # heaps capped
+        assert svc.get("deploy", {}).get("resources", {}).get("limits", {}).get("memory"), name
+
+
+def test_engine_images_are_the_supported_versions() -> None:
+    services = _compose()["services"]
+    assert re.fullmatch(r"apache/kafka:3\.9\.\d+", services["kafka"]["image"])
+    assert services["cassandra"]["image"] == "cassandra:5.0"
+    assert services["redis"]["image"].startswith("redis:7")
+    kafka = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "Kafka")
+    assert kafka["spec"]["kafka"]["version"].startswith("3.9.")
+    pool = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "KafkaNodePool")
+    assert pool["spec"]["replicas"] == 3 and set(pool["spec"]["roles"]) == {"controller", "broker"}
+
+
+def test_api_probes_hit_routes_the_api_serves() -> None:
+    api = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "Deployment"
+               and d["metadata"]["name"] == "api")
+    c = api["spec"]["template"]["spec"]["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    if not (REPO / "serving" / "routers").is_dir():
+        pytest.skip("serving routers have not landed yet")
+    source = "\n".join(p.read_text() for p in (REPO / "serving").rglob("*.py"))
+    for path in ("/readyz", "/healthz"):
+        assert f'"{path}"' in source, f"the API serves no {path}"
+
+
+def test_workers_never_outnumber_partitions() -> None:
+    partitions = int(_configmap(K8S / "base", "feedstream-config")["FEEDSTREAM_TOPIC_PARTITIONS"])
+    registry = None
+    for _, doc in _k8s_resources(K8S / "base"):
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"].startswith("topology-"):
+            assert 1 <= doc["spec"]["replicas"] <= partitions, doc["metadata"]["name"]
+        if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "registry":
+            registry = doc
+    assert registry["spec"]["replicas"] == 1 and registry["spec"]["strategy"]["type"] == "Recreate"
+
+
+# ---------------------------------------------------------------- images
+def _dockerfile(name: str) -> str:
+    return (DOCKER / name).read_text()
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.flink"])
+def test_dockerfile_inputs_exist_and_context_has_every_package(name: str) -> None:
+    text = _dockerfile(name)
+    for src in re.findall(r"^COPY (?!--from)(?:--\S+ )*(\S+) ", text, flags=re.MULTILINE):
+        if src != ".":
+            assert (REPO / src).exists(), f"{name}: COPY {src} does not exist"
+    ignore = (DOCKER / f"{name}.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    pyproject = (REPO / "pyproject.toml").read_text()
+    packages = re.search(r'include = \[([^\]]*)\]', pyproject).group(1)
+    for pkg in re.findall(r'"(\w+)\*"', packages):
+        assert pkg in allowed, f"{name}.dockerignore drops package {pkg}"
+    assert {"pyproject.toml", "requirements.lock", "schemas"} <= allowed
+    from streams.schemas import SCHEMA_DIR
+
+    rel = SCHEMA_DIR.relative_to(REPO).as_posix()
+    assert f"cp -r /src/{rel} " in text, f"{name} does not install {rel} next to the code"
+    assert "pip install -r /tmp/requirements.lock" in text and "pip install --no-deps /src" in text
+    assert "feedstream/local/poms/flink.xml" in text and "dependency:copy-dependencies" in text
+
+
+def test_platform_image_runs_feedstream_as_non_root() -> None:
+    text = _dockerfile("Dockerfile")
+    assert "FROM ${PYTHON_IMAGE}" in text and "ARG PYTHON_IMAGE=python:3.11-slim-bookworm" in text
+    assert "openjdk-17-jre-headless" in text
+    assert re.search(r'^USER feedstream$', text, flags=re.MULTILINE)
+    assert re.search(r'^ENTRYPOINT \[.*"feedstream"\]$', text, flags=re.MULTILINE)
+
+
+def test_flink_versions_agree() -> None:
+    lock = (REPO / "requirements.lock").read_text()
+    pyflink = re.search(r"^apache-flink==(\S+)$", lock, flags=re.MULTILINE).group(1)
+    text = _dockerfile("Dockerfile.flink")
+    image = re.search(r"ARG FLINK_IMAGE=flink:(\S+)", text).group(1)
+    assert image.startswith(f"{pyflink}-") and "java17" in image, (pyflink, image)
+    pom = (REPO / "feedstream" / "local" / "poms" / "flink.xml").read_text()
+    minor = ".".join(pyflink.split(".")[:2])
+    assert re.search(rf"<artifactId>flink-sql-connector-kafka</artifactId><version>[\d.]+-{minor}</version>", pom)
+    assert re.search(rf"<artifactId>flink-sql-avro-confluent-registry</artifactId><version>{minor}\.\d+</version>", pom)
+    flink = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "FlinkDeployment")
+    assert flink["spec"]["image"] == "feedstream-flink"
+    assert flink["spec"]["job"]["entryClass"] == "org.apache.flink.client.python.PythonDriver"
+    python = flink["spec"]["flinkConfiguration"]["python.executable"]
+    assert python.startswith("/opt/venv/") and "/opt/venv" in text
+    assert flink["spec"]["job"]["jarURI"] == "local:///opt/flink/opt/flink-python.jar"
+    assert "/opt/flink/opt/flink-python.jar" in text
+
+
+# ---------------------------------------------------------------- kustomize (when available)
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
+@pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod"])
+def test_kustomize_builds(target: str) -> None:
+    proc = subprocess.run(["kubectl", "kustomize", str(K8S / target)], capture_output=True, text=True, check=False,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+    assert all(d["metadata"].get("namespace") == "feedstream" for d in docs if d["kind"] != "Namespace")
+    images = [c["image"] for d in docs for pod in _pod_specs(d) for c in
+              [*pod.get("initContainers", []), *pod.get("containers", [])]]
+    images += [d["spec"]["image"] for d in docs if d["kind"] == "FlinkDeployment"]
+    assert images and all(":" in i for i in images), images
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    if target == "overlays/prod":
+        assert not secrets, "prod must not render the placeholder JWT Secret"
+    else:
+        assert [s["metadata"]["name"] for s in secrets] == ["feedstream-jwt"]
+    topics = [d for d in docs if d["kind"] == "KafkaTopic"]
+    assert len(topics) == len(catalog.ALL_TOPICS)
+    if target == "overlays/dev":
+        assert {t["spec"]["replicas"] for t in topics} == {1}
+
