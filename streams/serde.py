@@ -60,6 +60,7 @@ class Serde:
         self.schemas = schemas or default_schemas()
         self.auto_register = auto_register
         self._ids: dict[tuple[str, str], int] = {}
+        self._home: dict[str, str] = {}
         self._writers: dict[int, _Writer] = {}
         self._lock = threading.Lock()
 
@@ -67,7 +68,8 @@ class Serde:
     def schema_id(self, record: str, topic: str | None = None) -> int:
         """Return (registering if allowed) the registry id of ``record`` under its topic's subject."""
         fullname = self.schemas.fullname(record)
-        topic = topic or _topic_for(fullname)
+        if topic is None:
+            topic = self._home.get(fullname) or self._home.setdefault(fullname, _topic_for(fullname))
         cached = self._ids.get((topic, fullname))
         if cached is not None:
             return cached

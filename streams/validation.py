@@ -130,7 +130,7 @@ def _explain_record(schema: Mapping[str, Any], datum: Any, named: Mapping[str, A
 def validate_record(parsed: Mapping[str, Any], datum: Any) -> None:
     """Raise :class:`SchemaValidationError` naming the field if ``datum`` does not fit ``parsed``."""
     record = parsed["name"].rpartition(".")[2]
-    if isinstance(datum, Mapping) and _fast_validate(datum, parsed, raise_errors=False):
+    if (type(datum) is dict or isinstance(datum, Mapping)) and _fast_validate(datum, parsed, raise_errors=False):
         fields = _FIELDS.get(id(parsed))
         if fields is None:
             fields = _FIELDS[id(parsed)] = frozenset(f["name"] for f in parsed["fields"])

@@ -1,0 +1,1 @@
+"""Benchmarks (run through ``feedstream bench`` or ``python -m bench.<name>``); kept apart from tests."""
