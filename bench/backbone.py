@@ -170,8 +170,8 @@ def run(settings: Settings, count: int, partitions: int) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> str:
     """Format results as a small table."""
-    lines = [f"backbone benchmark: {result['count']} records of {result['payload_bytes']} B, "
-             f"{result['partitions']} partitions",
+    lines = [(f"backbone benchmark: {result['count']} records of {result['payload_bytes']} B, "
+              f"{result['partitions']} partitions"),
              f"{'phase':44} {'msgs/s':>10} {'seconds':>8} {'vs raw':>7}"]
     for p in result["phases"]:
         ratio = f"{p['ratio_vs_raw']:.2f}" if p["ratio_vs_raw"] is not None else "1.00"

@@ -141,7 +141,8 @@ def apply_topics(
     by_name = {t.name: t for t in resolved}
     creates = [by_name[c.topic] for c in changes if c.kind == "create"]
     if creates:
-        new = [NewTopic(t.name, t.partitions, t.replication, config=t.configs) for t in creates]
+        new = [NewTopic(t.name, int(t.partitions or 0), int(t.replication or 0), config=t.configs)
+               for t in creates]
         _wait(admin.create_topics(new, request_timeout=TIMEOUT_S), "creating", KafkaError.TOPIC_ALREADY_EXISTS)
     altered = sorted({c.topic for c in changes if c.kind == "config"})
     if altered:
@@ -153,7 +154,8 @@ def apply_topics(
             for name in altered
         ]
         _wait(admin.incremental_alter_configs(resources), "altering configs of")
-    grown = [NewPartitions(c.topic, by_name[c.topic].partitions) for c in changes if c.kind == "partitions"]
+    grown = [NewPartitions(c.topic, int(by_name[c.topic].partitions or 0))
+             for c in changes if c.kind == "partitions"]
     if grown:
         _wait(admin.create_partitions(grown, request_timeout=TIMEOUT_S), "adding partitions to")
     return changes
@@ -197,7 +199,7 @@ def register_all_schemas(
             schema = Schema(schemas.schema_str(record), "AVRO")
             try:
                 try:
-                    out.append(SchemaRegistration(subject, client.lookup_schema(subject, schema).schema_id, False))
+                    out.append(SchemaRegistration(subject, int(client.lookup_schema(subject, schema).schema_id or 0), False))
                     continue
                 except SchemaRegistryError as exc:
                     if exc.http_status_code != 404:

@@ -49,7 +49,7 @@ class Topic:
         """Return the UTF-8 key of an event, taken from its key field."""
         return str(value[self.key_field_for(record)]).encode()
 
-    def resolved(self, settings: Settings | None = None) -> "Topic":
+    def resolved(self, settings: Settings | None = None) -> Topic:
         """Return a copy with partitions and replication filled in from settings."""
         settings = settings or get_settings()
         return replace(

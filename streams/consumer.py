@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -116,7 +116,7 @@ class EventConsumer:
                         continue
                     raise KafkaException(err)
                 self._process(msg)
-                done[(msg.topic(), msg.partition())] = msg.offset() + 1
+                done[(str(msg.topic()), int(msg.partition() or 0))] = int(msg.offset() or 0) + 1
         finally:
             self._commit(done)
         return len(messages)
@@ -131,8 +131,8 @@ class EventConsumer:
         except DecodeError as exc:
             self._dead_letter(msg, exc)
             return
-        event = ConsumedEvent(name, value, msg.topic(), msg.partition(), msg.offset(), msg.key(),
-                              msg.timestamp()[1])
+        event = ConsumedEvent(name, value, str(msg.topic()), int(msg.partition() or 0),
+                              int(msg.offset() or 0), msg.key(), msg.timestamp()[1])
         try:
             self.handler(event)
         except PoisonRecord as exc:
@@ -197,7 +197,7 @@ class EventConsumer:
         if self._owns_dead_letters and self._dead_letters is not None:
             self._dead_letters.close()
 
-    def __enter__(self) -> "EventConsumer":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,8 +27,7 @@ class IdGenerator:
         """Return the next id; waits for the next millisecond if this one's sequence is used up."""
         with self._lock:
             ms = int(self._clock() * 1000) - EPOCH_MS
-            if ms < self._last_ms:  # clock stepped back: keep issuing from the last millisecond
-                ms = self._last_ms
+            ms = max(ms, self._last_ms)  # clock stepped back: keep issuing from the last millisecond
             if ms == self._last_ms:
                 self._counter += 1
                 if self._counter >> self._counter_bits:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -98,10 +98,10 @@ class EventProducer:
             if err is not None:
                 future.set_exception(DeliveryError(f"{short} to {target.name} not delivered: {err.str()}"))
             else:
-                ts = msg.timestamp()[1]
-                future.set_result(DeliveryReport(msg.topic(), msg.partition(), msg.offset(), msg.key(), short, ts))
+                future.set_result(DeliveryReport(
+                    target.name, msg.partition() or 0, msg.offset() or 0, msg.key(), short, msg.timestamp()[1]))
 
-        headers = [(HEADER_EVENT_TYPE, fullname.encode())]
+        headers: list[tuple[str, str | bytes | None]] = [(HEADER_EVENT_TYPE, fullname.encode())]
         while True:
             try:
                 self._producer.produce(target.name, payload, key, on_delivery=on_delivery, headers=headers)
@@ -151,7 +151,7 @@ class EventProducer:
         if remaining:
             raise DeliveryError(f"{remaining} records undelivered at close")
 
-    def __enter__(self) -> "EventProducer":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -79,7 +79,7 @@ class Serde:
             if self.auto_register:
                 schema_id = self.registry.register_schema(subject, schema)
             else:
-                schema_id = self.registry.lookup_schema(subject, schema).schema_id
+                schema_id = int(self.registry.lookup_schema(subject, schema).schema_id or 0)
         except SchemaRegistryError as exc:
             raise RegistryError(f"registry refused {subject}: {exc}") from exc
         except Exception as exc:  # connection errors come as requests/httpx exceptions
@@ -136,13 +136,14 @@ class Serde:
             raise RegistryError(f"registry error fetching schema id {schema_id}: {exc}") from exc
         except Exception as exc:
             raise RegistryError(f"registry unreachable fetching schema id {schema_id}: {exc}") from exc
+        text = schema.schema_str or ""
         try:
-            writer = fastavro.parse_schema(json.loads(schema.schema_str))
+            writer = fastavro.parse_schema(json.loads(text))
         except Exception as exc:
             raise DecodeError(f"schema id {schema_id} is not a usable Avro schema: {exc}") from exc
         fullname = writer.get("name", "") if isinstance(writer, dict) else ""
         local = self.schemas.parsed.get(fullname)
-        if local is not None and json.loads(schema.schema_str) == self.schemas.standalone[fullname]:
+        if local is not None and json.loads(text) == self.schemas.standalone[fullname]:
             entry = _Writer(_short(fullname), local, None)
         else:  # another version: resolve the writer's data into our reader schema when we know it
             entry = _Writer(_short(fullname) or f"schema-{schema_id}", writer, local)

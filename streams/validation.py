@@ -127,7 +127,7 @@ def _explain_record(schema: Mapping[str, Any], datum: Any, named: Mapping[str, A
     return None
 
 
-def validate_record(parsed: Mapping[str, Any], datum: Any) -> None:
+def validate_record(parsed: dict[str, Any], datum: Any) -> None:
     """Raise :class:`SchemaValidationError` naming the field if ``datum`` does not fit ``parsed``."""
     record = parsed["name"].rpartition(".")[2]
     if (type(datum) is dict or isinstance(datum, Mapping)) and _fast_validate(datum, parsed, raise_errors=False):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,8 +12,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Bootstrap = Annotated[Optional[str], typer.Option(help="Kafka bootstrap servers (default: settings).")]
-Registry = Annotated[Optional[str], typer.Option(help="Schema registry URL (default: settings).")]
+Bootstrap = Annotated[str | None, typer.Option(help="Kafka bootstrap servers (default: settings).")]
+Registry = Annotated[str | None, typer.Option(help="Schema registry URL (default: settings).")]
 
 
 def _retention(ms: str | int | None) -> str:

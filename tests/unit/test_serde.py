@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import struct
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka.schema_registry import Schema
@@ -66,7 +66,7 @@ def test_optional_fields_may_be_omitted_and_defaults_apply(serde: Serde) -> None
 
 
 def test_datetimes_are_accepted_for_timestamp_fields(serde: Serde) -> None:
-    when = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=timezone.utc)
+    when = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
     value = sample_event("Followed", occurred_at=when)
     assert serde.decode(serde.encode("Followed", value)).value["occurred_at"] == when
 
@@ -144,7 +144,9 @@ def test_newer_writer_with_added_optional_field_decodes_into_our_reader_schema(s
     newer = _evolved({"name": "client", "type": ["null", "string"], "default": None})
     subject = "engagements.v1-io.feedstream.events.Liked"
     schema_id = serde.registry.register_schema(subject, Schema(json.dumps(newer), "AVRO"))
-    import fastavro, io  # noqa: E401
+    import io
+
+    import fastavro
 
     value = {**sample_event("Liked"), "client": "ios"}
     body = io.BytesIO()

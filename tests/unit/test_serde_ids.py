@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import threading
 import time
+from itertools import pairwise
 
 import pytest
 
-from streams.ids import EPOCH_MS, MAX_ID, IdGenerator, id_timestamp_ms, min_id_at, new_id, new_post_id
+from streams.ids import (
+    EPOCH_MS,
+    MAX_ID,
+    IdGenerator,
+    id_timestamp_ms,
+    min_id_at,
+    new_id,
+    new_post_id,
+)
 
 pytestmark = pytest.mark.unit
 
 
 def test_ids_are_strictly_increasing_and_fit_in_53_bits() -> None:
     ids = [new_post_id() for _ in range(20_000)]
-    assert all(a < b for a, b in zip(ids, ids[1:]))
+    assert all(a < b for a, b in pairwise(ids))
     assert all(0 < i <= MAX_ID and float(i) == i for i in ids)
 
 
@@ -48,7 +57,7 @@ def test_unique_across_threads() -> None:
         t.join()
     flat = [i for b in out for i in b]
     assert len(set(flat)) == len(flat)
-    assert all(a < b for b in out for a, b in zip(b, b[1:]))
+    assert all(a < b for bucket in out for a, b in pairwise(bucket))
 
 
 def test_sequence_overflow_waits_for_next_millisecond_and_clock_going_back_is_safe() -> None:
@@ -67,7 +76,7 @@ def test_sequence_overflow_waits_for_next_millisecond_and_clock_going_back_is_sa
 
 
 def test_node_bits_keep_writers_apart() -> None:
-    clock = lambda: EPOCH_MS / 1000 + 1.0  # noqa: E731
+    clock = lambda: EPOCH_MS / 1000 + 1.0
     a, b = IdGenerator(0, 2, clock), IdGenerator(1, 2, clock)
     assert {a.new_id() for _ in range(100)}.isdisjoint({b.new_id() for _ in range(100)})
     with pytest.raises(ValueError):
