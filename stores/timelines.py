@@ -3,7 +3,9 @@
 Redis key layout (``{r}`` reader id, ``{a}`` author id):
 
 - ``tl:{r}``        ZSET of post ids (member = decimal id, score = id, exact in a double), capped
-- ``tlb:{r}``       "1" once ``tl:{r}`` is complete; missing means rebuild from Cassandra on read
+- ``tlstale:{r}``   set when fan-out skipped ``r`` as inactive: rebuild from Cassandra on next read
+- ``tlb:{r}``       "1" for 5 minutes after a rebuild (so an empty timeline is not rebuilt per read);
+                    a missing ``tl:{r}`` without ``tlb:{r}`` (e.g. evicted by maxmemory) also rebuilds
 - ``tllock:{r}``    rebuild lock (SET NX PX); ``tlrebuilds:{r}`` counts rebuilds (INCR)
 - ``neg:a:{r}``     SET of authors hidden from ``r`` (unfollowed, blocked either way): read filter
 - ``posts:deleted`` SET of deleted post ids: read filter for every reader
@@ -60,6 +62,7 @@ class TimelineSettings(BaseSettings):
     rebuild_lock_ms: int = 10_000
     emit_timeline_updates: bool = True
     topology_group_suffix: str = ""
+    topology_offset_reset: str = "earliest"
 
     @property
     def policy(self) -> Policy:
@@ -78,6 +81,11 @@ def k_built(r: str) -> str:
     return f"tlb:{r}"
 
 
+def k_stale(r: str) -> str:
+    """Redis key marking ``r``'s timeline stale (skipped while inactive)."""
+    return f"tlstale:{r}"
+
+
 def k_negative(r: str) -> str:
     """Redis key of authors hidden from ``r``."""
     return f"neg:a:{r}"
@@ -91,6 +99,16 @@ def k_author(a: str) -> str:
 def channel(r: str) -> str:
     """Pub/sub channel of ``r``'s timeline changes."""
     return f"feed:{r}"
+
+
+_PREPARED: dict[tuple[int, str], Any] = {}
+
+
+def _prepared(session: Session, cql: str) -> Any:
+    key = (id(session), cql)
+    if key not in _PREPARED:
+        _PREPARED[key] = session.prepare(cql)
+    return _PREPARED[key]
 
 
 def _now() -> int:
@@ -144,7 +162,7 @@ def get_posts(session: Session, r: _redis.Redis, ids: Iterable[int]) -> dict[int
             out[pid] = json.loads(raw)
     missing = [i for i in ids if i not in out]
     if missing:
-        rows = session.execute("SELECT * FROM posts WHERE post_id IN %s", (tuple(missing),))
+        rows = session.execute(_prepared(session, "SELECT * FROM posts WHERE post_id IN ?"), (missing,))
         p = r.pipeline(transaction=False)
         for row in rows:
             d = row._asdict()
@@ -190,10 +208,15 @@ def apply_writes(r: _redis.Redis, writes: list[TimelineWrite], *, cap: int, sour
 
 
 def evict_inactive(r: _redis.Redis, readers: Iterable[str]) -> None:
-    """Drop skipped readers' Redis timelines so their next read rebuilds from Cassandra."""
-    keys = [k for rd in readers for k in (k_timeline(rd), k_built(rd))]
-    if keys:
-        r.delete(*keys)
+    """Drop skipped readers' Redis timelines and mark them stale: their next read rebuilds them."""
+    readers = list(readers)
+    if not readers:
+        return
+    p = r.pipeline(transaction=False)
+    for rd in readers:
+        p.delete(k_timeline(rd), k_built(rd))
+        p.set(k_stale(rd), "1")
+    p.execute()
 
 
 def hide_author(r: _redis.Redis, reader: str, author: str, hidden: bool) -> None:
@@ -261,18 +284,19 @@ def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: T
     lock = f"tllock:{reader}"
     if not r.set(lock, "1", nx=True, px=settings.rebuild_lock_ms):
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and not r.exists(k_built(reader)):
+        while time.monotonic() < deadline and needs_rebuild(r, reader):
             time.sleep(0.02)
         return False
     try:
-        if r.exists(k_built(reader)):
+        if not needs_rebuild(r, reader):
             return False
         ids = _compute_timeline(r, session, reader, settings)
         p = r.pipeline(transaction=True)
         if ids:
             p.zadd(k_timeline(reader), {str(i): i for i in ids})
             p.zremrangebyrank(k_timeline(reader), 0, -(settings.timeline_cap + 1))
-        p.set(k_built(reader), "1")
+        p.set(k_built(reader), "1", ex=300)
+        p.delete(k_stale(reader))
         p.incr(f"tlrebuilds:{reader}")
         p.execute()
         touch_reader(r, reader)
@@ -294,9 +318,19 @@ def _compute_timeline(r: _redis.Redis, session: Session, reader: str, s: Timelin
     return merge_newest(*lists, before=None, limit=s.timeline_cap)
 
 
+def needs_rebuild(r: _redis.Redis, reader: str) -> bool:
+    """Whether ``tl:{reader}`` is stale (skipped while inactive) or missing (evicted, never built)."""
+    p = r.pipeline(transaction=False)
+    p.exists(k_stale(reader))
+    p.exists(k_timeline(reader))
+    p.exists(k_built(reader))
+    stale, present, built = p.execute()
+    return bool(stale) or (not present and not built)
+
+
 def ensure_timeline(r: _redis.Redis, session: Session, reader: str, settings: TimelineSettings) -> None:
     """Make sure ``tl:{reader}`` is complete (rebuilding it if it was skipped or evicted)."""
-    if not r.exists(k_built(reader)):
+    if needs_rebuild(r, reader):
         rebuild_timeline(r, session, reader, settings)
 
 

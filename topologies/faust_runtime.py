@@ -58,10 +58,98 @@ class SourceRecord:
     timestamp_ms: int
 
 
+def lz4_block_decompress(src: bytes, out: bytearray) -> None:
+    """Append the decompressed LZ4 block ``src`` to ``out`` (matches may reach into earlier output)."""
+    i, n = 0, len(src)
+    while i < n:
+        token = src[i]
+        i += 1
+        length = token >> 4
+        if length == 15:
+            while True:
+                b = src[i]
+                i += 1
+                length += b
+                if b != 255:
+                    break
+        out += src[i:i + length]
+        i += length
+        if i >= n:
+            break
+        offset = src[i] | (src[i + 1] << 8)
+        i += 2
+        if offset == 0:
+            raise ValueError("lz4: zero match offset")
+        length = token & 15
+        if length == 15:
+            while True:
+                b = src[i]
+                i += 1
+                length += b
+                if b != 255:
+                    break
+        length += 4
+        start = len(out) - offset
+        if start < 0:
+            raise ValueError("lz4: match offset before start of output")
+        if offset >= length:
+            out += out[start:start + length]
+        else:
+            for k in range(length):
+                out.append(out[start + k])
+
+
+def lz4_frame_decompress(data: bytes) -> bytes:
+    """Decompress an LZ4 frame (what Kafka v2 record batches carry) in pure Python."""
+    if data[:4] != b"\x04\x22\x4d\x18":
+        raise ValueError("lz4: bad frame magic")
+    flg = data[4]
+    i = 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
+    block_checksum = bool(flg & 0x10)
+    out = bytearray()
+    while True:
+        size = int.from_bytes(data[i:i + 4], "little")
+        i += 4
+        if size == 0:
+            break
+        raw, size = bool(size & 0x80000000), size & 0x7FFFFFFF
+        block = data[i:i + size]
+        i += size + (4 if block_checksum else 0)
+        if raw:
+            out += block
+        else:
+            lz4_block_decompress(block, out)
+    return bytes(out)
+
+
+def install_lz4_fallback() -> bool:
+    """Let aiokafka read lz4 batches without cramjam (pure-Python decoder); True if installed."""
+    import importlib
+
+    from aiokafka import codec
+
+    if codec.has_lz4():
+        return False
+    for mod in ("aiokafka.codec", "aiokafka.record.default_records", "aiokafka.record.legacy_records",
+                "aiokafka.record._crecords.default_records", "aiokafka.record._crecords.legacy_records"):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        if hasattr(m, "has_lz4"):
+            m.has_lz4 = lambda: True
+        if hasattr(m, "lz4_decode"):
+            m.lz4_decode = lz4_frame_decompress
+    return True
+
+
 def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None,
                      broker: str | None = None, **overrides: Any) -> faust.App:
     """A faust.App for ``name`` (group id ``app_id`` or ``feedstream-<name>``) with our defaults."""
+    install_lz4_fallback()  # producers may use lz4; aiokafka needs cramjam to read it
     app_id = app_id or f"feedstream-{name}"
+    datadir = settings.state_dir / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = dict(
         broker=broker or f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -74,7 +162,7 @@ def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None
         processing_guarantee="at_least_once",
         producer_acks=-1,
         broker_commit_interval=1.0,
-        datadir=str(settings.state_dir / "faust" / app_id),
+        datadir=str(datadir),
         table_cleanup_interval=3600.0,
     )
     conf.update(overrides)

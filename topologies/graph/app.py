@@ -58,7 +58,8 @@ def create_app(settings: Settings, *, app_id: str | None = None,
                tl: TimelineSettings | None = None) -> faust.App:
     """Build the social-graph Faust app (one agent on graph.v1)."""
     tl = tl or TimelineSettings()
-    app = create_faust_app(settings, "graph", app_id=app_id or f"feedstream-graph{tl.topology_group_suffix}")
+    app = create_faust_app(settings, "graph", app_id=app_id or f"feedstream-graph{tl.topology_group_suffix}",
+                           consumer_auto_offset_reset=tl.topology_offset_reset)
     serde = make_serde(settings)
     st = Stores(settings, tl)
     updates = catalog_topic(app, TIMELINE_UPDATES, settings)

@@ -1,0 +1,217 @@
+"""Graph and fan-out workers on the real engines: one test per timeline semantic.
+
+Workers run as ``feedstream topology run graph|fanout`` subprocesses on their own keyspace and
+Redis database, with a small cap (10), celebrity threshold (5 followers) and back-fill (3).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis as _redis
+from cassandra.cluster import Session
+
+from stores import cassandra, graph
+from stores import redis as redis_store
+from stores import timelines as tls
+from stores.timelines import TimelineSettings
+from streams.admin import apply_all
+from streams.producer import EventProducer
+from topologies.fanout.testing import (edge, isolated, post_created, post_deleted, post_edited,
+                                       wait_until, workers)
+
+KNOBS = dict(timeline_cap=10, celebrity_threshold=5, backfill_limit=3, inactive_days=30)
+
+
+@dataclass
+class Env:
+    r: _redis.Redis
+    s: Session
+    producer: EventProducer
+    knobs: TimelineSettings
+
+    def send(self, event: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        self.producer.send(*event)
+        return event[1]
+
+    def follow(self, follower: str, followee: str) -> None:
+        self.send(edge("Followed", follower, followee))
+        wait_until(lambda: graph.is_following(self.r, follower, followee))
+
+    def post(self, author: str, **kw: Any) -> int:
+        pid = self.send(post_created(author, **kw))["post_id"]
+        wait_until(lambda: any(p == pid for p, _ in tls.author_posts(self.s, author, None, 50)))
+        return pid
+
+    def tl(self, reader: str) -> list[int]:
+        return [int(m) for m in self.r.zrevrange(tls.k_timeline(reader), 0, -1)]
+
+    def home(self, reader: str, limit: int = 20) -> list[dict[str, Any]]:
+        return tls.read_home(self.r, self.s, reader, None, limit, self.knobs)
+
+
+def uid(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def env(stack, tmp_path_factory):
+    apply_all(stack, echo=lambda *_: None)
+    s = isolated(stack, "fs_itest_fanout", 7)
+    r = redis_store.client(s)
+    sess = cassandra.session(s)
+    # aiokafka (Faust) cannot read lz4 batches without the lz4 package: produce uncompressed
+    with EventProducer(stack, config={"compression.type": "none"}) as producer, \
+            workers(s, log_dir=tmp_path_factory.mktemp("workers"), topology_group_suffix=f"-itest-{uuid.uuid4().hex[:8]}",
+                    topology_offset_reset="latest", **KNOBS) as procs:
+        e = Env(r, sess, producer, TimelineSettings(**KNOBS))
+        probe_a, probe_f = uid("probe"), uid("probe")  # first event waits for workers to join
+        sent = [0.0]
+
+        def joined() -> bool:  # resend the probe until the workers, reading from latest, see it
+            assert all(p.poll() is None for p in procs), "a worker exited; see its log"
+            if time.monotonic() - sent[0] > 3:
+                e.send(edge("Followed", probe_f, probe_a))
+                sent[0] = time.monotonic()
+            return graph.is_following(r, probe_f, probe_a)
+
+        wait_until(joined, timeout_s=120)
+        yield e
+
+
+def test_normal_author_reaches_all_followers_with_push_and_freshness(env):
+    author, readers = uid("a"), [uid("f") for _ in range(3)]
+    for f in readers:
+        env.follow(f, author)
+    sub = env.r.pubsub()
+    sub.subscribe(tls.channel(readers[0]))
+    sub.get_message(timeout=1)
+    pid = env.post(author)
+    for f in readers:
+        wait_until(lambda f=f: pid in env.tl(f))
+    msg = wait_until(lambda: sub.get_message(timeout=0.5))
+    assert json.loads(msg["data"]) == {"post_id": pid, "author_id": author, "op": "ADD"}
+    fresh = tls.freshness(env.r, readers[1])
+    assert fresh["topic"] == "posts.v1" and int(fresh["offset"]) >= 0
+    assert [p["post_id"] for p in env.home(readers[2])] == [pid]
+    assert graph.counts(env.r, author)["followers"] == 3
+
+
+def test_celebrity_not_fanned_out_but_merged_at_read(env):
+    celeb, readers = uid("celeb"), [uid("f") for _ in range(6)]
+    for f in readers:
+        env.follow(f, celeb)
+    assert graph.is_celebrity(env.r, celeb, 5)
+    pid = env.post(celeb)
+    control = uid("ctl")  # a normal author posting after the celebrity: fan-out has passed it
+    env.follow(readers[0], control)
+    after = env.post(control)
+    wait_until(lambda: after in env.tl(readers[0]))
+    assert all(pid not in env.tl(f) for f in readers)
+    assert graph.celebrity_followees(env.r, readers[0], 5) == [celeb]
+    assert [p["post_id"] for p in env.home(readers[0])] == [after, pid]
+    assert [p["post_id"] for p in env.home(readers[1])] == [pid]
+
+
+def test_inactive_reader_skipped_then_rebuilt_exactly_once(env):
+    author, active, idle = uid("a"), uid("act"), uid("idle")
+    env.follow(active, author)
+    env.follow(idle, author)
+    first = env.post(author)
+    wait_until(lambda: first in env.tl(idle))
+    tls.touch_reader(env.r, idle, at_ms=1_000)  # last seen in 1970: inactive
+    pid = env.post(author)
+    wait_until(lambda: pid in env.tl(active))
+    wait_until(lambda: env.r.exists(tls.k_stale(idle)))
+    assert env.tl(idle) == []
+    results: list[list[int]] = []
+
+    def read() -> None:
+        results.append([p["post_id"] for p in env.home(idle)])
+
+    threads = [threading.Thread(target=read) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [[pid, first]] * 6
+    assert int(env.r.get(f"tlrebuilds:{idle}")) == 1
+    assert env.tl(idle) == [pid, first]
+
+
+def test_unfollow_hides_at_once_then_timeline_cleaned(env):
+    author, reader = uid("a"), uid("r")
+    env.follow(reader, author)
+    pid = env.post(author)
+    wait_until(lambda: pid in env.tl(reader))
+    env.send(edge("Unfollowed", reader, author))
+    wait_until(lambda: env.r.sismember(tls.k_negative(reader), author))
+    assert env.home(reader) == []
+    wait_until(lambda: pid not in env.tl(reader))
+    assert not graph.is_following(env.r, reader, author)
+
+
+def test_block_hides_both_ways_and_removes_follows(env):
+    a, b = uid("a"), uid("b")
+    env.follow(a, b)
+    env.follow(b, a)
+    pa, pb = env.post(a), env.post(b)
+    wait_until(lambda: pb in env.tl(a) and pa in env.tl(b))
+    env.send(edge("Blocked", a, b))
+    wait_until(lambda: env.r.sismember(tls.k_negative(b), a))
+    assert env.home(a) == [] and env.home(b) == []
+    assert not graph.is_following(env.r, a, b) and not graph.is_following(env.r, b, a)
+    env.send(edge("Followed", b, a))  # a follow across a block is ignored
+    later = env.post(a)
+    assert later not in env.tl(b) and not graph.is_following(env.r, b, a)
+
+
+def test_delete_disappears_everywhere_and_edit_shows_edited(env):
+    author, reader = uid("a"), uid("r")
+    env.follow(reader, author)
+    keep, gone = env.post(author, text="v1"), env.post(author, text="bye")
+    wait_until(lambda: {keep, gone} <= set(env.tl(reader)))
+    env.send(post_deleted(author, gone))
+    env.send(post_edited(author, keep, "v2"))
+    wait_until(lambda: env.r.sismember(tls.DELETED, gone))
+    wait_until(lambda: tls.get_posts(env.s, env.r, [keep])[keep]["edited"])
+    page = env.home(reader)
+    assert [(p["post_id"], p["text"], p["edited"]) for p in page] == [(keep, "v2", True)]
+    wait_until(lambda: gone not in env.tl(reader))
+    assert tls.get_posts(env.s, env.r, [gone])[gone]["deleted"] is True
+
+
+def test_follow_backfills_bounded_recent_posts(env):
+    author, reader = uid("a"), uid("r")
+    pids = [env.post(author) for _ in range(5)]
+    env.follow(reader, author)
+    wait_until(lambda: len(env.tl(reader)) == 3)
+    assert env.tl(reader) == sorted(pids, reverse=True)[:3]
+
+
+def test_visibility_followers_vs_friends(env):
+    author, follower, friend = uid("a"), uid("fol"), uid("fr")
+    env.follow(follower, author)
+    env.send(edge("FriendRequestSent", friend, author))
+    env.send(edge("FriendRequestAccepted", friend, author))
+    wait_until(lambda: env.r.sismember(graph.k_friends(author), friend))
+    p_fol = env.post(author, visibility="FOLLOWERS")
+    p_fr = env.post(author, visibility="FRIENDS")
+    wait_until(lambda: {p_fol, p_fr} <= set(env.tl(friend)))
+    wait_until(lambda: p_fol in env.tl(follower))
+    assert p_fr not in env.tl(follower)
+    assert [p["post_id"] for p in env.home(follower)] == [p_fol]
+
+
+def test_timeline_is_capped_newest_kept(env):
+    author, reader = uid("a"), uid("r")
+    env.follow(reader, author)
+    pids = [env.send(post_created(author))["post_id"] for _ in range(13)]
+    wait_until(lambda: pids[-1] in env.tl(reader))
+    assert env.tl(reader) == sorted(pids, reverse=True)[:10]
