@@ -222,3 +222,27 @@ def test_catalog_topics_exist_with_their_configs(backbone: Settings) -> None:
         want = topic.resolved(backbone)
         assert state[topic.name].configs["cleanup.policy"] == want.cleanup_policy
         assert state[topic.name].partitions >= want.partitions
+
+
+def test_schema_evolution_through_register_all_schemas(backbone: Settings, tmp_path) -> None:
+    import json
+
+    from streams.errors import RegistryError
+    from streams.schemas import load_schemas
+
+    name = f"Evolving{uuid.uuid4().hex[:6]}"
+    topic = Topic(f"test-evolution-{name}.v1", "a", (f"test.{name}",), "scratch")
+    path = tmp_path / f"test.{name}.avsc"
+
+    def register(fields: list[dict]) -> list:
+        path.write_text(json.dumps({"type": "record", "name": name, "namespace": "test", "fields": fields}))
+        return register_all_schemas(backbone.registry_url, topics=[topic], schemas=load_schemas(tmp_path))
+
+    v1 = [{"name": "a", "type": "string"}, {"name": "b", "type": "long"}]
+    assert [r.created for r in register(v1)] == [True]
+    assert [r.created for r in register(v1)] == [False]
+    added = [*v1, {"name": "c", "type": ["null", "string"], "default": None}]
+    assert [r.created for r in register(added)] == [True]
+    with pytest.raises(RegistryError, match="409|ncompatib") as info:
+        register([{"name": "a", "type": "int"}, *added[1:]])
+    assert topic.name in str(info.value)
