@@ -1,0 +1,46 @@
+"""``feedstream bench``: run a bounded benchmark scenario against the running stack."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+NAME = "bench"
+console = Console(highlight=False)
+
+
+def command(
+    scenario: str = typer.Option("smoke", help="smoke (< 2 min) or standard (~3 min)"),
+    out: Path = typer.Option(None, help="results directory (default: bench/results)"),
+    error_threshold: float = typer.Option(None, help="refuse figures whose error rate is above this (0.01 = 1%)"),
+) -> None:
+    """Measure ceilings and platform figures in one run; write JSON, a PNG plot and a text summary."""
+    from dataclasses import replace
+
+    from bench import report
+    from bench.harness import SCENARIOS, run
+    from feedstream.seed import SeedError
+    from feedstream.settings import get_settings
+
+    if scenario not in SCENARIOS:
+        console.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}")
+        raise typer.Exit(2)
+    sc = SCENARIOS[scenario]
+    if error_threshold is not None:
+        sc = replace(sc, error_threshold=error_threshold)
+    try:
+        result = asyncio.run(run(get_settings(), sc, echo=console.print))
+    except SeedError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    paths = report.save(result, out or report.RESULTS_DIR)
+    typer.echo(report.summary_text(result))
+    for kind in ("json", "png", "txt"):
+        console.print(f"{kind}: {paths[kind]}  (also {paths['latest_' + kind].name})")
+    problems = report.check_well_formed(result)
+    if problems:
+        console.print(f"[red]report problems:[/red] {problems}")
+        raise typer.Exit(1)
