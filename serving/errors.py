@@ -41,7 +41,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
 def responses(*codes: int) -> dict[int | str, dict]:
     """OpenAPI ``responses=`` entries for the error codes an operation can return."""
-    text = {401: "missing or invalid bearer token", 403: "acting as another user, or not the author",
+    text = {400: "the body is not parseable JSON", 401: "missing or invalid bearer token", 403: "acting as another user, or not the author",
             404: "no such post or comment", 409: "a request with this Idempotency-Key is in progress",
             413: "request body too large", 429: "rate limit exceeded (see Retry-After)",
             503: "Kafka or Redis unavailable (see Retry-After)"}

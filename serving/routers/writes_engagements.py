@@ -14,7 +14,7 @@ from serving.writes import Write, WriteDep
 from streams.ids import MAX_ID, new_id
 
 router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited],
-                   responses=responses(401, 404, 409, 413, 429, 503))
+                   responses=responses(400, 401, 404, 409, 413, 429, 503))
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the post engaged with")]
 CommentPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 

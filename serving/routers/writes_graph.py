@@ -13,7 +13,7 @@ from serving.models import USER_ID_PATTERN, Accepted
 from serving.writes import Write, WriteDep, self_reference
 
 router = APIRouter(prefix="/users/{user_id}", tags=["graph"], dependencies=[RateLimited],
-                   responses=responses(401, 403, 409, 413, 429, 503))
+                   responses=responses(400, 401, 403, 409, 413, 429, 503))
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the acting user (the token's subject)")]
 OtherPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the other user")]
 

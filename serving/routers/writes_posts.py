@@ -14,7 +14,7 @@ from serving.writes import Write, WriteDep
 from streams.ids import MAX_ID, new_post_id
 
 router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited],
-                   responses=responses(401, 409, 413, 429, 503))
+                   responses=responses(400, 401, 409, 413, 429, 503))
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="time-sortable post id")]
 
 

@@ -13,7 +13,7 @@ from serving.models import USER_ID_PATTERN, Accepted, ProfileIn, RegisterIn
 from serving.writes import WriteDep
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[RateLimited],
-                   responses=responses(401, 403, 409, 413, 429, 503))
+                   responses=responses(400, 401, 403, 409, 413, 429, 503))
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 
 
