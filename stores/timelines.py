@@ -43,6 +43,9 @@ DDL: list[str] = [
     "CREATE TABLE IF NOT EXISTS {ks}.posts_by_author (author_id text, post_id bigint, visibility text, "
     "PRIMARY KEY ((author_id), post_id)) WITH CLUSTERING ORDER BY (post_id DESC)",
 ]
+INSERT_POST = ("INSERT INTO posts (post_id, author_id, text, media, links, hashtags, mentions, visibility, "
+               "edited, deleted, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,false,?,?)")
+INSERT_AUTHOR_POST = "INSERT INTO posts_by_author (author_id, post_id, visibility) VALUES (?,?,?)"
 DELETED = "posts:deleted"
 SEEN = "readers:seen"
 WATERMARK = "fanout:wm"
@@ -121,14 +124,16 @@ def put_post(session: Session, r: _redis.Redis, v: Mapping[str, Any], *, edited:
     at = v["occurred_at"]
     at_ms = int(at.timestamp() * 1000) if hasattr(at, "timestamp") else int(at)
     media = json.dumps(list(v.get("media") or []))
-    session.execute(
-        "INSERT INTO posts (post_id, author_id, text, media, links, hashtags, mentions, visibility, "
-        "edited, deleted, created_at, updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,false,%s,%s)",
-        (v["post_id"], v["author_id"], v["text"], media, list(v.get("links") or []),
-         list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"], edited,
-         id_timestamp_ms(v["post_id"]), at_ms))
-    session.execute("INSERT INTO posts_by_author (author_id, post_id, visibility) VALUES (%s,%s,%s)",
-                    (v["author_id"], v["post_id"], v["visibility"]))
+    futures = [
+        session.execute_async(_prepared(session, INSERT_POST), (
+            v["post_id"], v["author_id"], v["text"], media, list(v.get("links") or []),
+            list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"], edited,
+            id_timestamp_ms(v["post_id"]), at_ms)),
+        session.execute_async(_prepared(session, INSERT_AUTHOR_POST),
+                              (v["author_id"], v["post_id"], v["visibility"])),
+    ]
+    for f in futures:
+        f.result()
     p = r.pipeline(transaction=False)
     p.delete(f"post:{v['post_id']}")
     p.zadd(k_author(v["author_id"]), {str(v["post_id"]): v["post_id"]})
