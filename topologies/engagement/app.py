@@ -74,6 +74,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, config: Config 
                engagement_handler: Handler | None = None, serde: Serde | None = None,
                **faust_overrides: Any) -> faust.App:
     """Build the engagement Faust app; ``engagement_handler`` and ``serde`` are test seams."""
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs one level only
     app = create_faust_app(settings, "engagement", app_id=app_id, **faust_overrides)
     serde = serde or make_serde(settings)
     engines = Engines(settings, config)

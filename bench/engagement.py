@@ -1,0 +1,150 @@
+"""Benchmark the engagement topology: events/s per core and p99 write-to-counter-visible.
+
+``python -m bench.engagement [--events N] [--probes M]`` against the stack in ``FEEDSTREAM_*``
+(e.g. the one ``make run`` started). It measures, in the same run:
+
+- the ceiling: raw ``EventProducer`` messages/s producing the same Liked events;
+- throughput: a real worker process (``topologies.engagement.app``) draining N engagements,
+  as events/s wall-clock and per core (events / worker CPU-seconds);
+- latency: M single likes, each timed from ``send`` to its ``cnt:{post}`` hash showing it.
+
+Prints ratios and writes ``bench/results/engagement.json`` (and a latency plot when matplotlib
+is available).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from feedstream.settings import REPO_ROOT, Settings, get_settings
+from stores import cassandra
+from stores import redis as redis_store
+from stores.counters import CounterStore, counts_key
+from streams.admin import apply_topics
+from streams.events import new_event
+from streams.ids import new_id
+from streams.producer import EventProducer
+
+NO_LZ4 = {"compression.type": "none"}  # aiokafka in this venv has no lz4 codec
+RUNNER = ("import sys; from feedstream.settings import get_settings; "
+          "from topologies.engagement.app import create_app; "
+          "from topologies.faust_runtime import run_worker; "
+          "run_worker(create_app(get_settings(), app_id=sys.argv[1], "
+          "consumer_auto_offset_reset='latest'), loglevel='warning')")
+
+
+def _post(settings: Settings, author: str) -> int:
+    pid = new_id()
+    cassandra.session(settings).execute(
+        "INSERT INTO posts (post_id, author_id, text, deleted) VALUES (%s, %s, 'b', false)", (pid, author))
+    return pid
+
+
+def _ready(settings: Settings, producer: EventProducer, timeout: float = 120) -> None:
+    post, store = _post(settings, "bench-probe"), CounterStore(cassandra.session(settings))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        producer.send("Liked", new_event("p", post_id=post, post_author_id="bench-probe",
+                                         user_id=f"p{new_id()}"))
+        if store.totals(post).likes:
+            return
+        time.sleep(1)
+    raise RuntimeError("engagement worker did not become ready")
+
+
+def _likes(post: int, author: str, n: int) -> list[tuple[str, dict[str, Any]]]:
+    return [("Liked", new_event(f"b{i}", post_id=post, post_author_id=author, user_id=f"b{i}"))
+            for i in range(n)]
+
+
+def measure(settings: Settings, events: int, probes: int) -> dict[str, Any]:
+    """Run the three measurements and return the figures."""
+    apply_topics(settings)
+    log_path = settings.state_dir / "logs" / "bench-engagement-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with EventProducer(settings, config=NO_LZ4) as producer:
+        ceiling_posts = [(_post(settings, "bench-c"), "bench-c") for _ in range(10)]
+        batch = [e for p, a in ceiling_posts for e in _likes(p, a, events // 10)]
+        t0 = time.perf_counter()
+        producer.send_many(batch)
+        raw_rate = len(batch) / (time.perf_counter() - t0)
+
+        with open(log_path, "ab") as log:
+            worker = subprocess.Popen([sys.executable, "-c", RUNNER, f"bench-engagement-{new_id()}"],
+                                      cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        try:
+            _ready(settings, producer)
+            proc = psutil.Process(worker.pid)
+            posts = [(_post(settings, f"bench-a{i}"), f"bench-a{i}") for i in range(10)]
+            load = [e for p, a in posts for e in _likes(p, a, events // 10)]
+            r = redis_store.client(settings)
+            cpu0 = sum(proc.cpu_times()[:2])
+            t0 = time.perf_counter()
+            producer.send_many(load)
+            want = events // 10
+            while any(int(r.hget(counts_key(p), "likes") or 0) < want for p, _ in posts):
+                time.sleep(0.05)
+            wall = time.perf_counter() - t0
+            cpu = sum(proc.cpu_times()[:2]) - cpu0
+            lat: list[float] = []
+            for i in range(probes):
+                post = _post(settings, "bench-l")
+                start = time.perf_counter()
+                producer.send("Liked", new_event("l", post_id=post, post_author_id="bench-l", user_id="l"))
+                while not r.hget(counts_key(post), "likes"):
+                    time.sleep(0.001)
+                lat.append((time.perf_counter() - start) * 1000)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+    lat.sort()
+    topo_rate = len(load) / wall
+    return {
+        "events": len(load), "raw_producer_msgs_per_s": round(raw_rate, 1),
+        "topology_events_per_s": round(topo_rate, 1),
+        "topology_events_per_cpu_s": round(len(load) / cpu, 1) if cpu else None,
+        "worker_cpu_s": round(cpu, 2), "ratio_topology_to_raw_producer": round(topo_rate / raw_rate, 4),
+        "probes": len(lat), "p50_ms": round(lat[len(lat) // 2], 2),
+        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2), "max_ms": round(lat[-1], 2),
+        "latencies_ms": [round(x, 2) for x in lat], "cores": psutil.cpu_count(),
+    }
+
+
+def main() -> None:
+    """CLI entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=3000)
+    ap.add_argument("--probes", type=int, default=200)
+    args = ap.parse_args()
+    res = measure(get_settings(), args.events, args.probes)
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "engagement.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps({k: v for k, v in res.items() if k != "latencies_ms"}, indent=2))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        plt.hist(res["latencies_ms"], bins=40)
+        plt.xlabel("write -> counter visible (ms)")
+        plt.title(f"engagement p99 {res['p99_ms']} ms; {res['topology_events_per_s']} ev/s")
+        plt.savefig(out / "engagement.png")
+    except ImportError:
+        pass
+
+
+if __name__ == "__main__":
+    main()

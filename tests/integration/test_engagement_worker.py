@@ -1,0 +1,209 @@
+"""The engagement worker as a real process on the real engines: kill -9 + restart, notifications, Avro out."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from feedstream.settings import REPO_ROOT, Settings
+from stores import cassandra
+from stores import redis as redis_store
+from stores.counters import CounterStore, hot_counts
+from stores.notifications import NotificationStore, channel
+from streams.admin import apply_topics
+from streams.events import new_event, now_ms
+from streams.ids import new_id
+from streams.producer import EventProducer
+from topologies.engagement.logic import recount
+
+RUNNER = ("import sys; from feedstream.settings import get_settings; "
+          "from topologies.engagement.app import create_app; "
+          "from topologies.faust_runtime import run_worker; "
+          "run_worker(create_app(get_settings(), app_id=sys.argv[1], "
+          "consumer_auto_offset_reset='latest'), loglevel='warning')")
+# The shared topics may hold lz4 batches from other producers (aiokafka lacks the lz4 codec here),
+# so the worker's new group starts at the end and the tests produce uncompressed after it is ready.
+NO_LZ4 = {"compression.type": "none"}
+
+
+def start_worker(app_id: str, log_path: str) -> subprocess.Popen:
+    """Start the engagement worker in its own process group."""
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([sys.executable, "-c", RUNNER, app_id], cwd=REPO_ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def worker_env(stack: Settings, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    apply_topics(stack)
+    app_id = f"engagement-it-{new_id()}"
+    log = str(tmp_path_factory.mktemp("eng") / "worker.log")
+    env: dict[str, Any] = {"app_id": app_id, "log": log, "procs": [start_worker(app_id, log)]}
+    wait_ready(stack)
+    yield env
+    for p in env["procs"]:
+        stop(p, signal.SIGKILL)
+
+
+def wait_ready(settings: Settings) -> None:
+    """Produce probe likes until the freshly started worker counts one (its group is assigned)."""
+    post = make_post(settings, "probe-author")
+    store = CounterStore(cassandra.session(settings))
+    with EventProducer(settings, config=NO_LZ4) as producer:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            producer.send("Liked", new_event("probe", post_id=post, post_author_id="probe-author",
+                                             user_id=f"probe-{new_id()}"))
+            if store.totals(post).likes:
+                return
+            time.sleep(2)
+    raise AssertionError("engagement worker never became ready")
+
+
+def make_post(settings: Settings, author: str) -> int:
+    pid = new_id()
+    cassandra.session(settings).execute(
+        "INSERT INTO posts (post_id, author_id, text, deleted) VALUES (%s, %s, 'x', false)", (pid, author))
+    return pid
+
+
+def engagement_log(posts: list[tuple[int, str]], n: int, seed: int) -> list[tuple[str, dict]]:
+    rng = random.Random(seed)
+    log = []
+    for _ in range(n):
+        post, author = rng.choice(posts)
+        user = f"u{rng.randrange(20)}"
+        name = rng.choice(["Liked", "Liked", "Unliked", "ReactionAdded", "CommentAdded", "CommentDeleted"])
+        extra: dict[str, Any] = {"post_id": post, "post_author_id": author, "user_id": user}
+        if name == "ReactionAdded":
+            extra["kind"] = rng.choice(["LOVE", "HAHA"])
+        if name.startswith("Comment"):
+            extra["comment_id"] = post * 0 + rng.randrange(1, 30)
+        if name == "CommentAdded":
+            extra.update(text="c", parent_comment_id=None)
+        e = new_event(user, **extra)
+        e["occurred_at"] = 1_760_000_000_000 + rng.randrange(10) * 1000
+        log.append((name, e))
+    return log
+
+
+def test_kill_9_mid_stream_and_restart_counts_equal_recount(stack: Settings, worker_env) -> None:
+    posts = [(make_post(stack, f"author{i}"), f"author{i}") for i in range(4)]
+    log = engagement_log(posts, 1500, seed=3)
+    delivered = log + random.Random(4).sample(log, 300)  # producer-side duplicates too
+    proc = worker_env["procs"][-1]
+    with EventProducer(stack, config=NO_LZ4) as producer:
+        producer.send_many(delivered)
+    r = redis_store.client(stack)
+    store = CounterStore(cassandra.session(stack))
+
+    def progressed() -> bool:
+        revs = [store.session.execute(store.q_statics, (p,)).one() for p, _ in posts]
+        return sum((row.rev or 0) if row else 0 for row in revs) >= 150
+
+    wait_for(progressed, 120, "the worker to apply some engagements")
+    stop(proc, signal.SIGKILL)  # kill -9 mid-stream
+    assert proc.returncode == -signal.SIGKILL
+    expected = {p: recount([(n, e) for n, e in log if e["post_id"] == p]) for p, _ in posts}
+    partial = {p: store.totals(p) for p, _ in posts}
+    assert partial != expected, "the worker finished before the kill; the test proves nothing"
+
+    proc2 = start_worker(worker_env["app_id"], worker_env["log"])
+    worker_env["procs"].append(proc2)
+    wait_for(lambda: {p: store.totals(p) for p, _ in posts} == expected, 180,
+             "counters to converge to the recount after restart")
+    wait_for(lambda: hot_counts(r, [p for p, _ in posts]) == expected, 30, "Redis to match")
+    time.sleep(2)  # nothing may keep moving (no double counting from the replayed tail)
+    assert {p: store.totals(p) for p, _ in posts} == expected
+
+
+def test_notification_feed_unread_count_mark_read_and_push(stack: Settings, worker_env) -> None:
+    author, fan = f"na-{new_id()}", f"nf-{new_id()}"
+    post = make_post(stack, author)
+    r = redis_store.client(stack)
+    sub = r.pubsub()
+    sub.subscribe(channel(author))
+    with EventProducer(stack, config=NO_LZ4) as producer:
+        producer.send("Liked", new_event(fan, post_id=post, post_author_id=author, user_id=fan))
+        producer.send("Followed", new_event(fan, follower_id=fan, followee_id=author))
+        producer.send("FriendRequestSent", new_event(fan, from_id=fan, to_id=author))
+    if not any(p.poll() is None for p in worker_env["procs"]):
+        worker_env["procs"].append(start_worker(worker_env["app_id"], worker_env["log"]))
+    notes = NotificationStore(cassandra.session(stack))
+    feed = wait_for(lambda: len(notes.list(author)) == 3 and notes.list(author), 120, "3 notifications")
+    assert sorted(n["kind"] for n in feed) == ["FOLLOW", "FRIEND_REQUEST", "LIKE"]
+    assert all(n["actor_id"] == fan and not n["read"] for n in feed)
+    assert notes.unread_count(author) == 3
+    assert notes.mark_read(author) >= max(n["created_at"] for n in feed)
+    assert notes.unread_count(author) == 0 and all(n["read"] for n in notes.list(author))
+    pushed = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(pushed) < 3:
+        msg = sub.get_message(timeout=1)
+        if msg and msg["type"] == "message":
+            pushed.append(msg["data"])
+    assert len(pushed) == 3 and all(b'"type":"notification"' in m for m in pushed)
+
+
+def test_engagement_counts_decode_with_stock_avro_deserializer(stack: Settings, worker_env) -> None:
+    author = f"ca-{new_id()}"
+    post = make_post(stack, author)
+    with EventProducer(stack, config=NO_LZ4) as producer:
+        producer.send("Liked", new_event("x", post_id=post, post_author_id=author, user_id="x"))
+        producer.send("Liked", new_event("y", post_id=post, post_author_id=author, user_id="y"))
+    if not any(p.poll() is None for p in worker_env["procs"]):
+        worker_env["procs"].append(start_worker(worker_env["app_id"], worker_env["log"]))
+    deser = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url}))
+    consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"it-{new_id()}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe(["engagement-counts.v1"])
+    ctx = SerializationContext("engagement-counts.v1", MessageField.VALUE)
+    found: list[dict] = []
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and not any(v["window_start"] is None and v["likes"] == 2
+                                                     for v in found):
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error() or msg.key() != str(post).encode():
+                continue
+            found.append(deser(msg.value(), ctx))
+    finally:
+        consumer.close()
+    totals = [v for v in found if v["window_start"] is None]
+    windows = [v for v in found if v["window_start"] is not None]
+    assert totals and totals[-1]["likes"] == 2 and totals[-1]["post_id"] == post
+    assert windows and all(v["window_end"] - v["window_start"] == __import__("datetime").timedelta(minutes=1)
+                           for v in windows)
+    assert now_ms() > 0
