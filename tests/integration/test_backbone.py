@@ -16,7 +16,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from feedstream.settings import Settings
 from streams.admin import apply_topics, delete_topics, register_all_schemas
-from streams.catalog import ALL_TOPICS, DEAD_LETTERS, GRAPH, POSTS, Topic, topic_for
+from streams.catalog import ALL_TOPICS, DEAD_LETTERS, ENGAGEMENTS, GRAPH, POSTS, Topic, topic_for
 from streams.consumer import ConsumedEvent, EventConsumer
 from streams.errors import DeliveryError, PoisonRecord, SchemaValidationError
 from streams.producer import EventProducer
@@ -194,14 +194,17 @@ def test_stock_avro_deserializer_reads_what_we_produced(backbone: Settings) -> N
     assert dict(msg.headers())["event-type"] == b"io.feedstream.events.PostCreated"
 
 
-def test_send_async_from_an_event_loop(backbone: Settings) -> None:
+def test_send_async_from_an_event_loop(backbone: Settings, scratch) -> None:
+    topic = _scratch(scratch, backbone, ENGAGEMENTS)
+
     async def main() -> list:
         with EventProducer(backbone) as producer:
-            return await asyncio.gather(*(producer.send_async("Liked", sample_event("Liked")) for _ in range(20)))
+            return await asyncio.gather(
+                *(producer.send_async("Liked", sample_event("Liked"), topic=topic) for _ in range(20)))
 
     reports = asyncio.run(main())
     assert len({(r.partition, r.offset) for r in reports}) == 20
-    assert all(r.topic == "engagements.v1" for r in reports)
+    assert all(r.topic == topic.name and r.record == "Liked" for r in reports)
 
 
 def test_delivery_failure_raises_delivery_error(backbone: Settings) -> None:
