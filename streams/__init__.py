@@ -1,6 +1,19 @@
 """Event backbone: topic catalog, Avro schemas and serde, producer, consumer with dead letters, admin.
 
-Import from the modules: :mod:`streams.catalog`, :mod:`streams.serde`, :mod:`streams.producer`,
-:mod:`streams.consumer`, :mod:`streams.admin`, :mod:`streams.ids`, :mod:`streams.events`,
-:mod:`streams.errors`. Importing this package itself loads nothing heavy.
+Import from the modules (importing this package itself loads nothing heavy)::
+
+    from streams.events import new_event
+    from streams.ids import new_post_id
+    from streams.producer import EventProducer
+
+    with EventProducer() as producer:  # settings from feedstream.settings.get_settings()
+        post = new_event("u1", post_id=new_post_id(), author_id="u1", text="hello #kafka",
+                         hashtags=["kafka"])
+        report = producer.send("PostCreated", post)  # returns once Kafka confirmed it
+
+- :mod:`streams.catalog`: ``Topic`` and the topic constants, ``topic_for(record)``.
+- :mod:`streams.serde`: ``Serde.encode/decode`` (Confluent wire format, fastavro).
+- :mod:`streams.consumer`: ``EventConsumer`` (commit after handler, dead letters).
+- :mod:`streams.admin`: ``apply_topics``, ``register_all_schemas``, ``apply_all``.
+- :mod:`streams.testing`: ``sample_event``, ``mock_serde`` for broker-free tests.
 """
