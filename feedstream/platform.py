@@ -45,6 +45,7 @@ SERVICES: list[Service] = [
     Service("topology-fanout", "feedstream.cli", lambda s: ["topology", "run", "fanout"]),
     Service("topology-engagement", "feedstream.cli", lambda s: ["topology", "run", "engagement"]),
     Service("topology-trending", "feedstream.cli", lambda s: ["topology", "run", "trending"]),
+    Service("topology-users", "feedstream.cli", lambda s: ["topology", "run", "users"]),
     Service("api", "serving.main", lambda s: ["--host", s.host, "--port", str(s.api_port)],
             port=lambda s: s.api_port, healthy=_api_healthy),
 ]

@@ -1,0 +1,1 @@
+"""The feed read pipeline: cursors, ranking, hydration, visibility and the read engines."""

@@ -1,0 +1,48 @@
+"""``GET /v1/users/{user_id}/feed``: the owner's home feed (chronological or ranked), paged by cursor."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, Query
+
+from serving.auth import require_self
+from serving.deps import CurrentUser
+from serving.errors import ErrorBody
+from serving.feed import hydrate
+from serving.feed.engines import ReadsDep
+from serving.feed.pipeline import read_feed
+from serving.models import USER_ID_PATTERN
+
+router = APIRouter(prefix="/users/{user_id}", tags=["feed"])
+UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "malformed or foreign cursor"},
+    401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
+    403: {"model": ErrorBody, "description": "another user's feed"},
+    404: {"model": ErrorBody, "description": "unknown user"},
+    503: {"model": ErrorBody, "description": "neither Redis nor Cassandra answers"},
+}
+
+
+class Algorithm(str, Enum):
+    chronological = "chronological"
+    ranked = "ranked"
+
+
+@router.get("/feed", summary="Home feed: candidates, hydrate, filter, order, page", responses=ERRORS)
+async def get_feed(
+    user_id: UserPath, user: CurrentUser, e: ReadsDep,
+    algorithm: Algorithm = Algorithm.chronological,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
+) -> dict[str, Any]:
+    """One page: ``items``, ``next_cursor`` (null at the end), ``ranking``, ``freshness``, ``degraded``."""
+    require_self(user, user_id)
+    pos = e.cursor_in(f"feed:{user_id}", cursor)
+    if pos is not None and not isinstance(pos.before, int):
+        raise HTTPException(400, "invalid cursor: not a feed position")
+    if await e.run(hydrate.profile, e, user_id) is None:
+        raise HTTPException(404, f"no user {user_id}")
+    return await e.run(read_feed, e, user_id, algorithm.value, limit, pos.before if pos else None)
