@@ -1,4 +1,4 @@
-"""Map infrastructure failures to HTTP: Kafka, registry or Redis unavailable -> 503 with Retry-After."""
+"""Map infrastructure failures to HTTP: Kafka, registry, Redis or Cassandra unavailable -> 503 + Retry-After."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from cassandra import OperationTimedOut, ReadTimeout, Unavailable
+from cassandra.cluster import NoHostAvailable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,11 +33,13 @@ def install(app: FastAPI, retry_after_s: int) -> None:
     """Register the 503 handlers on ``app``."""
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        what = "event log" if isinstance(exc, (DeliveryError, RegistryError)) else "redis"
+        what = ("event log" if isinstance(exc, (DeliveryError, RegistryError))
+                else "redis" if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) else "cassandra")
         log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, what, exc)
         return problem(503, f"{what} unavailable, retry later: {exc}", retry_after_s)
 
-    for exc_type in (DeliveryError, RegistryError, RedisConnectionError, RedisTimeoutError):
+    for exc_type in (DeliveryError, RegistryError, RedisConnectionError, RedisTimeoutError,
+                     NoHostAvailable, OperationTimedOut, ReadTimeout, Unavailable):
         app.add_exception_handler(exc_type, unavailable)
 
 

@@ -1,15 +1,22 @@
 """Who wrote a post or a comment: the index the API keeps so only authors may edit or delete.
 
 The API records ownership in Redis before producing the create event (a fresh id nobody else
-knows yet), and removes it if Kafka does not confirm. When a durable posts table lands
-(``stores.timelines``), :func:`post_author` is the one place to consult it on a Redis miss.
+knows yet), and removes it if Kafka does not confirm. On a Redis miss, :func:`post_author` and
+:func:`comment_owner` consult the durable tables the topologies maintain in Cassandra
+(``posts``, ``comment_threads``/``comments_by_post``) through :class:`DurableOwnership`, and
+cache what they find.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
+from cassandra.cluster import Session
+
+from feedstream.settings import Settings
 
 
 def post_key(post_id: int) -> str:
@@ -32,12 +39,73 @@ class CommentOwner:
     post_id: int
 
 
-async def post_author(redis: aioredis.Redis, post_id: int) -> str | None:
-    """Return the author of a live post, or None if it is unknown or deleted."""
+class DurableOwnership:
+    """Look up authors in the Cassandra tables the topologies write; the session is opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._session: Session | None = None
+        self._statements: dict[str, Any] = {}
+        self._lock = asyncio.Lock()
+
+    async def _query(self, cql: str, *params: Any) -> list[Any]:
+        async with self._lock:
+            if self._session is None:
+                from stores.cassandra import session
+
+                self._session = await asyncio.to_thread(session, self.settings)
+            if cql not in self._statements:
+                self._statements[cql] = await asyncio.to_thread(self._session.prepare, cql)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Any]] = loop.create_future()
+        rf = self._session.execute_async(self._statements[cql], params)
+        rf.add_callbacks(lambda rows: loop.call_soon_threadsafe(_settle, done, list(rows), None),
+                         lambda exc: loop.call_soon_threadsafe(_settle, done, None, exc))
+        return await done
+
+    async def post(self, post_id: int) -> tuple[str, bool] | None:
+        """``(author_id, deleted)`` of a stored post, or None."""
+        rows = await self._query("SELECT author_id, deleted FROM posts WHERE post_id=?", post_id)
+        if not rows or rows[0].author_id is None:
+            return None
+        return rows[0].author_id, bool(rows[0].deleted)
+
+    async def comment(self, comment_id: int) -> tuple[CommentOwner, bool] | None:
+        """The owner of a stored comment and whether it is deleted, or None."""
+        where = await self._query("SELECT post_id, thread FROM comment_threads WHERE comment_id=?", comment_id)
+        if not where:
+            return None
+        rows = await self._query("SELECT user_id, deleted FROM comments_by_post WHERE post_id=? AND thread=? "
+                                 "AND comment_id=?", where[0].post_id, where[0].thread, comment_id)
+        if not rows or rows[0].user_id is None:
+            return None
+        return CommentOwner(rows[0].user_id, where[0].post_id), bool(rows[0].deleted)
+
+
+def _settle(fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(value)
+
+
+async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwnership | None = None) -> str | None:
+    """Return the author of a live post, or None if it is unknown or deleted (Redis, then Cassandra)."""
     author, deleted = await redis.mget(post_key(post_id), post_deleted_key(post_id))
-    if author is None or deleted is not None:
+    if deleted is not None:
         return None
-    return author.decode()
+    if author is not None:
+        return author.decode()
+    found = await durable.post(post_id) if durable is not None else None
+    if found is None:
+        return None
+    await record_post(redis, post_id, found[0])
+    if found[1]:
+        await mark_post_deleted(redis, post_id)
+        return None
+    return found[0]
 
 
 async def record_post(redis: aioredis.Redis, post_id: int, author_id: str) -> None:
@@ -55,12 +123,23 @@ async def mark_post_deleted(redis: aioredis.Redis, post_id: int) -> None:
     await redis.set(post_deleted_key(post_id), b"1")
 
 
-async def comment_owner(redis: aioredis.Redis, comment_id: int) -> CommentOwner | None:
-    """Return the author and post of a live comment, or None."""
+async def comment_owner(redis: aioredis.Redis, comment_id: int,
+                        durable: DurableOwnership | None = None) -> CommentOwner | None:
+    """Return the author and post of a live comment, or None (Redis, then Cassandra)."""
     raw = await redis.hmget(comment_key(comment_id), "user", "post", "deleted")
-    if raw[0] is None or raw[2] is not None:
+    if raw[2] is not None:
         return None
-    return CommentOwner(raw[0].decode(), int(raw[1]))
+    if raw[0] is not None:
+        return CommentOwner(raw[0].decode(), int(raw[1]))
+    found = await durable.comment(comment_id) if durable is not None else None
+    if found is None:
+        return None
+    owner, deleted = found
+    await record_comment(redis, comment_id, owner.user_id, owner.post_id)
+    if deleted:
+        await mark_comment_deleted(redis, comment_id)
+        return None
+    return owner
 
 
 async def record_comment(redis: aioredis.Redis, comment_id: int, user_id: str, post_id: int) -> None:

@@ -30,6 +30,7 @@ class ApiSettings(Settings):
     api_produce_timeout_ms: int = Field(5000, ge=100, description="Kafka delivery deadline; later -> 503")
     api_linger_ms: int = Field(2, ge=0, description="producer batching delay")
     api_retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 503")
+    api_durable_ownership: bool = Field(True, description="on a Redis miss, look authors up in Cassandra")
 
     @model_validator(mode="after")
     def _no_placeholder_outside_dev(self) -> "ApiSettings":

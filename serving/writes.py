@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep
 from serving.idempotency import IdempotencyStore, fingerprint, redis_key
+from serving.ownership import DurableOwnership
 from serving.settings import ApiSettings
 from streams.events import new_event
 from streams.producer import EventProducer
@@ -30,6 +31,7 @@ class Write:
     redis: aioredis.Redis
     settings: ApiSettings
     idempotency_key: str | None
+    durable: DurableOwnership | None = None
 
     async def emit(self, record: str, **fields: Any) -> str:
         """Produce ``record`` with a fresh envelope, wait for Kafka's confirmation, return its event id."""
@@ -69,7 +71,7 @@ def _write(
         description="retrying with the same key returns the first response and produces no second event",
     )] = None,
 ) -> Write:
-    return Write(request, user, producer, redis, settings, idempotency_key)
+    return Write(request, user, producer, redis, settings, idempotency_key, request.app.state.ownership)
 
 
 WriteDep = Annotated[Write, Depends(_write)]

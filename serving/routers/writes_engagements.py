@@ -20,7 +20,7 @@ CommentPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 async def _author_of(w: Write, post_id: int) -> str:
-    author = await ownership.post_author(w.redis, post_id)
+    author = await ownership.post_author(w.redis, post_id, w.durable)
     if author is None:
         raise HTTPException(404, f"no post {post_id}")
     return author
@@ -66,7 +66,7 @@ async def comment(post_id: PostPath, body: CommentIn, w: WriteDep):
     async def act() -> dict:
         author = await _author_of(w, post_id)
         if body.parent_comment_id is not None:
-            parent = await ownership.comment_owner(w.redis, body.parent_comment_id)
+            parent = await ownership.comment_owner(w.redis, body.parent_comment_id, w.durable)
             if parent is None or parent.post_id != post_id:
                 raise HTTPException(422, [{"loc": ["body", "parent_comment_id"], "type": "unknown_parent",
                                            "msg": f"no comment {body.parent_comment_id} on post {post_id}"}])
@@ -87,7 +87,7 @@ async def comment(post_id: PostPath, body: CommentIn, w: WriteDep):
                summary="Delete your comment (CommentDeleted)", responses=responses(403))
 async def delete_comment(post_id: PostPath, comment_id: CommentPath, w: WriteDep):
     async def act() -> dict:
-        owner = await ownership.comment_owner(w.redis, comment_id)
+        owner = await ownership.comment_owner(w.redis, comment_id, w.durable)
         if owner is None or owner.post_id != post_id:
             raise HTTPException(404, f"no comment {comment_id} on post {post_id}")
         if owner.user_id != w.user:

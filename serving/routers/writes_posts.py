@@ -20,7 +20,7 @@ PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="time-sortable post 
 
 async def authored_post(w: Write, post_id: int) -> str:
     """Return the author of a live post if it is the caller; 404 if unknown, 403 if someone else's."""
-    author = await ownership.post_author(w.redis, post_id)
+    author = await ownership.post_author(w.redis, post_id, w.durable)
     if author is None:
         raise HTTPException(404, f"no post {post_id}")
     if author != w.user:

@@ -194,3 +194,20 @@ def test_readyz_and_healthz(client: TestClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200 and r.json()["checks"] == {"redis": "ok", "kafka": "ok"}
     assert client.get("/v1/_bench/noop").json() == {"ok": True}
+
+
+def test_ownership_falls_back_to_the_cassandra_posts_table(client: TestClient, settings: ApiSettings,
+                                                           stack: Settings, tails) -> None:
+    from stores.cassandra import session
+    from streams.ids import new_post_id
+
+    author, fan = new_user(), new_user()
+    live, gone = new_post_id(), new_post_id()  # stored by the topologies, never seen by this API's Redis index
+    cql = session(stack)
+    cql.execute("INSERT INTO posts (post_id, author_id, text, deleted) VALUES (%s, %s, 'x', false)", (live, author))
+    cql.execute("INSERT INTO posts (post_id, author_id, text, deleted) VALUES (%s, %s, 'x', true)", (gone, author))
+    liked = accepted(client.put(f"/v1/posts/{live}/like", headers=bearer(settings, fan)))
+    check_event(tails, "engagements.v1", liked, "Liked", str(live), post_author_id=author, user_id=fan)
+    assert client.put(f"/v1/posts/{live}", json={"text": "no"}, headers=bearer(settings, fan)).status_code == 403
+    assert client.put(f"/v1/posts/{gone}/like", headers=bearer(settings, fan)).status_code == 404
+    assert client.delete(f"/v1/posts/{gone}", headers=bearer(settings, author)).status_code == 404
