@@ -141,16 +141,22 @@ class EngagementProcessor:
                           window: Counts | None, ws: int, event_id: str, key: str) -> None:
         """Affinity, hot counters and the derived counts topic, all absolute (idempotent)."""
         reader = getattr(member, "user", "")
-        aff: int | None = None
-        if reader and reader != author:
-            stmt = self.store.i_aff if member.present else self.store.d_aff
-            await aexec(self.session, stmt, (reader, author, post_id, key))
-            aff = int((await aexec(self.session, self.store.q_aff, (reader, author)))[0][0])
-        pipe = self.redis.pipeline(transaction=False)
-        write_hot_counts(pipe, post_id, totals, REACTION_KINDS)
-        if aff is not None:
-            pipe.hset(affinity_key(reader), author, aff)
-        await pipe.execute()
-        if window is not None:
-            await self.emit_counts(post_id, counts_value(post_id, window, ws, event_id))
-        await self.emit_counts(post_id, counts_value(post_id, totals, None, event_id))
+
+        async def affinity_and_hot() -> None:
+            aff: int | None = None
+            if reader and reader != author:
+                stmt = self.store.i_aff if member.present else self.store.d_aff
+                await aexec(self.session, stmt, (reader, author, post_id, key))
+                aff = int((await aexec(self.session, self.store.q_aff, (reader, author)))[0][0])
+            pipe = self.redis.pipeline(transaction=False)
+            write_hot_counts(pipe, post_id, totals, REACTION_KINDS)
+            if aff is not None:
+                pipe.hset(affinity_key(reader), author, aff)
+            await pipe.execute()
+
+        async def emits() -> None:  # window first, totals last (the topic is compacted by post)
+            if window is not None:
+                await self.emit_counts(post_id, counts_value(post_id, window, ws, event_id))
+            await self.emit_counts(post_id, counts_value(post_id, totals, None, event_id))
+
+        await asyncio.gather(affinity_and_hot(), emits())
