@@ -13,7 +13,10 @@ from serving import errors
 from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
 from serving.ratelimit import RateLimiter
-from serving.routers import system, writes_engagements, writes_graph, writes_posts, writes_users
+from serving import realtime
+from serving.feed.engines import ReadEngines
+from serving.routers import (reads_feed, reads_notifications, reads_posts, reads_users, system, trending,
+                             writes_engagements, writes_graph, writes_posts, writes_users)
 from serving.settings import ApiSettings, get_api_settings
 from stores.redis import async_client
 from streams.catalog import ALL_TOPICS
@@ -26,6 +29,11 @@ V1_ROUTERS: list[APIRouter] = [
     writes_graph.router,
     writes_engagements.router,
     system.bench_router,
+    reads_feed.router,
+    reads_posts.router,
+    reads_users.router,
+    reads_notifications.router,
+    realtime.router,
 ]
 WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1", "graph.v1", "engagements.v1")
                       for r in t.value_schemas)
@@ -47,11 +55,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.rate_limiter = RateLimiter(redis)
     app.state.ownership = DurableOwnership(settings) if settings.api_durable_ownership else None
     app.state.kafka_admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    # read side: engines (Cassandra connects on first read) and the realtime hub; tests may preset
+    # app.state.timeline_settings / app.state.ranker before start-up
+    app.state.reads = ReadEngines(settings, getattr(app.state, "timeline_settings", None),
+                                  getattr(app.state, "ranker", None))
+    app.state.hub = realtime.Hub(settings.redis_url)
     try:
         # the first encode of a record registers its schema (blocking HTTP): do it before serving
         await asyncio.to_thread(lambda: [producer.serde.schema_id(r) for r in WRITE_RECORDS])
         yield
     finally:
+        await app.state.hub.close()
+        app.state.reads.close()
         await redis.aclose()
         await asyncio.to_thread(producer.close, settings.api_produce_timeout_ms / 1000 + 1)
 
@@ -68,5 +83,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(system.router)
     for router in V1_ROUTERS:
         app.include_router(router, prefix="/v1")
+    app.include_router(trending.router)  # carries its own /v1/trending prefix
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
     return app
