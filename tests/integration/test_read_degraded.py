@@ -1,0 +1,55 @@
+"""Read path with Cassandra unreachable: the feed is served from what Redis holds, flagged partial."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.auth import mint_token
+from serving.testing import api_settings
+from stores import redis as redis_store
+from stores import timelines as tls
+from stores.users import k_user
+from streams.ids import new_post_id
+from topologies.fanout.testing import isolated
+
+
+def _dead_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again: nothing listens there
+
+
+def test_cassandra_down_serves_redis_with_partial_hydration(stack):
+    s = isolated(stack, "fs_itest_reads_nocass", 10)
+    settings = api_settings(s, cassandra_port=_dead_port(), api_rate_limit_enabled=False)
+    r = redis_store.client(s)
+    reader, author = f"r{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}"
+    cached, uncached, deleted = new_post_id(), new_post_id(), new_post_id()
+    p = r.pipeline()
+    p.hset(k_user(reader), mapping={"handle": reader, "display_name": "R"})
+    p.hset(k_user(author), mapping={"handle": author, "display_name": "A"})
+    p.zadd(tls.k_timeline(reader), {str(i): i for i in (cached, uncached, deleted)})
+    p.set(tls.k_built(reader), "1")
+    for pid in (cached, deleted):
+        p.set(f"post:{pid}", json.dumps({"post_id": pid, "author_id": author, "text": "t", "media": [],
+                                         "links": [], "hashtags": [], "mentions": [], "visibility": "PUBLIC",
+                                         "edited": False, "deleted": False, "created_at": 1, "updated_at": 1}))
+    p.sadd(tls.DELETED, deleted)
+    p.execute()
+    with TestClient(create_app(settings)) as client:
+        h = {"Authorization": f"Bearer {mint_token(reader, settings)}"}
+        res = client.get(f"/v1/users/{reader}/feed", headers=h)
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert [it["post_id"] for it in body["items"]] == [cached]
+        assert body["items"][0]["author"]["display_name"] == "A"
+        assert body["degraded"]["source"] == "redis" and body["degraded"]["hydration_partial"] is True
+        assert any("cassandra" in n for n in body["degraded"]["notes"])
+        # lists that only Cassandra holds answer 503 with Retry-After instead of hanging
+        res = client.get(f"/v1/users/{author}/followers", headers=h)
+        assert res.status_code == 503 and "Retry-After" in res.headers
