@@ -1,8 +1,11 @@
 """Fan-out benchmark: deliveries/s vs pipelined ZADD ceiling, write-to-visible latency, rebuild cost.
 
-``python -m bench.fanout [--users N] [--posts M] [--rate R] [--seconds S]`` on the stack configured
-by ``FEEDSTREAM_*`` (its own keyspace ``fs_bench_fanout`` and Redis db 8). Saves JSON under
-``.feedstream/bench/fanout.json``.
+``python -m bench.fanout [--users N] [--posts M] [--batch B] [--rate R[,R2..]] [--seconds S]`` on the
+stack configured by ``FEEDSTREAM_*`` (its own keyspace ``fs_bench_fanout`` and Redis db 8). Saves
+JSON under ``.feedstream/bench/fanout.json``.
+
+Deliveries/s is measured twice on the same posts: one post per call (a worker with no backlog) and
+``--batch`` posts per call (what the worker's ``take_events`` batches amount to under load).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from stores import redis as redis_store
 from stores import timelines as tls
 from stores.timelines import TimelineSettings
 from streams.producer import EventProducer
-from topologies.fanout.app import process_post
+from topologies.fanout.app import process_posts
 from topologies.fanout.runtime import Stores
 from topologies.fanout.testing import isolated, post_created, workers
 from topologies.faust_runtime import SourceRecord
@@ -66,7 +69,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=5000)
     ap.add_argument("--mean-followers", type=float, default=50)
     ap.add_argument("--posts", type=int, default=400)
-    ap.add_argument("--rate", type=float, default=20.0, help="posts/s for the latency run")
+    ap.add_argument("--batch", type=int, default=100, help="posts per process_posts call")
+    ap.add_argument("--rate", default="20,50", help="posts/s for the latency runs (comma-separated)")
     ap.add_argument("--seconds", type=float, default=15.0)
     args = ap.parse_args()
     base = get_settings()
@@ -85,11 +89,16 @@ def main() -> None:
     deliveries = [(f, p["post_id"]) for p in posts for f in g[p["author_id"]]]
     ceiling = zadd_ceiling(r, deliveries)
     st.s  # connect and migrate before timing
+    recs = [SourceRecord("posts.v1", 0, off, None, "PostCreated", p, 0) for off, p in enumerate(posts)]
+    half = len(recs) // 2
     t0 = time.perf_counter()
-    n = 0
-    for off, p in enumerate(posts):
-        n += len(process_post(st, SourceRecord("posts.v1", 0, off, None, "PostCreated", p, 0)))
-    ours = n / (time.perf_counter() - t0)
+    n_single = sum(len(process_posts(st, [rec])[0][1]) for rec in recs[:half])
+    single = n_single / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    n_batch = 0
+    for i in range(half, len(recs), args.batch):
+        n_batch += sum(len(w) for _, w in process_posts(st, recs[i:i + args.batch]))
+    batched = n_batch / (time.perf_counter() - t0)
 
     # durable-copy choice: per-delivery Cassandra timeline rows vs rebuild from the author index
     sess = st.s
@@ -108,12 +117,15 @@ def main() -> None:
     rebuilt = tls._compute_timeline(r, sess, heavy_reader, knobs)
     rebuild_ms = (time.perf_counter() - t0) * 1000
 
-    lat = latency_run(base, s, knobs, args.rate, args.seconds)
+    lat = [latency_run(base, s, knobs, float(rate), args.seconds) for rate in args.rate.split(",")]
     result = {
         "graph": {"users": args.users, "edges": sum(sizes), "mean_fanout": statistics.fmean(sizes),
                   "max_fanout": max(sizes), "alpha": 1.5, "seed": seed},
         "posts": args.posts, "deliveries": len(deliveries),
-        "fanout_deliveries_per_s": ours, "zadd_ceiling_per_s": ceiling, "ratio": ours / ceiling,
+        "zadd_ceiling_per_s": ceiling,
+        "fanout_deliveries_per_s_single": single, "ratio_single": single / ceiling,
+        "fanout_deliveries_per_s_batched": batched, "ratio_batched": batched / ceiling,
+        "batch_posts": args.batch,
         "cassandra_timeline_rows_per_s": cass_rows_per_s,
         "rebuild_from_author_index_ms": rebuild_ms, "rebuild_follows": follows, "rebuild_ids": len(rebuilt),
         "latency": lat,

@@ -311,15 +311,27 @@ def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: T
 
 
 def _compute_timeline(r: _redis.Redis, session: Session, reader: str, s: TimelineSettings) -> list[int]:
-    """Newest ``cap`` post ids a reader's followees (non-celebrities) pushed or would push."""
+    """Newest ``cap`` post ids a reader's followees (non-celebrities) pushed or would push.
+
+    One Redis pipeline for the followees' follower counts and friendships, then every author's
+    index query in flight at once (a reader following 500 authors costs ~1 round trip, not 500).
+    """
+    followees = sorted(graph.following(r, reader))
+    if not followees:
+        return []
+    p = r.pipeline(transaction=False)
+    for author in followees:
+        p.scard(graph.k_followers(author))
+        p.sismember(graph.k_friends(author), reader)
+    res = p.execute()
+    authors = [(a, bool(res[2 * i + 1])) for i, a in enumerate(followees)
+               if int(res[2 * i]) <= s.celebrity_threshold]
+    stmt = _prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?")
+    futures = [session.execute_async(stmt, (a, s.rebuild_per_author)) for a, _ in authors]
     lists = []
-    for author in sorted(graph.following(r, reader)):
-        if graph.follower_count(r, author) > s.celebrity_threshold:
-            continue
-        friend = bool(r.sismember(graph.k_friends(author), reader))
-        recent = author_posts(session, author, None, s.rebuild_per_author)
-        lists.append([pid for pid, vis in recent
-                      if visible_to(vis, is_author=False, follows=True, is_friend=friend)])
+    for (_, friend), fut in zip(authors, futures):
+        lists.append([row.post_id for row in fut.result()
+                      if visible_to(row.visibility, is_author=False, follows=True, is_friend=friend)])
     return merge_newest(*lists, before=None, limit=s.timeline_cap)
 
 

@@ -22,6 +22,11 @@ Semantics of :func:`register_agent`:
 - Any other exception is logged and crashes the worker (``app.crash``): nothing is swallowed,
   and the offset of the failed record is never committed, so a restart re-reads it.
 - Faust acks an event only after the handler returned, so offsets commit after side effects.
+
+:func:`register_batch_agent` does the same for batches (``stream.take_events``): the handler gets
+every decodable record of up to ``max_batch`` events buffered for at most ``within_s``, in offset
+order, and the batch is acked only after it returned. Producing to Kafka inside a handler should
+await the deliveries once per batch (Faust also flushes its producer before each commit).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from streams.serde import Serde
 log = logging.getLogger(__name__)
 
 Handler = Callable[["SourceRecord"], Awaitable[None]]
+BatchHandler = Callable[[list["SourceRecord"]], Awaitable[None]]
+Validator = Callable[["SourceRecord"], None]
 POISON = (DecodeError, PoisonRecord, SchemaValidationError)
 
 
@@ -58,95 +65,9 @@ class SourceRecord:
     timestamp_ms: int
 
 
-def lz4_block_decompress(src: bytes, out: bytearray) -> None:
-    """Append the decompressed LZ4 block ``src`` to ``out`` (matches may reach into earlier output)."""
-    i, n = 0, len(src)
-    while i < n:
-        token = src[i]
-        i += 1
-        length = token >> 4
-        if length == 15:
-            while True:
-                b = src[i]
-                i += 1
-                length += b
-                if b != 255:
-                    break
-        out += src[i:i + length]
-        i += length
-        if i >= n:
-            break
-        offset = src[i] | (src[i + 1] << 8)
-        i += 2
-        if offset == 0:
-            raise ValueError("lz4: zero match offset")
-        length = token & 15
-        if length == 15:
-            while True:
-                b = src[i]
-                i += 1
-                length += b
-                if b != 255:
-                    break
-        length += 4
-        start = len(out) - offset
-        if start < 0:
-            raise ValueError("lz4: match offset before start of output")
-        if offset >= length:
-            out += out[start:start + length]
-        else:
-            for k in range(length):
-                out.append(out[start + k])
-
-
-def lz4_frame_decompress(data: bytes) -> bytes:
-    """Decompress an LZ4 frame (what Kafka v2 record batches carry) in pure Python."""
-    if data[:4] != b"\x04\x22\x4d\x18":
-        raise ValueError("lz4: bad frame magic")
-    flg = data[4]
-    i = 6 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
-    block_checksum = bool(flg & 0x10)
-    out = bytearray()
-    while True:
-        size = int.from_bytes(data[i:i + 4], "little")
-        i += 4
-        if size == 0:
-            break
-        raw, size = bool(size & 0x80000000), size & 0x7FFFFFFF
-        block = data[i:i + size]
-        i += size + (4 if block_checksum else 0)
-        if raw:
-            out += block
-        else:
-            lz4_block_decompress(block, out)
-    return bytes(out)
-
-
-def install_lz4_fallback() -> bool:
-    """Let aiokafka read lz4 batches without cramjam (pure-Python decoder); True if installed."""
-    import importlib
-
-    from aiokafka import codec
-
-    if codec.has_lz4():
-        return False
-    for mod in ("aiokafka.codec", "aiokafka.record.default_records", "aiokafka.record.legacy_records",
-                "aiokafka.record._crecords.default_records", "aiokafka.record._crecords.legacy_records"):
-        try:
-            m = importlib.import_module(mod)
-        except ImportError:
-            continue
-        if hasattr(m, "has_lz4"):
-            m.has_lz4 = lambda: True
-        if hasattr(m, "lz4_decode"):
-            m.lz4_decode = lz4_frame_decompress
-    return True
-
-
 def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None,
                      broker: str | None = None, **overrides: Any) -> faust.App:
     """A faust.App for ``name`` (group id ``app_id`` or ``feedstream-<name>``) with our defaults."""
-    install_lz4_fallback()  # producers may use lz4; aiokafka needs cramjam to read it
     app_id = app_id or f"feedstream-{name}"
     datadir = settings.state_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -202,30 +123,83 @@ async def send_dead_letter(app: faust.App, serde: Serde, dlq: faust.TopicT, grou
                 message.offset, type(exc).__name__, exc)
 
 
+def _dlq_topic(app: faust.App) -> faust.TopicT:
+    return app.topic(DEAD_LETTERS.name, key_type=bytes, value_type=bytes, key_serializer="raw",
+                     value_serializer="raw")
+
+
+def decode_record(serde: Serde, msg: Any) -> SourceRecord:
+    """Decode a faust Message of raw bytes into a :class:`SourceRecord` (raises DecodeError)."""
+    decoded = serde.decode(msg.value)
+    return SourceRecord(msg.topic, msg.partition, msg.offset, msg.key, decoded.name, decoded.value,
+                        int(msg.timestamp * 1000))
+
+
+def hold_acks(events: list[Any]) -> None:
+    """Make these events un-ackable, so a crashing handler's records are never committed."""
+    for event in events:
+        event.message.acked = True  # Message.ack() is a no-op once set: the offset stays uncommitted
+
+
 def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, serde: Serde,
                    name: str, settings: Settings | None = None, concurrency: int = 1) -> Any:
     """Register an agent on ``source`` that decodes, calls ``handler`` and dead-letters poison."""
-    dlq = app.topic(DEAD_LETTERS.name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                    value_serializer="raw")
+    dlq = _dlq_topic(app)
     group = app.conf.id
 
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
             try:
-                decoded = serde.decode(msg.value)
-                rec = SourceRecord(msg.topic, msg.partition, msg.offset, msg.key, decoded.name,
-                                   decoded.value, int(msg.timestamp * 1000))
-                await handler(rec)
+                await handler(decode_record(serde, msg))
             except POISON as exc:
                 await send_dead_letter(app, serde, dlq, group, msg, exc)
             except Exception as exc:
                 log.exception("%s crashed on %s[%d]@%d", name, msg.topic, msg.partition, msg.offset)
+                hold_acks([event])
                 await app.crash(exc)
                 raise
 
     process.__name__ = name.replace("-", "_")
     return app.agent(source, name=name, concurrency=concurrency)(process)
+
+
+def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHandler, *,
+                         serde: Serde, name: str, validate: Validator | None = None,
+                         max_batch: int = 500, within_s: float = 0.005) -> Any:
+    """Register an agent calling ``handler`` once per batch of decoded records (poison dead-lettered).
+
+    ``validate`` runs per record before the batch handler and may raise
+    :class:`streams.errors.PoisonRecord`; such records (and undecodable ones) are dead-lettered and
+    left out of the batch. Any exception from ``handler`` crashes the worker with the batch unacked.
+    """
+    dlq = _dlq_topic(app)
+    group = app.conf.id
+
+    async def process(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(max_batch, within_s):
+            recs: list[SourceRecord] = []
+            for event in events:
+                try:
+                    rec = decode_record(serde, event.message)
+                    if validate is not None:
+                        validate(rec)
+                    recs.append(rec)
+                except POISON as exc:
+                    await send_dead_letter(app, serde, dlq, group, event.message, exc)
+            try:
+                if recs:
+                    await handler(recs)
+            except Exception as exc:
+                first = events[0].message
+                log.exception("%s crashed on a batch of %d from %s[%d]@%d", name, len(events),
+                              first.topic, first.partition, first.offset)
+                hold_acks(list(events))
+                await app.crash(exc)
+                raise
+
+    process.__name__ = name.replace("-", "_")
+    return app.agent(source, name=name)(process)
 
 
 def run_worker(app: faust.App, loglevel: str = "info") -> None:

@@ -1,4 +1,4 @@
-"""``feedstream topology``: run a topology worker in the foreground."""
+"""``feedstream topology``: run a topology worker in the foreground, or replay one from offset 0."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ class TopologyName(str, Enum):
     fanout = "fanout"
     engagement = "engagement"
     trending = "trending"
-    users = "users"
 
 
 @app.command()
@@ -35,3 +34,53 @@ def run(name: Annotated[TopologyName, typer.Argument(help="which topology")]) ->
         typer.echo(f"error: topology {name.value!r} is not built yet ({exc})", err=True)
         raise typer.Exit(2) from exc
     module.run(get_settings())
+
+
+class ReplayName(str, Enum):
+    graph = "graph"
+    fanout = "fanout"
+
+
+@app.command()
+def replay(
+    name: Annotated[ReplayName, typer.Argument(help="which topology to replay (graph or fanout)")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do it without asking")] = False,
+    in_process: Annotated[bool, typer.Option(
+        "--in-process", help="instead of resetting the group, apply graph.v1 and posts.v1 from offset 0 "
+                             "here, merged in timestamp order, into the configured (wiped) stores")] = False,
+    group_suffix: Annotated[str, typer.Option(help="suffix of the worker's group id "
+                                                   "(FEEDSTREAM_TOPOLOGY_GROUP_SUFFIX)")] = "",
+) -> None:
+    """Replay a topology from offset 0 (idempotent: the same events leave the same timelines).
+
+    By default, resets the committed offsets of the stopped worker group ``feedstream-NAME`` to the
+    start of its source topic, so the next ``feedstream topology run NAME`` re-applies the whole log.
+    Stop the topology's workers first: a group with active members is refused.
+
+    With ``--in-process``, rebuilds graph and timelines together in this process (both topics, in
+    timestamp order, exactly reproducing bounded back-fills) and exits when caught up.
+    """
+    from topologies import replay as rp
+
+    settings = get_settings()
+    if in_process:
+        what = (f"apply graph.v1 and posts.v1 from offset 0 to keyspace {settings.keyspace!r} "
+                f"and Redis {settings.redis_url}")
+    else:
+        what = f"reset group {rp.group_id(name.value, group_suffix)} to the start of {rp.SOURCES[name.value]}"
+    if not yes and not typer.confirm(f"{what}?"):
+        raise typer.Exit(1)
+    if in_process:
+        from stores.timelines import TimelineSettings
+
+        stats = rp.replay_in_order(settings, TimelineSettings())
+        typer.echo(f"replayed {stats.records} records ({stats.graph} graph, {stats.posts} posts, "
+                   f"{stats.skipped} skipped) in {stats.seconds:.1f}s")
+        return
+    try:
+        lows = rp.reset_group_offsets(settings, name.value, suffix=group_suffix)
+    except Exception as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{what}: " + ", ".join(f"p{p}->{o}" for p, o in sorted(lows.items())))
+    typer.echo(f"now run: feedstream topology run {name.value}")

@@ -4,60 +4,95 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import faust
 
 from feedstream.settings import Settings
-from stores import graph
+from stores import fanout_writes as fw
 from stores import timelines as tls
 from stores.timelines import TimelineSettings
 from streams.catalog import POSTS, TIMELINE_UPDATES
 from streams.errors import PoisonRecord
+from streams.serde import Serde
 from topologies.fanout.logic import ADD, EDIT, PostRef, TimelineWrite, plan_delete, plan_post
-from topologies.fanout.runtime import Stores, emit_updates, source_of
+from topologies.fanout.runtime import Stores, emit_batch, source_of
 from topologies.faust_runtime import (SourceRecord, catalog_topic, create_faust_app, make_serde,
-                                      register_agent, run_worker)
+                                      register_batch_agent, run_worker)
+
+POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
+Results = list[tuple[SourceRecord, list[TimelineWrite]]]
+
+
+def check_post_record(rec: SourceRecord) -> None:
+    """Raise PoisonRecord for a record that does not belong on posts.v1."""
+    if rec.name not in POST_RECORDS:
+        raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
+
+
+def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
+    """Apply a batch of posts.v1 records, in order: one Cassandra round, two Redis pipelines.
+
+    Order matters for the follow/post race: the author index is written (and awaited) before the
+    follower sets are read, and the graph worker adds the edge before reading the index.
+    """
+    for rec in recs:
+        check_post_record(rec)
+    tl = st.tl
+    fw.write_posts_durable(st.s, [(rec.name, rec.value) for rec in recs])
+    authors = {rec.value["author_id"] for rec in recs}
+    friends_of = {rec.value["author_id"] for rec in recs
+                  if rec.name != "PostDeleted" and rec.value["visibility"] == "FRIENDS"}
+    fol, fr = fw.graph_snapshot(st.r, authors, friends_of)
+    readers = sorted(set().union(*(fol[a] for a in authors)))
+    seen = tls.last_seen(st.r, readers)
+    now = int(time.time() * 1000)
+    batch = fw.RedisBatch(st.r, tl.timeline_cap)
+    out: Results = []
+    wm: dict[tuple[str, int], int] = {}
+    for rec in recs:
+        v = rec.value
+        batch.post_cache(rec.name, v, tl.author_cache_cap)
+        if rec.name == "PostDeleted":
+            writes = plan_delete(v["post_id"], v["author_id"], fol[v["author_id"]])
+        else:
+            post = PostRef(v["post_id"], v["author_id"], v["visibility"])
+            plan = plan_post(post, ADD if rec.name == "PostCreated" else EDIT,
+                             fol[post.author_id], fr.get(post.author_id, set()), seen, now, tl.policy)
+            batch.evict(plan.inactive)
+            writes = plan.writes
+        batch.writes(writes, source_of(rec))
+        wm[(rec.topic, rec.partition)] = rec.offset
+        out.append((rec, writes))
+    batch.run(wm)
+    return out
 
 
 def process_post(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
     """Apply one posts.v1 event to the stores; return the timeline writes it made."""
-    v, tl = rec.value, st.tl
-    if rec.name == "PostDeleted":
-        tls.delete_post(st.s, st.r, v["post_id"], v["author_id"])
-        writes = plan_delete(v["post_id"], v["author_id"], graph.followers(st.r, v["author_id"]))
-        tls.apply_writes(st.r, writes, cap=tl.timeline_cap, source=source_of(rec))
-        return writes
-    if rec.name not in ("PostCreated", "PostEdited"):
-        raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
-    tls.put_post(st.s, st.r, v, edited=rec.name == "PostEdited")
-    tls.trim_author_cache(st.r, v["author_id"], tl.author_cache_cap)
-    post = PostRef(v["post_id"], v["author_id"], v["visibility"])
-    followers = sorted(graph.followers(st.r, post.author_id))
-    friends = graph.friends(st.r, post.author_id) if post.visibility == "FRIENDS" else set()
-    plan = plan_post(post, ADD if rec.name == "PostCreated" else EDIT, followers, friends,
-                     tls.last_seen(st.r, followers), int(time.time() * 1000), tl.policy)
-    tls.evict_inactive(st.r, plan.inactive)
-    tls.apply_writes(st.r, plan.writes, cap=tl.timeline_cap, source=source_of(rec))
-    return plan.writes
+    return process_posts(st, [rec])[0][1]
 
 
-def create_app(settings: Settings, *, app_id: str | None = None,
-               tl: TimelineSettings | None = None) -> faust.App:
-    """Build the fan-out Faust app (one agent on posts.v1)."""
+def create_app(settings: Settings, *, app_id: str | None = None, tl: TimelineSettings | None = None,
+               serde: Serde | None = None, process: Callable[[list[SourceRecord]], Results] | None = None,
+               emit: Callable | None = None, broker: str | None = None) -> faust.App:
+    """Build the fan-out Faust app: one batching agent on posts.v1 (``process``/``emit`` injectable)."""
     tl = tl or TimelineSettings()
     app = create_faust_app(settings, "fanout", app_id=app_id or f"feedstream-fanout{tl.topology_group_suffix}",
-                           consumer_auto_offset_reset=tl.topology_offset_reset)
-    serde = make_serde(settings)
+                           broker=broker, consumer_auto_offset_reset=tl.topology_offset_reset)
+    serde = serde or make_serde(settings)
     st = Stores(settings, tl)
+    run_batch = process or (lambda recs: process_posts(st, recs))
+    send = emit or emit_batch
     updates = catalog_topic(app, TIMELINE_UPDATES, settings)
 
-    async def handle(rec: SourceRecord) -> None:
-        writes = await asyncio.to_thread(process_post, st, rec)
+    async def handle(recs: list[SourceRecord]) -> None:
+        results = await asyncio.to_thread(run_batch, recs)
         if tl.emit_timeline_updates:
-            await emit_updates(serde, updates, writes, rec, "fanout")
-        await asyncio.to_thread(tls.mark_watermark, st.r, rec.topic, rec.partition, rec.offset)
+            await send(serde, updates, results, "fanout")
 
-    register_agent(app, catalog_topic(app, POSTS, settings), handle, serde=serde, name="fanout-posts")
+    register_batch_agent(app, catalog_topic(app, POSTS, settings), handle, serde=serde,
+                         name="fanout-posts", validate=check_post_record)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -76,9 +77,17 @@ def timeline_update(w: TimelineWrite, rec: SourceRecord, actor: str) -> dict[str
 async def emit_updates(serde: Serde, topic: faust.TopicT, writes: list[TimelineWrite],
                        rec: SourceRecord, actor: str) -> None:
     """Produce one TimelineUpdate per write to timeline-updates.v1 and await every delivery."""
+    await emit_batch(serde, topic, [(rec, writes)], actor)
+
+
+async def emit_batch(serde: Serde, topic: faust.TopicT,
+                     results: Iterable[tuple[SourceRecord, list[TimelineWrite]]], actor: str) -> int:
+    """Produce the TimelineUpdates of a whole batch, then await all deliveries at once; return count."""
     futures = []
-    for w in writes:
-        data = serde.encode("TimelineUpdate", timeline_update(w, rec, actor), TIMELINE_UPDATES.name)
-        futures.append(await topic.send(key=w.reader_id.encode(), value=data))
+    for rec, writes in results:
+        for w in writes:
+            data = serde.encode("TimelineUpdate", timeline_update(w, rec, actor), TIMELINE_UPDATES.name)
+            futures.append(await topic.send(key=w.reader_id.encode(), value=data))
     if futures:
         await asyncio.gather(*futures)
+    return len(futures)

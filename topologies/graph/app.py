@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import faust
 
 from feedstream.settings import Settings
+from stores import fanout_writes as fw
 from stores import graph
 from stores import timelines as tls
 from stores.timelines import TimelineSettings
 from streams.catalog import GRAPH, TIMELINE_UPDATES
+from streams.serde import Serde
 from topologies.fanout.logic import TimelineWrite, plan_backfill, plan_purge
-from topologies.fanout.runtime import Stores, emit_updates, occurred_ms, source_of
+from topologies.fanout.runtime import Stores, emit_batch, occurred_ms, source_of
 from topologies.faust_runtime import (SourceRecord, catalog_topic, create_faust_app, make_serde,
-                                      register_agent, run_worker)
-from topologies.graph.logic import BACKFILL, PURGE, plan_graph
+                                      register_batch_agent, run_worker)
+from topologies.graph.logic import BACKFILL, GRAPH_RECORDS, PURGE, UnknownGraphEvent, plan_graph
+
+Results = list[tuple[SourceRecord, list[TimelineWrite]]]
 
 
 def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
@@ -36,14 +41,22 @@ def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
         if kind == BACKFILL:
             if graph.is_celebrity(r, author, tl.celebrity_threshold):
                 continue  # merged at read time instead
-            recent = tls.author_posts(s, author, None, tl.backfill_limit * 2)
+            # the edge is already written: read the index after it (closes the follow/post race)
+            recent = fw.recent_author_posts(s, author, tl.backfill_limit * 2)
             writes += plan_backfill(reader, author, recent, follows=True,
                                     is_friend=bool(r.sismember(graph.k_friends(author), reader)),
                                     limit=tl.backfill_limit)
         elif kind == PURGE:
-            writes += plan_purge(reader, author, tls.timeline_post_ids_of(r, s, reader, author, tl.timeline_cap))
+            ids = [pid for pid, _ in fw.recent_author_posts(s, author, tl.timeline_cap)]
+            writes += plan_purge(reader, author, ids)
     tls.apply_writes(r, writes, cap=tl.timeline_cap, source=source_of(rec))
     return writes
+
+
+def check_graph_record(rec: SourceRecord) -> None:
+    """Raise PoisonRecord for a record that does not belong on graph.v1."""
+    if rec.name not in GRAPH_RECORDS:
+        raise UnknownGraphEvent(f"unexpected record {rec.name} on {rec.topic}")
 
 
 def _pair(rec: SourceRecord) -> tuple[str, str] | None:
@@ -54,22 +67,31 @@ def _pair(rec: SourceRecord) -> tuple[str, str] | None:
     return None
 
 
-def create_app(settings: Settings, *, app_id: str | None = None,
-               tl: TimelineSettings | None = None) -> faust.App:
-    """Build the social-graph Faust app (one agent on graph.v1)."""
+def process_graph_batch(st: Stores, recs: list[SourceRecord]) -> Results:
+    """Apply graph.v1 records one after the other (each may depend on the last); return their writes."""
+    return [(rec, process_graph(st, rec)) for rec in recs]
+
+
+def create_app(settings: Settings, *, app_id: str | None = None, tl: TimelineSettings | None = None,
+               serde: Serde | None = None, process: Callable[[list[SourceRecord]], Results] | None = None,
+               emit: Callable | None = None, broker: str | None = None) -> faust.App:
+    """Build the social-graph Faust app: one batching agent on graph.v1 (``process``/``emit`` injectable)."""
     tl = tl or TimelineSettings()
     app = create_faust_app(settings, "graph", app_id=app_id or f"feedstream-graph{tl.topology_group_suffix}",
-                           consumer_auto_offset_reset=tl.topology_offset_reset)
-    serde = make_serde(settings)
+                           broker=broker, consumer_auto_offset_reset=tl.topology_offset_reset)
+    serde = serde or make_serde(settings)
     st = Stores(settings, tl)
+    run_batch = process or (lambda recs: process_graph_batch(st, recs))
+    send = emit or emit_batch
     updates = catalog_topic(app, TIMELINE_UPDATES, settings)
 
-    async def handle(rec: SourceRecord) -> None:
-        writes = await asyncio.to_thread(process_graph, st, rec)
+    async def handle(recs: list[SourceRecord]) -> None:
+        results = await asyncio.to_thread(run_batch, recs)
         if tl.emit_timeline_updates:
-            await emit_updates(serde, updates, writes, rec, "graph")
+            await send(serde, updates, results, "graph")
 
-    register_agent(app, catalog_topic(app, GRAPH, settings), handle, serde=serde, name="graph-edges")
+    register_batch_agent(app, catalog_topic(app, GRAPH, settings), handle, serde=serde,
+                         name="graph-edges", validate=check_graph_record, max_batch=200)
     return app
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from streams.errors import PoisonRecord
 
 BACKFILL, PURGE = "backfill", "purge"
+GRAPH_RECORDS = ("Followed", "Unfollowed", "FriendRequestSent", "FriendRequestAccepted",
+                 "FriendRequestDeclined", "Blocked", "Unblocked")
 
 
 @dataclass

@@ -1,0 +1,147 @@
+"""Batched writes of the fan-out and graph workers: one Cassandra round and one Redis pipeline per batch.
+
+Same key layout and tables as :mod:`stores.timelines`; these functions only change how many round
+trips a batch of events costs (see ``docs/fanout.md`` for the measurements).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis as _redis
+from cassandra import ConsistencyLevel
+from cassandra.cluster import Session
+
+from stores import graph
+from stores.timelines import (
+    DELETED,
+    INSERT_AUTHOR_POST,
+    INSERT_POST,
+    WATERMARK,
+    _prepared,
+    channel,
+    k_author,
+    k_built,
+    k_stale,
+    k_timeline,
+)
+from streams.ids import id_timestamp_ms
+from topologies.fanout.logic import REMOVE, TimelineWrite
+
+MARK_DELETED = "UPDATE posts SET deleted=true, author_id=? WHERE post_id=?"
+DELETE_AUTHOR_POST = "DELETE FROM posts_by_author WHERE author_id=? AND post_id=?"
+PIPELINE_CHUNK = 5000
+
+
+def _ms(at: Any) -> int:
+    return int(at.timestamp() * 1000) if hasattr(at, "timestamp") else int(at)
+
+
+def write_posts_durable(session: Session, events: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Apply PostCreated/PostEdited/PostDeleted values to ``posts`` and ``posts_by_author``.
+
+    Statements are issued in event order and awaited together: the driver's monotonic client
+    timestamps keep that order for the same row. The author index is written at LOCAL_QUORUM, so a
+    back-fill read at LOCAL_QUORUM that starts after this returns sees it (see docs/fanout.md).
+    """
+    futures = []
+    for name, v in events:
+        pid, author = v["post_id"], v["author_id"]
+        if name == "PostDeleted":
+            stmts = [(_prepared(session, MARK_DELETED), (author, pid)),
+                     (_prepared(session, DELETE_AUTHOR_POST), (author, pid))]
+        else:
+            media = json.dumps(list(v.get("media") or []))
+            stmts = [(_prepared(session, INSERT_POST), (
+                pid, author, v["text"], media, list(v.get("links") or []),
+                list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"],
+                name == "PostEdited", id_timestamp_ms(pid), _ms(v["occurred_at"]))),
+                (_prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"]))]
+        for stmt, args in stmts:
+            bound = stmt.bind(args)
+            bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+            futures.append(session.execute_async(bound))
+    for f in futures:
+        f.result()
+
+
+def graph_snapshot(r: _redis.Redis, authors: Iterable[str], friends_of: Iterable[str]
+                   ) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Followers of every author and friends of ``friends_of`` in one pipeline."""
+    authors, friends_of = sorted(set(authors)), sorted(set(friends_of))
+    p = r.pipeline(transaction=False)
+    for a in authors:
+        p.smembers(graph.k_followers(a))
+    for a in friends_of:
+        p.smembers(graph.k_friends(a))
+    out = p.execute()
+    dec = lambda xs: {x.decode() if isinstance(x, bytes) else x for x in xs}
+    fol = {a: dec(xs) for a, xs in zip(authors, out[:len(authors)])}
+    fr = {a: dec(xs) for a, xs in zip(friends_of, out[len(authors):])}
+    return fol, fr
+
+
+class RedisBatch:
+    """Collects one batch's Redis commands and runs them as chunked non-transactional pipelines."""
+
+    def __init__(self, r: _redis.Redis, cap: int) -> None:
+        self.r = r
+        self.cap = cap
+        self.p = r.pipeline(transaction=False)
+        self._touched: dict[str, dict[str, str]] = {}
+
+    def _maybe_flush(self) -> None:
+        if len(self.p) >= PIPELINE_CHUNK:
+            self.p.execute()
+
+    def post_cache(self, name: str, v: Mapping[str, Any], author_cap: int) -> None:
+        """Refresh the post-content cache and ``ap:{author}`` (and the global deleted set)."""
+        pid, author = v["post_id"], v["author_id"]
+        self.p.delete(f"post:{pid}")
+        if name == "PostDeleted":
+            self.p.sadd(DELETED, pid)
+            self.p.zrem(k_author(author), str(pid))
+        else:
+            self.p.zadd(k_author(author), {str(pid): pid})
+            self.p.zremrangebyrank(k_author(author), 0, -(author_cap + 1))
+
+    def evict(self, readers: Iterable[str]) -> None:
+        """Drop skipped (inactive) readers' timelines and mark them stale."""
+        for rd in readers:
+            self.p.delete(k_timeline(rd), k_built(rd))
+            self.p.set(k_stale(rd), "1")
+
+    def writes(self, writes: Iterable[TimelineWrite], source: Mapping[str, Any]) -> None:
+        """ZADD/ZREM and PUBLISH each write; trim and freshness once per reader at :meth:`run`."""
+        fresh = {k: str(v) for k, v in source.items()}
+        for w in writes:
+            key = k_timeline(w.reader_id)
+            if w.op == REMOVE:
+                self.p.zrem(key, str(w.post_id))
+            else:
+                self.p.zadd(key, {str(w.post_id): w.post_id})
+            self.p.publish(channel(w.reader_id), json.dumps(
+                {"post_id": w.post_id, "author_id": w.author_id, "op": w.op}))
+            self._touched[w.reader_id] = fresh
+            self._maybe_flush()
+
+    def run(self, watermarks: Mapping[tuple[str, int], int] | None = None) -> None:
+        """Trim touched timelines to the cap, record freshness and watermarks, execute."""
+        for reader, fresh in self._touched.items():
+            self.p.zremrangebyrank(k_timeline(reader), 0, -(self.cap + 1))
+            self.p.hset(f"fresh:{reader}", mapping=fresh)
+            self._maybe_flush()
+        for (topic, part), off in (watermarks or {}).items():
+            self.p.hset(WATERMARK, f"{topic}:{part}", off)
+        self.p.execute()
+        self._touched.clear()
+
+
+def recent_author_posts(session: Session, author: str, limit: int) -> list[tuple[int, str]]:
+    """``author``'s newest posts (post_id, visibility) read at LOCAL_QUORUM (back-fill, purge)."""
+    stmt = _prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?")
+    bound = stmt.bind((author, limit))
+    bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+    return [(row.post_id, row.visibility) for row in session.execute(bound)]
