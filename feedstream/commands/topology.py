@@ -20,6 +20,7 @@ class TopologyName(str, Enum):
     fanout = "fanout"
     engagement = "engagement"
     trending = "trending"
+    users = "users"
 
 
 @app.command()
