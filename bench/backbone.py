@@ -198,7 +198,7 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the table, save JSON (and a plot) under bench/results/."""
+    """Run the benchmark, print the table, save backbone.json (and .png) under bench/results/."""
     parser = argparse.ArgumentParser(prog="python -m bench.backbone", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50_000, help="records per phase (default 50000)")
     parser.add_argument("--partitions", type=int, default=3, help="partitions of the scratch topics")
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(get_settings(), args.count, args.partitions)
     print(report(result))
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"backbone-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = args.out / "backbone"
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     if not args.no_plot:
         _plot(result, stem.with_suffix(".png"))
