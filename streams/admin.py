@@ -183,13 +183,31 @@ class SchemaRegistration:
         return f"{verb} {self.subject} (id {self.schema_id})"
 
 
+# Our topics keep events for long and are read by consumers on older and newer schemas
+# (topologies deployed at different times, analysts), so evolution must work both ways and
+# against every earlier version: only optional fields with defaults may be added or removed.
+SUBJECT_COMPATIBILITY = "FULL_TRANSITIVE"
+
+
+def _ensure_compatibility(client: SchemaRegistryClient, subject: str) -> None:
+    try:
+        current = client.get_compatibility(subject)
+    except SchemaRegistryError:
+        current = None  # no subject-level config yet
+    if current != SUBJECT_COMPATIBILITY:
+        client.set_compatibility(subject_name=subject, level=SUBJECT_COMPATIBILITY)
+
+
 def register_all_schemas(
     registry_url: str | SchemaRegistryClient | None = None,
     *,
     topics: Sequence[Topic] = ALL_TOPICS,
     schemas: SchemaSet | None = None,
 ) -> list[SchemaRegistration]:
-    """Register every catalog value schema under ``<topic>-<record full name>``; idempotent."""
+    """Register every catalog value schema under ``<topic>-<record full name>``; idempotent.
+
+    Each subject's compatibility is set to :data:`SUBJECT_COMPATIBILITY` first.
+    """
     client = registry_client(registry_url or get_settings().registry_url)
     schemas = schemas or default_schemas()
     out = []
@@ -198,6 +216,7 @@ def register_all_schemas(
             subject = subject_for(topic.name, record)
             schema = Schema(schemas.schema_str(record), "AVRO")
             try:
+                _ensure_compatibility(client, subject)
                 try:
                     out.append(SchemaRegistration(subject, int(client.lookup_schema(subject, schema).schema_id or 0), False))
                     continue

@@ -97,7 +97,9 @@ TIMELINE_UPDATES = Topic(
 )
 ENGAGEMENT_COUNTS = Topic(
     "engagement-counts.v1", "post_id", (DER + "EngagementCount",),
-    "Latest engagement totals per post, keyed by post_id; compacted.", cleanup_policy="compact",
+    "Per-post engagement counts per minute window plus running totals (window fields null), "
+    "keyed by post_id. Not compacted: compaction would keep only a post's last record.",
+    retention_ms=30 * DAY_MS,
 )
 TRENDING = Topic(
     "trending.v1", "scope", (DER + "TrendingEntry",),

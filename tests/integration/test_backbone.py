@@ -249,3 +249,9 @@ def test_schema_evolution_through_register_all_schemas(backbone: Settings, tmp_p
     with pytest.raises(RegistryError, match="409|ncompatib") as info:
         register([{"name": "a", "type": "int"}, *added[1:]])
     assert topic.name in str(info.value)
+    # removing a field that has no default breaks readers on the older schema (FULL_TRANSITIVE)
+    with pytest.raises(RegistryError, match="'b' was removed without a default"):
+        register([added[0], added[2]])
+    # removing the optional field (and adding another) is fine
+    swapped = [*v1, {"name": "d", "type": ["null", "long"], "default": None}]
+    assert [r.created for r in register(swapped)] == [True]
