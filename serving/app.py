@@ -9,15 +9,24 @@ from contextlib import asynccontextmanager
 from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, FastAPI
 
-from serving import errors
+from serving import errors, realtime
+from serving.feed.engines import ReadEngines
 from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
 from serving.ratelimit import RateLimiter
-from serving import realtime
-from serving.feed.engines import ReadEngines
-from serving.routers import (reads_feed, reads_notifications, reads_posts, reads_users, system, trending,
-                             writes_engagements, writes_graph, writes_posts, writes_users)
-from serving.settings import ApiSettings, get_api_settings
+from serving.routers import (
+    reads_feed,
+    reads_notifications,
+    reads_posts,
+    reads_users,
+    system,
+    trending,
+    writes_engagements,
+    writes_graph,
+    writes_posts,
+    writes_users,
+)
+from serving.settings import ApiSettings, get_api_settings, settings_of
 from stores.redis import async_client
 from streams.catalog import ALL_TOPICS
 from streams.producer import EventProducer
@@ -39,14 +48,10 @@ WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1"
                       for r in t.value_schemas)
 
 
-def _settings_of(app: FastAPI) -> ApiSettings:
-    return app.dependency_overrides.get(get_api_settings, get_api_settings)()
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Create the producer and Redis client; register write schemas up front; close on shutdown."""
-    settings = _settings_of(app)
+    settings = app.state.settings = settings_of(app)
     producer = EventProducer(settings, config={"delivery.timeout.ms": settings.api_produce_timeout_ms,
                                                "linger.ms": settings.api_linger_ms})
     redis = async_client(settings)
@@ -76,9 +81,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app = FastAPI(title="feedstream API", version="1", lifespan=lifespan, docs_url="/docs",
                   description="Every write is produced to Kafka as an Avro event and answered 202 "
                               "once the broker confirms it.")
-    if settings is not None:
-        app.dependency_overrides[get_api_settings] = lambda: settings
-    effective = settings or get_api_settings()
+    # kept on app.state, not as a dependency override: any override makes FastAPI re-analyse every
+    # dependency on every request (tests may still override get_api_settings; see settings_of)
+    effective = app.state.settings = settings or get_api_settings()
     errors.install(app, effective.api_retry_after_s)
     app.include_router(system.router)
     for router in V1_ROUTERS:

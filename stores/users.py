@@ -37,7 +37,7 @@ def _prepared(session: Session, cql: str) -> Any:
 
 def apply_profile(session: Session, r: _redis.Redis | None, w: ProfileWrite) -> None:
     """Write a profile change (event time as write timestamp: replays and reorders converge)."""
-    cols = dict(w.fields)
+    cols: dict[str, Any] = dict(w.fields)
     if w.registered:
         cols["created_at"] = w.at_ms
     if cols:

@@ -23,6 +23,7 @@ from stores import redis as redis_store
 from stores.timelines import TimelineSettings
 
 T = TypeVar("T")
+D = TypeVar("D")
 REDIS_ERRORS: tuple[type[BaseException], ...] = (_redis.ConnectionError, _redis.TimeoutError)
 CASSANDRA_ERRORS: tuple[type[BaseException], ...] = (
     NoHostAvailable, cassandra.OperationTimedOut, cassandra.RequestExecutionException)
@@ -65,7 +66,7 @@ class ReadEngines:
             self._session = cassandra_store.session(self.settings)
         return self._session
 
-    def cass(self, fn: Callable[[Session], T], default: T) -> tuple[T, bool]:
+    def cass(self, fn: Callable[[Session], T], default: D) -> tuple[T | D, bool]:
         """``fn(session)`` under the Cassandra breaker: ``(result, True)``, or ``(default, False)`` if down."""
         if not self.cassandra_breaker.allow():
             return default, False
@@ -80,7 +81,7 @@ class ReadEngines:
         self.cassandra_breaker.success()
         return out, True
 
-    def red(self, fn: Callable[[_redis.Redis], T], default: T) -> tuple[T, bool]:
+    def red(self, fn: Callable[[_redis.Redis], T], default: D) -> tuple[T | D, bool]:
         """``fn(redis)`` under the Redis breaker: ``(result, True)``, or ``(default, False)`` if down."""
         if not self.redis_breaker.allow():
             return default, False

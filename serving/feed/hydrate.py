@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis as _redis
 
@@ -21,7 +21,8 @@ PUBLIC_FIELDS = ("post_id", "author_id", "text", "media", "links", "hashtags", "
 
 def cached_posts(r: _redis.Redis, ids: list[int]) -> dict[int, dict[str, Any]]:
     """Posts present in the Redis content cache only."""
-    return {i: json.loads(raw) for i, raw in zip(ids, r.mget([f"post:{i}" for i in ids])) if raw}
+    raws = cast(list[bytes | None], r.mget([f"post:{i}" for i in ids]))
+    return {i: json.loads(raw) for i, raw in zip(ids, raws) if raw}
 
 
 def posts_via_redis(e: ReadEngines, ids: list[int]) -> tuple[dict[int, dict[str, Any]], bool]:
@@ -37,7 +38,7 @@ def posts_via_redis(e: ReadEngines, ids: list[int]) -> tuple[dict[int, dict[str,
 
 def visible_filter(r: _redis.Redis, reader: str, posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Drop deleted posts, hidden/blocked authors, and posts whose visibility excludes ``reader``."""
-    kept = tls.negative_filter(r, reader, posts)
+    kept = cast(list[dict[str, Any]], tls.negative_filter(r, reader, cast(list[Any], posts)))
     private = [p for p in kept if p.get("visibility", "PUBLIC") != "PUBLIC" and p["author_id"] != reader]
     if not private:
         return list(kept)
@@ -65,10 +66,9 @@ def enrich(e: ReadEngines, posts: list[dict[str, Any]], *, via_redis: bool,
     complete = True
     affinity: dict[str, int] = {}
     if via_redis:
-        people, _ = e.cass(lambda s: users_store.get_users(s, e.redis, authors), None)
-        if people is None:
-            people = users_store.get_users(None, e.redis, authors)
-            complete = len(people) == len(authors) and complete
+        got, _ = e.cass(lambda s: users_store.get_users(s, e.redis, authors), None)
+        people = got if got is not None else users_store.get_users(None, e.redis, authors)
+        complete = got is not None or len(people) == len(authors)
         counts = {k: counts_dict(v) for k, v in counters.hot_counts(e.redis, ids).items()} if ids else {}
         if reader is not None:
             affinity = counters.hot_affinity(e.redis, reader, authors)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from serving.feed import hydrate
 from serving.feed.engines import ReadEngines, Unavailable
@@ -54,7 +54,10 @@ def _redis_window(e: ReadEngines, reader: str, before: int | None, limit: int) -
     cursor, exhausted, complete = before, False, ok
     for _ in range(REFILLS):
         own = tls.timeline_page(r, reader, cursor, want)
-        celeb, ok = e.cass(lambda s, c=cursor: tls.celebrity_posts(r, s, reader, c, want, e.tl.celebrity_threshold), [])
+        def celebs(s: Any, c: int | None = cursor) -> list[int]:
+            return tls.celebrity_posts(r, s, reader, c, want, e.tl.celebrity_threshold)
+
+        celeb, ok = e.cass(celebs, [])
         complete = complete and ok
         ids = merge_newest(own, celeb, before=cursor, limit=want)
         if not ids:
@@ -126,9 +129,9 @@ def read_feed(e: ReadEngines, reader: str, algorithm: str, limit: int, before: i
     items, complete = enriched or hydrate.enrich(e, w.posts, via_redis=False)
     if algorithm == "ranked":
         ranking = rank_or_fallback(e.ranker, e.ranker_breaker, e.ranker_pool, reader, items, e.ranker_timeout_s)
-        items, applied, reason = ranking.items, ranking.algorithm, ranking.fallback_reason
+        items, applied, reason = cast(list[dict[str, Any]], ranking.items), ranking.algorithm, ranking.fallback_reason
     else:
-        items, applied, reason = chronological(items), "chronological", None
+        items, applied, reason = cast(list[dict[str, Any]], chronological(items)), "chronological", None
     for it in items:
         it.pop("affinity", None)
     fresh, _ = e.red(lambda r: freshness(e, reader, w.source), None) if via_redis else (None, False)
@@ -140,3 +143,11 @@ def read_feed(e: ReadEngines, reader: str, algorithm: str, limit: int, before: i
         "freshness": fresh or freshness(e, reader, "unknown" if via_redis else w.source),
         "degraded": {"source": w.source, "hydration_partial": not (w.complete and complete), "notes": notes},
     }
+
+
+def read_known_feed(e: ReadEngines, reader: str, algorithm: str, limit: int,
+                    before: int | None) -> dict[str, Any] | None:
+    """:func:`read_feed` for a registered reader, or None if the reader is unknown (one pool hop)."""
+    if hydrate.profile(e, reader) is None:
+        return None
+    return read_feed(e, reader, algorithm, limit, before)

@@ -23,7 +23,10 @@ Item = Mapping[str, Any]
 class Ranker(Protocol):
     """Scores a page of hydrated feed items for a reader; higher is shown first."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """A stable name, reported in responses."""
+        ...
 
     def scores(self, reader: str, items: Sequence[Item]) -> list[float]:
         """One score per item, in input order."""

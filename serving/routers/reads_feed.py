@@ -10,9 +10,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from serving.auth import require_self
 from serving.deps import CurrentUser
 from serving.errors import ErrorBody
-from serving.feed import hydrate
 from serving.feed.engines import ReadsDep
-from serving.feed.pipeline import read_feed
+from serving.feed.pipeline import read_known_feed
 from serving.models import USER_ID_PATTERN
 
 router = APIRouter(prefix="/users/{user_id}", tags=["feed"])
@@ -43,6 +42,7 @@ async def get_feed(
     pos = e.cursor_in(f"feed:{user_id}", cursor)
     if pos is not None and not isinstance(pos.before, int):
         raise HTTPException(400, "invalid cursor: not a feed position")
-    if await e.run(hydrate.profile, e, user_id) is None:
+    page = await e.run(read_known_feed, e, user_id, algorithm.value, limit, pos.before if pos else None)
+    if page is None:
         raise HTTPException(404, f"no user {user_id}")
-    return await e.run(read_feed, e, user_id, algorithm.value, limit, pos.before if pos else None)
+    return page

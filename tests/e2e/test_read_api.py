@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from feedstream.local import stack as local_stack
 from feedstream.settings import REPO_ROOT, Settings
@@ -33,7 +34,7 @@ from streams.admin import apply_all
 from topologies.fanout.testing import isolated, worker_env, workers
 
 pytestmark = pytest.mark.timeout(900)
-KNOBS = dict(timeline_cap=100, celebrity_threshold=3, backfill_limit=5, inactive_days=30)
+KNOBS = {"timeline_cap": 100, "celebrity_threshold": 3, "backfill_limit": 5, "inactive_days": 30}
 T = TypeVar("T")
 
 
@@ -97,10 +98,10 @@ def extra_workers(s: Settings, names: tuple[str, ...], log_dir: Path, suffix: st
     env, procs = worker_env(s), []
     try:
         for name in names:
-            log = open(log_dir / f"{name}.log", "ab")
-            procs.append(subprocess.Popen([sys.executable, "-m", "topologies.users.testing", name,
-                                           f"feedstream-{name}{suffix}", "latest"],
-                                          env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT))
+            with open(log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+                procs.append(subprocess.Popen([sys.executable, "-m", "topologies.users.testing", name,
+                                               f"feedstream-{name}{suffix}", "latest"],
+                                              env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT))
         yield procs
     finally:
         for p in procs:
@@ -145,7 +146,7 @@ def world(stack, tmp_path_factory):
 
 
 def test_followed_authors_post_appears_hydrated_with_freshness(world):
-    api, s, _ = world
+    api, _s, _ = world
     author, reader = api.register(uid("a")), api.register(uid("r"))
     api.follow(reader, author)
     poll(lambda: api.ok(api.c.get(f"/v1/users/{author}", headers=api.h(reader)), 200)["counts"]["followers"] == 1,
@@ -212,7 +213,7 @@ def test_celebrity_post_appears_via_read_time_merge(world):
 
 
 def test_unfollow_block_and_delete_hide_at_once(world):
-    api, s, _ = world
+    api, _s, _ = world
     reader = api.register(uid("r"))
     a, b, c = (api.register(uid(t)) for t in ("a", "b", "c"))
     for x in (a, b, c):
@@ -322,9 +323,10 @@ def test_websocket_client_receives_a_new_post(world):
     poll(lambda: api.ok(api.c.get(f"/v1/users/{author}", headers=api.h(reader)), 200)["counts"]["followers"] == 1,
          "follow applied")
     token = mint_token(reader, api.settings)
-    with pytest.raises(Exception):
-        with api.c.websocket_connect(f"/v1/users/{author}/feed/live?token={token}") as ws:
-            ws.receive_json()
+    with pytest.raises(WebSocketDisconnect) as refused, \
+            api.c.websocket_connect(f"/v1/users/{author}/feed/live?token={token}") as ws:
+        ws.receive_json()
+    assert refused.value.code == 4403
     with api.c.websocket_connect(f"/v1/users/{reader}/feed/live?token={token}") as ws:
         assert ws.receive_json() == {"type": "subscribed", "user_id": reader}
         pid = api.post(author, "live!")
@@ -339,7 +341,7 @@ def _free_port() -> int:
 
 
 def test_redis_stopped_feed_still_served_from_cassandra(world, tmp_path):
-    api, s, _ = world
+    api, _s, _ = world
     author, reader = api.register(uid("a")), api.register(uid("r"))
     api.follow(reader, author)
     pid = api.post(author, "durable")
