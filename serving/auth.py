@@ -9,7 +9,7 @@ import jwt
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.settings import ApiSettings, get_api_settings
+from serving.settings import ApiSettings, app_settings
 
 _bearer = HTTPBearer(auto_error=False, description="JWT whose `sub` is your user id (`feedstream dev token USER`)")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -41,9 +41,9 @@ def verify_token(token: str, settings: ApiSettings) -> str:
     return sub
 
 
-def current_user(
+async def current_user(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    settings: Annotated[ApiSettings, Depends(get_api_settings)],
+    settings: Annotated[ApiSettings, Depends(app_settings)],
 ) -> str:
     """Return the user id of the request's bearer token; 401 without a valid one."""
     if creds is None or creds.scheme.lower() != "bearer":

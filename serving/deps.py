@@ -9,23 +9,23 @@ from fastapi import Depends, HTTPException, Request
 
 from serving.auth import current_user
 from serving.ratelimit import Bucket, RateLimiter, retry_after_s
-from serving.settings import ApiSettings, get_api_settings
+from serving.settings import ApiSettings, app_settings
 from streams.producer import EventProducer
 
 
-def get_producer(request: Request) -> EventProducer:
+async def get_producer(request: Request) -> EventProducer:
     """The app's Kafka producer, created by the lifespan."""
     return request.app.state.producer
 
 
-def get_redis(request: Request) -> aioredis.Redis:
+async def get_redis(request: Request) -> aioredis.Redis:
     """The app's asyncio Redis client, created by the lifespan."""
     return request.app.state.redis
 
 
 ProducerDep = Annotated[EventProducer, Depends(get_producer)]
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
-SettingsDep = Annotated[ApiSettings, Depends(get_api_settings)]
+SettingsDep = Annotated[ApiSettings, Depends(app_settings)]
 CurrentUser = Annotated[str, Depends(current_user)]
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from serving.auth import InvalidToken, require_self, verify_token
 from serving.deps import CurrentUser
 from serving.models import USER_ID_PATTERN
-from serving.settings import ApiSettings, get_api_settings
+from serving.settings import ApiSettings, settings_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/users/{user_id}/feed", tags=["realtime"])
@@ -156,7 +156,7 @@ def get_hub(request: Request) -> Hub:
 async def feed_live(websocket: WebSocket, user_id: UserPath,
                     token: Annotated[str | None, Query(description="JWT, for clients that cannot set headers")] = None) -> None:
     """Push ``feed:{user_id}`` messages as JSON text frames to the feed's owner."""
-    settings: ApiSettings = websocket.app.dependency_overrides.get(get_api_settings, get_api_settings)()
+    settings: ApiSettings = settings_of(websocket.app)
     header = websocket.headers.get("authorization", "")
     raw = token or (header[7:] if header.lower().startswith("bearer ") else None)
     try:

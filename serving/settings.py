@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Literal
 
+from fastapi import FastAPI, Request
 from pydantic import Field, model_validator
 
 from feedstream.settings import PLACEHOLDER_SECRET, Settings
@@ -46,5 +47,22 @@ def api_settings_from(base: Settings, **overrides: Any) -> ApiSettings:
 
 @lru_cache(maxsize=1)
 def get_api_settings() -> ApiSettings:
-    """Return the process-wide API settings (a FastAPI dependency tests can override)."""
+    """Return the process-wide API settings, read from the environment on first use."""
     return ApiSettings()
+
+
+def settings_of(app: FastAPI) -> ApiSettings:
+    """The settings ``app`` runs with: an override of :func:`get_api_settings`, else create_app's."""
+    override = app.dependency_overrides.get(get_api_settings)
+    if override is not None:
+        return override()
+    return getattr(app.state, "settings", None) or get_api_settings()
+
+
+async def app_settings(request: Request) -> ApiSettings:
+    """FastAPI dependency: the settings of the app serving ``request`` (see :func:`settings_of`).
+
+    Async and override-free on purpose: any entry in ``app.dependency_overrides`` makes FastAPI
+    re-analyse every dependency on every request, and sync dependencies run in a thread pool.
+    """
+    return settings_of(request.app)

@@ -64,7 +64,7 @@ class Write:
         return JSONResponse(body, status_code=ACCEPTED)
 
 
-def _write(
+async def _write(
     request: Request, user: CurrentUser, producer: ProducerDep, redis: RedisDep, settings: SettingsDep,
     idempotency_key: Annotated[str | None, Header(
         alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY_PATTERN,
