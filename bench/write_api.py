@@ -5,7 +5,7 @@ drives both endpoints closed-loop with the same client and concurrency, and repo
 p50/p99/max latency with write/noop ratios. Bounded by ``--duration`` and ``--max-requests`` per
 phase. Writes JSON and a PNG under ``bench/results/``.
 
-    python -m bench.write_api --duration 10 --concurrency 32
+    python -m bench.write_api --duration 10 --concurrency 1,16
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ async def run_phase(name: str, client: httpx.AsyncClient, request: Any, concurre
 
 
 async def drive(base: str, tokens: list[str], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    top = max(args.concurrency)
+    limits = httpx.Limits(max_connections=top, max_keepalive_connections=top)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         async def noop(i: int) -> httpx.Response:
             return await client.get("/v1/_bench/noop")
@@ -94,9 +95,10 @@ async def drive(base: str, tokens: list[str], args: argparse.Namespace) -> dict[
             return await client.post("/v1/posts", json={"text": f"bench post {i} #bench"}, headers=headers)
 
         out = {}
-        for name, request in (("noop", noop), ("write", write)):
-            out[name] = await run_phase(name, client, request, args.concurrency, args.duration,
-                                        args.max_requests, args.warmup)
+        for concurrency in args.concurrency:
+            for name, request in (("noop", noop), ("write", write)):
+                out[f"{name}@{concurrency}"] = await run_phase(name, client, request, concurrency, args.duration,
+                                                               args.max_requests, args.warmup)
         return out
 
 
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--duration", type=float, default=10.0, help="seconds measured per phase")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured warm-up per phase")
     p.add_argument("--max-requests", type=int, default=50_000, help="request cap per phase")
-    p.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    p.add_argument("--concurrency", type=lambda v: [int(x) for x in v.split(",")], default=[1, 16],
+                   help="comma-separated requests-in-flight levels, each run for both phases (default: 1,16)")
     p.add_argument("--users", type=int, default=64, help="distinct authors (tokens)")
     p.add_argument("--idempotency", action=argparse.BooleanOptionalAction, default=True,
                    help="send a fresh Idempotency-Key with every write (default: on)")
@@ -150,10 +153,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         server.terminate()
         server.wait(30)
 
-    noop, write = phases["noop"], phases["write"]
-    ratio = {"throughput": write["rate_per_s"] / noop["rate_per_s"] if noop["rate_per_s"] else None,
-             "p50_latency": write["latency_ms"]["p50"] / noop["latency_ms"]["p50"],
-             "p99_latency": write["latency_ms"]["p99"] / noop["latency_ms"]["p99"]}
+    ratios = {}
+    for c in args.concurrency:
+        noop, write = phases[f"noop@{c}"], phases[f"write@{c}"]
+        ratios[c] = {"throughput": write["rate_per_s"] / noop["rate_per_s"] if noop["rate_per_s"] else None,
+                     "p50_latency": write["latency_ms"]["p50"] / noop["latency_ms"]["p50"],
+                     "p99_latency": write["latency_ms"]["p99"] / noop["latency_ms"]["p99"],
+                     "write_p99_within_bound": write["latency_ms"]["p99"] < P99_BOUND_MS}
     report = {"scenario": "write_api", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "machine": machine_info(),
@@ -161,21 +167,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                 "SET, Avro produce to posts.v1 awaited until acks=all confirm",
                        "noop": "GET /v1/_bench/noop on the same server (framework-only ceiling)"},
               "phases": {k: {kk: vv for kk, vv in v.items() if kk != "latencies_ms"} for k, v in phases.items()},
-              "ratio_write_to_noop": ratio, "p99_bound_ms": P99_BOUND_MS,
-              "p99_within_bound": write["latency_ms"]["p99"] < P99_BOUND_MS}
+              "ratio_write_to_noop": ratios, "p99_bound_ms": P99_BOUND_MS,
+              "load_average_at_end": os.getloadavg()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "write_api.json").write_text(json.dumps(report, indent=1))
     plot(phases, args.out / "write_api.png")
 
-    print(f"{'phase':<6} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}  statuses")
+    print(f"{'phase':<10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}  statuses")
     for name, s in phases.items():
         lat = s["latency_ms"]
-        print(f"{name:<6} {s['rate_per_s']:>9.0f} {lat['p50']:>8.2f} {lat['p99']:>8.2f} {lat['max']:>8.2f} "
+        print(f"{name:<10} {s['rate_per_s']:>9.0f} {lat['p50']:>8.2f} {lat['p99']:>8.2f} {lat['max']:>8.2f} "
               f"{s['errors']:>7}  {s['statuses']}")
-    print(f"write/noop: throughput x{ratio['throughput']:.2f}, p50 x{ratio['p50_latency']:.2f}, "
-          f"p99 x{ratio['p99_latency']:.2f}; write p99 {write['latency_ms']['p99']:.1f} ms "
-          f"{'<' if report['p99_within_bound'] else '>='} {P99_BOUND_MS:.0f} ms bound "
-          f"(concurrency {args.concurrency}, client and server share this machine's {os.cpu_count()} cores)")
+    for c, r in ratios.items():
+        p99 = phases[f"write@{c}"]["latency_ms"]["p99"]
+        print(f"concurrency {c}: write/noop throughput x{r['throughput']:.2f}, p50 x{r['p50_latency']:.2f}, "
+              f"p99 x{r['p99_latency']:.2f}; write p99 {p99:.1f} ms "
+              f"{'<' if r['write_p99_within_bound'] else '>='} {P99_BOUND_MS:.0f} ms bound")
+    print(f"client and server share this machine's {os.cpu_count()} cores; load average at end "
+          f"{os.getloadavg()[0]:.1f}")
     print(f"saved {args.out / 'write_api.json'} and {args.out / 'write_api.png'}")
     return report
 
