@@ -166,7 +166,7 @@ def latency_run(base, s, knobs: TimelineSettings, rate: float, seconds: float) -
     with EventProducer(base) as prod, workers(s, ("fanout",), log_dir=log_dir, topology_offset_reset="latest",
                                                topology_group_suffix=f"-bench-{tag}",
                                                celebrity_threshold=knobs.celebrity_threshold,
-                                               inactive_days=knobs.inactive_days):
+                                               inactive_days=knobs.inactive_days, log_batches=True):
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
         warm = post_created(authors[0])  # wait for the worker to join
@@ -190,7 +190,8 @@ def latency_run(base, s, knobs: TimelineSettings, rate: float, seconds: float) -
     q = lambda x: lat[min(len(lat) - 1, int(x * len(lat)))] if lat else None
     return {"post_rate_per_s": rate, "posts": n, "followers_per_post": 20, "observed": len(lat),
             "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": lat[-1] if lat else None,
-            "path": "EventProducer -> posts.v1 -> fanout worker (Faust) -> Redis ZADD + PUBLISH"}
+            "path": "EventProducer -> posts.v1 -> fanout worker (Faust) -> Redis ZADD + PUBLISH",
+            "worker_log": str(log_dir / "fanout.log")}
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ class TimelineSettings(BaseSettings):
     emit_timeline_updates: bool = True
     topology_group_suffix: str = ""
     topology_offset_reset: str = "earliest"
+    log_batches: bool = False
 
     @property
     def policy(self) -> Policy:

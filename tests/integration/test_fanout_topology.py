@@ -1,7 +1,9 @@
 """Graph and fan-out workers on the real engines: one test per timeline semantic.
 
-Workers run as ``feedstream topology run graph|fanout`` subprocesses on their own keyspace and
-Redis database, with a small cap (10), celebrity threshold (5 followers) and back-fill (3).
+Workers run as ``feedstream topology run graph|fanout`` subprocesses on their own (wiped) keyspace
+and Redis database, under a fresh consumer group reading from offset 0, with a small cap (10),
+celebrity threshold (5 followers) and back-fill (3). The last test replays the whole log into
+another wiped keyspace and Redis database and compares every reader this module created.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import pytest
 import redis as _redis
 from cassandra.cluster import Session
 
+from confluent_kafka import Consumer, TopicPartition
+
 from stores import cassandra, graph
 from stores import redis as redis_store
 from stores import timelines as tls
 from stores.timelines import TimelineSettings
 from streams.admin import apply_all
-from streams.producer import EventProducer
+from streams.producer import DeliveryReport, EventProducer
+from streams.serde import Serde
+from topologies.replay import end_offsets, replay_in_order, reset_group_offsets
 from topologies.fanout.testing import (edge, isolated, post_created, post_deleted, post_edited,
                                        wait_until, workers)
 
@@ -40,6 +46,9 @@ class Env:
         self.producer.send(*event)
         return event[1]
 
+    def send_report(self, event: tuple[str, dict[str, Any]]) -> DeliveryReport:
+        return self.producer.send(*event)
+
     def follow(self, follower: str, followee: str) -> None:
         self.send(edge("Followed", follower, followee))
         wait_until(lambda: graph.is_following(self.r, follower, followee))
@@ -56,25 +65,41 @@ class Env:
         return tls.read_home(self.r, self.s, reader, None, limit, self.knobs)
 
 
+USERS: list[str] = []  # every user id this module created (compared by the replay test)
+SUFFIX = f"-itest-{uuid.uuid4().hex[:8]}"
+
+
 def uid(tag: str) -> str:
-    return f"{tag}-{uuid.uuid4().hex[:10]}"
+    u = f"{tag}-{uuid.uuid4().hex[:10]}"
+    USERS.append(u)
+    return u
+
+
+def wiped(stack, keyspace: str, db: int):
+    """Isolated settings whose keyspace is dropped and Redis database flushed."""
+    s = isolated(stack, keyspace, db)
+    redis_store.client(s).flushdb()
+    c = cassandra.cluster(s).connect()
+    c.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
+    c.cluster.shutdown()
+    return s
 
 
 @pytest.fixture(scope="module")
 def env(stack, tmp_path_factory):
     apply_all(stack, echo=lambda *_: None)
-    s = isolated(stack, "fs_itest_fanout", 7)
+    s = wiped(stack, "fs_itest_fanout", 7)
     r = redis_store.client(s)
     sess = cassandra.session(s)
-    # aiokafka (Faust) cannot read lz4 batches without the lz4 package: produce uncompressed
-    with EventProducer(stack, config={"compression.type": "none"}) as producer, \
-            workers(s, log_dir=tmp_path_factory.mktemp("workers"), topology_group_suffix=f"-itest-{uuid.uuid4().hex[:8]}",
-                    topology_offset_reset="latest", **KNOBS) as procs:
+    # the workers read from offset 0 under a fresh group; producers use lz4 (aiokafka has cramjam)
+    with EventProducer(stack) as producer, \
+            workers(s, log_dir=tmp_path_factory.mktemp("workers"), topology_group_suffix=SUFFIX,
+                    **KNOBS) as procs:
         e = Env(r, sess, producer, TimelineSettings(**KNOBS))
         probe_a, probe_f = uid("probe"), uid("probe")  # first event waits for workers to join
         sent = [0.0]
 
-        def joined() -> bool:  # resend the probe until the workers, reading from latest, see it
+        def joined() -> bool:  # resend the probe until the workers (catching up from offset 0) see it
             assert all(p.poll() is None for p in procs), "a worker exited; see its log"
             if time.monotonic() - sent[0] > 3:
                 e.send(edge("Followed", probe_f, probe_a))
@@ -215,3 +240,101 @@ def test_timeline_is_capped_newest_kept(env):
     pids = [env.send(post_created(author))["post_id"] for _ in range(13)]
     wait_until(lambda: pids[-1] in env.tl(reader))
     assert env.tl(reader) == sorted(pids, reverse=True)[:10]
+
+
+def test_timeline_updates_topic_carries_decodable_events_with_source_offsets(env, stack):
+    author, reader = uid("a"), uid("r")
+    env.follow(reader, author)
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("tu"), "enable.auto.commit": False})
+    start = end_offsets(c, ["timeline-updates.v1"])
+    c.assign([TopicPartition(t, p, hi) for (t, p), (_, hi) in start.items()])
+    report = env.send_report(post_created(author))
+    serde = Serde(stack.registry_url)
+    found: list[dict[str, Any]] = []
+
+    def poll() -> bool:
+        for msg in c.consume(100, 0.5):
+            d = serde.decode(msg.value())
+            if d.value["reader_id"] == reader:
+                found.append({"name": d.name, "key": msg.key(), **d.value})
+        return bool(found)
+
+    try:
+        wait_until(poll, timeout_s=60)
+    finally:
+        c.close()
+    u = found[0]
+    assert u["name"] == "TimelineUpdate" and u["key"] == reader.encode()
+    assert (u["op"], u["author_id"], u["source_topic"]) == ("ADD", author, "posts.v1")
+    assert (u["source_partition"], u["source_offset"]) == (report.partition, report.offset)
+    assert u["post_id"] == env.tl(reader)[0]
+
+
+def test_follow_and_post_at_the_same_moment_never_miss_the_post(env):
+    # a follow and a post by the followee sent back to back, so the two workers race on them
+    pairs = [(uid("rf"), uid("ra")) for _ in range(25)]
+    posts = {}
+    for reader, author in pairs:
+        env.send(edge("Followed", reader, author))
+        posts[reader] = env.send(post_created(author))["post_id"]
+    for reader, _ in pairs:
+        wait_until(lambda reader=reader: posts[reader] in env.tl(reader), timeout_s=60)
+
+
+def test_reset_group_offsets_refuses_a_running_group_and_rewinds_a_stopped_one(env, stack):
+    from streams.errors import StreamsError
+
+    with pytest.raises(StreamsError, match="stop its workers"):
+        reset_group_offsets(stack, "fanout", suffix=SUFFIX)
+    suffix = f"-reset-{uuid.uuid4().hex[:8]}"
+    lows = reset_group_offsets(stack, "fanout", suffix=suffix)
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"feedstream-fanout{suffix}"})
+    try:
+        got = c.committed([TopicPartition("posts.v1", p) for p in lows], timeout=15)
+    finally:
+        c.close()
+    assert {tp.partition: tp.offset for tp in got} == lows
+
+
+def committed_to_end(stack, group: str, topic: str) -> bool:
+    """Whether ``group`` has committed every partition of ``topic`` up to its end (side effects done)."""
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": group})
+    try:
+        ends = end_offsets(c, [topic])
+        got = c.committed([TopicPartition(t, p) for t, p in ends], timeout=15)
+        return all(tp.offset >= ends[(tp.topic, tp.partition)][1] for tp in got)
+    finally:
+        c.close()
+
+
+def snapshot(r: _redis.Redis, s: Session, users: list[str]) -> dict[str, Any]:
+    """Every user's timeline, negative set, counts (Redis and Cassandra) and durable edges."""
+    out = {}
+    for u in users:
+        row = s.execute("SELECT followers, following, friends FROM user_counts WHERE user_id=%s", (u,)).one()
+        out[u] = {
+            "timeline": r.zrevrange(tls.k_timeline(u), 0, -1, withscores=True),
+            "negative": sorted(r.smembers(tls.k_negative(u))),
+            "counts": graph.counts(r, u),
+            "durable_counts": tuple(row) if row else None,
+            "followers": sorted(graph.list_edges(s, "followers", u)),
+            "friends": sorted(graph.list_edges(s, "friends", u)),
+            "blocks": sorted(graph.list_edges(s, "blocks", u)),
+            "author_index": tls.author_posts(s, u, None, 100),
+        }
+    return out
+
+
+def test_replay_from_offset_0_into_wiped_stores_gives_identical_timelines(env, stack):
+    for name, topic in (("graph", "graph.v1"), ("fanout", "posts.v1")):
+        wait_until(lambda name=name, topic=topic: committed_to_end(stack, f"feedstream-{name}{SUFFIX}", topic),
+                   timeout_s=90, interval_s=1.0)
+    users = list(USERS)
+    before = snapshot(env.r, env.s, users)
+    assert sum(len(v["timeline"]) for v in before.values()) > 30  # the module's scenarios are in there
+    s2 = wiped(stack, "fs_itest_replay", 9)
+    stats = replay_in_order(s2, env.knobs)
+    assert stats.posts > 0 and stats.graph > 0
+    after = snapshot(redis_store.client(s2), cassandra.session(s2), users)
+    diff = {u: (before[u], after[u]) for u in users if before[u] != after[u]}
+    assert diff == {}

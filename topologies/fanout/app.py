@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from topologies.fanout.runtime import Stores, emit_batch, source_of
 from topologies.faust_runtime import (SourceRecord, catalog_topic, create_faust_app, make_serde,
                                       register_batch_agent, run_worker)
 
+log = logging.getLogger(__name__)
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
 Results = list[tuple[SourceRecord, list[TimelineWrite]]]
 
@@ -87,9 +89,14 @@ def create_app(settings: Settings, *, app_id: str | None = None, tl: TimelineSet
     updates = catalog_topic(app, TIMELINE_UPDATES, settings)
 
     async def handle(recs: list[SourceRecord]) -> None:
+        t0 = time.time()
         results = await asyncio.to_thread(run_batch, recs)
+        t1 = time.time()
         if tl.emit_timeline_updates:
             await send(serde, updates, results, "fanout")
+        if tl.log_batches:
+            log.info("batch n=%d lag_ms=%.1f stores_ms=%.1f emit_ms=%.1f", len(recs),
+                     t0 * 1000 - recs[0].timestamp_ms, (t1 - t0) * 1000, (time.time() - t1) * 1000)
 
     register_batch_agent(app, catalog_topic(app, POSTS, settings), handle, serde=serde,
                          name="fanout-posts", validate=check_post_record)
