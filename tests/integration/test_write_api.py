@@ -211,3 +211,18 @@ def test_ownership_falls_back_to_the_cassandra_posts_table(client: TestClient, s
     assert client.put(f"/v1/posts/{live}", json={"text": "no"}, headers=bearer(settings, fan)).status_code == 403
     assert client.put(f"/v1/posts/{gone}/like", headers=bearer(settings, fan)).status_code == 404
     assert client.delete(f"/v1/posts/{gone}", headers=bearer(settings, author)).status_code == 404
+
+
+def test_concurrent_retries_with_one_key_produce_one_event(client: TestClient, settings: ApiSettings, tails) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    user = new_user()
+    h = {**bearer(settings, user), "Idempotency-Key": "race-1"}
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: client.post("/v1/posts", json={"text": "race"}, headers=h), range(8)))
+    ok = [r for r in responses if r.status_code == 202]
+    assert ok and all(r.status_code in (202, 409) for r in responses), [r.status_code for r in responses]
+    assert len({r.json()["event_id"] for r in ok}) == 1
+    assert all(r.headers["retry-after"] == "1" for r in responses if r.status_code == 409)
+    mine = [d for d in tails["posts.v1"].drain(2.0) if d.value["actor_id"] == user]
+    assert len(mine) == 1 and mine[0].value["event_id"] == ok[0].json()["event_id"]

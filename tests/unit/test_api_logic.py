@@ -57,3 +57,21 @@ def test_fingerprint_depends_on_method_path_and_body() -> None:
 @pytest.mark.parametrize("wait_ms,expected", [(1, 1), (999, 1), (1000, 1), (1001, 2), (5500, 6)])
 def test_retry_after_is_whole_seconds_never_zero(wait_ms: int, expected: int) -> None:
     assert retry_after_s(wait_ms) == expected
+
+
+def test_dev_token_command_mints_a_token_for_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from feedstream.cli import app
+    from serving.settings import get_api_settings
+
+    monkeypatch.setenv("FEEDSTREAM_JWT_SECRET", "c" * 40)
+    get_api_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["dev", "token", "carol", "--ttl", "60"])
+        assert result.exit_code == 0, result.output
+        assert verify_token(result.output.strip(), ApiSettings(jwt_secret="c" * 40)) == "carol"
+        with pytest.raises(InvalidToken):
+            verify_token(result.output.strip(), ApiSettings(jwt_secret="d" * 40))
+    finally:
+        get_api_settings.cache_clear()
