@@ -1,7 +1,8 @@
 """The home feed: candidates -> hydrate -> visibility filters -> order -> page, with freshness.
 
 Redis path: the precomputed timeline (rebuilt once from Cassandra if stale or evicted) merged with
-the followed celebrities' recent posts, hydrated through the post cache. Cassandra path (Redis
+the followed celebrities' recent posts (their capped Redis author cache, else the Cassandra
+author index), hydrated through the post cache. Cassandra path (Redis
 down): the followees' author index, hydrated from ``posts``. Pages are keyset windows on the
 time-sortable post id: a page holds the newest ``limit`` visible posts below the cursor, so new
 posts never shift later pages (no duplicates, no gaps); ``ranked`` reorders within the window.
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from serving.feed import hydrate
+from serving.feed.candidates import celebrity_candidates
 from serving.feed.engines import ReadEngines, Unavailable
 from serving.feed.ranker import chronological, rank_or_fallback
 from stores import readside
@@ -47,17 +49,19 @@ def _redis_window(e: ReadEngines, reader: str, before: int | None, limit: int) -
     r, notes = e.redis, []
     _, ok = e.cass(lambda s: tls.ensure_timeline(r, s, reader, e.tl), None)
     if not ok:
-        notes.append("cassandra unavailable: timeline not rebuilt, celebrities not merged")
+        notes.append("cassandra unavailable: timeline not rebuilt, hydration from cache only")
     tls.touch_reader(r, reader)
     want = max(limit + 1, 2 * limit)
     visible: list[dict[str, Any]] = []
     cursor, exhausted, complete = before, False, ok
     for _ in range(REFILLS):
         own = tls.timeline_page(r, reader, cursor, want)
-        def celebs(s: Any, c: int | None = cursor) -> list[int]:
-            return tls.celebrity_posts(r, s, reader, c, want, e.tl.celebrity_threshold)
+        def from_index(author: str, c: int | None = cursor) -> list[int] | None:
+            got, _ = e.cass(lambda s: [pid for pid, _ in tls.author_posts(s, author, c, want)], None)
+            return got
 
-        celeb, ok = e.cass(celebs, [])
+        celeb, ok = celebrity_candidates(r, reader, cursor, want, e.tl.celebrity_threshold,
+                                         e.tl.author_cache_cap, from_index)
         complete = complete and ok
         ids = merge_newest(own, celeb, before=cursor, limit=want)
         if not ids:

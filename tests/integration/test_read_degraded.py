@@ -11,8 +11,10 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.auth import mint_token
 from serving.testing import api_settings
+from stores import graph
 from stores import redis as redis_store
 from stores import timelines as tls
+from stores.timelines import TimelineSettings
 from stores.users import k_user
 from streams.ids import new_post_id
 from topologies.fanout.testing import isolated
@@ -29,25 +31,32 @@ def test_cassandra_down_serves_redis_with_partial_hydration(stack):
     settings = api_settings(s, cassandra_port=_dead_port(), api_rate_limit_enabled=False)
     r = redis_store.client(s)
     reader, author = f"r{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}"
-    cached, uncached, deleted = new_post_id(), new_post_id(), new_post_id()
+    celeb = f"c{uuid.uuid4().hex[:8]}"
+    cached, uncached, deleted, starred = new_post_id(), new_post_id(), new_post_id(), new_post_id()
     p = r.pipeline()
     p.hset(k_user(reader), mapping={"handle": reader, "display_name": "R"})
     p.hset(k_user(author), mapping={"handle": author, "display_name": "A"})
     p.zadd(tls.k_timeline(reader), {str(i): i for i in (cached, uncached, deleted)})
     p.set(tls.k_built(reader), "1")
-    for pid in (cached, deleted):
-        p.set(f"post:{pid}", json.dumps({"post_id": pid, "author_id": author, "text": "t", "media": [],
+    # a followed celebrity (2 followers > threshold 1): not in the timeline, merged from ap:{celeb}
+    p.sadd(graph.k_followers(celeb), reader, "someone")
+    p.sadd(graph.k_following(reader), celeb)
+    p.zadd(tls.k_author(celeb), {str(starred): starred})
+    for pid, who in ((cached, author), (deleted, author), (starred, celeb)):
+        p.set(f"post:{pid}", json.dumps({"post_id": pid, "author_id": who, "text": "t", "media": [],
                                          "links": [], "hashtags": [], "mentions": [], "visibility": "PUBLIC",
                                          "edited": False, "deleted": False, "created_at": 1, "updated_at": 1}))
     p.sadd(tls.DELETED, deleted)
     p.execute()
-    with TestClient(create_app(settings)) as client:
+    app = create_app(settings)
+    app.state.timeline_settings = TimelineSettings(celebrity_threshold=1)
+    with TestClient(app) as client:
         h = {"Authorization": f"Bearer {mint_token(reader, settings)}"}
         res = client.get(f"/v1/users/{reader}/feed", headers=h)
         assert res.status_code == 200, res.text
         body = res.json()
-        assert [it["post_id"] for it in body["items"]] == [cached]
-        assert body["items"][0]["author"]["display_name"] == "A"
+        assert [it["post_id"] for it in body["items"]] == [starred, cached]
+        assert body["items"][1]["author"]["display_name"] == "A"
         assert body["degraded"]["source"] == "redis" and body["degraded"]["hydration_partial"] is True
         assert any("cassandra" in n for n in body["degraded"]["notes"])
         # lists that only Cassandra holds answer 503 with Retry-After instead of hanging
