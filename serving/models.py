@@ -71,7 +71,7 @@ class MediaIn(Strict):
     duration_ms: int | None = Field(None, ge=1, le=24 * 3600 * 1000)
 
     @model_validator(mode="after")
-    def _duration_is_for_video(self) -> "MediaIn":
+    def _duration_is_for_video(self) -> MediaIn:
         if self.kind is MediaKind.IMAGE and self.duration_ms is not None:
             raise ValueError("duration_ms is only allowed for VIDEO media")
         return self
@@ -95,7 +95,7 @@ class ProfileIn(Strict):
     avatar_url: Url | None = None
 
     @model_validator(mode="after")
-    def _not_empty(self) -> "ProfileIn":
+    def _not_empty(self) -> ProfileIn:
         if self.display_name is None and self.bio is None and self.avatar_url is None:
             raise ValueError("give at least one of display_name, bio, avatar_url")
         return self

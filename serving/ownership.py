@@ -10,8 +10,9 @@ cache what they find.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from cassandra.cluster import Session
@@ -54,11 +55,12 @@ class DurableOwnership:
                 from stores.cassandra import session
 
                 self._session = await asyncio.to_thread(session, self.settings)
+            cassandra: Session = self._session
             if cql not in self._statements:
-                self._statements[cql] = await asyncio.to_thread(self._session.prepare, cql)
+                self._statements[cql] = await asyncio.to_thread(cassandra.prepare, cql)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
-        rf = self._session.execute_async(self._statements[cql], params)
+        rf = cassandra.execute_async(self._statements[cql], params)
         rf.add_callbacks(lambda rows: loop.call_soon_threadsafe(_settle, done, list(rows), None),
                          lambda exc: loop.call_soon_threadsafe(_settle, done, None, exc))
         return await done
@@ -126,10 +128,11 @@ async def mark_post_deleted(redis: aioredis.Redis, post_id: int) -> None:
 async def comment_owner(redis: aioredis.Redis, comment_id: int,
                         durable: DurableOwnership | None = None) -> CommentOwner | None:
     """Return the author and post of a live comment, or None (Redis, then Cassandra)."""
-    raw = await redis.hmget(comment_key(comment_id), "user", "post", "deleted")
+    raw: list[bytes | None] = await cast(
+        "Awaitable[list[bytes | None]]", redis.hmget(comment_key(comment_id), ["user", "post", "deleted"]))
     if raw[2] is not None:
         return None
-    if raw[0] is not None:
+    if raw[0] is not None and raw[1] is not None:
         return CommentOwner(raw[0].decode(), int(raw[1]))
     found = await durable.comment(comment_id) if durable is not None else None
     if found is None:
@@ -144,7 +147,7 @@ async def comment_owner(redis: aioredis.Redis, comment_id: int,
 
 async def record_comment(redis: aioredis.Redis, comment_id: int, user_id: str, post_id: int) -> None:
     """Remember who wrote ``comment_id`` on which post."""
-    await redis.hset(comment_key(comment_id), mapping={"user": user_id, "post": post_id})
+    await cast("Awaitable[int]", redis.hset(comment_key(comment_id), mapping={"user": user_id, "post": post_id}))
 
 
 async def forget_comment(redis: aioredis.Redis, comment_id: int) -> None:
@@ -154,4 +157,4 @@ async def forget_comment(redis: aioredis.Redis, comment_id: int) -> None:
 
 async def mark_comment_deleted(redis: aioredis.Redis, comment_id: int) -> None:
     """Mark a comment deleted, so a second delete gets 404."""
-    await redis.hset(comment_key(comment_id), "deleted", 1)
+    await cast("Awaitable[int]", redis.hset(comment_key(comment_id), "deleted", "1"))

@@ -17,24 +17,24 @@ class ApiSettings(Settings):
     """Everything the API reads at start-up; every field is ``FEEDSTREAM_<FIELD>`` in the environment."""
 
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    jwt_ttl_s: int = Field(3600, ge=1, description="lifetime of tokens minted by `feedstream dev token`")
-    jwt_leeway_s: int = Field(10, ge=0, description="clock skew tolerated on exp/iat")
+    jwt_ttl_s: int = Field(default=3600, ge=1, description="lifetime of tokens minted by `feedstream dev token`")
+    jwt_leeway_s: int = Field(default=10, ge=0, description="clock skew tolerated on exp/iat")
 
     api_rate_limit_enabled: bool = True
-    api_rate_user_per_s: float = Field(20.0, gt=0, description="sustained writes per second per user")
-    api_rate_user_burst: int = Field(40, ge=1, description="bucket size per user")
-    api_rate_ip_per_s: float = Field(200.0, gt=0, description="sustained writes per second per client IP")
-    api_rate_ip_burst: int = Field(400, ge=1, description="bucket size per client IP")
+    api_rate_user_per_s: float = Field(default=20.0, gt=0, description="sustained writes per second per user")
+    api_rate_user_burst: int = Field(default=40, ge=1, description="bucket size per user")
+    api_rate_ip_per_s: float = Field(default=200.0, gt=0, description="sustained writes per second per client IP")
+    api_rate_ip_burst: int = Field(default=400, ge=1, description="bucket size per client IP")
 
-    api_idempotency_ttl_s: int = Field(24 * 3600, ge=1, description="how long Idempotency-Key results are kept")
-    api_max_body_bytes: int = Field(64 * 1024, ge=256, description="larger request bodies get 413")
-    api_produce_timeout_ms: int = Field(5000, ge=100, description="Kafka delivery deadline; later -> 503")
-    api_linger_ms: int = Field(2, ge=0, description="producer batching delay")
-    api_retry_after_s: int = Field(2, ge=1, description="Retry-After sent with 503")
-    api_durable_ownership: bool = Field(True, description="on a Redis miss, look authors up in Cassandra")
+    api_idempotency_ttl_s: int = Field(default=24 * 3600, ge=1, description="how long Idempotency-Key results are kept")
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=256, description="larger request bodies get 413")
+    api_produce_timeout_ms: int = Field(default=5000, ge=100, description="Kafka delivery deadline; later -> 503")
+    api_linger_ms: int = Field(default=2, ge=0, description="producer batching delay")
+    api_retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent with 503")
+    api_durable_ownership: bool = Field(default=True, description="on a Redis miss, look authors up in Cassandra")
 
     @model_validator(mode="after")
-    def _no_placeholder_outside_dev(self) -> "ApiSettings":
+    def _no_placeholder_outside_dev(self) -> ApiSettings:
         if self.env not in DEV_ENVS and self.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET:
             raise ValueError("FEEDSTREAM_JWT_SECRET is the development placeholder; set a real secret")
         return self

@@ -55,7 +55,7 @@ class TopicTail:
             self.start.append(TopicPartition(topic, p, high))
         self.consumer.assign(self.start)
         self.seen: list[Decoded] = []
-        self.keys: list[bytes] = []
+        self.keys: list[bytes | None] = []
 
     def read(self, until: float) -> None:
         while time.monotonic() < until:
@@ -67,7 +67,7 @@ class TopicTail:
             self.keys.append(msg.key())
             return
 
-    def find(self, event_id: str, timeout: float = 20.0) -> tuple[Decoded, bytes]:
+    def find(self, event_id: str, timeout: float = 20.0) -> tuple[Decoded, bytes | None]:
         """Return the decoded event with ``event_id`` and its key; fail after ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

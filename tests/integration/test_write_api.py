@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from feedstream.settings import Settings
 from serving.settings import ApiSettings
-from streams.admin import apply_topics
 from serving.testing import TopicTail, api_settings, bearer, new_user, running_app
+from streams.admin import apply_topics
 
 
 @pytest.fixture(scope="module")
