@@ -25,13 +25,17 @@ Semantics of :func:`register_agent`:
 
 :func:`register_batch_agent` does the same for batches (``stream.take_events``): the handler gets
 every decodable record of up to ``max_batch`` events buffered for at most ``within_s``, in offset
-order, and the batch is acked only after it returned. Producing to Kafka inside a handler should
-await the deliveries once per batch (Faust also flushes its producer before each commit).
+order. The handler applies its side effects and may return an awaitable of its Kafka deliveries:
+the agent then goes on with the next batch, and acks this one only once the deliveries completed
+(a failed delivery crashes the worker with the batch unacked). So the visible writes of batch k+1
+do not wait for the broker's acks of batch k, and offsets still commit after every side effect.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,7 +51,7 @@ from streams.serde import Serde
 log = logging.getLogger(__name__)
 
 Handler = Callable[["SourceRecord"], Awaitable[None]]
-BatchHandler = Callable[[list["SourceRecord"]], Awaitable[None]]
+BatchHandler = Callable[[list["SourceRecord"]], Awaitable["Awaitable[Any] | None"]]
 Validator = Callable[["SourceRecord"], None]
 POISON = (DecodeError, PoisonRecord, SchemaValidationError)
 
@@ -166,7 +170,7 @@ def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, se
 
 def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHandler, *,
                          serde: Serde, name: str, validate: Validator | None = None,
-                         max_batch: int = 500, within_s: float = 0.005) -> Any:
+                         max_batch: int = 500, within_s: float = 0.005, max_in_flight: int = 8) -> Any:
     """Register an agent calling ``handler`` once per batch of decoded records (poison dead-lettered).
 
     ``validate`` runs per record before the batch handler and may raise
@@ -176,7 +180,19 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
     dlq = _dlq_topic(app)
     group = app.conf.id
 
+    async def ack_after(stream: faust.StreamT, events: list[Any], done: Awaitable[Any]) -> None:
+        try:
+            await done
+        except Exception as exc:
+            log.exception("%s: deliveries of a batch failed; crashing with it unacked", name)
+            await app.crash(exc)
+            raise
+        for event in events:
+            event.message.acked = False  # release the hold taken when the handler returned
+            await stream.ack(event)
+
     async def process(stream: faust.StreamT) -> None:
+        pending: deque[asyncio.Task] = deque()
         async for events in stream.take_events(max_batch, within_s):
             recs: list[SourceRecord] = []
             for event in events:
@@ -188,8 +204,7 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
                 except POISON as exc:
                     await send_dead_letter(app, serde, dlq, group, event.message, exc)
             try:
-                if recs:
-                    await handler(recs)
+                done = await handler(recs) if recs else None
             except Exception as exc:
                 first = events[0].message
                 log.exception("%s crashed on a batch of %d from %s[%d]@%d", name, len(events),
@@ -197,6 +212,11 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
                 hold_acks(list(events))
                 await app.crash(exc)
                 raise
+            if done is not None:
+                hold_acks(list(events))  # acked by ack_after once the deliveries completed
+                pending.append(asyncio.ensure_future(ack_after(stream, list(events), done)))
+            while pending and (pending[0].done() or len(pending) > max_in_flight):
+                await pending.popleft()  # re-raises a failed delivery here too
 
     process.__name__ = name.replace("-", "_")
     return app.agent(source, name=name)(process)

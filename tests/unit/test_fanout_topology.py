@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from faust.types.tuples import Message
 
 from feedstream.settings import Settings
 from stores.timelines import TimelineSettings
@@ -30,7 +31,8 @@ async def _until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def _apps(tmp_path, module, seen: list, emitted: list, fail: bool = False):
+def _apps(tmp_path, module, seen: list, emitted: list, fail: bool = False,
+          gate: asyncio.Event | None = None):
     serde = mock_serde()
 
     def process(recs: list[rt.SourceRecord]) -> list[tuple[rt.SourceRecord, list[TimelineWrite]]]:
@@ -40,9 +42,15 @@ def _apps(tmp_path, module, seen: list, emitted: list, fail: bool = False):
         return [(r, [TimelineWrite(f"reader-of-{r.offset}", 7, "ann", ADD)]) for r in recs]
 
     async def emit(serde_, topic, results, actor):
-        emitted.extend(serde_.decode(serde_.encode("TimelineUpdate", timeline_update(w, rec, actor),
-                                                   "timeline-updates.v1")).value
-                       for rec, writes in results for w in writes)
+        values = [serde_.decode(serde_.encode("TimelineUpdate", timeline_update(w, rec, actor),
+                                              "timeline-updates.v1")).value
+                  for rec, writes in results for w in writes]
+
+        async def delivered() -> None:  # the agent acks the batch only after this completes
+            if gate is not None:
+                await gate.wait()
+            emitted.extend(values)
+        return delivered()
 
     app = module.create_app(Settings(state_dir=tmp_path), app_id=f"unit-{module.__name__}-{id(seen)}",
                             tl=TimelineSettings(), serde=serde, process=process, emit=emit,
@@ -54,12 +62,19 @@ async def test_fanout_app_batches_posts_emits_updates_with_source_offsets_and_de
     seen: list = []
     emitted: list[dict[str, Any]] = []
     dead: list = []
+    acked: list[int] = []
+    gate = asyncio.Event()
 
     async def fake_dlq(app_, serde_, dlq, group, message, exc):
         dead.append(type(exc).__name__)
 
+    def on_final_ack(message, consumer) -> bool:
+        acked.append(message.offset)
+        return True
+
     monkeypatch.setattr(rt, "send_dead_letter", fake_dlq)
-    app, serde = _apps(tmp_path, fanout_app, seen, emitted)
+    monkeypatch.setattr(Message, "on_final_ack", on_final_ack)
+    app, serde = _apps(tmp_path, fanout_app, seen, emitted, gate=gate)
     agent = app.agents["fanout-posts"]
     post = sample_event("PostCreated", author_id="ann", post_id=7)
     async with agent.test_context() as ctx:
@@ -69,6 +84,11 @@ async def test_fanout_app_batches_posts_emits_updates_with_source_offsets_and_de
         await ctx.put(serde.encode("PostDeleted", sample_event("PostDeleted", post_id=7, author_id="ann")),
                       key=b"ann")
         await _until(lambda: sum(map(len, seen)) >= 2)
+        await asyncio.sleep(0.05)
+        assert 0 not in acked and 3 not in acked  # side effects done, deliveries pending: not acked
+        gate.set()
+        await _until(lambda: len(emitted) >= 2 and 3 in acked)
+    assert sorted(acked) == [0, 1, 2, 3]
     names = [n for batch in seen for n, _ in batch]
     assert names == ["PostCreated", "PostDeleted"]
     assert sorted(dead) == ["DecodeError", "PoisonRecord"]
@@ -93,7 +113,7 @@ async def test_graph_app_dead_letters_unknown_records_and_processes_edges(tmp_pa
         await ctx.put(serde.encode("Followed", sample_event("Followed")), key=b"e", wait=False)
         await ctx.put(serde.encode("PostCreated", sample_event("PostCreated"), "graph.v1"), key=b"e", wait=False)
         await ctx.put(serde.encode("Blocked", sample_event("Blocked")), key=b"e")
-        await _until(lambda: sum(map(len, seen)) >= 2)
+        await _until(lambda: len(emitted) >= 2)
     assert [n for batch in seen for n, _ in batch] == ["Followed", "Blocked"]
     assert dead == ["UnknownGraphEvent"]
     assert {e["source_topic"] for e in emitted} == {"graph.v1"} and len(emitted) == 2

@@ -83,11 +83,16 @@ async def emit_updates(serde: Serde, topic: faust.TopicT, writes: list[TimelineW
 async def emit_batch(serde: Serde, topic: faust.TopicT,
                      results: Iterable[tuple[SourceRecord, list[TimelineWrite]]], actor: str) -> int:
     """Produce the TimelineUpdates of a whole batch, then await all deliveries at once; return count."""
+    done = await start_emit(serde, topic, results, actor)
+    return len(await done)
+
+
+async def start_emit(serde: Serde, topic: faust.TopicT,
+                     results: Iterable[tuple[SourceRecord, list[TimelineWrite]]], actor: str) -> Any:
+    """Hand a batch's TimelineUpdates to the producer; return an awaitable of all their deliveries."""
     futures = []
     for rec, writes in results:
         for w in writes:
             data = serde.encode("TimelineUpdate", timeline_update(w, rec, actor), TIMELINE_UPDATES.name)
             futures.append(await topic.send(key=w.reader_id.encode(), value=data))
-    if futures:
-        await asyncio.gather(*futures)
-    return len(futures)
+    return asyncio.gather(*futures)

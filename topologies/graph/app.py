@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import faust
 
@@ -15,7 +16,7 @@ from stores.timelines import TimelineSettings
 from streams.catalog import GRAPH, TIMELINE_UPDATES
 from streams.serde import Serde
 from topologies.fanout.logic import TimelineWrite, plan_backfill, plan_purge
-from topologies.fanout.runtime import Stores, emit_batch, occurred_ms, source_of
+from topologies.fanout.runtime import Stores, start_emit, occurred_ms, source_of
 from topologies.faust_runtime import (SourceRecord, catalog_topic, create_faust_app, make_serde,
                                       register_batch_agent, run_worker)
 from topologies.graph.logic import BACKFILL, GRAPH_RECORDS, PURGE, UnknownGraphEvent, plan_graph
@@ -82,13 +83,12 @@ def create_app(settings: Settings, *, app_id: str | None = None, tl: TimelineSet
     serde = serde or make_serde(settings)
     st = Stores(settings, tl)
     run_batch = process or (lambda recs: process_graph_batch(st, recs))
-    send = emit or emit_batch
+    send = emit or start_emit
     updates = catalog_topic(app, TIMELINE_UPDATES, settings)
 
-    async def handle(recs: list[SourceRecord]) -> None:
+    async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
         results = await asyncio.to_thread(run_batch, recs)
-        if tl.emit_timeline_updates:
-            await send(serde, updates, results, "graph")
+        return await send(serde, updates, results, "graph") if tl.emit_timeline_updates else None
 
     register_batch_agent(app, catalog_topic(app, GRAPH, settings), handle, serde=serde,
                          name="graph-edges", validate=check_graph_record, max_batch=200)
