@@ -34,15 +34,20 @@ class Outcome:
 class IdempotencyStore:
     """Claim, complete and release idempotency keys in Redis with a TTL."""
 
-    def __init__(self, redis: aioredis.Redis, ttl_s: int) -> None:
+    def __init__(self, redis: aioredis.Redis, ttl_s: int, pending_s: int = 60) -> None:
         self.redis = redis
         self.ttl_ms = ttl_s * 1000
+        self.pending_ms = min(pending_s, ttl_s) * 1000
 
     async def claim(self, key: str, fp: str) -> Outcome:
-        """Claim ``key`` for a request with fingerprint ``fp``, or report what holds it."""
+        """Claim ``key`` for a request with fingerprint ``fp``, or report what holds it.
+
+        A claim expires after ``pending_s`` if its request never completes or releases it (a crash,
+        or Redis failing after the event was sent), so the key is not blocked for the full TTL.
+        """
         pending = json.dumps({"fp": fp, "state": PENDING})
         for _ in range(3):  # the holder may expire or be released between SET and GET
-            if await self.redis.set(key, pending, nx=True, px=self.ttl_ms):
+            if await self.redis.set(key, pending, nx=True, px=self.pending_ms):
                 return Outcome("claimed")
             raw = await self.redis.get(key)
             if raw is None:

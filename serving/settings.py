@@ -27,6 +27,8 @@ class ApiSettings(Settings):
     api_rate_ip_burst: int = Field(default=400, ge=1, description="bucket size per client IP")
 
     api_idempotency_ttl_s: int = Field(default=24 * 3600, ge=1, description="how long Idempotency-Key results are kept")
+    api_idempotency_pending_s: int = Field(
+        default=60, ge=1, description="how long an unfinished claim blocks retries (a crashed request's key frees)")
     api_max_body_bytes: int = Field(default=64 * 1024, ge=256, description="larger request bodies get 413")
     api_produce_timeout_ms: int = Field(default=5000, ge=100, description="Kafka delivery deadline; later -> 503")
     api_linger_ms: int = Field(default=2, ge=0, description="producer batching delay")

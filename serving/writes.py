@@ -43,7 +43,8 @@ class Write:
         """Run ``action`` at most once per Idempotency-Key and answer 202 with its result."""
         if self.idempotency_key is None:
             return JSONResponse(await action(), status_code=ACCEPTED)
-        store = IdempotencyStore(self.redis, self.settings.api_idempotency_ttl_s)
+        store = IdempotencyStore(self.redis, self.settings.api_idempotency_ttl_s,
+                                 self.settings.api_idempotency_pending_s)
         key = redis_key(self.user, self.idempotency_key)
         fp = fingerprint(self.request.method, self.request.url.path, await self.request.body())
         found = await store.claim(key, fp)

@@ -226,3 +226,26 @@ def test_concurrent_retries_with_one_key_produce_one_event(client: TestClient, s
     assert all(r.headers["retry-after"] == "1" for r in responses if r.status_code == 409)
     mine = [d for d in tails["posts.v1"].drain(2.0) if d.value["actor_id"] == user]
     assert len(mine) == 1 and mine[0].value["event_id"] == ok[0].json()["event_id"]
+
+
+def test_an_unfinished_claim_expires_after_the_pending_window(stack: Settings) -> None:
+    import json
+    import time
+
+    import redis as redis_sync
+
+    from serving.idempotency import fingerprint, redis_key
+
+    settings = api_settings(stack, api_idempotency_pending_s=1)
+    user = new_user()
+    r = redis_sync.Redis.from_url(settings.redis_url)
+    # a request that claimed the key and died before completing it
+    pending = json.dumps({"fp": fingerprint("POST", "/v1/posts", b'{"text":"x"}'), "state": "pending"})
+    r.set(redis_key(user, "crashed"), pending, px=1000)
+    h = {**bearer(settings, user), "Idempotency-Key": "crashed", "Content-Type": "application/json"}
+    with running_app(settings) as client:
+        assert client.post("/v1/posts", content=b'{"text":"x"}', headers=h).status_code == 409
+        time.sleep(1.2)
+        done = client.post("/v1/posts", content=b'{"text":"x"}', headers=h)
+        assert done.status_code == 202
+        assert r.pttl(redis_key(user, "crashed")) > 3_600_000  # completed: kept for the full TTL
