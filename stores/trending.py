@@ -138,18 +138,26 @@ def _ts(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
+def write_history_async(s: Session, scope: str, window_start: int, window_end: int,
+                        entries: Sequence[Entry]) -> list[Any]:
+    """Start :func:`write_history`'s statements concurrently; wait on the returned futures."""
+    day, end = _day(window_end), _ts(window_end)
+    insert = _prepared(s,
+        "INSERT INTO trending_history (scope, day, window_end, rank, window_start, item, score, count,"
+        " velocity, zscore) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+    futures = [s.execute_async(insert, (scope, day, end, e.rank, _ts(window_start), e.item, float(e.score),
+                                        int(e.count), e.velocity, e.zscore)) for e in entries]
+    futures.append(s.execute_async(_prepared(
+        s, "DELETE FROM trending_history WHERE scope = ? AND day = ? AND window_end = ? AND rank > ?"),
+        (scope, day, end, len(entries))))
+    return futures
+
+
 def write_history(s: Session, scope: str, window_start: int, window_end: int,
                   entries: Sequence[Entry]) -> None:
     """Upsert a window's ranked list and delete ranks it no longer has (idempotent)."""
-    day, end = _day(window_end), _ts(window_end)
-    insert = _prepared(s, 
-        "INSERT INTO trending_history (scope, day, window_end, rank, window_start, item, score, count,"
-        " velocity, zscore) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-    for e in entries:
-        s.execute(insert, (scope, day, end, e.rank, _ts(window_start), e.item, float(e.score), int(e.count),
-                           e.velocity, e.zscore))
-    s.execute(_prepared(s, "DELETE FROM trending_history WHERE scope = ? AND day = ? AND window_end = ? AND rank > ?"),
-              (scope, day, end, len(entries)))
+    for future in write_history_async(s, scope, window_start, window_end, entries):
+        future.result()
 
 
 def history(s: Session, scope: str, day: dt.date, limit_windows: int = 60) -> list[dict[str, Any]]:

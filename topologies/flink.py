@@ -32,13 +32,30 @@ def table_env(settings: Settings, *, streaming: bool = True, parallelism: int = 
     return t_env
 
 
-def stream_table_env(settings: Settings, *, parallelism: int = 1, checkpoint_dir: str | None = None,
-                     checkpoint_interval_ms: int = 10_000, restore_from: str | None = None,
-                     extra: dict[str, str] | None = None) -> tuple[Any, Any]:
-    """``(StreamExecutionEnvironment, StreamTableEnvironment)`` with the jars and settings of :func:`table_env`.
+def on_cluster() -> bool:
+    """Whether this Python process is a job's client under ``flink run`` or the operator's PythonDriver."""
+    import os
 
-    With ``checkpoint_dir`` checkpoints are retained on cancellation; ``restore_from`` names a
-    checkpoint (``.../chk-N``) or savepoint to resume from. Python workers use this interpreter.
+    return "PYFLINK_GATEWAY_PORT" in os.environ
+
+
+#: Python worker tuning measured with ``python -m bench.trending`` (see docs/trending.md).
+PYTHON_TUNING = {
+    "python.fn-execution.bundle.size": "1000",
+    "python.fn-execution.bundle.time": "100",
+}
+
+
+def stream_table_env(settings: Settings, *, parallelism: int | None = 1, checkpoint_dir: str | None = None,
+                     checkpoint_interval_ms: int | None = 10_000, restore_from: str | None = None,
+                     extra: dict[str, str] | None = None, local: bool = True) -> tuple[Any, Any]:
+    """``(StreamExecutionEnvironment, StreamTableEnvironment)`` with our jars and settings.
+
+    ``None`` leaves a setting to the cluster's configuration (``parallelism.default``,
+    ``execution.checkpointing.*``). With ``checkpoint_dir`` checkpoints are retained on cancellation;
+    ``restore_from`` names a checkpoint (``.../chk-N``) or savepoint to resume from. ``local`` adds
+    the MiniCluster's memory size and makes Python workers use this interpreter; pass ``False``
+    under a real cluster, whose ``python.executable`` wins.
     """
     import sys
 
@@ -49,13 +66,17 @@ def stream_table_env(settings: Settings, *, parallelism: int = 1, checkpoint_dir
     fetch(settings.cache_dir, "flink")
     conf = Configuration()
     conf.set_string("pipeline.jars", ";".join(flink_jar_urls(settings.cache_dir)))
-    conf.set_string("parallelism.default", str(parallelism))
-    conf.set_string("taskmanager.memory.process.size", "1024m")
-    conf.set_string("python.fn-execution.bundle.size", "1000")
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("python.client.executable", sys.executable)
-    if checkpoint_dir:
+    for key, value in PYTHON_TUNING.items():
+        conf.set_string(key, value)
+    if parallelism is not None:
+        conf.set_string("parallelism.default", str(parallelism))
+    if local:
+        conf.set_string("taskmanager.memory.process.size", "1024m")
+        conf.set_string("python.executable", sys.executable)
+        conf.set_string("python.client.executable", sys.executable)
+    if checkpoint_interval_ms is not None:
         conf.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms}ms")
+    if checkpoint_dir:
         conf.set_string("execution.checkpointing.dir", checkpoint_dir)
         conf.set_string("state.checkpoints.dir", checkpoint_dir)
         conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from topologies.trending.logic import (
-    HASHTAGS, POSTS, Contribution, Window, WindowSpec, ViralPolicy, contributions, parse_duration,
-    score, simulate, top_k, viral_score, zscore,
+    HASHTAGS, POSTS, Contribution, RankState, Simulation, Window, WindowSpec, ViralPolicy, contributions,
+    expire, fire, late_updates, merge_window, parse_duration, score, simulate, top_k, viral_score, zscore,
 )
 
 SPEC = WindowSpec(60_000, 10_000, lateness_ms=20_000, out_of_orderness_ms=0)
@@ -104,3 +104,67 @@ def test_window_spec_parse_and_validation() -> None:
         WindowSpec(60_000, 7_000)
     with pytest.raises(ValueError):
         WindowSpec.parse("1h")
+
+
+def _job_model(arrivals: list[Contribution], spec: WindowSpec, k: int, policy: ViralPolicy) -> Simulation:
+    """The job's dataflow over logic's pieces: SQL HOP aggregation (counts only unfired windows), the
+    late path (deltas to fired-but-live windows, too-late side output) and the per-kind rank state."""
+    sim, wm, max_ts = Simulation(), -(1 << 62), -(1 << 62)
+    tvf: dict[tuple[int, str], dict[str, tuple[int, float]]] = {}
+    states: dict[str, RankState] = {}
+
+    def rank(kind: str, end: int, items: list[tuple[str, int, float]], now: int) -> None:
+        st = states.setdefault(kind, RankState())
+        merge_window(st, end, items)
+        sim.emissions.extend(fire(st, kind, Window(end - spec.size_ms, end), spec, policy, k))
+        expire(st, spec, policy, now)
+
+    for c in arrivals:
+        if c.ts <= wm and spec.classify(c.ts, wm) == "too_late":
+            sim.late.append(c)
+        elif c.ts <= wm:
+            for w in late_updates(spec, c.ts, wm):
+                rank(c.kind, w.end, [(c.item, c.count, c.weight)], wm)
+        for w in spec.assign(c.ts):
+            if not spec.fired(w, wm):
+                win = tvf.setdefault((w.end, c.kind), {})
+                n, x = win.get(c.item, (0, 0.0))
+                win[c.item] = (n + c.count, x + c.weight)
+        max_ts = max(max_ts, c.ts)
+        wm = max(wm, max_ts - spec.out_of_orderness_ms - 1)
+        for end, kind in sorted(key for key in tvf if key[0] - 1 <= wm):
+            rank(kind, end, [(i, n, x) for i, (n, x) in tvf.pop((end, kind)).items()], end - 1)
+    for end, kind in sorted(tvf):
+        rank(kind, end, [(i, n, x) for i, (n, x) in tvf.pop((end, kind)).items()], end - 1)
+    return sim
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=st.lists(st.tuples(st.sampled_from([HASHTAGS, POSTS]), st.sampled_from("abcd"),
+                                 st.integers(0, 120_000), st.sampled_from([1.0, -1.0, 3.0, 5.0])),
+                       min_size=1, max_size=60),
+       spec=st.sampled_from([WindowSpec(20_000, 10_000, 10_000, 0), WindowSpec(30_000, 10_000, 0, 5_000),
+                             WindowSpec(10_000, 2_000, 25_000, 1_000)]))
+def test_job_dataflow_matches_the_reference_model(events: list, spec: WindowSpec) -> None:
+    arrivals = [Contribution(kind, item, ts, w, 1 if w > 0 else -1) for kind, item, ts, w in events]
+    policy = ViralPolicy(baseline_windows=2, threshold=1.0, min_zscore=0.5)
+    want, got = simulate(arrivals, spec, 3, policy), _job_model(arrivals, spec, 3, policy)
+    assert got.final() == want.final()
+    assert got.late == want.late
+
+
+def test_expire_keeps_what_live_windows_still_need() -> None:
+    spec, policy = WindowSpec(20_000, 10_000, 10_000, 0), ViralPolicy(baseline_windows=2)
+    st_ = RankState()
+    for end in (20_000, 30_000, 40_000, 50_000):
+        merge_window(st_, end, [("a", 1, float(end))])
+        fire(st_, HASHTAGS, Window(end - 20_000, end), spec, policy, 3)
+    expire(st_, spec, policy, 49_999)
+    assert sorted(st_.windows) == [50_000]  # 40_000 expired at 49_999 (39_999 + 10_000)
+    assert sorted(st_.history["a"]) == [20_000, 30_000, 40_000, 50_000]  # window 60_000 needs 20_000
+    expire(st_, spec, policy, 79_999)
+    # the oldest window still open (late updates) ends at 80_000: its baseline is 60_000 and 40_000
+    assert st_.windows == {} and sorted(st_.history["a"]) == [30_000, 40_000, 50_000]
+    expire(st_, spec, policy, 200_000)
+    assert st_.history == {}
+    assert late_updates(spec, 35_000, 40_000) == [Window(20_000, 40_000)]

@@ -44,3 +44,19 @@ def test_config_from_env_and_latest_checkpoint(tmp_path) -> None:
         (tmp_path / "job" / f"chk-{n}" / "_metadata").write_bytes(b"x")
     (tmp_path / "job" / "chk-5").mkdir()  # in progress: no _metadata yet
     assert latest_checkpoint(tmp_path).endswith("chk-4")
+
+
+def test_run_options_local_vs_cluster(tmp_path) -> None:
+    from feedstream.settings import Settings
+    from topologies.trending.app import run_options
+
+    s = Settings(state_dir=tmp_path)
+    local = run_options(s, {}, cluster=False)
+    assert local["parallelism"] == 1 and local["checkpoint_dir"] == tmp_path / "flink" / "trending"
+    assert local["restore"] and local["local"]
+    cluster = run_options(s, {}, cluster=True)  # the cluster's parallelism and checkpoint settings apply
+    assert (cluster["parallelism"], cluster["checkpoint_dir"], cluster["checkpoint_interval_ms"]) == (None, None, None)
+    assert not cluster["restore"] and not cluster["local"]
+    over = run_options(s, {"FEEDSTREAM_TRENDING_PARALLELISM": "4",
+                           "FEEDSTREAM_TRENDING_CHECKPOINT_DIR": "s3://b/trending"}, cluster=True)
+    assert (over["parallelism"], over["checkpoint_dir"]) == (4, "s3://b/trending")

@@ -32,23 +32,51 @@ def latest_checkpoint(directory: Path) -> str | None:
     return str(done[-1].parent) if done else None
 
 
-def start(settings: Settings, config, *, checkpoint_dir: Path, checkpoint_interval_ms: int = 10_000,
-          restore: bool = True, job_name: str = "trending", parallelism: int = 1):  # -> JobClient
-    """Submit the job (restored from the newest retained checkpoint) and return its JobClient."""
+def start(settings: Settings, config, *, checkpoint_dir: Path | str | None, checkpoint_interval_ms: int | None = 10_000,
+          restore: bool = True, job_name: str = "trending", parallelism: int | None = 1,
+          local: bool = True, extra: dict[str, str] | None = None):  # -> JobClient
+    """Submit the job (restored from the newest retained checkpoint under a local dir) and return its JobClient.
+
+    ``None`` for ``checkpoint_dir``, ``checkpoint_interval_ms`` or ``parallelism`` leaves it to the
+    cluster's configuration.
+    """
     from topologies.flink import stream_table_env
     from topologies.trending.job import build
 
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    restore_from = latest_checkpoint(checkpoint_dir) if restore else None
-    env, t_env = stream_table_env(settings, parallelism=parallelism, checkpoint_dir=checkpoint_dir.as_uri(),
-                                  checkpoint_interval_ms=checkpoint_interval_ms, restore_from=restore_from)
+    uri, restore_from = None, None
+    if checkpoint_dir is not None:
+        local_dir = Path(checkpoint_dir) if "://" not in str(checkpoint_dir) else None
+        if local_dir is not None:
+            local_dir.mkdir(parents=True, exist_ok=True)
+            restore_from = latest_checkpoint(local_dir) if restore else None
+        uri = local_dir.resolve().as_uri() if local_dir is not None else str(checkpoint_dir)
+    env, t_env = stream_table_env(settings, parallelism=parallelism, checkpoint_dir=uri,
+                                  checkpoint_interval_ms=checkpoint_interval_ms, restore_from=restore_from,
+                                  local=local, extra=extra)
     build(t_env, settings, config)
     return env.execute_async(job_name)
 
 
+def run_options(settings: Settings, environ: dict[str, str] | None = None, cluster: bool | None = None) -> dict:
+    """``start`` keyword arguments for ``feedstream topology run trending`` here or on a cluster."""
+    from topologies.flink import on_cluster
+
+    env = dict(os.environ if environ is None else environ)
+    cluster = on_cluster() if cluster is None else cluster
+    par = env.get("FEEDSTREAM_TRENDING_PARALLELISM")
+    chk = env.get("FEEDSTREAM_TRENDING_CHECKPOINT_DIR")
+    return {
+        "parallelism": int(par) if par else (None if cluster else 1),
+        "checkpoint_dir": chk or (None if cluster else settings.state_dir / "flink" / "trending"),
+        "checkpoint_interval_ms": None if cluster else 10_000,
+        "restore": not cluster,  # on a cluster, Flink restores (HA, operator savepoints)
+        "local": not cluster,
+    }
+
+
 def run(settings: Settings) -> None:
-    """Run the trending job in the foreground until interrupted."""
-    client = start(settings, config_from_env(), checkpoint_dir=settings.state_dir / "flink" / "trending")
+    """Run the trending job in the foreground until interrupted (or until the cluster ends it)."""
+    client = start(settings, config_from_env(), **run_options(settings))
     try:
         client.get_job_execution_result().result()
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""The trending PyFlink job: Kafka (raw Confluent-Avro bytes) -> decode -> HOP windows -> top-K -> sinks.
+"""The trending PyFlink job: Kafka raw bytes -> Python decode -> Flink SQL HOP windows -> Python rank -> sinks.
 
 Decoding is a Python step (the project's fastavro :class:`~streams.serde.Serde`), not Flink's
 ``avro-confluent`` format: posts.v1 and engagements.v1 carry several record types per topic
@@ -7,47 +7,49 @@ which cannot tell ``Liked`` from ``Unliked`` (identical fields) nor read a ``Pos
 a ``Shared`` through one row type. The Kafka source reads ``raw`` bytes plus topic/partition/
 offset metadata (so poison and too-late records are dead-lettered with their source offset).
 
-Per window spec: key by (kind, item) -> ``SlidingEventTimeWindows`` with allowed lateness and a
-late side output -> aggregate (logic's triple) + score against the item's history (global
-per-key state) -> key by (label, kind, window_end) -> top-K on an event-time timer at the
-window's end (re-emitted on late updates) -> publish (Kafka, Redis, Cassandra).
+Python touches each event once (decode -> one compact row per contribution) and each window once:
+
+1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset)``,
+   event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once.
+2. per window spec, Flink SQL (JVM): ``HOP`` window TVF grouped by ``(kind, item)`` (sliced: each event
+   updates one slide-sized slice, not size/slide windows) cascaded into one row per ``(kind, window)``
+   holding ``ARRAY_AGG(ROW(item, count, weight))``. Emitted when the watermark passes the window end.
+3. late path: SQL keeps rows at or behind ``CURRENT_WATERMARK`` (the same watermark the window
+   aggregation sees, since both read one stream); Python turns each into per-window deltas for windows
+   that fired but are within allowed lateness, and dead-letters + counts the ones too late for all.
+   (The window TVF itself counts such a row in its windows that have not fired yet.)
+4. ``rank`` (Python, keyed by ``(label, kind)``): merges window rows and late deltas, scores against
+   each item's own history (viral z-score / observed-vs-expected), top-K, on an event-time timer at
+   the window end; state is one small pickled :class:`~topologies.trending.logic.RankState` per key.
+5. ``publish`` (Python): trending.v1, Redis, Cassandra — one flush per emission.
 """
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyflink.common import Duration, Time, Types, WatermarkStrategy
+from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import (
-    AggregateFunction, DataStream, FlatMapFunction, KeyedProcessFunction, MapFunction, OutputTag,
-    ProcessWindowFunction,
-)
+from pyflink.datastream import DataStream, FlatMapFunction, KeyedProcessFunction, MapFunction
 from pyflink.datastream.connectors import Sink
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
-from pyflink.datastream.window import SlidingEventTimeWindows
-from pyflink.table import StreamTableEnvironment
+from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from feedstream.settings import Settings
 from streams.catalog import DEAD_LETTERS, ENGAGEMENTS, POSTS, TRENDING
 from topologies.trending import logic
-from topologies.trending.logic import (
-    DEFAULT_WEIGHTS, DEFAULT_WINDOW, Contribution, Scored, ViralPolicy, Window, WindowSpec,
-)
+from topologies.trending.logic import DEFAULT_WEIGHTS, DEFAULT_WINDOW, Contribution, ViralPolicy, Window, WindowSpec
 
-# (kind, item, ts, weight, count, source_topic, source_partition, source_offset)
+_FIELDS = ["kind", "item", "ts", "weight", "cnt", "topic", "partition", "offset"]
+
+
 def contrib_type() -> Any:
-    """Fresh type info of a contribution (fresh: a used one holds Java objects that cannot be pickled)."""
-    return Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.DOUBLE(), Types.LONG(),
-                        Types.STRING(), Types.INT(), Types.LONG()])
-# (label, kind, item, start, end, count, weight, score, velocity, zscore, viral)
-def scored_type() -> Any:
-    """Fresh type info of a scored item."""
-    return Types.TUPLE([Types.STRING(), Types.STRING(), Types.STRING(), Types.LONG(), Types.LONG(),
-                        Types.LONG(), Types.DOUBLE(), Types.DOUBLE(), Types.DOUBLE(), Types.DOUBLE(),
-                        Types.DOUBLE()])
+    """Fresh row type of a contribution (fresh: a used one holds Java objects that cannot be pickled)."""
+    return Types.ROW_NAMED(_FIELDS, [Types.STRING(), Types.STRING(), Types.LONG(), Types.DOUBLE(), Types.LONG(),
+                                     Types.STRING(), Types.INT(), Types.LONG()])
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,15 @@ def _publisher(settings: Settings, config: TrendingConfig) -> Any:
                      cassandra=config.cassandra)
 
 
+def epoch_ms(value: Any) -> int:
+    """Epoch milliseconds of a SQL TIMESTAMP (naive UTC datetime) or TIMESTAMP_LTZ (``Instant``) value."""
+    if hasattr(value, "to_epoch_milli"):
+        return int(value.to_epoch_milli())
+    return calendar.timegm(value.utctimetuple()) * 1000 + value.microsecond // 1000
+
+
 class Decode(FlatMapFunction):
-    """Confluent-Avro bytes -> contributions; undecodable records go to dead letters."""
+    """Confluent-Avro bytes -> contribution rows; undecodable records go to dead letters."""
 
     def __init__(self, settings: Settings, config: TrendingConfig) -> None:
         self.settings, self.config = settings, config
@@ -87,6 +96,7 @@ class Decode(FlatMapFunction):
         self.publisher = None
 
     def flat_map(self, row: Any) -> Iterable[tuple]:
+        from pyflink.common import Row
         from streams.errors import DecodeError
 
         topic, partition, offset, data = row[0], row[1], row[2], row[3]
@@ -99,7 +109,7 @@ class Decode(FlatMapFunction):
             self.publisher.poison(topic, partition, offset, data, exc)
             return
         for c in found:
-            yield (c.kind, c.item, c.ts, c.weight, c.count, topic, partition, offset)
+            yield Row(c.kind, c.item, c.ts, c.weight, c.count, topic, partition, offset)
 
 
 class EventTime(TimestampAssigner):
@@ -109,87 +119,68 @@ class EventTime(TimestampAssigner):
         return value[2]
 
 
-class Aggregate(AggregateFunction):
-    """Flink adapter of logic's ``agg_create / agg_add / agg_merge / agg_result``."""
+class LateSplit(FlatMapFunction):
+    """Rows behind the watermark: per-window deltas for fired-but-live windows; too late -> dead letters."""
 
-    def create_accumulator(self) -> tuple[int, float]:
-        return logic.agg_create()
-
-    def add(self, value: Any, accumulator: Any) -> tuple[int, float]:
-        return logic.agg_add(tuple(accumulator), value[4], value[3])
-
-    def get_result(self, accumulator: Any) -> tuple[int, float]:
-        return logic.agg_result(tuple(accumulator))
-
-    def merge(self, acc_a: Any, acc_b: Any) -> tuple[int, float]:
-        return logic.agg_merge(tuple(acc_a), tuple(acc_b))
-
-
-class ScoreWindow(ProcessWindowFunction):
-    """Score an item's window against its history of earlier windows (per-item global state)."""
-
-    def __init__(self, spec: WindowSpec, policy: ViralPolicy) -> None:
-        self.spec, self.policy = spec, policy
+    def __init__(self, settings: Settings, config: TrendingConfig) -> None:
+        self.settings, self.config = settings, config
 
     def open(self, runtime_context: Any) -> None:
-        ttl_ms = (self.policy.baseline_windows + 1) * self.spec.size_ms + self.spec.lateness_ms
-        self.desc = MapStateDescriptor("history", Types.LONG(), Types.DOUBLE())
-        self.desc.enable_time_to_live(StateTtlConfig.new_builder(Time.milliseconds(ttl_ms)).build())
+        self.publisher = None
 
-    def process(self, key: Any, context: Any, elements: Iterable[Any]) -> Iterable[tuple]:
-        count, weight = next(iter(elements))
-        w = context.window()
-        window = Window(w.start, w.end)
-        state = context.global_state().get_map_state(self.desc)
-        n, size = self.policy.baseline_windows, self.spec.size_ms
-        history = {}
-        for k in range(1, n + 1):
-            v = state.get(window.end - k * size)
-            if v is not None:
-                history[window.end - k * size] = v
-        s = logic.score(key[0], key[1], window, (count, weight), history, self.spec, self.policy)
-        state.put(window.end, float(weight))
-        state.remove(window.end - n * size)
-        yield (self.spec.label, s.kind, s.item, s.start, s.end, s.count, s.weight, s.score,
-               s.velocity, s.zscore, s.viral)
+    def flat_map(self, v: Any) -> Iterable[tuple]:
+        kind, item, ts, weight, cnt, topic, partition, offset, wm = v
+        watermark = epoch_ms(wm)
+        for spec in self.config.windows:
+            if spec.classify(ts, watermark) == "too_late":
+                if self.publisher is None:
+                    self.publisher = _publisher(self.settings, self.config)
+                self.publisher.late(Contribution(kind, item, ts, weight, cnt), topic, partition, offset,
+                                    spec.label, watermark)
+                continue
+            for w in logic.late_updates(spec, ts, watermark):
+                yield (spec.label, kind, w.end, [(item, cnt, weight)])
 
 
-class RankWindow(KeyedProcessFunction):
-    """Top-K of one (label, kind, window): emitted when the watermark passes its end, again on late updates."""
+class Rank(KeyedProcessFunction):
+    """Per ``(label, kind)``: collect window rows and late deltas, score, top-K at the window's end."""
 
-    def __init__(self, specs: Mapping[str, WindowSpec], k: int) -> None:
-        self.specs, self.k = dict(specs), k
+    def __init__(self, specs: Mapping[str, WindowSpec], policy: ViralPolicy, k: int) -> None:
+        self.specs, self.policy, self.k = dict(specs), policy, k
 
     def open(self, runtime_context: Any) -> None:
-        ctx = runtime_context
-        self.items = ctx.get_map_state(MapStateDescriptor("items", Types.STRING(), Types.PICKLED_BYTE_ARRAY()))
-        self.fired = ctx.get_state(ValueStateDescriptor("fired", Types.BOOLEAN()))
+        self.state = runtime_context.get_state(ValueStateDescriptor("rank", Types.PICKLED_BYTE_ARRAY()))
 
-    def _emit(self, label: str, kind: str, start: int, end: int) -> Iterable[logic.TopK]:
-        scored = [Scored(*v[1:]) for v in self.items.values()]
-        yield from logic.top_k(kind, Window(start, end), scored, self.specs[label], self.k)
-
-    def process_element(self, value: Any, ctx: Any) -> Iterable[logic.TopK]:
-        self.items.put(value[2], tuple(value))
-        if self.fired.value():
-            yield from self._emit(value[0], value[1], value[3], value[4])
-        else:
-            ctx.timer_service().register_event_time_timer(value[4] - 1)
-
-    def on_timer(self, timestamp: int, ctx: Any) -> Iterable[logic.TopK]:
-        label, kind, end = ctx.get_current_key()
+    def _fire(self, st: logic.RankState, label: str, kind: str, end: int, wm: int) -> list[logic.TopK]:
         spec = self.specs[label]
-        if timestamp == end - 1:
-            self.fired.update(True)
-            yield from self._emit(label, kind, end - spec.size_ms, end)
-            ctx.timer_service().register_event_time_timer(end + spec.lateness_ms)
+        out = logic.fire(st, kind, Window(end - spec.size_ms, end), spec, self.policy, self.k)
+        logic.expire(st, spec, self.policy, wm)
+        return out
+
+    def process_element(self, value: Any, ctx: Any) -> Iterable[list[logic.TopK]]:
+        label, kind, end, items = value
+        st = self.state.value() or logic.RankState()
+        logic.merge_window(st, end, items)
+        wm = ctx.timer_service().current_watermark()
+        if wm >= end - 1:  # a late delta: the window already fired here
+            out = self._fire(st, label, kind, end, wm)
+            self.state.update(st)
+            yield out
         else:
-            self.items.clear()
-            self.fired.clear()
+            self.state.update(st)
+            ctx.timer_service().register_event_time_timer(end - 1)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterable[list[logic.TopK]]:
+        label, kind = ctx.get_current_key()
+        st = self.state.value() or logic.RankState()
+        if timestamp + 1 in st.windows:
+            out = self._fire(st, label, kind, timestamp + 1, timestamp)
+            self.state.update(st)
+            yield out
 
 
 class Publish(MapFunction):
-    """Write each ranked list to trending.v1, Redis and Cassandra (synchronously)."""
+    """Write one firing's ranked lists to trending.v1, Redis and Cassandra (durable before returning)."""
 
     def __init__(self, settings: Settings, config: TrendingConfig) -> None:
         self.settings, self.config = settings, config
@@ -197,22 +188,8 @@ class Publish(MapFunction):
     def open(self, runtime_context: Any) -> None:
         self.publisher = _publisher(self.settings, self.config)
 
-    def map(self, topk: Any) -> int:
-        return self.publisher.publish(topk)
-
-
-class PublishLate(MapFunction):
-    """Dead-letter and count contributions that came after their windows' allowed lateness."""
-
-    def __init__(self, settings: Settings, config: TrendingConfig, label: str) -> None:
-        self.settings, self.config, self.label = settings, config, label
-
-    def open(self, runtime_context: Any) -> None:
-        self.publisher = _publisher(self.settings, self.config)
-
-    def map(self, v: Any) -> int:
-        self.publisher.late(Contribution(v[0], v[1], v[2], v[3], v[4]), v[5], v[6], v[7], self.label)
-        return 1
+    def map(self, topks: Any) -> int:
+        return self.publisher.publish_many(topks)
 
 
 def _discard(ds: DataStream, name: str) -> None:
@@ -239,8 +216,35 @@ def source_sql(settings: Settings, config: TrendingConfig, table: str = "trendin
           'scan.startup.mode' = 'group-offsets', 'format' = 'raw'{bounded})"""
 
 
+def interval(ms: int) -> str:
+    """A SQL interval literal of ``ms`` milliseconds."""
+    for unit, n in (("DAY", 86_400_000), ("HOUR", 3_600_000), ("MINUTE", 60_000), ("SECOND", 1_000)):
+        if ms % n == 0:
+            return f"INTERVAL '{ms // n}' {unit}({len(str(ms // n))})"
+    return f"INTERVAL '{ms / 1000:.3f}' SECOND({len(str(ms // 1000))}, 3)"
+
+
+def window_sql(spec: WindowSpec, view: str = "trending_contrib") -> str:
+    """One row per ``(kind, window)`` with its items' ``(item, count, weight)``, when the window fires."""
+    return f"""
+        SELECT kind, window_end, ARRAY_AGG(ROW(item, n, w)) AS items FROM (
+          SELECT window_start, window_end, window_time, kind, item, SUM(cnt) AS n, SUM(weight) AS w
+          FROM TABLE(HOP(TABLE {view}, DESCRIPTOR(rt), {interval(spec.slide_ms)}, {interval(spec.size_ms)}))
+          GROUP BY window_start, window_end, window_time, kind, item)
+        GROUP BY window_start, window_end, kind"""
+
+
+def late_sql(view: str = "trending_contrib") -> str:
+    """Rows at or behind the watermark the window aggregations see (candidates for late handling)."""
+    return f"""
+        SELECT kind, item, ts, weight, cnt, `topic`, `partition`, `offset`, CURRENT_WATERMARK(rt) AS wm
+        FROM {view} WHERE CURRENT_WATERMARK(rt) IS NOT NULL AND rt <= CURRENT_WATERMARK(rt)"""
+
+
 def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingConfig) -> None:
     """Add the trending pipeline to ``t_env`` (run it with its environment's ``execute``)."""
+    assert config.windows, "at least one window spec is required"
+    t_env.get_config().set("table.local-time-zone", "UTC")
     t_env.execute_sql(source_sql(settings, config))
     raw = t_env.to_data_stream(t_env.sql_query(
         "SELECT `topic`, `partition`, `offset`, `data` FROM trending_source"))
@@ -251,26 +255,26 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
     events = (raw.flat_map(Decode(settings, config), output_type=contrib_type()).name("decode").uid("decode")
               .assign_timestamps_and_watermarks(wm.with_timestamp_assigner(EventTime()))
               .name("event-time").uid("event-time"))
-    scored: DataStream | None = None
+    schema = Schema.new_builder()
+    for name, dtype in zip(_FIELDS, (DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(), DataTypes.DOUBLE(),
+                                     DataTypes.BIGINT(), DataTypes.STRING(), DataTypes.INT(), DataTypes.BIGINT())):
+        schema = schema.column(name, dtype)
+    schema = (schema.column_by_metadata("rt", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
+              .watermark("rt", "SOURCE_WATERMARK()"))
+    t_env.create_temporary_view("trending_contrib", t_env.from_data_stream(events, schema.build()))
+
+    ranked_in: DataStream | None = None
     for spec in config.windows:
-        late_tag = OutputTag(f"late-{spec.label}", contrib_type())
-        windowed = (events.key_by(lambda v: (v[0], v[1]), key_type=Types.TUPLE([Types.STRING(), Types.STRING()]))
-                    .window(SlidingEventTimeWindows.of(Time.milliseconds(spec.size_ms),
-                                                       Time.milliseconds(spec.slide_ms)))
-                    .allowed_lateness(spec.lateness_ms)
-                    .side_output_late_data(late_tag)
-                    .aggregate(Aggregate(), ScoreWindow(spec, config.policy),
-                               accumulator_type=Types.TUPLE([Types.LONG(), Types.DOUBLE()]),
-                               output_type=scored_type())
-                    .name(f"window-{spec.label}").uid(f"window-{spec.label}"))
-        late = windowed.get_side_output(late_tag)
-        _discard(late.map(PublishLate(settings, config, spec.label), output_type=Types.INT())
-                 .name(f"late-{spec.label}").uid(f"late-{spec.label}"), f"late-{spec.label}-done")
-        scored = windowed if scored is None else scored.union(windowed)
-    assert scored is not None, "at least one window spec is required"
-    ranked = (scored.key_by(lambda v: (v[0], v[1], v[4]),
-                            key_type=Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG()]))
-              .process(RankWindow({s.label: s for s in config.windows}, config.k),
+        label = spec.label
+        rows = t_env.to_data_stream(t_env.sql_query(window_sql(spec))).map(
+            lambda r, label=label: (label, r[0], epoch_ms(r[1]), [(x[0], x[1], x[2]) for x in r[2]]),
+            output_type=Types.PICKLED_BYTE_ARRAY()).name(f"windows-{label}").uid(f"windows-{label}")
+        ranked_in = rows if ranked_in is None else ranked_in.union(rows)
+    late = (t_env.to_data_stream(t_env.sql_query(late_sql()))
+            .flat_map(LateSplit(settings, config), output_type=Types.PICKLED_BYTE_ARRAY()).name("late").uid("late"))
+    ranked = (ranked_in.union(late)
+              .key_by(lambda v: (v[0], v[1]), key_type=Types.TUPLE([Types.STRING(), Types.STRING()]))
+              .process(Rank({s.label: s for s in config.windows}, config.policy, config.k),
                        output_type=Types.PICKLED_BYTE_ARRAY())
               .name("top-k").uid("top-k"))
     _discard(ranked.map(Publish(settings, config), output_type=Types.INT()).name("publish").uid("publish"),

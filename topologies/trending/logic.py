@@ -277,6 +277,54 @@ def top_k(kind: str, window: Window, items: Iterable[Scored], spec: WindowSpec, 
     return out
 
 
+# -- emission state of one (window spec, kind), driven by the job's rank step ---------------------
+@dataclass
+class RankState:
+    """Items of not-yet-expired windows (so late deltas can update them) and each item's weight history."""
+
+    windows: dict[int, dict[str, Acc]] = field(default_factory=dict)
+    history: dict[str, dict[int, float]] = field(default_factory=dict)
+
+
+def merge_window(state: RankState, window_end: int, items: Iterable[tuple[str, int, float]]) -> None:
+    """Add per-item ``(item, count, weight)`` partial aggregates (a window's rows or a late delta)."""
+    win = state.windows.setdefault(window_end, {})
+    for item, count, weight in items:
+        win[item] = agg_add(win.get(item, agg_create()), int(count), float(weight))
+
+
+def fire(state: RankState, kind: str, window: Window, spec: WindowSpec, policy: ViralPolicy,
+         k: int) -> list[TopK]:
+    """Score a window's items against their own history, record the window in it, and rank."""
+    scored = []
+    for item, acc in sorted(state.windows.get(window.end, {}).items()):
+        h = state.history.setdefault(item, {})
+        scored.append(score(kind, item, window, acc, h, spec, policy))
+        h[window.end] = acc[1]
+    return top_k(kind, window, scored, spec, k)
+
+
+def expire(state: RankState, spec: WindowSpec, policy: ViralPolicy, watermark: int) -> None:
+    """Drop windows past their allowed lateness and history no live window's baseline reaches."""
+    for end in [e for e in state.windows if spec.expired(Window(e - spec.size_ms, e), watermark)]:
+        del state.windows[end]
+    horizon = watermark + 1 - spec.lateness_ms - policy.baseline_windows * spec.size_ms
+    for item in list(state.history):
+        h = state.history[item]
+        for end in [e for e in h if e < horizon]:
+            del h[end]
+        if not h:
+            del state.history[item]
+
+
+def late_updates(spec: WindowSpec, ts: int, watermark: int) -> list[Window]:
+    """Windows of ``ts`` that already fired but are within allowed lateness (they get a late update).
+
+    Windows of ``ts`` that have not fired are counted by the window aggregation itself.
+    """
+    return sorted(w for w in spec.assign(ts) if spec.fired(w, watermark) and not spec.expired(w, watermark))
+
+
 # -- reference model ---------------------------------------------------------------------------------
 @dataclass
 class Simulation:
@@ -337,9 +385,10 @@ def simulate(arrivals: Iterable[Contribution], spec: WindowSpec, k: int,
                     continue
                 key = (c.kind, c.item, w)
                 state[key] = agg_add(state.get(key, agg_create()), c.count, c.weight)
-                if (c.kind, w) in fired:
+                if spec.fired(w, wm):  # late update: re-emitted now (or first emitted, if it was empty)
                     touched.append(w)
             for w in sorted(touched):
+                fired.add((c.kind, w))
                 emit(c.kind, w)
         max_ts = max(max_ts, c.ts)
         advance(max_ts - spec.out_of_orderness_ms - 1)

@@ -74,18 +74,30 @@ class Publisher:
 
     def publish(self, topk: TopK) -> int:
         """Publish one scope's list for one window; return the entries written."""
+        return self.publish_many([topk])
+
+    def publish_many(self, topks: list[TopK]) -> int:
+        """Publish several lists (one firing); durable in Kafka, Cassandra and Redis on return."""
         from stores import trending as store
 
         now = time.time_ns() // 1_000_000
         headers = [(HEADER_EVENT_TYPE, b"io.feedstream.derived.TrendingEntry")]
-        for value in trending_records(topk, now):
-            payload = self.serde.encode("TrendingEntry", value, self.trending_topic)
-            self.producer.produce(self.trending_topic, payload, topk.scope.encode(), headers=headers)
-        if self.session is not None:
-            store.write_history(self.session, topk.scope, topk.window_start, topk.window_end, topk.entries)
-        store.write_current(self.redis, topk.scope, topk.window_start, topk.window_end, topk.entries, now)
+        pending = []
+        for topk in topks:
+            for value in trending_records(topk, now):
+                payload = self.serde.encode("TrendingEntry", value, self.trending_topic)
+                self.producer.produce(self.trending_topic, payload, topk.scope.encode(), headers=headers)
+            if self.session is not None:
+                pending += store.write_history_async(self.session, topk.scope, topk.window_start,
+                                                     topk.window_end, topk.entries)
+        for future in pending:
+            future.result()
+        with self.redis.pipeline(transaction=False) as p:
+            for topk in topks:
+                store.write_current(p, topk.scope, topk.window_start, topk.window_end, topk.entries, now)
+            p.execute()
         self._flush()
-        return len(topk.entries)
+        return sum(len(t.entries) for t in topks)
 
     def late(self, c: Contribution, topic: str, partition: int, offset: int, label: str,
              watermark: int | None = None) -> None:
