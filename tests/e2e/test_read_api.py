@@ -7,6 +7,7 @@ same keyspace and database, with a celebrity threshold of 3 followers.
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -368,3 +369,36 @@ def test_redis_stopped_feed_still_served_from_cassandra(world, tmp_path):
             assert client.get(f"/v1/users/{author}", headers=h).json()["counts"]["followers"] == 1
     finally:
         local_stack.down(own, ["redis"], echo=lambda *_: None)
+
+
+def test_sse_client_receives_a_new_post(world):
+    """SSE needs a real server (TestClient buffers streamed bodies): uvicorn in a thread on the same stores."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    api, _, _ = world
+    author, reader = api.register(uid("a")), api.register(uid("r"))
+    api.follow(reader, author)
+    poll(lambda: api.ok(api.c.get(f"/v1/users/{author}", headers=api.h(reader)), 200)["counts"]["followers"] == 1,
+         "follow applied")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(api.settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        poll(lambda: server.started, "uvicorn started", 30)
+        url = f"http://127.0.0.1:{port}/v1/users/{reader}/feed/stream"
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/users/{author}/feed/stream",
+                         headers=api.h(reader), timeout=10).status_code == 403
+        with httpx.stream("GET", url, headers=api.h(reader), timeout=60) as res:
+            assert res.status_code == 200 and res.headers["content-type"].startswith("text/event-stream")
+            lines = res.iter_lines()
+            assert next(lines) == ": subscribed"
+            pid = api.post(author, "streamed")
+            data = next(line for line in lines if line.startswith("data: "))
+        assert json.loads(data[6:]) == {"type": "feed", "post_id": pid, "author_id": author, "op": "ADD"}
+    finally:
+        server.should_exit = True
+        thread.join(30)
