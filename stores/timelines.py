@@ -18,7 +18,7 @@ Redis key layout (``{r}`` reader id, ``{a}`` author id):
 
 Cassandra: ``posts`` (content by id, with edited/deleted flags) and ``posts_by_author`` (newest
 first). Home timelines are not stored in Cassandra: a timeline is rebuilt from the author index
-of the reader's followees (see the fan-out README section for the measurement behind this).
+of the reader's followees (docs/fanout.md has the measurements behind this).
 """
 
 from __future__ import annotations

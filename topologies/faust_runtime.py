@@ -193,7 +193,7 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
 
     async def process(stream: faust.StreamT) -> None:
         pending: deque[asyncio.Task] = deque()
-        async for events in stream.take_events(max_batch, within_s):
+        async for events in stream.take_events(max_batch, within_s):  # type: ignore[attr-defined]
             recs: list[SourceRecord] = []
             for event in events:
                 try:

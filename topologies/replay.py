@@ -69,10 +69,10 @@ def read_log(settings: Settings, topics: Iterable[str], serde: Serde, stats: Rep
             for msg in c.consume(1000, 1.0):
                 if msg.error():
                     raise StreamsError(str(msg.error()))
-                tp = (msg.topic(), msg.partition())
-                if tp not in todo or msg.offset() >= todo[tp]:
+                tp, off = (str(msg.topic()), int(msg.partition() or 0)), int(msg.offset() or 0)
+                if tp not in todo or off >= todo[tp]:
                     continue
-                if msg.offset() + 1 >= todo[tp]:
+                if off + 1 >= todo[tp]:
                     del todo[tp]
                 stats.records += 1
                 try:
@@ -80,7 +80,7 @@ def read_log(settings: Settings, topics: Iterable[str], serde: Serde, stats: Rep
                 except StreamsError:
                     stats.skipped += 1  # the live worker dead-lettered it already
                     continue
-                recs.append(SourceRecord(tp[0], tp[1], msg.offset(), msg.key(), d.name, d.value,
+                recs.append(SourceRecord(tp[0], tp[1], off, msg.key(), d.name, d.value,
                                          msg.timestamp()[1]))
     finally:
         c.close()
