@@ -5,9 +5,10 @@ breaker per engine and for the ranker, a thread pool for blocking driver calls, 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import cassandra
 import redis as _redis
@@ -33,6 +34,13 @@ class Unavailable(Exception):
     """Neither engine can answer this read."""
 
 
+def default_ranker(r: _redis.Redis) -> Ranker:
+    """The ranker named by ``FEEDSTREAM_RANKER``: auto (LightGBM if its artifact loads), lightgbm or heuristic."""
+    from models.ranker import select_ranker
+
+    return cast(Ranker, select_ranker(os.environ.get("FEEDSTREAM_RANKER", "auto"), r, EngagementRecencyRanker()))
+
+
 class ReadEngines:
     """Everything the read routers need, built once per app by the lifespan."""
 
@@ -41,9 +49,9 @@ class ReadEngines:
                  threads: int = 32) -> None:
         self.settings = settings
         self.tl = tl or TimelineSettings()
-        self.ranker: Ranker = ranker or EngagementRecencyRanker()
         self.ranker_timeout_s = ranker_timeout_s
         self.redis = redis_store.client(settings)
+        self.ranker: Ranker = ranker or default_ranker(self.redis)
         self.redis_breaker = Breaker("redis", failures=1, reset_s=2.0)
         self.cassandra_breaker = Breaker("cassandra", failures=1, reset_s=3.0)
         self.ranker_breaker = Breaker("ranker", failures=3, reset_s=10.0)

@@ -216,3 +216,18 @@ def test_failing_or_slow_model_falls_back_to_chronological(tiny, kind, reason):
         ok = rank_or_fallback(healthy, Breaker("fresh"), pool, "r", items, timeout_s=1)
         assert ok.algorithm == "ranked" and sorted(i["post_id"] for i in ok.items) == sorted(
             i["post_id"] for i in items)
+
+
+@pytest.mark.parametrize("env,expect", [(None, "lightgbm-"), ("auto", "lightgbm-"), ("lightgbm", "lightgbm-"),
+                                        ("heuristic", "engagement-recency")])
+def test_read_engines_pick_the_ranker_from_the_environment(monkeypatch, env, expect):
+    import redis
+
+    from serving.feed.engines import default_ranker
+
+    if env is None:
+        monkeypatch.delenv("FEEDSTREAM_RANKER", raising=False)
+    else:
+        monkeypatch.setenv("FEEDSTREAM_RANKER", env)
+    r = redis.Redis(port=1)  # never contacted: the author context is only fetched when a page is ranked
+    assert default_ranker(r).name.startswith(expect)
