@@ -144,7 +144,10 @@ async def run_all(driver: ApiDriver, reqs: Sequence[tuple[Request, str | None]],
             req, key = reqs[i]
             for attempt in range(retries_on_429 + 1):
                 res = await driver.send(req, idempotency_key=key)
-                if res.status not in (429, 409, 503) or attempt == retries_on_429:
+                # a transport error (status 0, e.g. a keep-alive connection the server closed)
+                # is safe to retry only when the Idempotency-Key makes the retry a no-op
+                retryable = res.status in (429, 409, 503) or (res.status == 0 and key is not None)
+                if not retryable or attempt == retries_on_429:
                     break
                 await asyncio.sleep(max(0.05, min(res.retry_after_s or 0.2, 2.0)))
             results[i] = res
