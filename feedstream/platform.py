@@ -102,6 +102,21 @@ def up(s: Settings, *, seed: bool = True, echo=print) -> None:
     echo("  status:    feedstream local status    stop: feedstream down")
 
 
+def status(s: Settings) -> list[stack.EngineStatus]:
+    """Pid, port, health, uptime and RSS of each service whose code exists."""
+    out = []
+    for svc in SERVICES:
+        if not _runnable(svc):
+            continue
+        running = procs.read_pidfile(stack.pid_path(s, svc.name))
+        if running is None:
+            out.append(stack.EngineStatus(svc.name, None, svc.port(s), False, None, None))
+        else:
+            out.append(stack.EngineStatus(svc.name, running.pid, running.port, svc.healthy(s),
+                                          running.uptime_s, running.rss_bytes()))
+    return out
+
+
 def down(s: Settings, echo=print) -> None:
     """Stop services, then engines; only what ``up`` started."""
     for svc in reversed(SERVICES):

@@ -1,0 +1,46 @@
+"""``feedstream status``: engines, platform services and topology lag in one view."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from feedstream import platform
+from feedstream.lag import topology_lag
+from feedstream.local import stack
+from feedstream.settings import get_settings
+
+NAME = "status"
+console = Console(highlight=False)
+
+
+def _fmt(st: stack.EngineStatus) -> list[str]:
+    health = ("[green]healthy[/green]" if st.healthy
+              else "[yellow]unhealthy[/yellow]" if st.pid else "[dim]stopped[/dim]")
+    return [st.name, str(st.pid or "-"), str(st.port or "-"), health,
+            f"{st.uptime_s:.0f}s" if st.uptime_s is not None else "-",
+            f"{st.rss_bytes / 2**20:.0f} MiB" if st.rss_bytes else "-"]
+
+
+def command() -> None:
+    """Show engines and services (pid, port, health, uptime, RSS) and each topology's lag.
+
+    Exits 1 if an engine or service is not healthy.
+    """
+    s = get_settings()
+    table = Table("process", "pid", "port", "health", "uptime", "RSS")
+    rows = [*stack.status(s), *platform.status(s)]
+    for st in rows:
+        table.add_row(*_fmt(st))
+    console.print(table)
+    try:
+        lags = topology_lag(s)
+        lag_table = Table("topology", "consumer group", "committed", "end", "lag (records)")
+        for lag in lags:
+            lag_table.add_row(lag.topology, lag.group, str(lag.committed), str(lag.end), str(lag.lag))
+        console.print(lag_table)
+    except Exception as exc:  # Kafka down: the table above already says so
+        console.print(f"[yellow]lag unavailable:[/yellow] {exc}")
+    if not all(r.healthy for r in rows):
+        raise typer.Exit(1)
