@@ -4,8 +4,10 @@
 (e.g. the one ``make run`` started). It measures, in the same run:
 
 - the ceiling: raw ``EventProducer`` messages/s producing the same Liked events;
-- throughput: a real worker process (``topologies.engagement.app``) draining N engagements,
-  as events/s wall-clock and per core (events / worker CPU-seconds);
+- throughput: a real worker process (``topologies.engagement.app``) processing N engagements
+  spread over ``--posts`` posts, as events/s wall-clock and per core (events / worker CPU-seconds).
+  Its new consumer group starts at the end of the topics, so the history other runs left on a
+  shared stack is not in the figures; ``--from-earliest`` drains that history first instead;
 - latency: M single likes, each timed from ``send`` to its ``cnt:{post}`` hash showing it.
 
 Prints ratios and writes ``bench/results/engagement.json`` (and a latency plot when matplotlib
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -35,12 +38,11 @@ from streams.events import new_event
 from streams.ids import new_id
 from streams.producer import EventProducer
 
-NO_LZ4 = {"compression.type": "none"}  # aiokafka in this venv has no lz4 codec
 RUNNER = ("import sys; from feedstream.settings import get_settings; "
           "from topologies.engagement.app import create_app; "
           "from topologies.faust_runtime import run_worker; "
           "run_worker(create_app(get_settings(), app_id=sys.argv[1], "
-          "consumer_auto_offset_reset='latest'), loglevel='warning')")
+          "consumer_auto_offset_reset=sys.argv[2]), loglevel='warning')")
 
 
 def _post(settings: Settings, author: str) -> int:
@@ -62,37 +64,62 @@ def _ready(settings: Settings, producer: EventProducer, timeout: float = 120) ->
     raise RuntimeError("engagement worker did not become ready")
 
 
+def _drained(settings: Settings, group: str, timeout: float = 300) -> None:
+    """Wait until ``group`` has committed up to the end of every topic the worker reads."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
+    topics = ("engagements.v1", "graph.v1", "notifications.v1")
+    tps = [TopicPartition(t, p) for t in topics for p in c.list_topics(t, timeout=10).topics[t].partitions]
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ends = [c.get_watermark_offsets(tp, timeout=10)[1] for tp in tps]
+            done = [tp.offset for tp in c.committed(tps, timeout=10)]
+            if all(d >= e or e == 0 for d, e in zip(done, ends)):
+                return
+            time.sleep(1)
+    finally:
+        c.close()
+    raise RuntimeError(f"{group} did not drain the topics' history in {timeout}s")
+
+
 def _likes(post: int, author: str, n: int) -> list[tuple[str, dict[str, Any]]]:
     return [("Liked", new_event(f"b{i}", post_id=post, post_author_id=author, user_id=f"b{i}"))
             for i in range(n)]
 
 
-def measure(settings: Settings, events: int, probes: int) -> dict[str, Any]:
+def measure(settings: Settings, events: int, probes: int, n_posts: int = 10,
+            reset: str = "latest") -> dict[str, Any]:
     """Run the three measurements and return the figures."""
     apply_topics(settings)
     log_path = settings.state_dir / "logs" / "bench-engagement-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with EventProducer(settings, config=NO_LZ4) as producer:
+    with EventProducer(settings) as producer:
         ceiling_posts = [(_post(settings, "bench-c"), "bench-c") for _ in range(10)]
         batch = [e for p, a in ceiling_posts for e in _likes(p, a, events // 10)]
         t0 = time.perf_counter()
         producer.send_many(batch)
         raw_rate = len(batch) / (time.perf_counter() - t0)
 
+        group = f"bench-engagement-{new_id()}"
         with open(log_path, "ab") as log:
-            worker = subprocess.Popen([sys.executable, "-c", RUNNER, f"bench-engagement-{new_id()}"],
+            worker = subprocess.Popen([sys.executable, "-c", RUNNER, group, reset],
                                       cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
         try:
             _ready(settings, producer)
+            if reset == "earliest":
+                _drained(settings, group)
             proc = psutil.Process(worker.pid)
-            posts = [(_post(settings, f"bench-a{i}"), f"bench-a{i}") for i in range(10)]
-            load = [e for p, a in posts for e in _likes(p, a, events // 10)]
+            posts = [(_post(settings, f"bench-a{i}"), f"bench-a{i}") for i in range(n_posts)]
+            want = events // n_posts
+            load = [e for p, a in posts for e in _likes(p, a, want)]
+            random.Random(1).shuffle(load)
             r = redis_store.client(settings)
             cpu0 = sum(proc.cpu_times()[:2])
             t0 = time.perf_counter()
             producer.send_many(load)
-            want = events // 10
             while any(int(r.hget(counts_key(p), "likes") or 0) < want for p, _ in posts):
                 time.sleep(0.05)
             wall = time.perf_counter() - t0
@@ -111,7 +138,7 @@ def measure(settings: Settings, events: int, probes: int) -> dict[str, Any]:
     lat.sort()
     topo_rate = len(load) / wall
     return {
-        "events": len(load), "raw_producer_msgs_per_s": round(raw_rate, 1),
+        "events": len(load), "posts": n_posts, "group_start": reset, "raw_producer_msgs_per_s": round(raw_rate, 1),
         "topology_events_per_s": round(topo_rate, 1),
         "topology_events_per_cpu_s": round(len(load) / cpu, 1) if cpu else None,
         "worker_cpu_s": round(cpu, 2), "ratio_topology_to_raw_producer": round(topo_rate / raw_rate, 4),
@@ -126,8 +153,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=3000)
     ap.add_argument("--probes", type=int, default=200)
+    ap.add_argument("--posts", type=int, default=10, help="posts the load is spread over")
+    ap.add_argument("--from-earliest", action="store_true", help="drain the topics' history first")
     args = ap.parse_args()
-    res = measure(get_settings(), args.events, args.probes)
+    res = measure(get_settings(), args.events, args.probes, args.posts,
+                  "earliest" if args.from_earliest else "latest")
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "engagement.json").write_text(json.dumps(res, indent=2))

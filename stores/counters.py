@@ -2,7 +2,8 @@
 
 Cassandra ``engagement_state`` keeps, per post partition, one clustering row per dedup member
 (``l:{user}``, ``r:{kind}:{user}``, ``s:{user}``, ``c:{comment_id}``), one row per minute window
-(``w:{window_start}``) and the totals plus a revision as static columns. A change is written as one
+(``w:{window_start}``, written with a TTL so minute rows expire, 7 days by default) and the
+totals plus a revision as static columns. A change is written as one
 conditional single-partition batch (``IF rev = <read rev>``), so members, window and totals move
 together, atomically, and a concurrent writer (e.g. during a rebalance) is detected and retried.
 
@@ -57,8 +58,9 @@ def affinity_key(reader: str) -> str:
 class CounterStore:
     """Prepared statements over one Cassandra session for the engagement topology and readers."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, window_ttl_s: int = 0) -> None:
         s = self.session = session
+        self.window_ttl_s = window_ttl_s
         self.q_statics = s.prepare(
             "SELECT rev, likes, comments, shares, reactions FROM engagement_state WHERE post_id=? LIMIT 1")
         self.q_rows = s.prepare(
@@ -68,8 +70,8 @@ class CounterStore:
             "UPDATE engagement_state SET present=?, ts=?, event_id=?, user_id=?, tomb=? "
             "WHERE post_id=? AND member=?")
         self.u_window = s.prepare(
-            "UPDATE engagement_state SET w_likes=?, w_comments=?, w_shares=?, w_reactions=? "
-            "WHERE post_id=? AND member=?")
+            "UPDATE engagement_state USING TTL ? SET w_likes=?, w_comments=?, w_shares=?, "
+            "w_reactions=? WHERE post_id=? AND member=?")
         self.u_new = s.prepare(
             "UPDATE engagement_state SET rev=?, likes=?, comments=?, shares=?, reactions=? "
             "WHERE post_id=? IF rev = null")
@@ -120,14 +122,22 @@ class CounterStore:
         for key, m in members.items():
             batch.add(self.u_member, (m.present, m.ts, m.event_id, m.user, m.tomb, pid, key))
         for start, c in windows.items():
-            batch.add(self.u_window, (c.likes, c.comments, c.shares, dict(c.reactions), pid,
-                                      window_member(start)))
+            batch.add(self.u_window, (self.window_ttl_s, c.likes, c.comments, c.shares,
+                                      dict(c.reactions), pid, window_member(start)))
         t = state.totals
         if read_rev is None:
             batch.add(self.u_new, (state.rev, t.likes, t.comments, t.shares, dict(t.reactions), pid))
         else:
             batch.add(self.u_cas, (state.rev, t.likes, t.comments, t.shares, dict(t.reactions), pid,
                                    read_rev))
+        return batch
+
+    @staticmethod
+    def affinity_batch(rows: Iterable[tuple[Any, tuple[Any, ...]]]) -> BatchStatement:
+        """One unlogged batch of idempotent affinity row writes ``(i_aff or d_aff, params)``."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for stmt, params in rows:
+            batch.add(stmt, params)
         return batch
 
     # -- sync reads for the API and tests ------------------------------------------------------
@@ -178,7 +188,8 @@ def hot_counts(r: redis_lib.Redis, post_ids: Iterable[int]) -> dict[int, Counts]
     pipe = r.pipeline(transaction=False)
     for pid in ids:
         pipe.hgetall(counts_key(pid))
-    return {pid: parse_hot_counts(raw) for pid, raw in zip(ids, pipe.execute())}
+    raws: list[Any] = pipe.execute()  # type: ignore[assignment]  # sync client
+    return {pid: parse_hot_counts(raw) for pid, raw in zip(ids, raws)}
 
 
 def hot_affinity(r: redis_lib.Redis, reader: str, authors: Iterable[str]) -> dict[str, int]:
@@ -186,5 +197,5 @@ def hot_affinity(r: redis_lib.Redis, reader: str, authors: Iterable[str]) -> dic
     names = list(authors)
     if not names:
         return {}
-    vals = r.hmget(affinity_key(reader), names)
+    vals: list[Any] = r.hmget(affinity_key(reader), names)  # type: ignore[assignment]  # sync client
     return {a: int(v) if v is not None else 0 for a, v in zip(names, vals)}

@@ -6,6 +6,12 @@ replayed notification overwrites itself. Reading state is a per-user watermark `
 (written with ``USING TIMESTAMP`` = the watermark, so the highest mark always wins): everything
 created after it is unread. Realtime push is a JSON message ``{"type": "notification", ...}`` on
 the Redis pub/sub channel ``feed:{user}``.
+
+Known limit (late notifications): a notification is ordered by its cause's time, so one that
+arrives after the user marked a *later* time read (worker lag or a replay) is born read: it is
+listed, pushed in realtime, but not counted unread. Fixing it means ordering by arrival, which
+needs a per-notification first-seen record (an LWT per notification) to stay idempotent under
+replay; not done.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from stores import redis as redis_store
 from stores.counters import CounterStore, hot_affinity, hot_counts
 from streams.ids import new_id
 from topologies.engagement.logic import Counts, Notify, recount, window_of
-from topologies.engagement.runtime import Config, EngagementProcessor
+from topologies.engagement.runtime import Config, Engagement, EngagementProcessor
 
 
 def make_post(settings: Settings, author: str, *, deleted: bool = False) -> int:
@@ -125,3 +125,61 @@ async def test_reply_notifies_parent_comment_author(stack: Settings, processor) 
                           parent_comment_id=1))
     mine = sorted((n.kind, n.recipient_id, n.actor_id) for n in notes if n.post_id == post)
     assert mine == [("COMMENT", author, "c1"), ("COMMENT", author, "c2"), ("REPLY", "c1", "c2")]
+
+
+async def test_batches_equal_recount_and_one_by_one(stack: Settings, processor) -> None:
+    """Batches (many posts, > CHUNK events per post, repeats inside a batch) give the recount."""
+    proc, counts, notes = processor
+    run, rng, base = str(new_id()), random.Random(5), 1_750_000_000_000
+    posts = [(make_post(stack, f"ba{i}-{run}"), f"ba{i}-{run}") for i in range(3)]
+    log = []
+    for i in range(400):
+        post, author = rng.choice(posts)
+        name = rng.choice(["Liked", "Unliked", "ReactionAdded", "CommentAdded", "CommentDeleted"])
+        extra: dict[str, Any] = {}
+        if name == "ReactionAdded":
+            extra["kind"] = rng.choice(["LOVE", "WOW"])
+        if name.startswith("Comment"):
+            extra["comment_id"] = rng.randrange(1, 20)
+        if name == "CommentAdded":
+            extra.update(text="hi", parent_comment_id=rng.choice([None, 1, 2]))
+        log.append(ev(name, post, author, f"u{rng.randrange(15)}-{run}",
+                      base + rng.randrange(4) * 60_000, f"{run}-{i}", **extra))
+    delivered = log + rng.sample(log, 100)
+    rng.shuffle(delivered)
+    batches = [delivered[i:i + 170] for i in range(0, len(delivered), 170)]
+    for b in batches:
+        await proc.handle_batch([Engagement(n, e) for n, e in b])
+    store = CounterStore(cassandra.session(stack))
+    r = redis_store.client(stack)
+    for post, _ in posts:
+        expected = recount([(n, e) for n, e in log if e["post_id"] == post])
+        assert store.totals(post) == expected
+        assert hot_counts(r, [post])[post] == expected
+        last = [v for pid, v in counts if pid == post and v["window_start"] is None][-1]
+        assert (last["likes"], last["comments"], last["reactions"]) == (
+            expected.likes, expected.comments, dict(expected.reactions))
+    for b in batches:  # replaying every batch changes nothing
+        await proc.handle_batch([Engagement(n, e) for n, e in b])
+    assert all(store.totals(p) == recount([(n, e) for n, e in log if e["post_id"] == p])
+               for p, _ in posts)
+    assert len({n.notification_id for n in notes}) == len({n.notification_id for n in notes
+                                                         if n.post_id in {p for p, _ in posts}})
+
+
+async def test_window_rows_expire_with_the_configured_ttl(stack: Settings) -> None:
+    async def nothing(*_: Any) -> None:
+        return None
+
+    r = redis_store.async_client(stack)
+    proc = EngagementProcessor(cassandra.session(stack), r, nothing, nothing,
+                               Config(missing_wait_s=0.2, window_ttl_s=3600))
+    author = f"t-{new_id()}"
+    post = make_post(stack, author)
+    await proc.handle(*ev("Liked", post, author, "u", 120_000, f"ttl-{post}"))
+    await r.aclose()
+    rows = {x.member: x for x in cassandra.session(stack).execute(
+        "SELECT member, TTL(w_likes) AS ttl, TTL(present) AS member_ttl FROM engagement_state "
+        "WHERE post_id=%s AND member IN ('w:120000', 'l:u')", (post,))}
+    assert rows["l:u"].member_ttl is None  # dedup members are kept for good
+    assert 3500 < rows["w:120000"].ttl <= 3600

@@ -28,20 +28,32 @@ from streams.ids import new_id
 from streams.producer import EventProducer
 from topologies.engagement.logic import recount
 
+# A fresh group reads the topics from the start (default lz4 batches included: aiokafka uses
+# cramjam). On a reused dev stack the topics hold other runs' history (10^5 notifications), so the
+# module's worker group starts at the end there; the tests produce lz4 (the default) either way.
+RESET = "latest" if os.environ.get("FEEDSTREAM_TEST_REUSE_STACK") else "earliest"
 RUNNER = ("import sys; from feedstream.settings import get_settings; "
           "from topologies.engagement.app import create_app; "
           "from topologies.faust_runtime import run_worker; "
-          "run_worker(create_app(get_settings(), app_id=sys.argv[1], "
-          "consumer_auto_offset_reset='latest'), loglevel='warning')")
-# The shared topics may hold lz4 batches from other producers (aiokafka lacks the lz4 codec here),
-# so the worker's new group starts at the end and the tests produce uncompressed after it is ready.
-NO_LZ4 = {"compression.type": "none"}
+          f"run_worker(create_app(get_settings(), app_id=sys.argv[1], consumer_auto_offset_reset='{RESET}'), "
+          "loglevel='warning')")
+# The same worker with a recording handler that raises on the record whose user is argv[3].
+CRASHING = ("import sys, redis; from feedstream.settings import get_settings; "
+            "from topologies.engagement.app import create_app; "
+            "from topologies.faust_runtime import run_worker; "
+            "s = get_settings(); r = redis.Redis.from_url(s.redis_url); post = int(sys.argv[2])\n"
+            "async def handler(batch):\n"
+            "    mine = [e.value['user_id'] for e in batch if e.value['post_id'] == post]\n"
+            "    if mine: r.rpush(f'crashtest:{post}', *[f'{sys.argv[3]}:{u}' for u in mine])\n"
+            "    if 'boom' in mine and sys.argv[3] == 'first': raise RuntimeError('boom')\n"
+            "run_worker(create_app(s, app_id=sys.argv[1], engagement_handler=handler), "
+            "loglevel='warning')")
 
 
-def start_worker(app_id: str, log_path: str) -> subprocess.Popen:
+def start_worker(app_id: str, log_path: str, *args: str, code: str = RUNNER) -> subprocess.Popen:
     """Start the engagement worker in its own process group."""
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-c", RUNNER, app_id], cwd=REPO_ROOT,
+        return subprocess.Popen([sys.executable, "-c", code, app_id, *args], cwd=REPO_ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -71,17 +83,19 @@ def worker_env(stack: Settings, tmp_path_factory) -> Iterator[dict[str, Any]]:
     app_id = f"engagement-it-{new_id()}"
     log = str(tmp_path_factory.mktemp("eng") / "worker.log")
     env: dict[str, Any] = {"app_id": app_id, "log": log, "procs": [start_worker(app_id, log)]}
-    wait_ready(stack)
-    yield env
-    for p in env["procs"]:
-        stop(p, signal.SIGKILL)
+    try:
+        wait_ready(stack)
+        yield env
+    finally:
+        for p in env["procs"]:
+            stop(p, signal.SIGKILL)
 
 
 def wait_ready(settings: Settings) -> None:
     """Produce probe likes until the freshly started worker counts one (its group is assigned)."""
     post = make_post(settings, "probe-author")
     store = CounterStore(cassandra.session(settings))
-    with EventProducer(settings, config=NO_LZ4) as producer:
+    with EventProducer(settings) as producer:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             producer.send("Liked", new_event("probe", post_id=post, post_author_id="probe-author",
@@ -124,7 +138,7 @@ def test_kill_9_mid_stream_and_restart_counts_equal_recount(stack: Settings, wor
     log = engagement_log(posts, 1500, seed=3)
     delivered = log + random.Random(4).sample(log, 300)  # producer-side duplicates too
     proc = worker_env["procs"][-1]
-    with EventProducer(stack, config=NO_LZ4) as producer:
+    with EventProducer(stack) as producer:
         producer.send_many(delivered)
     r = redis_store.client(stack)
     store = CounterStore(cassandra.session(stack))
@@ -155,7 +169,7 @@ def test_notification_feed_unread_count_mark_read_and_push(stack: Settings, work
     r = redis_store.client(stack)
     sub = r.pubsub()
     sub.subscribe(channel(author))
-    with EventProducer(stack, config=NO_LZ4) as producer:
+    with EventProducer(stack) as producer:
         producer.send("Liked", new_event(fan, post_id=post, post_author_id=author, user_id=fan))
         producer.send("Followed", new_event(fan, follower_id=fan, followee_id=author))
         producer.send("FriendRequestSent", new_event(fan, from_id=fan, to_id=author))
@@ -180,7 +194,7 @@ def test_notification_feed_unread_count_mark_read_and_push(stack: Settings, work
 def test_engagement_counts_decode_with_stock_avro_deserializer(stack: Settings, worker_env) -> None:
     author = f"ca-{new_id()}"
     post = make_post(stack, author)
-    with EventProducer(stack, config=NO_LZ4) as producer:
+    with EventProducer(stack) as producer:
         producer.send("Liked", new_event("x", post_id=post, post_author_id=author, user_id="x"))
         producer.send("Liked", new_event("y", post_id=post, post_author_id=author, user_id="y"))
     if not any(p.poll() is None for p in worker_env["procs"]):
@@ -207,3 +221,77 @@ def test_engagement_counts_decode_with_stock_avro_deserializer(stack: Settings, 
     assert windows and all(v["window_end"] - v["window_start"] == __import__("datetime").timedelta(minutes=1)
                            for v in windows)
     assert now_ms() > 0
+
+
+def test_handler_exception_crashes_and_the_failed_record_is_processed_again(stack: Settings,
+                                                                            tmp_path) -> None:
+    """Handler raises on record N: the worker exits, N's offset is not committed, a restart re-reads N."""
+    post, app_id = new_id(), f"engagement-crash-{new_id()}"
+    log = str(tmp_path / "crash.log")
+    r = redis_store.client(stack)
+    users = ["a", "b", "boom", "c"]
+    with EventProducer(stack) as producer:  # default config: lz4
+        for u in users:
+            producer.send("Liked", new_event(u, post_id=post, post_author_id="x", user_id=u))
+    first = start_worker(app_id, log, str(post), "first", code=CRASHING)
+    try:
+        first.wait(180)
+    finally:
+        stop(first, signal.SIGKILL)
+    assert first.returncode not in (None, -signal.SIGKILL), "the worker did not exit on the crash"
+    seen_first = [x.decode() for x in r.lrange(f"crashtest:{post}", 0, -1)]
+    assert "first:boom" in seen_first
+    second = start_worker(app_id, log, str(post), "second", code=CRASHING)
+    try:
+        wait_for(lambda: b"second:c" in r.lrange(f"crashtest:{post}", 0, -1), 180,
+                 "the restarted worker to reach the last record")
+    finally:
+        stop(second)
+    seen_second = [x.decode().split(":", 1)[1] for x in r.lrange(f"crashtest:{post}", 0, -1)
+                   if x.startswith(b"second:")]
+    assert "boom" in seen_second  # the failed record was redelivered, not committed
+    assert seen_second == users[users.index(seen_second[0]):]  # in order, from an earlier commit
+
+
+@pytest.mark.timeout(600)
+def test_engagement_counts_read_by_flink_sql_avro_confluent_table(stack: Settings, worker_env) -> None:
+    """A Flink SQL table with 'format' = 'avro-confluent' on the registry reads the derived topic."""
+    from topologies.flink import table_env
+
+    author = f"fa-{new_id()}"
+    post = make_post(stack, author)
+    with EventProducer(stack) as producer:
+        for u in ("x", "y", "z"):
+            producer.send("Liked", new_event(u, post_id=post, post_author_id=author, user_id=u))
+        producer.send("ReactionAdded", new_event("x", post_id=post, post_author_id=author, user_id="x",
+                                                 kind="LOVE"))
+    if not any(p.poll() is None for p in worker_env["procs"]):
+        worker_env["procs"].append(start_worker(worker_env["app_id"], worker_env["log"]))
+    r = redis_store.client(stack)
+    wait_for(lambda: hot_counts(r, [post])[post].likes == 3
+             and hot_counts(r, [post])[post].reactions.get("LOVE") == 1, 180, "the counts")
+    t_env = table_env(stack, streaming=True)
+    t_env.execute_sql(f"""
+        CREATE TABLE engagement_counts (
+          event_id STRING NOT NULL, occurred_at TIMESTAMP(3) NOT NULL, actor_id STRING NOT NULL,
+          schema_version INT NOT NULL, post_id BIGINT NOT NULL,
+          window_start TIMESTAMP(3), window_end TIMESTAMP(3),
+          likes BIGINT NOT NULL, comments BIGINT NOT NULL, shares BIGINT NOT NULL,
+          reactions MAP<STRING NOT NULL, BIGINT NOT NULL> NOT NULL
+        ) WITH (
+          'connector' = 'kafka', 'topic' = 'engagement-counts.v1',
+          'properties.bootstrap.servers' = '{stack.kafka_bootstrap}',
+          'properties.group.id' = 'flink-it-{new_id()}', 'scan.startup.mode' = 'earliest-offset',
+          'scan.bounded.mode' = 'latest-offset',
+          'format' = 'avro-confluent', 'avro-confluent.url' = '{stack.registry_url}')""")
+    result = t_env.execute_sql(
+        "SELECT post_id, window_start, window_end, likes, reactions, actor_id FROM engagement_counts "
+        f"WHERE post_id = {post}")
+    with result.collect() as it:
+        rows = [tuple(row) for row in it]
+    totals = [row for row in rows if row[1] is None]
+    windows = [row for row in rows if row[1] is not None]
+    assert totals and totals[-1][3] == 3 and dict(totals[-1][4]) == {"LOVE": 1}
+    assert all(row[0] == post and row[5] == "engagement" for row in rows)
+    assert windows and all((w[2] - w[1]).total_seconds() == 60 for w in windows)
+    assert sum(w[3] for w in windows) == 3  # per-minute net likes add up to the total

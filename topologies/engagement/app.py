@@ -2,7 +2,8 @@
 
 Three agents on one Faust app (built by :func:`create_app`, run by :func:`run`):
 
-- ``engagement-events`` (engagements.v1): exact counters via :class:`EngagementProcessor`;
+- ``engagement-events`` (engagements.v1): exact counters via :class:`EngagementProcessor`, in
+  sequential load-sized batches (:mod:`topologies.engagement.batching`; acked after the batch);
 - ``engagement-graph`` (graph.v1): follow and friend-request notifications;
 - ``engagement-notifications`` (notifications.v1): the per-user notification feed in Cassandra
   and the realtime push on Redis ``feed:{user}``.
@@ -13,7 +14,7 @@ Engines are connected lazily on the first record, so the app can be built withou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -25,12 +26,18 @@ from stores.notifications import NotificationStore, channel, push_message
 from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, GRAPH, NOTIFICATIONS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
+from topologies.engagement.batching import register_pipelined_agent
 from topologies.engagement.logic import KINDS, Notify, graph_notification, millis
-from topologies.engagement.runtime import Config, EngagementProcessor, aexec
-from topologies.faust_runtime import (SourceRecord, catalog_topic, create_faust_app, make_serde,
-                                      register_agent, run_worker)
+from topologies.engagement.runtime import Config, Engagement, EngagementProcessor, aexec
+from topologies.faust_runtime import (
+    SourceRecord,
+    catalog_topic,
+    create_faust_app,
+    make_serde,
+    run_worker,
+)
 
-Handler = Callable[[str, dict[str, Any], int, int], Any]
+BatchHandler = Callable[[list[Engagement]], Awaitable[Any]]
 
 
 def notification_value(n: Notify) -> dict[str, Any]:
@@ -71,9 +78,9 @@ class Engines:
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, config: Config | None = None,
-               engagement_handler: Handler | None = None, serde: Serde | None = None,
-               **faust_overrides: Any) -> faust.App:
-    """Build the engagement Faust app; ``engagement_handler`` and ``serde`` are test seams."""
+               engagement_handler: BatchHandler | None = None, serde: Serde | None = None,
+               max_batch: int = 1000, **faust_overrides: Any) -> faust.App:
+    """Build the engagement Faust app; ``engagement_handler`` (gets each batch) and ``serde`` are test seams."""
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs one level only
     app = create_faust_app(settings, "engagement", app_id=app_id, **faust_overrides)
     serde = serde or make_serde(settings)
@@ -81,41 +88,50 @@ def create_app(settings: Settings, *, app_id: str | None = None, config: Config 
     counts_topic = catalog_topic(app, ENGAGEMENT_COUNTS, settings)
     notes_topic = catalog_topic(app, NOTIFICATIONS, settings)
 
-    async def emit_counts(post_id: int, value: dict[str, Any]) -> None:
+    async def emit_counts(post_id: int, value: dict[str, Any]) -> Any:
         data = serde.encode("EngagementCount", value, ENGAGEMENT_COUNTS.name)
-        await (await counts_topic.send(key=str(post_id).encode(), value=data))
+        return await counts_topic.send(key=str(post_id).encode(), value=data)  # delivery future
 
-    async def emit_notification(n: Notify) -> None:
+    async def emit_notification(n: Notify) -> Any:
         data = serde.encode("Notification", notification_value(n), NOTIFICATIONS.name)
-        await (await notes_topic.send(key=n.recipient_id.encode(), value=data))
+        return await notes_topic.send(key=n.recipient_id.encode(), value=data)
 
-    async def on_engagement(rec: SourceRecord) -> None:
+    def validate(rec: SourceRecord) -> None:
         if rec.name not in KINDS:
             raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
+
+    async def on_engagements(recs: list[SourceRecord]) -> None:
+        batch = [Engagement(r.name, r.value, r.partition, r.offset) for r in recs]
         if engagement_handler is not None:
-            await engagement_handler(rec.name, rec.value, rec.partition, rec.offset)
+            await engagement_handler(batch)
             return
-        proc = engines.processor(emit_counts, emit_notification)
-        await proc.handle(rec.name, rec.value, rec.partition, rec.offset)
+        await engines.processor(emit_counts, emit_notification).handle_batch(batch)
 
-    async def on_graph(rec: SourceRecord) -> None:
-        note = graph_notification(rec.name, rec.value)
-        if note is not None:
-            await emit_notification(note)
+    async def on_graph(recs: list[SourceRecord]) -> None:
+        notes = [n for n in (graph_notification(r.name, r.value) for r in recs) if n is not None]
+        await asyncio.gather(*[await emit_notification(n) for n in notes])
 
-    async def on_notification(rec: SourceRecord) -> None:
+    def is_notification(rec: SourceRecord) -> None:
         if rec.name != "Notification":
             raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
-        n = {**rec.value, "created_at": millis(rec.value["occurred_at"])}
-        store = await asyncio.to_thread(engines.notes)
-        await aexec(store.session, store.record_statement(n))
-        await engines.redis.publish(channel(n["recipient_id"]), push_message(n))
 
-    register_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_engagement, serde=serde,
-                   name="engagement-events")
-    register_agent(app, catalog_topic(app, GRAPH, settings), on_graph, serde=serde,
-                   name="engagement-graph")
-    register_agent(app, notes_topic, on_notification, serde=serde, name="engagement-notifications")
+    async def on_notifications(recs: list[SourceRecord]) -> None:
+        store = await asyncio.to_thread(engines.notes)
+        notes = [{**r.value, "created_at": millis(r.value["occurred_at"])} for r in recs]
+        await asyncio.gather(*(aexec(store.session, store.record_statement(n)) for n in notes))
+        pipe = engines.redis.pipeline(transaction=False)
+        for n in notes:
+            pipe.publish(channel(n["recipient_id"]), push_message(n))
+        await pipe.execute()
+
+    register_pipelined_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_engagements,
+                             serde=serde, name="engagement-events", validate=validate,
+                             max_batch=max_batch)
+    register_pipelined_agent(app, catalog_topic(app, GRAPH, settings), on_graph, serde=serde,
+                             name="engagement-graph", max_batch=max_batch)
+    register_pipelined_agent(app, notes_topic, on_notifications, serde=serde,
+                             name="engagement-notifications", validate=is_notification,
+                             max_batch=max_batch)
     return app
 
 

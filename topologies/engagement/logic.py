@@ -38,7 +38,7 @@ class Counts:
     shares: int = 0
     reactions: Mapping[str, int] = field(default_factory=dict)
 
-    def __add__(self, other: "Counts") -> "Counts":
+    def __add__(self, other: Counts) -> Counts:
         reactions = dict(self.reactions)
         for kind, n in other.reactions.items():
             reactions[kind] = reactions.get(kind, 0) + n

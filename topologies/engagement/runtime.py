@@ -1,10 +1,22 @@
 """Engagement side effects around the pure logic: Cassandra state, Redis, and what to emit.
 
 Framework-free (no faust): :class:`EngagementProcessor` takes async ``emit_counts`` and
-``emit_notification`` callables, so the Faust agent and tests drive the same code. Every side
-effect is idempotent and derived from the *current* state, not from a delta, so re-processing a
-record after a crash (Cassandra written, Redis/affinity/emits not) completes the missing effects
-without double counting.
+``emit_notification`` callables, so the Faust agent and tests drive the same code. An emitter may
+return a delivery awaitable; the processor awaits them all once per batch, after the other side
+effects were issued, so offsets (acked after :meth:`EngagementProcessor.handle_batch` returns) are
+committed only after every side effect.
+
+A batch is grouped by post (engagements are keyed by post id, so this partition is the single
+writer of its posts): each post's state is loaded once, the pure logic applies the post's events
+in offset order in memory, and the result is written as one conditional single-partition batch
+(``IF rev = <read rev>``) per post and chunk of ``Config.chunk`` events. Downstream effects
+(affinity rows, hot counters, derived counts) are written as absolute values derived from the
+*current* state, so re-processing a batch after a crash (Cassandra written, Redis/affinity/emits
+not) completes the missing effects without double counting. The one delta is the Redis affinity
+count: a member whose presence flipped in *this* process's successful CAS moves it by exactly
+that (HINCRBY); a touched member that did not change (a duplicate, or a replay after a crash)
+makes the pair's count be re-read from its Cassandra rows and set absolutely, as does a missing
+Redis field (e.g. after a flush).
 """
 
 from __future__ import annotations
@@ -13,8 +25,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cassandra.cluster import Session
@@ -22,14 +34,31 @@ from cassandra.cluster import Session
 from stores.counters import CounterStore, affinity_key, window_member, write_hot_counts
 from streams.ids import id_timestamp_ms
 from topologies.engagement.logic import (
-    WINDOW_MS, Counts, Notify, apply, member_key, millis, window_of,
+    WINDOW_MS,
+    Counts,
+    Member,
+    Notify,
+    PostState,
+    apply,
+    member_key,
+    millis,
+    window_of,
 )
 
 log = logging.getLogger(__name__)
-CountsEmitter = Callable[[int, dict[str, Any]], Awaitable[None]]
-NotifyEmitter = Callable[[Notify], Awaitable[None]]
+
+
+def _not_batch_warning(record: logging.LogRecord) -> bool:
+    return "Unlogged batch covering" not in str(record.args)
+
+
+# the affinity rows are written as multi-partition unlogged batches on purpose (fewer requests)
+logging.getLogger("cassandra.protocol").addFilter(_not_batch_warning)
+CountsEmitter = Callable[[int, dict[str, Any]], Awaitable[Any]]
+NotifyEmitter = Callable[[Notify], Awaitable[Any]]
 REACTION_KINDS = ("LIKE", "LOVE", "HAHA", "WOW", "SAD", "ANGRY")
 EMIT_NS = uuid.UUID("0b5c0f0a-7a43-4e0e-bf0a-2f1f4c7d9e21")
+AFFINITY_BATCH = 50  # affinity row writes per unlogged batch
 
 
 class ConcurrentWriter(RuntimeError):
@@ -38,11 +67,38 @@ class ConcurrentWriter(RuntimeError):
 
 @dataclass(frozen=True)
 class Config:
-    """Knobs: how long to wait for a young post to appear before rejecting, CAS retries."""
+    """Knobs: wait for a young post to appear, CAS retries, TTL of per-minute window rows."""
 
     missing_grace_ms: int = 30_000
     missing_wait_s: float = 5.0
     cas_retries: int = 20
+    window_ttl_s: int = 7 * 86_400  # 0 keeps window rows forever
+    chunk: int = 100  # events per post per conditional batch (bounds the CQL batch and IN list)
+
+
+@dataclass(frozen=True)
+class Engagement:
+    """One engagement record: short record name, decoded value, source coordinates."""
+
+    name: str
+    value: Mapping[str, Any]
+    partition: int = -1
+    offset: int = -1
+
+
+@dataclass
+class PostOutcome:
+    """A post's state after a batch: totals, touched members and windows, notifications to emit."""
+
+    post_id: int
+    author: str
+    last_event: str
+    totals: Counts = field(default_factory=Counts)
+    members: dict[str, Member] = field(default_factory=dict)
+    windows: dict[int, Counts] = field(default_factory=dict)
+    notifications: list[Notify] = field(default_factory=list)
+    initial: dict[str, bool] = field(default_factory=dict)  # member presence before this batch
+    changed: set[str] = field(default_factory=set)  # members this process's CAS changed
 
 
 async def aexec(session: Session, stmt: Any, params: Any = None) -> list[Any]:
@@ -51,11 +107,19 @@ async def aexec(session: Session, stmt: Any, params: Any = None) -> list[Any]:
     fut: asyncio.Future[list[Any]] = loop.create_future()
     rf = session.execute_async(stmt, params)
 
+    def set_rows(rows: Any) -> None:
+        if not fut.done():
+            fut.set_result(list(rows or []))
+
+    def set_error(exc: BaseException) -> None:
+        if not fut.done():
+            fut.set_exception(exc)
+
     def ok(rows: Any) -> None:
-        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(list(rows or [])))
+        loop.call_soon_threadsafe(set_rows, rows)
 
     def err(exc: BaseException) -> None:
-        loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+        loop.call_soon_threadsafe(set_error, exc)
 
     rf.add_callbacks(ok, err)
     return await fut
@@ -69,15 +133,26 @@ def counts_value(post_id: int, c: Counts, window: int | None, source_event: str)
             "window_end": None if window is None else window + WINDOW_MS, **c.as_dict()}
 
 
+def needed_keys(events: Sequence[Engagement]) -> set[str]:
+    """Member and window rows that applying ``events`` reads (incl. parent comments for replies)."""
+    keys: set[str] = set()
+    for e in events:
+        keys.add(member_key(e.name, e.value))
+        keys.add(window_member(window_of(millis(e.value["occurred_at"]))))
+        if e.name == "CommentAdded" and e.value.get("parent_comment_id") is not None:
+            keys.add(f"c:{e.value['parent_comment_id']}")
+    return keys
+
+
 class EngagementProcessor:
     """Applies engagement events to the durable state and performs the derived side effects."""
 
     def __init__(self, session: Session, redis: Any, emit_counts: CountsEmitter,
                  emit_notification: NotifyEmitter, config: Config | None = None) -> None:
         self.session, self.redis = session, redis
-        self.store = CounterStore(session)
-        self.emit_counts, self.emit_notification = emit_counts, emit_notification
         self.config = config or Config()
+        self.store = CounterStore(session, window_ttl_s=self.config.window_ttl_s)
+        self.emit_counts, self.emit_notification = emit_counts, emit_notification
         self.q_post = session.prepare("SELECT deleted FROM posts WHERE post_id=?")
 
     async def post_status(self, post_id: int) -> str:
@@ -92,71 +167,150 @@ class EngagementProcessor:
                 return "missing"
             await asyncio.sleep(0.1)
 
-    async def reject(self, name: str, ev: Mapping[str, Any], reason: str, partition: int,
-                     offset: int) -> None:
+    async def reject(self, e: Engagement, reason: str) -> None:
         """Record an engagement that is not counted, with its reason."""
-        log.info("rejected %s %s on post %s: %s", name, ev["event_id"], ev["post_id"], reason)
+        ev = e.value
+        log.info("rejected %s %s on post %s: %s", e.name, ev["event_id"], ev["post_id"], reason)
         await aexec(self.session, self.store.i_reject, (
-            int(ev["post_id"]), str(ev["event_id"]), name, str(ev["user_id"]), reason,
-            millis(ev["occurred_at"]), partition, offset, int(time.time() * 1000)))
+            int(ev["post_id"]), str(ev["event_id"]), e.name, str(ev["user_id"]), reason,
+            millis(ev["occurred_at"]), e.partition, e.offset, int(time.time() * 1000)))
 
     async def handle(self, name: str, ev: Mapping[str, Any], partition: int = -1,
                      offset: int = -1) -> Counts | None:
         """Process one engagement event end to end; returns the post's totals (None if rejected)."""
-        post_id = int(ev["post_id"])
-        status = await self.post_status(post_id)
-        if status != "live":
-            await self.reject(name, ev, f"post_{'deleted' if status == 'deleted' else 'not_found'}",
-                              partition, offset)
-            return None
-        key, ws = member_key(name, ev), window_of(millis(ev["occurred_at"]))
-        keys = {key, window_member(ws)}
-        if name == "CommentAdded" and ev.get("parent_comment_id") is not None:
-            keys.add(f"c:{ev['parent_comment_id']}")
-        for _ in range(self.config.cas_retries):
-            q_statics, q_rows = self.store.load_statements(post_id, keys)
-            statics, rows = await asyncio.gather(aexec(self.session, q_statics),
-                                                 aexec(self.session, q_rows))
-            read_rev = statics[0].rev if statics and statics[0].rev is not None else None
-            state, windows = self.store.decode_load(post_id, statics, rows)
-            out = apply(state, name, ev)
-            if not out.changed:
-                break
-            new_windows: dict[int, Counts] = {}
-            if not out.delta.is_zero():
-                windows[ws] = new_windows[ws] = windows.get(ws, Counts()) + out.delta
-            members = {key: out.member} if out.member is not None else {}
-            res = await aexec(self.session, self.store.save_batch(state, read_rev, members, new_windows))
-            if res and res[0].applied:
-                break
-        else:
-            raise ConcurrentWriter(f"post {post_id}: revision changed {self.config.cas_retries} times")
-        await self._downstream(post_id, str(ev["post_author_id"]), out.member, state.totals,
-                               windows.get(ws), ws, str(ev["event_id"]), key)
-        for note in out.notifications:
-            await self.emit_notification(note)
-        return state.totals
+        return (await self.handle_batch([Engagement(name, ev, partition, offset)]))[int(ev["post_id"])]
 
-    async def _downstream(self, post_id: int, author: str, member: Any, totals: Counts,
-                          window: Counts | None, ws: int, event_id: str, key: str) -> None:
-        """Affinity, hot counters and the derived counts topic, all absolute (idempotent)."""
-        reader = getattr(member, "user", "")
+    async def handle_batch(self, batch: Sequence[Engagement]) -> dict[int, Counts | None]:
+        """Process a batch (in offset order); returns each post's totals (None if rejected)."""
+        by_post: dict[int, list[Engagement]] = {}
+        for e in batch:
+            by_post.setdefault(int(e.value["post_id"]), []).append(e)
+        done = await asyncio.gather(*(self._post(p, evs) for p, evs in by_post.items()))
+        results = [r for r in done if r is not None]
+        await self._downstream(results)
+        out: dict[int, Counts | None] = {p: None for p in by_post}
+        out.update({r.post_id: r.totals for r in results})
+        return out
+
+    async def _load(self, post_id: int, keys: set[str]) -> tuple[list[Any], list[Any]]:
+        """The post's static row and the rows of ``keys`` (concurrently)."""
+        q_statics, q_rows = self.store.load_statements(post_id, keys)
+        statics, rows = await asyncio.gather(aexec(self.session, q_statics),
+                                             aexec(self.session, q_rows))
+        return statics, rows
+
+    async def _post(self, post_id: int, events: list[Engagement]) -> PostOutcome | None:
+        """Check the post (while loading its first chunk), then apply its events chunk by chunk."""
+        size = self.config.chunk
+        chunks = [events[i:i + size] for i in range(0, len(events), size)]
+        status, first = await asyncio.gather(self.post_status(post_id),
+                                             self._load(post_id, needed_keys(chunks[0])))
+        if status != "live":
+            reason = "post_deleted" if status == "deleted" else "post_not_found"
+            await asyncio.gather(*(self.reject(e, reason) for e in events))
+            return None
+        last = events[-1].value
+        res = PostOutcome(post_id, str(last["post_author_id"]), str(last["event_id"]))
+        for i, chunk in enumerate(chunks):
+            await self._apply_chunk(res, chunk, first if i == 0 else None)
+        return res
+
+    async def _apply_chunk(self, res: PostOutcome, chunk: list[Engagement],
+                           loaded: tuple[list[Any], list[Any]] | None = None) -> None:
+        """Load, apply and CAS-write one chunk, retrying on a concurrent revision change."""
+        keys = needed_keys(chunk)
+        for _ in range(self.config.cas_retries):
+            statics, rows = loaded or await self._load(res.post_id, keys)
+            loaded = None
+            read_rev = statics[0].rev if statics and statics[0].rev is not None else None
+            state, windows = self.store.decode_load(res.post_id, statics, rows)
+            before = {k: m.present for k, m in state.members.items()}
+            changed_members, changed_windows, notes = apply_chunk(state, windows, chunk)
+            if changed_members or changed_windows:
+                batch = self.store.save_batch(state, read_rev, changed_members, changed_windows)
+                done = await aexec(self.session, batch)
+                if not (done and done[0].applied):
+                    continue
+            res.totals = state.totals
+            for k in keys:
+                res.initial.setdefault(k, before.get(k, False))
+            res.changed.update(changed_members)
+            res.members.update({k: state.members[k] for k in keys if k in state.members})
+            res.windows.update({int(k[2:]): windows.get(int(k[2:]), Counts())
+                                for k in keys if k.startswith("w:")})
+            res.notifications.extend(notes)
+            return
+        raise ConcurrentWriter(f"post {res.post_id}: revision changed {self.config.cas_retries} times")
+
+    async def _downstream(self, results: list[PostOutcome]) -> None:
+        """Affinity, hot counters, derived counts and notifications (see the module docstring)."""
+        rows: list[tuple[Any, tuple[Any, ...]]] = []
+        delta: dict[tuple[str, str], int] = {}
+        recount: set[tuple[str, str]] = set()
+        for r in results:
+            for key, m in r.members.items():
+                if key.startswith("w:") or not m.user or m.user == r.author:
+                    continue
+                pair = (m.user, r.author)
+                rows.append((self.store.i_aff if m.present else self.store.d_aff,
+                             (m.user, r.author, r.post_id, key)))
+                if key in r.changed:
+                    delta[pair] = delta.get(pair, 0) + int(m.present) - int(r.initial.get(key, False))
+                else:
+                    recount.add(pair)
+
+        async def known_fields(moved: list[tuple[str, str]]) -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for reader, author in moved:
+                pipe.hexists(affinity_key(reader), author)
+            return await pipe.execute() if moved else []
 
         async def affinity_and_hot() -> None:
-            aff: int | None = None
-            if reader and reader != author:
-                stmt = self.store.i_aff if member.present else self.store.d_aff
-                await aexec(self.session, stmt, (reader, author, post_id, key))
-                aff = int((await aexec(self.session, self.store.q_aff, (reader, author)))[0][0])
+            moved = [p for p, d in delta.items() if d and p not in recount]
+            known, *_ = await asyncio.gather(known_fields(moved), *(
+                aexec(self.session, self.store.affinity_batch(rows[i:i + AFFINITY_BATCH]))
+                for i in range(0, len(rows), AFFINITY_BATCH)))
+            absolute = sorted(recount | {p for p, k in zip(moved, known) if not k})
+            counts = await asyncio.gather(*(aexec(self.session, self.store.q_aff, p) for p in absolute))
             pipe = self.redis.pipeline(transaction=False)
-            write_hot_counts(pipe, post_id, totals, REACTION_KINDS)
-            if aff is not None:
-                pipe.hset(affinity_key(reader), author, aff)
+            for r in results:
+                write_hot_counts(pipe, r.post_id, r.totals, REACTION_KINDS)
+            for (reader, author), found in zip(absolute, counts):
+                pipe.hset(affinity_key(reader), author, int(found[0][0]))
+            for (reader, author), k in zip(moved, known):
+                if k:
+                    pipe.hincrby(affinity_key(reader), author, delta[(reader, author)])
             await pipe.execute()
 
-        async def emits() -> None:  # window first, totals last (the topic is compacted by post)
-            if window is not None:
-                await self.emit_counts(post_id, counts_value(post_id, window, ws, event_id))
-            await self.emit_counts(post_id, counts_value(post_id, totals, None, event_id))
+        async def emits() -> None:  # per post: windows first, totals last (compacted by post)
+            pending, seen = [], set()
+            for r in results:
+                for ws in sorted(r.windows):
+                    pending.append(await self.emit_counts(
+                        r.post_id, counts_value(r.post_id, r.windows[ws], ws, r.last_event)))
+                pending.append(await self.emit_counts(
+                    r.post_id, counts_value(r.post_id, r.totals, None, r.last_event)))
+                for note in r.notifications:
+                    if note.notification_id not in seen:  # a replay within the batch re-notifies
+                        seen.add(note.notification_id)
+                        pending.append(await self.emit_notification(note))
+            await asyncio.gather(*(p for p in pending if p is not None))
 
         await asyncio.gather(affinity_and_hot(), emits())
+
+
+def apply_chunk(state: PostState, windows: dict[int, Counts], chunk: Sequence[Engagement]
+                ) -> tuple[dict[str, Member], dict[int, Counts], list[Notify]]:
+    """Apply events to ``state``/``windows`` in place; the changed members, windows, notifications."""
+    members: dict[str, Member] = {}
+    touched: set[int] = set()
+    notes: list[Notify] = []
+    for e in chunk:
+        out = apply(state, e.name, e.value)
+        if out.changed and out.member is not None:
+            members[out.key] = out.member
+        if not out.delta.is_zero():
+            windows[out.window_start] = windows.get(out.window_start, Counts()) + out.delta
+            touched.add(out.window_start)
+        notes.extend(out.notifications)
+    return members, {ws: windows[ws] for ws in touched}, notes
