@@ -224,7 +224,12 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
 
 def run_worker(app: faust.App, loglevel: str = "info") -> None:
     """Run ``app`` as a blocking worker in this process until interrupted or crashed."""
+    import logging
+
     from faust.worker import Worker
 
+    # aiokafka builds a debug record per send even when nothing logs it (~6% of worker CPU)
+    for noisy in ("aiokafka", "aiokafka.producer", "aiokafka.consumer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
