@@ -46,6 +46,22 @@ PYTHON_TUNING = {
 }
 
 
+def local_thread_mode() -> dict[str, str]:
+    """Run Python functions in the TaskManager's JVM (pemja) with this interpreter's import path.
+
+    Measured faster than the default process mode (no Beam round trips, no bundle waits); see
+    docs/trending.md. A cluster opts in with the same two settings in its configuration.
+    """
+    import os
+    import site
+    import sys
+
+    from feedstream.settings import REPO_ROOT
+
+    paths = [p for p in (*site.getsitepackages(), str(REPO_ROOT), *sys.path) if p and os.path.isdir(p)]
+    return {"python.execution-mode": "thread", "python.pythonpath": ":".join(dict.fromkeys(paths))}
+
+
 def stream_table_env(settings: Settings, *, parallelism: int | None = 1, checkpoint_dir: str | None = None,
                      checkpoint_interval_ms: int | None = 10_000, restore_from: str | None = None,
                      extra: dict[str, str] | None = None, local: bool = True) -> tuple[Any, Any]:
@@ -74,6 +90,8 @@ def stream_table_env(settings: Settings, *, parallelism: int | None = 1, checkpo
         conf.set_string("taskmanager.memory.process.size", "1024m")
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.client.executable", sys.executable)
+        for key, value in local_thread_mode().items():
+            conf.set_string(key, value)
     if checkpoint_interval_ms is not None:
         conf.set_string("execution.checkpointing.interval", f"{checkpoint_interval_ms}ms")
     if checkpoint_dir:

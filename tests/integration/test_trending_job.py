@@ -83,8 +83,9 @@ class Feed:
         self.serde = Serde(settings.registry_url)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
         self.group = f"trending-{tag}"
-        # windows depend on event time only; a fresh base per run keeps Cassandra rows apart
-        self.t0 = (time.time_ns() // 1_000_000 // 60_000) * 60_000 - 3_600_000
+        # windows depend on event time only; a fresh base per run (not just per minute: both tests
+        # can run within one) keeps Cassandra rows apart
+        self.t0 = (time.time_ns() // 1_000_000 // 60_000) * 60_000 - 3_600_000 - (int(tag, 16) % 50_000) * 60_000
 
     def config(self) -> Any:
         from topologies.trending.job import TrendingConfig

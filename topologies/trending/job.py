@@ -13,7 +13,7 @@ Python touches each event once (decode -> one compact row per contribution) and 
    event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once.
 2. per window spec, Flink SQL (JVM): ``HOP`` window TVF grouped by ``(kind, item)`` (sliced: each event
    updates one slide-sized slice, not size/slide windows) cascaded into one row per ``(kind, window)``
-   holding ``ARRAY_AGG(ROW(item, count, weight))``. Emitted when the watermark passes the window end.
+   holding ``ARRAY_AGG`` of its items' ``(item, count, weight)``. Emitted when the watermark passes the window end.
 3. late path: SQL keeps rows at or behind ``CURRENT_WATERMARK`` (the same watermark the window
    aggregation sees, since both read one stream); Python turns each into per-window deltas for windows
    that fired but are within allowed lateness, and dead-letters + counts the ones too late for all.
@@ -27,6 +27,8 @@ Python touches each event once (decode -> one compact row per contribution) and 
 from __future__ import annotations
 
 import calendar
+import datetime as dt
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,8 +71,14 @@ class TrendingConfig:
     idleness_ms: int | None = None
 
 
+#: Serializes the first heavy imports: in ``python.execution-mode: thread`` every operator opens in
+#: its own thread of one interpreter, and concurrent first imports of confluent_kafka fail.
+_IMPORTS = threading.Lock()
+
+
 def _publisher(settings: Settings, config: TrendingConfig) -> Any:
-    from topologies.trending.sinks import Publisher
+    with _IMPORTS:
+        from topologies.trending.sinks import Publisher
 
     return Publisher(settings, trending_topic=config.trending_topic, late_topic=config.late_topic,
                      cassandra=config.cassandra)
@@ -80,6 +88,10 @@ def epoch_ms(value: Any) -> int:
     """Epoch milliseconds of a SQL TIMESTAMP (naive UTC datetime) or TIMESTAMP_LTZ (``Instant``) value."""
     if hasattr(value, "to_epoch_milli"):
         return int(value.to_epoch_milli())
+    if not isinstance(value, dt.datetime):  # thread mode hands over java.time objects
+        if hasattr(value, "toEpochMilli"):
+            return int(value.toEpochMilli())
+        value = dt.datetime.fromisoformat(str(value))
     return calendar.timegm(value.utctimetuple()) * 1000 + value.microsecond // 1000
 
 
@@ -90,7 +102,8 @@ class Decode(FlatMapFunction):
         self.settings, self.config = settings, config
 
     def open(self, runtime_context: Any) -> None:
-        from streams.serde import Serde
+        with _IMPORTS:
+            from streams.serde import Serde
 
         self.serde = Serde(self.settings.registry_url)
         self.publisher = None
@@ -227,11 +240,24 @@ def interval(ms: int) -> str:
 def window_sql(spec: WindowSpec, view: str = "trending_contrib") -> str:
     """One row per ``(kind, window)`` with its items' ``(item, count, weight)``, when the window fires."""
     return f"""
-        SELECT kind, window_end, ARRAY_AGG(ROW(item, n, w)) AS items FROM (
+        SELECT kind, window_end,
+               ARRAY_AGG(CONCAT_WS(CHR(31), item, CAST(n AS STRING), CAST(w AS STRING))) AS items FROM (
           SELECT window_start, window_end, window_time, kind, item, SUM(cnt) AS n, SUM(weight) AS w
           FROM TABLE(HOP(TABLE {view}, DESCRIPTOR(rt), {interval(spec.slide_ms)}, {interval(spec.size_ms)}))
           GROUP BY window_start, window_end, window_time, kind, item)
         GROUP BY window_start, window_end, kind"""
+
+
+def parse_items(items: Iterable[str]) -> list[tuple[str, int, float]]:
+    """``(item, count, weight)`` from :func:`window_sql`'s ``item US count US weight`` strings.
+
+    Strings, not ``ROW``s: thread mode hands an array of rows over as one reused Java row.
+    """
+    out = []
+    for text in items:
+        item, n, w = text.rsplit("\x1f", 2)
+        out.append((item, int(n), float(w)))
+    return out
 
 
 def late_sql(view: str = "trending_contrib") -> str:
@@ -267,7 +293,7 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
     for spec in config.windows:
         label = spec.label
         rows = t_env.to_data_stream(t_env.sql_query(window_sql(spec))).map(
-            lambda r, label=label: (label, r[0], epoch_ms(r[1]), [(x[0], x[1], x[2]) for x in r[2]]),
+            lambda r, label=label: (label, r[0], epoch_ms(r[1]), parse_items(r[2])),
             output_type=Types.PICKLED_BYTE_ARRAY()).name(f"windows-{label}").uid(f"windows-{label}")
         ranked_in = rows if ranked_in is None else ranked_in.union(rows)
     late = (t_env.to_data_stream(t_env.sql_query(late_sql()))
