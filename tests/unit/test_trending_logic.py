@@ -161,10 +161,10 @@ def test_expire_keeps_what_live_windows_still_need() -> None:
         fire(st_, HASHTAGS, Window(end - 20_000, end), spec, policy, 3)
     expire(st_, spec, policy, 49_999)
     assert sorted(st_.windows) == [50_000]  # 40_000 expired at 49_999 (39_999 + 10_000)
-    assert sorted(st_.history["a"]) == [20_000, 30_000, 40_000, 50_000]  # window 60_000 needs 20_000
+    assert sorted(st_.history) == [20_000, 30_000, 40_000, 50_000]  # window 60_000 needs 20_000
     expire(st_, spec, policy, 79_999)
     # the oldest window still open (late updates) ends at 80_000: its baseline is 60_000 and 40_000
-    assert st_.windows == {} and sorted(st_.history["a"]) == [30_000, 40_000, 50_000]
+    assert st_.windows == {} and sorted(st_.history) == [30_000, 40_000, 50_000]
     expire(st_, spec, policy, 200_000)
     assert st_.history == {}
     assert late_updates(spec, 35_000, 40_000) == [Window(20_000, 40_000)]

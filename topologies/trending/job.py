@@ -20,7 +20,8 @@ Python touches each event once (decode -> one compact row per contribution) and 
    (The window TVF itself counts such a row in its windows that have not fired yet.)
 4. ``rank`` (Python, keyed by ``(label, kind)``): merges window rows and late deltas, scores against
    each item's own history (viral z-score / observed-vs-expected), top-K, on an event-time timer at
-   the window end; state is one small pickled :class:`~topologies.trending.logic.RankState` per key.
+   the window end; state is map state keyed by window end (a firing reads its window and its
+   baseline windows, not every item's history).
 5. ``publish`` (Python): trending.v1, Redis, Cassandra — one flush per emission.
 """
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream, FlatMapFunction, KeyedProcessFunction, MapFunction
 from pyflink.datastream.connectors import Sink
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from feedstream.settings import Settings
@@ -155,6 +156,31 @@ class LateSplit(FlatMapFunction):
                 yield (spec.label, kind, w.end, [(item, cnt, weight)])
 
 
+class _MapStateView(MutableMapping):
+    """A PyFlink ``MapState`` seen as the ``MutableMapping`` that :class:`logic.RankState` expects."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def __getitem__(self, key: int) -> Any:
+        value = self.state.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: int, value: Any) -> None:
+        self.state.put(key, value)
+
+    def __delitem__(self, key: int) -> None:
+        self.state.remove(key)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(self.state.keys()))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.state.keys())
+
+
 class Rank(KeyedProcessFunction):
     """Per ``(label, kind)``: collect window rows and late deltas, score, top-K at the window's end."""
 
@@ -162,34 +188,31 @@ class Rank(KeyedProcessFunction):
         self.specs, self.policy, self.k = dict(specs), policy, k
 
     def open(self, runtime_context: Any) -> None:
-        self.state = runtime_context.get_state(ValueStateDescriptor("rank", Types.PICKLED_BYTE_ARRAY()))
+        def view(name: str) -> _MapStateView:
+            return _MapStateView(runtime_context.get_map_state(
+                MapStateDescriptor(name, Types.LONG(), Types.PICKLED_BYTE_ARRAY())))
 
-    def _fire(self, st: logic.RankState, label: str, kind: str, end: int, wm: int) -> list[logic.TopK]:
+        self.st = logic.RankState(windows=view("windows"), history=view("history"))
+
+    def _fire(self, label: str, kind: str, end: int, wm: int) -> list[logic.TopK]:
         spec = self.specs[label]
-        out = logic.fire(st, kind, Window(end - spec.size_ms, end), spec, self.policy, self.k)
-        logic.expire(st, spec, self.policy, wm)
+        out = logic.fire(self.st, kind, Window(end - spec.size_ms, end), spec, self.policy, self.k)
+        logic.expire(self.st, spec, self.policy, wm)
         return out
 
     def process_element(self, value: Any, ctx: Any) -> Iterable[list[logic.TopK]]:
         label, kind, end, items = value
-        st = self.state.value() or logic.RankState()
-        logic.merge_window(st, end, items)
+        logic.merge_window(self.st, end, items)
         wm = ctx.timer_service().current_watermark()
         if wm >= end - 1:  # a late delta: the window already fired here
-            out = self._fire(st, label, kind, end, wm)
-            self.state.update(st)
-            yield out
+            yield self._fire(label, kind, end, wm)
         else:
-            self.state.update(st)
             ctx.timer_service().register_event_time_timer(end - 1)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterable[list[logic.TopK]]:
         label, kind = ctx.get_current_key()
-        st = self.state.value() or logic.RankState()
-        if timestamp + 1 in st.windows:
-            out = self._fire(st, label, kind, timestamp + 1, timestamp)
-            self.state.update(st)
-            yield out
+        if timestamp + 1 in self.st.windows:
+            yield self._fire(label, kind, timestamp + 1, timestamp)
 
 
 class Publish(MapFunction):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
@@ -280,27 +280,33 @@ def top_k(kind: str, window: Window, items: Iterable[Scored], spec: WindowSpec, 
 # -- emission state of one (window spec, kind), driven by the job's rank step ---------------------
 @dataclass
 class RankState:
-    """Items of not-yet-expired windows (so late deltas can update them) and each item's weight history."""
+    """Per window end: items of not-yet-expired windows (for late deltas), and each fired window's weights.
 
-    windows: dict[int, dict[str, Acc]] = field(default_factory=dict)
-    history: dict[str, dict[int, float]] = field(default_factory=dict)
+    Both are mappings keyed by window end (the job backs them with Flink map state), so a firing
+    touches the window itself and its ``baseline_windows`` predecessors, never every item's history.
+    """
+
+    windows: MutableMapping[int, dict[str, Acc]] = field(default_factory=dict)
+    history: MutableMapping[int, dict[str, float]] = field(default_factory=dict)
 
 
 def merge_window(state: RankState, window_end: int, items: Iterable[tuple[str, int, float]]) -> None:
     """Add per-item ``(item, count, weight)`` partial aggregates (a window's rows or a late delta)."""
-    win = state.windows.setdefault(window_end, {})
+    win = state.windows.get(window_end) or {}
     for item, count, weight in items:
         win[item] = agg_add(win.get(item, agg_create()), int(count), float(weight))
+    state.windows[window_end] = win
 
 
 def fire(state: RankState, kind: str, window: Window, spec: WindowSpec, policy: ViralPolicy,
          k: int) -> list[TopK]:
     """Score a window's items against their own history, record the window in it, and rank."""
-    scored = []
-    for item, acc in sorted(state.windows.get(window.end, {}).items()):
-        h = state.history.setdefault(item, {})
-        scored.append(score(kind, item, window, acc, h, spec, policy))
-        h[window.end] = acc[1]
+    items = state.windows.get(window.end) or {}
+    ends = [window.end - j * spec.size_ms for j in range(1, policy.baseline_windows + 1)]
+    past = [(e, state.history.get(e) or {}) for e in ends]
+    scored = [score(kind, item, window, acc, {e: h[item] for e, h in past if item in h}, spec, policy)
+              for item, acc in sorted(items.items())]
+    state.history[window.end] = {item: acc[1] for item, acc in items.items()}
     return top_k(kind, window, scored, spec, k)
 
 
@@ -309,12 +315,8 @@ def expire(state: RankState, spec: WindowSpec, policy: ViralPolicy, watermark: i
     for end in [e for e in state.windows if spec.expired(Window(e - spec.size_ms, e), watermark)]:
         del state.windows[end]
     horizon = watermark + 1 - spec.lateness_ms - policy.baseline_windows * spec.size_ms
-    for item in list(state.history):
-        h = state.history[item]
-        for end in [e for e in h if e < horizon]:
-            del h[end]
-        if not h:
-            del state.history[item]
+    for end in [e for e in state.history if e < horizon]:
+        del state.history[end]
 
 
 def late_updates(spec: WindowSpec, ts: int, watermark: int) -> list[Window]:
