@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m bench.trending")
     ap.add_argument("--events", type=int, default=50_000)
     ap.add_argument("--live-s", type=int, default=30)
+    ap.add_argument("--spacing-ms", type=int, default=20,
+                    help="event-time gap between backlog events (20: 100 events per 2 s slide)")
     ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                     help="extra Flink configuration, e.g. python.execution-mode=thread (repeatable)")
     ap.add_argument("--out", default="trending.json", help="file name under bench/results")
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = (time.time_ns() // 1_000_000) - 3_600_000
     payloads = []
     for i in range(args.events):
-        v = {"event_id": str(uuid.uuid4()), "occurred_at": t0 + i * 20, "actor_id": "u", "schema_version": 1,
+        v = {"event_id": str(uuid.uuid4()), "occurred_at": t0 + i * args.spacing_ms, "actor_id": "u", "schema_version": 1,
              "post_id": i % 500, "post_author_id": "a", "user_id": f"u{i % 97}"}
         payloads.append(serde.encode("Liked", v, eng))
     p = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5, "enable.idempotence": True})
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict:
                 checkpoint_interval_ms=10_000, job_name="trending-bench",
                 extra=extra)
     mkey = keys(scope)[2]
-    last_end = t0 + (args.events * 20 // SPEC.slide_ms) * SPEC.slide_ms - SPEC.slide_ms
+    last_end = t0 + (args.events * args.spacing_ms // SPEC.slide_ms) * SPEC.slide_ms - SPEC.slide_ms
     first = None
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     done = time.monotonic()
     assert first is not None, "the job produced nothing"
     covered_ms = int(r.hget(mkey, "window_end")) - first[1]
-    events_done = covered_ms / 20
+    events_done = covered_ms / args.spacing_ms
     job_rate = events_done / max(done - first[0], 1e-3)
     job_rate_incl_startup = args.events / (done - submitted)
 
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     job.cancel().result()
     delays = delays[1:]  # the first live window may mix with the backlog
     result = {
-        "events": args.events, "conf": extra, "producer_msgs_per_s": round(producer_rate),
+        "events": args.events, "spacing_ms": args.spacing_ms, "conf": extra, "producer_msgs_per_s": round(producer_rate),
         "python_decode_per_s": round(decode_rate),
         "job_events_per_s_per_core": round(job_rate), "job_vs_producer": round(job_rate / producer_rate, 4),
         "job_events_per_s_incl_startup": round(job_rate_incl_startup), "first_window_end_offset_ms": first[1] - t0,
