@@ -17,7 +17,7 @@ import redis as _redis
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.report import Sample, ceiling, summarize
+from bench.report import Sample, ceiling
 from feedstream.settings import Settings
 
 BENCH_KEYSPACE = "feedstream_bench"
@@ -187,19 +187,15 @@ async def closed_loop(call: Callable[[int], Awaitable[tuple[bool, str]]], concur
     return samples
 
 
-async def api_noop(driver: Any, run_id: str, concurrency: int, duration_s: float,
-                   t_origin: float) -> tuple[dict[str, Any], list[Sample]]:
-    """``GET /v1/_bench/noop`` of the same API server, through the same clients as the platform figures."""
-    async def call(i: int) -> tuple[bool, str]:
-        status, _ = await driver.get_raw("/v1/_bench/noop", client=i)
-        return status == 200, "ceiling:noop"
+def api_noop(s: Settings, run_id: str, connections: int, duration_s: float) -> dict[str, Any]:
+    """``GET /v1/_bench/noop`` of the same API server through wrk, as the HTTP platform figures are driven."""
+    from bench.http_load import HttpReq, run_wrk
 
     at = now_iso()
-    t0 = time.perf_counter()
-    samples = await closed_loop(call, concurrency, duration_s, 2_000_000, t_origin)
-    stats = summarize(samples, time.perf_counter() - t0)
+    stats = run_wrk(s.api_url, [HttpReq("GET", "/v1/_bench/noop")], duration_s=duration_s,
+                    connections=connections)
     return ceiling("api_noop", run_id, at, stats, "req/s",
-                   f"GET /v1/_bench/noop, {concurrency} concurrent clients, same server"), samples
+                   f"GET /v1/_bench/noop, {stats['how']}, same server")
 
 
 def new_run_id() -> str:

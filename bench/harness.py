@@ -1,8 +1,9 @@
 """The bench harness: samplers of Kafka offsets and process resources, and the scenario runner.
 
 A run measures its ceilings first (:mod:`bench.ceilings`), then drives the platform through the
-public API (:class:`feedstream.seed.ApiDriver`) with the synthetic workload (:mod:`bench.workload`),
-and builds a report (:mod:`bench.report`) with a scale model (:mod:`bench.scale`).
+public API with the synthetic workload (:mod:`bench.workload`): HTTP load (noop ceiling, writes, feed
+reads) through wrk (:mod:`bench.http_load`), setup and write-to-visible polling through the Python
+client (:class:`feedstream.seed.ApiDriver`), and builds a report (:mod:`bench.report`) with a scale model (:mod:`bench.scale`).
 """
 
 from __future__ import annotations
@@ -194,9 +195,12 @@ class Scenario:
     ceiling_s: float = 2.0
     write_s: float = 20.0
     read_s: float = 10.0
-    write_concurrency: int = 8
-    read_concurrency: int = 8
+    write_concurrency: int = 16        # wrk connections for writes
+    read_concurrency: int = 16         # wrk connections for the noop ceiling and feed reads
     max_ops: int = 20_000
+    prime_posts: int = 20              # posts made first (Python client) so engagements have targets
+    write_templates: int = 4000        # distinct write requests wrk rotates through
+    e2e_interval_s: float = 0.25       # one sampled post (Python client, polled to visible) per interval
     e2e_sample_prob: float = 0.25
     e2e_followers: int = 3
     e2e_timeout_s: float = 10.0
@@ -206,8 +210,8 @@ class Scenario:
 
 SCENARIOS = {
     "smoke": Scenario("smoke", users=40, write_s=15.0, read_s=10.0, settle_s=10.0),
-    "standard": Scenario("standard", users=300, ceiling_s=5, write_s=60, read_s=30, write_concurrency=16,
-                         read_concurrency=16, max_ops=200_000, settle_s=30),
+    "standard": Scenario("standard", users=300, ceiling_s=5, write_s=60, read_s=30, max_ops=200_000,
+                         settle_s=30),
 }
 TOPOLOGY_INPUTS = {"graph": ("graph.v1",), "fanout": ("posts.v1",), "engagement": ("engagements.v1",),
                    "trending": ("posts.v1", "engagements.v1")}
@@ -265,8 +269,8 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
     import re
 
     from bench import ceilings as ceil
+    from bench import http_load, scale
     from bench import report as rep
-    from bench import scale
     from bench.workload import Op, OpStream, WorkloadConfig, build_graph, seed_plan, to_request
     from feedstream.seed import ApiDriver, SeedError, run_all
     from feedstream.settings import REPO_ROOT
@@ -300,8 +304,7 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
         t = time.perf_counter()
         c_list = [await asyncio.to_thread(f, settings, run_id, sc.ceiling_s) for f in
                   (ceil.redis_zadd, ceil.redis_zrevrange, ceil.kafka_producer, ceil.cassandra_insert)]
-        noop, noop_samples = await ceil.api_noop(driver, run_id, sc.read_concurrency, sc.ceiling_s, t_origin)
-        samples += noop_samples
+        noop = await asyncio.to_thread(ceil.api_noop, settings, run_id, sc.read_concurrency, sc.ceiling_s)
         ceilings = {c["name"]: c for c in [*c_list, noop]}
         phase("ceilings", t)
 
@@ -338,23 +341,52 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
                     await asyncio.sleep(0.05)
                 samples.append(rep.Sample(time.perf_counter() - t_origin, sc.e2e_timeout_s, False, "e2e"))
 
-        async def write(_i: int) -> tuple[bool, str]:
-            op = stream.write(len(post_ids))
-            sent = time.perf_counter()
-            res = await driver.send(to_request(op, post_ids))
-            if res.ok and op.kind == "post":
-                post_ids.append(int(res.body["post_id"]))
-                if has_feed and rng.random() < sc.e2e_sample_prob:
+        t = time.perf_counter()
+        prime = [(to_request(stream.post(), []), f"bench-{run_id}-prime-{i}") for i in range(sc.prime_posts)]
+        primed = await run_all(driver, prime, 8)
+        post_ids += [int(r.body["post_id"]) for r in primed if r.ok]
+        if not post_ids:
+            raise SeedError(f"could not create any post to engage with, e.g. {primed[0].status} {primed[0].body}")
+        write_reqs = [to_request(stream.write(len(post_ids)), post_ids) for _ in range(sc.write_templates)]
+        cap = http_load.write_rate_cap(write_reqs, settings)
+        delay_ms = http_load.bounded_delay_ms(sc.write_concurrency, cap)
+        notes.append(f"writes: wrk offered at most {cap:,.0f} req/s ({sc.write_concurrency} connections, "
+                     f"{delay_ms:.1f} ms pause each) so no user passes 80% of its per-user limit and no "
+                     f"forwarded address passes 80% of the per-IP limit; 429s count as errors")
+        phase("prime", t)
+
+        async def e2e_sampler(stop: asyncio.Event) -> None:
+            i = 0
+            while not stop.is_set():
+                op = stream.post()
+                sent = time.perf_counter()
+                res = await driver.send(to_request(op, post_ids), idempotency_key=f"bench-{run_id}-e2e-{i}")
+                i += 1
+                samples.append(rep.Sample(time.perf_counter() - t_origin, time.perf_counter() - sent, res.ok,
+                                          "e2e write"))
+                if res.ok:
+                    post_ids.append(int(res.body["post_id"]))
                     readers = sorted(followers.get(op.actor, ()))
                     for reader in rng.sample(readers, min(sc.e2e_followers, len(readers))):
                         watchers.append(asyncio.create_task(watch(post_ids[-1], reader, sent)))
-            return res.ok, "write"
+                try:
+                    await asyncio.wait_for(stop.wait(), sc.e2e_interval_s)
+                except TimeoutError:
+                    pass
 
         t = time.perf_counter()
-        write_samples = await ceil.closed_loop(write, sc.write_concurrency, sc.write_s, sc.max_ops, t_origin)
-        samples += write_samples
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(e2e_sampler(stop)) if has_feed else None
+        try:
+            templates = [http_load.wrk_request(driver, r, unique=True) for r in write_reqs]
+            write_stats = await asyncio.to_thread(
+                http_load.run_wrk, settings.api_url, templates, duration_s=sc.write_s, connections=sc.write_concurrency, unique=True,
+                key_prefix=f"bench-{run_id}", delay_ms=delay_ms)
+        finally:
+            stop.set()
+            if sampler is not None:
+                await sampler
         write_window = (t - t_origin, time.perf_counter() - t_origin)
-        write_stats = rep.summarize(write_samples, time.perf_counter() - t)
         phase("writes", t)
 
         t = time.perf_counter()
@@ -368,23 +400,15 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
 
         read_stats = None
         if has_feed:
-            async def read(_i: int) -> tuple[bool, str]:
-                op = stream.read(len(post_ids) if has_post_view else 0)
-                req = to_request(op, post_ids, cfg.feed_limit)
-                res = await driver.send(req)
-                cursor, ok = feed_items(res.body)[1], res.ok
-                for _ in range(op.pages - 1):
-                    if not (ok and cursor):
-                        break
-                    res = await driver.send(req, params={"cursor": cursor})
-                    cursor, ok = feed_items(res.body)[1], res.ok
-                return ok, "read"
-
+            read_ops = [stream.read(len(post_ids) if has_post_view else 0) for _ in range(sc.write_templates)]
+            read_reqs = [http_load.wrk_request(driver, to_request(op, post_ids, cfg.feed_limit))
+                         for op in read_ops]
+            if any(op.pages > 1 for op in read_ops):
+                notes.append("feed reads: wrk cannot follow cursors, so feed_page ops read their first page only")
             t = time.perf_counter()
-            read_samples = await ceil.closed_loop(read, sc.read_concurrency, sc.read_s, sc.max_ops, t_origin)
-            samples += read_samples
+            read_stats = await asyncio.to_thread(http_load.run_wrk, settings.api_url, read_reqs,
+                                                 duration_s=sc.read_s, connections=sc.read_concurrency)
             read_window = (t - t_origin, time.perf_counter() - t_origin)
-            read_stats = rep.summarize(read_samples, time.perf_counter() - t)
             phase("reads", t)
     finally:
         probe.stop()
@@ -452,7 +476,10 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
         feed_p99_ms=(figures["feed_reads"].get("latency_ms") or {}).get("p99"))
     if probe.error:
         notes.append(f"kafka probe error: {probe.error}")
-    notes.append(f"clients bind {len(driver.addresses)} loopback source addresses ({', '.join(driver.addresses)})")
+    notes.append(f"HTTP figures and the api_noop ceiling are driven by wrk ({http_load.WRK_NOTE}); the "
+                 f"Python client only sets up, primes posts and samples write-to-visible (binding {len(driver.addresses)} "
+                 "loopback source addresses)")
+    notes.append("wrk latency percentiles include error answers; the time series hold Python-client samples only")
     if "api" not in procs:
         notes.append("no pid file for the API: its CPU and RSS are not in the resources table")
     series = rep.bucket_series(samples)
