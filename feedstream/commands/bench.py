@@ -22,6 +22,7 @@ def command(
 
     from bench import report
     from bench.harness import SCENARIOS, run
+    from bench.http_load import WrkError
     from feedstream.seed import SeedError
     from feedstream.settings import get_settings
 
@@ -33,7 +34,7 @@ def command(
         sc = replace(sc, error_threshold=error_threshold)
     try:
         result = asyncio.run(run(get_settings(), sc, echo=console.print))
-    except SeedError as exc:
+    except (SeedError, WrkError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
     paths = report.save(result, out or report.RESULTS_DIR)
