@@ -447,7 +447,10 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
                                                   ["redis_zadd_pipelined"], th)
     for name, topic, ceils in (("engagement", "engagements.v1", ["kafka_raw_producer", "cassandra_raw_insert"]),
                                ("trending", "posts.v1", ["kafka_raw_producer"])):
-        st = active_rate(_series(probe, topic, f"feedstream-{name}"))
+        # Faust groups are feedstream-<name>; the Flink job's Kafka source commits on checkpoints
+        # under its own group (topologies/trending/job.py: TrendingConfig.group_id)
+        group = "trending" if name == "trending" else f"feedstream-{name}"
+        st = active_rate(_series(probe, topic, group))
         if name == "trending" and st["count"] == 0:
             st = active_rate(_series(probe, "trending.v1"))
         if st["count"] == 0:
