@@ -348,6 +348,9 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
         if not post_ids:
             raise SeedError(f"could not create any post to engage with, e.g. {primed[0].status} {primed[0].body}")
         write_reqs = [to_request(stream.write(len(post_ids)), post_ids) for _ in range(sc.write_templates)]
+        # the templates include unfollows (applied to ``graph``): sample readers from the graph
+        # as it will be, or an unfollowed reader would count as a post that never showed up
+        followers = graph.followers()
         cap = http_load.write_rate_cap(write_reqs, settings)
         delay_ms = http_load.bounded_delay_ms(sc.write_concurrency, cap)
         notes.append(f"writes: wrk offered at most {cap:,.0f} req/s ({sc.write_concurrency} connections, "
