@@ -90,6 +90,11 @@ def stream_table_env(settings: Settings, *, parallelism: int | None = 1, checkpo
         conf.set_string("taskmanager.memory.process.size", "1024m")
         conf.set_string("python.executable", sys.executable)
         conf.set_string("python.client.executable", sys.executable)
+        # fail the job (and so the worker, loudly) after a few restarts instead of looping
+        # forever, e.g. when a retained checkpoint no longer fits a changed job graph
+        conf.set_string("restart-strategy.type", "fixed-delay")
+        conf.set_string("restart-strategy.fixed-delay.attempts", "3")
+        conf.set_string("restart-strategy.fixed-delay.delay", "5 s")
         for key, value in local_thread_mode().items():
             conf.set_string(key, value)
     if checkpoint_interval_ms is not None:

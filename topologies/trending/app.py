@@ -76,8 +76,17 @@ def run_options(settings: Settings, environ: dict[str, str] | None = None, clust
 
 def run(settings: Settings) -> None:
     """Run the trending job in the foreground until interrupted (or until the cluster ends it)."""
-    client = start(settings, config_from_env(), **run_options(settings))
+    opts = run_options(settings)
+    client = start(settings, config_from_env(), **opts)
     try:
         client.get_job_execution_result().result()
     except KeyboardInterrupt:
         client.cancel().result()
+    except Exception as exc:
+        if "StateMigrationException" in str(exc) and opts.get("checkpoint_dir"):
+            raise SystemExit(
+                f"trending: the retained checkpoint under {opts['checkpoint_dir']} does not fit this "
+                "version of the job (its state layout changed). Move that directory aside to start "
+                "from the topics' committed offsets, or restore a compatible savepoint."
+            ) from exc
+        raise
