@@ -347,10 +347,11 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
         post_ids += [int(r.body["post_id"]) for r in primed if r.ok]
         if not post_ids:
             raise SeedError(f"could not create any post to engage with, e.g. {primed[0].status} {primed[0].body}")
-        write_reqs = [to_request(stream.write(len(post_ids)), post_ids) for _ in range(sc.write_templates)]
-        # the templates include unfollows (applied to ``graph``): sample readers from the graph
-        # as it will be, or an unfollowed reader would count as a post that never showed up
-        followers = graph.followers()
+        write_ops = [stream.write(len(post_ids)) for _ in range(sc.write_templates)]
+        write_reqs = [to_request(op, post_ids) for op in write_ops]
+        # wrk replays these templates in a loop, so a (follower, followee) edge they follow or
+        # unfollow flips back and forth: never sample such a reader for write-to-visible
+        churned = {(op.actor, op.target) for op in write_ops if op.kind in ("follow", "unfollow")}
         cap = http_load.write_rate_cap(write_reqs, settings)
         delay_ms = http_load.bounded_delay_ms(sc.write_concurrency, cap)
         notes.append(f"writes: wrk offered at most {cap:,.0f} req/s ({sc.write_concurrency} connections, "
@@ -369,7 +370,7 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
                                           "e2e write"))
                 if res.ok:
                     post_ids.append(int(res.body["post_id"]))
-                    readers = sorted(followers.get(op.actor, ()))
+                    readers = sorted(r for r in followers.get(op.actor, ()) if (r, op.actor) not in churned)
                     for reader in rng.sample(readers, min(sc.e2e_followers, len(readers))):
                         watchers.append(asyncio.create_task(watch(post_ids[-1], reader, sent)))
                 try:
