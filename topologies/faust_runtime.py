@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +127,8 @@ async def send_dead_letter(app: faust.App, serde: Serde, dlq: faust.TopicT, grou
                 message.offset, type(exc).__name__, exc)
 
 
-def _dlq_topic(app: faust.App) -> faust.TopicT:
+def dlq_topic(app: faust.App) -> faust.TopicT:
+    """The dead-letter topic as a raw-bytes faust topic of ``app``."""
     return app.topic(DEAD_LETTERS.name, key_type=bytes, value_type=bytes, key_serializer="raw",
                      value_serializer="raw")
 
@@ -148,7 +149,7 @@ def hold_acks(events: list[Any]) -> None:
 def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, serde: Serde,
                    name: str, settings: Settings | None = None, concurrency: int = 1) -> Any:
     """Register an agent on ``source`` that decodes, calls ``handler`` and dead-letters poison."""
-    dlq = _dlq_topic(app)
+    dlq = dlq_topic(app)
     group = app.conf.id
 
     async def process(stream: faust.StreamT) -> None:
@@ -168,6 +169,21 @@ def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, se
     return app.agent(source, name=name, concurrency=concurrency)(process)
 
 
+async def decode_batch(app: faust.App, serde: Serde, dlq: faust.TopicT, group: str,
+                       events: Sequence[Any], validate: Validator | None = None) -> list[SourceRecord]:
+    """Decode (and ``validate``) a batch of events; poison ones are dead-lettered and left out."""
+    recs: list[SourceRecord] = []
+    for event in events:
+        try:
+            rec = decode_record(serde, event.message)
+            if validate is not None:
+                validate(rec)
+            recs.append(rec)
+        except POISON as exc:
+            await send_dead_letter(app, serde, dlq, group, event.message, exc)
+    return recs
+
+
 def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHandler, *,
                          serde: Serde, name: str, validate: Validator | None = None,
                          max_batch: int = 500, within_s: float = 0.005, max_in_flight: int = 8) -> Any:
@@ -177,7 +193,7 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
     :class:`streams.errors.PoisonRecord`; such records (and undecodable ones) are dead-lettered and
     left out of the batch. Any exception from ``handler`` crashes the worker with the batch unacked.
     """
-    dlq = _dlq_topic(app)
+    dlq = dlq_topic(app)
     group = app.conf.id
 
     async def ack_after(stream: faust.StreamT, events: list[Any], done: Awaitable[Any]) -> None:
@@ -194,15 +210,7 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
     async def process(stream: faust.StreamT) -> None:
         pending: deque[asyncio.Task] = deque()
         async for events in stream.take_events(max_batch, within_s):  # type: ignore[attr-defined]
-            recs: list[SourceRecord] = []
-            for event in events:
-                try:
-                    rec = decode_record(serde, event.message)
-                    if validate is not None:
-                        validate(rec)
-                    recs.append(rec)
-                except POISON as exc:
-                    await send_dead_letter(app, serde, dlq, group, event.message, exc)
+            recs = await decode_batch(app, serde, dlq, group, events, validate)
             try:
                 done = await handler(recs) if recs else None
             except Exception as exc:

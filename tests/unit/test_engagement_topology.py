@@ -7,7 +7,7 @@ from typing import Any
 
 from feedstream.settings import Settings
 from streams.testing import mock_serde, sample_event
-from topologies.engagement import batching as rt
+from topologies import faust_runtime
 from topologies.engagement.app import create_app, notification_value
 from topologies.engagement.logic import graph_notification
 
@@ -30,7 +30,7 @@ async def test_engagement_records_reach_the_handler_and_poison_is_dead_lettered(
     async def fake_dlq(app_, serde_, dlq, group, message, exc):
         dead.append((message.value, type(exc).__name__))
 
-    monkeypatch.setattr(rt, "send_dead_letter", fake_dlq)
+    monkeypatch.setattr(faust_runtime, "send_dead_letter", fake_dlq)
     app, serde = _app(tmp_path, seen)
     agent = app.agents["engagement-events"]
     like = sample_event("Liked", post_id=42, user_id="bob", post_author_id="ann")

@@ -20,9 +20,8 @@ from typing import Any
 
 import faust
 
-from streams.catalog import DEAD_LETTERS
 from streams.serde import Serde
-from topologies.faust_runtime import POISON, SourceRecord, decode_record, send_dead_letter
+from topologies.faust_runtime import SourceRecord, decode_batch, dlq_topic
 
 log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[SourceRecord]], Awaitable[None]]
@@ -33,8 +32,7 @@ def register_pipelined_agent(app: faust.App, source: faust.TopicT, handler: Batc
                              serde: Serde, name: str, validate: Validator | None = None,
                              max_batch: int = 1000) -> Any:
     """Register an agent calling ``handler`` on sequential, load-sized batches (see module doc)."""
-    dlq = app.topic(DEAD_LETTERS.name, key_type=bytes, value_type=bytes, key_serializer="raw",
-                    value_serializer="raw")
+    dlq = dlq_topic(app)
     group = app.conf.id
 
     async def process(stream: faust.StreamT) -> None:
@@ -50,15 +48,7 @@ def register_pipelined_agent(app: faust.App, source: faust.TopicT, handler: Batc
                 pending.clear()
                 has_items.clear()
                 has_room.set()
-                recs: list[SourceRecord] = []
-                for event in events:
-                    try:
-                        rec = decode_record(serde, event.message)
-                        if validate is not None:
-                            validate(rec)
-                        recs.append(rec)
-                    except POISON as exc:
-                        await send_dead_letter(app, serde, dlq, group, event.message, exc)
+                recs = await decode_batch(app, serde, dlq, group, events, validate)
                 try:
                     if recs:
                         await handler(recs)
