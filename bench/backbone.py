@@ -18,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from feedstream.settings import REPO_ROOT, Settings, get_settings
+from core.settings import REPO_ROOT, Settings, get_settings
 from streams.admin import apply_topics, delete_topics
 from streams.catalog import POSTS, Topic
 from streams.consumer import EventConsumer, consumer_config

@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.report import Sample, ceiling
-from feedstream.settings import Settings
+from core.settings import Settings
 
 BENCH_KEYSPACE = "feedstream_bench"
 

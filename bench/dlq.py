@@ -7,7 +7,7 @@ from collections import Counter
 
 from confluent_kafka import Consumer, TopicPartition
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams.catalog import DEAD_LETTERS
 from streams.serde import Serde
 

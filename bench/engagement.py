@@ -29,13 +29,13 @@ from typing import Any
 
 import psutil
 
-from feedstream.settings import REPO_ROOT, Settings, get_settings
+from core.events import new_event
+from core.ids import new_id
+from core.settings import REPO_ROOT, Settings, get_settings
 from stores import cassandra
 from stores import redis as redis_store
 from stores.counters import CounterStore, counts_key
 from streams.admin import apply_topics
-from streams.events import new_event
-from streams.ids import new_id
 from streams.producer import EventProducer
 
 RUNNER = ("import sys; from feedstream.settings import get_settings; "

@@ -20,11 +20,10 @@ import time
 import uuid
 from pathlib import Path
 
-from feedstream.settings import get_settings
+from core.settings import Settings, get_settings
 from stores import graph
 from stores import redis as redis_store
 from stores import timelines as tls
-from stores.timelines import TimelineSettings
 from streams.producer import EventProducer
 from topologies.fanout.app import process_posts
 from topologies.fanout.runtime import Stores
@@ -75,7 +74,7 @@ def main() -> None:
     args = ap.parse_args()
     base = get_settings()
     s = isolated(base, "fs_bench_fanout", 8)
-    knobs = TimelineSettings(celebrity_threshold=10**9, inactive_days=10**6)
+    knobs = Settings(celebrity_threshold=10**9, inactive_days=10**6)
     st = Stores(s, knobs)
     r = st.r
     r.flushdb()
@@ -136,7 +135,7 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
-def latency_run(base, s, knobs: TimelineSettings, rate: float, seconds: float) -> dict:
+def latency_run(base, s, knobs: Settings, rate: float, seconds: float) -> dict:
     """Produce posts at ``rate`` through Kafka to a fan-out worker; time PostCreated -> feed:{r} push."""
     r = redis_store.client(s)
     tag = uuid.uuid4().hex[:8]

@@ -14,12 +14,12 @@ import random
 import time
 
 from bench.fanout import load_graph, power_law_graph, zadd_ceiling
-from feedstream.settings import get_settings
+from core.feed import ADD, TimelineWrite
+from core.settings import Settings, get_settings
 from stores import graph
 from stores import timelines as tls
-from stores.timelines import TimelineSettings
 from topologies.fanout.app import process_posts
-from topologies.fanout.logic import ADD, PostRef, TimelineWrite, plan_post
+from topologies.fanout.logic import PostRef, plan_post
 from topologies.fanout.runtime import Stores, source_of
 from topologies.fanout.testing import isolated, post_created
 from topologies.faust_runtime import SourceRecord
@@ -45,7 +45,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=12)
     args = ap.parse_args()
     s = isolated(get_settings(), "fs_bench_fanout", 8)
-    st = Stores(s, TimelineSettings(celebrity_threshold=10**9, inactive_days=10**6))
+    st = Stores(s, Settings(celebrity_threshold=10**9, inactive_days=10**6))
     r = st.r
     r.flushdb()
     _ = st.s  # connect and migrate before timing

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from feedstream.settings import Settings
+from core.settings import Settings
 
 
 def feed_items(body: Any) -> tuple[list[int], str | None]:
@@ -107,8 +107,8 @@ class KafkaProbe:
 
 def pid_processes(settings: Settings) -> dict[str, psutil.Process]:
     """Engines and platform services running from pid files under the state dir, plus this process."""
-    from feedstream.local import procs, stack
-    from feedstream.platform import SERVICES
+    from ops.local import procs, stack
+    from ops.platform import SERVICES
 
     out = {}
     for name in [*stack.ENGINE_NAMES, *(s.name for s in SERVICES)]:
@@ -272,9 +272,9 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
     from bench import http_load, scale
     from bench import report as rep
     from bench.dlq import dead_letters_since, errors_of
-    from bench.workload import Op, OpStream, WorkloadConfig, build_graph, seed_plan, to_request
-    from feedstream.seed import ApiDriver, SeedError, run_all
-    from feedstream.settings import REPO_ROOT
+    from core.settings import REPO_ROOT
+    from core.workload import Op, OpStream, WorkloadConfig, build_graph, seed_plan, to_request
+    from ops.seed import ApiDriver, SeedError, run_all
     from streams.catalog import ALL_TOPICS
 
     t_origin = time.perf_counter()

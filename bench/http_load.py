@@ -188,7 +188,7 @@ def run_wrk(base_url: str, reqs: Sequence[HttpReq], *, duration_s: float, connec
 
     Latency percentiles cover every answered request (errors included), as wrk records them.
     """
-    from feedstream.seed import SeedError, require_loopback
+    from ops.seed import SeedError, require_loopback
 
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -263,9 +263,9 @@ def wrk_request(driver: Any, req: Any, *, unique: bool = False) -> HttpReq:
 
 def write_rate_cap(reqs: Sequence[Any], settings: Any, headroom: float = 0.8) -> float:
     """Total write rate at which no user and no forwarded address of ``reqs`` passes ``headroom`` of its limit."""
-    from serving.settings import api_settings_from
+    from core.settings import with_overrides
 
-    api = api_settings_from(settings)
+    api = with_overrides(settings)
     users = [r.user for r in reqs]
     return min(rate_cap(users, api.api_rate_user_per_s, headroom),
                rate_cap([forwarded_for(u) for u in users], api.api_rate_ip_per_s, headroom))

@@ -28,16 +28,16 @@ import redis.asyncio as aioredis
 from bench.ceilings import closed_loop
 from bench.report import RESULTS_DIR, Sample, machine_info, summarize
 from bench.write_api import _free_port, start_server
+from core.events import new_event
+from core.ids import new_post_id
+from core.settings import Settings, get_settings
 from serving.auth import mint_token
-from serving.settings import ApiSettings, get_api_settings
 from stores import cassandra
 from stores import redis as redis_store
 from stores import timelines as tls
 from stores.counters import counts_key
 from stores.graph import k_followers, k_following
 from stores.users import apply_profile
-from streams.events import new_event
-from streams.ids import new_post_id
 from topologies.fanout.testing import isolated
 from topologies.users.logic import profile_write
 
@@ -45,7 +45,7 @@ BOUND_MS = 200.0
 KEYSPACE, REDIS_DB = "feedstream_bench_reads", 12
 
 
-def seed(s: ApiSettings, readers: int, authors: int, posts_per_author: int, follows: int,
+def seed(s: Settings, readers: int, authors: int, posts_per_author: int, follows: int,
          celebs: int, rng: random.Random) -> dict[str, Any]:
     """Fill the stores as the topologies would; return the reader ids and shape figures."""
     r, sess = redis_store.client(s), cassandra.session(s)
@@ -110,7 +110,7 @@ async def interleaved(calls: dict[str, Any], concurrency: int, duration_s: float
     return out
 
 
-async def drive(base: str, s: ApiSettings, readers: list[str], args: argparse.Namespace) -> dict[str, Any]:
+async def drive(base: str, s: Settings, readers: list[str], args: argparse.Namespace) -> dict[str, Any]:
     tokens = {rd: mint_token(rd, s, 3600) for rd in readers}
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     red = aioredis.Redis.from_url(s.redis_url, max_connections=args.concurrency)
@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
 
-    base = get_api_settings()
-    s = ApiSettings(**base.model_dump(by_alias=True)).model_copy(
+    base = get_settings()
+    s = Settings(**base.model_dump(by_alias=True)).model_copy(
         update=isolated(base, KEYSPACE, REDIS_DB).model_dump(include={"keyspace", "redis_url_override"}))
     t0 = time.monotonic()
     shape = seed(s, args.readers, args.authors, args.posts_per_author, args.follows, args.celebrities,

@@ -21,7 +21,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from feedstream.settings import get_settings
+from core.settings import get_settings
 from streams.serde import Serde
 from topologies.trending.logic import WindowSpec
 

@@ -26,8 +26,8 @@ import httpx
 
 from bench.ceilings import closed_loop
 from bench.report import RESULTS_DIR, machine_info, summarize
+from core.settings import get_settings
 from serving.auth import mint_token
-from serving.settings import get_api_settings
 
 P99_BOUND_MS = 100.0
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for JSON and PNG")
     args = p.parse_args(argv)
 
-    settings = get_api_settings()
+    settings = get_settings()
     port = _free_port()
     # limits are on (a Redis round trip per write) but sized so the benchmark measures throughput
     env = {"FEEDSTREAM_API_RATE_USER_PER_S": "100000", "FEEDSTREAM_API_RATE_USER_BURST": "100000",

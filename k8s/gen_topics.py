@@ -24,7 +24,7 @@ REPO = K8S.parent
 if str(REPO) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(REPO))
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams.catalog import ALL_TOPICS, Topic
 
 OUT = K8S / "base" / "kafka-topics.yaml"

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from bench.workload import OpStream, WorkloadConfig, build_graph
+from core.ids import EPOCH_MS, SEQ_BITS
+from core.workload import OpStream, WorkloadConfig, build_graph
 from models.features import AuthorContext, page_matrix
-from streams.ids import EPOCH_MS, SEQ_BITS
 
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z: synthetic time starts here, not at the wall clock
 TAG = re.compile(r"#(\w+)")

@@ -44,7 +44,7 @@ def mean_ndcg(sessions: Sequence[Session], scorer: Scorer, k: int = 10) -> float
 
 def baselines(seed: int = 0) -> dict[str, Scorer]:
     """The orders the model must beat: the read API's heuristic, chronological, random."""
-    from serving.feed.ranker import EngagementRecencyRanker
+    from models.ranking import EngagementRecencyRanker
 
     heur, rng = EngagementRecencyRanker(), random.Random(seed)
     return {
@@ -74,7 +74,7 @@ def _pct(xs: list[float], q: float) -> float:
 def bench(sessions: Sequence[Session], ranker: Any, sizes: Sequence[int] = (20, 100), rounds: int = 400,
           ) -> dict[str, Any]:
     """p50/p99 ms per page for the LightGBM ranker and the heuristic, interleaved in one run."""
-    from serving.feed.ranker import EngagementRecencyRanker
+    from models.ranking import EngagementRecencyRanker
 
     heur = EngagementRecencyRanker()
     pool = [it for s in sessions for it in s.items]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from streams.ids import id_timestamp_ms
+from core.ids import id_timestamp_ms
 
 FEATURE_NAMES: tuple[str, ...] = (
     "age_h",             # hours since the post id was issued

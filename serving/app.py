@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, FastAPI
 
+from core.settings import Settings, get_settings
 from serving import errors, realtime
 from serving.feed.engines import ReadEngines
 from serving.middleware import BodySizeLimit
@@ -26,7 +27,7 @@ from serving.routers import (
     writes_posts,
     writes_users,
 )
-from serving.settings import ApiSettings, get_api_settings, settings_of
+from serving.settings import settings_of
 from stores.redis import async_client
 from streams.catalog import ALL_TOPICS
 from streams.producer import EventProducer
@@ -61,9 +62,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.ownership = DurableOwnership(settings) if settings.api_durable_ownership else None
     app.state.kafka_admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     # read side: engines (Cassandra connects on first read) and the realtime hub; tests may preset
-    # app.state.timeline_settings / app.state.ranker before start-up
-    app.state.reads = ReadEngines(settings, getattr(app.state, "timeline_settings", None),
-                                  getattr(app.state, "ranker", None))
+    # app.state.ranker before start-up
+    app.state.reads = ReadEngines(settings, getattr(app.state, "ranker", None))
     app.state.hub = realtime.Hub(settings.redis_url)
     try:
         # the first encode of a record registers its schema (blocking HTTP): do it before serving
@@ -76,14 +76,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(producer.close, settings.api_produce_timeout_ms / 1000 + 1)
 
 
-def create_app(settings: ApiSettings | None = None) -> FastAPI:
-    """Build the API; ``settings`` (else :func:`get_api_settings`) is used by every dependency."""
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API; ``settings`` (else :func:`get_settings`) is used by every dependency."""
     app = FastAPI(title="feedstream API", version="1", lifespan=lifespan, docs_url="/docs",
                   description="Every write is produced to Kafka as an Avro event and answered 202 "
                               "once the broker confirms it.")
     # kept on app.state, not as a dependency override: any override makes FastAPI re-analyse every
-    # dependency on every request (tests may still override get_api_settings; see settings_of)
-    effective = app.state.settings = settings or get_api_settings()
+    # dependency on every request (tests may still override get_settings; see settings_of)
+    effective = app.state.settings = settings or get_settings()
     errors.install(app, effective.api_retry_after_s)
     app.include_router(system.router)
     for router in V1_ROUTERS:

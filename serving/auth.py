@@ -9,7 +9,8 @@ import jwt
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from serving.settings import ApiSettings, app_settings
+from core.settings import Settings
+from serving.settings import app_settings
 
 _bearer = HTTPBearer(auto_error=False, description="JWT whose `sub` is your user id (`feedstream dev token USER`)")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -19,14 +20,14 @@ class InvalidToken(Exception):
     """A token is missing, malformed, expired or signed with another key."""
 
 
-def mint_token(user_id: str, settings: ApiSettings, ttl_s: int | None = None) -> str:
+def mint_token(user_id: str, settings: Settings, ttl_s: int | None = None) -> str:
     """Return a signed token for ``user_id`` valid for ``ttl_s`` seconds (settings' default)."""
     now = int(time.time())
     claims = {"sub": user_id, "iat": now, "exp": now + (ttl_s or settings.jwt_ttl_s)}
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)
 
 
-def verify_token(token: str, settings: ApiSettings) -> str:
+def verify_token(token: str, settings: Settings) -> str:
     """Return the subject of a valid token; raise :class:`InvalidToken` otherwise."""
     try:
         claims = jwt.decode(
@@ -43,7 +44,7 @@ def verify_token(token: str, settings: ApiSettings) -> str:
 
 async def current_user(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    settings: Annotated[ApiSettings, Depends(app_settings)],
+    settings: Annotated[Settings, Depends(app_settings)],
 ) -> str:
     """Return the user id of the request's bearer token; 401 without a valid one."""
     if creds is None or creds.scheme.lower() != "bearer":

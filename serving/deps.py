@@ -7,9 +7,10 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from fastapi import Depends, HTTPException, Request
 
+from core.settings import Settings
 from serving.auth import current_user
 from serving.ratelimit import Bucket, RateLimiter, retry_after_s
-from serving.settings import ApiSettings, app_settings
+from serving.settings import app_settings
 from streams.producer import EventProducer
 
 
@@ -25,7 +26,7 @@ async def get_redis(request: Request) -> aioredis.Redis:
 
 ProducerDep = Annotated[EventProducer, Depends(get_producer)]
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
-SettingsDep = Annotated[ApiSettings, Depends(app_settings)]
+SettingsDep = Annotated[Settings, Depends(app_settings)]
 CurrentUser = Annotated[str, Depends(current_user)]
 
 

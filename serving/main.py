@@ -6,13 +6,13 @@ import argparse
 
 import uvicorn
 
+from core.settings import get_settings
 from serving.app import create_app
-from serving.settings import get_api_settings
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments and serve until interrupted."""
-    settings = get_api_settings()
+    settings = get_settings()
     parser = argparse.ArgumentParser(prog="python -m serving.main", description="Serve the feedstream API.")
     parser.add_argument("--host", default=settings.host, help="interface to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=settings.api_port, help="port (default: %(default)s)")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from streams.ids import MAX_ID
+from core.ids import MAX_ID
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 HANDLE_PATTERN = r"^[A-Za-z0-9_]{1,30}$"

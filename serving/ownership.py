@@ -17,7 +17,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from cassandra.cluster import Session
 
-from feedstream.settings import Settings
+from core.settings import Settings
 
 
 def post_key(post_id: int) -> str:

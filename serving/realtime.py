@@ -21,10 +21,11 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from core.settings import Settings
 from serving.auth import InvalidToken, require_self, verify_token
 from serving.deps import CurrentUser
 from serving.models import USER_ID_PATTERN
-from serving.settings import ApiSettings, settings_of
+from serving.settings import settings_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/users/{user_id}/feed", tags=["realtime"])
@@ -156,7 +157,7 @@ def get_hub(request: Request) -> Hub:
 async def feed_live(websocket: WebSocket, user_id: UserPath,
                     token: Annotated[str | None, Query(description="JWT, for clients that cannot set headers")] = None) -> None:
     """Push ``feed:{user_id}`` messages as JSON text frames to the feed's owner."""
-    settings: ApiSettings = settings_of(websocket.app)
+    settings: Settings = settings_of(websocket.app)
     header = websocket.headers.get("authorization", "")
     raw = token or (header[7:] if header.lower().startswith("bearer ") else None)
     try:

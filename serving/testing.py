@@ -11,22 +11,21 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
-from feedstream.settings import Settings
+from core.settings import Settings, with_overrides
 from serving.app import create_app
 from serving.auth import mint_token
-from serving.settings import ApiSettings, api_settings_from
 from streams.serde import Decoded, Serde
 
 SECRET = "integration-secret-integration-secret-0123"
 
 
-def api_settings(stack: Settings, **overrides: Any) -> ApiSettings:
+def api_settings(stack: Settings, **overrides: Any) -> Settings:
     """API settings on the test stack with a real secret."""
-    return api_settings_from(stack, jwt_secret=SECRET, **overrides)
+    return with_overrides(stack, jwt_secret=SECRET, **overrides)
 
 
 @contextmanager
-def running_app(settings: ApiSettings) -> Iterator[TestClient]:
+def running_app(settings: Settings) -> Iterator[TestClient]:
     """The app with its lifespan running (real producer and Redis client)."""
     with TestClient(create_app(settings)) as client:
         yield client
@@ -36,7 +35,7 @@ def new_user() -> str:
     return f"u{uuid.uuid4().hex[:12]}"
 
 
-def bearer(settings: ApiSettings, user: str) -> dict[str, str]:
+def bearer(settings: Settings, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(user, settings)}"}
 
 

@@ -10,11 +10,11 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from core.events import new_event
+from core.settings import Settings
 from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep
 from serving.idempotency import IdempotencyStore, fingerprint, redis_key
 from serving.ownership import DurableOwnership
-from serving.settings import ApiSettings
-from streams.events import new_event
 from streams.producer import EventProducer
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -29,7 +29,7 @@ class Write:
     user: str
     producer: EventProducer
     redis: aioredis.Redis
-    settings: ApiSettings
+    settings: Settings
     idempotency_key: str | None
     durable: DurableOwnership | None = None
 

@@ -9,7 +9,7 @@ import threading
 from cassandra.cluster import Cluster, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
 
-from feedstream.settings import Settings
+from core.settings import Settings
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, int, str], Session] = {}

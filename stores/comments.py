@@ -12,7 +12,7 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from topologies.users.logic import TOP_LEVEL, CommentWrite
+from core.rows import TOP_LEVEL, CommentWrite
 
 DDL: list[str] = [
     ("CREATE TABLE IF NOT EXISTS {ks}.comments_by_post (post_id bigint, thread bigint, comment_id bigint, "

@@ -20,7 +20,7 @@ import redis as redis_lib
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
-from topologies.engagement.logic import Counts, Member, PostState
+from core.rows import Counts, Member, PostState
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS {ks}.engagement_state (

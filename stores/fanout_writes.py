@@ -15,6 +15,9 @@ import redis as _redis
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
+from core.clock import millis
+from core.feed import TimelineWrite
+from core.ids import id_timestamp_ms
 from stores import graph
 from stores.timelines import (
     DELETED,
@@ -28,8 +31,6 @@ from stores.timelines import (
     k_stale,
     k_timeline,
 )
-from streams.ids import id_timestamp_ms
-from topologies.fanout.logic import TimelineWrite
 
 MARK_DELETED = "UPDATE posts SET deleted=true, author_id=? WHERE post_id=?"
 DELETE_AUTHOR_POST = "DELETE FROM posts_by_author WHERE author_id=? AND post_id=?"
@@ -55,10 +56,6 @@ return #ARGV - 8
 """.replace("'TL'", repr(k_timeline(""))).replace("'FEED'", repr(channel(""))).replace("'FRESH'", "'fresh:'")
 
 
-def _ms(at: Any) -> int:
-    return int(at.timestamp() * 1000) if hasattr(at, "timestamp") else int(at)
-
-
 def write_posts_durable(session: Session, events: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
     """Apply PostCreated/PostEdited/PostDeleted values to ``posts`` and ``posts_by_author``.
 
@@ -78,7 +75,7 @@ def write_posts_durable(session: Session, events: Sequence[tuple[str, Mapping[st
             stmts = [(_prepared(session, INSERT_POST), (
                 pid, author, v["text"], media, list(v.get("links") or []),
                 list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"],
-                name == "PostEdited", id_timestamp_ms(pid), _ms(v["occurred_at"]))),
+                name == "PostEdited", id_timestamp_ms(pid), millis(v["occurred_at"]))),
                 (_prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"]))]
         for stmt, args in stmts:
             bound = stmt.bind(args)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from cassandra.cluster import Session
 
-from streams.events import now_ms
+from core.clock import now_ms
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS {ks}.notifications_by_user (

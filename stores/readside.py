@@ -12,7 +12,7 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from topologies.fanout.logic import merge_newest, visible_to
+from core.feed import merge_newest, visible_to
 
 _PREPARED: dict[tuple[int, str], Any] = {}
 EDGE_COLUMN = {"followers": "follower_id", "following": "followee_id", "friends": "friend_id",

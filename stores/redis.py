@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 import redis.asyncio as aioredis
 
-from feedstream.settings import Settings
+from core.settings import Settings
 
 
 def client(settings: Settings) -> redis.Redis:

@@ -30,11 +30,12 @@ from typing import Any
 
 import redis as _redis
 from cassandra.cluster import Session
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.clock import millis
+from core.feed import REMOVE, TimelineWrite, merge_newest, visible_to
+from core.ids import id_timestamp_ms
+from core.settings import Settings
 from stores import graph
-from streams.ids import id_timestamp_ms
-from topologies.fanout.logic import REMOVE, Policy, TimelineWrite, merge_newest, visible_to
 
 DDL: list[str] = [
     "CREATE TABLE IF NOT EXISTS {ks}.posts (post_id bigint PRIMARY KEY, author_id text, text text, "
@@ -49,30 +50,6 @@ INSERT_AUTHOR_POST = "INSERT INTO posts_by_author (author_id, post_id, visibilit
 DELETED = "posts:deleted"
 SEEN = "readers:seen"
 WATERMARK = "fanout:wm"
-
-
-class TimelineSettings(BaseSettings):
-    """Knobs of the graph and fan-out topologies and of the timeline read path (``FEEDSTREAM_*``)."""
-
-    model_config = SettingsConfigDict(env_prefix="FEEDSTREAM_", frozen=True, extra="ignore")
-
-    timeline_cap: int = 800
-    celebrity_threshold: int = 10_000
-    inactive_days: float = 30.0
-    backfill_limit: int = 20
-    author_cache_cap: int = 200
-    rebuild_per_author: int = 100
-    rebuild_lock_ms: int = 10_000
-    emit_timeline_updates: bool = True
-    topology_group_suffix: str = ""
-    topology_offset_reset: str = "earliest"
-    log_batches: bool = False
-
-    @property
-    def policy(self) -> Policy:
-        """The pure-logic policy these settings describe."""
-        return Policy(self.celebrity_threshold, self.inactive_days, self.timeline_cap,
-                      self.backfill_limit)
 
 
 def k_timeline(r: str) -> str:
@@ -123,7 +100,7 @@ def _now() -> int:
 def put_post(session: Session, r: _redis.Redis, v: Mapping[str, Any], *, edited: bool) -> None:
     """Store a PostCreated/PostEdited value in ``posts``, ``posts_by_author`` and the Redis caches."""
     at = v["occurred_at"]
-    at_ms = int(at.timestamp() * 1000) if hasattr(at, "timestamp") else int(at)
+    at_ms = millis(at)
     media = json.dumps(list(v.get("media") or []))
     futures = [
         session.execute_async(_prepared(session, INSERT_POST), (
@@ -284,7 +261,7 @@ def celebrity_posts(r: _redis.Redis, session: Session, reader: str, before: int 
     return merge_newest(*lists, before=before, limit=limit)
 
 
-def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: TimelineSettings,
+def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: Settings,
                      wait_s: float = 5.0) -> bool:
     """Rebuild ``tl:{reader}`` from the author index exactly once; True if this call rebuilt it."""
     lock = f"tllock:{reader}"
@@ -311,7 +288,7 @@ def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: T
         r.delete(lock)
 
 
-def _compute_timeline(r: _redis.Redis, session: Session, reader: str, s: TimelineSettings) -> list[int]:
+def _compute_timeline(r: _redis.Redis, session: Session, reader: str, s: Settings) -> list[int]:
     """Newest ``cap`` post ids a reader's followees (non-celebrities) pushed or would push.
 
     One Redis pipeline for the followees' follower counts and friendships, then every author's
@@ -346,14 +323,14 @@ def needs_rebuild(r: _redis.Redis, reader: str) -> bool:
     return bool(stale) or (not present and not built)
 
 
-def ensure_timeline(r: _redis.Redis, session: Session, reader: str, settings: TimelineSettings) -> None:
+def ensure_timeline(r: _redis.Redis, session: Session, reader: str, settings: Settings) -> None:
     """Make sure ``tl:{reader}`` is complete (rebuilding it if it was skipped or evicted)."""
     if needs_rebuild(r, reader):
         rebuild_timeline(r, session, reader, settings)
 
 
 def read_home(r: _redis.Redis, session: Session, reader: str, before: int | None, limit: int,
-              settings: TimelineSettings) -> list[dict[str, Any]]:
+              settings: Settings) -> list[dict[str, Any]]:
     """A home page: candidates (timeline + celebrities) -> hydrate -> negative filters -> page."""
     ensure_timeline(r, session, reader, settings)
     touch_reader(r, reader)

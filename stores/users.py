@@ -12,7 +12,7 @@ from typing import Any
 import redis as _redis
 from cassandra.cluster import Session
 
-from topologies.users.logic import ProfileWrite
+from core.rows import ProfileWrite
 
 DDL: list[str] = [
     ("CREATE TABLE IF NOT EXISTS {ks}.users (user_id text PRIMARY KEY, handle text, display_name text, "

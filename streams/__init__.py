@@ -2,8 +2,8 @@
 
 Import from the modules (importing this package itself loads nothing heavy)::
 
-    from streams.events import new_event
-    from streams.ids import new_post_id
+    from core.events import new_event
+    from core.ids import new_post_id
     from streams.producer import EventProducer
 
     with EventProducer() as producer:  # settings from feedstream.settings.get_settings()

@@ -17,7 +17,7 @@ from confluent_kafka.admin import (
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from feedstream.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from streams.catalog import ALL_TOPICS, COPARTITIONED, Topic
 from streams.errors import RegistryError, TopicAdminError
 from streams.schemas import SchemaSet, default_schemas

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from feedstream.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from streams.errors import UnknownEventError
 
 DAY_MS = 86_400_000

@@ -11,10 +11,10 @@ from typing import Any, Self
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from feedstream.settings import Settings, get_settings
+from core.events import dead_letter
+from core.settings import Settings, get_settings
 from streams.catalog import DEAD_LETTERS, Topic
 from streams.errors import DecodeError, PoisonRecord, StreamsError
-from streams.events import envelope, now_ms
 from streams.producer import EventProducer
 from streams.serde import Serde
 
@@ -145,18 +145,9 @@ class EventConsumer:
     def _dead_letter(self, msg: Message, exc: StreamsError) -> None:
         if self._dead_letters is None:
             self._dead_letters = EventProducer(self.settings, serde=self.serde)
-        letter = {
-            **envelope(self.group_id),
-            "source_topic": msg.topic(),
-            "source_partition": msg.partition(),
-            "source_offset": msg.offset(),
-            "key": msg.key(),
-            "value": msg.value(),
-            "error": str(exc),
-            "error_type": type(exc).__name__,
-            "failed_at": now_ms(),
-            "consumer_group": self.group_id,
-        }
+        letter = dead_letter(group=self.group_id, topic=msg.topic(), partition=msg.partition(),
+                             offset=msg.offset(), key=msg.key(), value=msg.value(), error=str(exc),
+                             error_type=type(exc).__name__)
         log.warning("dead-lettering %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc)
         self._dead_letters.send("DeadLetter", letter, topic=DEAD_LETTERS)  # raises if not delivered
         self.stats.dead_lettered += 1

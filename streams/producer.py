@@ -12,7 +12,7 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from feedstream.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from streams.catalog import Topic, get_topic, topic_for
 from streams.errors import DeliveryError
 from streams.serde import Serde

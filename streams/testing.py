@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from streams.events import envelope, now_ms
-from streams.ids import new_id
+from core.clock import now_ms
+from core.events import envelope
+from core.ids import new_id
 from streams.schemas import SchemaSet, default_schemas
 from streams.serde import Serde, registry_client
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from feedstream.local import stack as local_stack
-from feedstream.settings import Settings, get_settings
+from core.settings import Settings, get_settings
+from ops.local import stack as local_stack
 
 _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
                 "redis_port", "registry_port", "api_port")

@@ -42,10 +42,10 @@ from typing import Any
 
 import faust
 
-from feedstream.settings import Settings
+from core.events import dead_letter
+from core.settings import Settings
 from streams.catalog import DEAD_LETTERS, Topic
 from streams.errors import DecodeError, PoisonRecord, SchemaValidationError
-from streams.events import envelope, now_ms
 from streams.serde import Serde
 
 log = logging.getLogger(__name__)
@@ -107,19 +107,12 @@ def make_serde(settings: Settings) -> Serde:
     return Serde(settings.registry_url)
 
 
-def dead_letter_value(*, group: str, topic: str, partition: int, offset: int, key: bytes | None,
-                      value: bytes | None, exc: BaseException) -> dict[str, Any]:
-    """The DeadLetter event for a record that could not be processed."""
-    return {**envelope(group), "source_topic": topic, "source_partition": partition,
-            "source_offset": offset, "key": key, "value": value, "error": str(exc)[:2000],
-            "error_type": type(exc).__name__, "failed_at": now_ms(), "consumer_group": group}
-
-
 async def send_dead_letter(app: faust.App, serde: Serde, dlq: faust.TopicT, group: str,
                            message: Any, exc: BaseException) -> None:
     """Encode and send a DeadLetter for ``message`` (a faust Message), awaiting delivery."""
-    dl = dead_letter_value(group=group, topic=message.topic, partition=message.partition,
-                           offset=message.offset, key=message.key, value=message.value, exc=exc)
+    dl = dead_letter(group=group, topic=message.topic, partition=message.partition,
+                     offset=message.offset, key=message.key, value=message.value, error=str(exc),
+                     error_type=type(exc).__name__)
     data = serde.encode("DeadLetter", dl, DEAD_LETTERS.name)
     fut = await dlq.send(key=message.topic.encode(), value=data)
     await fut

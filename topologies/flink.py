@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from feedstream.local.jars import fetch, flink_jar_urls
-from feedstream.settings import Settings
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from pyflink.table import TableEnvironment
+
+
+def connector_jar_urls(settings: Settings) -> list[str]:
+    """``file://`` URLs of the Kafka and avro-confluent connector jars in ``settings.flink_jars_dir``.
+
+    The jars are fetched by ``feedstream local fetch`` (run by ``make run``/``make test``) or baked
+    into the image; this module only reads them.
+    """
+    jars = sorted(settings.flink_jars_dir.glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"no Flink connector jars in {settings.flink_jars_dir}: "
+                                "run `feedstream local fetch` (or `make bootstrap`) first")
+    return [p.resolve().as_uri() for p in jars]
 
 
 def table_env(settings: Settings, *, streaming: bool = True, parallelism: int = 1,
@@ -16,12 +28,11 @@ def table_env(settings: Settings, *, streaming: bool = True, parallelism: int = 
     """A TableEnvironment with the Kafka and avro-confluent jars on ``pipeline.jars``."""
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
-    fetch(settings.cache_dir, "flink")
     env_settings = (EnvironmentSettings.in_streaming_mode() if streaming
                     else EnvironmentSettings.in_batch_mode())
     t_env = TableEnvironment.create(env_settings)
     conf = t_env.get_config()
-    conf.set("pipeline.jars", ";".join(flink_jar_urls(settings.cache_dir)))
+    conf.set("pipeline.jars", ";".join(connector_jar_urls(settings)))
     conf.set("parallelism.default", str(parallelism))
     conf.set("taskmanager.memory.process.size", "1024m")
     conf.set("python.fn-execution.bundle.size", "1000")
@@ -56,7 +67,7 @@ def local_thread_mode() -> dict[str, str]:
     import site
     import sys
 
-    from feedstream.settings import REPO_ROOT
+    from core.settings import REPO_ROOT
 
     paths = [p for p in (*site.getsitepackages(), str(REPO_ROOT), *sys.path) if p and os.path.isdir(p)]
     return {"python.execution-mode": "thread", "python.pythonpath": ":".join(dict.fromkeys(paths))}
@@ -79,9 +90,8 @@ def stream_table_env(settings: Settings, *, parallelism: int | None = 1, checkpo
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
-    fetch(settings.cache_dir, "flink")
     conf = Configuration()
-    conf.set_string("pipeline.jars", ";".join(flink_jar_urls(settings.cache_dir)))
+    conf.set_string("pipeline.jars", ";".join(connector_jar_urls(settings)))
     for key, value in PYTHON_TUNING.items():
         conf.set_string(key, value)
     if parallelism is not None:

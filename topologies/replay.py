@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from feedstream.settings import Settings
-from stores.timelines import TimelineSettings
+from core.settings import Settings
 from streams.catalog import GRAPH, POSTS
 from streams.errors import PoisonRecord, StreamsError
 from streams.serde import Serde
@@ -89,7 +88,7 @@ def read_log(settings: Settings, topics: Iterable[str], serde: Serde, stats: Rep
     return recs
 
 
-def replay_in_order(settings: Settings, tl: TimelineSettings, names: Iterable[str] = ("graph", "fanout"),
+def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("graph", "fanout"),
                     batch: int = 500) -> ReplayStats:
     """Apply ``names``' source topics from offset 0, merged by timestamp, to ``settings``' stores."""
     from topologies.fanout.app import POST_RECORDS, process_posts

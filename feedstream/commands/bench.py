@@ -23,8 +23,8 @@ def command(
     from bench import report
     from bench.harness import SCENARIOS, run
     from bench.http_load import WrkError
-    from feedstream.seed import SeedError
-    from feedstream.settings import get_settings
+    from core.settings import get_settings
+    from ops.seed import SeedError
 
     if scenario not in SCENARIOS:
         console.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}")

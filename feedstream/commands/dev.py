@@ -14,7 +14,7 @@ def token(
     ttl: int = typer.Option(0, help="lifetime in seconds (0: FEEDSTREAM_JWT_TTL_S, default 3600)"),
 ) -> None:
     """Print a bearer token for USER, signed with FEEDSTREAM_JWT_SECRET, for calling the API."""
+    from core.settings import get_settings
     from serving.auth import mint_token
-    from serving.settings import get_api_settings
 
-    typer.echo(mint_token(user, get_api_settings(), ttl or None))
+    typer.echo(mint_token(user, get_settings(), ttl or None))

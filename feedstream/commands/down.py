@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from feedstream import platform
-from feedstream.settings import get_settings
+from core.settings import get_settings
+from ops import platform
 
 NAME = "down"
 console = Console(highlight=False)

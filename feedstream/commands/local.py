@@ -9,8 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from feedstream.local import ENGINE_NAMES, LocalStackError, jars, stack
-from feedstream.settings import get_settings
+from core.settings import get_settings
+from ops.local import ENGINE_NAMES, LocalStackError, jars, stack
 
 NAME = "local"
 app = typer.Typer(help="Run the local stack: Kafka (KRaft), Cassandra, Redis, schema registry.",

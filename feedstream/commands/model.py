@@ -14,7 +14,7 @@ app = typer.Typer(help="The LightGBM feed ranker: train it, evaluate it against 
 
 @app.command()
 def train(
-    users: int = typer.Option(400, help="synthetic world size (bench.workload graph)"),
+    users: int = typer.Option(400, help="synthetic world size (core.workload graph)"),
     seed: int = typer.Option(7, help="seed of the graph, posts, sessions and labels"),
     sessions_per_reader: int = typer.Option(3, help="feed sessions per reader"),
     trees: int = typer.Option(50, help="boosting rounds"),

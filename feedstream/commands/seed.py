@@ -18,8 +18,8 @@ def command(
     """Load a demo-sized world (power-law follows, celebrities, posts, engagements) through the public API."""
     from dataclasses import replace
 
-    from feedstream import seed as seeding
-    from feedstream.settings import get_settings
+    from core.settings import get_settings
+    from ops import seed as seeding
 
     cfg = replace(seeding.DEMO, users=users, seed=seed)
     with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),

@@ -6,10 +6,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from feedstream import platform
-from feedstream.lag import topology_lag
-from feedstream.local import stack
-from feedstream.settings import get_settings
+from core.settings import get_settings
+from ops import platform
+from ops.lag import topology_lag
+from ops.local import stack
 
 NAME = "status"
 console = Console(highlight=False)

@@ -74,7 +74,7 @@ def register(registry_url: Registry = None) -> None:
 def list_(bootstrap: Bootstrap = None, all_topics: Annotated[bool, typer.Option(
         "--all", help="Also show broker topics that are not in the catalog.")] = False) -> None:
     """Show every catalog topic next to what the broker has."""
-    from feedstream.settings import get_settings
+    from core.settings import get_settings
     from streams.admin import admin_client, broker_state, plan_changes
     from streams.catalog import ALL_TOPICS, BY_NAME
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from feedstream.settings import get_settings
+from core.settings import get_settings
 
 NAME = "topology"
 app = typer.Typer(help="Run, replay and inspect topologies (graph, fanout, engagement, trending).",
@@ -72,9 +72,9 @@ def replay(
     if not yes and not typer.confirm(f"{what}?"):
         raise typer.Exit(1)
     if in_process:
-        from stores.timelines import TimelineSettings
+        from core.settings import Settings
 
-        stats = rp.replay_in_order(settings, TimelineSettings())
+        stats = rp.replay_in_order(settings, Settings())
         typer.echo(f"replayed {stats.records} records ({stats.graph} graph, {stats.posts} posts, "
                    f"{stats.skipped} skipped) in {stats.seconds:.1f}s")
         return

@@ -5,9 +5,9 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from feedstream import platform
-from feedstream.local import LocalStackError
-from feedstream.settings import get_settings
+from core.settings import get_settings
+from ops import platform
+from ops.local import LocalStackError
 
 NAME = "up"
 console = Console(highlight=False)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import redis as _redis
 
+from core.feed import merge_newest
 from stores import graph
 from stores import timelines as tls
-from topologies.fanout.logic import merge_newest
 
 
 def cached_celebrity_pages(r: _redis.Redis, celebs: list[str], before: int | None, want: int,

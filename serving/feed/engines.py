@@ -5,7 +5,6 @@ breaker per engine and for the ranker, a thread pool for blocking driver calls, 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypeVar, cast
@@ -15,13 +14,12 @@ import redis as _redis
 from cassandra.cluster import NoHostAvailable, Session
 from fastapi import Depends, HTTPException, Request
 
+from core.settings import Settings
+from models.ranking import EngagementRecencyRanker, Ranker
 from serving.circuit import Breaker
 from serving.feed.cursor import BadCursor, CursorCodec, Position
-from serving.feed.ranker import EngagementRecencyRanker, Ranker
-from serving.settings import ApiSettings
 from stores import cassandra as cassandra_store
 from stores import redis as redis_store
-from stores.timelines import TimelineSettings
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -34,24 +32,23 @@ class Unavailable(Exception):
     """Neither engine can answer this read."""
 
 
-def default_ranker(r: _redis.Redis) -> Ranker:
-    """The ranker named by ``FEEDSTREAM_RANKER``: auto (LightGBM if its artifact loads), lightgbm or heuristic."""
+def default_ranker(settings: Settings, r: _redis.Redis) -> Ranker:
+    """The ranker ``settings.ranker`` names: auto (LightGBM if its artifact loads), lightgbm or heuristic."""
     from models.ranker import select_ranker
 
-    return cast(Ranker, select_ranker(os.environ.get("FEEDSTREAM_RANKER", "auto"), r, EngagementRecencyRanker()))
+    return cast(Ranker, select_ranker(settings.ranker, r, EngagementRecencyRanker()))
 
 
 class ReadEngines:
     """Everything the read routers need, built once per app by the lifespan."""
 
-    def __init__(self, settings: ApiSettings, tl: TimelineSettings | None = None,
+    def __init__(self, settings: Settings,
                  ranker: Ranker | None = None, *, ranker_timeout_s: float = 0.05,
                  threads: int = 32) -> None:
         self.settings = settings
-        self.tl = tl or TimelineSettings()
         self.ranker_timeout_s = ranker_timeout_s
         self.redis = redis_store.client(settings)
-        self.ranker: Ranker = ranker or default_ranker(self.redis)
+        self.ranker: Ranker = ranker or default_ranker(settings, self.redis)
         self.redis_breaker = Breaker("redis", failures=1, reset_s=2.0)
         self.cassandra_breaker = Breaker("cassandra", failures=1, reset_s=3.0)
         self.ranker_breaker = Breaker("ranker", failures=3, reset_s=10.0)

@@ -8,12 +8,12 @@ from typing import Any, cast
 
 import redis as _redis
 
+from core.feed import visible_to
 from serving.feed.engines import ReadEngines, Unavailable
 from stores import counters, readside
 from stores import timelines as tls
 from stores import users as users_store
 from stores.graph import k_followers, k_friends
-from topologies.fanout.logic import visible_to
 
 PUBLIC_FIELDS = ("post_id", "author_id", "text", "media", "links", "hashtags", "mentions", "visibility",
                  "edited", "created_at", "updated_at")

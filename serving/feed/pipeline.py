@@ -14,13 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from core.feed import merge_newest
 from serving.feed import hydrate
 from serving.feed.candidates import celebrity_candidates
 from serving.feed.engines import ReadEngines, Unavailable
 from serving.feed.ranker import chronological, rank_or_fallback
 from stores import readside
 from stores import timelines as tls
-from topologies.fanout.logic import merge_newest
 
 REFILLS = 5
 
@@ -47,7 +47,7 @@ def page_window(visible: list[dict[str, Any]], limit: int, last_examined: int | 
 
 def _redis_window(e: ReadEngines, reader: str, before: int | None, limit: int) -> Window:
     r, notes = e.redis, []
-    _, ok = e.cass(lambda s: tls.ensure_timeline(r, s, reader, e.tl), None)
+    _, ok = e.cass(lambda s: tls.ensure_timeline(r, s, reader, e.settings), None)
     if not ok:
         notes.append("cassandra unavailable: timeline not rebuilt, hydration from cache only")
     tls.touch_reader(r, reader)
@@ -60,8 +60,8 @@ def _redis_window(e: ReadEngines, reader: str, before: int | None, limit: int) -
             got, _ = e.cass(lambda s: [pid for pid, _ in tls.author_posts(s, author, c, want)], None)
             return got
 
-        celeb, ok = celebrity_candidates(r, reader, cursor, want, e.tl.celebrity_threshold,
-                                         e.tl.author_cache_cap, from_index)
+        celeb, ok = celebrity_candidates(r, reader, cursor, want, e.settings.celebrity_threshold,
+                                         e.settings.author_cache_cap, from_index)
         complete = complete and ok
         ids = merge_newest(own, celeb, before=cursor, limit=want)
         if not ids:

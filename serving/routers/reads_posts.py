@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from core.ids import MAX_ID
+from core.rows import TOP_LEVEL, nest
 from serving.deps import CurrentUser
 from serving.feed import hydrate
 from serving.feed.engines import ReadEngines, ReadsDep, Unavailable
 from stores.comments import CommentStore
 from stores.users import display
-from streams.ids import MAX_ID
-from topologies.users.logic import TOP_LEVEL, nest
 
 router = APIRouter(prefix="/posts/{post_id}", tags=["posts"])
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
+from core.feed import visible_to
 from serving.deps import CurrentUser
 from serving.feed import hydrate
 from serving.feed.engines import ReadEngines, ReadsDep, Unavailable
@@ -13,7 +14,6 @@ from serving.models import USER_ID_PATTERN
 from stores import graph, readside
 from stores import timelines as tls
 from stores.users import display
-from topologies.fanout.logic import visible_to
 
 router = APIRouter(prefix="/users/{user_id}", tags=["users"])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
+from core.ids import MAX_ID, new_id
 from serving import ownership
 from serving.deps import RateLimited
 from serving.errors import responses
 from serving.models import Accepted, CommentIn, ReactionKind, ShareIn
 from serving.writes import Write, WriteDep
-from streams.ids import MAX_ID, new_id
 
 router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited],
                    responses=responses(400, 401, 404, 409, 413, 429, 503))

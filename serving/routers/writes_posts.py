@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path
 
+from core.ids import MAX_ID, new_post_id
 from serving import ownership
 from serving.deps import RateLimited
 from serving.errors import responses
 from serving.models import Accepted, PostIn
 from serving.writes import Write, WriteDep
-from streams.ids import MAX_ID, new_post_id
 
 router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited],
                    responses=responses(400, 401, 409, 413, 429, 503))

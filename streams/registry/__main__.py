@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     bootstrap = args.bootstrap
     if bootstrap is None:
-        from feedstream.settings import get_settings
+        from core.settings import get_settings
 
         bootstrap = get_settings().kafka_bootstrap
     storage = KafkaStorage(bootstrap, topic=args.topic, replication=args.replication)

@@ -22,15 +22,13 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from feedstream.local import stack as local_stack
-from feedstream.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
+from ops.local import stack as local_stack
 from serving.app import create_app
 from serving.auth import mint_token
-from serving.settings import ApiSettings
 from serving.testing import api_settings
 from stores import redis as redis_store
 from stores import timelines as tls
-from stores.timelines import TimelineSettings
 from streams.admin import apply_all
 from topologies.fanout.testing import isolated, worker_env, workers
 
@@ -57,7 +55,7 @@ def uid(tag: str) -> str:
 class Api:
     """A thin client acting as any user (tokens minted with the test secret)."""
 
-    def __init__(self, client: TestClient, settings: ApiSettings) -> None:
+    def __init__(self, client: TestClient, settings: Settings) -> None:
         self.c, self.settings = client, settings
 
     def h(self, user: str) -> dict[str, str]:
@@ -122,9 +120,8 @@ def world(stack, tmp_path_factory):
     redis_store.client(s).flushdb()
     suffix = f"-e2e-{uuid.uuid4().hex[:8]}"
     logs = tmp_path_factory.mktemp("workers")
-    settings = api_settings(s, api_rate_limit_enabled=False)
+    settings = api_settings(s, api_rate_limit_enabled=False, **KNOBS)
     app = create_app(settings)
-    app.state.timeline_settings = TimelineSettings(**KNOBS)
     with workers(s, log_dir=logs, topology_group_suffix=suffix, topology_offset_reset="latest", **KNOBS) as p1, \
             extra_workers(s, ("engagement", "users"), logs, suffix) as p2, TestClient(app) as client:
         api = Api(client, settings)
@@ -269,7 +266,7 @@ def test_ranked_order_and_fallback_when_the_ranker_raises(world):
     poll(lambda: api.ok(api.c.get(f"/v1/posts/{popular}", headers=api.h(reader)), 200)["counts"]["likes"] == 3,
          "3 likes counted")
     assert api.feed_ids(reader) == [plain, popular]
-    from serving.feed.ranker import EngagementRecencyRanker
+    from models.ranking import EngagementRecencyRanker
 
     reads = app.state.reads
     default = reads.ranker

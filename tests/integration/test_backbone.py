@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams.admin import apply_topics, delete_topics, register_all_schemas
 from streams.catalog import ALL_TOPICS, DEAD_LETTERS, ENGAGEMENTS, GRAPH, POSTS, Topic, topic_for
 from streams.consumer import ConsumedEvent, EventConsumer

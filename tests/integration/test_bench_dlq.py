@@ -6,9 +6,9 @@ import time
 import uuid
 
 from bench.dlq import dead_letters_since, errors_of
-from feedstream.settings import Settings
+from core.events import new_event
+from core.settings import Settings
 from streams.admin import apply_topics
-from streams.events import new_event
 from streams.producer import EventProducer
 
 

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from feedstream.settings import Settings
+from core.ids import new_id
+from core.rows import Counts
+from core.settings import Settings, with_overrides
 from stores import cassandra
 from stores import redis as redis_store
 from stores.counters import CounterStore, hot_affinity, hot_counts
-from streams.ids import new_id
-from topologies.engagement.logic import Counts, Notify, recount, window_of
-from topologies.engagement.runtime import Config, Engagement, EngagementProcessor
+from topologies.engagement.logic import Notify, recount, window_of
+from topologies.engagement.runtime import Engagement, EngagementProcessor
 
 
 def make_post(settings: Settings, author: str, *, deleted: bool = False) -> int:
@@ -43,7 +44,7 @@ async def processor(stack: Settings):
 
     r = redis_store.async_client(stack)
     proc = EngagementProcessor(cassandra.session(stack), r, emit_counts, emit_note,
-                               Config(missing_wait_s=0.2))
+                               with_overrides(stack, engagement_missing_wait_s=0.2))
     yield proc, counts, notes
     await r.aclose()
 
@@ -173,7 +174,8 @@ async def test_window_rows_expire_with_the_configured_ttl(stack: Settings) -> No
 
     r = redis_store.async_client(stack)
     proc = EngagementProcessor(cassandra.session(stack), r, nothing, nothing,
-                               Config(missing_wait_s=0.2, window_ttl_s=3600))
+                               with_overrides(stack, engagement_missing_wait_s=0.2,
+                                              engagement_window_ttl_s=3600))
     author = f"t-{new_id()}"
     post = make_post(stack, author)
     await proc.handle(*ev("Liked", post, author, "u", 120_000, f"ttl-{post}"))

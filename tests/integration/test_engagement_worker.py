@@ -17,14 +17,15 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from feedstream.settings import REPO_ROOT, Settings
+from core.clock import now_ms
+from core.events import new_event
+from core.ids import new_id
+from core.settings import REPO_ROOT, Settings
 from stores import cassandra
 from stores import redis as redis_store
 from stores.counters import CounterStore, hot_counts
 from stores.notifications import NotificationStore, channel
 from streams.admin import apply_topics
-from streams.events import new_event, now_ms
-from streams.ids import new_id
 from streams.producer import EventProducer
 from topologies.engagement.logic import recount
 

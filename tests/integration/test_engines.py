@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from feedstream.settings import Settings
+from core.settings import Settings
 
 
 def _topic(admin_bootstrap: str, partitions: int = 1) -> str:

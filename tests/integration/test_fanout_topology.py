@@ -18,19 +18,25 @@ from typing import Any
 import pytest
 import redis as _redis
 from cassandra.cluster import Session
-
 from confluent_kafka import Consumer, TopicPartition
 
+from core.settings import Settings
 from stores import cassandra, graph
 from stores import redis as redis_store
 from stores import timelines as tls
-from stores.timelines import TimelineSettings
 from streams.admin import apply_all
 from streams.producer import DeliveryReport, EventProducer
 from streams.serde import Serde
+from topologies.fanout.testing import (
+    edge,
+    isolated,
+    post_created,
+    post_deleted,
+    post_edited,
+    wait_until,
+    workers,
+)
 from topologies.replay import end_offsets, replay_in_order, reset_group_offsets
-from topologies.fanout.testing import (edge, isolated, post_created, post_deleted, post_edited,
-                                       wait_until, workers)
 
 KNOBS = dict(timeline_cap=10, celebrity_threshold=5, backfill_limit=3, inactive_days=30)
 
@@ -40,7 +46,7 @@ class Env:
     r: _redis.Redis
     s: Session
     producer: EventProducer
-    knobs: TimelineSettings
+    knobs: Settings
 
     def send(self, event: tuple[str, dict[str, Any]]) -> dict[str, Any]:
         self.producer.send(*event)
@@ -95,7 +101,7 @@ def env(stack, tmp_path_factory):
     with EventProducer(stack) as producer, \
             workers(s, log_dir=tmp_path_factory.mktemp("workers"), topology_group_suffix=SUFFIX,
                     **KNOBS) as procs:
-        e = Env(r, sess, producer, TimelineSettings(**KNOBS))
+        e = Env(r, sess, producer, Settings(**KNOBS))
         probe_a, probe_f = uid("probe"), uid("probe")  # first event waits for workers to join
         sent = [0.0]
 

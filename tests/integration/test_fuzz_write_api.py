@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from serving.app import create_app
 from serving.auth import mint_token
 from serving.testing import api_settings, running_app

@@ -7,9 +7,9 @@ import socket
 import psutil
 import pytest
 
-from feedstream.local import LocalStackError, stack
-from feedstream.local.procs import port_in_use
-from feedstream.settings import Settings
+from core.settings import Settings
+from ops.local import LocalStackError, stack
+from ops.local.procs import port_in_use
 
 
 def _free_port() -> int:

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from feedstream.settings import REPO_ROOT
+from core.settings import REPO_ROOT
 from models.features import FEATURE_NAMES
 from models.ranker import LightGBMRanker, read_manifest
 

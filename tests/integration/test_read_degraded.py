@@ -8,15 +8,15 @@ import uuid
 
 from fastapi.testclient import TestClient
 
+from core.ids import new_post_id
+from core.settings import with_overrides
 from serving.app import create_app
 from serving.auth import mint_token
 from serving.testing import api_settings
 from stores import graph
 from stores import redis as redis_store
 from stores import timelines as tls
-from stores.timelines import TimelineSettings
 from stores.users import k_user
-from streams.ids import new_post_id
 from topologies.fanout.testing import isolated
 
 
@@ -48,8 +48,7 @@ def test_cassandra_down_serves_redis_with_partial_hydration(stack):
                                          "edited": False, "deleted": False, "created_at": 1, "updated_at": 1}))
     p.sadd(tls.DELETED, deleted)
     p.execute()
-    app = create_app(settings)
-    app.state.timeline_settings = TimelineSettings(celebrity_threshold=1)
+    app = create_app(with_overrides(settings, celebrity_threshold=1))
     with TestClient(app) as client:
         h = {"Authorization": f"Bearer {mint_token(reader, settings)}"}
         res = client.get(f"/v1/users/{reader}/feed", headers=h)

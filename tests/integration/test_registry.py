@@ -21,7 +21,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams.registry.contract import StorageContract
 from streams.registry.kafka_storage import KafkaStorage
 from streams.registry.storage import Storage

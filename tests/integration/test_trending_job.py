@@ -21,7 +21,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from feedstream.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
 from streams.serde import Serde
 from topologies.trending.logic import WindowSpec
 

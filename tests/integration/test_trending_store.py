@@ -7,7 +7,7 @@ import uuid
 import httpx
 from fastapi import FastAPI
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from stores import redis as redis_store
 from stores.trending import current_trending, keys, write_current
 from topologies.trending.logic import HASHTAGS, Window, WindowSpec, score, top_k

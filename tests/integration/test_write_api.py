@@ -8,20 +8,19 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from feedstream.settings import Settings
-from serving.settings import ApiSettings
+from core.settings import Settings
 from serving.testing import TopicTail, api_settings, bearer, new_user, running_app
 from streams.admin import apply_topics
 
 
 @pytest.fixture(scope="module")
-def settings(stack: Settings) -> ApiSettings:
+def settings(stack: Settings) -> Settings:
     apply_topics(stack)
     return api_settings(stack, api_rate_user_burst=1000, api_rate_ip_burst=100_000, api_rate_ip_per_s=10_000)
 
 
 @pytest.fixture(scope="module")
-def client(settings: ApiSettings) -> Iterator[TestClient]:
+def client(settings: Settings) -> Iterator[TestClient]:
     with running_app(settings) as c:
         yield c
 
@@ -48,7 +47,7 @@ def check_event(tails: dict[str, TopicTail], topic: str, body: dict[str, Any], r
     return decoded.value
 
 
-def test_user_and_post_writes_produce_their_events(client: TestClient, settings: ApiSettings, tails) -> None:
+def test_user_and_post_writes_produce_their_events(client: TestClient, settings: Settings, tails) -> None:
     ann = new_user()
     h = bearer(settings, ann)
     body = accepted(client.post("/v1/users", json={"user_id": ann, "handle": "ann_1", "display_name": "Ann"},
@@ -86,7 +85,7 @@ def test_user_and_post_writes_produce_their_events(client: TestClient, settings:
     ("put", "/blocks/{b}", "Blocked", "a", {"blocker_id": "a", "blocked_id": "b"}),
     ("delete", "/blocks/{b}", "Unblocked", "a", {"blocker_id": "a", "blocked_id": "b"}),
 ])
-def test_graph_writes_produce_their_events(client: TestClient, settings: ApiSettings, tails,
+def test_graph_writes_produce_their_events(client: TestClient, settings: Settings, tails,
                                            method: str, path: str, record: str, key_of: str,
                                            fields: dict[str, str]) -> None:
     ids = {"a": new_user(), "b": new_user()}
@@ -94,7 +93,7 @@ def test_graph_writes_produce_their_events(client: TestClient, settings: ApiSett
     check_event(tails, "graph.v1", accepted(r), record, ids[key_of], **{k: ids[v] for k, v in fields.items()})
 
 
-def test_engagement_writes_produce_their_events(client: TestClient, settings: ApiSettings, tails) -> None:
+def test_engagement_writes_produce_their_events(client: TestClient, settings: Settings, tails) -> None:
     author, fan = new_user(), new_user()
     pid = accepted(client.post("/v1/posts", json={"text": "engage"}, headers=bearer(settings, author)))["post_id"]
     h = bearer(settings, fan)
@@ -126,7 +125,7 @@ def test_engagement_writes_produce_their_events(client: TestClient, settings: Ap
     assert client.delete(f"/v1/posts/{pid}/comments/{top['comment_id']}", headers=h).status_code == 404
 
 
-def test_only_the_author_may_edit_or_delete(client: TestClient, settings: ApiSettings, tails) -> None:
+def test_only_the_author_may_edit_or_delete(client: TestClient, settings: Settings, tails) -> None:
     author, other = new_user(), new_user()
     pid = accepted(client.post("/v1/posts", json={"text": "mine"}, headers=bearer(settings, author)))["post_id"]
     assert client.put(f"/v1/posts/{pid}", json={"text": "yours"}, headers=bearer(settings, other)).status_code == 403
@@ -136,7 +135,7 @@ def test_only_the_author_may_edit_or_delete(client: TestClient, settings: ApiSet
     assert [d.name for d in events] == ["PostCreated"]
 
 
-def test_auth_failures_produce_nothing(client: TestClient, settings: ApiSettings, tails) -> None:
+def test_auth_failures_produce_nothing(client: TestClient, settings: Settings, tails) -> None:
     a, b = new_user(), new_user()
     assert client.put(f"/v1/users/{a}/following/{b}").status_code == 401
     assert client.put(f"/v1/users/{a}/following/{b}", headers={"Authorization": "Bearer nope"}).status_code == 401
@@ -146,7 +145,7 @@ def test_auth_failures_produce_nothing(client: TestClient, settings: ApiSettings
 
 
 def test_idempotent_retry_returns_the_same_response_and_no_second_event(
-        client: TestClient, settings: ApiSettings, tails) -> None:
+        client: TestClient, settings: Settings, tails) -> None:
     user = new_user()
     h = {**bearer(settings, user), "Idempotency-Key": "create-1"}
     first = client.post("/v1/posts", json={"text": "once"}, headers=h)
@@ -196,10 +195,10 @@ def test_readyz_and_healthz(client: TestClient) -> None:
     assert client.get("/v1/_bench/noop").json() == {"ok": True}
 
 
-def test_ownership_falls_back_to_the_cassandra_posts_table(client: TestClient, settings: ApiSettings,
+def test_ownership_falls_back_to_the_cassandra_posts_table(client: TestClient, settings: Settings,
                                                            stack: Settings, tails) -> None:
+    from core.ids import new_post_id
     from stores.cassandra import session
-    from streams.ids import new_post_id
 
     author, fan = new_user(), new_user()
     live, gone = new_post_id(), new_post_id()  # stored by the topologies, never seen by this API's Redis index
@@ -213,7 +212,7 @@ def test_ownership_falls_back_to_the_cassandra_posts_table(client: TestClient, s
     assert client.delete(f"/v1/posts/{gone}", headers=bearer(settings, author)).status_code == 404
 
 
-def test_concurrent_retries_with_one_key_produce_one_event(client: TestClient, settings: ApiSettings, tails) -> None:
+def test_concurrent_retries_with_one_key_produce_one_event(client: TestClient, settings: Settings, tails) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     user = new_user()

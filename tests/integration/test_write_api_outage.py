@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from feedstream.local import stack as local_stack
-from feedstream.settings import Settings
-from serving.settings import ApiSettings
+from core.settings import Settings
+from ops.local import stack as local_stack
 from serving.testing import TopicTail, api_settings, bearer, new_user, running_app
 from streams.admin import apply_topics
 
@@ -28,7 +27,7 @@ def _quiet(*_: object) -> None:
 
 
 @pytest.fixture()
-def own_kafka(stack: Settings, tmp_path: Path) -> Iterator[ApiSettings]:
+def own_kafka(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
     """API settings whose Kafka is a single broker of our own (registry and Redis are the shared ones)."""
     own = api_settings(stack, state_dir=tmp_path, kafka_port=_free_port(), kafka_controller_port=_free_port(),
                        kafka_heap_mb=384, api_produce_timeout_ms=3000, api_retry_after_s=3)
@@ -41,7 +40,7 @@ def own_kafka(stack: Settings, tmp_path: Path) -> Iterator[ApiSettings]:
 
 
 @pytest.fixture()
-def own_redis(stack: Settings, tmp_path: Path) -> Iterator[ApiSettings]:
+def own_redis(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
     """API settings whose Redis is our own (Kafka and registry are the shared ones)."""
     own = api_settings(stack, state_dir=tmp_path, redis_port=_free_port())
     local_stack.up(own, ["redis"], echo=_quiet)
@@ -51,7 +50,7 @@ def own_redis(stack: Settings, tmp_path: Path) -> Iterator[ApiSettings]:
         local_stack.down(own, ["redis"], echo=_quiet)
 
 
-def test_kafka_down_is_503_with_retry_after_and_nothing_half_sent(own_kafka: ApiSettings) -> None:
+def test_kafka_down_is_503_with_retry_after_and_nothing_half_sent(own_kafka: Settings) -> None:
     settings = own_kafka
     user = new_user()
     h = bearer(settings, user)
@@ -84,7 +83,7 @@ def test_kafka_down_is_503_with_retry_after_and_nothing_half_sent(own_kafka: Api
     assert mine == ["before"]
 
 
-def test_redis_down_is_503_with_retry_after(own_redis: ApiSettings) -> None:
+def test_redis_down_is_503_with_retry_after(own_redis: Settings) -> None:
     settings = own_redis
     user, other = new_user(), new_user()
     with running_app(settings) as client:

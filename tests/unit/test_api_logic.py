@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from feedstream.settings import PLACEHOLDER_SECRET
+from core.settings import PLACEHOLDER_SECRET, Settings
 from serving.auth import InvalidToken, mint_token, verify_token
 from serving.idempotency import fingerprint
 from serving.models import PostIn, extract_tags
 from serving.ratelimit import retry_after_s
-from serving.settings import ApiSettings
 
 
 def test_extract_tags_dedups_lowercases_and_ignores_emails() -> None:
@@ -31,8 +30,8 @@ def test_post_event_fields_match_the_event_schema() -> None:
 
 
 def test_tokens_round_trip_and_reject_other_keys() -> None:
-    a = ApiSettings(env="test", jwt_secret="a" * 40)
-    b = ApiSettings(env="test", jwt_secret="b" * 40)
+    a = Settings(env="test", jwt_secret="a" * 40)
+    b = Settings(env="test", jwt_secret="b" * 40)
     token = mint_token("alice", a)
     assert verify_token(token, a) == "alice"
     with pytest.raises(InvalidToken):
@@ -42,8 +41,8 @@ def test_tokens_round_trip_and_reject_other_keys() -> None:
 @pytest.mark.parametrize("env", ["production"])
 def test_placeholder_secret_refused_outside_development(env: str) -> None:
     with pytest.raises(ValidationError, match="placeholder"):
-        ApiSettings(env=env, jwt_secret=PLACEHOLDER_SECRET)
-    assert ApiSettings(env=env, jwt_secret="x" * 40).env == env
+        Settings(env=env, jwt_secret=PLACEHOLDER_SECRET)
+    assert Settings(env=env, jwt_secret="x" * 40).env == env
 
 
 def test_fingerprint_depends_on_method_path_and_body() -> None:
@@ -62,16 +61,16 @@ def test_retry_after_is_whole_seconds_never_zero(wait_ms: int, expected: int) ->
 def test_dev_token_command_mints_a_token_for_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
+    from core.settings import get_settings
     from feedstream.cli import app
-    from serving.settings import get_api_settings
 
     monkeypatch.setenv("FEEDSTREAM_JWT_SECRET", "c" * 40)
-    get_api_settings.cache_clear()
+    get_settings.cache_clear()
     try:
         result = CliRunner().invoke(app, ["dev", "token", "carol", "--ttl", "60"])
         assert result.exit_code == 0, result.output
-        assert verify_token(result.output.strip(), ApiSettings(jwt_secret="c" * 40)) == "carol"
+        assert verify_token(result.output.strip(), Settings(jwt_secret="c" * 40)) == "carol"
         with pytest.raises(InvalidToken):
-            verify_token(result.output.strip(), ApiSettings(jwt_secret="d" * 40))
+            verify_token(result.output.strip(), Settings(jwt_secret="d" * 40))
     finally:
-        get_api_settings.cache_clear()
+        get_settings.cache_clear()

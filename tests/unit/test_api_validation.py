@@ -8,28 +8,28 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
+from core.settings import Settings
 from serving.app import create_app
 from serving.auth import mint_token
 from serving.deps import rate_limit
-from serving.settings import ApiSettings
 
 SECRET = "unit-test-secret-unit-test-secret-0123456789"
 
 
 @pytest.fixture()
-def settings() -> ApiSettings:
-    return ApiSettings(env="test", jwt_secret=SECRET, api_max_body_bytes=8192)
+def settings() -> Settings:
+    return Settings(env="test", jwt_secret=SECRET, api_max_body_bytes=8192)
 
 
 @pytest.fixture()
-def client(settings: ApiSettings) -> TestClient:
+def client(settings: Settings) -> TestClient:
     app = create_app(settings)
     app.dependency_overrides[rate_limit] = lambda: None
     app.state.producer = app.state.redis = app.state.ownership = None  # no lifespan: any handler that got this far would fail
     return TestClient(app)  # not entered: the lifespan (Kafka, Redis) does not run
 
 
-def auth(settings: ApiSettings, user: str = "alice") -> dict[str, str]:
+def auth(settings: Settings, user: str = "alice") -> dict[str, str]:
     return {"Authorization": f"Bearer {mint_token(user, settings)}"}
 
 
@@ -51,13 +51,13 @@ def test_missing_token_is_401_with_challenge(client: TestClient) -> None:
     lambda s: jwt.encode({"exp": int(time.time()) + 60}, SECRET),
     lambda s: "not.a.jwt",
 ])
-def test_bad_tokens_are_401(client: TestClient, settings: ApiSettings, make) -> None:
+def test_bad_tokens_are_401(client: TestClient, settings: Settings, make) -> None:
     r = client.post("/v1/posts", json={"text": "hi"}, headers={"Authorization": f"Bearer {make(settings)}"})
     assert r.status_code == 401, r.text
     assert r.json()["detail"].startswith("invalid token")
 
 
-def test_acting_as_another_user_is_403(client: TestClient, settings: ApiSettings) -> None:
+def test_acting_as_another_user_is_403(client: TestClient, settings: Settings) -> None:
     r = client.put("/v1/users/bob/following/carol", headers=auth(settings, "alice"))
     assert r.status_code == 403
     assert "may not act as 'bob'" in r.json()["detail"]
@@ -70,18 +70,18 @@ def test_acting_as_another_user_is_403(client: TestClient, settings: ApiSettings
     ("/v1/users/alice/following/alice", "put"), ("/v1/users/alice/blocks/alice", "put"),
     ("/v1/users/alice/friend-requests/alice", "post"),
 ])
-def test_acting_on_yourself_is_422_with_a_clear_message(client: TestClient, settings: ApiSettings,
+def test_acting_on_yourself_is_422_with_a_clear_message(client: TestClient, settings: Settings,
                                                         path: str, verb: str) -> None:
     msg = next(iter(fields(getattr(client, verb)(path, headers=auth(settings))).values()))
     assert "yourself" in msg
 
 
-def test_unknown_fields_are_rejected(client: TestClient, settings: ApiSettings) -> None:
+def test_unknown_fields_are_rejected(client: TestClient, settings: Settings) -> None:
     got = fields(client.post("/v1/posts", json={"text": "hi", "author_id": "mallory"}, headers=auth(settings)))
     assert got == {"author_id": "Extra inputs are not permitted"}
 
 
-def test_post_bounds_are_field_level(client: TestClient, settings: ApiSettings) -> None:
+def test_post_bounds_are_field_level(client: TestClient, settings: Settings) -> None:
     body = {"text": "x" * 5001, "links": ["ftp://example.com/a"],
             "media": [{"kind": "IMAGE", "url": "https://cdn.example/a.png"}] * 11, "visibility": "SECRET"}
     got = fields(client.post("/v1/posts", json=body, headers=auth(settings)))
@@ -89,7 +89,7 @@ def test_post_bounds_are_field_level(client: TestClient, settings: ApiSettings) 
     assert "5000" in got["text"] and "10" in got["media"]
 
 
-def test_media_fields_are_checked(client: TestClient, settings: ApiSettings) -> None:
+def test_media_fields_are_checked(client: TestClient, settings: Settings) -> None:
     body = {"text": "hi", "media": [{"kind": "IMAGE", "url": "https://cdn.example/a.png", "duration_ms": 5},
                                     {"kind": "GIF", "url": "javascript:alert(1)", "width": 0}]}
     got = fields(client.post("/v1/posts", json=body, headers=auth(settings)))
@@ -97,23 +97,23 @@ def test_media_fields_are_checked(client: TestClient, settings: ApiSettings) -> 
     assert "duration_ms" in got["media.0"]
 
 
-def test_empty_profile_update_is_422(client: TestClient, settings: ApiSettings) -> None:
+def test_empty_profile_update_is_422(client: TestClient, settings: Settings) -> None:
     got = fields(client.patch("/v1/users/alice", json={}, headers=auth(settings)))
     assert "at least one" in next(iter(got.values()))
 
 
-def test_path_ids_are_bounded(client: TestClient, settings: ApiSettings) -> None:
+def test_path_ids_are_bounded(client: TestClient, settings: Settings) -> None:
     assert "post_id" in fields(client.put("/v1/posts/0/like", headers=auth(settings)))
     assert "post_id" in fields(client.put(f"/v1/posts/{2**53}/like", headers=auth(settings)))
     assert "kind" in fields(client.put("/v1/posts/5/reactions/MEH", headers=auth(settings)))
 
 
-def test_bad_idempotency_key_is_422(client: TestClient, settings: ApiSettings) -> None:
+def test_bad_idempotency_key_is_422(client: TestClient, settings: Settings) -> None:
     headers = {**auth(settings), "Idempotency-Key": "has spaces"}
     assert "Idempotency-Key" in fields(client.put("/v1/posts/5/like", headers=headers))
 
 
-def test_oversized_body_is_413_declared_or_streamed(client: TestClient, settings: ApiSettings) -> None:
+def test_oversized_body_is_413_declared_or_streamed(client: TestClient, settings: Settings) -> None:
     big = b'{"text": "' + b"x" * 9000 + b'"}'
     r = client.post("/v1/posts", content=big, headers={**auth(settings), "Content-Type": "application/json"})
     assert r.status_code == 413 and "8192" in r.json()["detail"]
@@ -126,7 +126,7 @@ def test_oversized_body_is_413_declared_or_streamed(client: TestClient, settings
     assert r.status_code == 413
 
 
-def test_small_body_passes_the_size_limit(client: TestClient, settings: ApiSettings) -> None:
+def test_small_body_passes_the_size_limit(client: TestClient, settings: Settings) -> None:
     # reaches validation (422 for the missing text), so the limit replayed the body intact
     assert "text" in fields(client.post("/v1/posts", json={"visibility": "PUBLIC"}, headers=auth(settings)))
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 
 from bench import http_load as hl
-from bench.workload import Request
+from core.workload import Request
 
 CAPTURED = """Running 1s test @ http://127.0.0.1:8000
   1 threads and 16 connections

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams import catalog
 from streams.catalog import ALL_TOPICS, ENGAGEMENTS, GRAPH, POSTS, get_topic, topic_for
 from streams.errors import UnknownEventError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams.admin import TopicState, plan_changes
 from streams.catalog import ALL_TOPICS, GRAPH, POSTS, TRENDING
 

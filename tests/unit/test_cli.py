@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from feedstream.cli import app
-from feedstream.local import LocalStackError, prereqs
+from ops.local import LocalStackError, prereqs
 
 runner = CliRunner()
 

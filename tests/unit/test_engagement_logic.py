@@ -8,9 +8,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from topologies.engagement.logic import (
-    Counts, PostState, apply, graph_notification, millis, recount, window_of,
-)
+from core.clock import millis
+from core.rows import Counts, PostState
+from topologies.engagement.logic import apply, graph_notification, recount, window_of
 
 POST, AUTHOR = 1234567, "author"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams.testing import mock_serde, sample_event
 from topologies import faust_runtime
 from topologies.engagement.app import create_app, notification_value

@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from topologies.fanout.logic import (ADD, DAY_MS, EDIT, REMOVE, Policy, PostRef, merge_newest,
-                                     plan_backfill, plan_delete, plan_post, plan_purge, visible_to)
+from core.clock import DAY_MS
+from core.feed import ADD, EDIT, REMOVE, Policy, merge_newest, visible_to
+from topologies.fanout.logic import PostRef, plan_backfill, plan_delete, plan_post, plan_purge
 
 NOW = 1_800_000_000_000
 POLICY = Policy(celebrity_threshold=3, inactive_days=30, timeline_cap=800, backfill_limit=2)

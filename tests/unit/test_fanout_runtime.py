@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams.testing import mock_serde, sample_event
 from topologies import faust_runtime as rt
 
@@ -81,8 +81,11 @@ async def test_unexpected_exception_crashes_loudly(tmp_path, monkeypatch):
 
 
 def test_dead_letter_value_matches_schema():
-    dl = rt.dead_letter_value(group="g", topic="posts.v1", partition=2, offset=41, key=b"k",
-                              value=b"\x00", exc=ValueError("boom"))
+    from core.events import dead_letter
+
+    dl = dead_letter(group="g", topic="posts.v1", partition=2, offset=41, key=b"k", value=b"\x00",
+                     error="boom " * 1000, error_type="ValueError")
+    assert len(dl["error"]) == 2000 and dl["consumer_group"] == dl["actor_id"] == "g"
     serde = mock_serde()
     out = serde.decode(serde.encode("DeadLetter", dl, "dead-letters.v1"))
     assert out.value["source_offset"] == 41 and out.value["error_type"] == "ValueError"

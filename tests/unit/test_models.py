@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from core.ids import EPOCH_MS, SEQ_BITS
 from models.data import SynthConfig, generate
 from models.evaluate import baselines, booster_scorer, mean_ndcg, ndcg_at_k
 from models.features import FEATURE_NAMES, AuthorContext, item_features, page_matrix
@@ -22,10 +23,10 @@ from models.ranker import (
     select_ranker,
     write_artifact,
 )
+from models.ranking import EngagementRecencyRanker, Ranker
 from models.train import train
 from serving.circuit import OPEN, Breaker
-from serving.feed.ranker import EngagementRecencyRanker, Ranker, chronological, rank_or_fallback
-from streams.ids import EPOCH_MS, SEQ_BITS
+from serving.feed.ranker import chronological, rank_or_fallback
 
 NOW = 1_767_225_600_000 + 10 * 3_600_000
 COL = {n: i for i, n in enumerate(FEATURE_NAMES)}
@@ -223,6 +224,7 @@ def test_failing_or_slow_model_falls_back_to_chronological(tiny, kind, reason):
 def test_read_engines_pick_the_ranker_from_the_environment(monkeypatch, env, expect):
     import redis
 
+    from core.settings import Settings
     from serving.feed.engines import default_ranker
 
     if env is None:
@@ -230,4 +232,4 @@ def test_read_engines_pick_the_ranker_from_the_environment(monkeypatch, env, exp
     else:
         monkeypatch.setenv("FEEDSTREAM_RANKER", env)
     r = redis.Redis(port=1)  # never contacted: the author context is only fetched when a page is ranked
-    assert default_ranker(r).name.startswith(expect)
+    assert default_ranker(Settings(), r).name.startswith(expect)

@@ -10,18 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.ids import EPOCH_MS, SEQ_BITS
+from core.rows import TOP_LEVEL, nest
+from models.ranking import EngagementRecencyRanker
 from serving.circuit import CLOSED, HALF_OPEN, OPEN, Breaker, BreakerOpen
 from serving.feed.cursor import BadCursor, CursorCodec, Position
 from serving.feed.pipeline import page_window
-from serving.feed.ranker import (
-    EngagementRecencyRanker,
-    chronological,
-    order_by_scores,
-    rank_or_fallback,
-)
+from serving.feed.ranker import chronological, order_by_scores, rank_or_fallback
 from serving.realtime import Client, parse
-from streams.ids import EPOCH_MS, SEQ_BITS
-from topologies.users.logic import TOP_LEVEL, comment_write, nest, profile_write, thread_of
+from topologies.users.logic import comment_write, profile_write, thread_of
 
 codec = CursorCodec("secret-one")
 

@@ -8,15 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from streams.ids import (
-    EPOCH_MS,
-    MAX_ID,
-    IdGenerator,
-    id_timestamp_ms,
-    min_id_at,
-    new_id,
-    new_post_id,
-)
+from core.ids import EPOCH_MS, MAX_ID, IdGenerator, id_timestamp_ms, min_id_at, new_id, new_post_id
 
 pytestmark = pytest.mark.unit
 

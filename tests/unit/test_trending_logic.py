@@ -7,8 +7,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from topologies.trending.logic import (
-    HASHTAGS, POSTS, Contribution, RankState, Simulation, Window, WindowSpec, ViralPolicy, contributions,
-    expire, fire, late_updates, merge_window, parse_duration, score, simulate, top_k, viral_score, zscore,
+    HASHTAGS,
+    POSTS,
+    Contribution,
+    RankState,
+    Simulation,
+    ViralPolicy,
+    Window,
+    WindowSpec,
+    contributions,
+    expire,
+    fire,
+    late_updates,
+    merge_window,
+    parse_duration,
+    score,
+    simulate,
+    top_k,
+    viral_score,
+    zscore,
 )
 
 SPEC = WindowSpec(60_000, 10_000, lateness_ms=20_000, out_of_orderness_ms=0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.testing import mock_serde
-from topologies.trending.app import config_from_env, latest_checkpoint
+from topologies.trending.app import job_config, latest_checkpoint
 from topologies.trending.logic import HASHTAGS, Contribution, Window, WindowSpec, score, top_k
 from topologies.trending.sinks import late_record, trending_records
 
@@ -34,8 +34,12 @@ def test_late_record_is_a_valid_dead_letter() -> None:
     assert decoded["error_type"] == "LateEvent"
 
 
-def test_config_from_env_and_latest_checkpoint(tmp_path) -> None:
-    cfg = config_from_env({"FEEDSTREAM_TRENDING_WINDOWS": "1h/1m,60s/10s/30s", "FEEDSTREAM_TRENDING_K": "5"})
+def test_job_config_from_settings_and_latest_checkpoint(tmp_path, monkeypatch) -> None:
+    from core.settings import Settings
+
+    monkeypatch.setenv("FEEDSTREAM_TRENDING_WINDOWS", "1h/1m,60s/10s/30s")
+    monkeypatch.setenv("FEEDSTREAM_TRENDING_K", "5")
+    cfg = job_config(Settings())
     assert [w.label for w in cfg.windows] == ["1h", "1m"] and cfg.k == 5
     assert cfg.windows[1].lateness_ms == 30_000
     assert latest_checkpoint(tmp_path) is None
@@ -47,16 +51,16 @@ def test_config_from_env_and_latest_checkpoint(tmp_path) -> None:
 
 
 def test_run_options_local_vs_cluster(tmp_path) -> None:
-    from feedstream.settings import Settings
+    from core.settings import Settings
     from topologies.trending.app import run_options
 
     s = Settings(state_dir=tmp_path)
-    local = run_options(s, {}, cluster=False)
+    local = run_options(s, cluster=False)
     assert local["parallelism"] == 1 and local["checkpoint_dir"] == tmp_path / "flink" / "trending"
     assert local["restore"] and local["local"]
-    cluster = run_options(s, {}, cluster=True)  # the cluster's parallelism and checkpoint settings apply
+    cluster = run_options(s, cluster=True)  # the cluster's parallelism and checkpoint settings apply
     assert (cluster["parallelism"], cluster["checkpoint_dir"], cluster["checkpoint_interval_ms"]) == (None, None, None)
     assert not cluster["restore"] and not cluster["local"]
-    over = run_options(s, {"FEEDSTREAM_TRENDING_PARALLELISM": "4",
-                           "FEEDSTREAM_TRENDING_CHECKPOINT_DIR": "s3://b/trending"}, cluster=True)
+    over = run_options(Settings(state_dir=tmp_path, trending_parallelism=4,
+                                trending_checkpoint_dir="s3://b/trending"), cluster=True)
     assert (over["parallelism"], over["checkpoint_dir"]) == (4, "s3://b/trending")

@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from bench.workload import OpStream, WorkloadConfig, build_graph, seed_plan, to_request
+from core.workload import OpStream, WorkloadConfig, build_graph, seed_plan, to_request
 from serving.models import CommentIn, PostIn, RegisterIn
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import faust
 
-from feedstream.settings import Settings
+from core.clock import millis
+from core.settings import Settings
 from stores import cassandra
 from stores import redis as redis_store
 from stores.notifications import NotificationStore, channel, push_message
@@ -27,8 +28,8 @@ from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, GRAPH, NOTIFICATIONS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
 from topologies.engagement.batching import register_pipelined_agent
-from topologies.engagement.logic import KINDS, Notify, graph_notification, millis
-from topologies.engagement.runtime import Config, Engagement, EngagementProcessor, aexec
+from topologies.engagement.logic import KINDS, Notify, graph_notification
+from topologies.engagement.runtime import Engagement, EngagementProcessor, aexec
 from topologies.faust_runtime import (
     SourceRecord,
     catalog_topic,
@@ -50,8 +51,8 @@ def notification_value(n: Notify) -> dict[str, Any]:
 class Engines:
     """Lazily connected Cassandra session, async Redis client and the processors over them."""
 
-    def __init__(self, settings: Settings, config: Config | None = None) -> None:
-        self.settings, self.config = settings, config or Config()
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self._processor: EngagementProcessor | None = None
         self._notes: NotificationStore | None = None
         self._redis: Any = None
@@ -67,7 +68,7 @@ class Engines:
         """The engagement processor (connects on first call)."""
         if self._processor is None:
             self._processor = EngagementProcessor(cassandra.session(self.settings), self.redis,
-                                                  emit_counts, emit_notification, self.config)
+                                                  emit_counts, emit_notification, self.settings)
         return self._processor
 
     def notes(self) -> NotificationStore:
@@ -77,14 +78,14 @@ class Engines:
         return self._notes
 
 
-def create_app(settings: Settings, *, app_id: str | None = None, config: Config | None = None,
+def create_app(settings: Settings, *, app_id: str | None = None,
                engagement_handler: BatchHandler | None = None, serde: Serde | None = None,
                max_batch: int = 1000, **faust_overrides: Any) -> faust.App:
     """Build the engagement Faust app; ``engagement_handler`` (gets each batch) and ``serde`` are test seams."""
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs one level only
     app = create_faust_app(settings, "engagement", app_id=app_id, **faust_overrides)
     serde = serde or make_serde(settings)
-    engines = Engines(settings, config)
+    engines = Engines(settings)
     counts_topic = catalog_topic(app, ENGAGEMENT_COUNTS, settings)
     notes_topic = catalog_topic(app, NOTIFICATIONS, settings)
 

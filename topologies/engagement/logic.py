@@ -18,57 +18,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
+
+from core.clock import millis
+from core.rows import Counts, Member, PostState
 
 WINDOW_MS = 60_000
 KINDS = ("Liked", "Unliked", "CommentAdded", "CommentDeleted", "Shared", "ReactionAdded",
          "ReactionRemoved")
 ADDS = {"Liked", "CommentAdded", "Shared", "ReactionAdded"}
 NOTIFY_NS = uuid.UUID("6f1d3f0e-5b1c-4c55-9f57-0d3c2a9e7a11")
-
-
-@dataclass(frozen=True)
-class Counts:
-    """Likes, comments, shares and reactions per kind (absolute totals or a delta)."""
-
-    likes: int = 0
-    comments: int = 0
-    shares: int = 0
-    reactions: Mapping[str, int] = field(default_factory=dict)
-
-    def __add__(self, other: Counts) -> Counts:
-        reactions = dict(self.reactions)
-        for kind, n in other.reactions.items():
-            reactions[kind] = reactions.get(kind, 0) + n
-        return Counts(self.likes + other.likes, self.comments + other.comments,
-                      self.shares + other.shares, {k: v for k, v in reactions.items() if v})
-
-    def is_zero(self) -> bool:
-        """True when every count is zero."""
-        return not (self.likes or self.comments or self.shares or any(self.reactions.values()))
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain dict in the EngagementCount field layout."""
-        return {"likes": self.likes, "comments": self.comments, "shares": self.shares,
-                "reactions": {k: v for k, v in sorted(self.reactions.items()) if v}}
-
-
-@dataclass(frozen=True)
-class Member:
-    """One dedup key's state: present or not, the version that decided it, its user."""
-
-    present: bool
-    ts: int
-    event_id: str
-    user: str = ""
-    tomb: bool = False  # comments only: deleted for good
-
-    @property
-    def version(self) -> tuple[int, str]:
-        """Ordering key for last-writer-wins."""
-        return (self.ts, self.event_id)
 
 
 @dataclass(frozen=True)
@@ -94,13 +54,6 @@ class Outcome:
     window_start: int
     changed: bool
     notifications: tuple[Notify, ...] = ()
-
-
-def millis(value: Any) -> int:
-    """Epoch milliseconds from an int or a decoded timestamp-millis ``datetime``."""
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    return int(value)
 
 
 def member_key(name: str, ev: Mapping[str, Any]) -> str:
@@ -193,16 +146,6 @@ def graph_notification(name: str, ev: Mapping[str, Any]) -> Notify | None:
     if actor == recipient:
         return None
     return Notify(notification_id(kind, eid, str(recipient)), str(recipient), str(actor), kind, ts)
-
-
-@dataclass
-class PostState:
-    """A post's members and totals (``rev`` counts applied changes; used as an optimistic lock)."""
-
-    post_id: int
-    members: dict[str, Member] = field(default_factory=dict)
-    totals: Counts = field(default_factory=Counts)
-    rev: int = 0
 
 
 def apply(state: PostState, name: str, ev: Mapping[str, Any]) -> Outcome:

@@ -9,7 +9,7 @@ committed only after every side effect.
 A batch is grouped by post (engagements are keyed by post id, so this partition is the single
 writer of its posts): each post's state is loaded once, the pure logic applies the post's events
 in offset order in memory, and the result is written as one conditional single-partition batch
-(``IF rev = <read rev>``) per post and chunk of ``Config.chunk`` events. Downstream effects
+(``IF rev = <read rev>``) per post and chunk of ``settings.engagement_chunk`` events. Downstream effects
 (affinity rows, hot counters, derived counts) are written as absolute values derived from the
 *current* state, so re-processing a batch after a crash (Cassandra written, Redis/affinity/emits
 not) completes the missing effects without double counting. The one delta is the Redis affinity
@@ -31,19 +31,12 @@ from typing import Any
 
 from cassandra.cluster import Session
 
+from core.clock import millis
+from core.ids import id_timestamp_ms
+from core.rows import Counts, Member, PostState
+from core.settings import Settings
 from stores.counters import CounterStore, affinity_key, window_member, write_hot_counts
-from streams.ids import id_timestamp_ms
-from topologies.engagement.logic import (
-    WINDOW_MS,
-    Counts,
-    Member,
-    Notify,
-    PostState,
-    apply,
-    member_key,
-    millis,
-    window_of,
-)
+from topologies.engagement.logic import WINDOW_MS, Notify, apply, member_key, window_of
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +58,7 @@ class ConcurrentWriter(RuntimeError):
     """The post's revision kept changing under us (another writer); the worker must crash."""
 
 
-@dataclass(frozen=True)
-class Config:
-    """Knobs: wait for a young post to appear, CAS retries, TTL of per-minute window rows."""
 
-    missing_grace_ms: int = 30_000
-    missing_wait_s: float = 5.0
-    cas_retries: int = 20
-    window_ttl_s: int = 7 * 86_400  # 0 keeps window rows forever
-    chunk: int = 100  # events per post per conditional batch (bounds the CQL batch and IN list)
 
 
 @dataclass(frozen=True)
@@ -148,21 +133,21 @@ class EngagementProcessor:
     """Applies engagement events to the durable state and performs the derived side effects."""
 
     def __init__(self, session: Session, redis: Any, emit_counts: CountsEmitter,
-                 emit_notification: NotifyEmitter, config: Config | None = None) -> None:
+                 emit_notification: NotifyEmitter, settings: Settings) -> None:
         self.session, self.redis = session, redis
-        self.config = config or Config()
-        self.store = CounterStore(session, window_ttl_s=self.config.window_ttl_s)
+        self.settings = settings
+        self.store = CounterStore(session, window_ttl_s=settings.engagement_window_ttl_s)
         self.emit_counts, self.emit_notification = emit_counts, emit_notification
         self.q_post = session.prepare("SELECT deleted FROM posts WHERE post_id=?")
 
     async def post_status(self, post_id: int) -> str:
         """``live``, ``deleted`` or ``missing`` (waits a little for a post younger than the grace)."""
-        deadline = time.monotonic() + self.config.missing_wait_s
+        deadline = time.monotonic() + self.settings.engagement_missing_wait_s
         while True:
             rows = await aexec(self.session, self.q_post, (post_id,))
             if rows:
                 return "deleted" if rows[0].deleted else "live"
-            young = id_timestamp_ms(post_id) > time.time() * 1000 - self.config.missing_grace_ms
+            young = id_timestamp_ms(post_id) > time.time() * 1000 - self.settings.engagement_missing_grace_ms
             if not young or time.monotonic() > deadline:
                 return "missing"
             await asyncio.sleep(0.1)
@@ -201,7 +186,7 @@ class EngagementProcessor:
 
     async def _post(self, post_id: int, events: list[Engagement]) -> PostOutcome | None:
         """Check the post (while loading its first chunk), then apply its events chunk by chunk."""
-        size = self.config.chunk
+        size = self.settings.engagement_chunk
         chunks = [events[i:i + size] for i in range(0, len(events), size)]
         status, first = await asyncio.gather(self.post_status(post_id),
                                              self._load(post_id, needed_keys(chunks[0])))
@@ -219,7 +204,7 @@ class EngagementProcessor:
                            loaded: tuple[list[Any], list[Any]] | None = None) -> None:
         """Load, apply and CAS-write one chunk, retrying on a concurrent revision change."""
         keys = needed_keys(chunk)
-        for _ in range(self.config.cas_retries):
+        for _ in range(self.settings.engagement_cas_retries):
             statics, rows = loaded or await self._load(res.post_id, keys)
             loaded = None
             read_rev = statics[0].rev if statics and statics[0].rev is not None else None
@@ -240,7 +225,7 @@ class EngagementProcessor:
                                 for k in keys if k.startswith("w:")})
             res.notifications.extend(notes)
             return
-        raise ConcurrentWriter(f"post {res.post_id}: revision changed {self.config.cas_retries} times")
+        raise ConcurrentWriter(f"post {res.post_id}: revision changed {self.settings.engagement_cas_retries} times")
 
     async def _downstream(self, results: list[PostOutcome]) -> None:
         """Affinity, hot counters, derived counts and notifications (see the module docstring)."""

@@ -10,17 +10,23 @@ from typing import Any
 
 import faust
 
-from feedstream.settings import Settings
+from core.feed import ADD, EDIT, TimelineWrite
+from core.settings import Settings
 from stores import fanout_writes as fw
 from stores import timelines as tls
-from stores.timelines import TimelineSettings
 from streams.catalog import POSTS, TIMELINE_UPDATES
 from streams.errors import PoisonRecord
 from streams.serde import Serde
-from topologies.fanout.logic import ADD, EDIT, PostRef, TimelineWrite, plan_delete, plan_post
-from topologies.fanout.runtime import Stores, start_emit, source_of
-from topologies.faust_runtime import (SourceRecord, catalog_topic, create_faust_app, make_serde,
-                                      register_batch_agent, run_worker)
+from topologies.fanout.logic import PostRef, plan_delete, plan_post
+from topologies.fanout.runtime import Stores, source_of, start_emit
+from topologies.faust_runtime import (
+    SourceRecord,
+    catalog_topic,
+    create_faust_app,
+    make_serde,
+    register_batch_agent,
+    run_worker,
+)
 
 log = logging.getLogger(__name__)
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
@@ -76,11 +82,11 @@ def process_post(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
     return process_posts(st, [rec])[0][1]
 
 
-def create_app(settings: Settings, *, app_id: str | None = None, tl: TimelineSettings | None = None,
+def create_app(settings: Settings, *, app_id: str | None = None, tl: Settings | None = None,
                serde: Serde | None = None, process: Callable[[list[SourceRecord]], Results] | None = None,
                emit: Callable | None = None, broker: str | None = None) -> faust.App:
     """Build the fan-out Faust app: one batching agent on posts.v1 (``process``/``emit`` injectable)."""
-    tl = tl or TimelineSettings()
+    tl = tl or Settings()
     app = create_faust_app(settings, "fanout", app_id=app_id or f"feedstream-fanout{tl.topology_group_suffix}",
                            broker=broker, consumer_auto_offset_reset=tl.topology_offset_reset)
     serde = serde or make_serde(settings)

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-DAY_MS = 86_400_000
-ADD, REMOVE, EDIT = "ADD", "REMOVE", "EDIT"
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Hybrid fan-out knobs."""
-
-    celebrity_threshold: int = 10_000
-    inactive_days: float = 30.0
-    timeline_cap: int = 800
-    backfill_limit: int = 20
+from core.clock import DAY_MS
+from core.feed import ADD, EDIT, REMOVE, Policy, TimelineWrite, visible_to
 
 
 @dataclass(frozen=True)
@@ -29,16 +18,6 @@ class PostRef:
     visibility: str = "PUBLIC"
 
 
-@dataclass(frozen=True)
-class TimelineWrite:
-    """One change to one reader's timeline."""
-
-    reader_id: str
-    post_id: int
-    author_id: str
-    op: str
-
-
 @dataclass
 class FanoutPlan:
     """What to do for one post event: writes to push, readers skipped as inactive, celebrity flag."""
@@ -46,17 +25,6 @@ class FanoutPlan:
     writes: list[TimelineWrite] = field(default_factory=list)
     inactive: list[str] = field(default_factory=list)
     celebrity: bool = False
-
-
-def visible_to(visibility: str, *, is_author: bool, follows: bool, is_friend: bool) -> bool:
-    """Whether a reader may see a post of this visibility (blocks are checked separately)."""
-    if is_author or visibility == "PUBLIC":
-        return True
-    if visibility == "FOLLOWERS":
-        return follows
-    if visibility == "FRIENDS":
-        return is_friend
-    return False
 
 
 def audience(visibility: str, followers: Iterable[str], friends: Iterable[str]) -> set[str]:
@@ -109,17 +77,3 @@ def plan_purge(reader: str, author: str, post_ids: Iterable[int]) -> list[Timeli
     return [TimelineWrite(reader, pid, author, REMOVE) for pid in sorted(set(post_ids), reverse=True)]
 
 
-def merge_newest(*sources: Iterable[int], before: int | None, limit: int) -> list[int]:
-    """Merge newest-first id lists into one newest-first page of distinct ids below ``before``."""
-    out: list[int] = []
-    last: int | None = None
-    for pid in heapq.merge(*sources, reverse=True):
-        if before is not None and pid >= before:
-            continue
-        if pid == last:
-            continue
-        out.append(pid)
-        last = pid
-        if len(out) >= limit:
-            break
-    return out

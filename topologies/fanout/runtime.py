@@ -5,21 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import faust
 import redis as _redis
 from cassandra.cluster import Session
 
-from feedstream.settings import Settings
+from core.clock import millis
+from core.events import envelope
+from core.feed import TimelineWrite
+from core.settings import Settings
 from stores import cassandra, graph
 from stores import redis as redis_store
-from stores.timelines import TimelineSettings
 from streams.catalog import TIMELINE_UPDATES
-from streams.events import envelope
 from streams.serde import Serde
-from topologies.fanout.logic import TimelineWrite
 from topologies.faust_runtime import SourceRecord
 
 
@@ -28,7 +27,7 @@ class Stores:
     """Lazily opened Redis client, Cassandra session and graph writer for one worker."""
 
     settings: Settings
-    tl: TimelineSettings
+    tl: Settings
     _r: _redis.Redis | None = None
     _s: Session | None = None
     _g: graph.GraphWriter | None = field(default=None, repr=False)
@@ -57,8 +56,7 @@ class Stores:
 
 def occurred_ms(value: dict[str, Any]) -> int:
     """The event's occurred_at as epoch ms (fastavro decodes timestamp-millis to datetime)."""
-    at = value["occurred_at"]
-    return int(at.timestamp() * 1000) if isinstance(at, datetime) else int(at)
+    return millis(value["occurred_at"])
 
 
 def source_of(rec: SourceRecord) -> dict[str, Any]:

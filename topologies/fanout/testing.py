@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from feedstream.settings import REPO_ROOT, Settings
-from streams.events import new_event
-from streams.ids import new_post_id
+from core.events import new_event
+from core.ids import new_post_id
+from core.settings import REPO_ROOT, Settings
 
 T = TypeVar("T")
 

@@ -8,17 +8,23 @@ from typing import Any
 
 import faust
 
-from feedstream.settings import Settings
+from core.feed import TimelineWrite
+from core.settings import Settings
 from stores import fanout_writes as fw
 from stores import graph
 from stores import timelines as tls
-from stores.timelines import TimelineSettings
 from streams.catalog import GRAPH, TIMELINE_UPDATES
 from streams.serde import Serde
-from topologies.fanout.logic import TimelineWrite, plan_backfill, plan_purge
-from topologies.fanout.runtime import Stores, start_emit, occurred_ms, source_of
-from topologies.faust_runtime import (SourceRecord, catalog_topic, create_faust_app, make_serde,
-                                      register_batch_agent, run_worker)
+from topologies.fanout.logic import plan_backfill, plan_purge
+from topologies.fanout.runtime import Stores, occurred_ms, source_of, start_emit
+from topologies.faust_runtime import (
+    SourceRecord,
+    catalog_topic,
+    create_faust_app,
+    make_serde,
+    register_batch_agent,
+    run_worker,
+)
 from topologies.graph.logic import BACKFILL, GRAPH_RECORDS, PURGE, UnknownGraphEvent, plan_graph
 
 Results = list[tuple[SourceRecord, list[TimelineWrite]]]
@@ -73,11 +79,11 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord]) -> Results:
     return [(rec, process_graph(st, rec)) for rec in recs]
 
 
-def create_app(settings: Settings, *, app_id: str | None = None, tl: TimelineSettings | None = None,
+def create_app(settings: Settings, *, app_id: str | None = None, tl: Settings | None = None,
                serde: Serde | None = None, process: Callable[[list[SourceRecord]], Results] | None = None,
                emit: Callable | None = None, broker: str | None = None) -> faust.App:
     """Build the social-graph Faust app: one batching agent on graph.v1 (``process``/``emit`` injectable)."""
-    tl = tl or TimelineSettings()
+    tl = tl or Settings()
     app = create_faust_app(settings, "graph", app_id=app_id or f"feedstream-graph{tl.topology_group_suffix}",
                            broker=broker, consumer_auto_offset_reset=tl.topology_offset_reset)
     serde = serde or make_serde(settings)

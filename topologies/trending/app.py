@@ -1,29 +1,25 @@
 """``feedstream topology run trending``: the trending job on the embedded MiniCluster (or a cluster).
 
-Windows come from ``FEEDSTREAM_TRENDING_WINDOWS`` (comma-separated ``SIZE/SLIDE[/LATENESS[/OOO]]``,
-default ``1h/1m/5m/10s,1m/10s/30s/2s``: the hourly list and a one-minute demo list) and top-K
-from ``FEEDSTREAM_TRENDING_K`` (default 20). Checkpoints go to ``<state_dir>/flink/trending``
+Windows come from ``settings.trending_windows`` (``FEEDSTREAM_TRENDING_WINDOWS``, comma-separated
+``SIZE/SLIDE[/LATENESS[/OOO]]``, default ``1h/1m/5m/10s,1m/10s/30s/2s``: the hourly list and a
+one-minute demo list) and top-K from ``settings.trending_k`` (default 20). Checkpoints go to ``<state_dir>/flink/trending``
 every 10 s and are retained; a restart resumes from the newest one.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from topologies.trending.logic import WindowSpec
 
-DEFAULT_WINDOWS = "1h/1m/5m/10s,1m/10s/30s/2s"
 
-
-def config_from_env(environ: dict[str, str] | None = None):  # -> TrendingConfig
-    """The job config from ``FEEDSTREAM_TRENDING_*`` variables."""
+def job_config(settings: Settings):  # -> TrendingConfig
+    """The job config (windows and top-K) the settings describe."""
     from topologies.trending.job import TrendingConfig
 
-    env = dict(os.environ if environ is None else environ)
-    windows = tuple(WindowSpec.parse(w) for w in env.get("FEEDSTREAM_TRENDING_WINDOWS", DEFAULT_WINDOWS).split(","))
-    return TrendingConfig(windows=windows, k=int(env.get("FEEDSTREAM_TRENDING_K", "20")))
+    windows = tuple(WindowSpec.parse(w) for w in settings.trending_windows.split(","))
+    return TrendingConfig(windows=windows, k=settings.trending_k)
 
 
 def latest_checkpoint(directory: Path) -> str | None:
@@ -57,16 +53,15 @@ def start(settings: Settings, config, *, checkpoint_dir: Path | str | None, chec
     return env.execute_async(job_name)
 
 
-def run_options(settings: Settings, environ: dict[str, str] | None = None, cluster: bool | None = None) -> dict:
+def run_options(settings: Settings, cluster: bool | None = None) -> dict:
     """``start`` keyword arguments for ``feedstream topology run trending`` here or on a cluster."""
     from topologies.flink import on_cluster
 
-    env = dict(os.environ if environ is None else environ)
     cluster = on_cluster() if cluster is None else cluster
-    par = env.get("FEEDSTREAM_TRENDING_PARALLELISM")
-    chk = env.get("FEEDSTREAM_TRENDING_CHECKPOINT_DIR")
+    par = settings.trending_parallelism
+    chk = settings.trending_checkpoint_dir
     return {
-        "parallelism": int(par) if par else (None if cluster else 1),
+        "parallelism": par if par else (None if cluster else 1),
         "checkpoint_dir": chk or (None if cluster else settings.state_dir / "flink" / "trending"),
         "checkpoint_interval_ms": None if cluster else 10_000,
         "restore": not cluster,  # on a cluster, Flink restores (HA, operator savepoints)
@@ -77,7 +72,7 @@ def run_options(settings: Settings, environ: dict[str, str] | None = None, clust
 def run(settings: Settings) -> None:
     """Run the trending job in the foreground until interrupted (or until the cluster ends it)."""
     opts = run_options(settings)
-    client = start(settings, config_from_env(), **opts)
+    client = start(settings, job_config(settings), **opts)
     try:
         client.get_job_execution_result().result()
     except KeyboardInterrupt:

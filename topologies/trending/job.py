@@ -41,10 +41,17 @@ from pyflink.datastream.connectors import Sink
 from pyflink.datastream.state import MapStateDescriptor
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from streams.catalog import DEAD_LETTERS, ENGAGEMENTS, POSTS, TRENDING
 from topologies.trending import logic
-from topologies.trending.logic import DEFAULT_WEIGHTS, DEFAULT_WINDOW, Contribution, ViralPolicy, Window, WindowSpec
+from topologies.trending.logic import (
+    DEFAULT_WEIGHTS,
+    DEFAULT_WINDOW,
+    Contribution,
+    ViralPolicy,
+    Window,
+    WindowSpec,
+)
 
 _FIELDS = ["kind", "item", "ts", "weight", "cnt", "topic", "partition", "offset"]
 
@@ -111,6 +118,7 @@ class Decode(FlatMapFunction):
 
     def flat_map(self, row: Any) -> Iterable[tuple]:
         from pyflink.common import Row
+
         from streams.errors import DecodeError
 
         topic, partition, offset, data = row[0], row[1], row[2], row[3]

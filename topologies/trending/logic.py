@@ -17,6 +17,8 @@ from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from core.clock import millis
+
 HASHTAGS = "hashtags"
 POSTS = "posts"
 VIRAL_PREFIX = "viral-"
@@ -129,8 +131,7 @@ class Contribution(NamedTuple):
 def contributions(record: str, value: Mapping[str, Any],
                   weights: Mapping[str, float] = DEFAULT_WEIGHTS) -> list[Contribution]:
     """Map a decoded event to what it adds: one per distinct hashtag of a new post, or one per engagement."""
-    ts = int(value["occurred_at"]) if not hasattr(value["occurred_at"], "timestamp") \
-        else int(value["occurred_at"].timestamp() * 1000)
+    ts = millis(value["occurred_at"])
     if record == "PostCreated":
         tags = dict.fromkeys(t.lower().lstrip("#") for t in value.get("hashtags", ()) if t)
         return [Contribution(HASHTAGS, t, ts, 1.0, 1) for t in tags if t]

@@ -13,7 +13,9 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from feedstream.settings import Settings
+from core.clock import now_ms
+from core.events import dead_letter
+from core.settings import Settings
 from streams.catalog import DEAD_LETTERS, TRENDING
 from streams.producer import HEADER_EVENT_TYPE, producer_config
 from streams.serde import Serde
@@ -43,15 +45,12 @@ def late_record(c: Contribution, topic: str, partition: int, offset: int, label:
                 watermark: int | None, now_ms: int) -> dict[str, Any]:
     """A DeadLetter value for an event that arrived after its windows' allowed lateness."""
     where = f"watermark {watermark}" if watermark is not None else "the watermark"
-    return {
-        "event_id": str(uuid.uuid5(_NS, f"late|{label}|{topic}|{partition}|{offset}|{c.kind}|{c.item}")),
-        "occurred_at": now_ms, "actor_id": ACTOR, "schema_version": 1,
-        "source_topic": topic, "source_partition": partition, "source_offset": offset,
-        "key": None, "value": None,
-        "error": f"too late for trending {label}: event time {c.ts} ({c.kind} {c.item}) is behind {where}"
-                 " minus the allowed lateness",
-        "error_type": "LateEvent", "failed_at": now_ms, "consumer_group": ACTOR,
-    }
+    return dead_letter(
+        group=ACTOR, topic=topic, partition=partition, offset=offset, key=None, value=None,
+        error=f"too late for trending {label}: event time {c.ts} ({c.kind} {c.item}) is behind {where}"
+              " minus the allowed lateness",
+        error_type="LateEvent", at_ms=now_ms,
+        event_id=str(uuid.uuid5(_NS, f"late|{label}|{topic}|{partition}|{offset}|{c.kind}|{c.item}")))
 
 
 class Publisher:
@@ -104,7 +103,7 @@ class Publisher:
         """Dead-letter and count one too-late contribution."""
         from stores import trending as store
 
-        value = late_record(c, topic, partition, offset, label, watermark, time.time_ns() // 1_000_000)
+        value = late_record(c, topic, partition, offset, label, watermark, now_ms())
         payload = self.serde.encode("DeadLetter", value, self.late_topic)
         self.producer.produce(self.late_topic, payload, topic.encode(),
                               headers=[(HEADER_EVENT_TYPE, b"io.feedstream.derived.DeadLetter")])
@@ -113,14 +112,9 @@ class Publisher:
 
     def poison(self, topic: str, partition: int, offset: int, data: bytes | None, exc: Exception) -> None:
         """Dead-letter a record that cannot be decoded, with its source offset and bytes."""
-        now = time.time_ns() // 1_000_000
-        value = {
-            "event_id": str(uuid.uuid5(_NS, f"poison|{topic}|{partition}|{offset}")),
-            "occurred_at": now, "actor_id": ACTOR, "schema_version": 1,
-            "source_topic": topic, "source_partition": partition, "source_offset": offset,
-            "key": None, "value": data, "error": str(exc), "error_type": type(exc).__name__,
-            "failed_at": now, "consumer_group": ACTOR,
-        }
+        value = dead_letter(group=ACTOR, topic=topic, partition=partition, offset=offset, key=None,
+                            value=data, error=str(exc), error_type=type(exc).__name__,
+                            event_id=str(uuid.uuid5(_NS, f"poison|{topic}|{partition}|{offset}")))
         self.producer.produce(self.late_topic, self.serde.encode("DeadLetter", value, self.late_topic),
                               topic.encode())
         self._flush()

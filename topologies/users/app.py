@@ -7,7 +7,7 @@ from typing import Any
 
 import faust
 
-from feedstream.settings import Settings
+from core.settings import Settings
 from stores import cassandra
 from stores import redis as redis_store
 from stores.comments import CommentStore

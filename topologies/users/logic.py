@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+
+from core.clock import millis
+from core.rows import TOP_LEVEL, CommentWrite, ProfileWrite
 
 PROFILE_FIELDS = ("handle", "display_name", "bio", "avatar_url")
 USER_RECORDS = ("UserRegistered", "ProfileUpdated")
 COMMENT_RECORDS = ("CommentAdded", "CommentDeleted")
-TOP_LEVEL = 0
-
-
-def millis(at: Any) -> int:
-    """Epoch ms of an Avro timestamp-millis value (datetime or int)."""
-    return int(at.timestamp() * 1000) if isinstance(at, datetime) else int(at)
-
-
-@dataclass(frozen=True)
-class ProfileWrite:
-    """Columns to set on a user row, written with the event time as the write timestamp."""
-
-    user_id: str
-    fields: dict[str, str | None]
-    at_ms: int
-    registered: bool
 
 
 def profile_write(name: str, v: Mapping[str, Any]) -> ProfileWrite:
@@ -37,20 +22,6 @@ def profile_write(name: str, v: Mapping[str, Any]) -> ProfileWrite:
     else:
         raise ValueError(f"not a user record: {name}")
     return ProfileWrite(v["user_id"], fields, millis(v["occurred_at"]), name == "UserRegistered")
-
-
-@dataclass(frozen=True)
-class CommentWrite:
-    """A comment row: ``thread`` is 0 for a top-level comment, else the id of its thread's root."""
-
-    post_id: int
-    thread: int
-    comment_id: int
-    parent_id: int | None
-    user_id: str
-    text: str | None
-    deleted: bool
-    at_ms: int
 
 
 def thread_of(parent_id: int | None, parent_thread: int | None) -> int:
@@ -76,13 +47,3 @@ def comment_write(name: str, v: Mapping[str, Any], parent_thread: int | None,
     raise ValueError(f"not a comment record: {name}")
 
 
-def nest(roots: list[dict[str, Any]], replies: list[dict[str, Any]], per_thread: int) -> list[dict[str, Any]]:
-    """Attach up to ``per_thread`` replies (oldest first) under each root, flagging more."""
-    by_thread: dict[int, list[dict[str, Any]]] = {}
-    for r in sorted(replies, key=lambda c: c["comment_id"]):
-        by_thread.setdefault(r["thread"], []).append(r)
-    out = []
-    for root in roots:
-        rs = by_thread.get(root["comment_id"], [])
-        out.append({**root, "replies": rs[:per_thread], "more_replies": len(rs) > per_thread})
-    return out

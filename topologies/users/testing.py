@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from feedstream.settings import get_settings
+from core.settings import get_settings
 from topologies.faust_runtime import run_worker
 
 

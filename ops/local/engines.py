@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feedstream.local import configs
-from feedstream.local.errors import LocalStackError
-from feedstream.local.jars import jars_dir
-from feedstream.settings import REPO_ROOT, Settings
+from core.settings import REPO_ROOT, Settings
+from ops.local import configs
+from ops.local.errors import LocalStackError
+from ops.local.jars import jars_dir
 
 _G1 = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:+ExplicitGCInvokesConcurrent",
        "-Djava.awt.headless=true", "-XX:ActiveProcessorCount=2"]
@@ -142,7 +142,7 @@ class _Quiet(logging.Logger):
         pass
 
 
-_QUIET = _Quiet("feedstream.local.quiet")
+_QUIET = _Quiet("ops.local.quiet")
 os.environ.setdefault("PYTHONPATH", str(REPO_ROOT))
 
 ENGINES: dict[str, Engine] = {

@@ -2,4 +2,4 @@
 
 
 class LocalStackError(RuntimeError):
-    """Root error of :mod:`feedstream.local`; its message is meant for the user as-is."""
+    """Root error of :mod:`ops.local`; its message is meant for the user as-is."""

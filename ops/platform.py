@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from feedstream.local import procs, stack
-from feedstream.local.errors import LocalStackError
-from feedstream.settings import Settings
+from core.settings import Settings
+from ops.local import procs, stack
+from ops.local.errors import LocalStackError
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,8 @@ def up(s: Settings, *, seed: bool = True, echo=print) -> None:
     for svc in SERVICES:
         if _runnable(svc):
             _start_service(s, svc, echo)
-    if seed and importlib.util.find_spec("feedstream.seed") is not None:
-        from feedstream import seed as seeding
+    if seed and importlib.util.find_spec("ops.seed") is not None:
+        from ops import seed as seeding
 
         seeding.seed_if_empty(s, echo=echo)
     echo(f"feedstream is up in {time.monotonic() - t0:.1f}s.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from feedstream.settings import Settings
+from core.settings import Settings
 
 
 def kafka_properties(s: Settings, log_dir: Path) -> str:

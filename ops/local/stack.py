@@ -7,10 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedstream.local import jars, prereqs, procs
-from feedstream.local.engines import ENGINES, Engine
-from feedstream.local.errors import LocalStackError
-from feedstream.settings import Settings
+from core.settings import Settings
+from ops.local import jars, prereqs, procs
+from ops.local.engines import ENGINES, Engine
+from ops.local.errors import LocalStackError
 
 ENGINE_NAMES = tuple(ENGINES)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
-from feedstream.settings import Settings
+from core.settings import Settings
 
 # topology -> (consumer group, source topics); Faust groups are feedstream-<name>
 TOPOLOGY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from bench.workload import Request, WorkloadConfig, seed_plan, to_request
-from feedstream.settings import Settings
+from core.settings import Settings
+from core.workload import Request, WorkloadConfig, seed_plan, to_request
 
 MARKER_KEY = "feedstream:seed:demo"
 LOCK_KEY = "feedstream:seed:lock"
@@ -66,11 +66,11 @@ class ApiDriver:
 
     def __init__(self, settings: Settings, *, addresses: int = 8, timeout_s: float = 10.0,
                  max_connections: int = 64) -> None:
+        from core.settings import with_overrides
         from serving.auth import mint_token
-        from serving.settings import api_settings_from
 
         require_loopback(settings.host)
-        self._api = api_settings_from(settings)
+        self._api = with_overrides(settings)
         self._mint = mint_token
         self._tokens: dict[str, str] = {}
         local = [None] if settings.host not in ("127.0.0.1", "localhost") else \

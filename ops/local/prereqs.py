@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 
-from feedstream.local.errors import LocalStackError
+from ops.local.errors import LocalStackError
 
 # program -> (Debian package, how to get it elsewhere)
 _PROGRAMS: dict[str, tuple[str, str]] = {

@@ -1,7 +1,7 @@
 """The local single-node stack of real engines: Kafka (KRaft), Cassandra, Redis, the schema
 registry, and the jars PyFlink's embedded MiniCluster needs. Run as plain local processes."""
 
-from feedstream.local.errors import LocalStackError
-from feedstream.local.stack import ENGINE_NAMES, down, status, up
+from ops.local.errors import LocalStackError
+from ops.local.stack import ENGINE_NAMES, down, status, up
 
 __all__ = ["ENGINE_NAMES", "LocalStackError", "down", "status", "up"]

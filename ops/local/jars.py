@@ -6,8 +6,8 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from feedstream.local.errors import LocalStackError
-from feedstream.local.prereqs import ensure
+from ops.local.errors import LocalStackError
+from ops.local.prereqs import ensure
 
 POMS = Path(__file__).resolve().parent / "poms"
 JAR_SETS = ("kafka", "cassandra", "flink")
@@ -52,8 +52,3 @@ def fetch(cache_dir: Path, name: str, echo=print) -> Path:
 def fetch_all(cache_dir: Path, echo=print) -> dict[str, Path]:
     """Fetch every jar set; a no-op for sets already fetched from the same pom."""
     return {name: fetch(cache_dir, name, echo=echo) for name in JAR_SETS}
-
-
-def flink_jar_urls(cache_dir: Path) -> list[str]:
-    """``file://`` URLs of the Flink connector jars, for the ``pipeline.jars`` setting."""
-    return [p.resolve().as_uri() for p in sorted(jars_dir(cache_dir, "flink").glob("*.jar"))]

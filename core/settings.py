@@ -1,0 +1,209 @@
+"""The platform's one settings model, read once from the environment and shared by every process.
+
+Every field can be set as ``FEEDSTREAM_<FIELD>`` (e.g. ``FEEDSTREAM_KAFKA_PORT=19092``). Fields are
+grouped by concern in the sections below; :class:`Settings` is all of them at once, so the API, the
+workers, the trending job, the CLI and the benchmarks read the same values. Reach them through
+:func:`get_settings` (tests clear it with ``get_settings.cache_clear()``) and derive variants with
+:func:`with_overrides`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.feed import Policy
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PLACEHOLDER_SECRET = "dev-only-change-me-dev-only-change-me"
+DEV_ENVS = ("development", "test")
+DEFAULT_TRENDING_WINDOWS = "1h/1m/5m/10s,1m/10s/30s/2s"
+_CONFIG = SettingsConfigDict(env_prefix="FEEDSTREAM_", frozen=True, extra="ignore")
+
+
+class StackSettings(BaseSettings):
+    """Where the engines run: host, ports, heaps, state and cache directories."""
+
+    model_config = _CONFIG
+
+    env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    state_dir: Path = Field(default=REPO_ROOT / ".feedstream", description="data, logs, pid files")
+    cache_dir: Path = Field(default=Path.home() / ".cache" / "feedstream", description="fetched jars")
+
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    cassandra_port: int = 9042
+    cassandra_storage_port: int = 7000
+    redis_port: int = 6379
+    registry_port: int = 8081
+    api_port: int = 8000
+
+    kafka_heap_mb: int = 768
+    cassandra_heap_mb: int = 1024
+    redis_maxmemory_mb: int = 1024
+    start_timeout_s: float = 180.0
+
+
+class EndpointSettings(BaseSettings):
+    """External endpoints: when set, these win over the local stack's ports."""
+
+    model_config = _CONFIG
+
+    kafka_bootstrap_override: str | None = Field(default=None, alias="FEEDSTREAM_KAFKA_BOOTSTRAP")
+    registry_url_override: str | None = Field(default=None, alias="FEEDSTREAM_REGISTRY_URL")
+    redis_url_override: str | None = Field(default=None, alias="FEEDSTREAM_REDIS_URL")
+    cassandra_hosts_override: str | None = Field(default=None, alias="FEEDSTREAM_CASSANDRA_HOSTS")
+
+
+class DataSettings(BaseSettings):
+    """Keyspace and topic layout."""
+
+    model_config = _CONFIG
+
+    keyspace: str = "feedstream"
+    topic_partitions: int = 3
+    topic_replication: int = 1
+
+
+class AuthSettings(BaseSettings):
+    """Bearer tokens: the signing secret and the JWT rules."""
+
+    model_config = _CONFIG
+
+    jwt_secret: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
+    jwt_ttl_s: int = Field(default=3600, ge=1, description="lifetime of tokens minted by `feedstream dev token`")
+    jwt_leeway_s: int = Field(default=10, ge=0, description="clock skew tolerated on exp/iat")
+
+
+class ApiSettings(BaseSettings):
+    """The HTTP layer: rate limits, idempotency, body size, Kafka delivery deadline."""
+
+    model_config = _CONFIG
+
+    api_rate_limit_enabled: bool = True
+    api_rate_user_per_s: float = Field(default=20.0, gt=0, description="sustained writes per second per user")
+    api_rate_user_burst: int = Field(default=40, ge=1, description="bucket size per user")
+    api_rate_ip_per_s: float = Field(default=200.0, gt=0, description="sustained writes per second per client IP")
+    api_rate_ip_burst: int = Field(default=400, ge=1, description="bucket size per client IP")
+
+    api_idempotency_ttl_s: int = Field(default=24 * 3600, ge=1, description="how long Idempotency-Key results are kept")
+    api_idempotency_pending_s: int = Field(
+        default=60, ge=1, description="how long an unfinished claim blocks retries (a crashed request's key frees)")
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=256, description="larger request bodies get 413")
+    api_produce_timeout_ms: int = Field(default=5000, ge=100, description="Kafka delivery deadline; later -> 503")
+    api_linger_ms: int = Field(default=2, ge=0, description="producer batching delay")
+    api_retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent with 503")
+    api_durable_ownership: bool = Field(default=True, description="on a Redis miss, look authors up in Cassandra")
+    ranker: Literal["auto", "lightgbm", "heuristic"] = Field(
+        default="auto", description="feed ranker: LightGBM if its artifact loads (auto), or one named")
+
+
+class TimelineSettings(BaseSettings):
+    """Home timelines: the hybrid fan-out policy and the rebuild of skipped or evicted timelines."""
+
+    model_config = _CONFIG
+
+    timeline_cap: int = 800
+    celebrity_threshold: int = 10_000
+    inactive_days: float = 30.0
+    backfill_limit: int = 20
+    author_cache_cap: int = 200
+    rebuild_per_author: int = 100
+    rebuild_lock_ms: int = 10_000
+
+    @property
+    def policy(self) -> Policy:
+        """The pure-logic fan-out policy these settings describe."""
+        return Policy(self.celebrity_threshold, self.inactive_days, self.timeline_cap, self.backfill_limit)
+
+
+class TopologySettings(BaseSettings):
+    """Faust workers: consumer group suffix, offset reset, derived-topic emission, batch logs."""
+
+    model_config = _CONFIG
+
+    emit_timeline_updates: bool = True
+    topology_group_suffix: str = ""
+    topology_offset_reset: str = "earliest"
+    log_batches: bool = False
+
+
+class EngagementSettings(BaseSettings):
+    """The engagement processor: young-post grace, CAS retries, window row TTL, chunk size."""
+
+    model_config = _CONFIG
+
+    engagement_missing_grace_ms: int = 30_000
+    engagement_missing_wait_s: float = 5.0
+    engagement_cas_retries: int = 20
+    engagement_window_ttl_s: int = Field(default=7 * 86_400, description="0 keeps window rows forever")
+    engagement_chunk: int = Field(default=100, description="events per post per conditional batch")
+
+
+class TrendingSettings(BaseSettings):
+    """The trending job: windows (``SIZE/SLIDE[/LATENESS[/OOO]]``, comma-separated), top-K, cluster knobs."""
+
+    model_config = _CONFIG
+
+    trending_windows: str = DEFAULT_TRENDING_WINDOWS
+    trending_k: int = 20
+    trending_parallelism: int | None = None
+    trending_checkpoint_dir: str | None = None
+
+
+class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiSettings,
+               TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings):
+    """Every setting of the platform (see the sections above); frozen once read."""
+
+    model_config = _CONFIG
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret_outside_dev(self) -> Settings:
+        if self.env not in DEV_ENVS and self.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET:
+            raise ValueError(
+                "FEEDSTREAM_JWT_SECRET is the development placeholder; "
+                "set a real secret (e.g. `openssl rand -hex 32`) before running in production"
+            )
+        return self
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka_bootstrap_override or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def registry_url(self) -> str:
+        return self.registry_url_override or f"http://{self.host}:{self.registry_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_url_override or f"redis://{self.host}:{self.redis_port}/0"
+
+    @property
+    def cassandra_hosts(self) -> list[str]:
+        raw = self.cassandra_hosts_override or self.host
+        return [h.strip() for h in raw.split(",") if h.strip()]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def flink_jars_dir(self) -> Path:
+        return self.cache_dir / "jars" / "flink"
+
+
+def with_overrides(base: Settings, **overrides: Any) -> Settings:
+    """``base`` with ``overrides`` applied and validated (e.g. the test stack with a tighter limit)."""
+    return Settings(**{**base.model_dump(by_alias=True), **overrides})
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings, read from the environment on first use."""
+    return Settings()
