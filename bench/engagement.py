@@ -38,7 +38,7 @@ from stores.counters import CounterStore, counts_key
 from streams.admin import apply_topics
 from streams.producer import EventProducer
 
-RUNNER = ("import sys; from feedstream.settings import get_settings; "
+RUNNER = ("import sys; from core.settings import get_settings; "
           "from topologies.engagement.app import create_app; "
           "from topologies.faust_runtime import run_worker; "
           "run_worker(create_app(get_settings(), app_id=sys.argv[1], "

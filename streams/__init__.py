@@ -6,7 +6,7 @@ Import from the modules (importing this package itself loads nothing heavy)::
     from core.ids import new_post_id
     from streams.producer import EventProducer
 
-    with EventProducer() as producer:  # settings from feedstream.settings.get_settings()
+    with EventProducer() as producer:  # settings from core.settings.get_settings()
         post = new_event("u1", post_id=new_post_id(), author_id="u1", text="hello #kafka",
                          hashtags=["kafka"])
         report = producer.send("PostCreated", post)  # returns once Kafka confirmed it

@@ -33,13 +33,13 @@ from topologies.engagement.logic import recount
 # cramjam). On a reused dev stack the topics hold other runs' history (10^5 notifications), so the
 # module's worker group starts at the end there; the tests produce lz4 (the default) either way.
 RESET = "latest" if os.environ.get("FEEDSTREAM_TEST_REUSE_STACK") else "earliest"
-RUNNER = ("import sys; from feedstream.settings import get_settings; "
+RUNNER = ("import sys; from core.settings import get_settings; "
           "from topologies.engagement.app import create_app; "
           "from topologies.faust_runtime import run_worker; "
           f"run_worker(create_app(get_settings(), app_id=sys.argv[1], consumer_auto_offset_reset='{RESET}'), "
           "loglevel='warning')")
 # The same worker with a recording handler that raises on the record whose user is argv[3].
-CRASHING = ("import sys, redis; from feedstream.settings import get_settings; "
+CRASHING = ("import sys, redis; from core.settings import get_settings; "
             "from topologies.engagement.app import create_app; "
             "from topologies.faust_runtime import run_worker; "
             "s = get_settings(); r = redis.Redis.from_url(s.redis_url); post = int(sys.argv[2])\n"
