@@ -69,6 +69,10 @@ class KafkaStorage:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
             meta = admin.list_topics(topic=self.topic, timeout=self.timeout_s)
+            deadline = time.monotonic() + self.timeout_s
+            while not meta.topics[self.topic].partitions and time.monotonic() < deadline:
+                time.sleep(0.1)  # a just-created topic's partitions reach the metadata a moment later
+                meta = admin.list_topics(topic=self.topic, timeout=self.timeout_s)
         partitions = len(meta.topics[self.topic].partitions)
         if partitions != 1:
             raise StorageError(f"Topic {self.topic!r} has {partitions} partitions; it must have 1")
