@@ -1,1 +1,2 @@
-"""The feed read pipeline: cursors, ranking, hydration, visibility and the read engines."""
+"""The read side's operations: the feed pipeline, post and user reads over the readers, cursors,
+ranking and the read engines."""

@@ -1,5 +1,6 @@
 """The read side's engines: a sync Redis client, a lazily connected Cassandra session, one circuit
-breaker per engine and for the ranker, a thread pool for blocking driver calls, the cursor codec.
+breaker per engine (inside the readers' guards) and for the ranker, the readers, a thread pool for
+blocking driver calls, the cursor codec.
 """
 
 from __future__ import annotations
@@ -9,27 +10,29 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypeVar, cast
 
-import cassandra
 import redis as _redis
-from cassandra.cluster import NoHostAvailable, Session
+from cassandra.cluster import Session
 from fastapi import Depends, HTTPException, Request
 
 from core.settings import Settings
 from models.ranking import EngagementRecencyRanker, Ranker
 from serving.circuit import Breaker
 from serving.feed.cursor import BadCursor, CursorCodec, Position
+from serving.readers.base import (
+    CASSANDRA_ERRORS,
+    REDIS_ERRORS,
+    Forbidden,
+    Guard,
+    NotFound,
+    Unavailable,
+)
+from serving.readers.bundle import Readers, build
 from stores import cassandra as cassandra_store
 from stores import redis as redis_store
 
 T = TypeVar("T")
-D = TypeVar("D")
-REDIS_ERRORS: tuple[type[BaseException], ...] = (_redis.ConnectionError, _redis.TimeoutError)
-CASSANDRA_ERRORS: tuple[type[BaseException], ...] = (
-    NoHostAvailable, cassandra.OperationTimedOut, cassandra.RequestExecutionException)
-
-
-class Unavailable(Exception):
-    """Neither engine can answer this read."""
+__all__ = ["CASSANDRA_ERRORS", "REDIS_ERRORS", "ReadEngines", "ReadsDep", "Unavailable", "default_ranker",
+           "get_reads"]
 
 
 def default_ranker(settings: Settings, r: _redis.Redis) -> Ranker:
@@ -56,50 +59,30 @@ class ReadEngines:
         self.ranker_pool = ThreadPoolExecutor(4, thread_name_prefix="ranker")
         self.codec = CursorCodec(settings.jwt_secret.get_secret_value())
         self._session: Session | None = None
+        self.redis_guard: Guard[_redis.Redis] = Guard("redis", lambda: self.redis, self.redis_breaker,
+                                                      REDIS_ERRORS)
+        self.cassandra_guard: Guard[Session] = Guard("cassandra", self.session, self.cassandra_breaker,
+                                                     CASSANDRA_ERRORS)
+        self.readers: Readers = build(self.redis_guard, self.cassandra_guard, settings)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking read off the event loop on the read pool; 503 if no engine can answer."""
+        """Run a blocking read off the event loop on the read pool; 503 (with Retry-After) if no engine
+        can answer, 404 for :class:`NotFound`, 403 for :class:`Forbidden`."""
         try:
             return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
         except Unavailable as exc:
             raise HTTPException(503, f"read unavailable, retry later: {exc}",
                                 headers={"Retry-After": str(self.settings.api_retry_after_s)}) from exc
+        except NotFound as exc:
+            raise HTTPException(404, str(exc)) from exc
+        except Forbidden as exc:
+            raise HTTPException(403, str(exc)) from exc
 
     def session(self) -> Session:
         """The Cassandra session (connected and migrated on first use)."""
         if self._session is None:
             self._session = cassandra_store.session(self.settings)
         return self._session
-
-    def cass(self, fn: Callable[[Session], T], default: D) -> tuple[T | D, bool]:
-        """``fn(session)`` under the Cassandra breaker: ``(result, True)``, or ``(default, False)`` if down."""
-        if not self.cassandra_breaker.allow():
-            return default, False
-        try:
-            out = fn(self.session())
-        except CASSANDRA_ERRORS:
-            self.cassandra_breaker.failure()
-            return default, False
-        except BaseException:
-            self.cassandra_breaker.release()
-            raise
-        self.cassandra_breaker.success()
-        return out, True
-
-    def red(self, fn: Callable[[_redis.Redis], T], default: D) -> tuple[T | D, bool]:
-        """``fn(redis)`` under the Redis breaker: ``(result, True)``, or ``(default, False)`` if down."""
-        if not self.redis_breaker.allow():
-            return default, False
-        try:
-            out = fn(self.redis)
-        except REDIS_ERRORS:
-            self.redis_breaker.failure()
-            return default, False
-        except BaseException:
-            self.redis_breaker.release()
-            raise
-        self.redis_breaker.success()
-        return out, True
 
     def cursor_in(self, scope: str, cursor: str | None) -> Position | None:
         """Decode a request's cursor for ``scope``; 400 if it is not a valid cursor of this list."""

@@ -1,43 +1,63 @@
-"""The home feed: candidates -> hydrate -> visibility filters -> order -> page, with freshness.
+"""The home feed, straight through: window -> hydrate -> filter -> rank -> page, with freshness.
 
-Redis path: the precomputed timeline (rebuilt once from Cassandra if stale or evicted) merged with
-the followed celebrities' recent posts (their capped Redis author cache, else the Cassandra
-author index), hydrated through the post cache. Cassandra path (Redis
-down): the followees' author index, hydrated from ``posts``. Pages are keyset windows on the
-time-sortable post id: a page holds the newest ``limit`` visible posts below the cursor, so new
-posts never shift later pages (no duplicates, no gaps); ``ranked`` reorders within the window.
+The window is read from one engine's readers: Redis first (the precomputed timeline, rebuilt once
+from Cassandra if stale or evicted, merged with the followed celebrities' recent posts, hydrated
+through the post cache, filtered on Redis graph facts); if Redis goes down anywhere in it, the whole
+window is read again from Cassandra (the followees' author index, hydrated from ``posts``). Pages
+are keyset windows on the time-sortable post id: a page holds the newest ``limit`` visible posts
+below the cursor, so new posts never shift later pages (no duplicates, no gaps); candidates are
+refilled while filters drop too many. ``ranked`` reorders within the page.
 """
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from core.feed import merge_newest
-from serving.feed import hydrate
-from serving.feed.candidates import celebrity_candidates
-from serving.feed.engines import ReadEngines, Unavailable
+from serving.feed.engines import ReadEngines
 from serving.feed.ranker import chronological, rank_or_fallback
-from stores import readside
-from stores import timelines as tls
+from serving.readers.base import Down, Unavailable
+from serving.readers.bundle import Readers
+from serving.readers.posts import PostsReader
+from serving.readers.timeline import TimelineReader
 
 REFILLS = 5
+Post = dict[str, Any]
 
 
 @dataclass
 class Window:
     """Visible posts of one page plus where the next page starts."""
 
-    posts: list[dict[str, Any]]
+    posts: list[Post]
     next_before: int | None
     source: str
     complete: bool = True
     notes: list[str] = field(default_factory=list)
 
 
-def page_window(visible: list[dict[str, Any]], limit: int, last_examined: int | None,
-                exhausted: bool) -> tuple[list[dict[str, Any]], int | None]:
+@dataclass(frozen=True)
+class Path:
+    """The readers one engine's window is read with: candidates, hydration, visibility filter."""
+
+    timeline: TimelineReader
+    posts: PostsReader
+    visible: Callable[[str, list[Post]], list[Post]]
+
+
+def redis_path(rd: Readers) -> Path:
+    """Timeline + celebrities from Redis, posts via the cache, Redis graph facts for visibility."""
+    return Path(rd.redis_timeline, rd.posts.redis, rd.visibility.filter_hot)
+
+
+def cassandra_path(rd: Readers) -> Path:
+    """Author index, ``posts`` table, deleted posts dropped (the index applied visibility)."""
+    return Path(rd.cassandra_timeline, rd.posts.cassandra, lambda _reader, posts: rd.visibility.filter_live(posts))
+
+
+def page_window(visible: list[Post], limit: int, last_examined: int | None,
+                exhausted: bool) -> tuple[list[Post], int | None]:
     """Cut ``limit`` items from filtered candidates; the next keyset bound (None at the end)."""
     page = visible[:limit]
     if len(visible) >= limit and page:
@@ -45,92 +65,50 @@ def page_window(visible: list[dict[str, Any]], limit: int, last_examined: int | 
     return page, None if exhausted else last_examined
 
 
-def _redis_window(e: ReadEngines, reader: str, before: int | None, limit: int) -> Window:
-    r, notes = e.redis, []
-    _, ok = e.cass(lambda s: tls.ensure_timeline(r, s, reader, e.settings), None)
-    if not ok:
-        notes.append("cassandra unavailable: timeline not rebuilt, hydration from cache only")
-    tls.touch_reader(r, reader)
+def read_window(path: Path, reader: str, before: int | None, limit: int) -> Window:
+    """Candidates -> hydrate -> filter, refilled until a page is full; raises ``Down`` if an engine fails."""
+    ready = path.timeline.prepare(reader)
     want = max(limit + 1, 2 * limit)
-    visible: list[dict[str, Any]] = []
-    cursor, exhausted, complete = before, False, ok
+    visible: list[Post] = []
+    cursor, exhausted, complete = before, False, ready.complete
     for _ in range(REFILLS):
-        own = tls.timeline_page(r, reader, cursor, want)
-        def from_index(author: str, c: int | None = cursor) -> list[int] | None:
-            got, _ = e.cass(lambda s: [pid for pid, _ in tls.author_posts(s, author, c, want)], None)
-            return got
-
-        celeb, ok = celebrity_candidates(r, reader, cursor, want, e.settings.celebrity_threshold,
-                                         e.settings.author_cache_cap, from_index)
-        complete = complete and ok
-        ids = merge_newest(own, celeb, before=cursor, limit=want)
+        cand = path.timeline.candidates(reader, cursor, want)
+        complete = complete and cand.complete
+        ids = cand.value
         if not ids:
             exhausted = True
             break
-        posts, hydrated = hydrate.posts_via_redis(e, ids)
-        complete = complete and hydrated
-        visible += hydrate.visible_filter(r, reader, [posts[i] for i in ids if i in posts])
+        hydrated = path.posts.posts(ids)
+        complete = complete and hydrated.complete
+        visible += path.visible(reader, [hydrated.value[i] for i in ids if i in hydrated.value])
         cursor = ids[-1]
         if len(ids) < want:
             exhausted = True
         if len(visible) > limit or exhausted:
             break
     page, nxt = page_window(visible, limit, cursor, exhausted)
-    return Window(page, nxt, "redis", complete, notes)
+    return Window(page, nxt, path.timeline.source, complete, list(ready.value))
 
 
-def _cassandra_window(e: ReadEngines, reader: str, before: int | None, limit: int) -> Window:
-    def read(s: Any) -> Window:
-        want = max(limit + 1, 2 * limit)
-        visible: list[dict[str, Any]] = []
-        cursor, exhausted = before, False
-        for _ in range(REFILLS):
-            ids = readside.home_candidates(s, reader, cursor, want)
-            if not ids:
-                exhausted = True
-                break
-            posts = readside.posts(s, ids)
-            visible += [posts[i] for i in ids if i in posts and not posts[i].get("deleted")]
-            cursor = ids[-1]
-            if len(ids) < want:
-                exhausted = True
-            if len(visible) > limit or exhausted:
-                break
-        page, nxt = page_window(visible, limit, cursor, exhausted)
-        return Window(page, nxt, "cassandra")
-
-    w, _ = e.cass(read, None)
-    if w is None:
-        raise Unavailable("redis and cassandra are both unavailable")
-    return w
-
-
-def freshness(e: ReadEngines, reader: str, source: str) -> dict[str, Any]:
-    """How far fan-out has got for ``reader``: newest applied source event, its age, fan-out watermarks."""
-    if source != "redis":  # no Redis, no fan-out progress to report
-        return {"source": source, "applied": None, "age_ms": None, "fanout_watermarks": None}
-    p = e.redis.pipeline(transaction=False)
-    p.hgetall(f"fresh:{reader}")
-    p.hgetall(tls.WATERMARK)
-    fresh, wm = p.execute()
-    applied = {k.decode(): v.decode() for k, v in fresh.items()} or None
-    age = int(time.time() * 1000) - int(applied["ts"]) if applied and "ts" in applied else None
-    return {"source": source, "applied": applied, "age_ms": age,
-            "fanout_watermarks": {k.decode(): int(v) for k, v in wm.items()}}
+def window(rd: Readers, reader: str, before: int | None, limit: int) -> tuple[Window, list[str]]:
+    """The page's window from Redis, else (Redis down) from Cassandra; notes on what degraded."""
+    try:
+        return read_window(redis_path(rd), reader, before, limit), []
+    except Down:
+        pass
+    try:
+        return read_window(cassandra_path(rd), reader, before, limit), ["redis unavailable: served from cassandra"]
+    except Down as exc:
+        raise Unavailable("redis and cassandra are both unavailable") from exc
 
 
 def read_feed(e: ReadEngines, reader: str, algorithm: str, limit: int, before: int | None) -> dict[str, Any]:
     """One page of ``reader``'s home feed with ranking info, freshness and degradation flags."""
-    notes: list[str] = []
-    w, _ = e.red(lambda r: _redis_window(e, reader, before, limit), None)
-    if w is None:
-        notes.append("redis unavailable: served from cassandra")
-        w = _cassandra_window(e, reader, before, limit)
+    rd = e.readers
+    w, notes = window(rd, reader, before, limit)
     notes += w.notes
-    via_redis = w.source == "redis"
-    enriched, _ = e.red(lambda r: hydrate.enrich(e, w.posts, via_redis=True, reader=reader), None) \
-        if via_redis else (None, False)
-    items, complete = enriched or hydrate.enrich(e, w.posts, via_redis=False)
+    hydrated = rd.items.items(w.posts, reader=reader, redis_first=w.source == "redis")
+    items = hydrated.value
     if algorithm == "ranked":
         ranking = rank_or_fallback(e.ranker, e.ranker_breaker, e.ranker_pool, reader, items, e.ranker_timeout_s)
         items, applied, reason = cast(list[dict[str, Any]], ranking.items), ranking.algorithm, ranking.fallback_reason
@@ -138,20 +116,19 @@ def read_feed(e: ReadEngines, reader: str, algorithm: str, limit: int, before: i
         items, applied, reason = cast(list[dict[str, Any]], chronological(items)), "chronological", None
     for it in items:
         it.pop("affinity", None)
-    fresh, _ = e.red(lambda r: freshness(e, reader, w.source), None) if via_redis else (None, False)
     return {
         "items": items,
         "next_cursor": e.cursor_out(f"feed:{reader}", w.next_before),
         "ranking": {"requested": algorithm, "applied": applied, "ranker": e.ranker.name if algorithm == "ranked" else None,
                     "fallback": reason is not None, "reason": reason},
-        "freshness": fresh or freshness(e, reader, "unknown" if via_redis else w.source),
-        "degraded": {"source": w.source, "hydration_partial": not (w.complete and complete), "notes": notes},
+        "freshness": rd.freshness.of(reader, w.source),
+        "degraded": {"source": w.source, "hydration_partial": not (w.complete and hydrated.complete), "notes": notes},
     }
 
 
 def read_known_feed(e: ReadEngines, reader: str, algorithm: str, limit: int,
                     before: int | None) -> dict[str, Any] | None:
     """:func:`read_feed` for a registered reader, or None if the reader is unknown (one pool hop)."""
-    if hydrate.profile(e, reader) is None:
+    if e.readers.profiles.profile(reader) is None:
         return None
     return read_feed(e, reader, algorithm, limit, before)

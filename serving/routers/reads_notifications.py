@@ -1,4 +1,4 @@
-"""The owner's notifications: list (paged), unread count, mark read (stores.notifications)."""
+"""The owner's notifications over HTTP: list (paged), unread count, mark read (the notifications reader)."""
 
 from __future__ import annotations
 
@@ -9,30 +9,17 @@ from pydantic import BaseModel, Field
 
 from serving.auth import require_self
 from serving.deps import CurrentUser
-from serving.feed.engines import ReadEngines, ReadsDep, Unavailable
+from serving.feed.engines import ReadsDep
 from serving.models import USER_ID_PATTERN
-from stores.notifications import NotificationStore
 
 router = APIRouter(prefix="/users/{user_id}/notifications", tags=["notifications"])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
-_stores: dict[int, NotificationStore] = {}
 
 
 class MarkRead(BaseModel):
     """Mark notifications created at or before ``up_to`` (epoch ms; default: all) read."""
 
     up_to: int | None = Field(None, ge=0)
-
-
-def _with_store(e: ReadEngines, fn: Any) -> Any:
-    def call(s: Any) -> Any:
-        store = _stores.get(id(s)) or _stores.setdefault(id(s), NotificationStore(s))
-        return fn(store)
-
-    out, ok = e.cass(call, None)
-    if not ok:
-        raise Unavailable("cassandra unavailable: notifications cannot be read")
-    return out
 
 
 @router.get("", summary="The caller's notifications, newest first")
@@ -46,7 +33,7 @@ async def list_notifications(
     pos = e.cursor_in(scope, cursor)
     if pos is not None and not isinstance(pos.before, int):
         raise HTTPException(400, "invalid cursor: not a notifications position")
-    rows = await e.run(_with_store, e, lambda st: st.list(user_id, limit + 1, pos.before if pos else None))
+    rows = await e.run(e.readers.notifications.page, user_id, limit + 1, pos.before if pos else None)
     page = rows[:limit]
     nxt = page[-1]["created_at"] if len(rows) > limit else None
     return {"items": page, "next_cursor": e.cursor_out(scope, nxt)}
@@ -55,11 +42,11 @@ async def list_notifications(
 @router.get("/unread-count", summary="How many notifications are unread (capped)")
 async def unread_count(user_id: UserPath, user: CurrentUser, e: ReadsDep) -> dict[str, int]:
     require_self(user, user_id)
-    return {"unread": await e.run(_with_store, e, lambda st: st.unread_count(user_id))}
+    return {"unread": await e.run(e.readers.notifications.unread, user_id)}
 
 
 @router.post("/read", summary="Mark notifications read up to a time (default: all)")
 async def mark_read(user_id: UserPath, user: CurrentUser, e: ReadsDep, body: MarkRead | None = None) -> dict[str, int]:
     require_self(user, user_id)
     up_to = body.up_to if body else None
-    return {"read_until": await e.run(_with_store, e, lambda st: st.mark_read(user_id, up_to))}
+    return {"read_until": await e.run(e.readers.notifications.mark_read, user_id, up_to)}

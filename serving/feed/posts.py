@@ -1,0 +1,46 @@
+"""Post reads: one post with author info and counts, and its comments threaded and paged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.rows import TOP_LEVEL, nest
+from serving.readers.base import Forbidden, NotFound
+from serving.readers.bundle import Readers
+from stores.users import display
+
+REPLIES_PER_THREAD = 3
+
+
+def visible_post(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
+    """The hydrated post if ``viewer`` may see it; NotFound if unknown or deleted, Forbidden if not allowed."""
+    post = rd.posts.load([post_id]).value.value.get(post_id)
+    if post is None or post.get("deleted"):
+        raise NotFound(f"no post {post_id}")
+    if not rd.visibility.may_view(viewer, post):
+        raise Forbidden(f"post {post_id} is not visible to {viewer}")
+    return post
+
+
+def post_view(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
+    """A post with author info and counts."""
+    items = rd.items.items([visible_post(rd, viewer, post_id)])
+    return {**items.value[0], "hydration_partial": not items.complete}
+
+
+def comments_view(rd: Readers, viewer: str, post_id: int, thread: int, after: int, limit: int) -> dict[str, Any]:
+    """A page of a visible post's comments: roots with their first replies, or one thread's replies."""
+    visible_post(rd, viewer, post_id)
+    page, replies = rd.comments.page(post_id, thread, after, limit, replies_cap=50 * limit)
+    more = len(page) > limit
+    page = page[:limit]
+    people = rd.profiles.profiles(list({c["user_id"] for c in page + replies if c.get("user_id")}))
+
+    def shape(c: dict[str, Any]) -> dict[str, Any]:
+        return {"comment_id": c["comment_id"], "parent_id": c["parent_id"], "thread": c["thread"],
+                "author": display(people.get(c["user_id"]), c["user_id"]), "text": c["text"],
+                "deleted": bool(c["deleted"]), "created_at": c["created_at"]}
+
+    items = nest([shape(c) for c in page], [shape(r) for r in replies], REPLIES_PER_THREAD) \
+        if thread == TOP_LEVEL else [shape(c) for c in page]
+    return {"items": items, "next_after": page[-1]["comment_id"] if more and page else None}

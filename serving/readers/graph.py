@@ -1,0 +1,141 @@
+"""Graph facts for the read side: relations (blocks, follows, friendship), follow counts, edge pages,
+hidden authors. Redis holds the hot sets; Cassandra the durable edge tables and counts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import redis as _redis
+from cassandra.cluster import Session
+
+from serving.readers.base import Down, Fallback, Guard, Unavailable
+from stores import graph, readside
+from stores import timelines as tls
+
+NO_COUNTS = {"followers": 0, "following": 0, "friends": 0}
+
+
+@dataclass(frozen=True)
+class Relation:
+    """How a viewer stands to an author."""
+
+    blocked: bool  # either blocks the other
+    follows: bool  # the viewer follows the author
+    friend: bool  # the viewer is the author's friend
+
+
+SELF = Relation(blocked=False, follows=True, friend=True)
+
+
+class GraphReader(Protocol):
+    """Relations and follow counts from one engine."""
+
+    @property
+    def source(self) -> str: ...
+
+    def relation(self, viewer: str, author: str) -> Relation:
+        """``viewer``'s relation to ``author`` (raises :class:`~serving.readers.base.Down`)."""
+        ...
+
+    def counts(self, user: str) -> dict[str, int] | None:
+        """Follower/following/friend counts (None if never written)."""
+        ...
+
+
+class RedisGraph:
+    """The Redis follower/friend/block sets and each reader's hidden-author set."""
+
+    source = "redis"
+
+    def __init__(self, redis: Guard[_redis.Redis]) -> None:
+        self.redis = redis
+
+    def relation(self, viewer: str, author: str) -> Relation:
+        """Blocks both ways, follows and friendship in one pipelined round trip."""
+        with self.redis.open() as r:
+            p = r.pipeline(transaction=False)
+            p.sismember(graph.k_blocks(author), viewer)
+            p.sismember(graph.k_blocks(viewer), author)
+            p.sismember(graph.k_followers(author), viewer)
+            p.sismember(graph.k_friends(author), viewer)
+            b1, b2, f, fr = p.execute()
+            return Relation(bool(b1 or b2), bool(f), bool(fr))
+
+    def follows_and_friends(self, viewer: str, authors: list[str]) -> dict[str, tuple[bool, bool]]:
+        """``author -> (viewer follows, viewer is a friend)`` for each author, one round trip."""
+        authors = list(dict.fromkeys(authors))
+        if not authors:
+            return {}
+        with self.redis.open() as r:
+            p = r.pipeline(transaction=False)
+            for a in authors:
+                p.sismember(graph.k_followers(a), viewer)
+                p.sismember(graph.k_friends(a), viewer)
+            flags = p.execute()
+            return {a: (bool(flags[2 * i]), bool(flags[2 * i + 1])) for i, a in enumerate(authors)}
+
+    def unhidden(self, viewer: str, posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``posts`` minus those deleted (flag or deleted set) or by an author ``viewer`` hid."""
+        with self.redis.open() as r:
+            return cast(list[dict[str, Any]], tls.negative_filter(r, viewer, cast(list[Mapping[str, Any]], posts)))
+
+    def counts(self, user: str) -> dict[str, int] | None:
+        """Counts from the set cardinalities."""
+        with self.redis.open() as r:
+            return graph.counts(r, user)
+
+
+class CassandraGraph:
+    """The durable edge tables and ``user_counts``."""
+
+    source = "cassandra"
+
+    def __init__(self, cassandra: Guard[Session]) -> None:
+        self.cassandra = cassandra
+
+    def relation(self, viewer: str, author: str) -> Relation:
+        """Blocks both ways, follows and friendship from the edge tables."""
+        with self.cassandra.open() as s:
+            blocked = readside.edge_exists(s, "blocks", author, viewer) or \
+                readside.edge_exists(s, "blocks", viewer, author)
+            return Relation(blocked, readside.edge_exists(s, "following", viewer, author),
+                            readside.edge_exists(s, "friends", viewer, author))
+
+    def counts(self, user: str) -> dict[str, int] | None:
+        """Durable counts (None if never written)."""
+        with self.cassandra.open() as s:
+            return readside.counts(s, user)
+
+    def edge_page(self, table: str, user: str, after: str, limit: int) -> list[str]:
+        """``user``'s followers/following/friends/blocks above ``after`` (sorted by id)."""
+        with self.cassandra.open() as s:
+            return readside.edge_page(s, table, user, after, limit)
+
+
+class Graph:
+    """Graph reads from whichever engine answers, Redis first; edge pages from Cassandra."""
+
+    def __init__(self, redis: RedisGraph, cassandra: CassandraGraph) -> None:
+        self.redis, self.cassandra = redis, cassandra
+        self._pick: Fallback[GraphReader] = Fallback(redis, cassandra)
+
+    def relation(self, viewer: str, author: str) -> Relation:
+        """``viewer``'s relation to ``author``; Unavailable if neither engine answers."""
+        return self._pick.read(lambda g: g.relation(viewer, author)).value
+
+    def counts(self, user: str) -> dict[str, int]:
+        """Follow counts; zeros if never written or if neither engine answers."""
+        try:
+            counts = self._pick.read(lambda g: g.counts(user)).value
+        except Unavailable:
+            counts = None
+        return counts or dict(NO_COUNTS)
+
+    def edges(self, table: str, user: str, after: str, limit: int) -> list[str]:
+        """A page of ``user``'s ``table`` edges; Unavailable if Cassandra is down."""
+        try:
+            return self.cassandra.edge_page(table, user, after, limit)
+        except Down as exc:
+            raise Unavailable("cassandra unavailable: graph lists cannot be read") from exc
