@@ -19,12 +19,12 @@ from core.clock import millis
 from core.feed import TimelineWrite
 from core.ids import id_timestamp_ms
 from stores import graph
+from stores.cassandra import prepared
 from stores.timelines import (
     DELETED,
     INSERT_AUTHOR_POST,
     INSERT_POST,
     WATERMARK,
-    _prepared,
     channel,
     k_author,
     k_built,
@@ -68,15 +68,15 @@ def write_posts_durable(session: Session, events: Sequence[tuple[str, Mapping[st
         pid, author = v["post_id"], v["author_id"]
         stmts: list[tuple[Any, tuple[Any, ...]]]
         if name == "PostDeleted":
-            stmts = [(_prepared(session, MARK_DELETED), (author, pid)),
-                     (_prepared(session, DELETE_AUTHOR_POST), (author, pid))]
+            stmts = [(prepared(session, MARK_DELETED), (author, pid)),
+                     (prepared(session, DELETE_AUTHOR_POST), (author, pid))]
         else:
             media = json.dumps(list(v.get("media") or []))
-            stmts = [(_prepared(session, INSERT_POST), (
+            stmts = [(prepared(session, INSERT_POST), (
                 pid, author, v["text"], media, list(v.get("links") or []),
                 list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"],
                 name == "PostEdited", id_timestamp_ms(pid), millis(v["occurred_at"]))),
-                (_prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"]))]
+                (prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"]))]
         for stmt, args in stmts:
             bound = stmt.bind(args)
             bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
@@ -156,7 +156,7 @@ class RedisBatch:
 
 def recent_author_posts(session: Session, author: str, limit: int) -> list[tuple[int, str]]:
     """``author``'s newest posts (post_id, visibility) read at LOCAL_QUORUM (back-fill, purge)."""
-    stmt = _prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?")
+    stmt = prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?")
     bound = stmt.bind((author, limit))
     bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
     return [(row.post_id, row.visibility) for row in session.execute(bound)]

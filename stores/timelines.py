@@ -36,6 +36,7 @@ from core.feed import REMOVE, TimelineWrite, merge_newest, visible_to
 from core.ids import id_timestamp_ms
 from core.settings import Settings
 from stores import graph
+from stores.cassandra import prepared
 
 DDL: list[str] = [
     "CREATE TABLE IF NOT EXISTS {ks}.posts (post_id bigint PRIMARY KEY, author_id text, text text, "
@@ -82,16 +83,6 @@ def channel(r: str) -> str:
     return f"feed:{r}"
 
 
-_PREPARED: dict[tuple[int, str], Any] = {}
-
-
-def _prepared(session: Session, cql: str) -> Any:
-    key = (id(session), cql)
-    if key not in _PREPARED:
-        _PREPARED[key] = session.prepare(cql)
-    return _PREPARED[key]
-
-
 def _now() -> int:
     return int(time.time() * 1000)
 
@@ -103,11 +94,11 @@ def put_post(session: Session, r: _redis.Redis, v: Mapping[str, Any], *, edited:
     at_ms = millis(at)
     media = json.dumps(list(v.get("media") or []))
     futures = [
-        session.execute_async(_prepared(session, INSERT_POST), (
+        session.execute_async(prepared(session, INSERT_POST), (
             v["post_id"], v["author_id"], v["text"], media, list(v.get("links") or []),
             list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"], edited,
             id_timestamp_ms(v["post_id"]), at_ms)),
-        session.execute_async(_prepared(session, INSERT_AUTHOR_POST),
+        session.execute_async(prepared(session, INSERT_AUTHOR_POST),
                               (v["author_id"], v["post_id"], v["visibility"])),
     ]
     for f in futures:
@@ -145,7 +136,7 @@ def get_posts(session: Session, r: _redis.Redis, ids: Iterable[int]) -> dict[int
             out[pid] = json.loads(raw)
     missing = [i for i in ids if i not in out]
     if missing:
-        rows = session.execute(_prepared(session, "SELECT * FROM posts WHERE post_id IN ?"), (missing,))
+        rows = session.execute(prepared(session, "SELECT * FROM posts WHERE post_id IN ?"), (missing,))
         p = r.pipeline(transaction=False)
         for row in rows:
             d = row._asdict()
@@ -304,7 +295,7 @@ def _compute_timeline(r: _redis.Redis, session: Session, reader: str, s: Setting
     res = p.execute()
     authors = [(a, bool(res[2 * i + 1])) for i, a in enumerate(followees)
                if int(res[2 * i]) <= s.celebrity_threshold]
-    stmt = _prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?")
+    stmt = prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?")
     futures = [session.execute_async(stmt, (a, s.rebuild_per_author)) for a, _ in authors]
     lists = []
     for (_, friend), fut in zip(authors, futures):
