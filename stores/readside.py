@@ -1,18 +1,18 @@
 """Cassandra-only reads for the read API (degraded mode without Redis, and paged graph lists).
 
 These complement :mod:`stores.timelines` and :mod:`stores.graph` (whose reads go through Redis):
-every function here touches Cassandra only, in O(page) queries run concurrently.
+every function here touches Cassandra only, in O(page) queries run concurrently. Post content
+and the author index are read through :mod:`stores.posts` (``stored_posts``, ``author_index_async``).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from typing import Any
 
 from cassandra.cluster import Session
 
 from core.feed import merge_newest, visible_to
+from stores import posts as post_store
 from stores.cassandra import prepared
 
 EDGE_COLUMN = {"followers": "follower_id", "following": "followee_id", "friends": "friend_id",
@@ -44,31 +44,12 @@ def counts(session: Session, user: str) -> dict[str, int] | None:
     return None if row is None else {k: int(getattr(row, k) or 0) for k in ("followers", "following", "friends")}
 
 
-def posts(session: Session, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """Hydrate post ids from the ``posts`` table only (one IN query)."""
-    ids = list(dict.fromkeys(int(i) for i in ids))
-    if not ids:
-        return {}
-    out = {}
-    for row in session.execute(prepared(session, "SELECT * FROM posts WHERE post_id IN ?"), (ids,)):
-        d = row._asdict()
-        d["media"] = json.loads(d["media"] or "[]")
-        for k in ("links", "hashtags", "mentions"):
-            d[k] = list(d[k] or [])
-        out[d["post_id"]] = d
-    return out
-
-
 def home_candidates(session: Session, reader: str, before: int | None, limit: int,
                     max_followees: int = 1000) -> list[int]:
     """A home page's candidate ids straight from the author index of ``reader``'s followees."""
     followees = edge_page(session, "following", reader, "", max_followees)
     friends = set(edge_page(session, "friends", reader, "", max_followees))
-    q_first = prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?")
-    q_before = prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? "
-                                  "AND post_id < ? LIMIT ?")
-    futures = [session.execute_async(q_first, (a, limit)) if before is None
-               else session.execute_async(q_before, (a, before, limit)) for a in followees]
+    futures = [post_store.author_index_async(session, a, before, limit) for a in followees]
     lists = [[r.post_id for r in rows if visible_to(r.visibility, is_author=False, follows=True,
                                                     is_friend=a in friends)]
              for a, rows in zip(followees, _all(futures))]

@@ -14,7 +14,7 @@ import redis as _redis
 
 from core.feed import merge_newest
 from stores import graph
-from stores import timelines as tls
+from stores import posts as post_store
 
 
 def cached_celebrity_pages(r: _redis.Redis, celebs: list[str], before: int | None, want: int,
@@ -25,8 +25,8 @@ def cached_celebrity_pages(r: _redis.Redis, celebs: list[str], before: int | Non
     hi = f"({before}" if before is not None else "+inf"
     p = r.pipeline(transaction=False)
     for c in celebs:
-        p.zrevrangebyscore(tls.k_author(c), hi, "-inf", start=0, num=want)
-        p.zcard(tls.k_author(c))
+        p.zrevrangebyscore(post_store.k_author(c), hi, "-inf", start=0, num=want)
+        p.zcard(post_store.k_author(c))
     res = p.execute()
     pages, deep = [], []
     for c, ids, n in zip(celebs, res[::2], res[1::2]):

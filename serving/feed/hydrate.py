@@ -11,6 +11,7 @@ import redis as _redis
 from core.feed import visible_to
 from serving.feed.engines import ReadEngines, Unavailable
 from stores import counters, readside
+from stores import posts as post_store
 from stores import timelines as tls
 from stores import users as users_store
 from stores.graph import k_followers, k_friends
@@ -21,7 +22,7 @@ PUBLIC_FIELDS = ("post_id", "author_id", "text", "media", "links", "hashtags", "
 
 def cached_posts(r: _redis.Redis, ids: list[int]) -> dict[int, dict[str, Any]]:
     """Posts present in the Redis content cache only."""
-    raws = cast(list[bytes | None], r.mget([f"post:{i}" for i in ids]))
+    raws = cast(list[bytes | None], r.mget([post_store.k_post(i) for i in ids]))
     return {i: json.loads(raw) for i, raw in zip(ids, raws) if raw}
 
 
@@ -29,7 +30,7 @@ def posts_via_redis(e: ReadEngines, ids: list[int]) -> tuple[dict[int, dict[str,
     """Hydrate ids through the Redis cache and Cassandra; ``(posts, complete)``, cache-only if Cassandra is down."""
     if not ids:
         return {}, True
-    got, _ = e.cass(lambda s: tls.get_posts(s, e.redis, ids), None)
+    got, _ = e.cass(lambda s: post_store.get_posts(s, e.redis, ids), None)
     if got is not None:
         return got, True
     got = cached_posts(e.redis, ids)
@@ -121,7 +122,7 @@ def load_posts(e: ReadEngines, ids: Iterable[int]) -> tuple[dict[int, dict[str, 
     got, _ = e.red(lambda r: posts_via_redis(e, ids), None)
     if got is not None:
         return got
-    posts, _ = e.cass(lambda s: readside.posts(s, ids), None)
+    posts, _ = e.cass(lambda s: post_store.stored_posts(s, ids), None)
     if posts is None:
         raise Unavailable("neither Redis nor Cassandra answers")
     return posts, True

@@ -19,6 +19,7 @@ from serving.feed import hydrate
 from serving.feed.candidates import celebrity_candidates
 from serving.feed.engines import ReadEngines, Unavailable
 from serving.feed.ranker import chronological, rank_or_fallback
+from stores import posts as post_store
 from stores import readside
 from stores import timelines as tls
 
@@ -57,7 +58,7 @@ def _redis_window(e: ReadEngines, reader: str, before: int | None, limit: int) -
     for _ in range(REFILLS):
         own = tls.timeline_page(r, reader, cursor, want)
         def from_index(author: str, c: int | None = cursor) -> list[int] | None:
-            got, _ = e.cass(lambda s: [pid for pid, _ in tls.author_posts(s, author, c, want)], None)
+            got, _ = e.cass(lambda s: [pid for pid, _ in post_store.author_posts(s, author, c, want)], None)
             return got
 
         celeb, ok = celebrity_candidates(r, reader, cursor, want, e.settings.celebrity_threshold,
@@ -89,7 +90,7 @@ def _cassandra_window(e: ReadEngines, reader: str, before: int | None, limit: in
             if not ids:
                 exhausted = True
                 break
-            posts = readside.posts(s, ids)
+            posts = post_store.stored_posts(s, ids)
             visible += [posts[i] for i in ids if i in posts and not posts[i].get("deleted")]
             cursor = ids[-1]
             if len(ids) < want:
@@ -110,7 +111,7 @@ def freshness(e: ReadEngines, reader: str, source: str) -> dict[str, Any]:
     if source != "redis":  # no Redis, no fan-out progress to report
         return {"source": source, "applied": None, "age_ms": None, "fanout_watermarks": None}
     p = e.redis.pipeline(transaction=False)
-    p.hgetall(f"fresh:{reader}")
+    p.hgetall(tls.k_fresh(reader))
     p.hgetall(tls.WATERMARK)
     fresh, wm = p.execute()
     applied = {k.decode(): v.decode() for k, v in fresh.items()} or None

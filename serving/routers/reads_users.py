@@ -12,7 +12,7 @@ from serving.feed import hydrate
 from serving.feed.engines import ReadEngines, ReadsDep, Unavailable
 from serving.models import USER_ID_PATTERN
 from stores import graph, readside
-from stores import timelines as tls
+from stores import posts as post_store
 from stores.users import display
 
 router = APIRouter(prefix="/users/{user_id}", tags=["users"])
@@ -106,7 +106,7 @@ def user_posts_view(e: ReadEngines, viewer: str, author: str, before: int | None
     if blocked:
         raise HTTPException(403, f"{author} is not visible to {viewer}")
     want = limit + 1
-    rows, _ = e.cass(lambda s: tls.author_posts(s, author, before, want), None)
+    rows, _ = e.cass(lambda s: post_store.author_posts(s, author, before, want), None)
     if rows is None:
         raise Unavailable("cassandra unavailable: the author index cannot be read")
     ids = [pid for pid, vis in rows if visible_to(vis, is_author=is_author, follows=follows, is_friend=friend)]
