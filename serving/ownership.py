@@ -4,13 +4,13 @@ The API records ownership in Redis before producing the create event (a fresh id
 knows yet), and removes it if Kafka does not confirm. On a Redis miss, :func:`post_author` and
 :func:`comment_owner` consult the durable tables the topologies maintain in Cassandra
 (``posts``, ``comment_threads``/``comments_by_post``) through :class:`DurableOwnership`, and
-cache what they find.
+cache what they find. Keys and statements belong to :mod:`stores.posts` and :mod:`stores.comments`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -18,18 +18,12 @@ import redis.asyncio as aioredis
 from cassandra.cluster import Session
 
 from core.settings import Settings
+from stores import comments as comment_store
+from stores import posts as post_store
 
-
-def post_key(post_id: int) -> str:
-    return f"post:{post_id}:author"
-
-
-def post_deleted_key(post_id: int) -> str:
-    return f"post:{post_id}:deleted"
-
-
-def comment_key(comment_id: int) -> str:
-    return f"comment:{comment_id}"
+post_key = post_store.k_owner
+post_deleted_key = post_store.k_owner_deleted
+comment_key = comment_store.k_owner
 
 
 @dataclass(frozen=True)
@@ -46,39 +40,38 @@ class DurableOwnership:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._session: Session | None = None
-        self._statements: dict[str, Any] = {}
+        self._statements: dict[Callable[[Session], Any], Any] = {}
         self._lock = asyncio.Lock()
 
-    async def _query(self, cql: str, *params: Any) -> list[Any]:
+    async def _query(self, statement: Callable[[Session], Any], *params: Any) -> list[Any]:
         async with self._lock:
             if self._session is None:
                 from stores.cassandra import session
 
                 self._session = await asyncio.to_thread(session, self.settings)
             cassandra: Session = self._session
-            if cql not in self._statements:
-                self._statements[cql] = await asyncio.to_thread(cassandra.prepare, cql)
+            if statement not in self._statements:
+                self._statements[statement] = await asyncio.to_thread(statement, cassandra)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
-        rf = cassandra.execute_async(self._statements[cql], params)
+        rf = cassandra.execute_async(self._statements[statement], params)
         rf.add_callbacks(lambda rows: loop.call_soon_threadsafe(_settle, done, list(rows), None),
                          lambda exc: loop.call_soon_threadsafe(_settle, done, None, exc))
         return await done
 
     async def post(self, post_id: int) -> tuple[str, bool] | None:
         """``(author_id, deleted)`` of a stored post, or None."""
-        rows = await self._query("SELECT author_id, deleted FROM posts WHERE post_id=?", post_id)
+        rows = await self._query(post_store.owner_statement, post_id)
         if not rows or rows[0].author_id is None:
             return None
         return rows[0].author_id, bool(rows[0].deleted)
 
     async def comment(self, comment_id: int) -> tuple[CommentOwner, bool] | None:
         """The owner of a stored comment and whether it is deleted, or None."""
-        where = await self._query("SELECT post_id, thread FROM comment_threads WHERE comment_id=?", comment_id)
+        where = await self._query(comment_store.thread_statement, comment_id)
         if not where:
             return None
-        rows = await self._query("SELECT user_id, deleted FROM comments_by_post WHERE post_id=? AND thread=? "
-                                 "AND comment_id=?", where[0].post_id, where[0].thread, comment_id)
+        rows = await self._query(comment_store.owner_statement, where[0].post_id, where[0].thread, comment_id)
         if not rows or rows[0].user_id is None:
             return None
         return CommentOwner(rows[0].user_id, where[0].post_id), bool(rows[0].deleted)
