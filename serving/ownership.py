@@ -21,10 +21,6 @@ from core.settings import Settings
 from stores import comments as comment_store
 from stores import posts as post_store
 
-post_key = post_store.k_owner
-post_deleted_key = post_store.k_owner_deleted
-comment_key = comment_store.k_owner
-
 
 @dataclass(frozen=True)
 class CommentOwner:
@@ -88,7 +84,7 @@ def _settle(fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:
 
 async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwnership | None = None) -> str | None:
     """Return the author of a live post, or None if it is unknown or deleted (Redis, then Cassandra)."""
-    author, deleted = await redis.mget(post_key(post_id), post_deleted_key(post_id))
+    author, deleted = await redis.mget(post_store.k_owner(post_id), post_store.k_owner_deleted(post_id))
     if deleted is not None:
         return None
     if author is not None:
@@ -105,24 +101,24 @@ async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwner
 
 async def record_post(redis: aioredis.Redis, post_id: int, author_id: str) -> None:
     """Remember that ``author_id`` wrote ``post_id``."""
-    await redis.set(post_key(post_id), author_id)
+    await redis.set(post_store.k_owner(post_id), author_id)
 
 
 async def forget_post(redis: aioredis.Redis, post_id: int) -> None:
     """Undo :func:`record_post` for a create that Kafka did not confirm."""
-    await redis.delete(post_key(post_id))
+    await redis.delete(post_store.k_owner(post_id))
 
 
 async def mark_post_deleted(redis: aioredis.Redis, post_id: int) -> None:
     """Mark a post deleted, so later edits and engagements get 404."""
-    await redis.set(post_deleted_key(post_id), b"1")
+    await redis.set(post_store.k_owner_deleted(post_id), b"1")
 
 
 async def comment_owner(redis: aioredis.Redis, comment_id: int,
                         durable: DurableOwnership | None = None) -> CommentOwner | None:
     """Return the author and post of a live comment, or None (Redis, then Cassandra)."""
     raw: list[bytes | None] = await cast(
-        "Awaitable[list[bytes | None]]", redis.hmget(comment_key(comment_id), ["user", "post", "deleted"]))
+        "Awaitable[list[bytes | None]]", redis.hmget(comment_store.k_owner(comment_id), ["user", "post", "deleted"]))
     if raw[2] is not None:
         return None
     if raw[0] is not None and raw[1] is not None:
@@ -140,14 +136,15 @@ async def comment_owner(redis: aioredis.Redis, comment_id: int,
 
 async def record_comment(redis: aioredis.Redis, comment_id: int, user_id: str, post_id: int) -> None:
     """Remember who wrote ``comment_id`` on which post."""
-    await cast("Awaitable[int]", redis.hset(comment_key(comment_id), mapping={"user": user_id, "post": post_id}))
+    await cast("Awaitable[int]", redis.hset(comment_store.k_owner(comment_id),
+                                            mapping={"user": user_id, "post": post_id}))
 
 
 async def forget_comment(redis: aioredis.Redis, comment_id: int) -> None:
     """Undo :func:`record_comment` for a comment Kafka did not confirm."""
-    await redis.delete(comment_key(comment_id))
+    await redis.delete(comment_store.k_owner(comment_id))
 
 
 async def mark_comment_deleted(redis: aioredis.Redis, comment_id: int) -> None:
     """Mark a comment deleted, so a second delete gets 404."""
-    await cast("Awaitable[int]", redis.hset(comment_key(comment_id), "deleted", "1"))
+    await cast("Awaitable[int]", redis.hset(comment_store.k_owner(comment_id), "deleted", "1"))
