@@ -150,7 +150,7 @@ def latency_run(base, s, knobs: Settings, rate: float, seconds: float) -> dict:
     sent: dict[int, float] = {}
     lat: list[float] = []
     sub = r.pubsub()
-    sub.psubscribe(f"feed:lat{tag}-f*-0")
+    sub.psubscribe(tls.channel(f"lat{tag}-f*-0"))
     stop = threading.Event()
 
     def listen() -> None:

@@ -12,11 +12,16 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Mapping
+from typing import Any
+
+import redis as _redis
 
 from bench.fanout import load_graph, power_law_graph, zadd_ceiling
-from core.feed import ADD, TimelineWrite
+from core.feed import ADD, REMOVE, TimelineWrite
 from core.settings import Settings, get_settings
 from stores import graph
+from stores import posts as post_store
 from stores import timelines as tls
 from topologies.fanout.app import process_posts
 from topologies.fanout.logic import PostRef, plan_post
@@ -25,17 +30,36 @@ from topologies.fanout.testing import isolated, post_created
 from topologies.faust_runtime import SourceRecord
 
 
+def previous_apply_writes(r: _redis.Redis, writes: list[TimelineWrite], *, cap: int,
+                          source: Mapping[str, Any], chunk: int = 2000) -> None:
+    """The previous worker's timeline writes: four pipelined commands (each with its reply) per write."""
+    fresh = {k: str(v) for k, v in source.items()}
+    for i in range(0, len(writes), chunk):
+        p = r.pipeline(transaction=False)
+        for w in writes[i:i + chunk]:
+            key = tls.k_timeline(w.reader_id)
+            if w.op == REMOVE:
+                p.zrem(key, str(w.post_id))
+            else:
+                p.zadd(key, {str(w.post_id): w.post_id})
+            p.zremrangebyrank(key, 0, -(cap + 1))
+            p.publish(tls.channel(w.reader_id), json.dumps(
+                {"post_id": w.post_id, "author_id": w.author_id, "op": w.op}))
+            p.hset(tls.k_fresh(w.reader_id), mapping=fresh)
+        p.execute()
+
+
 def previous_process_post(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
     """The PostCreated path of the previous per-event worker (same store functions, same order)."""
     v, tl = rec.value, st.tl
-    tls.put_post(st.s, st.r, v, edited=False)
-    tls.trim_author_cache(st.r, v["author_id"], tl.author_cache_cap)
+    post_store.put_post(st.s, st.r, v, edited=False)
+    post_store.trim_author_cache(st.r, v["author_id"], tl.author_cache_cap)
     post = PostRef(v["post_id"], v["author_id"], v["visibility"])
     followers = sorted(graph.followers(st.r, post.author_id))
     plan = plan_post(post, ADD, followers, set(), tls.last_seen(st.r, followers),
                      int(time.time() * 1000), tl.policy)
     tls.evict_inactive(st.r, plan.inactive)
-    tls.apply_writes(st.r, plan.writes, cap=tl.timeline_cap, source=source_of(rec))
+    previous_apply_writes(st.r, plan.writes, cap=tl.timeline_cap, source=source_of(rec))
     tls.mark_watermark(st.r, rec.topic, rec.partition, rec.offset)
     return plan.writes
 

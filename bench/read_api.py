@@ -33,6 +33,7 @@ from core.ids import new_post_id
 from core.settings import Settings, get_settings
 from serving.auth import mint_token
 from stores import cassandra
+from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
 from stores.counters import counts_key
@@ -64,7 +65,7 @@ def seed(s: Settings, readers: int, authors: int, posts_per_author: int, follows
                 vis = "FOLLOWERS" if rng.random() < 0.1 else "PUBLIC"
                 events.append(new_event(a, post_id=pid, author_id=a, text=f"post {pid} #bench", media=[],
                                         links=[], hashtags=["bench"], mentions=[], visibility=vis))
-        list(pool.map(lambda v: tls.put_post(sess, r, v, edited=False), events))
+        list(pool.map(lambda v: post_store.put_post(sess, r, v, edited=False), events))
     p = r.pipeline(transaction=False)
     timeline_sizes = []
     for rd in r_ids:
@@ -76,7 +77,7 @@ def seed(s: Settings, readers: int, authors: int, posts_per_author: int, follows
         p.zadd(tls.k_timeline(rd), {str(i): i for i in ids})
         p.zremrangebyrank(tls.k_timeline(rd), 0, -801)
         p.set(tls.k_built(rd), "1")
-        p.hset(f"fresh:{rd}", mapping={"ts": int(time.time() * 1000), "topic": "posts.v1", "partition": 0,
+        p.hset(tls.k_fresh(rd), mapping={"ts": int(time.time() * 1000), "topic": "posts.v1", "partition": 0,
                                        "offset": 0})
         timeline_sizes.append(min(len(ids), 800))
     for ids in posts.values():

@@ -4,13 +4,13 @@ The API records ownership in Redis before producing the create event (a fresh id
 knows yet), and removes it if Kafka does not confirm. On a Redis miss, :func:`post_author` and
 :func:`comment_owner` consult the durable tables the topologies maintain in Cassandra
 (``posts``, ``comment_threads``/``comments_by_post``) through :class:`DurableOwnership`, and
-cache what they find.
+cache what they find. Keys and statements belong to :mod:`stores.posts` and :mod:`stores.comments`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -18,18 +18,8 @@ import redis.asyncio as aioredis
 from cassandra.cluster import Session
 
 from core.settings import Settings
-
-
-def post_key(post_id: int) -> str:
-    return f"post:{post_id}:author"
-
-
-def post_deleted_key(post_id: int) -> str:
-    return f"post:{post_id}:deleted"
-
-
-def comment_key(comment_id: int) -> str:
-    return f"comment:{comment_id}"
+from stores import comments as comment_store
+from stores import posts as post_store
 
 
 @dataclass(frozen=True)
@@ -46,39 +36,38 @@ class DurableOwnership:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._session: Session | None = None
-        self._statements: dict[str, Any] = {}
+        self._statements: dict[Callable[[Session], Any], Any] = {}
         self._lock = asyncio.Lock()
 
-    async def _query(self, cql: str, *params: Any) -> list[Any]:
+    async def _query(self, statement: Callable[[Session], Any], *params: Any) -> list[Any]:
         async with self._lock:
             if self._session is None:
                 from stores.cassandra import session
 
                 self._session = await asyncio.to_thread(session, self.settings)
             cassandra: Session = self._session
-            if cql not in self._statements:
-                self._statements[cql] = await asyncio.to_thread(cassandra.prepare, cql)
+            if statement not in self._statements:
+                self._statements[statement] = await asyncio.to_thread(statement, cassandra)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
-        rf = cassandra.execute_async(self._statements[cql], params)
+        rf = cassandra.execute_async(self._statements[statement], params)
         rf.add_callbacks(lambda rows: loop.call_soon_threadsafe(_settle, done, list(rows), None),
                          lambda exc: loop.call_soon_threadsafe(_settle, done, None, exc))
         return await done
 
     async def post(self, post_id: int) -> tuple[str, bool] | None:
         """``(author_id, deleted)`` of a stored post, or None."""
-        rows = await self._query("SELECT author_id, deleted FROM posts WHERE post_id=?", post_id)
+        rows = await self._query(post_store.owner_statement, post_id)
         if not rows or rows[0].author_id is None:
             return None
         return rows[0].author_id, bool(rows[0].deleted)
 
     async def comment(self, comment_id: int) -> tuple[CommentOwner, bool] | None:
         """The owner of a stored comment and whether it is deleted, or None."""
-        where = await self._query("SELECT post_id, thread FROM comment_threads WHERE comment_id=?", comment_id)
+        where = await self._query(comment_store.thread_statement, comment_id)
         if not where:
             return None
-        rows = await self._query("SELECT user_id, deleted FROM comments_by_post WHERE post_id=? AND thread=? "
-                                 "AND comment_id=?", where[0].post_id, where[0].thread, comment_id)
+        rows = await self._query(comment_store.owner_statement, where[0].post_id, where[0].thread, comment_id)
         if not rows or rows[0].user_id is None:
             return None
         return CommentOwner(rows[0].user_id, where[0].post_id), bool(rows[0].deleted)
@@ -95,7 +84,7 @@ def _settle(fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:
 
 async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwnership | None = None) -> str | None:
     """Return the author of a live post, or None if it is unknown or deleted (Redis, then Cassandra)."""
-    author, deleted = await redis.mget(post_key(post_id), post_deleted_key(post_id))
+    author, deleted = await redis.mget(post_store.k_owner(post_id), post_store.k_owner_deleted(post_id))
     if deleted is not None:
         return None
     if author is not None:
@@ -112,24 +101,24 @@ async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwner
 
 async def record_post(redis: aioredis.Redis, post_id: int, author_id: str) -> None:
     """Remember that ``author_id`` wrote ``post_id``."""
-    await redis.set(post_key(post_id), author_id)
+    await redis.set(post_store.k_owner(post_id), author_id)
 
 
 async def forget_post(redis: aioredis.Redis, post_id: int) -> None:
     """Undo :func:`record_post` for a create that Kafka did not confirm."""
-    await redis.delete(post_key(post_id))
+    await redis.delete(post_store.k_owner(post_id))
 
 
 async def mark_post_deleted(redis: aioredis.Redis, post_id: int) -> None:
     """Mark a post deleted, so later edits and engagements get 404."""
-    await redis.set(post_deleted_key(post_id), b"1")
+    await redis.set(post_store.k_owner_deleted(post_id), b"1")
 
 
 async def comment_owner(redis: aioredis.Redis, comment_id: int,
                         durable: DurableOwnership | None = None) -> CommentOwner | None:
     """Return the author and post of a live comment, or None (Redis, then Cassandra)."""
     raw: list[bytes | None] = await cast(
-        "Awaitable[list[bytes | None]]", redis.hmget(comment_key(comment_id), ["user", "post", "deleted"]))
+        "Awaitable[list[bytes | None]]", redis.hmget(comment_store.k_owner(comment_id), ["user", "post", "deleted"]))
     if raw[2] is not None:
         return None
     if raw[0] is not None and raw[1] is not None:
@@ -147,14 +136,15 @@ async def comment_owner(redis: aioredis.Redis, comment_id: int,
 
 async def record_comment(redis: aioredis.Redis, comment_id: int, user_id: str, post_id: int) -> None:
     """Remember who wrote ``comment_id`` on which post."""
-    await cast("Awaitable[int]", redis.hset(comment_key(comment_id), mapping={"user": user_id, "post": post_id}))
+    await cast("Awaitable[int]", redis.hset(comment_store.k_owner(comment_id),
+                                            mapping={"user": user_id, "post": post_id}))
 
 
 async def forget_comment(redis: aioredis.Redis, comment_id: int) -> None:
     """Undo :func:`record_comment` for a comment Kafka did not confirm."""
-    await redis.delete(comment_key(comment_id))
+    await redis.delete(comment_store.k_owner(comment_id))
 
 
 async def mark_comment_deleted(redis: aioredis.Redis, comment_id: int) -> None:
     """Mark a comment deleted, so a second delete gets 404."""
-    await cast("Awaitable[int]", redis.hset(comment_key(comment_id), "deleted", "1"))
+    await cast("Awaitable[int]", redis.hset(comment_store.k_owner(comment_id), "deleted", "1"))

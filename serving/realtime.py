@@ -26,6 +26,7 @@ from serving.auth import InvalidToken, require_self, verify_token
 from serving.deps import CurrentUser
 from serving.models import USER_ID_PATTERN
 from serving.settings import settings_of
+from stores.timelines import channel
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/users/{user_id}/feed", tags=["realtime"])
@@ -87,7 +88,7 @@ class Hub:
         first = user not in self.clients
         self.clients.setdefault(user, set()).add(client)
         if first:
-            await self._pubsub.subscribe(f"feed:{user}")
+            await self._pubsub.subscribe(channel(user))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._pump(), name="realtime-hub")
         return client
@@ -101,7 +102,7 @@ class Hub:
         if not group:
             del self.clients[user]
             with contextlib.suppress(Exception):
-                await self._pubsub.unsubscribe(f"feed:{user}")
+                await self._pubsub.unsubscribe(channel(user))
 
     def dispatch(self, channel: str, data: bytes) -> None:
         """Copy one message to every client of its channel (never waits)."""
@@ -132,7 +133,7 @@ class Hub:
         with contextlib.suppress(Exception):
             await self._pubsub.aclose()
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        channels = [f"feed:{u}" for u in self.clients]
+        channels = [channel(u) for u in self.clients]
         if channels:
             with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
                 await self._pubsub.subscribe(*channels)

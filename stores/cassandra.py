@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
+from typing import Any
 
 from cassandra.cluster import Cluster, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
@@ -13,6 +14,7 @@ from core.settings import Settings
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, int, str], Session] = {}
+_prepared: dict[tuple[int, str], Any] = {}
 
 
 def cluster(settings: Settings) -> Cluster:
@@ -31,6 +33,14 @@ def session(settings: Settings) -> Session:
             s.set_keyspace(settings.keyspace)
             _sessions[key] = s
         return _sessions[key]
+
+
+def prepared(session: Session, cql: str) -> Any:
+    """``cql`` prepared once per session (cached by ``(id(session), cql)``)."""
+    key = (id(session), cql)
+    if key not in _prepared:
+        _prepared[key] = session.prepare(cql)
+    return _prepared[key]
 
 
 def all_ddl() -> list[str]:

@@ -4,6 +4,8 @@
 have ``thread = 0``, every reply carries the id of its thread's root, so a page of roots and the
 replies of exactly those roots are two single-partition reads. ``comment_threads`` maps a comment
 to its thread (to place replies to replies, and to find a comment on delete).
+
+Redis: ``commentowner:{id}`` HASH user/post/deleted, the API's ownership index of comments.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from cassandra.cluster import Session
 
 from core.rows import TOP_LEVEL, CommentWrite
+from stores.cassandra import prepared
 
 DDL: list[str] = [
     ("CREATE TABLE IF NOT EXISTS {ks}.comments_by_post (post_id bigint, thread bigint, comment_id bigint, "
@@ -22,6 +25,23 @@ DDL: list[str] = [
      "thread bigint)"),
 ]
 COLS = "post_id, thread, comment_id, parent_id, user_id, text, deleted, created_at"
+SELECT_THREAD = "SELECT post_id, thread FROM comment_threads WHERE comment_id=?"
+SELECT_OWNER = "SELECT user_id, deleted FROM comments_by_post WHERE post_id=? AND thread=? AND comment_id=?"
+
+
+def k_owner(comment_id: int) -> str:
+    """Redis key of a comment's author, post and deleted flag as recorded by the API (ownership index)."""
+    return f"commentowner:{comment_id}"
+
+
+def thread_statement(session: Session) -> Any:
+    """The prepared ``(post_id, thread)`` lookup of one comment (bind ``(comment_id,)``)."""
+    return prepared(session, SELECT_THREAD)
+
+
+def owner_statement(session: Session) -> Any:
+    """The prepared ``(user_id, deleted)`` lookup of one comment (bind ``(post_id, thread, comment_id)``)."""
+    return prepared(session, SELECT_OWNER)
 
 
 class CommentStore:

@@ -132,6 +132,22 @@ def celebrity_followees(r: _redis.Redis, reader: str, threshold: int) -> list[st
     return [f for f, n in zip(followees, p.execute()) if int(n) > threshold]
 
 
+def snapshot(r: _redis.Redis, authors: Iterable[str], friends_of: Iterable[str]
+             ) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """Followers of every author and friends of ``friends_of`` in one pipeline."""
+    authors, friends_of = sorted(set(authors)), sorted(set(friends_of))
+    p = r.pipeline(transaction=False)
+    for a in authors:
+        p.smembers(k_followers(a))
+    for a in friends_of:
+        p.smembers(k_friends(a))
+    out = p.execute()
+    dec = lambda xs: {x.decode() if isinstance(x, bytes) else x for x in xs}
+    fol = {a: dec(xs) for a, xs in zip(authors, out[:len(authors)])}
+    fr = {a: dec(xs) for a, xs in zip(friends_of, out[len(authors):])}
+    return fol, fr
+
+
 def list_edges(session: Session, table: str, u: str, limit: int = 1000) -> list[str]:
     """Durable list of ``u``'s followers/following/friends/blocks from Cassandra (up to ``limit``)."""
     column = {"followers": "follower_id", "following": "followee_id", "friends": "friend_id",

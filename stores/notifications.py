@@ -23,6 +23,7 @@ import orjson
 from cassandra.cluster import Session
 
 from core.clock import now_ms
+from stores import timelines
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS {ks}.notifications_by_user (
@@ -37,8 +38,8 @@ UNREAD_CAP = 100
 
 
 def channel(user_id: str) -> str:
-    """The Redis pub/sub channel shared with the feed's realtime push."""
-    return f"feed:{user_id}"
+    """The Redis pub/sub channel shared with the feed's realtime push (:func:`stores.timelines.channel`)."""
+    return timelines.channel(user_id)
 
 
 def push_message(n: Mapping[str, Any]) -> bytes:

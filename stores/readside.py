@@ -1,29 +1,22 @@
 """Cassandra-only reads for the read API (degraded mode without Redis, and paged graph lists).
 
 These complement :mod:`stores.timelines` and :mod:`stores.graph` (whose reads go through Redis):
-every function here touches Cassandra only, in O(page) queries run concurrently.
+every function here touches Cassandra only, in O(page) queries run concurrently. Post content
+and the author index are read through :mod:`stores.posts` (``stored_posts``, ``author_index_async``).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from typing import Any
 
 from cassandra.cluster import Session
 
 from core.feed import merge_newest, visible_to
+from stores import posts as post_store
+from stores.cassandra import prepared
 
-_PREPARED: dict[tuple[int, str], Any] = {}
 EDGE_COLUMN = {"followers": "follower_id", "following": "followee_id", "friends": "friend_id",
                "blocks": "blocked_id"}
-
-
-def _prepared(session: Session, cql: str) -> Any:
-    key = (id(session), cql)
-    if key not in _PREPARED:
-        _PREPARED[key] = session.prepare(cql)
-    return _PREPARED[key]
 
 
 def _all(futures: list[Any]) -> list[list[Any]]:
@@ -33,37 +26,22 @@ def _all(futures: list[Any]) -> list[list[Any]]:
 def edge_page(session: Session, table: str, user: str, after: str, limit: int) -> list[str]:
     """``user``'s followers/following/friends/blocks with ids above ``after`` (sorted), up to ``limit``."""
     col = EDGE_COLUMN[table]
-    stmt = _prepared(session, f"SELECT {col} FROM {table} WHERE user_id=? AND {col} > ? LIMIT ?")
+    stmt = prepared(session, f"SELECT {col} FROM {table} WHERE user_id=? AND {col} > ? LIMIT ?")
     return [getattr(r, col) for r in session.execute(stmt, (user, after, limit))]
 
 
 def edge_exists(session: Session, table: str, user: str, other: str) -> bool:
     """Whether ``other`` is in ``user``'s ``table`` (e.g. ``following``)."""
     col = EDGE_COLUMN[table]
-    stmt = _prepared(session, f"SELECT {col} FROM {table} WHERE user_id=? AND {col}=?")
+    stmt = prepared(session, f"SELECT {col} FROM {table} WHERE user_id=? AND {col}=?")
     return session.execute(stmt, (user, other)).one() is not None
 
 
 def counts(session: Session, user: str) -> dict[str, int] | None:
     """Durable follower/following/friend counts (None if never written)."""
-    row = session.execute(_prepared(session, "SELECT followers, following, friends FROM user_counts "
+    row = session.execute(prepared(session, "SELECT followers, following, friends FROM user_counts "
                                               "WHERE user_id=?"), (user,)).one()
     return None if row is None else {k: int(getattr(row, k) or 0) for k in ("followers", "following", "friends")}
-
-
-def posts(session: Session, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
-    """Hydrate post ids from the ``posts`` table only (one IN query)."""
-    ids = list(dict.fromkeys(int(i) for i in ids))
-    if not ids:
-        return {}
-    out = {}
-    for row in session.execute(_prepared(session, "SELECT * FROM posts WHERE post_id IN ?"), (ids,)):
-        d = row._asdict()
-        d["media"] = json.loads(d["media"] or "[]")
-        for k in ("links", "hashtags", "mentions"):
-            d[k] = list(d[k] or [])
-        out[d["post_id"]] = d
-    return out
 
 
 def home_candidates(session: Session, reader: str, before: int | None, limit: int,
@@ -71,11 +49,7 @@ def home_candidates(session: Session, reader: str, before: int | None, limit: in
     """A home page's candidate ids straight from the author index of ``reader``'s followees."""
     followees = edge_page(session, "following", reader, "", max_followees)
     friends = set(edge_page(session, "friends", reader, "", max_followees))
-    q_first = _prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?")
-    q_before = _prepared(session, "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? "
-                                  "AND post_id < ? LIMIT ?")
-    futures = [session.execute_async(q_first, (a, limit)) if before is None
-               else session.execute_async(q_before, (a, before, limit)) for a in followees]
+    futures = [post_store.author_index_async(session, a, before, limit) for a in followees]
     lists = [[r.post_id for r in rows if visible_to(r.visibility, is_author=False, follows=True,
                                                     is_friend=a in friends)]
              for a, rows in zip(followees, _all(futures))]
@@ -84,7 +58,7 @@ def home_candidates(session: Session, reader: str, before: int | None, limit: in
 
 def engagement_totals(session: Session, ids: list[int]) -> dict[int, dict[str, Any]]:
     """Durable engagement totals of each post (zeros if none), queried concurrently."""
-    stmt = _prepared(session, "SELECT likes, comments, shares, reactions FROM engagement_state "
+    stmt = prepared(session, "SELECT likes, comments, shares, reactions FROM engagement_state "
                               "WHERE post_id=? LIMIT 1")
     out = {}
     for pid, rows in zip(ids, _all([session.execute_async(stmt, (p,)) for p in ids])):

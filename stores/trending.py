@@ -23,6 +23,8 @@ import redis
 import redis.asyncio as aioredis
 from cassandra.cluster import Session
 
+from stores.cassandra import prepared
+
 DDL: list[str] = [
     """CREATE TABLE IF NOT EXISTS {ks}.trending_history (
         scope text, day date, window_end timestamp, rank int,
@@ -33,15 +35,6 @@ DDL: list[str] = [
 ]
 
 LATE_KEY = "trending:late"
-_prepared_cache: dict[tuple[int, str], Any] = {}
-
-
-def _prepared(s: Session, cql: str) -> Any:
-    """Prepare ``cql`` once per session."""
-    key = (id(s), cql)
-    if key not in _prepared_cache:
-        _prepared_cache[key] = s.prepare(cql)
-    return _prepared_cache[key]
 
 # KEYS: zset, items, meta; ARGV: window_start, window_end, updated_at, then (item, score, json)*
 _REPLACE = """
@@ -142,12 +135,12 @@ def write_history_async(s: Session, scope: str, window_start: int, window_end: i
                         entries: Sequence[Entry]) -> list[Any]:
     """Start :func:`write_history`'s statements concurrently; wait on the returned futures."""
     day, end = _day(window_end), _ts(window_end)
-    insert = _prepared(s,
+    insert = prepared(s,
         "INSERT INTO trending_history (scope, day, window_end, rank, window_start, item, score, count,"
         " velocity, zscore) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     futures = [s.execute_async(insert, (scope, day, end, e.rank, _ts(window_start), e.item, float(e.score),
                                         int(e.count), e.velocity, e.zscore)) for e in entries]
-    futures.append(s.execute_async(_prepared(
+    futures.append(s.execute_async(prepared(
         s, "DELETE FROM trending_history WHERE scope = ? AND day = ? AND window_end = ? AND rank > ?"),
         (scope, day, end, len(entries))))
     return futures
@@ -162,7 +155,7 @@ def write_history(s: Session, scope: str, window_start: int, window_end: int,
 
 def history(s: Session, scope: str, day: dt.date, limit_windows: int = 60) -> list[dict[str, Any]]:
     """A day's windows for a scope, newest first, each with its ranked items."""
-    rows = s.execute(_prepared(s, 
+    rows = s.execute(prepared(s, 
         "SELECT window_start, window_end, rank, item, score, count, velocity, zscore FROM trending_history"
         " WHERE scope = ? AND day = ?"), (scope, day))
     out: list[dict[str, Any]] = []
@@ -180,7 +173,7 @@ def history(s: Session, scope: str, day: dt.date, limit_windows: int = 60) -> li
 
 def window_history(s: Session, scope: str, window_end: int) -> list[dict[str, Any]]:
     """One window's ranked items from the history (empty if never written)."""
-    rows = s.execute(_prepared(s, 
+    rows = s.execute(prepared(s, 
         "SELECT rank, item, score, count, velocity, zscore FROM trending_history"
         " WHERE scope = ? AND day = ? AND window_end = ?"), (scope, _day(window_end), _ts(window_end)))
     return [{"rank": r.rank, "item": r.item, "score": r.score, "count": r.count, "velocity": r.velocity,

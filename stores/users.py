@@ -13,6 +13,7 @@ import redis as _redis
 from cassandra.cluster import Session
 
 from core.rows import ProfileWrite
+from stores.cassandra import prepared
 
 DDL: list[str] = [
     ("CREATE TABLE IF NOT EXISTS {ks}.users (user_id text PRIMARY KEY, handle text, display_name text, "
@@ -20,19 +21,11 @@ DDL: list[str] = [
 ]
 FIELDS = ("handle", "display_name", "bio", "avatar_url", "created_at")
 CACHE_TTL_S = 86_400
-_PREPARED: dict[tuple[int, str], Any] = {}
 
 
 def k_user(user_id: str) -> str:
     """Redis key of a user's cached profile."""
     return f"user:{user_id}"
-
-
-def _prepared(session: Session, cql: str) -> Any:
-    key = (id(session), cql)
-    if key not in _PREPARED:
-        _PREPARED[key] = session.prepare(cql)
-    return _PREPARED[key]
 
 
 def apply_profile(session: Session, r: _redis.Redis | None, w: ProfileWrite) -> None:
@@ -67,7 +60,7 @@ def stored_users(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
     """Profiles from Cassandra (one IN query)."""
     if not ids:
         return {}
-    rows = session.execute(_prepared(session, "SELECT user_id, handle, display_name, bio, avatar_url, "
+    rows = session.execute(prepared(session, "SELECT user_id, handle, display_name, bio, avatar_url, "
                                               "created_at FROM users WHERE user_id IN ?"), (ids,))
     return {row.user_id: row._asdict() for row in rows if row.handle is not None}
 

@@ -45,7 +45,7 @@ class RedisFreshness:
         """The newest source event applied to ``reader``'s timeline and how old it is."""
         with self.redis.open() as r:
             p = r.pipeline(transaction=False)
-            p.hgetall(f"fresh:{reader}")
+            p.hgetall(tls.k_fresh(reader))
             p.hgetall(tls.WATERMARK)
             fresh, wm = p.execute()
         applied = {k.decode(): v.decode() for k, v in fresh.items()} or None

@@ -10,8 +10,7 @@ import redis as _redis
 from cassandra.cluster import Session
 
 from serving.readers.base import Down, Fallback, Guard, Partial, Served, Unavailable
-from stores import readside
-from stores import timelines as tls
+from stores import posts as post_store
 
 Post = dict[str, Any]
 
@@ -29,7 +28,7 @@ class PostsReader(Protocol):
 
 def cached_posts(r: _redis.Redis, ids: list[int]) -> dict[int, Post]:
     """Posts present in the Redis content cache only."""
-    raws = cast(list[bytes | None], r.mget([f"post:{i}" for i in ids]))
+    raws = cast(list[bytes | None], r.mget([post_store.k_post(i) for i in ids]))
     return {i: json.loads(raw) for i, raw in zip(ids, raws) if raw}
 
 
@@ -44,12 +43,12 @@ class CassandraPosts:
     def posts(self, ids: list[int]) -> Partial[dict[int, Post]]:
         """Posts from the ``posts`` table (one IN query)."""
         with self.cassandra.open() as s:
-            return Partial(readside.posts(s, ids))
+            return Partial(post_store.stored_posts(s, ids))
 
     def by_author(self, author: str, before: int | None, limit: int) -> list[tuple[int, str]]:
         """``author``'s newest ``(post_id, visibility)`` below ``before``, newest first."""
         with self.cassandra.open() as s:
-            return tls.author_posts(s, author, before, limit)
+            return post_store.author_posts(s, author, before, limit)
 
 
 class RedisPosts:
@@ -67,7 +66,7 @@ class RedisPosts:
                 return Partial({})
             try:
                 with self.cassandra.open() as s:
-                    return Partial(tls.get_posts(s, r, ids))
+                    return Partial(post_store.get_posts(s, r, ids))
             except Down:
                 got = cached_posts(r, ids)
                 return Partial(got, len(got) == len(ids))

@@ -21,6 +21,7 @@ from core.settings import Settings
 from serving.readers.base import Down, Guard, Partial
 from serving.readers.posts import CassandraPosts
 from stores import graph, readside
+from stores import posts as post_store
 from stores import timelines as tls
 
 
@@ -47,8 +48,8 @@ def cached_celebrity_pages(r: _redis.Redis, celebs: list[str], before: int | Non
     hi = f"({before}" if before is not None else "+inf"
     p = r.pipeline(transaction=False)
     for c in celebs:
-        p.zrevrangebyscore(tls.k_author(c), hi, "-inf", start=0, num=want)
-        p.zcard(tls.k_author(c))
+        p.zrevrangebyscore(post_store.k_author(c), hi, "-inf", start=0, num=want)
+        p.zcard(post_store.k_author(c))
     res = p.execute()
     pages, deep = [], []
     for c, ids, n in zip(celebs, res[::2], res[1::2]):

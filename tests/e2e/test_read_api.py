@@ -27,6 +27,7 @@ from ops.local import stack as local_stack
 from serving.app import create_app
 from serving.auth import mint_token
 from serving.testing import api_settings
+from stores import graph
 from stores import redis as redis_store
 from stores import timelines as tls
 from streams.admin import apply_all
@@ -137,7 +138,7 @@ def world(stack, tmp_path_factory):
                 sent[0] = time.monotonic()
             r = redis_store.client(s)
             return client.get(f"/v1/users/{probe}", headers=api.h(probe)).status_code == 200 and \
-                bool(r.sismember("g:fing:" + probe, "someone"))
+                bool(r.sismember(graph.k_following(probe), "someone"))
 
         poll(joined, "workers joined", 180)
         yield api, s, app

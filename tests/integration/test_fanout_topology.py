@@ -20,8 +20,13 @@ import redis as _redis
 from cassandra.cluster import Session
 from confluent_kafka import Consumer, TopicPartition
 
-from core.settings import Settings
+from core.settings import Settings, with_overrides
+from models.ranking import EngagementRecencyRanker
+from serving.feed.engines import ReadEngines
+from serving.feed.pipeline import read_feed
+from serving.testing import api_settings
 from stores import cassandra, graph
+from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
 from streams.admin import apply_all
@@ -47,6 +52,7 @@ class Env:
     s: Session
     producer: EventProducer
     knobs: Settings
+    reads: ReadEngines
 
     def send(self, event: tuple[str, dict[str, Any]]) -> dict[str, Any]:
         self.producer.send(*event)
@@ -61,14 +67,15 @@ class Env:
 
     def post(self, author: str, **kw: Any) -> int:
         pid = self.send(post_created(author, **kw))["post_id"]
-        wait_until(lambda: any(p == pid for p, _ in tls.author_posts(self.s, author, None, 50)))
+        wait_until(lambda: any(p == pid for p, _ in post_store.author_posts(self.s, author, None, 50)))
         return pid
 
     def tl(self, reader: str) -> list[int]:
         return [int(m) for m in self.r.zrevrange(tls.k_timeline(reader), 0, -1)]
 
     def home(self, reader: str, limit: int = 20) -> list[dict[str, Any]]:
-        return tls.read_home(self.r, self.s, reader, None, limit, self.knobs)
+        """The first page of ``reader``'s home feed through the read API's path (chronological)."""
+        return read_feed(self.reads, reader, "chronological", limit, None)["items"]
 
 
 USERS: list[str] = []  # every user id this module created (compared by the replay test)
@@ -101,7 +108,8 @@ def env(stack, tmp_path_factory):
     with EventProducer(stack) as producer, \
             workers(s, log_dir=tmp_path_factory.mktemp("workers"), topology_group_suffix=SUFFIX,
                     **KNOBS) as procs:
-        e = Env(r, sess, producer, Settings(**KNOBS))
+        reads = ReadEngines(api_settings(with_overrides(s, **KNOBS)), EngagementRecencyRanker())
+        e = Env(r, sess, producer, Settings(**KNOBS), reads)
         probe_a, probe_f = uid("probe"), uid("probe")  # first event waits for workers to join
         sent = [0.0]
 
@@ -172,7 +180,7 @@ def test_inactive_reader_skipped_then_rebuilt_exactly_once(env):
     for t in threads:
         t.join()
     assert results == [[pid, first]] * 6
-    assert int(env.r.get(f"tlrebuilds:{idle}")) == 1
+    assert int(env.r.get(tls.k_rebuilds(idle))) == 1
     assert env.tl(idle) == [pid, first]
 
 
@@ -210,12 +218,12 @@ def test_delete_disappears_everywhere_and_edit_shows_edited(env):
     wait_until(lambda: {keep, gone} <= set(env.tl(reader)))
     env.send(post_deleted(author, gone))
     env.send(post_edited(author, keep, "v2"))
-    wait_until(lambda: env.r.sismember(tls.DELETED, gone))
-    wait_until(lambda: tls.get_posts(env.s, env.r, [keep])[keep]["edited"])
+    wait_until(lambda: env.r.sismember(post_store.DELETED, gone))
+    wait_until(lambda: post_store.get_posts(env.s, env.r, [keep])[keep]["edited"])
     page = env.home(reader)
     assert [(p["post_id"], p["text"], p["edited"]) for p in page] == [(keep, "v2", True)]
     wait_until(lambda: gone not in env.tl(reader))
-    assert tls.get_posts(env.s, env.r, [gone])[gone]["deleted"] is True
+    assert post_store.get_posts(env.s, env.r, [gone])[gone]["deleted"] is True
 
 
 def test_follow_backfills_bounded_recent_posts(env):
@@ -326,7 +334,7 @@ def snapshot(r: _redis.Redis, s: Session, users: list[str]) -> dict[str, Any]:
             "followers": sorted(graph.list_edges(s, "followers", u)),
             "friends": sorted(graph.list_edges(s, "friends", u)),
             "blocks": sorted(graph.list_edges(s, "blocks", u)),
-            "author_index": tls.author_posts(s, u, None, 100),
+            "author_index": post_store.author_posts(s, u, None, 100),
         }
     return out
 

@@ -14,6 +14,7 @@ from serving.app import create_app
 from serving.auth import mint_token
 from serving.testing import api_settings
 from stores import graph
+from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
 from stores.users import k_user
@@ -41,12 +42,12 @@ def test_cassandra_down_serves_redis_with_partial_hydration(stack):
     # a followed celebrity (2 followers > threshold 1): not in the timeline, merged from ap:{celeb}
     p.sadd(graph.k_followers(celeb), reader, "someone")
     p.sadd(graph.k_following(reader), celeb)
-    p.zadd(tls.k_author(celeb), {str(starred): starred})
+    p.zadd(post_store.k_author(celeb), {str(starred): starred})
     for pid, who in ((cached, author), (deleted, author), (starred, celeb)):
-        p.set(f"post:{pid}", json.dumps({"post_id": pid, "author_id": who, "text": "t", "media": [],
+        p.set(post_store.k_post(pid), json.dumps({"post_id": pid, "author_id": who, "text": "t", "media": [],
                                          "links": [], "hashtags": [], "mentions": [], "visibility": "PUBLIC",
                                          "edited": False, "deleted": False, "created_at": 1, "updated_at": 1}))
-    p.sadd(tls.DELETED, deleted)
+    p.sadd(post_store.DELETED, deleted)
     p.execute()
     app = create_app(with_overrides(settings, celebrity_threshold=1))
     with TestClient(app) as client:

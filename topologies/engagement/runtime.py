@@ -35,6 +35,7 @@ from core.clock import millis
 from core.ids import id_timestamp_ms
 from core.rows import Counts, Member, PostState
 from core.settings import Settings
+from stores import posts as post_store
 from stores.counters import CounterStore, affinity_key, window_member, write_hot_counts
 from topologies.engagement.logic import WINDOW_MS, Notify, apply, member_key, window_of
 
@@ -138,7 +139,7 @@ class EngagementProcessor:
         self.settings = settings
         self.store = CounterStore(session, window_ttl_s=settings.engagement_window_ttl_s)
         self.emit_counts, self.emit_notification = emit_counts, emit_notification
-        self.q_post = session.prepare("SELECT deleted FROM posts WHERE post_id=?")
+        self.q_post = post_store.deleted_statement(session)
 
     async def post_status(self, post_id: int) -> str:
         """``live``, ``deleted`` or ``missing`` (waits a little for a post younger than the grace)."""

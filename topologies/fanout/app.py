@@ -12,7 +12,8 @@ import faust
 
 from core.feed import ADD, EDIT, TimelineWrite
 from core.settings import Settings
-from stores import fanout_writes as fw
+from stores import graph
+from stores import posts as post_store
 from stores import timelines as tls
 from streams.catalog import POSTS, TIMELINE_UPDATES
 from streams.errors import PoisonRecord
@@ -48,20 +49,20 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
     for rec in recs:
         check_post_record(rec)
     tl = st.tl
-    fw.write_posts_durable(st.s, [(rec.name, rec.value) for rec in recs])
+    post_store.write_posts_durable(st.s, [(rec.name, rec.value) for rec in recs])
     authors = {rec.value["author_id"] for rec in recs}
     friends_of = {rec.value["author_id"] for rec in recs
                   if rec.name != "PostDeleted" and rec.value["visibility"] == "FRIENDS"}
-    fol, fr = fw.graph_snapshot(st.r, authors, friends_of)
+    fol, fr = graph.snapshot(st.r, authors, friends_of)
     readers = sorted(set().union(*(fol[a] for a in authors)))
     seen = tls.last_seen(st.r, readers)
     now = int(time.time() * 1000)
-    batch = fw.RedisBatch(st.r, tl.timeline_cap)
+    batch = tls.TimelineBatch(st.r, tl.timeline_cap)
     out: Results = []
     wm: dict[tuple[str, int], int] = {}
     for rec in recs:
         v = rec.value
-        batch.post_cache(rec.name, v, tl.author_cache_cap)
+        post_store.queue_cache_update(batch.pipeline, rec.name, v, tl.author_cache_cap)
         if rec.name == "PostDeleted":
             writes = plan_delete(v["post_id"], v["author_id"], fol[v["author_id"]])
         else:

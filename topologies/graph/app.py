@@ -10,8 +10,8 @@ import faust
 
 from core.feed import TimelineWrite
 from core.settings import Settings
-from stores import fanout_writes as fw
 from stores import graph
+from stores import posts as post_store
 from stores import timelines as tls
 from streams.catalog import GRAPH, TIMELINE_UPDATES
 from streams.serde import Serde
@@ -49,12 +49,12 @@ def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
             if graph.is_celebrity(r, author, tl.celebrity_threshold):
                 continue  # merged at read time instead
             # the edge is already written: read the index after it (closes the follow/post race)
-            recent = fw.recent_author_posts(s, author, tl.backfill_limit * 2)
+            recent = post_store.recent_author_posts(s, author, tl.backfill_limit * 2)
             writes += plan_backfill(reader, author, recent, follows=True,
                                     is_friend=bool(r.sismember(graph.k_friends(author), reader)),
                                     limit=tl.backfill_limit)
         elif kind == PURGE:
-            ids = [pid for pid, _ in fw.recent_author_posts(s, author, tl.timeline_cap)]
+            ids = [pid for pid, _ in post_store.recent_author_posts(s, author, tl.timeline_cap)]
             writes += plan_purge(reader, author, ids)
     tls.apply_writes(r, writes, cap=tl.timeline_cap, source=source_of(rec))
     return writes

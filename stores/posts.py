@@ -1,0 +1,215 @@
+"""Posts: content and the author index (Cassandra, durable) and their Redis caches; the one owner of both.
+
+Cassandra: ``posts`` (content by id, with edited/deleted flags) and ``posts_by_author`` (newest
+first per author). Written by the fan-out worker, read by the graph worker (back-fill, purge), the
+timeline rebuild, the engagement worker (is the post live?) and the API.
+
+Redis key layout (``{a}`` author id):
+
+- ``post:{id}``          JSON of the post content (cache of the ``posts`` table, 1 day TTL)
+- ``ap:{a}``             ZSET of ``a``'s recent post ids (capped cache of ``posts_by_author``)
+- ``posts:deleted``      SET of deleted post ids: read filter for every reader
+- ``postowner:{id}``     author of a post, recorded by the API before the create event is produced
+- ``postowner:{id}:deleted``  "1" once the API accepted the post's delete
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import redis as _redis
+from cassandra import ConsistencyLevel
+from cassandra.cluster import ResponseFuture, Session
+
+from core.clock import millis
+from core.ids import id_timestamp_ms
+from stores.cassandra import prepared
+
+DDL: list[str] = [
+    "CREATE TABLE IF NOT EXISTS {ks}.posts (post_id bigint PRIMARY KEY, author_id text, text text, "
+    "media text, links list<text>, hashtags list<text>, mentions list<text>, visibility text, "
+    "edited boolean, deleted boolean, created_at bigint, updated_at bigint)",
+    "CREATE TABLE IF NOT EXISTS {ks}.posts_by_author (author_id text, post_id bigint, visibility text, "
+    "PRIMARY KEY ((author_id), post_id)) WITH CLUSTERING ORDER BY (post_id DESC)",
+]
+INSERT_POST = ("INSERT INTO posts (post_id, author_id, text, media, links, hashtags, mentions, visibility, "
+               "edited, deleted, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,false,?,?)")
+INSERT_AUTHOR_POST = "INSERT INTO posts_by_author (author_id, post_id, visibility) VALUES (?,?,?)"
+MARK_DELETED = "UPDATE posts SET deleted=true, author_id=? WHERE post_id=?"
+DELETE_AUTHOR_POST = "DELETE FROM posts_by_author WHERE author_id=? AND post_id=?"
+SELECT_POSTS = "SELECT * FROM posts WHERE post_id IN ?"
+SELECT_OWNER = "SELECT author_id, deleted FROM posts WHERE post_id=?"
+SELECT_DELETED = "SELECT deleted FROM posts WHERE post_id=?"
+INDEX_FIRST = "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?"
+INDEX_BEFORE = "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? AND post_id < ? LIMIT ?"
+DELETED = "posts:deleted"
+CACHE_TTL_S = 86_400
+
+
+def k_post(post_id: int | str) -> str:
+    """Redis key of a post's cached content."""
+    return f"post:{post_id}"
+
+
+def k_author(a: str) -> str:
+    """Redis key of ``a``'s recent post ids."""
+    return f"ap:{a}"
+
+
+def k_owner(post_id: int) -> str:
+    """Redis key of a post's author as recorded by the API (ownership index)."""
+    return f"postowner:{post_id}"
+
+
+def k_owner_deleted(post_id: int) -> str:
+    """Redis key marking a post deleted in the API's ownership index."""
+    return f"postowner:{post_id}:deleted"
+
+
+def _content(row: Any) -> dict[str, Any]:
+    d = row._asdict()
+    d["media"] = json.loads(d["media"] or "[]")
+    for k in ("links", "hashtags", "mentions"):
+        d[k] = list(d[k] or [])
+    return d
+
+
+# -- writes ------------------------------------------------------------------------------------
+def put_post(session: Session, r: _redis.Redis, v: Mapping[str, Any], *, edited: bool) -> None:
+    """Store a PostCreated/PostEdited value in ``posts``, ``posts_by_author`` and the Redis caches."""
+    at = v["occurred_at"]
+    at_ms = millis(at)
+    media = json.dumps(list(v.get("media") or []))
+    futures = [
+        session.execute_async(prepared(session, INSERT_POST), (
+            v["post_id"], v["author_id"], v["text"], media, list(v.get("links") or []),
+            list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"], edited,
+            id_timestamp_ms(v["post_id"]), at_ms)),
+        session.execute_async(prepared(session, INSERT_AUTHOR_POST),
+                              (v["author_id"], v["post_id"], v["visibility"])),
+    ]
+    for f in futures:
+        f.result()
+    p = r.pipeline(transaction=False)
+    p.delete(k_post(v["post_id"]))
+    p.zadd(k_author(v["author_id"]), {str(v["post_id"]): v["post_id"]})
+    p.execute()
+
+
+def write_posts_durable(session: Session, events: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Apply PostCreated/PostEdited/PostDeleted values to ``posts`` and ``posts_by_author``.
+
+    Statements are issued in event order and awaited together: the driver's monotonic client
+    timestamps keep that order for the same row. The author index is written at LOCAL_QUORUM, so a
+    back-fill read at LOCAL_QUORUM that starts after this returns sees it (see docs/fanout.md).
+    """
+    futures = []
+    for name, v in events:
+        pid, author = v["post_id"], v["author_id"]
+        stmts: list[tuple[Any, tuple[Any, ...]]]
+        if name == "PostDeleted":
+            stmts = [(prepared(session, MARK_DELETED), (author, pid)),
+                     (prepared(session, DELETE_AUTHOR_POST), (author, pid))]
+        else:
+            media = json.dumps(list(v.get("media") or []))
+            stmts = [(prepared(session, INSERT_POST), (
+                pid, author, v["text"], media, list(v.get("links") or []),
+                list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"],
+                name == "PostEdited", id_timestamp_ms(pid), millis(v["occurred_at"]))),
+                (prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"]))]
+        for stmt, args in stmts:
+            bound = stmt.bind(args)
+            bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+            futures.append(session.execute_async(bound))
+    for f in futures:
+        f.result()
+
+
+def queue_cache_update(p: Any, name: str, v: Mapping[str, Any], author_cap: int) -> None:
+    """Queue on pipeline ``p`` the cache changes of one posts.v1 event: drop ``post:{id}``, update
+    ``ap:{author}`` (trimmed to ``author_cap``), and add a deleted post to ``posts:deleted``."""
+    pid, author = v["post_id"], v["author_id"]
+    p.delete(k_post(pid))
+    if name == "PostDeleted":
+        p.sadd(DELETED, pid)
+        p.zrem(k_author(author), str(pid))
+    else:
+        p.zadd(k_author(author), {str(pid): pid})
+        p.zremrangebyrank(k_author(author), 0, -(author_cap + 1))
+
+
+def trim_author_cache(r: _redis.Redis, author: str, cap: int) -> None:
+    """Keep only the newest ``cap`` ids in ``ap:{author}``."""
+    r.zremrangebyrank(k_author(author), 0, -(cap + 1))
+
+
+# -- content reads -----------------------------------------------------------------------------
+def get_posts(session: Session, r: _redis.Redis, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Hydrate post ids into content dicts (Redis cache, then Cassandra); unknown ids are absent."""
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    out: dict[int, dict[str, Any]] = {}
+    if not ids:
+        return out
+    for pid, raw in zip(ids, r.mget([k_post(i) for i in ids])):
+        if raw:
+            out[pid] = json.loads(raw)
+    missing = [i for i in ids if i not in out]
+    if missing:
+        rows = session.execute(prepared(session, SELECT_POSTS), (missing,))
+        p = r.pipeline(transaction=False)
+        for row in rows:
+            d = _content(row)
+            out[d["post_id"]] = d
+            p.set(k_post(d["post_id"]), json.dumps(d), ex=CACHE_TTL_S)
+        p.execute()
+    return out
+
+
+def stored_posts(session: Session, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """Hydrate post ids from the ``posts`` table only (one IN query)."""
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    if not ids:
+        return {}
+    out = {}
+    for row in session.execute(prepared(session, SELECT_POSTS), (ids,)):
+        d = _content(row)
+        out[d["post_id"]] = d
+    return out
+
+
+def owner_statement(session: Session) -> Any:
+    """The prepared ``(author_id, deleted)`` lookup of one post (bind ``(post_id,)``)."""
+    return prepared(session, SELECT_OWNER)
+
+
+def deleted_statement(session: Session) -> Any:
+    """The prepared ``deleted`` flag lookup of one post (bind ``(post_id,)``; no row: unknown post)."""
+    return prepared(session, SELECT_DELETED)
+
+
+# -- author index reads ------------------------------------------------------------------------
+def author_posts(session: Session, author_id: str, before: int | None, limit: int) -> list[tuple[int, str]]:
+    """``author_id``'s newest posts below ``before`` as (post_id, visibility), newest first."""
+    if before is None:
+        rows = session.execute("SELECT post_id, visibility FROM posts_by_author WHERE author_id=%s "
+                               "LIMIT %s", (author_id, limit))
+    else:
+        rows = session.execute("SELECT post_id, visibility FROM posts_by_author WHERE author_id=%s "
+                               "AND post_id < %s LIMIT %s", (author_id, before, limit))
+    return [(row.post_id, row.visibility) for row in rows]
+
+
+def author_index_async(session: Session, author_id: str, before: int | None, limit: int) -> ResponseFuture:
+    """Start reading ``author_id``'s newest index rows (``post_id``, ``visibility``) below ``before``."""
+    if before is None:
+        return session.execute_async(prepared(session, INDEX_FIRST), (author_id, limit))
+    return session.execute_async(prepared(session, INDEX_BEFORE), (author_id, before, limit))
+
+
+def recent_author_posts(session: Session, author: str, limit: int) -> list[tuple[int, str]]:
+    """``author``'s newest posts (post_id, visibility) read at LOCAL_QUORUM (back-fill, purge)."""
+    bound = prepared(session, INDEX_FIRST).bind((author, limit))
+    bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+    return [(row.post_id, row.visibility) for row in session.execute(bound)]
