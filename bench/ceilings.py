@@ -95,6 +95,14 @@ def redis_zrevrange(s: Settings, run_id: str, duration_s: float = 2.0, depth: in
                    f"ZREVRANGE 0 {page - 1} WITHSCORES of {size}-member zsets, pipelined {depth} deep")
 
 
+def drop_topic(admin: Any, topic: str, timeout_s: float = 15.0) -> None:
+    """Delete ``topic`` and wait until the cluster's metadata no longer lists it (bounded)."""
+    admin.delete_topics([topic])[topic].result(timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while topic in admin.list_topics(timeout=timeout_s).topics and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def kafka_producer(s: Settings, run_id: str, duration_s: float = 2.0, size: int = 300,
                    partitions: int = 3) -> dict[str, Any]:
     """Raw confluent-kafka producer with the platform's producer config into a scratch topic."""
@@ -128,7 +136,7 @@ def kafka_producer(s: Settings, run_id: str, duration_s: float = 2.0, size: int 
         elapsed = time.perf_counter() - t0
         failed[0] += remaining
     finally:
-        admin.delete_topics([topic])
+        drop_topic(admin, topic)
     total = delivered[0] + failed[0]
     stats = {"count": total, "errors": failed[0], "error_rate": failed[0] / total if total else 0.0,
              "duration_s": round(elapsed, 3), "rate_per_s": delivered[0] / elapsed}
