@@ -47,7 +47,7 @@ CRASHING = ("import sys, redis; from feedstream.settings import get_settings; "
             "    mine = [e.value['user_id'] for e in batch if e.value['post_id'] == post]\n"
             "    if mine: r.rpush(f'crashtest:{post}', *[f'{sys.argv[3]}:{u}' for u in mine])\n"
             "    if 'boom' in mine and sys.argv[3] == 'first': raise RuntimeError('boom')\n"
-            "run_worker(create_app(s, app_id=sys.argv[1], engagement_handler=handler), "
+            "run_worker(create_app(s, app_id=sys.argv[1], process=handler), "
             "loglevel='warning')")
 
 

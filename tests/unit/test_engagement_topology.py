@@ -19,7 +19,7 @@ def _app(tmp_path, seen: list) -> tuple[Any, Any]:
         seen.extend((e.name, e.value["post_id"], e.value["user_id"]) for e in batch)
 
     app = create_app(Settings(state_dir=tmp_path), app_id=f"unit-eng-{id(seen)}", serde=serde,
-                     engagement_handler=handler, broker="kafka://127.0.0.1:1")
+                     process=handler, broker="kafka://127.0.0.1:1")
     return app, serde
 
 
@@ -81,7 +81,7 @@ async def test_batches_are_acked_only_after_the_handler_and_a_crash_acks_nothing
         await release.wait()
 
     app = create_app(Settings(state_dir=tmp_path), app_id=f"unit-eng-ack-{id(calls)}", serde=serde,
-                     engagement_handler=handler, broker="kafka://127.0.0.1:1")
+                     process=handler, broker="kafka://127.0.0.1:1")
 
     async def crash(exc: BaseException) -> None:
         crashed.append(exc)

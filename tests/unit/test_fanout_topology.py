@@ -52,8 +52,7 @@ def _apps(tmp_path, module, seen: list, emitted: list, fail: bool = False,
         return delivered()
 
     app = module.create_app(Settings(state_dir=tmp_path), app_id=f"unit-{module.__name__}-{id(seen)}",
-                            tl=Settings(), serde=serde, process=process, emit=emit,
-                            broker="kafka://127.0.0.1:1")
+                            serde=serde, broker="kafka://127.0.0.1:1", process=process, emit=emit)
     return app, serde
 
 
