@@ -19,7 +19,7 @@ def test_extract_tags_dedups_lowercases_and_ignores_emails() -> None:
 
 
 def test_post_event_fields_match_the_event_schema() -> None:
-    from streams.testing import mock_serde
+    from support.serde import mock_serde
 
     body = PostIn.model_validate({"text": "hello #world @ann", "visibility": "FRIENDS",
                                   "media": [{"kind": "VIDEO", "url": "https://v.example/x.mp4", "duration_ms": 9}]})

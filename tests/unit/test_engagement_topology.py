@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from support.serde import mock_serde
+
 from core.settings import Settings
-from streams.testing import mock_serde, sample_event
+from streams.samples import sample_event
 from topologies import faust_runtime
 from topologies.engagement.app import create_app, notification_value
 from topologies.engagement.logic import graph_notification

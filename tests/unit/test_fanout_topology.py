@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from faust.types.tuples import Message
+from support.serde import mock_serde
 
 from core.feed import ADD, TimelineWrite
 from core.settings import Settings
-from streams.testing import mock_serde, sample_event
+from streams.samples import sample_event
 from topologies import faust_runtime as rt
 from topologies.fanout import app as fanout_app
 from topologies.fanout.runtime import timeline_update
