@@ -10,7 +10,7 @@ from core.feed import visible_to
 from serving.deps import CurrentUser
 from serving.feed import hydrate
 from serving.feed.engines import ReadEngines, ReadsDep, Unavailable
-from serving.models import USER_ID_PATTERN
+from serving.payloads import USER_ID_PATTERN
 from stores import graph, readside
 from stores import timelines as tls
 from stores.users import display

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from core.settings import PLACEHOLDER_SECRET, Settings
 from serving.auth import InvalidToken, mint_token, verify_token
 from serving.idempotency import fingerprint
-from serving.models import PostIn, extract_tags
+from serving.payloads import PostIn, extract_tags
 from serving.ratelimit import retry_after_s
 
 
