@@ -246,7 +246,7 @@ def forwarded_for(user: str) -> str:
 
 
 def wrk_request(driver: Any, req: Any, *, unique: bool = False) -> HttpReq:
-    """A :class:`bench.workload.Request` as a wrk template with the user's bearer token.
+    """A :class:`core.workload.Request` as a wrk template with the user's bearer token.
 
     With ``unique``, a new post's text ends with the per-request token (the key wrk stamps).
     """

@@ -1,8 +1,8 @@
 """Synthetic training data: reader sessions over the seeded workload graph, labelled by a documented
 engagement-propensity model (there is no real interaction log yet).
 
-World: :func:`bench.workload.build_graph` (power-law follows) with posts written by
-:meth:`bench.workload.OpStream.post` at uniform times over ``horizon_h`` hours. Friends are mutual
+World: :func:`core.workload.build_graph` (power-law follows) with posts written by
+:meth:`core.workload.OpStream.post` at uniform times over ``horizon_h`` hours. Friends are mutual
 follows. Each post has a latent quality ``q ~ N(0, 1)``; each (reader, author) pair a latent tie
 ``t ~ Gamma(0.5, 1)`` (x3 for friends). What the read API would see is noisy: engagement counts
 ``~ Poisson(0.04 * followers**0.7 * e**(0.8 q) * (1 - e**(-age/8h)) * media boost)`` and affinity
