@@ -23,8 +23,8 @@ from streams.admin import apply_topics, delete_topics
 from streams.catalog import POSTS, Topic
 from streams.consumer import EventConsumer, consumer_config
 from streams.producer import EventProducer, producer_config
+from streams.samples import sample_event
 from streams.serde import Serde
-from streams.testing import sample_event
 
 RESULTS = REPO_ROOT / "bench" / "results"
 

@@ -21,8 +21,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,18 +29,13 @@ import psutil
 
 from core.events import new_event
 from core.ids import new_id
-from core.settings import REPO_ROOT, Settings, get_settings
+from core.settings import Settings, get_settings
+from ops.workers import start_worker
 from stores import cassandra
 from stores import redis as redis_store
 from stores.counters import CounterStore, counts_key
 from streams.admin import apply_topics
 from streams.producer import EventProducer
-
-RUNNER = ("import sys; from core.settings import get_settings; "
-          "from topologies.engagement.app import create_app; "
-          "from topologies.faust_runtime import run_worker; "
-          "run_worker(create_app(get_settings(), app_id=sys.argv[1], "
-          "consumer_auto_offset_reset=sys.argv[2]), loglevel='warning')")
 
 
 def _post(settings: Settings, author: str) -> int:
@@ -102,11 +95,10 @@ def measure(settings: Settings, events: int, probes: int, n_posts: int = 10,
         producer.send_many(batch)
         raw_rate = len(batch) / (time.perf_counter() - t0)
 
-        group = f"bench-engagement-{new_id()}"
-        with open(log_path, "ab") as log:
-            worker = subprocess.Popen([sys.executable, "-c", RUNNER, group, reset],
-                                      cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        suffix = f"-bench-{new_id()}"
+        group = f"feedstream-engagement{suffix}"
+        worker = start_worker(settings, "engagement", log_path, new_session=True,
+                              topology_group_suffix=suffix, topology_offset_reset=reset)
         try:
             _ready(settings, producer)
             if reset == "earliest":

@@ -20,14 +20,15 @@ import time
 import uuid
 from pathlib import Path
 
-from core.settings import Settings, get_settings
+from core.events import post_created
+from core.settings import Settings, get_settings, isolated
+from ops.workers import workers
 from stores import graph
 from stores import redis as redis_store
 from stores import timelines as tls
 from streams.producer import EventProducer
 from topologies.fanout.app import process_posts
 from topologies.fanout.runtime import Stores
-from topologies.fanout.testing import isolated, post_created, workers
 from topologies.faust_runtime import SourceRecord
 
 

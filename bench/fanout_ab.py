@@ -18,15 +18,15 @@ from typing import Any
 import redis as _redis
 
 from bench.fanout import load_graph, power_law_graph, zadd_ceiling
+from core.events import post_created
 from core.feed import ADD, REMOVE, TimelineWrite
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, isolated
 from stores import graph
 from stores import posts as post_store
 from stores import timelines as tls
 from topologies.fanout.app import process_posts
 from topologies.fanout.logic import PostRef, plan_post
 from topologies.fanout.runtime import Stores, source_of
-from topologies.fanout.testing import isolated, post_created
 from topologies.faust_runtime import SourceRecord
 
 

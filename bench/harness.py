@@ -1,7 +1,7 @@
 """The bench harness: samplers of Kafka offsets and process resources, and the scenario runner.
 
 A run measures its ceilings first (:mod:`bench.ceilings`), then drives the platform through the
-public API with the synthetic workload (:mod:`bench.workload`): HTTP load (noop ceiling, writes, feed
+public API with the synthetic workload (:mod:`core.workload`): HTTP load (noop ceiling, writes, feed
 reads) through wrk (:mod:`bench.http_load`), setup and write-to-visible polling through the Python
 client (:class:`feedstream.seed.ApiDriver`), and builds a report (:mod:`bench.report`) with a scale model (:mod:`bench.scale`).
 """

@@ -30,7 +30,7 @@ from bench.report import RESULTS_DIR, Sample, machine_info, summarize
 from bench.write_api import _free_port, start_server
 from core.events import new_event
 from core.ids import new_post_id
-from core.settings import Settings, get_settings
+from core.settings import Settings, get_settings, isolated
 from serving.auth import mint_token
 from stores import cassandra
 from stores import posts as post_store
@@ -39,7 +39,6 @@ from stores import timelines as tls
 from stores.counters import counts_key
 from stores.graph import k_followers, k_following
 from stores.users import apply_profile
-from topologies.fanout.testing import isolated
 from topologies.users.logic import profile_write
 
 BOUND_MS = 200.0

@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from core.clock import now_ms
+from core.ids import new_post_id
 
 
 def envelope(actor_id: str, occurred_at: int | None = None) -> dict[str, Any]:
@@ -21,6 +22,13 @@ def envelope(actor_id: str, occurred_at: int | None = None) -> dict[str, Any]:
 def new_event(actor_id: str, /, **fields: Any) -> dict[str, Any]:
     """Return ``fields`` behind a fresh envelope, e.g. ``new_event(uid, user_id=uid, handle="ann", ...)``."""
     return {**envelope(actor_id), **fields}
+
+
+def post_created(author: str, text: str = "hello", visibility: str = "PUBLIC",
+                 post_id: int | None = None) -> tuple[str, dict[str, Any]]:
+    """A PostCreated event ``(record, value)`` without media, links, hashtags or mentions."""
+    return "PostCreated", new_event(author, post_id=post_id or new_post_id(), author_id=author, text=text,
+                                    media=[], links=[], hashtags=[], mentions=[], visibility=visibility)
 
 
 def dead_letter(*, group: str, topic: str, partition: int, offset: int, key: bytes | None,

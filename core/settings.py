@@ -203,6 +203,12 @@ def with_overrides(base: Settings, **overrides: Any) -> Settings:
     return Settings(**{**base.model_dump(by_alias=True), **overrides})
 
 
+def isolated(settings: Settings, keyspace: str, redis_db: int) -> Settings:
+    """``settings`` pointing at their own keyspace and Redis database (same engines)."""
+    base = settings.redis_url.rsplit("/", 1)[0]
+    return settings.model_copy(update={"keyspace": keyspace, "redis_url_override": f"{base}/{redis_db}"})
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Return the process-wide settings, read from the environment on first use."""

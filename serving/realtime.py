@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from core.settings import Settings
 from serving.auth import InvalidToken, require_self, verify_token
 from serving.deps import CurrentUser
-from serving.models import USER_ID_PATTERN
+from serving.payloads import USER_ID_PATTERN
 from serving.settings import settings_of
 from stores.timelines import channel
 

@@ -15,5 +15,5 @@ Import from the modules (importing this package itself loads nothing heavy)::
 - :mod:`streams.serde`: ``Serde.encode/decode`` (Confluent wire format, fastavro).
 - :mod:`streams.consumer`: ``EventConsumer`` (commit after handler, dead letters).
 - :mod:`streams.admin`: ``apply_topics``, ``register_all_schemas``, ``apply_all``.
-- :mod:`streams.testing`: ``sample_event``, ``mock_serde`` for broker-free tests.
+- :mod:`streams.samples`: ``sample_event``, a valid value for any record (tests, benchmarks).
 """

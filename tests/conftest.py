@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,10 @@ import pytest
 
 from core.settings import Settings, get_settings
 from ops.local import stack as local_stack
+
+# pytest runs with --import-mode=importlib (no sys.path changes): make ``tests/support`` importable
+# as ``support`` for every test module.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
                 "redis_port", "registry_port", "api_port")

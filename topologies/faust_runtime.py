@@ -1,17 +1,31 @@
 """Shared Faust glue: build an app from settings, and run decoded agents with a dead-letter topic.
 
-Usage in ``topologies/<name>/app.py``::
+Every Faust topology (``topologies/{fanout,graph,engagement,users}/app.py``) follows one
+convention: ``create_app(settings, *, app_id=None, serde=None, broker=None, <test seams>)`` builds
+the app without touching an engine, and ``run(settings)`` runs it. The fan-out worker, for example::
 
-    def create_app(settings, *, app_id=None):
-        app = create_faust_app(settings, "fanout", app_id=app_id)
-        serde = make_serde(settings)
-        source = catalog_topic(app, POSTS, settings)
+    def create_app(settings, *, app_id=None, serde=None, broker=None, process=None, emit=None):
+        app = create_faust_app(settings, "fanout", app_id=app_id, broker=broker)
+        serde = serde or make_serde(settings)
+        updates = catalog_topic(app, TIMELINE_UPDATES, settings)
 
-        async def handle(rec: SourceRecord) -> None:     # side effects; awaited before the ack
-            ...                                          # raise PoisonRecord to dead-letter it
+        async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
+            results = await asyncio.to_thread(run_batch, recs)   # side effects; raise to crash
+            return await send(serde, updates, results, "fanout")  # deliveries, awaited before the ack
 
-        register_agent(app, source, handle, serde=serde, name="fanout-posts")
+        register_batch_agent(app, catalog_topic(app, POSTS, settings), handle, serde=serde,
+                             name="fanout-posts", validate=check_post_record)
         return app
+
+    def run(settings):
+        run_worker(create_app(settings))
+
+:func:`create_faust_app` takes the consumer group (``feedstream-<name>`` plus
+``settings.topology_group_suffix``, unless ``app_id`` is given) and the new group's offset reset
+(``settings.topology_offset_reset``) from settings, the same way for every topology. The agents:
+:func:`register_batch_agent` (fan-out, graph), ``register_pipelined_agent`` in
+:mod:`topologies.engagement.batching` (engagement) and :func:`register_agent`, one record at a
+time (users).
 
 Semantics of :func:`register_agent`:
 
@@ -69,10 +83,20 @@ class SourceRecord:
     timestamp_ms: int
 
 
+def group_id(settings: Settings, name: str) -> str:
+    """The default consumer group (Faust app id) of topology ``name``: ``feedstream-<name><suffix>``."""
+    return f"feedstream-{name}{settings.topology_group_suffix}"
+
+
 def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None,
-                     broker: str | None = None, **overrides: Any) -> faust.App:
-    """A faust.App for ``name`` (group id ``app_id`` or ``feedstream-<name>``) with our defaults."""
-    app_id = app_id or f"feedstream-{name}"
+                     broker: str | None = None) -> faust.App:
+    """A faust.App for topology ``name`` with our defaults.
+
+    The consumer group is ``app_id`` or :func:`group_id` (``feedstream-<name>`` plus
+    ``settings.topology_group_suffix``); a new group starts at ``settings.topology_offset_reset``.
+    ``broker`` (a ``kafka://`` URL) replaces ``settings.kafka_bootstrap`` (tests: an unreachable one).
+    """
+    app_id = app_id or group_id(settings, name)
     datadir = settings.state_dir / "faust" / app_id
     datadir.parent.mkdir(parents=True, exist_ok=True)
     conf: dict[str, Any] = dict(
@@ -83,14 +107,13 @@ def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
+        consumer_auto_offset_reset=settings.topology_offset_reset,
         processing_guarantee="at_least_once",
         producer_acks=-1,
         broker_commit_interval=1.0,
         datadir=str(datadir),
         table_cleanup_interval=3600.0,
     )
-    conf.update(overrides)
     return faust.App(app_id, **conf)
 
 

@@ -12,7 +12,7 @@ from serving.deps import CurrentUser
 from serving.errors import ErrorBody
 from serving.feed.engines import ReadsDep
 from serving.feed.pipeline import read_known_feed
-from serving.models import USER_ID_PATTERN
+from serving.payloads import USER_ID_PATTERN
 
 router = APIRouter(prefix="/users/{user_id}", tags=["feed"])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from serving.auth import require_self
 from serving.deps import CurrentUser
 from serving.feed.engines import ReadsDep
-from serving.models import USER_ID_PATTERN
+from serving.payloads import USER_ID_PATTERN
 
 router = APIRouter(prefix="/users/{user_id}/notifications", tags=["notifications"])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from serving.deps import CurrentUser
 from serving.feed.engines import ReadEngines, ReadsDep
 from serving.feed.users import edges_view, profile_view, user_posts_view
-from serving.models import USER_ID_PATTERN
+from serving.payloads import USER_ID_PATTERN
 
 router = APIRouter(prefix="/users/{user_id}", tags=["users"])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]

@@ -10,7 +10,7 @@ from core.ids import MAX_ID, new_id
 from serving import ownership
 from serving.deps import RateLimited
 from serving.errors import responses
-from serving.models import Accepted, CommentIn, ReactionKind, ShareIn
+from serving.payloads import Accepted, CommentIn, ReactionKind, ShareIn
 from serving.writes import Write, WriteDep
 
 router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited],

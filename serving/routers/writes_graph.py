@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from serving.auth import require_self
 from serving.deps import RateLimited
 from serving.errors import responses
-from serving.models import USER_ID_PATTERN, Accepted
+from serving.payloads import USER_ID_PATTERN, Accepted
 from serving.writes import Write, WriteDep, self_reference
 
 router = APIRouter(prefix="/users/{user_id}", tags=["graph"], dependencies=[RateLimited],

@@ -10,7 +10,7 @@ from core.ids import MAX_ID, new_post_id
 from serving import ownership
 from serving.deps import RateLimited
 from serving.errors import responses
-from serving.models import Accepted, PostIn
+from serving.payloads import Accepted, PostIn
 from serving.writes import Write, WriteDep
 
 router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited],

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 from serving.auth import require_self
 from serving.deps import RateLimited
 from serving.errors import responses
-from serving.models import USER_ID_PATTERN, Accepted, ProfileIn, RegisterIn
+from serving.payloads import USER_ID_PATTERN, Accepted, ProfileIn, RegisterIn
 from serving.writes import WriteDep
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[RateLimited],

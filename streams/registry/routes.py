@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
-from streams.registry.models import (
+from streams.registry.payloads import (
     ConfigRequest,
     SchemaRequest,
     config_body,

@@ -9,29 +9,25 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
+from support.api import api_settings
 
-from core.settings import REPO_ROOT, Settings
+from core.settings import Settings, isolated
 from ops.local import stack as local_stack
+from ops.workers import workers
 from serving.app import create_app
 from serving.auth import mint_token
-from serving.testing import api_settings
 from stores import graph
 from stores import redis as redis_store
 from stores import timelines as tls
 from streams.admin import apply_all
-from topologies.fanout.testing import isolated, worker_env, workers
 
 pytestmark = pytest.mark.timeout(900)
 KNOBS = {"timeline_cap": 100, "celebrity_threshold": 3, "backfill_limit": 5, "inactive_days": 30}
@@ -92,28 +88,6 @@ class Api:
         return poll(find, f"post {pid} in {user}'s feed", timeout_s)
 
 
-@contextmanager
-def extra_workers(s: Settings, names: tuple[str, ...], log_dir: Path, suffix: str) -> Iterator[list[subprocess.Popen]]:
-    """Engagement/users workers with their own consumer groups (``topologies.users.testing``)."""
-    env, procs = worker_env(s), []
-    try:
-        for name in names:
-            with open(log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
-                procs.append(subprocess.Popen([sys.executable, "-m", "topologies.users.testing", name,
-                                               f"feedstream-{name}{suffix}", "latest"],
-                                              env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT))
-        yield procs
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
 @pytest.fixture(scope="module")
 def world(stack, tmp_path_factory):
     apply_all(stack, echo=lambda *_: None)
@@ -124,7 +98,8 @@ def world(stack, tmp_path_factory):
     settings = api_settings(s, api_rate_limit_enabled=False, **KNOBS)
     app = create_app(settings)
     with workers(s, log_dir=logs, topology_group_suffix=suffix, topology_offset_reset="latest", **KNOBS) as p1, \
-            extra_workers(s, ("engagement", "users"), logs, suffix) as p2, TestClient(app) as client:
+            workers(s, ("engagement", "users"), log_dir=logs, topology_group_suffix=suffix,
+                    topology_offset_reset="latest") as p2, TestClient(app) as client:
         api = Api(client, settings)
         probe = uid("probe")
         sent = [0.0]

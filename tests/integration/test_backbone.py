@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from support.serde import as_millis
 
 from core.settings import Settings
 from streams.admin import apply_topics, delete_topics, register_all_schemas
@@ -20,8 +21,8 @@ from streams.catalog import ALL_TOPICS, DEAD_LETTERS, ENGAGEMENTS, GRAPH, POSTS,
 from streams.consumer import ConsumedEvent, EventConsumer
 from streams.errors import DeliveryError, PoisonRecord, SchemaValidationError
 from streams.producer import EventProducer
+from streams.samples import sample_event
 from streams.schemas import default_schemas
-from streams.testing import as_millis, sample_event
 
 pytestmark = pytest.mark.integration
 SCHEMAS = default_schemas()

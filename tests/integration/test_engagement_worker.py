@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from core.clock import now_ms
 from core.events import new_event
 from core.ids import new_id
 from core.settings import REPO_ROOT, Settings
+from ops import workers
 from stores import cassandra
 from stores import redis as redis_store
 from stores.counters import CounterStore, hot_counts
@@ -33,12 +35,7 @@ from topologies.engagement.logic import recount
 # cramjam). On a reused dev stack the topics hold other runs' history (10^5 notifications), so the
 # module's worker group starts at the end there; the tests produce lz4 (the default) either way.
 RESET = "latest" if os.environ.get("FEEDSTREAM_TEST_REUSE_STACK") else "earliest"
-RUNNER = ("import sys; from core.settings import get_settings; "
-          "from topologies.engagement.app import create_app; "
-          "from topologies.faust_runtime import run_worker; "
-          f"run_worker(create_app(get_settings(), app_id=sys.argv[1], consumer_auto_offset_reset='{RESET}'), "
-          "loglevel='warning')")
-# The same worker with a recording handler that raises on the record whose user is argv[3].
+# The engagement app (group argv[1]) with a recording handler that raises on the record whose user is argv[3].
 CRASHING = ("import sys, redis; from core.settings import get_settings; "
             "from topologies.engagement.app import create_app; "
             "from topologies.faust_runtime import run_worker; "
@@ -47,14 +44,20 @@ CRASHING = ("import sys, redis; from core.settings import get_settings; "
             "    mine = [e.value['user_id'] for e in batch if e.value['post_id'] == post]\n"
             "    if mine: r.rpush(f'crashtest:{post}', *[f'{sys.argv[3]}:{u}' for u in mine])\n"
             "    if 'boom' in mine and sys.argv[3] == 'first': raise RuntimeError('boom')\n"
-            "run_worker(create_app(s, app_id=sys.argv[1], engagement_handler=handler), "
+            "run_worker(create_app(s, app_id=sys.argv[1], process=handler), "
             "loglevel='warning')")
 
 
-def start_worker(app_id: str, log_path: str, *args: str, code: str = RUNNER) -> subprocess.Popen:
-    """Start the engagement worker in its own process group."""
+def start_worker(settings: Settings, suffix: str, log_path: str) -> subprocess.Popen:
+    """Start ``feedstream topology run engagement`` (group ``feedstream-engagement<suffix>``) in its own process group."""
+    return workers.start_worker(settings, "engagement", Path(log_path), new_session=True,
+                                topology_group_suffix=suffix, topology_offset_reset=RESET)
+
+
+def start_crashing(app_id: str, log_path: str, *args: str) -> subprocess.Popen:
+    """Start the :data:`CRASHING` worker in its own process group."""
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-c", code, app_id, *args], cwd=REPO_ROOT,
+        return subprocess.Popen([sys.executable, "-c", CRASHING, app_id, *args], cwd=REPO_ROOT,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -81,9 +84,9 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 @pytest.fixture(scope="module")
 def worker_env(stack: Settings, tmp_path_factory) -> Iterator[dict[str, Any]]:
     apply_topics(stack)
-    app_id = f"engagement-it-{new_id()}"
+    suffix = f"-it-{new_id()}"
     log = str(tmp_path_factory.mktemp("eng") / "worker.log")
-    env: dict[str, Any] = {"app_id": app_id, "log": log, "procs": [start_worker(app_id, log)]}
+    env: dict[str, Any] = {"suffix": suffix, "log": log, "procs": [start_worker(stack, suffix, log)]}
     try:
         wait_ready(stack)
         yield env
@@ -155,7 +158,7 @@ def test_kill_9_mid_stream_and_restart_counts_equal_recount(stack: Settings, wor
     partial = {p: store.totals(p) for p, _ in posts}
     assert partial != expected, "the worker finished before the kill; the test proves nothing"
 
-    proc2 = start_worker(worker_env["app_id"], worker_env["log"])
+    proc2 = start_worker(stack, worker_env["suffix"], worker_env["log"])
     worker_env["procs"].append(proc2)
     wait_for(lambda: {p: store.totals(p) for p, _ in posts} == expected, 180,
              "counters to converge to the recount after restart")
@@ -175,7 +178,7 @@ def test_notification_feed_unread_count_mark_read_and_push(stack: Settings, work
         producer.send("Followed", new_event(fan, follower_id=fan, followee_id=author))
         producer.send("FriendRequestSent", new_event(fan, from_id=fan, to_id=author))
     if not any(p.poll() is None for p in worker_env["procs"]):
-        worker_env["procs"].append(start_worker(worker_env["app_id"], worker_env["log"]))
+        worker_env["procs"].append(start_worker(stack, worker_env["suffix"], worker_env["log"]))
     notes = NotificationStore(cassandra.session(stack))
     feed = wait_for(lambda: len(notes.list(author)) == 3 and notes.list(author), 120, "3 notifications")
     assert sorted(n["kind"] for n in feed) == ["FOLLOW", "FRIEND_REQUEST", "LIKE"]
@@ -199,7 +202,7 @@ def test_engagement_counts_decode_with_stock_avro_deserializer(stack: Settings, 
         producer.send("Liked", new_event("x", post_id=post, post_author_id=author, user_id="x"))
         producer.send("Liked", new_event("y", post_id=post, post_author_id=author, user_id="y"))
     if not any(p.poll() is None for p in worker_env["procs"]):
-        worker_env["procs"].append(start_worker(worker_env["app_id"], worker_env["log"]))
+        worker_env["procs"].append(start_worker(stack, worker_env["suffix"], worker_env["log"]))
     deser = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url}))
     consumer = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": f"it-{new_id()}",
                          "auto.offset.reset": "earliest"})
@@ -234,7 +237,7 @@ def test_handler_exception_crashes_and_the_failed_record_is_processed_again(stac
     with EventProducer(stack) as producer:  # default config: lz4
         for u in users:
             producer.send("Liked", new_event(u, post_id=post, post_author_id="x", user_id=u))
-    first = start_worker(app_id, log, str(post), "first", code=CRASHING)
+    first = start_crashing(app_id, log, str(post), "first")
     try:
         first.wait(180)
     finally:
@@ -242,7 +245,7 @@ def test_handler_exception_crashes_and_the_failed_record_is_processed_again(stac
     assert first.returncode not in (None, -signal.SIGKILL), "the worker did not exit on the crash"
     seen_first = [x.decode() for x in r.lrange(f"crashtest:{post}", 0, -1)]
     assert "first:boom" in seen_first
-    second = start_worker(app_id, log, str(post), "second", code=CRASHING)
+    second = start_crashing(app_id, log, str(post), "second")
     try:
         wait_for(lambda: b"second:c" in r.lrange(f"crashtest:{post}", 0, -1), 180,
                  "the restarted worker to reach the last record")
@@ -267,7 +270,7 @@ def test_engagement_counts_read_by_flink_sql_avro_confluent_table(stack: Setting
         producer.send("ReactionAdded", new_event("x", post_id=post, post_author_id=author, user_id="x",
                                                  kind="LOVE"))
     if not any(p.poll() is None for p in worker_env["procs"]):
-        worker_env["procs"].append(start_worker(worker_env["app_id"], worker_env["log"]))
+        worker_env["procs"].append(start_worker(stack, worker_env["suffix"], worker_env["log"]))
     r = redis_store.client(stack)
     wait_for(lambda: hot_counts(r, [post])[post].likes == 3
              and hot_counts(r, [post])[post].reactions.get("LOVE") == 1, 180, "the counts")

@@ -19,12 +19,16 @@ import pytest
 import redis as _redis
 from cassandra.cluster import Session
 from confluent_kafka import Consumer, TopicPartition
+from support.api import api_settings
+from support.events import edge, post_deleted, post_edited
+from support.wait import wait_until
 
-from core.settings import Settings, with_overrides
+from core.events import post_created
+from core.settings import Settings, isolated, with_overrides
 from models.ranking import EngagementRecencyRanker
+from ops.workers import workers
 from serving.feed.engines import ReadEngines
 from serving.feed.pipeline import read_feed
-from serving.testing import api_settings
 from stores import cassandra, graph
 from stores import posts as post_store
 from stores import redis as redis_store
@@ -32,15 +36,6 @@ from stores import timelines as tls
 from streams.admin import apply_all
 from streams.producer import DeliveryReport, EventProducer
 from streams.serde import Serde
-from topologies.fanout.testing import (
-    edge,
-    isolated,
-    post_created,
-    post_deleted,
-    post_edited,
-    wait_until,
-    workers,
-)
 from topologies.replay import end_offsets, replay_in_order, reset_group_offsets
 
 KNOBS = dict(timeline_cap=10, celebrity_threshold=5, backfill_limit=3, inactive_days=30)

@@ -23,11 +23,11 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from support.api import api_settings, running_app
 
 from core.settings import Settings
 from serving.app import create_app
 from serving.auth import mint_token
-from serving.testing import api_settings, running_app
 from streams.admin import apply_topics
 
 MIN_REQUESTS = 1000

@@ -7,18 +7,17 @@ import socket
 import uuid
 
 from fastapi.testclient import TestClient
+from support.api import api_settings
 
 from core.ids import new_post_id
-from core.settings import with_overrides
+from core.settings import isolated, with_overrides
 from serving.app import create_app
 from serving.auth import mint_token
-from serving.testing import api_settings
 from stores import graph
 from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
 from stores.users import k_user
-from topologies.fanout.testing import isolated
 
 
 def _dead_port() -> int:

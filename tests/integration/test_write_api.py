@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from support.api import TopicTail, api_settings, bearer, new_user, running_app
 
 from core.settings import Settings
-from serving.testing import TopicTail, api_settings, bearer, new_user, running_app
 from streams.admin import apply_topics
 
 

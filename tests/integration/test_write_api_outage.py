@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import redis
+from support.api import TopicTail, api_settings, bearer, new_user, running_app
 
 from core.settings import Settings
 from ops.local import stack as local_stack
-from serving.testing import TopicTail, api_settings, bearer, new_user, running_app
 from streams.admin import apply_topics
 
 

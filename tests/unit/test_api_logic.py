@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from core.settings import PLACEHOLDER_SECRET, Settings
 from serving.auth import InvalidToken, mint_token, verify_token
 from serving.idempotency import fingerprint
-from serving.models import PostIn, extract_tags
+from serving.payloads import PostIn, extract_tags
 from serving.ratelimit import retry_after_s
 
 
@@ -19,7 +19,7 @@ def test_extract_tags_dedups_lowercases_and_ignores_emails() -> None:
 
 
 def test_post_event_fields_match_the_event_schema() -> None:
-    from streams.testing import mock_serde
+    from support.serde import mock_serde
 
     body = PostIn.model_validate({"text": "hello #world @ann", "visibility": "FRIENDS",
                                   "media": [{"kind": "VIDEO", "url": "https://v.example/x.mp4", "duration_ms": 9}]})

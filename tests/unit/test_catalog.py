@@ -8,8 +8,8 @@ from core.settings import Settings
 from streams import catalog
 from streams.catalog import ALL_TOPICS, ENGAGEMENTS, GRAPH, POSTS, get_topic, topic_for
 from streams.errors import UnknownEventError
+from streams.samples import sample_event
 from streams.schemas import default_schemas
-from streams.testing import sample_event
 
 pytestmark = pytest.mark.unit
 SCHEMAS = default_schemas()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from support.serde import mock_serde
+
 from core.settings import Settings
-from streams.testing import mock_serde, sample_event
+from streams.samples import sample_event
 from topologies import faust_runtime
 from topologies.engagement.app import create_app, notification_value
 from topologies.engagement.logic import graph_notification
@@ -19,7 +21,7 @@ def _app(tmp_path, seen: list) -> tuple[Any, Any]:
         seen.extend((e.name, e.value["post_id"], e.value["user_id"]) for e in batch)
 
     app = create_app(Settings(state_dir=tmp_path), app_id=f"unit-eng-{id(seen)}", serde=serde,
-                     engagement_handler=handler, broker="kafka://127.0.0.1:1")
+                     process=handler, broker="kafka://127.0.0.1:1")
     return app, serde
 
 
@@ -81,7 +83,7 @@ async def test_batches_are_acked_only_after_the_handler_and_a_crash_acks_nothing
         await release.wait()
 
     app = create_app(Settings(state_dir=tmp_path), app_id=f"unit-eng-ack-{id(calls)}", serde=serde,
-                     engagement_handler=handler, broker="kafka://127.0.0.1:1")
+                     process=handler, broker="kafka://127.0.0.1:1")
 
     async def crash(exc: BaseException) -> None:
         crashed.append(exc)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.serde import mock_serde
 
 from core.settings import Settings
-from streams.testing import mock_serde, sample_event
+from streams.samples import sample_event
 from topologies import faust_runtime as rt
 
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 from faust.types.tuples import Message
+from support.serde import mock_serde
 
 from core.feed import ADD, TimelineWrite
 from core.settings import Settings
-from streams.testing import mock_serde, sample_event
+from streams.samples import sample_event
 from topologies import faust_runtime as rt
 from topologies.fanout import app as fanout_app
 from topologies.fanout.runtime import timeline_update
@@ -52,8 +53,7 @@ def _apps(tmp_path, module, seen: list, emitted: list, fail: bool = False,
         return delivered()
 
     app = module.create_app(Settings(state_dir=tmp_path), app_id=f"unit-{module.__name__}-{id(seen)}",
-                            tl=Settings(), serde=serde, process=process, emit=emit,
-                            broker="kafka://127.0.0.1:1")
+                            serde=serde, broker="kafka://127.0.0.1:1", process=process, emit=emit)
     return app, serde
 
 

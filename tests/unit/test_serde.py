@@ -13,11 +13,12 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.serde import as_millis, mock_serde
 
 from streams.errors import DecodeError, SchemaValidationError, StreamsError, UnknownEventError
+from streams.samples import sample_event
 from streams.schemas import default_schemas
 from streams.serde import Serde, subject_for
-from streams.testing import as_millis, mock_serde, sample_event
 
 pytestmark = pytest.mark.unit
 SCHEMAS = default_schemas()

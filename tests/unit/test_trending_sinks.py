@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from streams.testing import mock_serde
+from support.serde import mock_serde
+
 from topologies.trending.app import job_config, latest_checkpoint
 from topologies.trending.logic import HASHTAGS, Contribution, Window, WindowSpec, score, top_k
 from topologies.trending.sinks import late_record, trending_records

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.workload import OpStream, WorkloadConfig, build_graph, seed_plan, to_request
-from serving.models import CommentIn, PostIn, RegisterIn
+from serving.payloads import CommentIn, PostIn, RegisterIn
 
 
 def test_same_seed_same_world_and_streams():

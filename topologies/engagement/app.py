@@ -39,6 +39,7 @@ from topologies.faust_runtime import (
 )
 
 BatchHandler = Callable[[list[Engagement]], Awaitable[Any]]
+MAX_BATCH = 1000  # events per pipelined batch, per agent
 
 
 def notification_value(n: Notify) -> dict[str, Any]:
@@ -78,12 +79,15 @@ class Engines:
         return self._notes
 
 
-def create_app(settings: Settings, *, app_id: str | None = None,
-               engagement_handler: BatchHandler | None = None, serde: Serde | None = None,
-               max_batch: int = 1000, **faust_overrides: Any) -> faust.App:
-    """Build the engagement Faust app; ``engagement_handler`` (gets each batch) and ``serde`` are test seams."""
-    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)  # faust mkdirs one level only
-    app = create_faust_app(settings, "engagement", app_id=app_id, **faust_overrides)
+def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
+               broker: str | None = None, process: BatchHandler | None = None) -> faust.App:
+    """Build the engagement Faust app: three pipelined agents (see the module doc).
+
+    Group and offset reset come from ``settings`` (:func:`topologies.faust_runtime.create_faust_app`).
+    Test seams: ``serde``, ``broker`` and ``process`` (gets each batch of engagements instead of
+    the :class:`EngagementProcessor`).
+    """
+    app = create_faust_app(settings, "engagement", app_id=app_id, broker=broker)
     serde = serde or make_serde(settings)
     engines = Engines(settings)
     counts_topic = catalog_topic(app, ENGAGEMENT_COUNTS, settings)
@@ -103,8 +107,8 @@ def create_app(settings: Settings, *, app_id: str | None = None,
 
     async def on_engagements(recs: list[SourceRecord]) -> None:
         batch = [Engagement(r.name, r.value, r.partition, r.offset) for r in recs]
-        if engagement_handler is not None:
-            await engagement_handler(batch)
+        if process is not None:
+            await process(batch)
             return
         await engines.processor(emit_counts, emit_notification).handle_batch(batch)
 
@@ -127,12 +131,12 @@ def create_app(settings: Settings, *, app_id: str | None = None,
 
     register_pipelined_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_engagements,
                              serde=serde, name="engagement-events", validate=validate,
-                             max_batch=max_batch)
+                             max_batch=MAX_BATCH)
     register_pipelined_agent(app, catalog_topic(app, GRAPH, settings), on_graph, serde=serde,
-                             name="engagement-graph", max_batch=max_batch)
+                             name="engagement-graph", max_batch=MAX_BATCH)
     register_pipelined_agent(app, notes_topic, on_notifications, serde=serde,
                              name="engagement-notifications", validate=is_notification,
-                             max_batch=max_batch)
+                             max_batch=MAX_BATCH)
     return app
 
 

@@ -32,6 +32,8 @@ from topologies.faust_runtime import (
 log = logging.getLogger(__name__)
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
 Results = list[tuple[SourceRecord, list[TimelineWrite]]]
+Process = Callable[[list[SourceRecord]], Results]
+Emit = Callable[[Serde, faust.TopicT, Results, str], Awaitable[Awaitable[Any] | None]]
 
 
 def check_post_record(rec: SourceRecord) -> None:
@@ -78,20 +80,19 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
     return out
 
 
-def process_post(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
-    """Apply one posts.v1 event to the stores; return the timeline writes it made."""
-    return process_posts(st, [rec])[0][1]
+def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
+               broker: str | None = None, process: Process | None = None,
+               emit: Emit | None = None) -> faust.App:
+    """Build the fan-out Faust app: one batching agent on posts.v1.
 
-
-def create_app(settings: Settings, *, app_id: str | None = None, tl: Settings | None = None,
-               serde: Serde | None = None, process: Callable[[list[SourceRecord]], Results] | None = None,
-               emit: Callable | None = None, broker: str | None = None) -> faust.App:
-    """Build the fan-out Faust app: one batching agent on posts.v1 (``process``/``emit`` injectable)."""
-    tl = tl or Settings()
-    app = create_faust_app(settings, "fanout", app_id=app_id or f"feedstream-fanout{tl.topology_group_suffix}",
-                           broker=broker, consumer_auto_offset_reset=tl.topology_offset_reset)
+    Group and offset reset come from ``settings`` (:func:`topologies.faust_runtime.create_faust_app`),
+    as do the timeline knobs. Test seams: ``serde``, ``broker``, ``process`` (applies a batch to the
+    stores, run in a thread; default :func:`process_posts`) and ``emit`` (hands the batch's
+    TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
+    """
+    app = create_faust_app(settings, "fanout", app_id=app_id, broker=broker)
     serde = serde or make_serde(settings)
-    st = Stores(settings, tl)
+    st = Stores(settings, settings)
     run_batch = process or (lambda recs: process_posts(st, recs))
     send = emit or start_emit
     updates = catalog_topic(app, TIMELINE_UPDATES, settings)
@@ -99,8 +100,8 @@ def create_app(settings: Settings, *, app_id: str | None = None, tl: Settings | 
     async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
         t0 = time.time()
         results = await asyncio.to_thread(run_batch, recs)
-        done = await send(serde, updates, results, "fanout") if tl.emit_timeline_updates else None
-        if tl.log_batches:  # lag: record timestamp -> batch start; stores: visible in Redis
+        done = await send(serde, updates, results, "fanout") if settings.emit_timeline_updates else None
+        if settings.log_batches:  # lag: record timestamp -> batch start; stores: visible in Redis
             log.info("batch n=%d lag_ms=%.1f stores_ms=%.1f", len(recs),
                      t0 * 1000 - recs[0].timestamp_ms, (time.time() - t0) * 1000)
         return done

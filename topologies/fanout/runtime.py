@@ -72,19 +72,6 @@ def timeline_update(w: TimelineWrite, rec: SourceRecord, actor: str) -> dict[str
             "source_partition": rec.partition, "source_offset": rec.offset}
 
 
-async def emit_updates(serde: Serde, topic: faust.TopicT, writes: list[TimelineWrite],
-                       rec: SourceRecord, actor: str) -> None:
-    """Produce one TimelineUpdate per write to timeline-updates.v1 and await every delivery."""
-    await emit_batch(serde, topic, [(rec, writes)], actor)
-
-
-async def emit_batch(serde: Serde, topic: faust.TopicT,
-                     results: Iterable[tuple[SourceRecord, list[TimelineWrite]]], actor: str) -> int:
-    """Produce the TimelineUpdates of a whole batch, then await all deliveries at once; return count."""
-    done = await start_emit(serde, topic, results, actor)
-    return len(await done)
-
-
 async def start_emit(serde: Serde, topic: faust.TopicT,
                      results: Iterable[tuple[SourceRecord, list[TimelineWrite]]], actor: str) -> Any:
     """Hand a batch's TimelineUpdates to the producer; return an awaitable of all their deliveries."""

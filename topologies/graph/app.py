@@ -28,6 +28,8 @@ from topologies.faust_runtime import (
 from topologies.graph.logic import BACKFILL, GRAPH_RECORDS, PURGE, UnknownGraphEvent, plan_graph
 
 Results = list[tuple[SourceRecord, list[TimelineWrite]]]
+Process = Callable[[list[SourceRecord]], Results]
+Emit = Callable[[Serde, faust.TopicT, Results, str], Awaitable[Awaitable[Any] | None]]
 
 
 def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
@@ -79,22 +81,26 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord]) -> Results:
     return [(rec, process_graph(st, rec)) for rec in recs]
 
 
-def create_app(settings: Settings, *, app_id: str | None = None, tl: Settings | None = None,
-               serde: Serde | None = None, process: Callable[[list[SourceRecord]], Results] | None = None,
-               emit: Callable | None = None, broker: str | None = None) -> faust.App:
-    """Build the social-graph Faust app: one batching agent on graph.v1 (``process``/``emit`` injectable)."""
-    tl = tl or Settings()
-    app = create_faust_app(settings, "graph", app_id=app_id or f"feedstream-graph{tl.topology_group_suffix}",
-                           broker=broker, consumer_auto_offset_reset=tl.topology_offset_reset)
+def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
+               broker: str | None = None, process: Process | None = None,
+               emit: Emit | None = None) -> faust.App:
+    """Build the social-graph Faust app: one batching agent on graph.v1.
+
+    Group and offset reset come from ``settings`` (:func:`topologies.faust_runtime.create_faust_app`),
+    as do the timeline knobs. Test seams: ``serde``, ``broker``, ``process`` (applies a batch to the
+    stores, run in a thread; default :func:`process_graph_batch`) and ``emit`` (hands the batch's
+    TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
+    """
+    app = create_faust_app(settings, "graph", app_id=app_id, broker=broker)
     serde = serde or make_serde(settings)
-    st = Stores(settings, tl)
+    st = Stores(settings, settings)
     run_batch = process or (lambda recs: process_graph_batch(st, recs))
     send = emit or start_emit
     updates = catalog_topic(app, TIMELINE_UPDATES, settings)
 
     async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
         results = await asyncio.to_thread(run_batch, recs)
-        return await send(serde, updates, results, "graph") if tl.emit_timeline_updates else None
+        return await send(serde, updates, results, "graph") if settings.emit_timeline_updates else None
 
     register_batch_agent(app, catalog_topic(app, GRAPH, settings), handle, serde=serde,
                          name="graph-edges", validate=check_graph_record, max_batch=200)

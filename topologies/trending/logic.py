@@ -141,7 +141,7 @@ def contributions(record: str, value: Mapping[str, Any],
     return [Contribution(POSTS, str(value["post_id"]), ts, float(weight), 1 if weight > 0 else -1)]
 
 
-# -- aggregation: an initialize / add / merge / result triple over (count, weight) ----------------
+# -- aggregation: create / add over (count, weight) ------------------------------------------------
 Acc = tuple[int, float]
 
 
@@ -153,16 +153,6 @@ def agg_create() -> Acc:
 def agg_add(acc: Acc, count: int, weight: float) -> Acc:
     """Add one contribution."""
     return (acc[0] + count, acc[1] + weight)
-
-
-def agg_merge(a: Acc, b: Acc) -> Acc:
-    """Merge two partial accumulators."""
-    return (a[0] + b[0], a[1] + b[1])
-
-
-def agg_result(acc: Acc) -> Acc:
-    """The window's ``(count, weight)``."""
-    return acc
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -222,13 +212,6 @@ def score(kind: str, item: str, window: Window, acc: Acc, history: Mapping[int, 
     viral = viral_score(weight, past, policy.threshold) if z >= policy.min_zscore else 0.0
     return Scored(kind, item, window.start, window.end, count, weight, rate_per_hour(weight, spec),
                   weight - past[0] if past else weight, z, viral)
-
-
-def prune_history(history: dict[int, float], window_end: int, spec: WindowSpec, n: int) -> None:
-    """Drop history older than the baseline needs (in place)."""
-    horizon = window_end - n * spec.size_ms
-    for end in [e for e in history if e < horizon]:
-        del history[end]
 
 
 # -- top-K -------------------------------------------------------------------------------------------

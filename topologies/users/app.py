@@ -14,6 +14,7 @@ from stores.comments import CommentStore
 from stores.users import apply_profile
 from streams.catalog import ENGAGEMENTS, USERS
 from streams.errors import PoisonRecord
+from streams.serde import Serde
 from topologies.faust_runtime import (
     SourceRecord,
     catalog_topic,
@@ -68,10 +69,15 @@ def process_engagement(eng: Engines, rec: SourceRecord) -> None:
             store.apply(comment_write(rec.name, v, None, own))
 
 
-def create_app(settings: Settings, *, app_id: str | None = None, **overrides: Any) -> faust.App:
-    """Build the users Faust app (agents on users.v1 and engagements.v1)."""
-    app = create_faust_app(settings, "users", app_id=app_id, **overrides)
-    serde = make_serde(settings)
+def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
+               broker: str | None = None) -> faust.App:
+    """Build the users Faust app (agents on users.v1 and engagements.v1).
+
+    Group and offset reset come from ``settings`` (:func:`topologies.faust_runtime.create_faust_app`);
+    ``serde`` and ``broker`` are test seams.
+    """
+    app = create_faust_app(settings, "users", app_id=app_id, broker=broker)
+    serde = serde or make_serde(settings)
     eng = Engines(settings)
 
     async def on_user(rec: SourceRecord) -> None:

@@ -1,21 +1,14 @@
-"""Test helpers: sample events built from the schemas, and a serde backed by an in-process registry."""
+"""Sample events built from the schemas: a valid value for any record, every optional field set."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from core.clock import now_ms
 from core.events import envelope
 from core.ids import new_id
 from streams.schemas import SchemaSet, default_schemas
-from streams.serde import Serde, registry_client
-
-
-def mock_serde(schemas: SchemaSet | None = None) -> Serde:
-    """Return a Serde on confluent-kafka's in-process mock registry (no server needed)."""
-    return Serde(registry_client("mock://feedstream"), schemas)
 
 
 def _sample(schema: Any, field: str, named: Mapping[str, Any]) -> Any:
@@ -49,15 +42,4 @@ def sample_event(record: str, schemas: SchemaSet | None = None, **overrides: Any
     value = _sample(parsed, "", parsed.get("__named_schemas", {}))
     value.update(envelope(str(value.get("actor_id", "actor"))))
     value.update(overrides)
-    return value
-
-
-def as_millis(value: Any) -> Any:
-    """Recursively turn decoded ``datetime`` values back into epoch milliseconds, for comparisons."""
-    if isinstance(value, datetime):
-        return int(value.timestamp() * 1000)
-    if isinstance(value, dict):
-        return {k: as_millis(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [as_millis(v) for v in value]
     return value

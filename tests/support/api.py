@@ -32,10 +32,12 @@ def running_app(settings: Settings) -> Iterator[TestClient]:
 
 
 def new_user() -> str:
+    """A fresh user id."""
     return f"u{uuid.uuid4().hex[:12]}"
 
 
 def bearer(settings: Settings, user: str) -> dict[str, str]:
+    """The Authorization header of ``user`` (a token signed with ``settings``' secret)."""
     return {"Authorization": f"Bearer {mint_token(user, settings)}"}
 
 
@@ -57,6 +59,7 @@ class TopicTail:
         self.keys: list[bytes | None] = []
 
     def read(self, until: float) -> None:
+        """Read and decode at most one new record, polling until ``until`` (monotonic time)."""
         while time.monotonic() < until:
             msg = self.consumer.poll(0.2)
             if msg is None:

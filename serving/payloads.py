@@ -132,12 +132,6 @@ class ShareIn(Strict):
     comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT)] | None = None
 
 
-class FriendRequestIn(Strict):
-    """A friend request to ``to_id``."""
-
-    to_id: UserId
-
-
 class Accepted(BaseModel):
     """202: the write is on the log; ``event_id`` names its event."""
 
