@@ -21,7 +21,7 @@ unit: bootstrap
 	@.venv/bin/pytest -m unit -q
 
 lint: bootstrap
-	@.venv/bin/ruff check . && .venv/bin/mypy streams feedstream topologies serving stores
+	@.venv/bin/ruff check . && .venv/bin/mypy core streams stores models topologies serving ops feedstream
 
 bench: bootstrap  ## all benchmarks against the running stack (see README, Benchmarks)
 	@.venv/bin/feedstream bench --scenario smoke
