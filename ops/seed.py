@@ -22,9 +22,10 @@ import httpx
 
 from core.settings import Settings
 from core.workload import Request, WorkloadConfig, seed_plan, to_request
+from stores import redis as redis_store
 
-MARKER_KEY = "feedstream:seed:demo"
-LOCK_KEY = "feedstream:seed:lock"
+MARKER_KEY = redis_store.SEED_MARKER
+LOCK_KEY = redis_store.SEED_LOCK
 DEMO = WorkloadConfig()  # 200 users, power-law follows, 3 celebrities, 1000 posts, 2000 engagements
 Progress = Callable[[str, int, int], None]
 

@@ -11,6 +11,7 @@ from core.settings import Settings
 from serving.auth import current_user
 from serving.ratelimit import Bucket, RateLimiter, retry_after_s
 from serving.settings import app_settings
+from stores.requests import k_rate_ip, k_rate_user
 from streams.producer import EventProducer
 
 
@@ -41,8 +42,8 @@ async def rate_limit(request: Request, user: CurrentUser, settings: SettingsDep)
         return
     limiter: RateLimiter = request.app.state.rate_limiter
     wait = await limiter.wait_ms([
-        Bucket(f"rl:user:{user}", settings.api_rate_user_per_s, settings.api_rate_user_burst),
-        Bucket(f"rl:ip:{client_ip(request)}", settings.api_rate_ip_per_s, settings.api_rate_ip_burst),
+        Bucket(k_rate_user(user), settings.api_rate_user_per_s, settings.api_rate_user_burst),
+        Bucket(k_rate_ip(client_ip(request)), settings.api_rate_ip_per_s, settings.api_rate_ip_burst),
     ])
     if wait:
         raise HTTPException(429, f"rate limit exceeded; retry in {wait} ms",

@@ -9,6 +9,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from stores.requests import k_idempotency
+
 PENDING = "pending"
 
 
@@ -19,7 +21,7 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 
 def redis_key(user: str, idem_key: str) -> str:
     """Keys are scoped per user: two users may use the same Idempotency-Key."""
-    return f"idem:{user}:{idem_key}"
+    return k_idempotency(user, idem_key)
 
 
 @dataclass(frozen=True)

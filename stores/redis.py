@@ -16,3 +16,7 @@ def client(settings: Settings) -> redis.Redis:
 def async_client(settings: Settings) -> aioredis.Redis:
     """An asyncio Redis client with short timeouts, for the API."""
     return aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+SEED_MARKER = "feedstream:seed:demo"  # set once the demo world is loaded (``feedstream seed``)
+SEED_LOCK = "feedstream:seed:lock"  # held while a seed runs
