@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from core.events import post_created
-from core.settings import Settings, get_settings, isolated
+from core.settings import Settings, get_settings, isolated, with_overrides
 from ops.workers import workers
 from stores import graph
 from stores import redis as redis_store
@@ -75,8 +75,8 @@ def main() -> None:
     args = ap.parse_args()
     base = get_settings()
     s = isolated(base, "fs_bench_fanout", 8)
-    knobs = Settings(celebrity_threshold=10**9, inactive_days=10**6)
-    st = Stores(s, knobs)
+    knobs = with_overrides(s, celebrity_threshold=10**9, inactive_days=10**6)
+    st = Stores(knobs)
     r = st.r
     r.flushdb()
     seed = random.randrange(10**6)

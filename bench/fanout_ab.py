@@ -20,7 +20,7 @@ import redis as _redis
 from bench.fanout import load_graph, power_law_graph, zadd_ceiling
 from core.events import post_created
 from core.feed import ADD, REMOVE, TimelineWrite
-from core.settings import Settings, get_settings, isolated
+from core.settings import get_settings, isolated, with_overrides
 from stores import graph
 from stores import posts as post_store
 from stores import timelines as tls
@@ -51,7 +51,7 @@ def previous_apply_writes(r: _redis.Redis, writes: list[TimelineWrite], *, cap: 
 
 def previous_process_post(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
     """The PostCreated path of the previous per-event worker (same store functions, same order)."""
-    v, tl = rec.value, st.tl
+    v, tl = rec.value, st.settings
     post_store.put_post(st.s, st.r, v, edited=False)
     post_store.trim_author_cache(st.r, v["author_id"], tl.author_cache_cap)
     post = PostRef(v["post_id"], v["author_id"], v["visibility"])
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=12)
     args = ap.parse_args()
     s = isolated(get_settings(), "fs_bench_fanout", 8)
-    st = Stores(s, Settings(celebrity_threshold=10**9, inactive_days=10**6))
+    st = Stores(with_overrides(s, celebrity_threshold=10**9, inactive_days=10**6))
     r = st.r
     r.flushdb()
     _ = st.s  # connect and migrate before timing

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from core.settings import Settings
+from core.settings import Settings, TimelineSettings, with_overrides
 from streams.catalog import GRAPH, POSTS
 from streams.errors import PoisonRecord, StreamsError
 from streams.serde import Serde
@@ -90,7 +90,10 @@ def read_log(settings: Settings, topics: Iterable[str], serde: Serde, stats: Rep
 
 def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("graph", "fanout"),
                     batch: int = 500) -> ReplayStats:
-    """Apply ``names``' source topics from offset 0, merged by timestamp, to ``settings``' stores."""
+    """Apply ``names``' source topics from offset 0, merged by timestamp, to ``settings``' stores.
+
+    ``tl`` gives the timeline knobs (cap, celebrity threshold, …) the workers ran with.
+    """
     from topologies.fanout.app import POST_RECORDS, process_posts
     from topologies.fanout.runtime import Stores
     from topologies.graph.app import process_graph
@@ -98,7 +101,8 @@ def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("g
 
     t0 = time.monotonic()
     stats = ReplayStats()
-    st = Stores(settings, tl)
+    knobs = {k: getattr(tl, k) for k in TimelineSettings.model_fields}
+    st = Stores(with_overrides(settings, **knobs))
     recs = read_log(settings, [SOURCES[n] for n in names], Serde(settings.registry_url), stats)
     pending: list[SourceRecord] = []
 

@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import faust
 
-from core.feed import ADD, EDIT, TimelineWrite
+from core.feed import ADD, EDIT
 from core.settings import Settings
 from stores import graph
 from stores import posts as post_store
 from stores import timelines as tls
-from streams.catalog import POSTS, TIMELINE_UPDATES
+from streams.catalog import POSTS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
 from topologies.fanout.logic import PostRef, plan_delete, plan_post
-from topologies.fanout.runtime import Stores, source_of, start_emit
+from topologies.fanout.runtime import Emit, Process, Results, Stores, source_of, timeline_app
 from topologies.faust_runtime import (
     SourceRecord,
-    catalog_topic,
-    create_faust_app,
-    make_serde,
-    register_batch_agent,
     run_worker,
 )
 
 log = logging.getLogger(__name__)
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
-Results = list[tuple[SourceRecord, list[TimelineWrite]]]
-Process = Callable[[list[SourceRecord]], Results]
-Emit = Callable[[Serde, faust.TopicT, Results, str], Awaitable[Awaitable[Any] | None]]
 
 
 def check_post_record(rec: SourceRecord) -> None:
@@ -50,7 +40,7 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
     """
     for rec in recs:
         check_post_record(rec)
-    tl = st.tl
+    tl = st.settings
     post_store.write_posts_durable(st.s, [(rec.name, rec.value) for rec in recs])
     authors = {rec.value["author_id"] for rec in recs}
     friends_of = {rec.value["author_id"] for rec in recs
@@ -90,25 +80,10 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     stores, run in a thread; default :func:`process_posts`) and ``emit`` (hands the batch's
     TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
     """
-    app = create_faust_app(settings, "fanout", app_id=app_id, broker=broker)
-    serde = serde or make_serde(settings)
-    st = Stores(settings, settings)
-    run_batch = process or (lambda recs: process_posts(st, recs))
-    send = emit or start_emit
-    updates = catalog_topic(app, TIMELINE_UPDATES, settings)
-
-    async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
-        t0 = time.time()
-        results = await asyncio.to_thread(run_batch, recs)
-        done = await send(serde, updates, results, "fanout") if settings.emit_timeline_updates else None
-        if settings.log_batches:  # lag: record timestamp -> batch start; stores: visible in Redis
-            log.info("batch n=%d lag_ms=%.1f stores_ms=%.1f", len(recs),
-                     t0 * 1000 - recs[0].timestamp_ms, (time.time() - t0) * 1000)
-        return done
-
-    register_batch_agent(app, catalog_topic(app, POSTS, settings), handle, serde=serde,
-                         name="fanout-posts", validate=check_post_record)
-    return app
+    st = Stores(settings)
+    return timeline_app(settings, "fanout", POSTS, "fanout-posts",
+                        process=process or (lambda recs: process_posts(st, recs)),
+                        validate=check_post_record, app_id=app_id, serde=serde, broker=broker, emit=emit)
 
 
 def run(settings: Settings) -> None:

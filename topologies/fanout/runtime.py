@@ -1,9 +1,11 @@
-"""Runtime glue shared by the graph and fan-out workers: store handles and TimelineUpdate emission."""
+"""Runtime glue shared by the graph and fan-out workers: store handles, TimelineUpdate emission, the app."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +19,20 @@ from core.feed import TimelineWrite
 from core.settings import Settings
 from stores import cassandra, graph
 from stores import redis as redis_store
-from streams.catalog import TIMELINE_UPDATES
+from streams.catalog import TIMELINE_UPDATES, Topic
 from streams.serde import Serde
-from topologies.faust_runtime import SourceRecord
+from topologies.faust_runtime import (
+    SourceRecord,
+    catalog_topic,
+    create_faust_app,
+    make_serde,
+    register_batch_agent,
+)
+
+log = logging.getLogger(__name__)
+Results = list[tuple[SourceRecord, list[TimelineWrite]]]
+Process = Callable[[list[SourceRecord]], Results]
+Emit = Callable[[Serde, faust.TopicT, Results, str], Awaitable[Awaitable[Any] | None]]
 
 
 @dataclass
@@ -27,7 +40,6 @@ class Stores:
     """Lazily opened Redis client, Cassandra session and graph writer for one worker."""
 
     settings: Settings
-    tl: Settings
     _r: _redis.Redis | None = None
     _s: Session | None = None
     _g: graph.GraphWriter | None = field(default=None, repr=False)
@@ -81,3 +93,31 @@ async def start_emit(serde: Serde, topic: faust.TopicT,
             data = serde.encode("TimelineUpdate", timeline_update(w, rec, actor), TIMELINE_UPDATES.name)
             futures.append(await topic.send(key=w.reader_id.encode(), value=data))
     return asyncio.gather(*futures)
+
+
+def timeline_app(settings: Settings, name: str, source: Topic, agent: str, *, process: Process,
+                 validate: Callable[[SourceRecord], None], app_id: str | None = None,
+                 serde: Serde | None = None, broker: str | None = None, emit: Emit | None = None,
+                 max_batch: int | None = None) -> faust.App:
+    """A timeline-writing Faust app: one batching agent on ``source`` that runs ``process`` on each
+    batch in a thread, then hands the batch's TimelineUpdates to Kafka (``emit``, default
+    :func:`start_emit`) when ``settings.emit_timeline_updates``; acked after both.
+    """
+    app = create_faust_app(settings, name, app_id=app_id, broker=broker)
+    serde = serde or make_serde(settings)
+    send = emit or start_emit
+    updates = catalog_topic(app, TIMELINE_UPDATES, settings)
+
+    async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
+        t0 = time.time()
+        results = await asyncio.to_thread(process, recs)
+        done = await send(serde, updates, results, name) if settings.emit_timeline_updates else None
+        if settings.log_batches:  # lag: record timestamp -> batch start; stores: visible in Redis
+            log.info("batch n=%d lag_ms=%.1f stores_ms=%.1f", len(recs),
+                     t0 * 1000 - recs[0].timestamp_ms, (time.time() - t0) * 1000)
+        return done
+
+    extra = {} if max_batch is None else {"max_batch": max_batch}
+    register_batch_agent(app, catalog_topic(app, source, settings), handle, serde=serde, name=agent,
+                         validate=validate, **extra)
+    return app

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 import faust
 
 from core.feed import TimelineWrite
@@ -13,28 +9,28 @@ from core.settings import Settings
 from stores import graph
 from stores import posts as post_store
 from stores import timelines as tls
-from streams.catalog import GRAPH, TIMELINE_UPDATES
+from streams.catalog import GRAPH
 from streams.serde import Serde
 from topologies.fanout.logic import plan_backfill, plan_purge
-from topologies.fanout.runtime import Stores, occurred_ms, source_of, start_emit
+from topologies.fanout.runtime import (
+    Emit,
+    Process,
+    Results,
+    Stores,
+    occurred_ms,
+    source_of,
+    timeline_app,
+)
 from topologies.faust_runtime import (
     SourceRecord,
-    catalog_topic,
-    create_faust_app,
-    make_serde,
-    register_batch_agent,
     run_worker,
 )
 from topologies.graph.logic import BACKFILL, GRAPH_RECORDS, PURGE, UnknownGraphEvent, plan_graph
 
-Results = list[tuple[SourceRecord, list[TimelineWrite]]]
-Process = Callable[[list[SourceRecord]], Results]
-Emit = Callable[[Serde, faust.TopicT, Results, str], Awaitable[Awaitable[Any] | None]]
-
 
 def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
     """Apply one graph.v1 event to the graph stores and reader timelines; return timeline writes."""
-    r, s, tl = st.r, st.s, st.tl
+    r, s, tl = st.r, st.s, st.settings
     blocked = False
     pair = _pair(rec)
     if pair is not None:
@@ -84,27 +80,18 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord]) -> Results:
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
                broker: str | None = None, process: Process | None = None,
                emit: Emit | None = None) -> faust.App:
-    """Build the social-graph Faust app: one batching agent on graph.v1.
+    """Build the social-graph Faust app: one batching agent on graph.v1 (batches of up to 200).
 
     Group and offset reset come from ``settings`` (:func:`topologies.faust_runtime.create_faust_app`),
     as do the timeline knobs. Test seams: ``serde``, ``broker``, ``process`` (applies a batch to the
     stores, run in a thread; default :func:`process_graph_batch`) and ``emit`` (hands the batch's
     TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
     """
-    app = create_faust_app(settings, "graph", app_id=app_id, broker=broker)
-    serde = serde or make_serde(settings)
-    st = Stores(settings, settings)
-    run_batch = process or (lambda recs: process_graph_batch(st, recs))
-    send = emit or start_emit
-    updates = catalog_topic(app, TIMELINE_UPDATES, settings)
-
-    async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
-        results = await asyncio.to_thread(run_batch, recs)
-        return await send(serde, updates, results, "graph") if settings.emit_timeline_updates else None
-
-    register_batch_agent(app, catalog_topic(app, GRAPH, settings), handle, serde=serde,
-                         name="graph-edges", validate=check_graph_record, max_batch=200)
-    return app
+    st = Stores(settings)
+    return timeline_app(settings, "graph", GRAPH, "graph-edges",
+                        process=process or (lambda recs: process_graph_batch(st, recs)),
+                        validate=check_graph_record, app_id=app_id, serde=serde, broker=broker, emit=emit,
+                        max_batch=200)
 
 
 def run(settings: Settings) -> None:
