@@ -36,10 +36,15 @@ __all__ = ["CASSANDRA_ERRORS", "REDIS_ERRORS", "ReadEngines", "ReadsDep", "Unava
 
 
 def default_ranker(settings: Settings, r: _redis.Redis) -> Ranker:
-    """The ranker ``settings.ranker`` names: auto (LightGBM if its artifact loads), lightgbm or heuristic."""
+    """The ranker ``settings.ranker`` names: auto (LightGBM if its artifact loads), lightgbm or heuristic.
+
+    In production ``auto`` means ``lightgbm``: a missing or broken artifact fails start-up loudly
+    instead of degrading every ranked feed to the heuristic.
+    """
     from models.ranker import select_ranker
 
-    return cast(Ranker, select_ranker(settings.ranker, r, EngagementRecencyRanker()))
+    choice = "lightgbm" if settings.ranker == "auto" and settings.env == "production" else settings.ranker
+    return cast(Ranker, select_ranker(choice, r, EngagementRecencyRanker()))
 
 
 class ReadEngines:

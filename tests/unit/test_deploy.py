@@ -440,3 +440,61 @@ def test_kustomize_builds(target: str) -> None:
     if target == "overlays/dev":
         assert {t["spec"]["replicas"] for t in topics} == {1}
 
+
+
+# ---------------------------------------------------------------- issue 14: deployment gaps
+def _faust_topologies() -> set[str]:
+    """Topology packages with a Faust app (every package under topologies/ but the PyFlink job)."""
+    return {p.parent.name for p in (REPO / "topologies").glob("*/app.py")} - {"trending"}
+
+
+def test_every_faust_topology_runs_as_a_k8s_worker() -> None:
+    args = {tuple(c.get("args") or ()) for _, d in _k8s_resources(K8S / "base") if d["kind"] == "Deployment"
+            for c in d["spec"]["template"]["spec"]["containers"]}
+    missing = {n for n in _faust_topologies() if ("topology", "run", n) not in args}
+    assert _faust_topologies() >= {"graph", "fanout", "engagement", "users"}
+    assert not missing, f"no k8s Deployment runs `feedstream topology run` for {sorted(missing)}"
+    dev = yaml.safe_load((K8S / "overlays" / "dev" / "kustomization.yaml").read_text())
+    assert {f"topology-{n}" for n in _faust_topologies()} <= {r["name"] for r in dev["replicas"]}
+
+
+def test_flink_deployment_version_matches_pyflink() -> None:
+    lock = (REPO / "requirements.lock").read_text()
+    major, minor = re.search(r"^apache-flink==(\d+)\.(\d+)\.", lock, flags=re.MULTILINE).groups()
+    flink = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "FlinkDeployment")
+    assert flink["spec"]["flinkVersion"] == f"v{major}_{minor}"
+
+
+def test_no_fixed_replicas_under_an_hpa() -> None:
+    docs = [d for _, d in _k8s_resources(K8S / "base")]
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    assert scaled, "the API is autoscaled"
+    fixed = [d["metadata"]["name"] for d in docs
+             if d["kind"] == "Deployment" and d["metadata"]["name"] in scaled and "replicas" in d["spec"]]
+    assert not fixed, f"{fixed} set replicas although an HPA owns the count"
+
+
+def test_the_ranker_artifact_ships_with_the_package() -> None:
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["models"]
+    files = [p.relative_to(REPO / "models").as_posix() for p in (REPO / "models" / "artifacts").rglob("*")
+             if p.is_file()]
+    assert files and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), (files, patterns)
+
+
+def test_a_missing_ranker_artifact_is_loud_in_production(tmp_path, monkeypatch) -> None:
+    import redis
+
+    import models.ranker
+    from models.ranker import ArtifactError
+    from serving.feed.engines import default_ranker
+
+    monkeypatch.setattr(models.ranker, "ARTIFACT_DIR", tmp_path)  # no artifact here
+    r = redis.Redis(port=1)  # never contacted
+    dev = Settings(env="development", ranker="auto")
+    assert default_ranker(dev, r).name.startswith("engagement-recency")  # falls back, with a warning
+    prod = Settings(env="production", ranker="auto", jwt_secret="x" * 32)
+    with pytest.raises(ArtifactError):
+        default_ranker(prod, r)
