@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from core.clock import now_ms
 from core.events import new_event
 from core.settings import Settings
 from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep
-from serving.idempotency import IdempotencyStore, fingerprint, redis_key
+from serving.idempotency import IdempotencyStore, event_id_for, fingerprint, redis_key
 from serving.ownership import DurableOwnership
 from streams.producer import EventProducer
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 ACCEPTED = 202
+ENVELOPE = ("event_id", "occurred_at")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,22 +36,41 @@ class Write:
     settings: Settings
     idempotency_key: str | None
     durable: DurableOwnership | None = None
+    ids: dict[str, Any] = field(default_factory=dict)
 
     async def emit(self, record: str, **fields: Any) -> str:
-        """Produce ``record`` with a fresh envelope, wait for Kafka's confirmation, return its event id."""
+        """Produce ``record``, wait for Kafka's confirmation, return its event id.
+
+        The envelope is fresh, or under an Idempotency-Key the one recorded in the claim, so every
+        retry of the request produces the same event.
+        """
         event = new_event(self.user, **fields)
+        event.update({k: self.ids[k] for k in ENVELOPE if k in self.ids})
         await self.producer.send_async(record, event)
         return event["event_id"]
 
-    async def once(self, action: Callable[[], Awaitable[dict[str, Any]]]) -> JSONResponse:
-        """Run ``action`` at most once per Idempotency-Key and answer 202 with its result."""
+    async def once(self, action: Callable[[], Awaitable[dict[str, Any]]],
+                   mint: Mapping[str, Callable[[], int]] | None = None) -> JSONResponse:
+        """Run ``action`` at most once per Idempotency-Key and answer 202 with its result.
+
+        ``mint`` names the ids the write creates (e.g. ``{"post_id": new_post_id}``); ``action`` reads
+        them from ``self.ids``. Under an Idempotency-Key they are recorded in the claim before anything
+        is produced, so a retry after a crash reuses them (and the event id) instead of minting anew.
+        """
+        mint = mint or {}
+
+        def fresh() -> dict[str, Any]:
+            return {name: new() for name, new in mint.items()}
+
         if self.idempotency_key is None:
+            self.ids = fresh()
             return JSONResponse(await action(), status_code=ACCEPTED)
         store = IdempotencyStore(self.redis, self.settings.api_idempotency_ttl_s,
                                  self.settings.api_idempotency_pending_s)
         key = redis_key(self.user, self.idempotency_key)
         fp = fingerprint(self.request.method, self.request.url.path, await self.request.body())
-        found = await store.claim(key, fp)
+        event_id = event_id_for(self.user, self.idempotency_key, fp)
+        found = await store.claim(key, fp, lambda: {"event_id": event_id, "occurred_at": now_ms(), **fresh()})
         if found.kind == "replay":
             return JSONResponse(found.body, status_code=found.status, headers={"Idempotent-Replayed": "true"})
         if found.kind == "in_progress":
@@ -56,12 +79,24 @@ class Write:
         if found.kind == "mismatch":
             raise HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "type": "idempotency_key_reused",
                                        "msg": "this Idempotency-Key was used for a different request"}])
+        self.ids = dict(found.ids)
+        if found.resumed:
+            log.info("%s %s: resuming Idempotency-Key %r of %s with event %s", self.request.method,
+                     self.request.url.path, self.idempotency_key, self.user, self.ids.get("event_id"))
         try:
             body = await action()
         except BaseException:
-            await store.release(key)
+            try:
+                await store.release(key, fp, self.ids)
+            except Exception as exc:  # the lease then lapses by itself; report the request's own error
+                log.warning("could not release Idempotency-Key %r of %s: %r", self.idempotency_key, self.user, exc)
             raise
-        await store.complete(key, fp, ACCEPTED, body)
+        try:
+            await store.complete(key, fp, ACCEPTED, body)
+        except Exception as exc:  # the event is in Kafka: never answer 503 for it
+            log.warning("%s %s: event %s written but its Idempotency-Key response not recorded "
+                        "(a retry will re-produce the same event): %r", self.request.method,
+                        self.request.url.path, body.get("event_id"), exc)
         return JSONResponse(body, status_code=ACCEPTED)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.rows import TOP_LEVEL, nest
-from serving.readers.base import Forbidden, NotFound
+from serving.readers.base import Forbidden, NotFound, Unavailable
 from serving.readers.bundle import Readers
 from stores.users import display
 
@@ -13,8 +13,15 @@ REPLIES_PER_THREAD = 3
 
 
 def visible_post(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
-    """The hydrated post if ``viewer`` may see it; NotFound if unknown or deleted, Forbidden if not allowed."""
-    post = rd.posts.load([post_id]).value.value.get(post_id)
+    """The hydrated post if ``viewer`` may see it; NotFound if unknown or deleted, Forbidden if not allowed.
+
+    Unavailable (503) if the post was not found but the lookup was incomplete (Cassandra down and the
+    cache missing it): an unknown answer is never "no post".
+    """
+    loaded = rd.posts.load([post_id]).value
+    post = loaded.value.get(post_id)
+    if post is None and not loaded.complete:
+        raise Unavailable(f"cassandra unavailable: post {post_id} is not cached")
     if post is None or post.get("deleted"):
         raise NotFound(f"no post {post_id}")
     if not rd.visibility.may_view(viewer, post):

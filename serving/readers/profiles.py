@@ -7,7 +7,7 @@ from typing import Any, Protocol
 import redis as _redis
 from cassandra.cluster import Session
 
-from serving.readers.base import Down, Fallback, Guard, Partial
+from serving.readers.base import Down, Fallback, Guard, Partial, Unavailable
 from stores import users as users_store
 
 Profile = dict[str, Any]
@@ -69,5 +69,10 @@ class Profiles:
         return self._pick.read(lambda reader: reader.profiles(ids)).value.value
 
     def profile(self, user_id: str) -> Profile | None:
-        """One user's profile, or None if unknown."""
-        return self.profiles([user_id]).get(user_id)
+        """One user's profile, or None if unknown; Unavailable if it was not found but the lookup was
+        incomplete (Cassandra down and the cache missing it), so "unknown" never reads as "no user"."""
+        got = self._pick.read(lambda reader: reader.profiles([user_id])).value
+        prof = got.value.get(user_id)
+        if prof is None and not got.complete:
+            raise Unavailable(f"cassandra unavailable: user {user_id} is not cached")
+        return prof

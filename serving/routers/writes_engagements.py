@@ -70,7 +70,7 @@ async def comment(post_id: PostPath, body: CommentIn, w: WriteDep):
             if parent is None or parent.post_id != post_id:
                 raise HTTPException(422, [{"loc": ["body", "parent_comment_id"], "type": "unknown_parent",
                                            "msg": f"no comment {body.parent_comment_id} on post {post_id}"}])
-        comment_id = new_id()
+        comment_id = w.ids["comment_id"]  # minted once per Idempotency-Key: a retry reuses it
         await ownership.record_comment(w.redis, comment_id, w.user, post_id)
         try:
             event_id = await w.emit("CommentAdded", comment_id=comment_id, post_id=post_id, post_author_id=author,
@@ -80,7 +80,7 @@ async def comment(post_id: PostPath, body: CommentIn, w: WriteDep):
             raise
         return {"event_id": event_id, "post_id": post_id, "comment_id": comment_id}
 
-    return await w.once(act)
+    return await w.once(act, mint={"comment_id": new_id})
 
 
 @router.delete("/comments/{comment_id}", status_code=202, response_model=Accepted,

@@ -31,7 +31,7 @@ async def authored_post(w: Write, post_id: int) -> str:
 @router.post("", status_code=202, response_model=Accepted, summary="Create a post (PostCreated)")
 async def create_post(body: PostIn, w: WriteDep):
     async def act() -> dict:
-        post_id = new_post_id()
+        post_id = w.ids["post_id"]  # minted once per Idempotency-Key: a retry reuses it
         await ownership.record_post(w.redis, post_id, w.user)
         try:
             event_id = await w.emit("PostCreated", post_id=post_id, author_id=w.user, **body.event_fields())
@@ -40,7 +40,7 @@ async def create_post(body: PostIn, w: WriteDep):
             raise
         return {"event_id": event_id, "post_id": post_id}
 
-    return await w.once(act)
+    return await w.once(act, mint={"post_id": new_post_id})
 
 
 @router.put("/{post_id}", status_code=202, response_model=Accepted, summary="Edit a post (PostEdited)",

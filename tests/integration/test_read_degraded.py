@@ -61,3 +61,35 @@ def test_cassandra_down_serves_redis_with_partial_hydration(stack):
         # lists that only Cassandra holds answer 503 with Retry-After instead of hanging
         res = client.get(f"/v1/users/{author}/followers", headers=h)
         assert res.status_code == 503 and "Retry-After" in res.headers
+
+
+def test_cassandra_down_unknown_post_or_user_is_503_not_404(stack):
+    """Issue #13 defect 7: with Cassandra unreachable, a post or user the cache misses is unknown, not absent."""
+    s = isolated(stack, "fs_itest_reads_nocass", 10)
+    settings = api_settings(s, cassandra_port=_dead_port(), api_rate_limit_enabled=False, api_retry_after_s=4)
+    r = redis_store.client(s)
+    reader, author = f"r{uuid.uuid4().hex[:8]}", f"a{uuid.uuid4().hex[:8]}"
+    cached, uncached = new_post_id(), new_post_id()  # only `cached` is in the Redis post cache
+    p = r.pipeline()
+    p.hset(k_user(reader), mapping={"handle": reader, "display_name": "R"})
+    p.hset(k_user(author), mapping={"handle": author, "display_name": "A"})
+    p.set(post_store.k_post(cached), json.dumps({"post_id": cached, "author_id": author, "text": "t", "media": [],
+                                               "links": [], "hashtags": [], "mentions": [], "visibility": "PUBLIC",
+                                               "edited": False, "deleted": False, "created_at": 1,
+                                               "updated_at": 1}))
+    p.execute()
+    with TestClient(create_app(settings)) as client:
+        h = {"Authorization": f"Bearer {mint_token(reader, settings)}"}
+        res = client.get(f"/v1/posts/{uncached}", headers=h)
+        assert res.status_code == 503, res.text
+        assert res.headers["retry-after"] == "4"
+        res = client.get(f"/v1/posts/{uncached}/comments", headers=h)
+        assert res.status_code == 503 and res.headers["retry-after"] == "4"
+        res = client.get(f"/v1/users/u{uuid.uuid4().hex[:8]}", headers=h)  # not in the profile cache
+        assert res.status_code == 503, res.text
+        assert res.headers["retry-after"] == "4"
+        # what the cache does hold is still served
+        res = client.get(f"/v1/posts/{cached}", headers=h)
+        assert res.status_code == 200, res.text
+        assert res.json()["post_id"] == cached
+        assert client.get(f"/v1/users/{author}", headers=h).status_code == 200

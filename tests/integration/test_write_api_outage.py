@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -70,9 +71,12 @@ def test_kafka_down_is_503_with_retry_after_and_nothing_half_sent(own_kafka: Set
         assert f.status_code == 503
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["kafka"].startswith("down")
-        # the failed request released its Idempotency-Key and its ownership claim
+        # the failed request released its Idempotency-Key (a retry runs again at once, with the same
+        # event and post ids, in case the broker kept the event) and its ownership claim
         r_ = redis.Redis.from_url(settings.redis_url)
-        assert not r_.exists(f"idem:{user}:k1")
+        held = json.loads(r_.get(f"idem:{user}:k1"))
+        assert held["state"] == "pending" and held["lease"] == 0
+        assert not r_.exists(f"postowner:{held['ids']['post_id']}")
 
     local_stack.up(settings, ["kafka"], echo=_quiet)  # same data dir: what did the broker keep?
     tail = TopicTail(settings, "posts.v1")

@@ -1,0 +1,117 @@
+"""Issue #13 defect 5: a retry after the crash window (event in Kafka, response not recorded) finds the
+first event: same event id and minted ids, no second event, and never a 503 for a written event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from redis.exceptions import ConnectionError as RedisConnectionError
+from support.api import TopicTail, api_settings, bearer, new_user, running_app
+
+from core.settings import Settings
+from serving import idempotency
+from streams.admin import apply_topics
+
+
+@pytest.fixture(scope="module")
+def settings(stack: Settings) -> Settings:
+    apply_topics(stack)
+    return api_settings(stack, api_rate_user_burst=1000, api_rate_ip_burst=100_000, api_rate_ip_per_s=10_000,
+                        api_idempotency_pending_s=30)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with running_app(settings) as c:
+        yield c
+
+
+@pytest.fixture()
+def redis_fails_to_record_once(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Recording the response fails once, after Kafka confirmed (Redis failing, or the API dying there)."""
+    failed: list[str] = []
+    real = idempotency.IdempotencyStore.complete
+
+    async def complete(self, key, fp, status, body):
+        if not failed:
+            failed.append(key)
+            raise RedisConnectionError("injected: Redis lost between produce and record")
+        return await real(self, key, fp, status, body)
+
+    monkeypatch.setattr(idempotency.IdempotencyStore, "complete", complete)
+    return failed
+
+
+def _lease_lapses(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """Move the claims' clock past the pending window, as if the first request had died that long ago."""
+    real = idempotency._now_ms
+    monkeypatch.setattr(idempotency, "_now_ms", lambda: real() + settings.api_idempotency_pending_s * 1000 + 1)
+
+
+def _mine(tail: TopicTail, user: str) -> list:
+    return [d for d in tail.drain(3.0) if d.value["actor_id"] == user]
+
+
+def test_written_like_is_202_even_if_recording_fails_and_its_retry_is_the_same_event(
+        client: TestClient, settings: Settings, redis_fails_to_record_once, monkeypatch) -> None:
+    author, fan = new_user(), new_user()
+    post = client.post("/v1/posts", json={"text": "like me"}, headers=bearer(settings, author))
+    assert post.status_code == 202, post.text
+    pid = post.json()["post_id"]
+    tail = TopicTail(settings, "engagements.v1")
+    h = {**bearer(settings, fan), "Idempotency-Key": "like-1"}
+    first = client.put(f"/v1/posts/{pid}/like", headers=h)
+    assert redis_fails_to_record_once
+    assert first.status_code == 202, first.text  # written to Kafka: never 503
+    assert client.put(f"/v1/posts/{pid}/like", headers=h).status_code == 409  # its claim is still held
+    _lease_lapses(monkeypatch, settings)
+    again = client.put(f"/v1/posts/{pid}/like", headers=h)
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json()
+    replayed = client.put(f"/v1/posts/{pid}/like", headers=h)
+    assert replayed.json() == first.json() and replayed.headers["idempotent-replayed"] == "true"
+    mine = _mine(tail, fan)
+    tail.close()
+    assert {d.value["event_id"] for d in mine} == {first.json()["event_id"]}  # one event (maybe sent twice)
+    assert all(d.value == mine[0].value for d in mine)
+
+
+def test_comment_retried_after_the_crash_window_keeps_its_comment_id(
+        client: TestClient, settings: Settings, redis_fails_to_record_once, monkeypatch) -> None:
+    author, fan = new_user(), new_user()
+    post = client.post("/v1/posts", json={"text": "comment on me"}, headers=bearer(settings, author))
+    pid = post.json()["post_id"]
+    tail = TopicTail(settings, "engagements.v1")
+    h = {**bearer(settings, fan), "Idempotency-Key": "comment-1"}
+    first = client.post(f"/v1/posts/{pid}/comments", json={"text": "nice"}, headers=h)
+    assert first.status_code == 202, first.text
+    _lease_lapses(monkeypatch, settings)  # the API "died" before recording: the retry comes later
+    again = client.post(f"/v1/posts/{pid}/comments", json={"text": "nice"}, headers=h)
+    assert again.status_code == 202, again.text
+    assert again.json()["comment_id"] == first.json()["comment_id"]
+    assert again.json()["event_id"] == first.json()["event_id"]
+    mine = _mine(tail, fan)
+    tail.close()
+    assert {(d.value["event_id"], d.value["comment_id"]) for d in mine} == \
+        {(first.json()["event_id"], first.json()["comment_id"])}
+    assert all(d.value == mine[0].value for d in mine)
+
+
+def test_post_retried_after_the_crash_window_keeps_its_post_id(
+        client: TestClient, settings: Settings, redis_fails_to_record_once, monkeypatch) -> None:
+    author = new_user()
+    tail = TopicTail(settings, "posts.v1")
+    h = {**bearer(settings, author), "Idempotency-Key": "post-1"}
+    first = client.post("/v1/posts", json={"text": "once"}, headers=h)
+    assert first.status_code == 202, first.text
+    _lease_lapses(monkeypatch, settings)
+    again = client.post("/v1/posts", json={"text": "once"}, headers=h)
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json()
+    mine = _mine(tail, author)
+    tail.close()
+    assert {(d.value["event_id"], d.value["post_id"]) for d in mine} == \
+        {(first.json()["event_id"], first.json()["post_id"])}
+    assert all(d.value == mine[0].value for d in mine)
