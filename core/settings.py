@@ -104,6 +104,23 @@ class ApiSettings(BaseSettings):
         default="auto", description="feed ranker: LightGBM if its artifact loads (auto), or one named")
 
 
+class IdSettings(BaseSettings):
+    """Node numbers of id-issuing processes (the API): see ``core/ids.py`` and ``stores/idnodes.py``."""
+
+    model_config = _CONFIG
+
+    id_node_bits: int = Field(
+        default=6, ge=1, le=8,
+        description="bits naming the node in each id: 2**bits processes at once (HPA max + surge + "
+                    "crashed pods' unexpired leases must fit), 2**(12-bits) ids per ms per process")
+    id_node: int | None = Field(
+        default=None, ge=0, description="a fixed node number (e.g. a StatefulSet ordinal), unique among "
+                                        "live processes; unset: lease one in Redis (idnode:{n})")
+    id_node_lease_ttl_s: float = Field(
+        default=30.0, ge=1.0, description="lease TTL; renewed every quarter, ids stop after three quarters "
+                                          "without a renewal")
+
+
 class TimelineSettings(BaseSettings):
     """Home timelines: the hybrid fan-out policy and the rebuild of skipped or evicted timelines."""
 
@@ -157,7 +174,7 @@ class TrendingSettings(BaseSettings):
     trending_checkpoint_dir: str | None = None
 
 
-class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiSettings,
+class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiSettings, IdSettings,
                TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings):
     """Every setting of the platform (see the sections above); frozen once read."""
 
@@ -170,6 +187,9 @@ class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiS
                 "FEEDSTREAM_JWT_SECRET is the development placeholder; "
                 "set a real secret (e.g. `openssl rand -hex 32`) before running in production"
             )
+        if self.id_node is not None and self.id_node >= 1 << self.id_node_bits:
+            raise ValueError(f"FEEDSTREAM_ID_NODE={self.id_node} does not fit in "
+                             f"FEEDSTREAM_ID_NODE_BITS={self.id_node_bits}")
         return self
 
     @property

@@ -28,6 +28,7 @@ from serving.routers import (
     writes_users,
 )
 from serving.settings import settings_of
+from stores import idnodes
 from stores.redis import async_client
 from streams.catalog import ALL_TOPICS
 from streams.producer import EventProducer
@@ -51,8 +52,13 @@ WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Create the producer and Redis client; register write schemas up front; close on shutdown."""
+    """Take an id node; create the producer and Redis client; register write schemas up front; close on shutdown.
+
+    Post and comment ids are minted here: without a node of its own (no free lease, Redis down,
+    see :mod:`stores.idnodes`) the API does not start.
+    """
     settings = app.state.settings = settings_of(app)
+    app.state.id_node = await asyncio.to_thread(idnodes.claim, settings)
     producer = EventProducer(settings, config={"delivery.timeout.ms": settings.api_produce_timeout_ms,
                                                "linger.ms": settings.api_linger_ms})
     redis = async_client(settings)
@@ -74,6 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.reads.close()
         await redis.aclose()
         await asyncio.to_thread(producer.close, settings.api_produce_timeout_ms / 1000 + 1)
+        await asyncio.to_thread(app.state.id_node.stop)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from core.ids import IdNodeLost
 from streams.errors import DeliveryError, RegistryError
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,12 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         what = ("event log" if isinstance(exc, (DeliveryError, RegistryError))
+                else "id node lease" if isinstance(exc, IdNodeLost)
                 else "redis" if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) else "cassandra")
         log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, what, exc)
         return problem(503, f"{what} unavailable, retry later: {exc}", retry_after_s)
 
-    for exc_type in (DeliveryError, RegistryError, RedisConnectionError, RedisTimeoutError,
+    for exc_type in (DeliveryError, RegistryError, IdNodeLost, RedisConnectionError, RedisTimeoutError,
                      NoHostAvailable, OperationTimedOut, ReadTimeout, Unavailable):
         app.add_exception_handler(exc_type, unavailable)
 

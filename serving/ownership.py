@@ -19,6 +19,7 @@ from cassandra.cluster import Session
 
 from core.settings import Settings
 from stores import comments as comment_store
+from stores import graph as graph_store
 from stores import posts as post_store
 
 
@@ -71,6 +72,21 @@ class DurableOwnership:
         if not rows or rows[0].user_id is None:
             return None
         return CommentOwner(rows[0].user_id, where[0].post_id), bool(rows[0].deleted)
+
+    async def pending_request(self, from_id: str, to_id: str) -> bool:
+        """Whether the graph topology recorded ``from_id``'s friend request to ``to_id`` as pending."""
+        return bool(await self._query(graph_store.pending_request_statement, to_id, from_id))
+
+
+async def friend_request_pending(redis: aioredis.Redis, from_id: str, to_id: str,
+                                 durable: DurableOwnership | None = None) -> bool:
+    """Whether ``from_id``'s friend request to ``to_id`` is pending in the graph view (Redis, then Cassandra).
+
+    The view is written by the graph topology, so a request sent moments ago may not be in it yet.
+    """
+    if await redis.sismember(graph_store.k_requests(to_id), from_id):
+        return True
+    return durable is not None and await durable.pending_request(from_id, to_id)
 
 
 def _settle(fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:

@@ -6,10 +6,10 @@ Redis key layout (sets of user ids; all rebuildable from the Cassandra tables be
 - ``g:fing:{u}``    users ``u`` follows (read-time celebrity merge reads this)
 - ``g:friends:{u}`` mutual friends of ``u`` (FRIENDS visibility)
 - ``g:blk:{u}``     users ``u`` blocked;  ``g:blkby:{u}`` users who blocked ``u``
-- ``g:req:{u}``     pending friend requests sent to ``u``
+- ``g:req:{u}``     pending friend requests sent to ``u`` (durable copy: ``friend_requests``)
 
-Cassandra tables: ``followers``, ``following``, ``friends``, ``blocks`` (one partition per user),
-and ``user_counts`` holding absolute counts written from the Redis set sizes (idempotent on replay).
+Cassandra tables: ``followers``, ``following``, ``friends``, ``blocks``, ``friend_requests``
+(pending requests by recipient; one partition per user), and ``user_counts`` holding absolute counts written from the Redis set sizes (idempotent on replay).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from collections.abc import Iterable
 import redis as _redis
 from cassandra.cluster import Session
 
+from stores.cassandra import prepared
+
 DDL: list[str] = [
     "CREATE TABLE IF NOT EXISTS {ks}.followers (user_id text, follower_id text, since bigint, "
     "PRIMARY KEY ((user_id), follower_id))",
@@ -29,6 +31,8 @@ DDL: list[str] = [
     "PRIMARY KEY ((user_id), friend_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.blocks (user_id text, blocked_id text, since bigint, "
     "PRIMARY KEY ((user_id), blocked_id))",
+    "CREATE TABLE IF NOT EXISTS {ks}.friend_requests (to_id text, from_id text, since bigint, "
+    "PRIMARY KEY ((to_id), from_id))",
     "CREATE TABLE IF NOT EXISTS {ks}.user_counts (user_id text PRIMARY KEY, followers int, "
     "following int, friends int)",
 ]
@@ -148,6 +152,23 @@ def snapshot(r: _redis.Redis, authors: Iterable[str], friends_of: Iterable[str]
     return fol, fr
 
 
+SELECT_PENDING = "SELECT from_id FROM friend_requests WHERE to_id=? AND from_id=?"
+
+
+def pending_request_statement(session: Session) -> object:
+    """The prepared lookup of one pending request (bind ``(to_id, from_id)``)."""
+    return prepared(session, SELECT_PENDING)
+
+
+def has_pending_request(r: _redis.Redis, session: Session | None, from_id: str, to_id: str) -> bool:
+    """Whether ``from_id``'s friend request to ``to_id`` is pending (Redis; Cassandra on a miss)."""
+    if r.sismember(k_requests(to_id), from_id):
+        return True
+    if session is None:
+        return False
+    return session.execute(pending_request_statement(session), (to_id, from_id)).one() is not None
+
+
 def list_edges(session: Session, table: str, u: str, limit: int = 1000) -> list[str]:
     """Durable list of ``u``'s followers/following/friends/blocks from Cassandra (up to ``limit``)."""
     column = {"followers": "follower_id", "following": "followee_id", "friends": "friend_id",
@@ -169,6 +190,8 @@ class GraphWriter:
         self._del = {t: session.prepare(f"DELETE FROM {t} WHERE user_id=? AND {c}=?")
                      for t, c in (("followers", "follower_id"), ("following", "followee_id"),
                                   ("friends", "friend_id"), ("blocks", "blocked_id"))}
+        self._req_ins = session.prepare("INSERT INTO friend_requests (to_id, from_id, since) VALUES (?, ?, ?)")
+        self._req_del = session.prepare("DELETE FROM friend_requests WHERE to_id=? AND from_id=?")
         self._counts = session.prepare(
             "INSERT INTO user_counts (user_id, followers, following, friends) VALUES (?, ?, ?, ?)")
 
@@ -205,13 +228,15 @@ class GraphWriter:
                    (self._del["friends"], (followee, follower))])
         self._save_counts((follower, followee))
 
-    def request_sent(self, from_id: str, to_id: str) -> None:
+    def request_sent(self, from_id: str, to_id: str, at_ms: int | None = None) -> None:
         """Record a pending friend request."""
         self.r.sadd(k_requests(to_id), from_id)
+        self._cql([(self._req_ins, (to_id, from_id, at_ms or int(time.time() * 1000)))])
 
     def request_cleared(self, from_id: str, to_id: str) -> None:
         """Clear a pending friend request (declined or accepted)."""
         self.r.srem(k_requests(to_id), from_id)
+        self._cql([(self._req_del, (to_id, from_id))])
 
     def befriend(self, a: str, b: str, at_ms: int | None = None) -> None:
         """Make ``a`` and ``b`` friends: a mutual follow plus the friend sets."""
@@ -236,7 +261,8 @@ class GraphWriter:
         p.srem(k_requests(blocker), blocked)
         p.srem(k_requests(blocked), blocker)
         p.execute()
-        self._cql([(self._ins["blocks"], (blocker, blocked, at))])
+        self._cql([(self._ins["blocks"], (blocker, blocked, at)), (self._req_del, (blocker, blocked)),
+                   (self._req_del, (blocked, blocker))])
         self.unfollow(blocker, blocked)
         self.unfollow(blocked, blocker)
 

@@ -51,7 +51,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import faust
@@ -81,6 +82,7 @@ class SourceRecord:
     name: str
     value: dict[str, Any]
     timestamp_ms: int
+    raw: bytes | None = field(default=None, repr=False, compare=False)  # the record's bytes, for a dead letter
 
 
 def group_id(settings: Settings, name: str) -> str:
@@ -143,6 +145,14 @@ async def send_dead_letter(app: faust.App, serde: Serde, dlq: faust.TopicT, grou
                 message.offset, type(exc).__name__, exc)
 
 
+async def dead_letter_record(app: faust.App, serde: Serde, dlq: faust.TopicT, group: str,
+                             rec: SourceRecord, exc: BaseException) -> None:
+    """Dead-letter a decoded record a handler refused (its error says why), awaiting delivery."""
+    message = SimpleNamespace(topic=rec.topic, partition=rec.partition, offset=rec.offset, key=rec.key,
+                              value=rec.raw)
+    await send_dead_letter(app, serde, dlq, group, message, exc)
+
+
 def dlq_topic(app: faust.App) -> faust.TopicT:
     """The dead-letter topic as a raw-bytes faust topic of ``app``."""
     return app.topic(DEAD_LETTERS.name, key_type=bytes, value_type=bytes, key_serializer="raw",
@@ -153,7 +163,7 @@ def decode_record(serde: Serde, msg: Any) -> SourceRecord:
     """Decode a faust Message of raw bytes into a :class:`SourceRecord` (raises DecodeError)."""
     decoded = serde.decode(msg.value)
     return SourceRecord(msg.topic, msg.partition, msg.offset, msg.key, decoded.name, decoded.value,
-                        int(msg.timestamp * 1000))
+                        int(msg.timestamp * 1000), msg.value)
 
 
 def hold_acks(events: list[Any]) -> None:

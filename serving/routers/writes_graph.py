@@ -4,28 +4,37 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, HTTPException, Path
 
 from serving.auth import require_self
 from serving.deps import RateLimited
-from serving.errors import responses
+from serving.errors import ErrorBody, responses
+from serving.ownership import friend_request_pending
 from serving.payloads import USER_ID_PATTERN, Accepted
 from serving.writes import Write, WriteDep, self_reference
 
 router = APIRouter(prefix="/users/{user_id}", tags=["graph"], dependencies=[RateLimited],
                    responses=responses(400, 401, 403, 409, 413, 429, 503))
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the acting user (the token's subject)")]
+NOT_PENDING = {404: {"model": ErrorBody, "description": "no pending friend request from from_id"}}
 OtherPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the other user")]
 
 
 async def _edge(w: Write, user_id: str, other: str, field: str, verb: str, record: str,
-                a: str, b: str) -> object:
-    """Produce a two-user graph event ``record(a=user_id, b=other)`` after the self checks."""
+                a: str, b: str, *, pending_from_other: bool = False) -> object:
+    """Produce a two-user graph event ``record(a=user_id, b=other)`` after the self checks.
+
+    ``pending_from_other``: answer 404 with no event unless ``other``'s friend request to
+    ``user_id`` is pending in the graph view (accept and decline).
+    """
     require_self(w.user, user_id)
     if other == user_id:
         raise self_reference(field, f"you cannot {verb} yourself")
 
     async def act() -> dict:
+        if pending_from_other and not await friend_request_pending(w.redis, other, user_id, w.durable):
+            raise HTTPException(404, f"no pending friend request from {other} (a request sent moments ago "
+                                     "may not be recorded yet: retry shortly)")
         return {"event_id": await w.emit(record, **{a: user_id, b: other})}
 
     return await w.once(act)
@@ -50,15 +59,19 @@ async def send_friend_request(user_id: UserPath, to_id: OtherPath, w: WriteDep):
 
 
 @router.post("/friend-requests/{from_id}/accept", status_code=202, response_model=Accepted,
-             summary="Accept a friend request from from_id (FriendRequestAccepted)")
+             summary="Accept a pending friend request from from_id (FriendRequestAccepted)",
+             responses=NOT_PENDING)
 async def accept_friend_request(user_id: UserPath, from_id: OtherPath, w: WriteDep):
-    return await _edge(w, user_id, from_id, "from_id", "befriend", "FriendRequestAccepted", "to_id", "from_id")
+    return await _edge(w, user_id, from_id, "from_id", "befriend", "FriendRequestAccepted", "to_id", "from_id",
+                       pending_from_other=True)
 
 
 @router.post("/friend-requests/{from_id}/decline", status_code=202, response_model=Accepted,
-             summary="Decline a friend request from from_id (FriendRequestDeclined)")
+             summary="Decline a pending friend request from from_id (FriendRequestDeclined)",
+             responses=NOT_PENDING)
 async def decline_friend_request(user_id: UserPath, from_id: OtherPath, w: WriteDep):
-    return await _edge(w, user_id, from_id, "from_id", "befriend", "FriendRequestDeclined", "to_id", "from_id")
+    return await _edge(w, user_id, from_id, "from_id", "befriend", "FriendRequestDeclined", "to_id", "from_id",
+                       pending_from_other=True)
 
 
 @router.put("/blocks/{blocked_id}", status_code=202, response_model=Accepted, summary="Block (Blocked)")

@@ -243,6 +243,51 @@ def test_visibility_followers_vs_friends(env):
     assert [p["post_id"] for p in env.home(follower)] == [p_fol]
 
 
+def test_accept_or_decline_without_a_pending_request_is_ignored_and_dead_lettered(env, stack):
+    """Forced friendship (issue #14 item 1): accepts that no pending request backs change nothing."""
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl"), "enable.auto.commit": False})
+    start = end_offsets(c, ["dead-letters.v1"])
+    c.assign([TopicPartition(t, p, hi) for (t, p), (_, hi) in start.items()])
+    victim, forcer = uid("victim"), uid("forcer")  # forcer accepts a request victim never sent
+    declined_a, declined_b = uid("da"), uid("db")  # b declines a's request, then accepts it
+    twice_a, twice_b = uid("ta"), uid("tb")  # b accepts a's request twice
+    bad = [env.send(edge("FriendRequestAccepted", victim, forcer))]
+    env.send(edge("FriendRequestSent", declined_a, declined_b))
+    env.send(edge("FriendRequestDeclined", declined_a, declined_b))
+    bad.append(env.send(edge("FriendRequestAccepted", declined_a, declined_b)))
+    bad.append(env.send(edge("FriendRequestDeclined", declined_a, declined_b)))
+    env.send(edge("FriendRequestSent", twice_a, twice_b))
+    env.send(edge("FriendRequestAccepted", twice_a, twice_b))
+    bad.append(env.send(edge("FriendRequestAccepted", twice_a, twice_b)))
+    # sentinels keyed like the accepts (graph.v1 key: to_id = followee): applied after them
+    for to in (forcer, declined_b, twice_b):
+        env.follow(uid("sentinel"), to)
+    assert not env.r.sismember(graph.k_friends(forcer), victim)
+    assert not graph.is_following(env.r, forcer, victim) and not graph.is_following(env.r, victim, forcer)
+    assert graph.list_edges(env.s, "friends", forcer) == []
+    assert not env.r.sismember(graph.k_friends(declined_b), declined_a)
+    assert env.r.sismember(graph.k_friends(twice_b), twice_a)
+    assert graph.list_edges(env.s, "friends", twice_b) == [twice_a]
+    assert not graph.has_pending_request(env.r, env.s, twice_a, twice_b)
+    serde = Serde(stack.registry_url)
+    letters: dict[str, dict[str, Any]] = {}
+
+    def poll() -> bool:
+        for msg in c.consume(100, 0.5):
+            d = serde.decode(msg.value())
+            if d.value["error_type"] == "NoPendingRequest":
+                letters[serde.decode(d.value["value"]).value["event_id"]] = d.value
+        return {e["event_id"] for e in bad} <= set(letters)
+
+    try:
+        wait_until(poll, timeout_s=60)
+    finally:
+        c.close()
+    first = letters[bad[0]["event_id"]]
+    assert first["source_topic"] == "graph.v1" and first["consumer_group"].startswith("feedstream-graph")
+    assert f"no pending friend request from {victim} to {forcer}" in first["error"]
+
+
 def test_timeline_is_capped_newest_kept(env):
     author, reader = uid("a"), uid("r")
     env.follow(reader, author)

@@ -10,6 +10,8 @@ from fastapi.testclient import TestClient
 from support.api import TopicTail, api_settings, bearer, new_user, running_app
 
 from core.settings import Settings
+from stores import graph
+from stores import redis as redis_store
 from streams.admin import apply_topics
 
 
@@ -89,8 +91,32 @@ def test_graph_writes_produce_their_events(client: TestClient, settings: Setting
                                            method: str, path: str, record: str, key_of: str,
                                            fields: dict[str, str]) -> None:
     ids = {"a": new_user(), "b": new_user()}
+    if path.endswith(("/accept", "/decline")):  # b's request to a, as the graph topology records it
+        redis_store.client(settings).sadd(graph.k_requests(ids["a"]), ids["b"])
     r = getattr(client, method)(f"/v1/users/{ids['a']}" + path.format(b=ids["b"]), headers=bearer(settings, ids["a"]))
     check_event(tails, "graph.v1", accepted(r), record, ids[key_of], **{k: ids[v] for k, v in fields.items()})
+
+
+def test_accept_or_decline_without_a_pending_request_is_404_with_no_event(client: TestClient, settings: Settings,
+                                                                          stack: Settings, tails) -> None:
+    """Forced friendship (issue #14 item 1): the API checks the graph view's pending requests first."""
+    from stores.cassandra import session
+
+    me, other, durable_only, c = new_user(), new_user(), new_user(), new_user()
+    h = bearer(settings, me)
+    assert client.post(f"/v1/users/{me}/friend-requests/{other}/accept", headers=h).status_code == 404
+    assert client.post(f"/v1/users/{me}/friend-requests/{other}/decline", headers=h).status_code == 404
+    retried = client.post(f"/v1/users/{me}/friend-requests/{other}/accept", headers={**h, "Idempotency-Key": "acc-1"})
+    assert retried.status_code == 404  # the key is released: a retry once the request is recorded can succeed
+    # recorded only in Cassandra (Redis view lost or not yet warmed): found on the Redis miss
+    session(stack).execute("INSERT INTO friend_requests (to_id, from_id, since) VALUES (%s, %s, 1)", (me, durable_only))
+    ok = accepted(client.post(f"/v1/users/{me}/friend-requests/{durable_only}/accept", headers=h))
+    # a sentinel keyed like the accepts (graph.v1 key of a block: the blocker), so it comes after them
+    sentinel = accepted(client.put(f"/v1/users/{me}/blocks/{c}", headers=h))
+    check_event(tails, "graph.v1", sentinel, "Blocked", me, blocker_id=me, blocked_id=c)
+    mine = [d for d in tails["graph.v1"].seen if d.value["actor_id"] == me]
+    assert [(d.name, d.value["event_id"]) for d in mine] == [("FriendRequestAccepted", ok["event_id"]),
+                                                            ("Blocked", sentinel["event_id"])]
 
 
 def test_engagement_writes_produce_their_events(client: TestClient, settings: Settings, tails) -> None:

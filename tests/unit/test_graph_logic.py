@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.errors import PoisonRecord
-from topologies.graph.logic import BACKFILL, PURGE, plan_graph
+from topologies.graph.logic import BACKFILL, PURGE, NoPendingRequest, plan_graph
 
 
 def test_follow_adds_edge_unhides_and_backfills():
@@ -35,16 +35,24 @@ def test_block_hides_both_ways():
 
 
 def test_friend_accept_is_mutual_follow_with_backfill_both_ways():
-    p = plan_graph("FriendRequestAccepted", {"from_id": "a", "to_id": "b"}, blocked=False)
+    p = plan_graph("FriendRequestAccepted", {"from_id": "a", "to_id": "b"}, blocked=False, pending=True)
     assert p.edges == [("befriend", "a", "b")]
     assert set(p.timelines) == {(BACKFILL, "a", "b"), (BACKFILL, "b", "a")}
-    assert plan_graph("FriendRequestAccepted", {"from_id": "a", "to_id": "b"}, blocked=True).edges == []
+    assert plan_graph("FriendRequestAccepted", {"from_id": "a", "to_id": "b"}, blocked=True, pending=True).edges == []
 
 
 def test_requests_and_unknown_records():
     assert plan_graph("FriendRequestSent", {"from_id": "a", "to_id": "b"}, blocked=False).edges == [
         ("request_sent", "a", "b")]
-    assert plan_graph("FriendRequestDeclined", {"from_id": "a", "to_id": "b"}, blocked=False).edges == [
+    assert plan_graph("FriendRequestDeclined", {"from_id": "a", "to_id": "b"}, blocked=False, pending=True).edges == [
         ("request_cleared", "a", "b")]
     with pytest.raises(PoisonRecord):
         plan_graph("Liked", {}, blocked=False)
+
+
+@pytest.mark.parametrize("record", ["FriendRequestAccepted", "FriendRequestDeclined"])
+@pytest.mark.parametrize("blocked", [False, True])
+def test_accept_or_decline_without_a_pending_request_is_refused_with_a_reason(record: str, blocked: bool):
+    with pytest.raises(NoPendingRequest, match="no pending friend request from a to b") as err:
+        plan_graph(record, {"from_id": "a", "to_id": "b"}, blocked=blocked, pending=False)
+    assert isinstance(err.value, PoisonRecord)  # dead-lettered by the worker, never applied

@@ -20,17 +20,21 @@ from core.settings import Settings
 from stores import cassandra, graph
 from stores import redis as redis_store
 from streams.catalog import TIMELINE_UPDATES, Topic
+from streams.errors import PoisonRecord
 from streams.serde import Serde
 from topologies.faust_runtime import (
     SourceRecord,
     catalog_topic,
     create_faust_app,
+    dead_letter_record,
+    dlq_topic,
     make_serde,
     register_batch_agent,
 )
 
 log = logging.getLogger(__name__)
-Results = list[tuple[SourceRecord, list[TimelineWrite]]]
+# per record its timeline writes, or the PoisonRecord it was refused with (dead-lettered by the app)
+Results = list[tuple[SourceRecord, "list[TimelineWrite] | PoisonRecord"]]
 Process = Callable[[list[SourceRecord]], Results]
 Emit = Callable[[Serde, faust.TopicT, Results, str], Awaitable[Awaitable[Any] | None]]
 
@@ -101,16 +105,23 @@ def timeline_app(settings: Settings, name: str, source: Topic, agent: str, *, pr
                  max_batch: int | None = None) -> faust.App:
     """A timeline-writing Faust app: one batching agent on ``source`` that runs ``process`` on each
     batch in a thread, then hands the batch's TimelineUpdates to Kafka (``emit``, default
-    :func:`start_emit`) when ``settings.emit_timeline_updates``; acked after both.
+    :func:`start_emit`) when ``settings.emit_timeline_updates``; acked after both. Records ``process``
+    refused (a :class:`PoisonRecord` in place of their writes) are dead-lettered before the ack.
     """
     app = create_faust_app(settings, name, app_id=app_id, broker=broker)
     serde = serde or make_serde(settings)
     send = emit or start_emit
     updates = catalog_topic(app, TIMELINE_UPDATES, settings)
+    dlq = dlq_topic(app)
 
     async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
         t0 = time.time()
-        results = await asyncio.to_thread(process, recs)
+        results = []
+        for rec, out in await asyncio.to_thread(process, recs):
+            if isinstance(out, PoisonRecord):
+                await dead_letter_record(app, serde, dlq, app.conf.id, rec, out)
+            else:
+                results.append((rec, out))
         done = await send(serde, updates, results, name) if settings.emit_timeline_updates else None
         if settings.log_batches:  # lag: record timestamp -> batch start; stores: visible in Redis
             log.info("batch n=%d lag_ms=%.1f stores_ms=%.1f", len(recs),

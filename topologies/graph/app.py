@@ -10,6 +10,7 @@ from stores import graph
 from stores import posts as post_store
 from stores import timelines as tls
 from streams.catalog import GRAPH
+from streams.errors import PoisonRecord
 from streams.serde import Serde
 from topologies.fanout.logic import plan_backfill, plan_purge
 from topologies.fanout.runtime import (
@@ -31,14 +32,16 @@ from topologies.graph.logic import BACKFILL, GRAPH_RECORDS, PURGE, UnknownGraphE
 def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
     """Apply one graph.v1 event to the graph stores and reader timelines; return timeline writes."""
     r, s, tl = st.r, st.s, st.settings
-    blocked = False
+    blocked = pending = False
     pair = _pair(rec)
     if pair is not None:
         blocked = graph.is_blocked_either_way(r, *pair)
-    plan = plan_graph(rec.name, rec.value, blocked=blocked)
+    if rec.name in ("FriendRequestAccepted", "FriendRequestDeclined"):
+        pending = graph.has_pending_request(r, s, rec.value["from_id"], rec.value["to_id"])
+    plan = plan_graph(rec.name, rec.value, blocked=blocked, pending=pending)  # raises NoPendingRequest
     at = occurred_ms(rec.value)
     for op, a, b in plan.edges:
-        getattr(st.graph, op)(a, b, *((at,) if op in ("follow", "befriend", "block") else ()))
+        getattr(st.graph, op)(a, b, *((at,) if op in ("follow", "befriend", "block", "request_sent") else ()))
     for reader, author, hidden in plan.negatives:
         tls.hide_author(r, reader, author, hidden)
     writes: list[TimelineWrite] = []
@@ -73,8 +76,18 @@ def _pair(rec: SourceRecord) -> tuple[str, str] | None:
 
 
 def process_graph_batch(st: Stores, recs: list[SourceRecord]) -> Results:
-    """Apply graph.v1 records one after the other (each may depend on the last); return their writes."""
-    return [(rec, process_graph(st, rec)) for rec in recs]
+    """Apply graph.v1 records one after the other (each may depend on the last); return their writes.
+
+    A record refused before any side effect (:class:`PoisonRecord`, e.g. an accept without a pending
+    request) comes back with its error instead of writes, for the app to dead-letter.
+    """
+    out: Results = []
+    for rec in recs:
+        try:
+            out.append((rec, process_graph(st, rec)))
+        except PoisonRecord as exc:
+            out.append((rec, exc))
+    return out
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,

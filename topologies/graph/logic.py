@@ -25,9 +25,21 @@ class UnknownGraphEvent(PoisonRecord):
     """A record on graph.v1 that this topology does not know."""
 
 
-def plan_graph(name: str, v: dict[str, Any], *, blocked: bool) -> GraphPlan:
-    """Plan one graph event; ``blocked`` says whether its two users block each other either way."""
+class NoPendingRequest(PoisonRecord):
+    """An accept or decline of a friend request that is not pending (never sent, or already answered)."""
+
+
+def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = False) -> GraphPlan:
+    """Plan one graph event; ``blocked`` says whether its two users block each other either way.
+
+    ``pending`` says whether ``from_id``'s friend request to ``to_id`` is pending; an accept or a
+    decline without one raises :class:`NoPendingRequest` (dead-lettered with that reason: events
+    reach graph.v1 without the API's check too), so nobody becomes a friend by accepting a request
+    that was never sent, declined or already accepted.
+    """
     p = GraphPlan()
+    if name in ("FriendRequestAccepted", "FriendRequestDeclined") and not pending:
+        raise NoPendingRequest(f"{name}: no pending friend request from {v['from_id']} to {v['to_id']}")
     if name == "Followed":
         f, e = v["follower_id"], v["followee_id"]
         if f == e or blocked:
