@@ -132,6 +132,8 @@ def test_the_api_does_not_start_without_an_id_node(redis_url: str) -> None:
 
     from serving.app import create_app
 
-    settings = Settings(redis_url_override="redis://127.0.0.1:1/0", jwt_secret="x" * 40)
+    # by alias: the field name is not an init argument, and the test stack's env would win
+    settings = Settings(FEEDSTREAM_REDIS_URL="redis://127.0.0.1:1/0", jwt_secret="x" * 40)
+    assert settings.redis_url == "redis://127.0.0.1:1/0"
     with pytest.raises(idnodes.NoIdNode), TestClient(create_app(settings)):
         pass

@@ -266,9 +266,9 @@ def test_an_unfinished_claim_expires_after_the_pending_window(stack: Settings) -
     r = redis_sync.Redis.from_url(settings.redis_url)
     # a request that claimed the key and died before completing it
     pending = json.dumps({"fp": fingerprint("POST", "/v1/posts", b'{"text":"x"}'), "state": "pending"})
-    r.set(redis_key(user, "crashed"), pending, px=1000)
     h = {**bearer(settings, user), "Idempotency-Key": "crashed", "Content-Type": "application/json"}
     with running_app(settings) as client:
+        r.set(redis_key(user, "crashed"), pending, px=1000)  # after start-up, so the 1 s runs from here
         assert client.post("/v1/posts", content=b'{"text":"x"}', headers=h).status_code == 409
         time.sleep(1.2)
         done = client.post("/v1/posts", content=b'{"text":"x"}', headers=h)
