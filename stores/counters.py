@@ -7,19 +7,31 @@ totals plus a revision as static columns. A change is written as one
 conditional single-partition batch (``IF rev = <read rev>``), so members, window and totals move
 together, atomically, and a concurrent writer (e.g. during a rebalance) is detected and retried.
 
+Cassandra ``engagement_posts`` is the engagement topology's own knowledge of posts, learnt from
+``posts.v1`` (never from another topology's tables): per post partition, static ``known``,
+``deleted`` and ``author_id``, and one clustering row per *parked* engagement (by ``event_id``,
+with its record name, JSON value and source coordinates) that arrived before its post was known.
+Parking is a conditional batch ``IF known = null`` and registering a post is a conditional update,
+so both are Paxos-serialised on the post's partition: an engagement is either parked before the
+post is registered (and then seen by the registrar's SERIAL read of the parked rows) or finds the
+post known (and is applied directly); it can never fall between the two.
+
 Redis layout (hot, rebuildable from Cassandra): ``cnt:{post_id}`` hash with ``likes``,
 ``comments``, ``shares`` and ``r:{KIND}``; ``aff:{reader}`` hash author -> engagement count.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis as redis_lib
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
+from core.clock import millis
 from core.rows import Counts, Member, PostState
 
 DDL = [
@@ -37,7 +49,23 @@ DDL = [
         post_id bigint, event_id text, record text, user_id text, reason text,
         occurred_at bigint, source_partition int, source_offset bigint, rejected_at bigint,
         PRIMARY KEY (post_id, event_id))""",
+    """CREATE TABLE IF NOT EXISTS {ks}.engagement_posts (
+        post_id bigint, event_id text,
+        known boolean static, deleted boolean static, author_id text static,
+        record text, value text, source_partition int, source_offset bigint, parked_at bigint,
+        PRIMARY KEY (post_id, event_id))""",
 ]
+
+
+def encode_parked(value: Mapping[str, Any]) -> str:
+    """JSON of a decoded engagement value (``occurred_at`` as epoch ms) for a parked row."""
+    return json.dumps({**value, "occurred_at": millis(value["occurred_at"])}, sort_keys=True)
+
+
+def decode_parked(text: str) -> dict[str, Any]:
+    """The engagement value of a parked row (``occurred_at`` as epoch ms, which the logic accepts)."""
+    out: dict[str, Any] = json.loads(text)
+    return out
 
 
 def window_member(window_start: int) -> str:
@@ -89,6 +117,23 @@ class CounterStore:
         self.q_reject = s.prepare(
             "SELECT event_id, record, user_id, reason, source_offset FROM rejected_engagements WHERE post_id=?")
 
+        # the engagement topology's own post table and parked engagements (see the module doc)
+        self.q_post_known = s.prepare(
+            "SELECT known, deleted FROM engagement_posts WHERE post_id=? LIMIT 1")
+        self.u_post_created = s.prepare(
+            "UPDATE engagement_posts SET known=true, author_id=? WHERE post_id=? IF known = null")
+        self.u_post_deleted = s.prepare(
+            "UPDATE engagement_posts SET known=true, deleted=true, author_id=? WHERE post_id=? "
+            "IF deleted = null")
+        self.u_park = s.prepare(
+            "UPDATE engagement_posts SET record=?, value=?, source_partition=?, source_offset=?, "
+            "parked_at=? WHERE post_id=? AND event_id=? IF known = null")
+        self.q_parked = s.prepare(
+            "SELECT event_id, record, value, source_partition, source_offset FROM engagement_posts "
+            "WHERE post_id=?")
+        self.d_parked = s.prepare(
+            "DELETE FROM engagement_posts WHERE post_id=? AND event_id=? IF known = true")
+
     # -- statements the runtime executes (sync or async as it likes) ------------------------
     def load_statements(self, post_id: int, keys: Iterable[str]) -> tuple[Any, Any]:
         """The two bound reads (statics, member/window rows) that :meth:`decode_load` consumes."""
@@ -132,6 +177,34 @@ class CounterStore:
                                    read_rev))
         return batch
 
+    def register_statement(self, name: str, post_id: int, author: str) -> Any:
+        """The conditional write that makes a post known (``PostDeleted`` also marks it deleted)."""
+        stmt = self.u_post_deleted if name == "PostDeleted" else self.u_post_created
+        return stmt.bind((author, post_id))
+
+    def park_batch(self, post_id: int, items: Iterable[tuple[str, str, Mapping[str, Any], int, int]],
+                   now_ms: int) -> BatchStatement:
+        """One conditional batch parking ``(event_id, record, value, partition, offset)`` items,
+        applied only while the post is unknown (``IF known = null``)."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for event_id, record, value, partition, offset in items:
+            batch.add(self.u_park, (record, encode_parked(value), partition, offset, now_ms,
+                                    post_id, event_id))
+        return batch
+
+    def parked_statement(self, post_id: int) -> Any:
+        """The SERIAL read of a post's parked engagements (sees every park that committed)."""
+        bound = self.q_parked.bind((post_id,))
+        bound.consistency_level = ConsistencyLevel.SERIAL
+        return bound
+
+    def unpark_batch(self, post_id: int, event_ids: Iterable[str]) -> BatchStatement:
+        """One conditional batch removing parked rows once they were applied."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for event_id in event_ids:
+            batch.add(self.d_parked, (post_id, event_id))
+        return batch
+
     @staticmethod
     def affinity_batch(rows: Iterable[tuple[Any, tuple[Any, ...]]]) -> BatchStatement:
         """One unlogged batch of idempotent affinity row writes ``(i_aff or d_aff, params)``."""
@@ -158,6 +231,17 @@ class CounterStore:
     def rejected(self, post_id: int) -> list[dict[str, Any]]:
         """Engagements on ``post_id`` that were not counted, with the reason."""
         return [r._asdict() for r in self.session.execute(self.q_reject, (post_id,))]
+
+
+    def parked(self, post_id: int) -> list[dict[str, Any]]:
+        """Engagements on ``post_id`` parked until its post is known (empty once applied)."""
+        return [{**r._asdict(), "value": decode_parked(r.value)}
+                for r in self.session.execute(self.parked_statement(post_id)) if r.event_id]
+
+    def post_known(self, post_id: int) -> tuple[bool, bool]:
+        """``(known, deleted)`` of a post in the engagement topology's own post table."""
+        row = self.session.execute(self.q_post_known, (post_id,)).one()
+        return (bool(row and row.known), bool(row and row.deleted))
 
 
 def redis_counts_mapping(c: Counts) -> dict[str, int]:
