@@ -18,6 +18,10 @@ post known (and is applied directly); it can never fall between the two.
 
 Redis layout (hot, rebuildable from Cassandra): ``cnt:{post_id}`` hash with ``likes``,
 ``comments``, ``shares`` and ``r:{KIND}``; ``aff:{reader}`` hash author -> engagement count.
+A missing ``cnt:`` hash means "not cached" (e.g. after a Redis loss), never "zero": readers take
+the durable totals from Cassandra and re-warm the hash only if it is still absent
+(:func:`warm_hot_counts`), so a re-warm can never overwrite newer totals the topology wrote
+(it writes Cassandra first, then the hash).
 """
 
 from __future__ import annotations
@@ -267,13 +271,47 @@ def parse_hot_counts(raw: Mapping[bytes | str, bytes | str]) -> Counts:
 
 
 def hot_counts(r: redis_lib.Redis, post_ids: Iterable[int]) -> dict[int, Counts]:
-    """Hot totals of many posts in one round trip (zeros for posts never engaged with)."""
+    """Hot totals of many posts in one round trip (zeros for a missing hash: tests and tools only;
+    the read path uses :func:`cached_hot_counts` and falls back to Cassandra)."""
     ids = list(post_ids)
     pipe = r.pipeline(transaction=False)
     for pid in ids:
         pipe.hgetall(counts_key(pid))
     raws: list[Any] = pipe.execute()  # type: ignore[assignment]  # sync client
     return {pid: parse_hot_counts(raw) for pid, raw in zip(ids, raws)}
+
+
+def cached_hot_counts(r: redis_lib.Redis, post_ids: Iterable[int]) -> dict[int, Counts]:
+    """Hot totals of the posts whose ``cnt:`` hash exists (a miss is absent, not zero)."""
+    ids = list(post_ids)
+    pipe = r.pipeline(transaction=False)
+    for pid in ids:
+        pipe.hgetall(counts_key(pid))
+    raws: list[Any] = pipe.execute()  # type: ignore[assignment]  # sync client
+    return {pid: parse_hot_counts(raw) for pid, raw in zip(ids, raws) if raw}
+
+
+WARM_TTL_S = 86_400  # a re-warmed hash expires (then is re-read); the topology's own writes keep it
+_WARM_IF_ABSENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+def warm_hot_counts(r: redis_lib.Redis, totals: Mapping[int, Counts], ttl_s: int = WARM_TTL_S) -> None:
+    """Write durable ``totals`` into the ``cnt:`` hashes that are still absent (one round trip)."""
+    if not totals:
+        return
+    pipe = r.pipeline(transaction=False)
+    for pid, c in totals.items():
+        args: list[Any] = [ttl_s]
+        for k, v in redis_counts_mapping(c).items():
+            args += [k, v]
+        pipe.eval(_WARM_IF_ABSENT, 1, counts_key(pid), *args)
+    pipe.execute()
 
 
 def hot_affinity(r: redis_lib.Redis, reader: str, authors: Iterable[str]) -> dict[str, int]:
