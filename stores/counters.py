@@ -9,7 +9,7 @@ together, atomically, and a concurrent writer (e.g. during a rebalance) is detec
 
 Cassandra ``engagement_posts`` is the engagement topology's own knowledge of posts, learnt from
 ``posts.v1`` (never from another topology's tables): per post partition, static ``known``,
-``deleted`` and ``author_id``, and one clustering row per *parked* engagement (by ``event_id``,
+``deleted``, ``author_id`` and ``parked`` (set by the first park), and one clustering row per *parked* engagement (by ``event_id``,
 with its record name, JSON value and source coordinates) that arrived before its post was known.
 Parking is a conditional batch ``IF known = null`` and registering a post is a conditional update,
 so both are Paxos-serialised on the post's partition: an engagement is either parked before the
@@ -55,7 +55,7 @@ DDL = [
         PRIMARY KEY (post_id, event_id))""",
     """CREATE TABLE IF NOT EXISTS {ks}.engagement_posts (
         post_id bigint, event_id text,
-        known boolean static, deleted boolean static, author_id text static,
+        known boolean static, deleted boolean static, author_id text static, parked boolean static,
         record text, value text, source_partition int, source_offset bigint, parked_at bigint,
         PRIMARY KEY (post_id, event_id))""",
 ]
@@ -124,6 +124,9 @@ class CounterStore:
         # the engagement topology's own post table and parked engagements (see the module doc)
         self.q_post_known = s.prepare(
             "SELECT known, deleted FROM engagement_posts WHERE post_id=? LIMIT 1")
+        self.u_post_first = s.prepare(  # the common case: nothing was ever parked on the post
+            "UPDATE engagement_posts SET known=true, author_id=? WHERE post_id=? "
+            "IF known = null AND parked = null")
         self.u_post_created = s.prepare(
             "UPDATE engagement_posts SET known=true, author_id=? WHERE post_id=? IF known = null")
         self.u_post_deleted = s.prepare(
@@ -132,6 +135,8 @@ class CounterStore:
         self.u_park = s.prepare(
             "UPDATE engagement_posts SET record=?, value=?, source_partition=?, source_offset=?, "
             "parked_at=? WHERE post_id=? AND event_id=? IF known = null")
+        self.u_parked_flag = s.prepare(
+            "UPDATE engagement_posts SET parked=true WHERE post_id=? IF known = null")
         self.q_parked = s.prepare(
             "SELECT event_id, record, value, source_partition, source_offset FROM engagement_posts "
             "WHERE post_id=?")
@@ -181,16 +186,22 @@ class CounterStore:
                                    read_rev))
         return batch
 
-    def register_statement(self, name: str, post_id: int, author: str) -> Any:
-        """The conditional write that makes a post known (``PostDeleted`` also marks it deleted)."""
-        stmt = self.u_post_deleted if name == "PostDeleted" else self.u_post_created
-        return stmt.bind((author, post_id))
+    def register_statement(self, name: str, post_id: int, author: str, *, first: bool = False) -> Any:
+        """The conditional write that makes a post known (``PostDeleted`` also marks it deleted).
+
+        ``first``: applies only if nothing was ever parked on the post either (when it does not
+        apply, its result row carries ``known`` and ``parked``).
+        """
+        if name == "PostDeleted":
+            return self.u_post_deleted.bind((author, post_id))
+        return (self.u_post_first if first else self.u_post_created).bind((author, post_id))
 
     def park_batch(self, post_id: int, items: Iterable[tuple[str, str, Mapping[str, Any], int, int]],
                    now_ms: int) -> BatchStatement:
         """One conditional batch parking ``(event_id, record, value, partition, offset)`` items,
         applied only while the post is unknown (``IF known = null``)."""
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        batch.add(self.u_parked_flag, (post_id,))
         for event_id, record, value, partition, offset in items:
             batch.add(self.u_park, (record, encode_parked(value), partition, offset, now_ms,
                                     post_id, event_id))

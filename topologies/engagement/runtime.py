@@ -210,9 +210,22 @@ class EngagementProcessor:
             pid = int(v["post_id"])
             if last.get(pid, ("",))[0] != "PostDeleted":
                 last[pid] = (name, str(v["author_id"]))
-        await asyncio.gather(*(aexec(self.session, self.store.register_statement(name, pid, author))
-                               for pid, (name, author) in last.items()))
-        await asyncio.gather(*(self._unpark(pid) for pid in last))
+        await asyncio.gather(*(self._register(pid, name, author) for pid, (name, author) in last.items()))
+
+    async def _register(self, post_id: int, name: str, author: str) -> None:
+        """Make the post known; apply what is parked on it (one Paxos write if nothing ever was)."""
+        if name != "PostDeleted":
+            done = await aexec(self.session, self.store.register_statement(name, post_id, author,
+                                                                           first=True))
+            if not done or done[0].applied:
+                return  # registered, and no park ever committed before: any later park fails
+            if done[0].known and not done[0].parked:
+                return  # a replay of a post that never had a park
+            if done[0].known:
+                await self._unpark(post_id)
+                return
+        await aexec(self.session, self.store.register_statement(name, post_id, author))
+        await self._unpark(post_id)
 
     async def _unpark(self, post_id: int) -> None:
         rows = [r for r in await aexec(self.session, self.store.parked_statement(post_id))
