@@ -62,7 +62,7 @@ def _drained(settings: Settings, group: str, timeout: float = 300) -> None:
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group})
-    topics = ("engagements.v1", "graph.v1", "notifications.v1")
+    topics = ("engagements.v1", "posts.v1", "graph.v1", "notifications.v1")
     tps = [TopicPartition(t, p) for t in topics for p in c.list_topics(t, timeout=10).topics[t].partitions]
     deadline = time.monotonic() + timeout
     try:

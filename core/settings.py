@@ -152,12 +152,10 @@ class TopologySettings(BaseSettings):
 
 
 class EngagementSettings(BaseSettings):
-    """The engagement processor: young-post grace, CAS retries, window row TTL, chunk size."""
+    """The engagement processor: CAS retries, window row TTL, chunk size."""
 
     model_config = _CONFIG
 
-    engagement_missing_grace_ms: int = 30_000
-    engagement_missing_wait_s: float = 5.0
     engagement_cas_retries: int = 20
     engagement_window_ttl_s: int = Field(default=7 * 86_400, description="0 keeps window rows forever")
     engagement_chunk: int = Field(default=100, description="events per post per conditional batch")

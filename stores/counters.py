@@ -7,19 +7,35 @@ totals plus a revision as static columns. A change is written as one
 conditional single-partition batch (``IF rev = <read rev>``), so members, window and totals move
 together, atomically, and a concurrent writer (e.g. during a rebalance) is detected and retried.
 
+Cassandra ``engagement_posts`` is the engagement topology's own knowledge of posts, learnt from
+``posts.v1`` (never from another topology's tables): per post partition, static ``known``,
+``deleted``, ``author_id`` and ``parked`` (set by the first park), and one clustering row per *parked* engagement (by ``event_id``,
+with its record name, JSON value and source coordinates) that arrived before its post was known.
+Parking is a conditional batch ``IF known = null`` and registering a post is a conditional update,
+so both are Paxos-serialised on the post's partition: an engagement is either parked before the
+post is registered (and then seen by the registrar's SERIAL read of the parked rows) or finds the
+post known (and is applied directly); it can never fall between the two.
+
 Redis layout (hot, rebuildable from Cassandra): ``cnt:{post_id}`` hash with ``likes``,
 ``comments``, ``shares`` and ``r:{KIND}``; ``aff:{reader}`` hash author -> engagement count.
+A missing ``cnt:`` hash means "not cached" (e.g. after a Redis loss), never "zero": readers take
+the durable totals from Cassandra and re-warm the hash only if it is still absent
+(:func:`warm_hot_counts`), so a re-warm can never overwrite newer totals the topology wrote
+(it writes Cassandra first, then the hash).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis as redis_lib
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType
 
+from core.clock import millis
 from core.rows import Counts, Member, PostState
 
 DDL = [
@@ -37,7 +53,23 @@ DDL = [
         post_id bigint, event_id text, record text, user_id text, reason text,
         occurred_at bigint, source_partition int, source_offset bigint, rejected_at bigint,
         PRIMARY KEY (post_id, event_id))""",
+    """CREATE TABLE IF NOT EXISTS {ks}.engagement_posts (
+        post_id bigint, event_id text,
+        known boolean static, deleted boolean static, author_id text static, parked boolean static,
+        record text, value text, source_partition int, source_offset bigint, parked_at bigint,
+        PRIMARY KEY (post_id, event_id))""",
 ]
+
+
+def encode_parked(value: Mapping[str, Any]) -> str:
+    """JSON of a decoded engagement value (``occurred_at`` as epoch ms) for a parked row."""
+    return json.dumps({**value, "occurred_at": millis(value["occurred_at"])}, sort_keys=True)
+
+
+def decode_parked(text: str) -> dict[str, Any]:
+    """The engagement value of a parked row (``occurred_at`` as epoch ms, which the logic accepts)."""
+    out: dict[str, Any] = json.loads(text)
+    return out
 
 
 def window_member(window_start: int) -> str:
@@ -89,6 +121,28 @@ class CounterStore:
         self.q_reject = s.prepare(
             "SELECT event_id, record, user_id, reason, source_offset FROM rejected_engagements WHERE post_id=?")
 
+        # the engagement topology's own post table and parked engagements (see the module doc)
+        self.q_post_known = s.prepare(
+            "SELECT known, deleted FROM engagement_posts WHERE post_id=? LIMIT 1")
+        self.u_post_first = s.prepare(  # the common case: nothing was ever parked on the post
+            "UPDATE engagement_posts SET known=true, author_id=? WHERE post_id=? "
+            "IF known = null AND parked = null")
+        self.u_post_created = s.prepare(
+            "UPDATE engagement_posts SET known=true, author_id=? WHERE post_id=? IF known = null")
+        self.u_post_deleted = s.prepare(
+            "UPDATE engagement_posts SET known=true, deleted=true, author_id=? WHERE post_id=? "
+            "IF deleted = null")
+        self.u_park = s.prepare(
+            "UPDATE engagement_posts SET record=?, value=?, source_partition=?, source_offset=?, "
+            "parked_at=? WHERE post_id=? AND event_id=? IF known = null")
+        self.u_parked_flag = s.prepare(
+            "UPDATE engagement_posts SET parked=true WHERE post_id=? IF known = null")
+        self.q_parked = s.prepare(
+            "SELECT event_id, record, value, source_partition, source_offset FROM engagement_posts "
+            "WHERE post_id=?")
+        self.d_parked = s.prepare(
+            "DELETE FROM engagement_posts WHERE post_id=? AND event_id=? IF known = true")
+
     # -- statements the runtime executes (sync or async as it likes) ------------------------
     def load_statements(self, post_id: int, keys: Iterable[str]) -> tuple[Any, Any]:
         """The two bound reads (statics, member/window rows) that :meth:`decode_load` consumes."""
@@ -132,6 +186,40 @@ class CounterStore:
                                    read_rev))
         return batch
 
+    def register_statement(self, name: str, post_id: int, author: str, *, first: bool = False) -> Any:
+        """The conditional write that makes a post known (``PostDeleted`` also marks it deleted).
+
+        ``first``: applies only if nothing was ever parked on the post either (when it does not
+        apply, its result row carries ``known`` and ``parked``).
+        """
+        if name == "PostDeleted":
+            return self.u_post_deleted.bind((author, post_id))
+        return (self.u_post_first if first else self.u_post_created).bind((author, post_id))
+
+    def park_batch(self, post_id: int, items: Iterable[tuple[str, str, Mapping[str, Any], int, int]],
+                   now_ms: int) -> BatchStatement:
+        """One conditional batch parking ``(event_id, record, value, partition, offset)`` items,
+        applied only while the post is unknown (``IF known = null``)."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        batch.add(self.u_parked_flag, (post_id,))
+        for event_id, record, value, partition, offset in items:
+            batch.add(self.u_park, (record, encode_parked(value), partition, offset, now_ms,
+                                    post_id, event_id))
+        return batch
+
+    def parked_statement(self, post_id: int) -> Any:
+        """The SERIAL read of a post's parked engagements (sees every park that committed)."""
+        bound = self.q_parked.bind((post_id,))
+        bound.consistency_level = ConsistencyLevel.SERIAL
+        return bound
+
+    def unpark_batch(self, post_id: int, event_ids: Iterable[str]) -> BatchStatement:
+        """One conditional batch removing parked rows once they were applied."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for event_id in event_ids:
+            batch.add(self.d_parked, (post_id, event_id))
+        return batch
+
     @staticmethod
     def affinity_batch(rows: Iterable[tuple[Any, tuple[Any, ...]]]) -> BatchStatement:
         """One unlogged batch of idempotent affinity row writes ``(i_aff or d_aff, params)``."""
@@ -160,6 +248,17 @@ class CounterStore:
         return [r._asdict() for r in self.session.execute(self.q_reject, (post_id,))]
 
 
+    def parked(self, post_id: int) -> list[dict[str, Any]]:
+        """Engagements on ``post_id`` parked until its post is known (empty once applied)."""
+        return [{**r._asdict(), "value": decode_parked(r.value)}
+                for r in self.session.execute(self.parked_statement(post_id)) if r.event_id]
+
+    def post_known(self, post_id: int) -> tuple[bool, bool]:
+        """``(known, deleted)`` of a post in the engagement topology's own post table."""
+        row = self.session.execute(self.q_post_known, (post_id,)).one()
+        return (bool(row and row.known), bool(row and row.deleted))
+
+
 def redis_counts_mapping(c: Counts) -> dict[str, int]:
     """The ``cnt:{post_id}`` hash fields for totals ``c`` (zero reactions included as 0)."""
     out = {"likes": c.likes, "comments": c.comments, "shares": c.shares}
@@ -183,13 +282,47 @@ def parse_hot_counts(raw: Mapping[bytes | str, bytes | str]) -> Counts:
 
 
 def hot_counts(r: redis_lib.Redis, post_ids: Iterable[int]) -> dict[int, Counts]:
-    """Hot totals of many posts in one round trip (zeros for posts never engaged with)."""
+    """Hot totals of many posts in one round trip (zeros for a missing hash: tests and tools only;
+    the read path uses :func:`cached_hot_counts` and falls back to Cassandra)."""
     ids = list(post_ids)
     pipe = r.pipeline(transaction=False)
     for pid in ids:
         pipe.hgetall(counts_key(pid))
     raws: list[Any] = pipe.execute()  # type: ignore[assignment]  # sync client
     return {pid: parse_hot_counts(raw) for pid, raw in zip(ids, raws)}
+
+
+def cached_hot_counts(r: redis_lib.Redis, post_ids: Iterable[int]) -> dict[int, Counts]:
+    """Hot totals of the posts whose ``cnt:`` hash exists (a miss is absent, not zero)."""
+    ids = list(post_ids)
+    pipe = r.pipeline(transaction=False)
+    for pid in ids:
+        pipe.hgetall(counts_key(pid))
+    raws: list[Any] = pipe.execute()  # type: ignore[assignment]  # sync client
+    return {pid: parse_hot_counts(raw) for pid, raw in zip(ids, raws) if raw}
+
+
+WARM_TTL_S = 86_400  # a re-warmed hash expires (then is re-read); the topology's own writes keep it
+_WARM_IF_ABSENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
+def warm_hot_counts(r: redis_lib.Redis, totals: Mapping[int, Counts], ttl_s: int = WARM_TTL_S) -> None:
+    """Write durable ``totals`` into the ``cnt:`` hashes that are still absent (one round trip)."""
+    if not totals:
+        return
+    pipe = r.pipeline(transaction=False)
+    for pid, c in totals.items():
+        args: list[Any] = [ttl_s]
+        for k, v in redis_counts_mapping(c).items():
+            args += [k, v]
+        pipe.eval(_WARM_IF_ABSENT, 1, counts_key(pid), *args)
+    pipe.execute()
 
 
 def hot_affinity(r: redis_lib.Redis, reader: str, authors: Iterable[str]) -> dict[str, int]:

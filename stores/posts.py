@@ -2,7 +2,8 @@
 
 Cassandra: ``posts`` (content by id, with edited/deleted flags) and ``posts_by_author`` (newest
 first per author). Written by the fan-out worker, read by the graph worker (back-fill, purge), the
-timeline rebuild, the engagement worker (is the post live?) and the API.
+timeline rebuild, the engagement worker (a shortcut to "the post exists"; it learns posts from
+``posts.v1`` itself, see docs/reliability.md) and the API.
 
 Redis key layout (``{a}`` author id):
 

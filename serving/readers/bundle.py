@@ -47,7 +47,7 @@ def build(redis: Guard[_redis.Redis], cassandra: Guard[Session], settings: Setti
         cassandra_timeline=CassandraTimeline(cassandra),
         posts=Posts(RedisPosts(redis, cassandra), index),
         profiles=Profiles(redis_profiles, cassandra_profiles),
-        items=Items(RedisItems(redis_profiles, RedisEngagement(redis)),
+        items=Items(RedisItems(redis_profiles, RedisEngagement(redis, cassandra)),
                     CassandraItems(cassandra_profiles, CassandraEngagement(cassandra))),
         graph=graph,
         visibility=Visibility(graph),

@@ -50,7 +50,7 @@ def _ids(posts: list[Post]) -> tuple[list[int], list[str]]:
 
 
 class RedisItems:
-    """Profiles via the Redis cache (read through to Cassandra), hot counts and affinity from Redis."""
+    """Profiles via the Redis cache and hot counts (both read through to Cassandra), affinity from Redis."""
 
     source = "redis"
 
@@ -58,12 +58,13 @@ class RedisItems:
         self.profiles, self.engagement = profiles, engagement
 
     def items(self, posts: list[Post], reader: str | None) -> Partial[list[Item]]:
-        """Items; complete unless Cassandra was down and the profile cache missed an author."""
+        """Items; complete unless Cassandra was down and a cache (profiles, hot counts) missed."""
         ids, authors = _ids(posts)
         people = self.profiles.profiles(authors)
-        counts = self.engagement.counts(ids)
+        counts = self.engagement.counts_partial(ids)
         affinity = self.engagement.affinity(reader, authors) if reader is not None else None
-        return Partial(shape(posts, people.value, counts, affinity), people.complete)
+        return Partial(shape(posts, people.value, counts.value, affinity),
+                       people.complete and counts.complete)
 
 
 class CassandraItems:

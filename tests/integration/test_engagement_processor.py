@@ -43,8 +43,7 @@ async def processor(stack: Settings):
         notes.append(n)
 
     r = redis_store.async_client(stack)
-    proc = EngagementProcessor(cassandra.session(stack), r, emit_counts, emit_note,
-                               with_overrides(stack, engagement_missing_wait_s=0.2))
+    proc = EngagementProcessor(cassandra.session(stack), r, emit_counts, emit_note, stack)
     yield proc, counts, notes
     await r.aclose()
 
@@ -101,8 +100,14 @@ async def test_affinity_follows_standing_engagements(stack: Settings, processor)
     assert hot_affinity(redis_store.client(stack), reader, [author, "nobody"]) == {author: 1, "nobody": 0}
 
 
-async def test_engagement_on_missing_or_deleted_post_is_rejected_with_reason(stack: Settings,
-                                                                             processor) -> None:
+def post_created(post: int, author: str) -> tuple[str, dict]:
+    return "PostCreated", {"event_id": f"pc-{post}", "occurred_at": 1, "actor_id": author,
+                           "schema_version": 1, "post_id": post, "author_id": author, "text": "x",
+                           "visibility": "PUBLIC"}
+
+
+async def test_engagement_on_deleted_post_is_rejected_and_on_unknown_post_parked(stack: Settings,
+                                                                              processor) -> None:
     proc, counts, _ = processor
     author = f"a-{new_id()}"
     gone = make_post(stack, author, deleted=True)
@@ -111,9 +116,75 @@ async def test_engagement_on_missing_or_deleted_post_is_rejected_with_reason(sta
     assert await proc.handle(*ev("Liked", missing, author, "u", 1, f"m-{missing}")) is None
     store = CounterStore(cassandra.session(stack))
     assert [r["reason"] for r in store.rejected(gone)] == ["post_deleted"]
-    assert [r["reason"] for r in store.rejected(missing)] == ["post_not_found"]
-    assert store.totals(gone) == Counts()
+    assert store.rejected(missing) == []  # not rejected for good: parked until the post is known
+    assert [(p["record"], p["event_id"]) for p in store.parked(missing)] == [("Liked", f"m-{missing}")]
+    assert store.totals(gone) == Counts() == store.totals(missing)
     assert not [c for c in counts if c[0] in (gone, missing)]
+
+
+async def test_engagement_before_its_post_is_counted_once_the_post_arrives(stack: Settings,
+                                                                           processor) -> None:
+    """Issue #13 defect 1: a like and a comment whose post is not known yet (fan-out far behind,
+    or the PostCreated on another partition not read yet) are parked, not dropped, and counted
+    exactly once when the PostCreated is consumed; replays of either side change nothing."""
+    proc, counts, notes = processor
+    author, post = f"late-{new_id()}", new_id()  # no posts row: fan-out has not got there
+    like = ev("Liked", post, author, "fan", 10, f"{post}-like")
+    comment = ev("CommentAdded", post, author, "fan2", 20, f"{post}-c", comment_id=1, text="x",
+                 parent_comment_id=None)
+    assert await proc.handle_batch([Engagement(*like, 0, 5), Engagement(*comment, 0, 6),
+                                    Engagement(*like, 0, 7)]) == {post: None}
+    store = CounterStore(cassandra.session(stack))
+    assert store.totals(post) == Counts() and len(store.parked(post)) == 2
+    await proc.register_posts([post_created(post, author)])
+    expected = Counts(likes=1, comments=1)
+    assert store.totals(post) == expected
+    assert hot_counts(redis_store.client(stack), [post])[post] == expected
+    assert store.parked(post) == [] and store.rejected(post) == []
+    assert store.post_known(post) == (True, False)
+    assert sorted(n.kind for n in notes if n.post_id == post) == ["COMMENT", "LIKE"]
+    assert [v["likes"] for p, v in counts if p == post and v["window_start"] is None][-1] == 1
+    # replays: the posts record again, the engagements again (now applied directly), a late dup
+    await proc.register_posts([post_created(post, author)])
+    assert await proc.handle(*like) == expected
+    await proc.handle_batch([Engagement(*comment), Engagement(*like)])
+    assert store.totals(post) == expected and store.parked(post) == []
+    unlike = ev("Unliked", post, author, "fan", 30, f"{post}-unlike")
+    assert await proc.handle(*unlike) == Counts(comments=1)
+
+
+async def test_park_that_loses_the_race_to_the_post_is_applied_directly(stack: Settings,
+                                                                        processor) -> None:
+    """The post registered between the status read and the park: the park's condition fails and
+    the engagement is applied at once (nothing left parked, nothing lost)."""
+    proc, _, _ = processor
+    author, post = f"race-{new_id()}", new_id()
+    await proc.register_posts([post_created(post, author)])
+    like = Engagement(*ev("Liked", post, author, "u", 10, f"{post}-l"))
+    assert await proc._park(post, [like]) == [like]
+    store = CounterStore(cassandra.session(stack))
+    assert store.parked(post) == []
+
+    async def unknown(*_: object, **__: object) -> str:  # the status read ran before the post
+        proc.post_status = real  # type: ignore[method-assign]
+        return "unknown"
+
+    real = proc.post_status
+    proc.post_status = unknown  # type: ignore[method-assign]
+    assert await proc.handle(*ev("Liked", post, author, "u", 10, f"{post}-l")) == Counts(likes=1)
+    assert store.parked(post) == [] and store.totals(post) == Counts(likes=1)
+
+
+async def test_engagement_parked_on_a_post_deleted_later_is_rejected(stack: Settings, processor) -> None:
+    proc, _, _ = processor
+    author, post = f"del-{new_id()}", new_id()
+    await proc.handle(*ev("Liked", post, author, "u", 10, f"{post}-l"))
+    await proc.register_posts([post_created(post, author),
+                               ("PostDeleted", {**post_created(post, author)[1], "event_id": "d"})])
+    store = CounterStore(cassandra.session(stack))
+    assert store.totals(post) == Counts() and store.parked(post) == []
+    assert [r["reason"] for r in store.rejected(post)] == ["post_deleted"]
+    assert store.post_known(post) == (True, True)
 
 
 async def test_reply_notifies_parent_comment_author(stack: Settings, processor) -> None:
@@ -174,8 +245,7 @@ async def test_window_rows_expire_with_the_configured_ttl(stack: Settings) -> No
 
     r = redis_store.async_client(stack)
     proc = EngagementProcessor(cassandra.session(stack), r, nothing, nothing,
-                               with_overrides(stack, engagement_missing_wait_s=0.2,
-                                              engagement_window_ttl_s=3600))
+                               with_overrides(stack, engagement_window_ttl_s=3600))
     author = f"t-{new_id()}"
     post = make_post(stack, author)
     await proc.handle(*ev("Liked", post, author, "u", 120_000, f"ttl-{post}"))

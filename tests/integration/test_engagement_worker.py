@@ -19,8 +19,9 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from core.clock import now_ms
-from core.events import new_event
+from core.events import new_event, post_created
 from core.ids import new_id
+from core.rows import Counts
 from core.settings import REPO_ROOT, Settings
 from ops import workers
 from stores import cassandra
@@ -225,6 +226,37 @@ def test_engagement_counts_decode_with_stock_avro_deserializer(stack: Settings, 
     assert windows and all(v["window_end"] - v["window_start"] == __import__("datetime").timedelta(minutes=1)
                            for v in windows)
     assert now_ms() > 0
+
+
+def test_like_and_comment_before_the_post_are_counted_once_the_post_is_consumed(
+        stack: Settings, worker_env) -> None:
+    """Issue #13 defect 1 through the real worker: no fan-out runs (the ``posts`` row never
+    appears), the engagements are parked (their offsets committed), and the PostCreated on
+    posts.v1 makes them count, once."""
+    author = f"late-{new_id()}"
+    name, created = post_created(author)
+    post = created["post_id"]
+    like = new_event("fan", post_id=post, post_author_id=author, user_id="fan")
+    comment = new_event("fan2", post_id=post, post_author_id=author, user_id="fan2", comment_id=7,
+                        text="c", parent_comment_id=None)
+    if not any(p.poll() is None for p in worker_env["procs"]):
+        worker_env["procs"].append(start_worker(stack, worker_env["suffix"], worker_env["log"]))
+    store = CounterStore(cassandra.session(stack))
+    with EventProducer(stack) as producer:
+        producer.send_many([("Liked", like), ("CommentAdded", comment), ("Liked", like)])
+        wait_for(lambda: len(store.parked(post)) == 2, 120, "the engagements to be parked")
+        assert store.totals(post).likes == 0 and store.rejected(post) == []
+        producer.send(name, created)
+    expected = recount([("Liked", like), ("CommentAdded", comment)])
+    wait_for(lambda: store.totals(post) == expected and not store.parked(post), 120,
+             "the parked engagements to count once the post is known")
+    r = redis_store.client(stack)
+    wait_for(lambda: hot_counts(r, [post])[post] == expected, 30, "Redis to match")
+    with EventProducer(stack) as producer:  # a late duplicate is applied directly, not again
+        producer.send("Liked", like)
+        producer.send("Liked", new_event("fan3", post_id=post, post_author_id=author, user_id="fan3"))
+    wait_for(lambda: store.totals(post).likes == 2, 120, "the next like")
+    assert store.totals(post) == Counts(likes=2, comments=1) and not store.parked(post)
 
 
 def test_handler_exception_crashes_and_the_failed_record_is_processed_again(stack: Settings,

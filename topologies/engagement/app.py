@@ -1,9 +1,13 @@
 """Engagement worker: engagements.v1 -> counters, affinity, engagement-counts.v1, notifications.v1.
 
-Three agents on one Faust app (built by :func:`create_app`, run by :func:`run`):
+Four agents on one Faust app (built by :func:`create_app`, run by :func:`run`):
 
 - ``engagement-events`` (engagements.v1): exact counters via :class:`EngagementProcessor`, in
   sequential load-sized batches (:mod:`topologies.engagement.batching`; acked after the batch);
+  an engagement whose post is not known yet is parked, not dropped;
+- ``engagement-posts`` (posts.v1): the topology's own table of known (and deleted) posts, and
+  the parked engagements applied once their post is known
+  (:meth:`EngagementProcessor.register_posts`; acked after);
 - ``engagement-graph`` (graph.v1): follow and friend-request notifications;
 - ``engagement-notifications`` (notifications.v1): the per-user notification feed in Cassandra
   and the realtime push on Redis ``feed:{user}``.
@@ -24,7 +28,7 @@ from core.settings import Settings
 from stores import cassandra
 from stores import redis as redis_store
 from stores.notifications import NotificationStore, channel, push_message
-from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, GRAPH, NOTIFICATIONS
+from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, GRAPH, NOTIFICATIONS, POSTS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
 from topologies.engagement.batching import register_pipelined_agent
@@ -40,6 +44,7 @@ from topologies.faust_runtime import (
 
 BatchHandler = Callable[[list[Engagement]], Awaitable[Any]]
 MAX_BATCH = 1000  # events per pipelined batch, per agent
+POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
 
 
 def notification_value(n: Notify) -> dict[str, Any]:
@@ -81,11 +86,11 @@ class Engines:
 
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
                broker: str | None = None, process: BatchHandler | None = None) -> faust.App:
-    """Build the engagement Faust app: three pipelined agents (see the module doc).
+    """Build the engagement Faust app: four pipelined agents (see the module doc).
 
     Group and offset reset come from ``settings`` (:func:`topologies.faust_runtime.create_faust_app`).
     Test seams: ``serde``, ``broker`` and ``process`` (gets each batch of engagements instead of
-    the :class:`EngagementProcessor`).
+    the :class:`EngagementProcessor`; posts.v1 records are then only consumed).
     """
     app = create_faust_app(settings, "engagement", app_id=app_id, broker=broker)
     serde = serde or make_serde(settings)
@@ -112,6 +117,16 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
             return
         await engines.processor(emit_counts, emit_notification).handle_batch(batch)
 
+    def is_post(rec: SourceRecord) -> None:
+        if rec.name not in POST_RECORDS:
+            raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
+
+    async def on_posts(recs: list[SourceRecord]) -> None:
+        if process is not None:
+            return
+        await engines.processor(emit_counts, emit_notification).register_posts(
+            [(r.name, r.value) for r in recs])
+
     async def on_graph(recs: list[SourceRecord]) -> None:
         notes = [n for n in (graph_notification(r.name, r.value) for r in recs) if n is not None]
         await asyncio.gather(*[await emit_notification(n) for n in notes])
@@ -132,6 +147,8 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     register_pipelined_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_engagements,
                              serde=serde, name="engagement-events", validate=validate,
                              max_batch=MAX_BATCH)
+    register_pipelined_agent(app, catalog_topic(app, POSTS, settings), on_posts, serde=serde,
+                             name="engagement-posts", validate=is_post, max_batch=MAX_BATCH)
     register_pipelined_agent(app, catalog_topic(app, GRAPH, settings), on_graph, serde=serde,
                              name="engagement-graph", max_batch=MAX_BATCH)
     register_pipelined_agent(app, notes_topic, on_notifications, serde=serde,

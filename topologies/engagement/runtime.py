@@ -17,6 +17,20 @@ count: a member whose presence flipped in *this* process's successful CAS moves 
 that (HINCRBY); a touched member that did not change (a duplicate, or a replay after a crash)
 makes the pair's count be re-read from its Cassandra rows and set absolutely, as does a missing
 Redis field (e.g. after a flush).
+
+Post existence is learnt from the log, not from another topology's progress: the worker also
+consumes ``posts.v1`` (:meth:`EngagementProcessor.register_posts`) into its own
+``engagement_posts`` table. ``posts.v1`` is keyed by author and ``engagements.v1`` by post, so
+the two are not co-partitioned and a like can arrive before its post is known here (e.g. a post
+created a millisecond earlier on another partition, or while the posts agent lags). Such an
+engagement is *parked* durably in the post's ``engagement_posts`` partition (a conditional batch
+``IF known = null``) and its offset is committed; when the PostCreated arrives, the registration
+(also conditional, so Paxos orders it against every park) is followed by a SERIAL read of the
+parked rows, which are applied through the same exact path and then removed. A park that loses the
+race to the registration is applied directly. An engagement on a post that never appears stays
+parked (visible with :meth:`stores.counters.CounterStore.parked`), never silently dropped; on a
+deleted post it is rejected (``rejected_engagements``, reason ``post_deleted``). Why this design:
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -29,14 +43,20 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
 from core.clock import millis
-from core.ids import id_timestamp_ms
 from core.rows import Counts, Member, PostState
 from core.settings import Settings
 from stores import posts as post_store
-from stores.counters import CounterStore, affinity_key, window_member, write_hot_counts
+from stores.counters import (
+    CounterStore,
+    affinity_key,
+    decode_parked,
+    window_member,
+    write_hot_counts,
+)
 from topologies.engagement.logic import WINDOW_MS, Notify, apply, member_key, window_of
 
 log = logging.getLogger(__name__)
@@ -53,13 +73,11 @@ NotifyEmitter = Callable[[Notify], Awaitable[Any]]
 REACTION_KINDS = ("LIKE", "LOVE", "HAHA", "WOW", "SAD", "ANGRY")
 EMIT_NS = uuid.UUID("0b5c0f0a-7a43-4e0e-bf0a-2f1f4c7d9e21")
 AFFINITY_BATCH = 50  # affinity row writes per unlogged batch
+PARK_CHUNK = 50  # parked engagements (or removals) per conditional batch
 
 
 class ConcurrentWriter(RuntimeError):
     """The post's revision kept changing under us (another writer); the worker must crash."""
-
-
-
 
 
 @dataclass(frozen=True)
@@ -141,20 +159,89 @@ class EngagementProcessor:
         self.emit_counts, self.emit_notification = emit_counts, emit_notification
         self.q_post = post_store.deleted_statement(session)
 
-    async def post_status(self, post_id: int) -> str:
-        """``live``, ``deleted`` or ``missing`` (waits a little for a post younger than the grace)."""
-        deadline = time.monotonic() + self.settings.engagement_missing_wait_s
-        while True:
-            rows = await aexec(self.session, self.q_post, (post_id,))
-            if rows:
-                return "deleted" if rows[0].deleted else "live"
-            young = id_timestamp_ms(post_id) > time.time() * 1000 - self.settings.engagement_missing_grace_ms
-            if not young or time.monotonic() > deadline:
-                return "missing"
-            await asyncio.sleep(0.1)
+    async def post_status(self, post_id: int, *, serial: bool = False) -> str:
+        """``live``, ``deleted`` or ``unknown``, from this topology's own post table.
+
+        A post not (yet) known there but already stored by the fan-out worker is ``live`` or
+        ``deleted`` as that row says: a shortcut only, never needed for correctness (an unknown
+        post's engagements are parked, see :meth:`_park`). ``serial`` reads the own table at
+        SERIAL (after a park lost to a concurrent registration).
+        """
+        q = self.store.q_post_known.bind((post_id,))
+        if serial:
+            q.consistency_level = ConsistencyLevel.SERIAL
+        rows = await aexec(self.session, q)
+        if rows and rows[0].known:
+            return "deleted" if rows[0].deleted else "live"
+        rows = await aexec(self.session, self.q_post, (post_id,))
+        if rows:
+            return "deleted" if rows[0].deleted else "live"
+        return "unknown"
+
+    async def _park(self, post_id: int, events: list[Engagement]) -> list[Engagement]:
+        """Park ``events`` of a post not known yet; returns those that found the post known.
+
+        Each chunk is one conditional batch ``IF known = null`` on the post's partition of
+        ``engagement_posts``: it commits only while the post is unknown, so every parked event is
+        seen by :meth:`register_posts` when the post arrives; a chunk that loses the race (the
+        post was just registered) is returned to be applied directly.
+        """
+        now = int(time.time() * 1000)
+        for i in range(0, len(events), PARK_CHUNK):
+            chunk = events[i:i + PARK_CHUNK]
+            batch = self.store.park_batch(post_id, [
+                (str(e.value["event_id"]), e.name, e.value, e.partition, e.offset) for e in chunk], now)
+            done = await aexec(self.session, batch)
+            if not (done and done[0].applied):
+                return events[i:]
+            log.info("parked %d engagements on post %s until it is known", len(chunk), post_id)
+        return []
+
+    async def register_posts(self, records: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Learn posts from ``posts.v1`` records, then apply the engagements parked on them.
+
+        The registration is a conditional write (so it is serialised with the parks, see
+        :meth:`_park`); the parked rows are read at SERIAL afterwards, applied through
+        :meth:`handle_batch` (exact and idempotent: a replay applies nothing twice) and removed
+        only after that, so a crash in between re-applies them on the next delivery.
+        """
+        last: dict[int, tuple[str, str]] = {}
+        for name, v in records:
+            pid = int(v["post_id"])
+            if last.get(pid, ("",))[0] != "PostDeleted":
+                last[pid] = (name, str(v["author_id"]))
+        await asyncio.gather(*(self._register(pid, name, author) for pid, (name, author) in last.items()))
+
+    async def _register(self, post_id: int, name: str, author: str) -> None:
+        """Make the post known; apply what is parked on it (one Paxos write if nothing ever was)."""
+        if name != "PostDeleted":
+            done = await aexec(self.session, self.store.register_statement(name, post_id, author,
+                                                                           first=True))
+            if not done or done[0].applied:
+                return  # registered, and no park ever committed before: any later park fails
+            if done[0].known and not done[0].parked:
+                return  # a replay of a post that never had a park
+            if done[0].known:
+                await self._unpark(post_id)
+                return
+        await aexec(self.session, self.store.register_statement(name, post_id, author))
+        await self._unpark(post_id)
+
+    async def _unpark(self, post_id: int) -> None:
+        rows = [r for r in await aexec(self.session, self.store.parked_statement(post_id))
+                if r.event_id]
+        if not rows:
+            return
+        rows.sort(key=lambda r: (r.source_partition, r.source_offset))
+        await self.handle_batch([Engagement(r.record, decode_parked(r.value), r.source_partition,
+                                            r.source_offset) for r in rows])
+        ids = [r.event_id for r in rows]
+        await asyncio.gather(*(aexec(self.session, self.store.unpark_batch(post_id, ids[i:i + PARK_CHUNK]))
+                               for i in range(0, len(ids), PARK_CHUNK)))
+        log.info("applied %d parked engagements on post %s", len(rows), post_id)
 
     async def reject(self, e: Engagement, reason: str) -> None:
-        """Record an engagement that is not counted, with its reason."""
+        """Record an engagement that is not counted (its post is deleted), with its reason."""
         ev = e.value
         log.info("rejected %s %s on post %s: %s", e.name, ev["event_id"], ev["post_id"], reason)
         await aexec(self.session, self.store.i_reject, (
@@ -163,11 +250,11 @@ class EngagementProcessor:
 
     async def handle(self, name: str, ev: Mapping[str, Any], partition: int = -1,
                      offset: int = -1) -> Counts | None:
-        """Process one engagement event end to end; returns the post's totals (None if rejected)."""
+        """Process one engagement event end to end; returns the post's totals (None if parked or rejected)."""
         return (await self.handle_batch([Engagement(name, ev, partition, offset)]))[int(ev["post_id"])]
 
     async def handle_batch(self, batch: Sequence[Engagement]) -> dict[int, Counts | None]:
-        """Process a batch (in offset order); returns each post's totals (None if rejected)."""
+        """Process a batch (in offset order); returns each post's totals (None if parked or rejected)."""
         by_post: dict[int, list[Engagement]] = {}
         for e in batch:
             by_post.setdefault(int(e.value["post_id"]), []).append(e)
@@ -191,9 +278,16 @@ class EngagementProcessor:
         chunks = [events[i:i + size] for i in range(0, len(events), size)]
         status, first = await asyncio.gather(self.post_status(post_id),
                                              self._load(post_id, needed_keys(chunks[0])))
+        if status == "unknown":
+            events = await self._park(post_id, events)
+            if not events:
+                return None
+            status = await self.post_status(post_id, serial=True)
+            if status == "live" and len(events) != sum(map(len, chunks)):
+                chunks = [events[i:i + size] for i in range(0, len(events), size)]
+                first = await self._load(post_id, needed_keys(chunks[0]))
         if status != "live":
-            reason = "post_deleted" if status == "deleted" else "post_not_found"
-            await asyncio.gather(*(self.reject(e, reason) for e in events))
+            await asyncio.gather(*(self.reject(e, "post_deleted") for e in events))
             return None
         last = events[-1].value
         res = PostOutcome(post_id, str(last["post_author_id"]), str(last["event_id"]))
