@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.feed import Policy
@@ -23,6 +23,10 @@ PLACEHOLDER_SECRET = "dev-only-change-me-dev-only-change-me"
 DEV_ENVS = ("development", "test")
 DEFAULT_TRENDING_WINDOWS = "1h/1m/5m/10s,1m/10s/30s/2s"
 _CONFIG = SettingsConfigDict(env_prefix="FEEDSTREAM_", frozen=True, extra="ignore")
+
+
+class PlaceholderSecret(ValueError):
+    """The development JWT secret was given to a process that signs, outside development."""
 
 
 class StackSettings(BaseSettings):
@@ -163,14 +167,19 @@ class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiS
 
     model_config = _CONFIG
 
-    @model_validator(mode="after")
-    def _no_placeholder_secret_outside_dev(self) -> Settings:
-        if self.env not in DEV_ENVS and self.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET:
-            raise ValueError(
+    def signing_secret(self) -> str:
+        """The JWT/cursor signing key; outside development the placeholder is refused.
+
+        Only the processes that sign or verify (the API, token minting, the seed) call this, so
+        workers and the registry run in production without the key.
+        """
+        value = self.jwt_secret.get_secret_value()
+        if self.env not in DEV_ENVS and value == PLACEHOLDER_SECRET:
+            raise PlaceholderSecret(
                 "FEEDSTREAM_JWT_SECRET is the development placeholder; "
                 "set a real secret (e.g. `openssl rand -hex 32`) before running in production"
             )
-        return self
+        return value
 
     @property
     def kafka_bootstrap(self) -> str:
