@@ -25,6 +25,10 @@ DEFAULT_TRENDING_WINDOWS = "1h/1m/5m/10s,1m/10s/30s/2s"
 _CONFIG = SettingsConfigDict(env_prefix="FEEDSTREAM_", frozen=True, extra="ignore")
 
 
+class PlaceholderSecret(ValueError):
+    """The development JWT secret was given to a process that signs, outside development."""
+
+
 class StackSettings(BaseSettings):
     """Where the engines run: host, ports, heaps, state and cache directories."""
 
@@ -178,13 +182,22 @@ class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiS
 
     model_config = _CONFIG
 
-    @model_validator(mode="after")
-    def _no_placeholder_secret_outside_dev(self) -> Settings:
-        if self.env not in DEV_ENVS and self.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET:
-            raise ValueError(
+    def signing_secret(self) -> str:
+        """The JWT/cursor signing key; outside development the placeholder is refused.
+
+        Only the processes that sign or verify (the API, token minting, the seed) call this, so
+        workers and the registry run in production without the key.
+        """
+        value = self.jwt_secret.get_secret_value()
+        if self.env not in DEV_ENVS and value == PLACEHOLDER_SECRET:
+            raise PlaceholderSecret(
                 "FEEDSTREAM_JWT_SECRET is the development placeholder; "
                 "set a real secret (e.g. `openssl rand -hex 32`) before running in production"
             )
+        return value
+
+    @model_validator(mode="after")
+    def _id_node_fits(self) -> Settings:
         if self.id_node is not None and self.id_node >= 1 << self.id_node_bits:
             raise ValueError(f"FEEDSTREAM_ID_NODE={self.id_node} does not fit in "
                              f"FEEDSTREAM_ID_NODE_BITS={self.id_node_bits}")

@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # kept on app.state, not as a dependency override: any override makes FastAPI re-analyse every
     # dependency on every request (tests may still override get_settings; see settings_of)
     effective = app.state.settings = settings or get_settings()
+    effective.signing_secret()  # the API signs and verifies: refuse the placeholder key at build time
     errors.install(app, effective.api_retry_after_s)
     app.include_router(system.router)
     for router in V1_ROUTERS:

@@ -24,14 +24,14 @@ def mint_token(user_id: str, settings: Settings, ttl_s: int | None = None) -> st
     """Return a signed token for ``user_id`` valid for ``ttl_s`` seconds (settings' default)."""
     now = int(time.time())
     claims = {"sub": user_id, "iat": now, "exp": now + (ttl_s or settings.jwt_ttl_s)}
-    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=settings.jwt_algorithm)
+    return jwt.encode(claims, settings.signing_secret(), algorithm=settings.jwt_algorithm)
 
 
 def verify_token(token: str, settings: Settings) -> str:
     """Return the subject of a valid token; raise :class:`InvalidToken` otherwise."""
     try:
         claims = jwt.decode(
-            token, settings.jwt_secret.get_secret_value(), algorithms=[settings.jwt_algorithm],
+            token, settings.signing_secret(), algorithms=[settings.jwt_algorithm],
             options={"require": ["sub", "exp"]}, leeway=settings.jwt_leeway_s,
         )
     except jwt.PyJWTError as exc:

@@ -62,7 +62,7 @@ class ReadEngines:
         self.ranker_breaker = Breaker("ranker", failures=3, reset_s=10.0)
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="reads")
         self.ranker_pool = ThreadPoolExecutor(4, thread_name_prefix="ranker")
-        self.codec = CursorCodec(settings.jwt_secret.get_secret_value())
+        self.codec = CursorCodec(settings.signing_secret())
         self._session: Session | None = None
         self.redis_guard: Guard[_redis.Redis] = Guard("redis", lambda: self.redis, self.redis_breaker,
                                                       REDIS_ERRORS)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from serving.deps import RedisDep
+from serving.deps import CurrentUser, RedisDep
 from stores.trending import current_trending_async
 
 router = APIRouter(prefix="/v1/trending", tags=["trending"])
@@ -41,9 +41,10 @@ class TrendingList(BaseModel):
 @router.get("", response_model=TrendingList, summary="Current trending hashtags or posts for a window")
 async def get_trending(
     redis: RedisDep,
+    user: CurrentUser,
     kind: Annotated[Kind, Query(description="what is ranked")] = Kind.hashtags,
     window: Annotated[str, Query(pattern=r"^\d+(ms|s|m|h|d)$", description="window size label, e.g. 1h or 1m")] = "1h",
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> TrendingList:
-    """The newest window's ranked list (empty ``items`` until the job has emitted one)."""
+    """The newest window's ranked list (empty ``items`` until the job has emitted one); needs a token."""
     return TrendingList(**await current_trending_async(redis, f"{kind.value}:{window}", limit))

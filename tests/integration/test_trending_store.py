@@ -31,13 +31,18 @@ async def test_current_trending_keeps_the_newest_window_and_serves_it(stack: Set
         got = current_trending(r, new.scope, limit=1)
         assert (got["window_end"], [(i["item"], i["count"]) for i in got["items"]]) == (10_000 + size, [("b", 5)])
 
+        from serving.auth import mint_token
         from serving.routers.trending import router
 
         app = FastAPI()
         app.include_router(router)
         app.state.redis = redis_store.async_client(stack)
+        params = {"kind": "hashtags", "window": new.scope.split(":")[1]}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            resp = await c.get("/v1/trending", params={"kind": "hashtags", "window": new.scope.split(":")[1]})
+            anonymous = await c.get("/v1/trending", params=params)
+            resp = await c.get("/v1/trending", params=params,
+                               headers={"Authorization": f"Bearer {mint_token('analyst', stack)}"})
+        assert anonymous.status_code == 401, anonymous.text  # like every endpoint, trending needs a token
         assert resp.status_code == 200, resp.text
         body = resp.json()
         assert [(i["rank"], i["item"]) for i in body["items"]] == [(1, "b"), (2, "a")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
 
 from core.settings import PLACEHOLDER_SECRET, Settings
 from serving.auth import InvalidToken, mint_token, verify_token
@@ -39,10 +38,19 @@ def test_tokens_round_trip_and_reject_other_keys() -> None:
 
 
 @pytest.mark.parametrize("env", ["production"])
-def test_placeholder_secret_refused_outside_development(env: str) -> None:
-    with pytest.raises(ValidationError, match="placeholder"):
-        Settings(env=env, jwt_secret=PLACEHOLDER_SECRET)
-    assert Settings(env=env, jwt_secret="x" * 40).env == env
+def test_placeholder_secret_refused_where_it_signs_outside_development(env: str) -> None:
+    from core.settings import PlaceholderSecret
+    from serving.app import create_app
+
+    s = Settings(env=env, jwt_secret=PLACEHOLDER_SECRET)  # workers and the registry never sign: accepted
+    with pytest.raises(PlaceholderSecret, match="placeholder"):
+        s.signing_secret()
+    with pytest.raises(PlaceholderSecret, match="placeholder"):
+        mint_token("alice", s)
+    with pytest.raises(PlaceholderSecret, match="placeholder"):
+        create_app(s)  # the API refuses to start with it
+    assert Settings(env=env, jwt_secret="x" * 40).signing_secret() == "x" * 40
+    assert Settings(env="development").signing_secret() == PLACEHOLDER_SECRET
 
 
 def test_fingerprint_depends_on_method_path_and_body() -> None:

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import typer.main
 import yaml
-from pydantic import ValidationError
 
-from core.settings import PLACEHOLDER_SECRET, Settings
+from core.settings import PLACEHOLDER_SECRET, PlaceholderSecret, Settings
 from streams import catalog
 
 REPO = Path(__file__).resolve().parents[2]
@@ -202,8 +201,8 @@ def test_compose_environment_builds_settings(monkeypatch: pytest.MonkeyPatch) ->
     assert s.redis_url == "redis://redis:6379/0"
     assert s.cassandra_hosts == ["cassandra"]
     monkeypatch.setenv("FEEDSTREAM_ENV", "production")
-    with pytest.raises(ValidationError, match="placeholder"):
-        Settings()
+    with pytest.raises(PlaceholderSecret, match="placeholder"):
+        Settings().signing_secret()
 
 
 def _configmap(render_root: Path, name: str) -> dict[str, str]:
@@ -220,8 +219,8 @@ def test_k8s_config_refuses_the_placeholder_in_production(monkeypatch: pytest.Mo
     for key, value in {**base, **secret["stringData"]}.items():
         monkeypatch.setenv(key, str(value))
     assert base["FEEDSTREAM_ENV"] == "production"
-    with pytest.raises(ValidationError, match="placeholder"):
-        Settings()
+    with pytest.raises(PlaceholderSecret, match="placeholder"):
+        Settings().signing_secret()
     dev = _configmap(K8S / "overlays" / "dev", "feedstream-config")
     for key, value in dev.items():
         monkeypatch.setenv(key, str(value))
@@ -498,3 +497,42 @@ def test_a_missing_ranker_artifact_is_loud_in_production(tmp_path, monkeypatch) 
     prod = Settings(env="production", ranker="auto", jwt_secret="x" * 32)
     with pytest.raises(ArtifactError):
         default_ranker(prod, r)
+
+
+def _pod_containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for spec in _pod_specs(doc) for c in spec.get("initContainers", []) + spec["containers"]]
+
+
+def test_only_the_api_gets_the_signing_key() -> None:
+    holders = {(d["metadata"]["name"], c["name"]) for _, d in _k8s_resources(K8S / "base")
+               for c in _pod_containers(d)
+               if {"name": "feedstream-jwt"} in [e.get("secretRef") for e in c.get("envFrom", [])]}
+    assert holders == {("api", "api")}, holders
+    flink = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "FlinkDeployment")
+    assert "feedstream-jwt" not in yaml.safe_dump(flink)
+
+
+def test_our_pods_are_hardened() -> None:
+    ours = [d for _, d in _k8s_resources(K8S / "base")
+            if any(c["image"] == "feedstream" for c in _pod_containers(d))]
+    assert {d["metadata"]["name"] for d in ours} >= {"api", "registry", "topology-users"}
+    for d in ours:
+        for spec in _pod_specs(d):
+            sc = spec["securityContext"]
+            assert sc["runAsNonRoot"] and sc["seccompProfile"] == {"type": "RuntimeDefault"}, d["metadata"]
+        for c in _pod_containers(d):
+            sc = c.get("securityContext") or {}
+            assert sc.get("allowPrivilegeEscalation") is False, (d["metadata"]["name"], c["name"])
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], (d["metadata"]["name"], c["name"])
+
+
+def test_network_policy_denies_ingress_by_default_and_opens_the_api() -> None:
+    pols = {d["metadata"]["name"]: d["spec"] for _, d in _k8s_resources(K8S / "base")
+            if d["kind"] == "NetworkPolicy"}
+    deny = pols["default-deny-ingress"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
+    api = pols["api-from-clients"]
+    assert api["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "api"}
+    assert api["ingress"] == [{"ports": [{"port": 8000, "protocol": "TCP"}]}]
+    k = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    assert "networkpolicy.yaml" in k["resources"]
