@@ -139,3 +139,69 @@ async def test_a_failing_batch_trips_the_guard_before_anything_else(tmp_path, mo
     except RuntimeError:
         pass
     assert states == [True] and str(app.guard.reason) == "cassandra down"
+
+
+def test_users_and_graph_agents_do_not_restart_in_process_either(tmp_path) -> None:
+    from topologies.graph import app as graph_app
+    from topologies.users import app as users_app
+
+    settings = Settings(state_dir=tmp_path)
+    for module in (graph_app, users_app):
+        app = module.create_app(settings, app_id=f"unit-sup-{module.__name__}", serde=mock_serde(),
+                                broker="kafka://127.0.0.1:1")
+        assert app.agents and all(a.supervisor_strategy is CrashingSupervisor
+                                  for a in app.agents.values()), module.__name__
+
+
+async def test_batches_are_acked_in_offset_order_even_when_later_deliveries_finish_first(
+        tmp_path, monkeypatch) -> None:
+    """A later batch acked before an earlier one leaves a hole Faust may commit past (see above)."""
+    import asyncio
+
+    import faust
+
+    serde = mock_serde()
+    app = rt.create_faust_app(Settings(state_dir=tmp_path), "unit", app_id="unit-order",
+                              broker="kafka://127.0.0.1:1")
+    source = app.topic("posts.v1", key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")
+    gate = asyncio.Event()
+    handled: list[int] = []
+    acked: list[int] = []
+
+    async def handler(recs: list[rt.SourceRecord]) -> Any:
+        handled.append(recs[0].value["post_id"])
+
+        async def delivered() -> None:
+            if recs[0].value["post_id"] == 1:
+                await gate.wait()  # the first batch's deliveries are slow
+        return delivered()
+
+    original = faust.Stream.ack
+
+    async def ack(self: Any, event: Any) -> bool:
+        if not event.message.acked:  # take_events also "acks" held events: a no-op
+            acked.append(event.message.offset)
+        return await original(self, event)
+
+    monkeypatch.setattr(faust.Stream, "ack", ack)
+    agent = rt.register_batch_agent(app, source, handler, serde=serde, name="unit-order")
+
+    async def until(cond: Any) -> None:
+        for _ in range(1000):
+            if cond():
+                return
+            await asyncio.sleep(0.01)
+
+    async with agent.test_context() as ctx:
+        post = sample_event("PostCreated")
+        await ctx.put(serde.encode("PostCreated", {**post, "post_id": 1}), key=b"k", wait=False)
+        await until(lambda: handled == [1])
+        await ctx.put(serde.encode("PostCreated", {**post, "post_id": 2}), key=b"k", wait=False)
+        await until(lambda: handled == [1, 2])
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert acked == []  # the second batch is delivered but waits for the first
+        gate.set()
+        await until(lambda: len(acked) == 2)
+    assert acked == sorted(acked) and len(acked) == 2
