@@ -132,6 +132,8 @@ def test_failed_side_effect_exits_nonzero_and_the_restart_applies_the_record(sta
         wait_until(lambda: (committed(stack, app_id, x.topic, x.partition) or 0) > reports[-1].offset,
                    timeout_s=60)
         assert second.poll() is None
+        os.killpg(second.pid, signal.SIGTERM)  # a clean stop is not taken for a crash
+        assert second.wait(60) == 0, f"a SIGTERM stop did not exit 0; see {log}"
     finally:
         stop(second)
 
