@@ -145,7 +145,8 @@ class TimelineSettings(BaseSettings):
 
 
 class TopologySettings(BaseSettings):
-    """Faust workers: consumer group suffix, offset reset, derived-topic emission, batch logs."""
+    """Faust workers: consumer group suffix, offset reset, derived-topic emission, batch logs, and
+    how long a crashed (or stopping) worker may take to stop before it exits anyway."""
 
     model_config = _CONFIG
 
@@ -153,6 +154,7 @@ class TopologySettings(BaseSettings):
     topology_group_suffix: str = ""
     topology_offset_reset: str = "earliest"
     log_batches: bool = False
+    topology_shutdown_grace_s: float = 15.0
 
 
 class EngagementSettings(BaseSettings):

@@ -1,7 +1,10 @@
 """The whole local platform: engines, topics, topology workers, the API and demo data.
 
 Platform services run as managed local processes (pid files under the state dir), like the
-engines. A service is listed in :data:`SERVICES` once the code it runs exists.
+engines. A service is listed in :data:`SERVICES` once the code it runs exists. Topology workers
+run under :mod:`ops.local.supervise`: a worker that exits (a crash exits 70; the PyFlink job exits
+once its own restart attempts are spent) is restarted with backoff, and ``feedstream status``
+shows the restarts and reports a worker waiting for its restart as unhealthy.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.settings import Settings
 from ops.local import procs, stack
 from ops.local.errors import LocalStackError
+from ops.local.supervise import read_state
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Service:
     args: Callable[[Settings], list[str]]
     port: Callable[[Settings], int] = lambda s: 0
     healthy: Callable[[Settings], bool] = lambda s: True
+    supervised: bool = False  # restarted with backoff when it exits (ops/local/supervise.py)
 
     def available(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -41,11 +47,11 @@ def _api_healthy(s: Settings) -> bool:
 
 
 SERVICES: list[Service] = [
-    Service("topology-graph", "feedstream.cli", lambda s: ["topology", "run", "graph"]),
-    Service("topology-fanout", "feedstream.cli", lambda s: ["topology", "run", "fanout"]),
-    Service("topology-engagement", "feedstream.cli", lambda s: ["topology", "run", "engagement"]),
-    Service("topology-trending", "feedstream.cli", lambda s: ["topology", "run", "trending"]),
-    Service("topology-users", "feedstream.cli", lambda s: ["topology", "run", "users"]),
+    Service("topology-graph", "feedstream.cli", lambda s: ["topology", "run", "graph"], supervised=True),
+    Service("topology-fanout", "feedstream.cli", lambda s: ["topology", "run", "fanout"], supervised=True),
+    Service("topology-engagement", "feedstream.cli", lambda s: ["topology", "run", "engagement"], supervised=True),
+    Service("topology-trending", "feedstream.cli", lambda s: ["topology", "run", "trending"], supervised=True),
+    Service("topology-users", "feedstream.cli", lambda s: ["topology", "run", "users"], supervised=True),
     Service("api", "serving.main", lambda s: ["--host", s.host, "--port", str(s.api_port)],
             port=lambda s: s.api_port, healthy=_api_healthy),
 ]
@@ -60,14 +66,27 @@ def _runnable(s: Service) -> bool:
     return True
 
 
+def supervisor_state_path(s: Settings, name: str) -> Path:
+    """Where the supervisor of service ``name`` records its restarts."""
+    return stack.pid_path(s, name).with_suffix(".supervise.json")
+
+
+def _command(s: Settings, svc: Service) -> list[str]:
+    cmd = [sys.executable, "-m", svc.module, *svc.args(s)]
+    if not svc.supervised:
+        return cmd
+    return [sys.executable, "-m", "ops.local.supervise", str(supervisor_state_path(s, svc.name)),
+            "--", *cmd]
+
+
 def _start_service(s: Settings, svc: Service, echo) -> None:
     pidfile = stack.pid_path(s, svc.name)
     if procs.read_pidfile(pidfile) is not None:
         echo(f"{svc.name}: already running")
         return
     log = stack.log_path(s, svc.name)
-    procs.spawn([sys.executable, "-m", svc.module, *svc.args(s)], pidfile=pidfile, log=log,
-                port=svc.port(s))
+    supervisor_state_path(s, svc.name).unlink(missing_ok=True)
+    procs.spawn(_command(s, svc), pidfile=pidfile, log=log, port=svc.port(s))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if procs.read_pidfile(pidfile) is None:
@@ -103,17 +122,22 @@ def up(s: Settings, *, seed: bool = True, echo=print) -> None:
 
 
 def status(s: Settings) -> list[stack.EngineStatus]:
-    """Pid, port, health, uptime and RSS of each service whose code exists."""
+    """Pid, port, health, uptime, RSS and restarts (supervised workers) of each service whose code exists."""
     out = []
     for svc in SERVICES:
         if not _runnable(svc):
             continue
         running = procs.read_pidfile(stack.pid_path(s, svc.name))
+        state = read_state(supervisor_state_path(s, svc.name)) if svc.supervised else None
+        restarts = state.restarts if state is not None else None
         if running is None:
-            out.append(stack.EngineStatus(svc.name, None, svc.port(s), False, None, None))
-        else:
-            out.append(stack.EngineStatus(svc.name, running.pid, running.port, svc.healthy(s),
-                                          running.uptime_s, running.rss_bytes()))
+            out.append(stack.EngineStatus(svc.name, None, svc.port(s), False, None, None,
+                                          restarts=restarts))
+        else:  # a supervised worker waiting to be restarted is not healthy
+            up_now = state is None or state.running
+            out.append(stack.EngineStatus(svc.name, running.pid, running.port,
+                                          up_now and svc.healthy(s), running.uptime_s,
+                                          running.rss_bytes(), restarts=restarts))
     return out
 
 

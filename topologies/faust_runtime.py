@@ -33,15 +33,18 @@ Semantics of :func:`register_agent`:
 - A record that does not decode (``DecodeError``), fails validation, or whose handler raises
   :class:`streams.errors.PoisonRecord` is sent to ``dead-letters.v1`` (with its source topic,
   partition, offset and original bytes), the send is awaited, and processing carries on.
-- Any other exception is logged and crashes the worker (``app.crash``): nothing is swallowed,
-  and the offset of the failed record is never committed, so a restart re-reads it.
+- Any other exception is logged and crashes the worker: nothing is swallowed, the app's
+  :class:`CrashGuard` freezes every later offset commit at once, the agent is not restarted in
+  the process (``CrashingSupervisor``), and :func:`run_worker` exits with :data:`EXIT_CRASHED`
+  within ``settings.topology_shutdown_grace_s`` even if the stop hangs. The offset of the failed
+  record is never committed, so the restarted process re-reads it.
 - Faust acks an event only after the handler returned, so offsets commit after side effects.
 
 :func:`register_batch_agent` does the same for batches (``stream.take_events``): the handler gets
 every decodable record of up to ``max_batch`` events buffered for at most ``within_s``, in offset
 order. The handler applies its side effects and may return an awaitable of its Kafka deliveries:
 the agent then goes on with the next batch, and acks this one only once the deliveries completed
-(a failed delivery crashes the worker with the batch unacked). So the visible writes of batch k+1
+(a failed delivery crashes the worker with the batch unacked), and always in offset order. So the visible writes of batch k+1
 do not wait for the broker's acks of batch k, and offsets still commit after every side effect.
 """
 
@@ -49,13 +52,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 
 from core.events import dead_letter
 from core.settings import Settings
@@ -69,6 +77,7 @@ Handler = Callable[["SourceRecord"], Awaitable[None]]
 BatchHandler = Callable[[list["SourceRecord"]], Awaitable["Awaitable[Any] | None"]]
 Validator = Callable[["SourceRecord"], None]
 POISON = (DecodeError, PoisonRecord, SchemaValidationError)
+EXIT_CRASHED = 70  # EX_SOFTWARE: the worker crashed or could not stop in time; supervisors restart it
 
 
 @dataclass(frozen=True)
@@ -85,13 +94,119 @@ class SourceRecord:
     raw: bytes | None = field(default=None, repr=False, compare=False)  # the record's bytes, for a dead letter
 
 
+async def _no_commit(*args: Any, **kwargs: Any) -> bool:
+    return False
+
+
+def freeze_commits(consumer: Any) -> None:
+    """Make every later offset commit of this Faust consumer a no-op (instance attributes)."""
+    consumer.commit = consumer.force_commit = consumer._commit_offsets = _no_commit
+
+
+class CrashGuard:
+    """What a worker does once it crashed: commit nothing more, and die within ``grace_s``.
+
+    :meth:`trip` (on any non-poison handler exception, and on any crash of the app or the worker)
+    freezes the consumer's commits at once, so no offset moves past a record whose side effects
+    failed, whatever Faust does next (its agent supervisor restarting the agent in-process, its
+    ``on_task_error`` commit, the commit on stop; its ``Consumer._new_offset`` lets a one-offset
+    hole at the head through). It also starts the deadline: a graceful stop (leaving the group)
+    may take up to ``grace_s``; then ``exit(EXIT_CRASHED)`` ends the process even if the stop hangs
+    (e.g. in ``consumer.commit()`` against a dead engine). :meth:`arm` starts the same deadline
+    for a shutdown without a crash. Until :func:`run_worker` sets ``exit`` (``os._exit``), no
+    deadline is started (apps built in tests never end the test process).
+    """
+
+    def __init__(self, grace_s: float, *, exit: Callable[[int], Any] | None = None,
+                 timer: Callable[[float, Callable[[], None]], Any] = threading.Timer) -> None:
+        self.grace_s = grace_s
+        self.exit = exit
+        self.reason: BaseException | None = None
+        self._timer_factory = timer
+        self._timer: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def tripped(self) -> bool:
+        """Whether the worker crashed."""
+        return self.reason is not None
+
+    def trip(self, reason: BaseException, consumer: Any = None) -> None:
+        """Record the crash, freeze ``consumer``'s commits and start the exit deadline (idempotent)."""
+        if consumer is not None:
+            freeze_commits(consumer)
+        with self._lock:
+            first, self.reason = self.reason is None, self.reason or reason
+        if first:
+            log.critical("worker crashed (%s: %s): no offset is committed from now on; the process "
+                         "exits with %d within %.0f s", type(reason).__name__, reason, EXIT_CRASHED,
+                         self.grace_s)
+        self.arm()
+
+    def arm(self) -> None:
+        """Start the deadline (once): after ``grace_s`` the process exits with EXIT_CRASHED."""
+        with self._lock:
+            if self.exit is None or self._timer is not None:
+                return
+            self._timer = self._timer_factory(self.grace_s, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        log.critical("the worker did not stop within %.0f s; exiting with %d", self.grace_s,
+                     EXIT_CRASHED)
+        _flush_logs()
+        assert self.exit is not None
+        self.exit(EXIT_CRASHED)
+
+    def exit_code(self, code: Any) -> int:
+        """The process exit code for a worker that returned ``code`` (non-zero once tripped)."""
+        if self.tripped:
+            return EXIT_CRASHED
+        return code if isinstance(code, int) else (0 if code is None else 1)
+
+
+def _flush_logs() -> None:
+    for out in [*logging.getLogger().handlers, sys.stdout, sys.stderr]:
+        with suppress(OSError, ValueError):  # best effort on the way out
+            out.flush()
+
+
+class WorkerApp(faust.App):
+    """A faust.App whose crash (ours, or any service's reaching it) trips its :class:`CrashGuard`."""
+
+    guard: CrashGuard
+
+    async def crash(self, reason: BaseException) -> None:
+        self.guard.trip(reason, self._consumer)  # before any await: nothing commits in between
+        await super().crash(reason)
+
+    def _crash(self, reason: BaseException) -> None:
+        self.guard.trip(reason, self._consumer)
+        super()._crash(reason)
+
+
+def guard_of(app: faust.App) -> CrashGuard:
+    """``app``'s :class:`CrashGuard` (one is attached to apps not built by :func:`create_faust_app`)."""
+    guard = getattr(app, "guard", None)
+    if guard is None:
+        guard = CrashGuard(Settings.model_fields["topology_shutdown_grace_s"].default)
+        setattr(app, "guard", guard)  # noqa: B010 - faust.App declares no such attribute
+    return guard
+
+
+def crash_worker(app: faust.App, exc: BaseException) -> None:
+    """Trip ``app``'s guard for a non-poison handler exception (then ``await app.crash(exc)``)."""
+    guard_of(app).trip(exc, app._consumer)
+
+
 def group_id(settings: Settings, name: str) -> str:
     """The default consumer group (Faust app id) of topology ``name``: ``feedstream-<name><suffix>``."""
     return f"feedstream-{name}{settings.topology_group_suffix}"
 
 
 def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None,
-                     broker: str | None = None) -> faust.App:
+                     broker: str | None = None) -> WorkerApp:
     """A faust.App for topology ``name`` with our defaults.
 
     The consumer group is ``app_id`` or :func:`group_id` (``feedstream-<name>`` plus
@@ -116,7 +231,9 @@ def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None
         datadir=str(datadir),
         table_cleanup_interval=3600.0,
     )
-    return faust.App(app_id, **conf)
+    app = WorkerApp(app_id, **conf)
+    app.guard = CrashGuard(settings.topology_shutdown_grace_s)
+    return app
 
 
 def catalog_topic(app: faust.App, topic: Topic, settings: Settings) -> faust.TopicT:
@@ -186,13 +303,15 @@ def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, se
             except POISON as exc:
                 await send_dead_letter(app, serde, dlq, group, msg, exc)
             except Exception as exc:
+                crash_worker(app, exc)
                 log.exception("%s crashed on %s[%d]@%d", name, msg.topic, msg.partition, msg.offset)
                 hold_acks([event])
                 await app.crash(exc)
                 raise
 
     process.__name__ = name.replace("-", "_")
-    return app.agent(source, name=name, concurrency=concurrency)(process)
+    return app.agent(source, name=name, concurrency=concurrency,
+                     supervisor_strategy=CrashingSupervisor)(process)
 
 
 async def decode_batch(app: faust.App, serde: Serde, dlq: faust.TopicT, group: str,
@@ -222,48 +341,84 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
     dlq = dlq_topic(app)
     group = app.conf.id
 
-    async def ack_after(stream: faust.StreamT, events: list[Any], done: Awaitable[Any]) -> None:
+    async def ack_after(stream: faust.StreamT, events: list[Any], done: Awaitable[Any],
+                        previous: asyncio.Future | None) -> None:
         try:
             await done
         except Exception as exc:
+            crash_worker(app, exc)
             log.exception("%s: deliveries of a batch failed; crashing with it unacked", name)
             await app.crash(exc)
             raise
+        if previous is not None:  # ack in offset order: never a hole below an acked batch
+            await asyncio.wait([previous])
+            if previous.cancelled() or previous.exception() is not None:
+                return
         for event in events:
             event.message.acked = False  # release the hold taken when the handler returned
             await stream.ack(event)
 
     async def process(stream: faust.StreamT) -> None:
-        pending: deque[asyncio.Task] = deque()
+        pending: deque[asyncio.Future] = deque()
+        last: asyncio.Future | None = None  # the newest batch's ack task (acks stay in order)
         async for events in stream.take_events(max_batch, within_s):  # type: ignore[attr-defined]
             recs = await decode_batch(app, serde, dlq, group, events, validate)
             try:
                 done = await handler(recs) if recs else None
             except Exception as exc:
+                crash_worker(app, exc)
                 first = events[0].message
                 log.exception("%s crashed on a batch of %d from %s[%d]@%d", name, len(events),
                               first.topic, first.partition, first.offset)
                 hold_acks(list(events))
                 await app.crash(exc)
                 raise
+            if done is None and last is not None and not last.done():
+                done = asyncio.sleep(0)  # an earlier batch is still unacked: ack this one after it
             if done is not None:
                 hold_acks(list(events))  # acked by ack_after once the deliveries completed
-                pending.append(asyncio.ensure_future(ack_after(stream, list(events), done)))
+                last = asyncio.ensure_future(ack_after(stream, list(events), done, last))
+                pending.append(last)
             while pending and (pending[0].done() or len(pending) > max_in_flight):
                 await pending.popleft()  # re-raises a failed delivery here too
 
     process.__name__ = name.replace("-", "_")
-    return app.agent(source, name=name)(process)
+    return app.agent(source, name=name, supervisor_strategy=CrashingSupervisor)(process)
 
 
 def run_worker(app: faust.App, loglevel: str = "info") -> None:
-    """Run ``app`` as a blocking worker in this process until interrupted or crashed."""
-    import logging
+    """Run ``app`` as a blocking worker in this process until interrupted or crashed.
 
+    A crash (a non-poison handler exception, or any crash of the app or the worker) ends the
+    process with :data:`EXIT_CRASHED` within ``topology_shutdown_grace_s`` with no offset committed
+    after it (:class:`CrashGuard`), so a supervisor restarts it and the restart re-reads the failed
+    records. Any shutdown is bounded the same way. Never returns.
+    """
     from faust.worker import Worker
+
+    guard = guard_of(app)
+    guard.exit = os._exit
+
+    class GuardedWorker(Worker):
+        def on_worker_shutdown(self) -> None:
+            reason = self.crash_reason or app.crash_reason
+            if self.crashed or app.crashed or reason is not None:
+                guard.trip(reason or RuntimeError("worker crashed"), app._consumer)
+            guard.arm()  # a stop that hangs (e.g. a commit to a dead broker) ends the process anyway
+            super().on_worker_shutdown()
 
     # aiokafka builds a debug record per send even when nothing logs it (~6% of worker CPU)
     for noisy in ("aiokafka", "aiokafka.producer", "aiokafka.consumer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    worker = GuardedWorker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    code: Any = 0
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code
+    code = guard.exit_code(code)
+    if code == EXIT_CRASHED:
+        log.critical("worker crashed (%r); exiting with %d", guard.reason, code)
+        _flush_logs()
+        os._exit(code)  # no interpreter teardown: it would wait on threads stuck in a dead engine
+    sys.exit(code)  # a clean stop (the deadline armed at shutdown still bounds the teardown)

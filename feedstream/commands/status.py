@@ -20,16 +20,17 @@ def _fmt(st: stack.EngineStatus) -> list[str]:
               else "[yellow]unhealthy[/yellow]" if st.pid else "[dim]stopped[/dim]")
     return [st.name, str(st.pid or "-"), str(st.port or "-"), health,
             f"{st.uptime_s:.0f}s" if st.uptime_s is not None else "-",
-            f"{st.rss_bytes / 2**20:.0f} MiB" if st.rss_bytes else "-"]
+            f"{st.rss_bytes / 2**20:.0f} MiB" if st.rss_bytes else "-",
+            str(st.restarts) if st.restarts is not None else "-"]
 
 
 def command() -> None:
-    """Show engines and services (pid, port, health, uptime, RSS) and each topology's lag.
+    """Show engines and services (pid, port, health, uptime, RSS, restarts) and each topology's lag.
 
     Exits 1 if an engine or service is not healthy.
     """
     s = get_settings()
-    table = Table("process", "pid", "port", "health", "uptime", "RSS")
+    table = Table("process", "pid", "port", "health", "uptime", "RSS", "restarts")
     rows = [*stack.status(s), *platform.status(s)]
     for st in rows:
         table.add_row(*_fmt(st))

@@ -27,6 +27,7 @@ class EngineStatus:
     rss_bytes: int | None
     started_now: bool = False
     start_s: float | None = None
+    restarts: int | None = None  # supervised platform processes: restarts since `up`
 
 
 def data_dir(s: Settings, name: str) -> Path:

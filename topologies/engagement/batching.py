@@ -7,8 +7,9 @@ window and a latency-bound handler (Cassandra LWT round trips) caps throughput a
 buffer of at most ``max_batch`` events while a single consumer task processes the previous
 buffer, so the batch grows with the load (adaptive batching) and batches stay strictly
 sequential (one writer per post). Events are acked in offset order only after the handler
-returned; a handler exception is logged and crashes the worker with nothing acked, so the
-failed batch is re-read on restart. Poison records are dead-lettered and left out of the batch.
+returned; a handler exception is logged and crashes the worker with nothing acked and no
+commit after it (:func:`topologies.faust_runtime.crash_worker`), so the failed batch is re-read
+when the exited worker is restarted. Poison records are dead-lettered and left out of the batch.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
+from mode import CrashingSupervisor
 
 from streams.serde import Serde
-from topologies.faust_runtime import SourceRecord, decode_batch, dlq_topic
+from topologies.faust_runtime import SourceRecord, crash_worker, decode_batch, dlq_topic
 
 log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[SourceRecord]], Awaitable[None]]
@@ -53,6 +55,7 @@ def register_pipelined_agent(app: faust.App, source: faust.TopicT, handler: Batc
                     if recs:
                         await handler(recs)
                 except Exception as exc:
+                    crash_worker(app, exc)  # no commit from here on; the process exits
                     first = events[0].message
                     log.exception("%s crashed on a batch of %d from %s[%d]@%d", name, len(events),
                                   first.topic, first.partition, first.offset)
@@ -73,4 +76,5 @@ def register_pipelined_agent(app: faust.App, source: faust.TopicT, handler: Batc
             task.cancel()
 
     process.__name__ = name.replace("-", "_")
-    return app.agent(source, name=name)(process)
+    # no in-process restart: it would go on from the stream's position, past the failed batch
+    return app.agent(source, name=name, supervisor_strategy=CrashingSupervisor)(process)
