@@ -243,6 +243,47 @@ def test_visibility_followers_vs_friends(env):
     assert [p["post_id"] for p in env.home(follower)] == [p_fol]
 
 
+def befriend(env: Env, a: str, b: str) -> None:
+    env.send(edge("FriendRequestSent", a, b))
+    env.send(edge("FriendRequestAccepted", a, b))
+    wait_until(lambda: env.r.sismember(graph.k_friends(b), a))
+
+
+def test_unfollowing_a_friend_keeps_the_friendship_and_unfriending_ends_it(env):
+    """Issue #14 item 8: following and friendship are separate relations."""
+    a, b, watcher = uid("a"), uid("b"), uid("w")
+    befriend(env, a, b)
+    env.follow(watcher, b)  # watcher's timeline shows when fan-out has passed b's later posts
+    befriend(env, watcher, b)
+    p1 = env.post(b, visibility="FRIENDS")
+    wait_until(lambda: p1 in env.tl(a))
+    env.send(edge("Unfollowed", a, b))
+    wait_until(lambda: not graph.is_following(env.r, a, b))
+    wait_until(lambda: p1 not in env.tl(a))
+    assert env.home(a) == []
+    # still friends, in Redis and Cassandra, and b still follows a
+    assert graph.is_friend(env.r, a, b) and graph.is_friend(env.r, b, a)
+    assert graph.list_edges(env.s, "friends", a) == [b] and graph.is_following(env.r, b, a)
+    assert graph.counts(env.r, a) == {"followers": 1, "following": 0, "friends": 1}
+    # a FRIENDS post of b's is not pushed to a (no longer a follower), but a may open it
+    p2 = env.post(b, visibility="FRIENDS")
+    wait_until(lambda: p2 in env.tl(watcher))
+    assert p2 not in env.tl(a)
+    post = post_store.get_posts(env.s, env.r, [p2])[p2]
+    assert env.reads.readers.visibility.may_view(a, post)
+    assert not env.reads.readers.visibility.may_view(uid("stranger"), post)
+    # unfriending ends the friendship and the follows both ways
+    pa = env.post(a)
+    wait_until(lambda: pa in env.tl(b))
+    env.send(edge("Unfriended", b, a))
+    wait_until(lambda: not graph.is_friend(env.r, a, b))
+    assert not graph.is_friend(env.r, b, a) and not graph.is_following(env.r, b, a)
+    assert graph.list_edges(env.s, "friends", a) == [] and graph.list_edges(env.s, "friends", b) == [watcher]
+    wait_until(lambda: pa not in env.tl(b))
+    assert not env.reads.readers.visibility.may_view(a, post)
+    assert graph.counts(env.r, a) == {"followers": 0, "following": 0, "friends": 0}
+
+
 def test_accept_or_decline_without_a_pending_request_is_ignored_and_dead_lettered(env, stack):
     """Forced friendship (issue #14 item 1): accepts that no pending request backs change nothing."""
     c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl"), "enable.auto.commit": False})

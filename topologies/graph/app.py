@@ -38,7 +38,9 @@ def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
         blocked = graph.is_blocked_either_way(r, *pair)
     if rec.name in ("FriendRequestAccepted", "FriendRequestDeclined"):
         pending = graph.has_pending_request(r, s, rec.value["from_id"], rec.value["to_id"])
-    plan = plan_graph(rec.name, rec.value, blocked=blocked, pending=pending)  # raises NoPendingRequest
+    friends = rec.name == "Unfriended" and graph.is_friend(r, rec.value["user_id"], rec.value["friend_id"])
+    # raises NoPendingRequest, NotFriends
+    plan = plan_graph(rec.name, rec.value, blocked=blocked, pending=pending, friends=friends)
     at = occurred_ms(rec.value)
     for op, a, b in plan.edges:
         getattr(st.graph, op)(a, b, *((at,) if op in ("follow", "befriend", "block", "request_sent") else ()))
@@ -69,7 +71,7 @@ def check_graph_record(rec: SourceRecord) -> None:
 
 def _pair(rec: SourceRecord) -> tuple[str, str] | None:
     v = rec.value
-    for a, b in (("follower_id", "followee_id"), ("from_id", "to_id")):
+    for a, b in (("follower_id", "followee_id"), ("from_id", "to_id"), ("user_id", "friend_id")):
         if a in v:
             return v[a], v[b]
     return None

@@ -9,7 +9,7 @@ from streams.errors import PoisonRecord
 
 BACKFILL, PURGE = "backfill", "purge"
 GRAPH_RECORDS = ("Followed", "Unfollowed", "FriendRequestSent", "FriendRequestAccepted",
-                 "FriendRequestDeclined", "Blocked", "Unblocked")
+                 "FriendRequestDeclined", "Unfriended", "Blocked", "Unblocked")
 
 
 @dataclass
@@ -29,8 +29,18 @@ class NoPendingRequest(PoisonRecord):
     """An accept or decline of a friend request that is not pending (never sent, or already answered)."""
 
 
-def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = False) -> GraphPlan:
+class NotFriends(PoisonRecord):
+    """An unfriend of someone who is not a friend (never was, or already unfriended or blocked)."""
+
+
+def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = False,
+               friends: bool = False) -> GraphPlan:
     """Plan one graph event; ``blocked`` says whether its two users block each other either way.
+
+    Following and friendship are separate relations: ``Unfollowed`` removes one follow edge and
+    keeps a friendship (and with it FRIENDS visibility); ``Unfriended`` ends the friendship and the
+    follows both ways (as accepting created them), and needs ``friends`` (the two are friends now),
+    else it raises :class:`NotFriends` and changes nothing.
 
     ``pending`` says whether ``from_id``'s friend request to ``to_id`` is pending; an accept or a
     decline without one raises :class:`NoPendingRequest` (dead-lettered with that reason: events
@@ -64,6 +74,13 @@ def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = F
         p.edges.append(("befriend", a, b))
         p.negatives += [(a, b, False), (b, a, False)]
         p.timelines += [(BACKFILL, a, b), (BACKFILL, b, a)]
+    elif name == "Unfriended":
+        a, b = v["user_id"], v["friend_id"]
+        if not friends:
+            raise NotFriends(f"Unfriended: {a} and {b} are not friends")
+        p.edges.append(("unfriend", a, b))
+        p.negatives += [(a, b, True), (b, a, True)]
+        p.timelines += [(PURGE, a, b), (PURGE, b, a)]
     elif name == "Blocked":
         a, b = v["blocker_id"], v["blocked_id"]
         if a == b:
