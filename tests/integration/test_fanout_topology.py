@@ -24,6 +24,7 @@ from support.events import edge, post_deleted, post_edited
 from support.wait import wait_until
 
 from core.events import post_created
+from core.ids import new_post_id
 from core.settings import Settings, isolated, with_overrides
 from models.ranking import EngagementRecencyRanker
 from ops.workers import workers
@@ -327,6 +328,53 @@ def test_accept_or_decline_without_a_pending_request_is_ignored_and_dead_lettere
     first = letters[bad[0]["event_id"]]
     assert first["source_topic"] == "graph.v1" and first["consumer_group"].startswith("feedstream-graph")
     assert f"no pending friend request from {victim} to {forcer}" in first["error"]
+
+
+def collect_letters(stack, c: Consumer, event_ids: set[str], error_types: set[str]) -> dict[str, dict[str, Any]]:
+    """Dead letters of ``event_ids`` read from ``c`` (assigned past the end before they were sent)."""
+    serde = Serde(stack.registry_url)
+    letters: dict[str, dict[str, Any]] = {}
+
+    def poll() -> bool:
+        for msg in c.consume(100, 0.5):
+            d = serde.decode(msg.value())
+            if d.value["error_type"] in error_types:
+                letters[serde.decode(d.value["value"]).value["event_id"]] = d.value
+        return event_ids <= set(letters)
+
+    try:
+        wait_until(poll, timeout_s=60)
+    finally:
+        c.close()
+    return letters
+
+
+def dlq_consumer(stack) -> Consumer:
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl"), "enable.auto.commit": False})
+    start = end_offsets(c, ["dead-letters.v1"])
+    c.assign([TopicPartition(t, p, hi) for (t, p), (_, hi) in start.items()])
+    return c
+
+
+def test_edit_or_delete_of_an_unknown_post_is_dead_lettered_never_materialised(env, stack):
+    """Issue #14 item 6: a PostEdited for an unknown post id must not create a readable post."""
+    c = dlq_consumer(stack)
+    author, reader, other = uid("a"), uid("r"), uid("o")
+    env.follow(reader, author)
+    theirs = env.post(other)
+    ghost_edit, ghost_delete = new_post_id(), new_post_id()  # never created
+    bad = [env.send(post_edited(author, ghost_edit, "forged")), env.send(post_deleted(author, ghost_delete)),
+           env.send(post_edited(author, theirs, "not mine"))]
+    sentinel = env.post(author)  # same key (author): applied after the bad records
+    wait_until(lambda: sentinel in env.tl(reader))
+    assert post_store.stored_posts(env.s, [ghost_edit, ghost_delete]) == {}
+    assert post_store.get_posts(env.s, env.r, [theirs])[theirs]["text"] == "hello"
+    assert env.tl(reader) == [sentinel] and [p["post_id"] for p in env.home(reader)] == [sentinel]
+    letters = collect_letters(stack, c, {e["event_id"] for e in bad}, {"UnknownPost", "NotPostAuthor"})
+    first = letters[bad[0]["event_id"]]
+    assert first["source_topic"] == "posts.v1" and first["error_type"] == "UnknownPost"
+    assert f"no post {ghost_edit}" in first["error"]
+    assert letters[bad[2]["event_id"]]["error_type"] == "NotPostAuthor"
 
 
 def test_timeline_is_capped_newest_kept(env):
