@@ -153,6 +153,9 @@ class TopologySettings(BaseSettings):
     topology_group_suffix: str = ""
     topology_offset_reset: str = "earliest"
     log_batches: bool = False
+    graph_user_grace_s: float = Field(
+        default=10.0, description="how long after a graph event's occurred_at the graph worker waits "
+        "for a user it names to be registered before dead-lettering it as UnknownUser")
 
 
 class EngagementSettings(BaseSettings):

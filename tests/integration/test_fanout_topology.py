@@ -23,7 +23,7 @@ from support.api import api_settings
 from support.events import edge, post_deleted, post_edited
 from support.wait import wait_until
 
-from core.events import post_created
+from core.events import new_event, post_created
 from core.ids import new_post_id
 from core.settings import Settings, isolated, with_overrides
 from models.ranking import EngagementRecencyRanker
@@ -76,11 +76,16 @@ class Env:
 
 USERS: list[str] = []  # every user id this module created (compared by the replay test)
 SUFFIX = f"-itest-{uuid.uuid4().hex[:8]}"
+REGISTER: list[EventProducer] = []  # set by the fixture: uid() registers the user on users.v1
 
 
-def uid(tag: str) -> str:
+def uid(tag: str, *, register: bool = True) -> str:
+    """A fresh user id, registered (graph events naming unregistered users are dead-lettered)."""
     u = f"{tag}-{uuid.uuid4().hex[:10]}"
     USERS.append(u)
+    if register and REGISTER:
+        REGISTER[0].send("UserRegistered", new_event(u, user_id=u, handle=u, display_name=u, bio=None,
+                                                     avatar_url=None))
     return u
 
 
@@ -102,8 +107,9 @@ def env(stack, tmp_path_factory):
     sess = cassandra.session(s)
     # the workers read from offset 0 under a fresh group; producers use lz4 (aiokafka has cramjam)
     with EventProducer(stack) as producer, \
-            workers(s, log_dir=tmp_path_factory.mktemp("workers"), topology_group_suffix=SUFFIX,
-                    **KNOBS) as procs:
+            workers(s, ("graph", "fanout", "users"), log_dir=tmp_path_factory.mktemp("workers"),
+                    topology_group_suffix=SUFFIX, **KNOBS) as procs:
+        REGISTER.append(producer)
         reads = ReadEngines(api_settings(with_overrides(s, **KNOBS)), EngagementRecencyRanker())
         e = Env(r, sess, producer, Settings(**KNOBS), reads)
         probe_a, probe_f = uid("probe"), uid("probe")  # first event waits for workers to join
@@ -287,7 +293,8 @@ def test_unfollowing_a_friend_keeps_the_friendship_and_unfriending_ends_it(env):
 
 def test_accept_or_decline_without_a_pending_request_is_ignored_and_dead_lettered(env, stack):
     """Forced friendship (issue #14 item 1): accepts that no pending request backs change nothing."""
-    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl"), "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl", register=False),
+                  "enable.auto.commit": False})
     start = end_offsets(c, ["dead-letters.v1"])
     c.assign([TopicPartition(t, p, hi) for (t, p), (_, hi) in start.items()])
     victim, forcer = uid("victim"), uid("forcer")  # forcer accepts a request victim never sent
@@ -350,7 +357,8 @@ def collect_letters(stack, c: Consumer, event_ids: set[str], error_types: set[st
 
 
 def dlq_consumer(stack) -> Consumer:
-    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl"), "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl", register=False),
+                  "enable.auto.commit": False})
     start = end_offsets(c, ["dead-letters.v1"])
     c.assign([TopicPartition(t, p, hi) for (t, p), (_, hi) in start.items()])
     return c
@@ -375,6 +383,23 @@ def test_edit_or_delete_of_an_unknown_post_is_dead_lettered_never_materialised(e
     assert first["source_topic"] == "posts.v1" and first["error_type"] == "UnknownPost"
     assert f"no post {ghost_edit}" in first["error"]
     assert letters[bad[2]["event_id"]]["error_type"] == "NotPostAuthor"
+
+
+def test_a_graph_event_naming_a_user_who_never_registered_is_dead_lettered(env, stack):
+    """Issue #14 item 6: users on users.v1 are not co-partitioned with graph.v1; a user registered a
+    moment before the follow is waited for, one who never registered is refused with a reason."""
+    c = dlq_consumer(stack)
+    ann, ghost = uid("ann"), uid("ghost", register=False)
+    bad = [env.send(edge("Followed", ann, ghost)), env.send(edge("Followed", ghost, ann)),
+           env.send(edge("FriendRequestSent", ghost, ann))]
+    fresh = uid("fresh")  # registered now, followed at once: the follow waits for the users view
+    env.follow(ann, fresh)
+    letters = collect_letters(stack, c, {e["event_id"] for e in bad}, {"UnknownUser"})
+    assert f"Followed: user {ghost} never registered" in letters[bad[0]["event_id"]]["error"]
+    assert letters[bad[0]["event_id"]]["source_topic"] == "graph.v1"
+    assert not graph.is_following(env.r, ann, ghost) and not graph.is_following(env.r, ghost, ann)
+    assert not graph.has_pending_request(env.r, env.s, ghost, ann)
+    assert graph.counts(env.r, ann) == {"followers": 0, "following": 1, "friends": 0}
 
 
 def test_timeline_is_capped_newest_kept(env):
