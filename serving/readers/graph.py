@@ -85,7 +85,7 @@ class RedisGraph:
     def is_deleted(self, post_id: int) -> bool:
         """Whether ``post_id`` is in the deleted-post set."""
         with self.redis.open() as r:
-            return bool(r.sismember(post_store.DELETED, post_id))
+            return bool(r.sismember(post_store.DELETED, str(post_id)))
 
     def counts(self, user: str) -> dict[str, int] | None:
         """Counts from the set cardinalities."""
