@@ -4,7 +4,8 @@ Redis key layout (sets of user ids; all rebuildable from the Cassandra tables be
 
 - ``g:fers:{u}``    followers of ``u`` (fan-out reads this; SCARD is the follower count)
 - ``g:fing:{u}``    users ``u`` follows (read-time celebrity merge reads this)
-- ``g:friends:{u}`` mutual friends of ``u`` (FRIENDS visibility)
+- ``g:friends:{u}`` mutual friends of ``u`` (FRIENDS visibility); a relation of its own, not
+  derived from follows: an unfollow keeps it, an unfriend or a block ends it
 - ``g:blk:{u}``     users ``u`` blocked;  ``g:blkby:{u}`` users who blocked ``u``
 - ``g:req:{u}``     pending friend requests sent to ``u`` (durable copy: ``friend_requests``)
 
@@ -112,6 +113,11 @@ def is_following(r: _redis.Redis, follower: str, followee: str) -> bool:
     return bool(r.sismember(k_followers(followee), follower))
 
 
+def is_friend(r: _redis.Redis, a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` are friends."""
+    return bool(r.sismember(k_friends(a), b))
+
+
 def is_blocked_either_way(r: _redis.Redis, a: str, b: str) -> bool:
     """Whether ``a`` blocked ``b`` or ``b`` blocked ``a``."""
     p = r.pipeline(transaction=False)
@@ -215,18 +221,27 @@ class GraphWriter:
         self._save_counts((follower, followee))
 
     def unfollow(self, follower: str, followee: str) -> None:
-        """Remove the edge ``follower -> followee`` (and a friendship, which needs both edges)."""
+        """Remove the edge ``follower -> followee`` only: a friendship stays (see :meth:`unfriend`)."""
         p = self.r.pipeline(transaction=True)
         p.srem(k_followers(followee), follower)
         p.srem(k_following(follower), followee)
-        p.srem(k_friends(follower), followee)
-        p.srem(k_friends(followee), follower)
         p.execute()
         self._cql([(self._del["followers"], (followee, follower)),
-                   (self._del["following"], (follower, followee)),
-                   (self._del["friends"], (follower, followee)),
-                   (self._del["friends"], (followee, follower))])
+                   (self._del["following"], (follower, followee))])
         self._save_counts((follower, followee))
+
+    def _end_friendship(self, a: str, b: str) -> None:
+        p = self.r.pipeline(transaction=True)
+        p.srem(k_friends(a), b)
+        p.srem(k_friends(b), a)
+        p.execute()
+        self._cql([(self._del["friends"], (a, b)), (self._del["friends"], (b, a))])
+
+    def unfriend(self, a: str, b: str) -> None:
+        """End the friendship of ``a`` and ``b`` and the follows both ways (which accepting created)."""
+        self._end_friendship(a, b)
+        self.unfollow(a, b)
+        self.unfollow(b, a)
 
     def request_sent(self, from_id: str, to_id: str, at_ms: int | None = None) -> None:
         """Record a pending friend request."""
@@ -263,6 +278,7 @@ class GraphWriter:
         p.execute()
         self._cql([(self._ins["blocks"], (blocker, blocked, at)), (self._req_del, (blocker, blocked)),
                    (self._req_del, (blocked, blocker))])
+        self._end_friendship(blocker, blocked)
         self.unfollow(blocker, blocked)
         self.unfollow(blocked, blocker)
 

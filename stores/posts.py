@@ -180,6 +180,21 @@ def stored_posts(session: Session, ids: Iterable[int]) -> dict[int, dict[str, An
     return out
 
 
+SELECT_OWNERS = "SELECT post_id, author_id, deleted FROM posts WHERE post_id IN ?"
+
+
+def stored_owners(session: Session, ids: Iterable[int]) -> dict[int, tuple[str, bool]]:
+    """``post_id -> (author_id, deleted)`` of the posts in the store (one IN query at LOCAL_QUORUM,
+    like the post writes, so a post written by an earlier batch is seen)."""
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    if not ids:
+        return {}
+    bound = prepared(session, SELECT_OWNERS).bind((ids,))
+    bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+    return {row.post_id: (row.author_id, bool(row.deleted)) for row in session.execute(bound)
+            if row.author_id is not None}
+
+
 def owner_statement(session: Session) -> Any:
     """The prepared ``(author_id, deleted)`` lookup of one post (bind ``(post_id,)``)."""
     return prepared(session, SELECT_OWNER)

@@ -4,7 +4,7 @@ Keys (UTF-8 strings) are chosen so the joins topologies need are co-partitioned:
 
 - ``posts.v1`` is keyed by ``author_id`` and ``graph.v1``'s follow edges by ``followee_id``, with
   the same partition count: a post and its author's follower set land on the same partition.
-- Friend-request events are keyed by ``to_id`` and blocks by ``blocker_id``.
+- Friend-request events are keyed by ``to_id``, unfriends by ``friend_id`` and blocks by ``blocker_id``.
 - ``engagements.v1`` is keyed by ``post_id`` (decimal string), so each post's counters have one writer.
 - ``timeline-updates.v1`` is keyed by ``reader_id``, ``notifications.v1`` by ``recipient_id``.
 """
@@ -79,11 +79,13 @@ POSTS = Topic(
 GRAPH = Topic(
     "graph.v1", "followee_id",
     _ev("Followed", "Unfollowed", "FriendRequestSent", "FriendRequestAccepted",
-        "FriendRequestDeclined", "Blocked", "Unblocked"),
-    "Social graph changes. Follows keyed by followee_id, friend requests by to_id, blocks by blocker_id.",
+        "FriendRequestDeclined", "Unfriended", "Blocked", "Unblocked"),
+    "Social graph changes. Follows keyed by followee_id, friend requests by to_id, unfriends by "
+    "friend_id, blocks by blocker_id.",
     key_overrides=(
         *((EV + n, "to_id") for n in ("FriendRequestSent", "FriendRequestAccepted", "FriendRequestDeclined")),
         *((EV + n, "blocker_id") for n in ("Blocked", "Unblocked")),
+        (EV + "Unfriended", "friend_id"),
     ),
 )
 ENGAGEMENTS = Topic(

@@ -6,7 +6,9 @@ Two ways to rebuild the timeline views from the log:
   its source topic; the next ``feedstream topology run NAME`` re-applies everything (idempotent).
 - :func:`replay_in_order`: one process reads both topics to their current end, merges the records
   by Kafka timestamp, and applies them with the workers' own store functions
-  (:func:`topologies.graph.app.process_graph`, :func:`topologies.fanout.app.process_posts`).
+  (:func:`topologies.graph.app.process_graph`, :func:`topologies.fanout.app.process_posts`);
+  graph events naming users not registered in time (``users.v1``, read whole) are skipped, as the
+  live worker dead-letters them.
   Two separately running workers catch up on the two topics at independent speeds, so a bounded
   back-fill can differ from the live run (a follow replayed before the followee's older posts sees
   them pushed, not back-filled); the merged order reproduces the live interleaving. No
@@ -25,7 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from core.settings import Settings, TimelineSettings, with_overrides
-from streams.catalog import GRAPH, POSTS
+from streams.catalog import GRAPH, POSTS, USERS
 from streams.errors import PoisonRecord, StreamsError
 from streams.serde import Serde
 from topologies.faust_runtime import SourceRecord
@@ -94,16 +96,28 @@ def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("g
 
     ``tl`` gives the timeline knobs (cap, celebrity threshold, …) the workers ran with.
     """
+    from core.clock import millis
     from topologies.fanout.app import POST_RECORDS, process_posts
     from topologies.fanout.runtime import Stores
-    from topologies.graph.app import process_graph
+    from topologies.graph.app import UserCheck, process_graph
     from topologies.graph.logic import GRAPH_RECORDS
 
     t0 = time.monotonic()
     stats = ReplayStats()
     knobs = {k: getattr(tl, k) for k in TimelineSettings.model_fields}
     st = Stores(with_overrides(settings, **knobs))
-    recs = read_log(settings, [SOURCES[n] for n in names], Serde(settings.registry_url), stats)
+    serde = Serde(settings.registry_url)
+    recs = read_log(settings, [SOURCES[n] for n in names], serde, stats)
+    # graph events need their users registered (UserCheck's rule); the whole users.v1 log is the
+    # evidence, so nothing is waited for
+    registered: dict[str, int] = {}
+    if "graph" in names:
+        for u in read_log(settings, [USERS.name], serde, ReplayStats()):
+            if u.name == "UserRegistered":
+                at = millis(u.value["occurred_at"])
+                registered[u.value["user_id"]] = min(at, registered.get(u.value["user_id"], at))
+    users = UserCheck(lambda ids: {i: registered[i] for i in ids if i in registered},
+                      int(settings.graph_user_grace_s * 1000), now_ms=lambda: 2**62)
     pending: list[SourceRecord] = []
 
     def flush() -> None:
@@ -120,7 +134,7 @@ def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("g
         elif rec.topic == GRAPH.name and rec.name in GRAPH_RECORDS:
             flush()
             try:
-                process_graph(st, rec)
+                process_graph(st, rec, users.unknown([rec])[0])
             except PoisonRecord:
                 stats.skipped += 1
                 continue

@@ -12,6 +12,7 @@ from cassandra.cluster import Session
 
 from serving.readers.base import Down, Fallback, Guard, Unavailable
 from stores import graph, readside
+from stores import posts as post_store
 from stores import timelines as tls
 
 NO_COUNTS = {"followers": 0, "following": 0, "friends": 0}
@@ -80,6 +81,11 @@ class RedisGraph:
         """``posts`` minus those deleted (flag or deleted set) or by an author ``viewer`` hid."""
         with self.redis.open() as r:
             return cast(list[dict[str, Any]], tls.negative_filter(r, viewer, cast(list[Mapping[str, Any]], posts)))
+
+    def is_deleted(self, post_id: int) -> bool:
+        """Whether ``post_id`` is in the deleted-post set."""
+        with self.redis.open() as r:
+            return bool(r.sismember(post_store.DELETED, str(post_id)))
 
     def counts(self, user: str) -> dict[str, int] | None:
         """Counts from the set cardinalities."""

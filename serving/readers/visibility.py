@@ -60,8 +60,12 @@ class Visibility:
             return False
         if post["author_id"] == viewer:
             return True
-        try:
-            return bool(self.filter_hot(viewer, [post]))
+        try:  # not filter_hot: the hidden-author set is a feed filter (an unfollowed friend's
+            # FRIENDS post stays openable); blocks come from the relation instead
+            rel = self.graph.redis.relation(viewer, post["author_id"])
+            return visible(post["visibility"], is_author=False, blocked=rel.blocked,
+                           deleted=self.graph.redis.is_deleted(post["post_id"]),
+                           follows=rel.follows, is_friend=rel.friend)
         except Down:
             pass
         try:

@@ -74,6 +74,12 @@ async def decline_friend_request(user_id: UserPath, from_id: OtherPath, w: Write
                        pending_from_other=True)
 
 
+@router.delete("/friends/{friend_id}", status_code=202, response_model=Accepted,
+               summary="Unfriend (Unfriended): ends the friendship and the follows both ways")
+async def unfriend(user_id: UserPath, friend_id: OtherPath, w: WriteDep):
+    return await _edge(w, user_id, friend_id, "friend_id", "unfriend", "Unfriended", "user_id", "friend_id")
+
+
 @router.put("/blocks/{blocked_id}", status_code=202, response_model=Accepted, summary="Block (Blocked)")
 async def block(user_id: UserPath, blocked_id: OtherPath, w: WriteDep):
     return await _edge(w, user_id, blocked_id, "blocked_id", "block", "Blocked", "blocker_id", "blocked_id")

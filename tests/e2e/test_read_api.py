@@ -107,8 +107,9 @@ def world(stack, tmp_path_factory):
         def joined() -> bool:  # resend until every worker (reading from latest) has joined
             assert all(p.poll() is None for p in p1 + p2), f"a worker exited; see {logs}"
             if time.monotonic() - sent[0] > 3:
-                api.ok(client.post("/v1/users", json={"user_id": probe, "handle": probe, "display_name": "p"},
-                                   headers=api.h(probe)))
+                for u in (probe, "someone"):  # graph events need both users registered
+                    api.ok(client.post("/v1/users", json={"user_id": u, "handle": u, "display_name": "p"},
+                                       headers=api.h(u)))
                 api.follow(probe, "someone")
                 sent[0] = time.monotonic()
             r = redis_store.client(s)

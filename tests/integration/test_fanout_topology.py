@@ -23,7 +23,8 @@ from support.api import api_settings
 from support.events import edge, post_deleted, post_edited
 from support.wait import wait_until
 
-from core.events import post_created
+from core.events import new_event, post_created
+from core.ids import new_post_id
 from core.settings import Settings, isolated, with_overrides
 from models.ranking import EngagementRecencyRanker
 from ops.workers import workers
@@ -75,11 +76,16 @@ class Env:
 
 USERS: list[str] = []  # every user id this module created (compared by the replay test)
 SUFFIX = f"-itest-{uuid.uuid4().hex[:8]}"
+REGISTER: list[EventProducer] = []  # set by the fixture: uid() registers the user on users.v1
 
 
-def uid(tag: str) -> str:
+def uid(tag: str, *, register: bool = True) -> str:
+    """A fresh user id, registered (graph events naming unregistered users are dead-lettered)."""
     u = f"{tag}-{uuid.uuid4().hex[:10]}"
     USERS.append(u)
+    if register and REGISTER:
+        REGISTER[0].send("UserRegistered", new_event(u, user_id=u, handle=u, display_name=u, bio=None,
+                                                     avatar_url=None))
     return u
 
 
@@ -101,8 +107,9 @@ def env(stack, tmp_path_factory):
     sess = cassandra.session(s)
     # the workers read from offset 0 under a fresh group; producers use lz4 (aiokafka has cramjam)
     with EventProducer(stack) as producer, \
-            workers(s, log_dir=tmp_path_factory.mktemp("workers"), topology_group_suffix=SUFFIX,
-                    **KNOBS) as procs:
+            workers(s, ("graph", "fanout", "users"), log_dir=tmp_path_factory.mktemp("workers"),
+                    topology_group_suffix=SUFFIX, **KNOBS) as procs:
+        REGISTER.append(producer)
         reads = ReadEngines(api_settings(with_overrides(s, **KNOBS)), EngagementRecencyRanker())
         e = Env(r, sess, producer, Settings(**KNOBS), reads)
         probe_a, probe_f = uid("probe"), uid("probe")  # first event waits for workers to join
@@ -243,9 +250,51 @@ def test_visibility_followers_vs_friends(env):
     assert [p["post_id"] for p in env.home(follower)] == [p_fol]
 
 
+def befriend(env: Env, a: str, b: str) -> None:
+    env.send(edge("FriendRequestSent", a, b))
+    env.send(edge("FriendRequestAccepted", a, b))
+    wait_until(lambda: env.r.sismember(graph.k_friends(b), a))
+
+
+def test_unfollowing_a_friend_keeps_the_friendship_and_unfriending_ends_it(env):
+    """Issue #14 item 8: following and friendship are separate relations."""
+    a, b, watcher = uid("a"), uid("b"), uid("w")
+    befriend(env, a, b)
+    env.follow(watcher, b)  # watcher's timeline shows when fan-out has passed b's later posts
+    befriend(env, watcher, b)
+    p1 = env.post(b, visibility="FRIENDS")
+    wait_until(lambda: p1 in env.tl(a))
+    env.send(edge("Unfollowed", a, b))
+    wait_until(lambda: not graph.is_following(env.r, a, b))
+    wait_until(lambda: p1 not in env.tl(a))
+    assert env.home(a) == []
+    # still friends, in Redis and Cassandra, and b still follows a
+    assert graph.is_friend(env.r, a, b) and graph.is_friend(env.r, b, a)
+    assert graph.list_edges(env.s, "friends", a) == [b] and graph.is_following(env.r, b, a)
+    assert graph.counts(env.r, a) == {"followers": 1, "following": 0, "friends": 1}
+    # a FRIENDS post of b's is not pushed to a (no longer a follower), but a may open it
+    p2 = env.post(b, visibility="FRIENDS")
+    wait_until(lambda: p2 in env.tl(watcher))
+    assert p2 not in env.tl(a)
+    post = post_store.get_posts(env.s, env.r, [p2])[p2]
+    assert env.reads.readers.visibility.may_view(a, post)
+    assert not env.reads.readers.visibility.may_view(uid("stranger"), post)
+    # unfriending ends the friendship and the follows both ways
+    pa = env.post(a)
+    wait_until(lambda: pa in env.tl(b))
+    env.send(edge("Unfriended", b, a))
+    wait_until(lambda: not graph.is_friend(env.r, a, b))
+    assert not graph.is_friend(env.r, b, a) and not graph.is_following(env.r, b, a)
+    assert graph.list_edges(env.s, "friends", a) == [] and graph.list_edges(env.s, "friends", b) == [watcher]
+    wait_until(lambda: pa not in env.tl(b))
+    assert not env.reads.readers.visibility.may_view(a, post)
+    assert graph.counts(env.r, a) == {"followers": 0, "following": 0, "friends": 0}
+
+
 def test_accept_or_decline_without_a_pending_request_is_ignored_and_dead_lettered(env, stack):
     """Forced friendship (issue #14 item 1): accepts that no pending request backs change nothing."""
-    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl"), "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl", register=False),
+                  "enable.auto.commit": False})
     start = end_offsets(c, ["dead-letters.v1"])
     c.assign([TopicPartition(t, p, hi) for (t, p), (_, hi) in start.items()])
     victim, forcer = uid("victim"), uid("forcer")  # forcer accepts a request victim never sent
@@ -286,6 +335,71 @@ def test_accept_or_decline_without_a_pending_request_is_ignored_and_dead_lettere
     first = letters[bad[0]["event_id"]]
     assert first["source_topic"] == "graph.v1" and first["consumer_group"].startswith("feedstream-graph")
     assert f"no pending friend request from {victim} to {forcer}" in first["error"]
+
+
+def collect_letters(stack, c: Consumer, event_ids: set[str], error_types: set[str]) -> dict[str, dict[str, Any]]:
+    """Dead letters of ``event_ids`` read from ``c`` (assigned past the end before they were sent)."""
+    serde = Serde(stack.registry_url)
+    letters: dict[str, dict[str, Any]] = {}
+
+    def poll() -> bool:
+        for msg in c.consume(100, 0.5):
+            d = serde.decode(msg.value())
+            if d.value["error_type"] in error_types:
+                letters[serde.decode(d.value["value"]).value["event_id"]] = d.value
+        return event_ids <= set(letters)
+
+    try:
+        wait_until(poll, timeout_s=60)
+    finally:
+        c.close()
+    return letters
+
+
+def dlq_consumer(stack) -> Consumer:
+    c = Consumer({"bootstrap.servers": stack.kafka_bootstrap, "group.id": uid("dl", register=False),
+                  "enable.auto.commit": False})
+    start = end_offsets(c, ["dead-letters.v1"])
+    c.assign([TopicPartition(t, p, hi) for (t, p), (_, hi) in start.items()])
+    return c
+
+
+def test_edit_or_delete_of_an_unknown_post_is_dead_lettered_never_materialised(env, stack):
+    """Issue #14 item 6: a PostEdited for an unknown post id must not create a readable post."""
+    c = dlq_consumer(stack)
+    author, reader, other = uid("a"), uid("r"), uid("o")
+    env.follow(reader, author)
+    theirs = env.post(other)
+    ghost_edit, ghost_delete = new_post_id(), new_post_id()  # never created
+    bad = [env.send(post_edited(author, ghost_edit, "forged")), env.send(post_deleted(author, ghost_delete)),
+           env.send(post_edited(author, theirs, "not mine"))]
+    sentinel = env.post(author)  # same key (author): applied after the bad records
+    wait_until(lambda: sentinel in env.tl(reader))
+    assert post_store.stored_posts(env.s, [ghost_edit, ghost_delete]) == {}
+    assert post_store.get_posts(env.s, env.r, [theirs])[theirs]["text"] == "hello"
+    assert env.tl(reader) == [sentinel] and [p["post_id"] for p in env.home(reader)] == [sentinel]
+    letters = collect_letters(stack, c, {e["event_id"] for e in bad}, {"UnknownPost", "NotPostAuthor"})
+    first = letters[bad[0]["event_id"]]
+    assert first["source_topic"] == "posts.v1" and first["error_type"] == "UnknownPost"
+    assert f"no post {ghost_edit}" in first["error"]
+    assert letters[bad[2]["event_id"]]["error_type"] == "NotPostAuthor"
+
+
+def test_a_graph_event_naming_a_user_who_never_registered_is_dead_lettered(env, stack):
+    """Issue #14 item 6: users on users.v1 are not co-partitioned with graph.v1; a user registered a
+    moment before the follow is waited for, one who never registered is refused with a reason."""
+    c = dlq_consumer(stack)
+    ann, ghost = uid("ann"), uid("ghost", register=False)
+    bad = [env.send(edge("Followed", ann, ghost)), env.send(edge("Followed", ghost, ann)),
+           env.send(edge("FriendRequestSent", ghost, ann))]
+    fresh = uid("fresh")  # registered now, followed at once: the follow waits for the users view
+    env.follow(ann, fresh)
+    letters = collect_letters(stack, c, {e["event_id"] for e in bad}, {"UnknownUser"})
+    assert f"Followed: user {ghost} never registered" in letters[bad[0]["event_id"]]["error"]
+    assert letters[bad[0]["event_id"]]["source_topic"] == "graph.v1"
+    assert not graph.is_following(env.r, ann, ghost) and not graph.is_following(env.r, ghost, ann)
+    assert not graph.has_pending_request(env.r, env.s, ghost, ann)
+    assert graph.counts(env.r, ann) == {"followers": 0, "following": 1, "friends": 0}
 
 
 def test_timeline_is_capped_newest_kept(env):

@@ -84,6 +84,7 @@ def test_user_and_post_writes_produce_their_events(client: TestClient, settings:
     ("post", "/friend-requests/{b}", "FriendRequestSent", "b", {"from_id": "a", "to_id": "b"}),
     ("post", "/friend-requests/{b}/accept", "FriendRequestAccepted", "a", {"from_id": "b", "to_id": "a"}),
     ("post", "/friend-requests/{b}/decline", "FriendRequestDeclined", "a", {"from_id": "b", "to_id": "a"}),
+    ("delete", "/friends/{b}", "Unfriended", "b", {"user_id": "a", "friend_id": "b"}),
     ("put", "/blocks/{b}", "Blocked", "a", {"blocker_id": "a", "blocked_id": "b"}),
     ("delete", "/blocks/{b}", "Unblocked", "a", {"blocker_id": "a", "blocked_id": "b"}),
 ])

@@ -19,8 +19,10 @@ def post_deleted(author: str, post_id: int) -> tuple[str, dict[str, Any]]:
 
 
 def edge(record: str, a: str, b: str) -> tuple[str, dict[str, Any]]:
-    """A graph event: Followed/Unfollowed (a follows b), FriendRequest*(a -> b), Blocked/Unblocked (a blocks b)."""
+    """A graph event: Followed/Unfollowed (a follows b), FriendRequest*(a -> b), Blocked/Unblocked (a blocks b),
+    Unfriended (a unfriends b)."""
     fields = {"Followed": ("follower_id", "followee_id"), "Unfollowed": ("follower_id", "followee_id"),
-              "Blocked": ("blocker_id", "blocked_id"), "Unblocked": ("blocker_id", "blocked_id")}
+              "Blocked": ("blocker_id", "blocked_id"), "Unblocked": ("blocker_id", "blocked_id"),
+              "Unfriended": ("user_id", "friend_id")}
     fa, fb = fields.get(record, ("from_id", "to_id"))
     return record, new_event(a, **{fa: a, fb: b})

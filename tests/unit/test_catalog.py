@@ -43,6 +43,7 @@ def test_copartitioning_keys() -> None:
     for name in ("FriendRequestSent", "FriendRequestAccepted", "FriendRequestDeclined"):
         assert GRAPH.key_field_for(name) == "to_id"
     assert GRAPH.key_field_for("io.feedstream.events.Blocked") == "blocker_id"
+    assert GRAPH.key_field_for("Unfriended") == "friend_id"
     assert ENGAGEMENTS.key_field == "post_id"
     # a post by u1 and the edge "someone follows u1" carry the same key bytes ...
     post = sample_event("PostCreated", author_id="u1")

@@ -7,7 +7,17 @@ from hypothesis import strategies as st
 
 from core.clock import DAY_MS
 from core.feed import ADD, EDIT, REMOVE, Policy, merge_newest, visible_to
-from topologies.fanout.logic import PostRef, plan_backfill, plan_delete, plan_post, plan_purge
+from streams.errors import PoisonRecord
+from topologies.fanout.logic import (
+    NotPostAuthor,
+    PostRef,
+    UnknownPost,
+    check_post_refs,
+    plan_backfill,
+    plan_delete,
+    plan_post,
+    plan_purge,
+)
 
 NOW = 1_800_000_000_000
 POLICY = Policy(celebrity_threshold=3, inactive_days=30, timeline_cap=800, backfill_limit=2)
@@ -72,3 +82,30 @@ def test_merge_newest_equals_sorted_distinct_filtered(lists, before, limit):
     srcs = [sorted(x, reverse=True) for x in lists]
     expected = sorted({i for x in srcs for i in x if before is None or i < before}, reverse=True)[:limit]
     assert merge_newest(*srcs, before=before, limit=limit) == expected
+
+
+def _ev(name: str, pid: int, author: str = "a") -> tuple[str, dict]:
+    return name, {"post_id": pid, "author_id": author}
+
+
+def test_edit_or_delete_of_an_unknown_post_is_refused_with_a_reason():
+    # issue 14 item 6: an edit for an unknown post id must never create a readable post
+    edit, delete = check_post_refs([_ev("PostEdited", 7), _ev("PostDeleted", 8)], {})
+    assert isinstance(edit, UnknownPost) and isinstance(edit, PoisonRecord)
+    assert "no post 7" in str(edit) and isinstance(delete, UnknownPost) and "no post 8" in str(delete)
+
+
+def test_create_then_edit_then_delete_in_one_batch_are_applied_in_order():
+    assert check_post_refs([_ev("PostCreated", 1), _ev("PostEdited", 1), _ev("PostDeleted", 1)], {}) == [
+        None, None, None]
+    assert check_post_refs([_ev("PostEdited", 2), _ev("PostDeleted", 2)], {2: ("a", False)}) == [None, None]
+
+
+def test_edit_of_a_deleted_post_or_of_another_authors_post_is_refused():
+    edit_deleted, again = check_post_refs([_ev("PostEdited", 3), _ev("PostDeleted", 3)], {3: ("a", True)})
+    assert isinstance(edit_deleted, UnknownPost) and "deleted" in str(edit_deleted)
+    assert again is None  # a redelivered delete is a no-op, not a dead letter
+    _, edit_after = check_post_refs([_ev("PostDeleted", 4), _ev("PostEdited", 4)], {4: ("a", False)})
+    assert isinstance(edit_after, UnknownPost)
+    forged, = check_post_refs([_ev("PostEdited", 5, "mallory")], {5: ("a", False)})
+    assert isinstance(forged, NotPostAuthor) and "is by a, not mallory" in str(forged)

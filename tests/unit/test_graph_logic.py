@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.errors import PoisonRecord
-from topologies.graph.logic import BACKFILL, PURGE, NoPendingRequest, plan_graph
+from topologies.graph.logic import BACKFILL, PURGE, NoPendingRequest, NotFriends, plan_graph
 
 
 def test_follow_adds_edge_unhides_and_backfills():
@@ -56,3 +56,23 @@ def test_accept_or_decline_without_a_pending_request_is_refused_with_a_reason(re
     with pytest.raises(NoPendingRequest, match="no pending friend request from a to b") as err:
         plan_graph(record, {"from_id": "a", "to_id": "b"}, blocked=blocked, pending=False)
     assert isinstance(err.value, PoisonRecord)  # dead-lettered by the worker, never applied
+
+
+def test_unfollow_of_a_friend_removes_the_follow_edge_only():
+    # issue 14 item 8: following and friendship are separate relations
+    p = plan_graph("Unfollowed", {"follower_id": "f", "followee_id": "e"}, blocked=False, friends=True)
+    assert p.edges == [("unfollow", "f", "e")]
+    assert not any(op in ("unfriend", "block") for op, _, _ in p.edges)
+
+
+def test_unfriend_ends_friendship_and_follows_both_ways():
+    p = plan_graph("Unfriended", {"user_id": "a", "friend_id": "b"}, blocked=False, friends=True)
+    assert p.edges == [("unfriend", "a", "b")]
+    assert set(p.negatives) == {("a", "b", True), ("b", "a", True)}
+    assert set(p.timelines) == {(PURGE, "a", "b"), (PURGE, "b", "a")}
+
+
+def test_unfriend_of_a_non_friend_is_refused_with_a_reason():
+    with pytest.raises(NotFriends, match="a and b are not friends") as err:
+        plan_graph("Unfriended", {"user_id": "a", "friend_id": "b"}, blocked=False, friends=False)
+    assert isinstance(err.value, PoisonRecord)

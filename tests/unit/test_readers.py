@@ -113,6 +113,10 @@ class FakeGraph:
         self._check()
         return [p for p in posts if not p.get("deleted") and (viewer, p["author_id"]) not in self.hidden]
 
+    def is_deleted(self, post_id: int) -> bool:
+        self._check()
+        return False
+
     def counts(self, user: str) -> dict[str, int] | None:
         self._check()
         return {"followers": 7, "following": 1, "friends": 0}
@@ -132,12 +136,12 @@ def test_hot_filter_applies_hidden_authors_and_visibility():
 
 
 def test_may_view_uses_redis_facts_then_cassandra_edges():
-    red = FakeGraph("redis", follows={("v", "a")}, hidden={("v", "a")})
+    red = FakeGraph("redis", follows={("v", "a")}, blocks={("a", "v")})
     cas = FakeGraph("cassandra", follows={("v", "a")}, blocks={("a", "v")})
     vis = Visibility(Graph(red, cas))  # type: ignore[arg-type]
     p = post(1, "a", "FOLLOWERS")
-    assert vis.may_view("v", p) is False  # hidden in Redis
-    red.hidden.clear()
+    assert vis.may_view("v", p) is False  # blocked in Redis
+    red.blocks.clear()
     assert vis.may_view("v", p) is True
     red.down = True
     assert vis.may_view("v", p) is False  # Cassandra: blocked
@@ -148,6 +152,16 @@ def test_may_view_uses_redis_facts_then_cassandra_edges():
     assert vis.may_view("a", p) is True  # the author needs no facts
     with pytest.raises(Unavailable, match="visibility"):
         vis.may_view("v", p)
+
+
+def test_a_friend_who_unfollowed_may_open_a_friends_post_but_not_see_it_in_the_feed():
+    # issue 14 item 8: the unfollow hid the author from v's feed; the friendship remains
+    red = FakeGraph("redis", friends={("v", "a")}, hidden={("v", "a")})
+    vis = Visibility(Graph(red, FakeGraph("cassandra")))  # type: ignore[arg-type]
+    p = post(1, "a", "FRIENDS")
+    assert vis.may_view("v", p) is True
+    assert vis.filter_hot("v", [p]) == []
+    assert vis.may_view("v", post(2, "a", "FOLLOWERS")) is False
 
 
 def test_author_rule_forbids_blocked_and_filters_visibilities():

@@ -15,7 +15,7 @@ from stores import timelines as tls
 from streams.catalog import POSTS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
-from topologies.fanout.logic import PostRef, plan_delete, plan_post
+from topologies.fanout.logic import PostRef, check_post_refs, plan_delete, plan_post
 from topologies.fanout.runtime import Emit, Process, Results, Stores, source_of, timeline_app
 from topologies.faust_runtime import (
     SourceRecord,
@@ -37,10 +37,24 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
 
     Order matters for the follow/post race: the author index is written (and awaited) before the
     follower sets are read, and the graph worker adds the edge before reading the index.
+
+    An edit or delete of a post that does not exist (or is another author's) is refused before any
+    side effect (:func:`topologies.fanout.logic.check_post_refs`) and comes back with its reason, for
+    the app to dead-letter; it is never materialised.
     """
     for rec in recs:
         check_post_record(rec)
     tl = st.settings
+    out: Results = []
+    refs = [rec.value["post_id"] for rec in recs if rec.name != "PostCreated"]
+    stored = post_store.stored_owners(st.s, refs) if refs else {}
+    refused = check_post_refs([(rec.name, rec.value) for rec in recs], stored)
+    out += [(rec, why) for rec, why in zip(recs, refused) if why is not None]  # dead-lettered
+    every, recs = recs, [rec for rec, why in zip(recs, refused) if why is None]
+    if not recs:
+        batch = tls.TimelineBatch(st.r, tl.timeline_cap)
+        batch.run({(rec.topic, rec.partition): rec.offset for rec in every})
+        return out
     post_store.write_posts_durable(st.s, [(rec.name, rec.value) for rec in recs])
     authors = {rec.value["author_id"] for rec in recs}
     friends_of = {rec.value["author_id"] for rec in recs
@@ -50,8 +64,7 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
     seen = tls.last_seen(st.r, readers)
     now = int(time.time() * 1000)
     batch = tls.TimelineBatch(st.r, tl.timeline_cap)
-    out: Results = []
-    wm: dict[tuple[str, int], int] = {}
+    wm = {(rec.topic, rec.partition): rec.offset for rec in every}
     for rec in recs:
         v = rec.value
         post_store.queue_cache_update(batch.pipeline, rec.name, v, tl.author_cache_cap)
@@ -64,7 +77,6 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
             batch.evict(plan.inactive)
             writes = plan.writes
         batch.writes(writes, source_of(rec))
-        wm[(rec.topic, rec.partition)] = rec.offset
         out.append((rec, writes))
     batch.run(wm)
     return out

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from core.clock import DAY_MS
 from core.feed import ADD, EDIT, REMOVE, Policy, TimelineWrite, visible_to
+from streams.errors import PoisonRecord
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,46 @@ class PostRef:
     post_id: int
     author_id: str
     visibility: str = "PUBLIC"
+
+
+class UnknownPost(PoisonRecord):
+    """A PostEdited or PostDeleted of a post that was never created (or an edit of a deleted one)."""
+
+
+class NotPostAuthor(PoisonRecord):
+    """A PostEdited or PostDeleted whose author_id is not the post's author."""
+
+
+def check_post_refs(events: Iterable[tuple[str, Mapping[str, object]]],
+                    stored: Mapping[int, tuple[str, bool]]) -> list[PoisonRecord | None]:
+    """Per posts.v1 event in order, the reason to refuse it (None: apply it).
+
+    ``stored`` maps the post ids the events name to ``(author_id, deleted)`` as the post store has
+    them. PostCreated needs nothing. PostEdited needs the post created (stored, or earlier in the
+    events: create and edit of one post share the author key, hence one partition, in order), by the
+    same author, and not deleted. PostDeleted needs the post created, by the same author; deleting
+    a deleted post again is applied (a no-op), so a redelivered delete is not a dead letter.
+    """
+    state = dict(stored)
+    out: list[PoisonRecord | None] = []
+    for name, v in events:
+        pid, author = int(v["post_id"]), str(v["author_id"])  # type: ignore[call-overload]
+        known = state.get(pid)
+        if name == "PostCreated":
+            state[pid] = (author, False) if known is None else known
+            out.append(None)
+            continue
+        if known is None:
+            out.append(UnknownPost(f"{name}: no post {pid} (by {author}) was ever created"))
+        elif known[0] != author:
+            out.append(NotPostAuthor(f"{name}: post {pid} is by {known[0]}, not {author}"))
+        elif name == "PostEdited" and known[1]:
+            out.append(UnknownPost(f"PostEdited: post {pid} was deleted"))
+        else:
+            if name == "PostDeleted":
+                state[pid] = (author, True)
+            out.append(None)
+    return out
 
 
 @dataclass

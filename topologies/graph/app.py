@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable, Iterable, Mapping
+
 import faust
 
 from core.feed import TimelineWrite
@@ -9,6 +12,7 @@ from core.settings import Settings
 from stores import graph
 from stores import posts as post_store
 from stores import timelines as tls
+from stores import users as user_store
 from streams.catalog import GRAPH
 from streams.errors import PoisonRecord
 from streams.serde import Serde
@@ -26,11 +30,71 @@ from topologies.faust_runtime import (
     SourceRecord,
     run_worker,
 )
-from topologies.graph.logic import BACKFILL, GRAPH_RECORDS, PURGE, UnknownGraphEvent, plan_graph
+from topologies.graph.logic import (
+    BACKFILL,
+    GRAPH_RECORDS,
+    PURGE,
+    UnknownGraphEvent,
+    named_users,
+    plan_graph,
+)
+
+# user ids -> registration time (epoch ms) of those registered; unknown ids are absent
+Lookup = Callable[[list[str]], Mapping[str, int]]
 
 
-def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
-    """Apply one graph.v1 event to the graph stores and reader timelines; return timeline writes."""
+class UserCheck:
+    """Which users a graph event names were not registered in time (issue 14 item 6).
+
+    Rule, the same live and in a replay: an event that occurred at ``T`` may name user ``u`` iff
+    ``u``'s UserRegistered occurred no later than ``T + grace``. ``users.v1`` is not co-partitioned
+    with ``graph.v1`` (a sign-up and a follow a millisecond later can be applied in either order),
+    so live the worker looks the users up in the users store and, for those missing, polls again
+    until they appear or the wall clock passes ``T + grace`` (bounded by ``grace``; an event older
+    than its grace costs one lookup). Registered users are remembered (no event unregisters one).
+    """
+
+    def __init__(self, lookup: Lookup, grace_ms: int, *, now_ms: Callable[[], int] | None = None,
+                 sleep: Callable[[float], None] = time.sleep, poll_s: float = 0.05) -> None:
+        self.lookup, self.grace_ms, self.sleep, self.poll_s = lookup, grace_ms, sleep, poll_s
+        self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.registered: dict[str, int] = {}
+
+    def _find(self, ids: Iterable[str]) -> None:
+        ids = sorted(set(ids) - set(self.registered))
+        if ids:
+            self.registered.update(self.lookup(ids))
+            if len(self.registered) > 1_000_000:  # a cache, not the truth: start again
+                self.registered.clear()
+
+    def unknown(self, recs: list[SourceRecord]) -> list[set[str]]:
+        """Per record, the users it names that were not registered by its ``occurred_at + grace``."""
+        named = [(set(named_users(rec.name, rec.value)), occurred_ms(rec.value)) for rec in recs]
+        self._find(u for users, _ in named for u in users)
+        missing = [(users - set(self.registered), at) for users, at in named]
+        if any(m for m, _ in missing):
+            deadline = min(self.now_ms() + self.grace_ms, max(at + self.grace_ms for m, at in missing if m))
+            while any(m - set(self.registered) for m, _ in missing) and self.now_ms() < deadline:
+                self.sleep(self.poll_s)
+                self._find(u for m, _ in missing for u in m)
+        return [{u for u in users if self.registered.get(u, at + self.grace_ms + 1) > at + self.grace_ms}
+                for users, at in named]
+
+
+def store_lookup(st: Stores) -> Lookup:
+    """Registration times from the users store (written by the users topology from users.v1)."""
+    def lookup(ids: list[str]) -> dict[str, int]:
+        found = user_store.stored_users(st.s, ids)
+        return {u: int(row.get("created_at") or 0) for u, row in found.items()}
+    return lookup
+
+
+def process_graph(st: Stores, rec: SourceRecord, unknown: Iterable[str] = ()) -> list[TimelineWrite]:
+    """Apply one graph.v1 event to the graph stores and reader timelines; return timeline writes.
+
+    ``unknown``: users it names that are not registered (:class:`UserCheck`); then it raises
+    :class:`topologies.graph.logic.UnknownUser` before any side effect.
+    """
     r, s, tl = st.r, st.s, st.settings
     blocked = pending = False
     pair = _pair(rec)
@@ -38,7 +102,10 @@ def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
         blocked = graph.is_blocked_either_way(r, *pair)
     if rec.name in ("FriendRequestAccepted", "FriendRequestDeclined"):
         pending = graph.has_pending_request(r, s, rec.value["from_id"], rec.value["to_id"])
-    plan = plan_graph(rec.name, rec.value, blocked=blocked, pending=pending)  # raises NoPendingRequest
+    friends = rec.name == "Unfriended" and graph.is_friend(r, rec.value["user_id"], rec.value["friend_id"])
+    # raises UnknownUser, NoPendingRequest, NotFriends
+    plan = plan_graph(rec.name, rec.value, blocked=blocked, pending=pending, friends=friends,
+                      unknown=set(unknown))
     at = occurred_ms(rec.value)
     for op, a, b in plan.edges:
         getattr(st.graph, op)(a, b, *((at,) if op in ("follow", "befriend", "block", "request_sent") else ()))
@@ -69,22 +136,24 @@ def check_graph_record(rec: SourceRecord) -> None:
 
 def _pair(rec: SourceRecord) -> tuple[str, str] | None:
     v = rec.value
-    for a, b in (("follower_id", "followee_id"), ("from_id", "to_id")):
+    for a, b in (("follower_id", "followee_id"), ("from_id", "to_id"), ("user_id", "friend_id")):
         if a in v:
             return v[a], v[b]
     return None
 
 
-def process_graph_batch(st: Stores, recs: list[SourceRecord]) -> Results:
+def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck | None = None) -> Results:
     """Apply graph.v1 records one after the other (each may depend on the last); return their writes.
 
     A record refused before any side effect (:class:`PoisonRecord`, e.g. an accept without a pending
-    request) comes back with its error instead of writes, for the app to dead-letter.
+    request, or naming a user ``users`` finds unregistered) comes back with its error instead of
+    writes, for the app to dead-letter.
     """
     out: Results = []
-    for rec in recs:
+    unknown = users.unknown(recs) if users is not None else [set() for _ in recs]
+    for rec, missing in zip(recs, unknown):
         try:
-            out.append((rec, process_graph(st, rec)))
+            out.append((rec, process_graph(st, rec, missing)))
         except PoisonRecord as exc:
             out.append((rec, exc))
     return out
@@ -101,8 +170,9 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
     """
     st = Stores(settings)
+    users = UserCheck(store_lookup(st), int(settings.graph_user_grace_s * 1000))
     return timeline_app(settings, "graph", GRAPH, "graph-edges",
-                        process=process or (lambda recs: process_graph_batch(st, recs)),
+                        process=process or (lambda recs: process_graph_batch(st, recs, users)),
                         validate=check_graph_record, app_id=app_id, serde=serde, broker=broker, emit=emit,
                         max_batch=200)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,7 +10,19 @@ from streams.errors import PoisonRecord
 
 BACKFILL, PURGE = "backfill", "purge"
 GRAPH_RECORDS = ("Followed", "Unfollowed", "FriendRequestSent", "FriendRequestAccepted",
-                 "FriendRequestDeclined", "Blocked", "Unblocked")
+                 "FriendRequestDeclined", "Unfriended", "Blocked", "Unblocked")
+
+
+# the two users each graph event names (every graph event needs both registered)
+USER_FIELDS = {"Followed": ("follower_id", "followee_id"), "Unfollowed": ("follower_id", "followee_id"),
+               "FriendRequestSent": ("from_id", "to_id"), "FriendRequestAccepted": ("from_id", "to_id"),
+               "FriendRequestDeclined": ("from_id", "to_id"), "Unfriended": ("user_id", "friend_id"),
+               "Blocked": ("blocker_id", "blocked_id"), "Unblocked": ("blocker_id", "blocked_id")}
+
+
+def named_users(name: str, v: dict[str, Any]) -> tuple[str, ...]:
+    """The user ids a graph event names (none for a record this topology does not know)."""
+    return tuple(v[f] for f in USER_FIELDS.get(name, ()))
 
 
 @dataclass
@@ -29,15 +42,35 @@ class NoPendingRequest(PoisonRecord):
     """An accept or decline of a friend request that is not pending (never sent, or already answered)."""
 
 
-def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = False) -> GraphPlan:
+class UnknownUser(PoisonRecord):
+    """A graph event naming a user who never registered (on users.v1)."""
+
+
+class NotFriends(PoisonRecord):
+    """An unfriend of someone who is not a friend (never was, or already unfriended or blocked)."""
+
+
+def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = False,
+               friends: bool = False, unknown: Collection[str] = ()) -> GraphPlan:
     """Plan one graph event; ``blocked`` says whether its two users block each other either way.
+
+    Following and friendship are separate relations: ``Unfollowed`` removes one follow edge and
+    keeps a friendship (and with it FRIENDS visibility); ``Unfriended`` ends the friendship and the
+    follows both ways (as accepting created them), and needs ``friends`` (the two are friends now),
+    else it raises :class:`NotFriends` and changes nothing.
 
     ``pending`` says whether ``from_id``'s friend request to ``to_id`` is pending; an accept or a
     decline without one raises :class:`NoPendingRequest` (dead-lettered with that reason: events
     reach graph.v1 without the API's check too), so nobody becomes a friend by accepting a request
     that was never sent, declined or already accepted.
+
+    ``unknown`` holds users known not to be registered; an event naming one raises
+    :class:`UnknownUser` (dead-lettered with that reason) and changes nothing.
     """
     p = GraphPlan()
+    missing = sorted(set(named_users(name, v)) & set(unknown))
+    if missing:
+        raise UnknownUser(f"{name}: user {', '.join(missing)} never registered")
     if name in ("FriendRequestAccepted", "FriendRequestDeclined") and not pending:
         raise NoPendingRequest(f"{name}: no pending friend request from {v['from_id']} to {v['to_id']}")
     if name == "Followed":
@@ -64,6 +97,13 @@ def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = F
         p.edges.append(("befriend", a, b))
         p.negatives += [(a, b, False), (b, a, False)]
         p.timelines += [(BACKFILL, a, b), (BACKFILL, b, a)]
+    elif name == "Unfriended":
+        a, b = v["user_id"], v["friend_id"]
+        if not friends:
+            raise NotFriends(f"Unfriended: {a} and {b} are not friends")
+        p.edges.append(("unfriend", a, b))
+        p.negatives += [(a, b, True), (b, a, True)]
+        p.timelines += [(PURGE, a, b), (PURGE, b, a)]
     elif name == "Blocked":
         a, b = v["blocker_id"], v["blocked_id"]
         if a == b:
