@@ -88,3 +88,11 @@ class TopicTail:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def register(client: TestClient, settings: Settings, *users: str) -> None:
+    """Register ``users`` through the API (writes need a registered caller)."""
+    for user in users:
+        r = client.post("/v1/users", json={"user_id": user, "handle": user, "display_name": user.title()},
+                        headers=bearer(settings, user))
+        assert r.status_code == 202, r.text

@@ -25,7 +25,7 @@ def settings() -> Settings:
 def client(settings: Settings) -> TestClient:
     app = create_app(settings)
     app.dependency_overrides[rate_limit] = lambda: None
-    app.state.producer = app.state.redis = app.state.ownership = None  # no lifespan: any handler that got this far would fail
+    app.state.producer = app.state.redis = app.state.ownership = app.state.reads = None  # no lifespan: any handler that got this far would fail
     return TestClient(app)  # not entered: the lifespan (Kafka, Redis) does not run
 
 
