@@ -96,6 +96,11 @@ class ApiSettings(BaseSettings):
     api_rate_ip_per_s: float = Field(default=200.0, gt=0, description="sustained writes per second per client IP")
     api_rate_ip_burst: int = Field(default=400, ge=1, description="bucket size per client IP")
 
+    api_registered_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=1,
+        description="how long the API's own mark of an accepted registration is kept (it covers the users "
+                    "topology's lag; after it the profile view answers)")
+
     api_idempotency_ttl_s: int = Field(default=24 * 3600, ge=1, description="how long Idempotency-Key results are kept")
     api_idempotency_pending_s: int = Field(
         default=60, ge=1, description="how long an unfinished claim blocks retries (a crashed request's key frees)")

@@ -13,9 +13,10 @@ from serving.errors import responses
 from serving.feed.engines import ReadEngines, ReadsDep
 from serving.feed.posts import may_engage
 from serving.payloads import Accepted, CommentIn, ReactionKind, ShareIn
+from serving.registration import Registered
 from serving.writes import Write, WriteDep
 
-router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited],
+router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited, Registered],
                    responses=responses(400, 401, 403, 404, 409, 413, 429, 503))
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the post engaged with")]
 CommentPath = Annotated[int, Path(ge=1, le=MAX_ID)]

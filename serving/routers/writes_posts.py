@@ -11,10 +11,11 @@ from serving import ownership
 from serving.deps import RateLimited
 from serving.errors import responses
 from serving.payloads import Accepted, PostIn
+from serving.registration import Registered
 from serving.writes import Write, WriteDep
 
-router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited],
-                   responses=responses(400, 401, 409, 413, 429, 503))
+router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited, Registered],
+                   responses=responses(400, 401, 403, 409, 413, 429, 503))
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="time-sortable post id")]
 
 

@@ -15,6 +15,8 @@ from core.settings import Settings
 from stores import graph
 from stores import redis as redis_store
 from stores import timelines as tls
+from stores.cassandra import session
+from stores.users import k_user
 from streams.admin import apply_topics
 
 ENGAGE = [("put", "/like", None), ("put", "/reactions/WOW", None), ("post", "/shares", {"comment": "look"}),
@@ -116,5 +118,70 @@ def test_engaging_when_no_engine_can_check_visibility_is_503_with_retry_after(st
                                    headers=bearer(settings, author)))["post_id"]
         client.app.state.reads.redis_breaker.allow = lambda: False  # the read side's Redis is down
         r = _engage(client, settings, fan, pid, "put", "/like", None)
-    assert r.status_code == 503, r.text
-    assert r.headers["Retry-After"] == "4"
+        ghost = client.put(f"/v1/users/{fan}/following/{new_user()}", headers=bearer(settings, fan))
+        stranger = client.post("/v1/posts", json={"text": "who am I"}, headers=bearer(settings, new_user()))
+    for res in (r, ghost, stranger):  # never a guess: neither "visible" nor "no such user"
+        assert res.status_code == 503, res.text
+        assert res.headers["Retry-After"] == "4"
+
+
+def test_writes_from_a_subject_that_never_registered_are_403_with_no_event(
+        client: TestClient, settings: Settings, stack: Settings) -> None:
+    stranger, author = new_user(), new_user()
+    register(client, settings, author)
+    pid = accepted(client.post("/v1/posts", json={"text": "hi"}, headers=bearer(settings, author)))["post_id"]
+    posts, graph_tail = TopicTail(stack, "posts.v1"), TopicTail(stack, "graph.v1")
+    h = bearer(settings, stranger)
+    try:
+        for r in (client.post("/v1/posts", json={"text": "spam"}, headers=h),
+                  client.put(f"/v1/users/{stranger}/following/{author}", headers=h),
+                  client.put(f"/v1/posts/{pid}/like", headers=h),
+                  client.post(f"/v1/posts/{pid}/comments", json={"text": "spam"}, headers=h),
+                  client.patch(f"/v1/users/{stranger}", json={"bio": "x"}, headers=h)):
+            assert r.status_code == 403, r.text
+            assert r.json() == {"detail": "register first: POST /v1/users"}
+        # registering is allowed, and the very next write is accepted (no users topology runs here: the
+        # API's own registration mark answers before the profile view has the user)
+        register(client, settings, stranger)
+        first = accepted(client.post("/v1/posts", json={"text": "now I exist"}, headers=h))
+        follow = accepted(client.put(f"/v1/users/{stranger}/following/{author}", headers=h))
+        posts.find(first["event_id"])
+        graph_tail.find(follow["event_id"])
+        assert [d.value["text"] for d in posts.seen if d.value["actor_id"] == stranger] == ["now I exist"]
+        assert [d.value["event_id"] for d in graph_tail.seen if d.value["actor_id"] == stranger] == \
+            [follow["event_id"]]
+    finally:
+        posts.close()
+        graph_tail.close()
+
+
+def test_users_known_to_the_profile_view_may_write(client: TestClient, settings: Settings, stack: Settings) -> None:
+    cached, durable = new_user(), new_user()
+    redis_store.client(settings).hset(k_user(cached), mapping={"handle": cached, "display_name": "C"})
+    session(stack).execute("INSERT INTO users (user_id, handle, display_name) VALUES (%s, %s, 'D')",
+                           (durable, durable))
+    for u in (cached, durable):
+        accepted(client.post("/v1/posts", json={"text": "registered long ago"}, headers=bearer(settings, u)))
+    accepted(client.put(f"/v1/users/{cached}/following/{durable}", headers=bearer(settings, cached)))
+
+
+def test_following_befriending_or_blocking_a_user_who_does_not_exist_is_404(
+        client: TestClient, settings: Settings, stack: Settings) -> None:
+    me, ghost = new_user(), new_user()
+    register(client, settings, me)
+    h = bearer(settings, me)
+    tail = TopicTail(stack, "graph.v1")
+    try:
+        for r in (client.put(f"/v1/users/{me}/following/{ghost}", headers=h),
+                  client.post(f"/v1/users/{me}/friend-requests/{ghost}", headers=h),
+                  client.put(f"/v1/users/{me}/blocks/{ghost}", headers=h)):
+            assert r.status_code == 404, r.text
+            assert r.json() == {"detail": f"no user {ghost}"}
+        register(client, settings, ghost)
+        # sentinels keyed like the refused writes (follow and friend request: the target; block: the blocker)
+        for sentinel in (accepted(client.put(f"/v1/users/{me}/following/{ghost}", headers=h)),
+                         accepted(client.put(f"/v1/users/{me}/blocks/{ghost}", headers=h))):
+            tail.find(sentinel["event_id"])
+        assert sorted(d.name for d in tail.seen if d.value["actor_id"] == me) == ["Blocked", "Followed"]
+    finally:
+        tail.close()
