@@ -185,3 +185,24 @@ def test_following_befriending_or_blocking_a_user_who_does_not_exist_is_404(
         assert sorted(d.name for d in tail.seen if d.value["actor_id"] == me) == ["Blocked", "Followed"]
     finally:
         tail.close()
+
+
+def test_reads_have_their_own_rate_limits_429_with_retry_after(stack: Settings) -> None:
+    # a token per 50 s: slow reads (a cold Cassandra session) cannot refill the bucket within the test
+    settings = api_settings(stack, api_read_rate_user_per_s=0.02, api_read_rate_user_burst=3)
+    reader, other = new_user(), new_user()
+    with running_app(settings) as client:
+        h = bearer(settings, reader)
+        codes = [client.get("/v1/posts/4242", headers=h) for _ in range(5)]
+        assert [r.status_code for r in codes] == [404, 404, 404, 429, 429]
+        assert 1 <= int(codes[3].headers["retry-after"]) <= 50
+        for path in (f"/v1/users/{reader}/feed", f"/v1/users/{reader}", "/v1/trending?kind=hashtags",
+                     f"/v1/users/{reader}/notifications", "/v1/posts/4242/comments"):
+            assert client.get(path, headers=h).status_code == 429, path  # every read router takes a token
+        # reads and writes have separate buckets, and limits are per user
+        register(client, settings, reader)
+        assert client.get("/v1/posts/4242", headers=bearer(settings, other)).status_code == 404
+    ip_settings = api_settings(stack, api_read_rate_ip_per_s=0.02, api_read_rate_ip_burst=2)
+    with running_app(ip_settings) as client:
+        codes = [client.get("/v1/posts/4242", headers=bearer(ip_settings, new_user())).status_code for _ in range(3)]
+        assert codes[-1] == 429  # per client IP, across users (the IP bucket may hold earlier tests' use)
