@@ -407,13 +407,20 @@ async def run(settings: Settings, sc: Scenario, echo=print) -> dict[str, Any]:
         read_stats = None
         if has_feed:
             read_ops = [stream.read(len(post_ids) if has_post_view else 0) for _ in range(sc.write_templates)]
-            read_reqs = [http_load.wrk_request(driver, to_request(op, post_ids, cfg.feed_limit))
-                         for op in read_ops]
+            reads = [to_request(op, post_ids, cfg.feed_limit) for op in read_ops]
+            read_reqs = [http_load.wrk_request(driver, req) for req in reads]
+            read_cap = http_load.read_rate_cap(reads, settings)
+            read_delay_ms = http_load.bounded_delay_ms(sc.read_concurrency, read_cap)
+            if read_cap is not None:
+                notes.append(f"reads: wrk offered at most {read_cap:,.0f} req/s ({sc.read_concurrency} connections, "
+                             f"{read_delay_ms:.1f} ms pause each) so no user or forwarded address passes 80% of "
+                             f"its read limit; 429s count as errors")
             if any(op.pages > 1 for op in read_ops):
                 notes.append("feed reads: wrk cannot follow cursors, so feed_page ops read their first page only")
             t = time.perf_counter()
             read_stats = await asyncio.to_thread(http_load.run_wrk, settings.api_url, read_reqs,
-                                                 duration_s=sc.read_s, connections=sc.read_concurrency)
+                                                 duration_s=sc.read_s, connections=sc.read_concurrency,
+                                                 delay_ms=read_delay_ms)
             read_window = (t - t_origin, time.perf_counter() - t_origin)
             phase("reads", t)
     finally:

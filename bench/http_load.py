@@ -269,3 +269,16 @@ def write_rate_cap(reqs: Sequence[Any], settings: Any, headroom: float = 0.8) ->
     users = [r.user for r in reqs]
     return min(rate_cap(users, api.api_rate_user_per_s, headroom),
                rate_cap([forwarded_for(u) for u in users], api.api_rate_ip_per_s, headroom))
+
+
+def read_rate_cap(reqs: Sequence[Any], settings: Any, headroom: float = 0.8) -> float | None:
+    """Total read rate at which no user and no forwarded address of ``reqs`` passes ``headroom`` of its read
+    limit (None when the API's limits are off)."""
+    from core.settings import with_overrides
+
+    api = with_overrides(settings)
+    if not api.api_rate_limit_enabled:
+        return None
+    users = [r.user for r in reqs]
+    return min(rate_cap(users, api.api_read_rate_user_per_s, headroom),
+               rate_cap([forwarded_for(u) for u in users], api.api_read_rate_ip_per_s, headroom))

@@ -201,7 +201,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seed_s = time.monotonic() - t0
     threshold = args.readers - 1  # celebrities have every reader; others far fewer
     env = {"FEEDSTREAM_KEYSPACE": KEYSPACE, "FEEDSTREAM_REDIS_URL": s.redis_url,
-           "FEEDSTREAM_CELEBRITY_THRESHOLD": str(threshold)}
+           "FEEDSTREAM_CELEBRITY_THRESHOLD": str(threshold),
+           # read limits are on (a Redis round trip per read) but sized so the benchmark measures throughput
+           "FEEDSTREAM_API_READ_RATE_USER_PER_S": "100000", "FEEDSTREAM_API_READ_RATE_USER_BURST": "100000",
+           "FEEDSTREAM_API_READ_RATE_IP_PER_S": "1000000", "FEEDSTREAM_API_READ_RATE_IP_BURST": "1000000"}
     port = _free_port()
     server = start_server(port, env)
     try:

@@ -85,6 +85,12 @@ async def drive(base: str, tokens: list[str], args: argparse.Namespace) -> dict[
     top = max(args.concurrency)
     limits = httpx.Limits(max_connections=top, max_keepalive_connections=top)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
+        for i, token in enumerate(tokens):  # only registered users write
+            r = await client.post("/v1/users", json={"user_id": f"bench-{i}", "handle": f"bench_{i}",
+                                                     "display_name": f"Bench {i}"},
+                                  headers={"Authorization": f"Bearer {token}"})
+            r.raise_for_status()
+
         async def noop(i: int) -> httpx.Response:
             return await client.get("/v1/_bench/noop")
 

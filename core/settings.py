@@ -95,6 +95,16 @@ class ApiSettings(BaseSettings):
     api_rate_user_burst: int = Field(default=40, ge=1, description="bucket size per user")
     api_rate_ip_per_s: float = Field(default=200.0, gt=0, description="sustained writes per second per client IP")
     api_rate_ip_burst: int = Field(default=400, ge=1, description="bucket size per client IP")
+    # reads have their own, larger buckets (a page of a feed costs about what a write does)
+    api_read_rate_user_per_s: float = Field(default=50.0, gt=0, description="sustained reads per second per user")
+    api_read_rate_user_burst: int = Field(default=100, ge=1, description="read bucket size per user")
+    api_read_rate_ip_per_s: float = Field(default=1000.0, gt=0, description="sustained reads per second per client IP")
+    api_read_rate_ip_burst: int = Field(default=2000, ge=1, description="read bucket size per client IP")
+
+    api_registered_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=1,
+        description="how long the API's own mark of an accepted registration is kept (it covers the users "
+                    "topology's lag; after it the profile view answers)")
 
     api_idempotency_ttl_s: int = Field(default=24 * 3600, ge=1, description="how long Idempotency-Key results are kept")
     api_idempotency_pending_s: int = Field(

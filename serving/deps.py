@@ -11,7 +11,7 @@ from core.settings import Settings
 from serving.auth import current_user
 from serving.ratelimit import Bucket, RateLimiter, retry_after_s
 from serving.settings import app_settings
-from stores.requests import k_rate_ip, k_rate_user
+from stores.requests import k_rate_ip, k_rate_user, k_read_rate_ip, k_read_rate_user
 from streams.producer import EventProducer
 
 
@@ -36,18 +36,34 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
-    """Take one token from the user's and the client IP's buckets; 429 with Retry-After when empty."""
-    if not settings.api_rate_limit_enabled:
-        return
+async def _take(request: Request, buckets: list[Bucket]) -> None:
+    """Take one token from every bucket; 429 with Retry-After when one is empty."""
     limiter: RateLimiter = request.app.state.rate_limiter
-    wait = await limiter.wait_ms([
-        Bucket(k_rate_user(user), settings.api_rate_user_per_s, settings.api_rate_user_burst),
-        Bucket(k_rate_ip(client_ip(request)), settings.api_rate_ip_per_s, settings.api_rate_ip_burst),
-    ])
+    wait = await limiter.wait_ms(buckets)
     if wait:
         raise HTTPException(429, f"rate limit exceeded; retry in {wait} ms",
                             headers={"Retry-After": str(retry_after_s(wait))})
 
 
+async def rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
+    """A write: one token from the user's and the client IP's write buckets; 429 with Retry-After when empty."""
+    if not settings.api_rate_limit_enabled:
+        return
+    await _take(request, [
+        Bucket(k_rate_user(user), settings.api_rate_user_per_s, settings.api_rate_user_burst),
+        Bucket(k_rate_ip(client_ip(request)), settings.api_rate_ip_per_s, settings.api_rate_ip_burst),
+    ])
+
+
+async def read_rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
+    """A read: one token from the user's and the client IP's read buckets (their own, larger ones)."""
+    if not settings.api_rate_limit_enabled:
+        return
+    await _take(request, [
+        Bucket(k_read_rate_user(user), settings.api_read_rate_user_per_s, settings.api_read_rate_user_burst),
+        Bucket(k_read_rate_ip(client_ip(request)), settings.api_read_rate_ip_per_s, settings.api_read_rate_ip_burst),
+    ])
+
+
 RateLimited = Depends(rate_limit)
+ReadRateLimited = Depends(read_rate_limit)

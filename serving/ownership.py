@@ -115,14 +115,29 @@ async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwner
     return found[0]
 
 
-async def record_post(redis: aioredis.Redis, post_id: int, author_id: str) -> None:
-    """Remember that ``author_id`` wrote ``post_id``."""
-    await redis.set(post_store.k_owner(post_id), author_id)
+async def record_post(redis: aioredis.Redis, post_id: int, author_id: str, visibility: str | None = None) -> None:
+    """Remember that ``author_id`` wrote ``post_id`` (and, from a create, its visibility)."""
+    if visibility is None:
+        await redis.set(post_store.k_owner(post_id), author_id)
+    else:
+        await redis.mset({post_store.k_owner(post_id): author_id, post_store.k_owner_visibility(post_id): visibility})
+
+
+async def record_visibility(redis: aioredis.Redis, post_id: int, visibility: str) -> None:
+    """Remember the visibility an accepted edit gave ``post_id``."""
+    await redis.set(post_store.k_owner_visibility(post_id), visibility)
+
+
+async def post_visibility(redis: aioredis.Redis, post_id: int) -> str | None:
+    """The visibility the API last accepted for ``post_id``, or None if it did not record one (then the
+    read side's post store is asked)."""
+    raw = await redis.get(post_store.k_owner_visibility(post_id))
+    return raw.decode() if raw is not None else None
 
 
 async def forget_post(redis: aioredis.Redis, post_id: int) -> None:
     """Undo :func:`record_post` for a create that Kafka did not confirm."""
-    await redis.delete(post_store.k_owner(post_id))
+    await redis.delete(post_store.k_owner(post_id), post_store.k_owner_visibility(post_id))
 
 
 async def mark_post_deleted(redis: aioredis.Redis, post_id: int) -> None:

@@ -64,6 +64,11 @@ def k_owner(post_id: int) -> str:
     return f"postowner:{post_id}"
 
 
+def k_owner_visibility(post_id: int) -> str:
+    """Redis key of a post's visibility as last accepted by the API (ownership index; set on create and edit)."""
+    return f"postowner:{post_id}:vis"
+
+
 def k_owner_deleted(post_id: int) -> str:
     """Redis key marking a post deleted in the API's ownership index."""
     return f"postowner:{post_id}:deleted"

@@ -6,6 +6,8 @@ Not a view: these keys are written by the write API itself (see ``serving/idempo
 - ``idem:{user}:{key}``  HASH claim and stored response of one Idempotency-Key (per user)
 - ``rl:user:{user}``     token bucket of one user's writes
 - ``rl:ip:{ip}``         token bucket of one client IP's writes
+- ``rl:read:user:{user}`` token bucket of one user's reads
+- ``rl:read:ip:{ip}``    token bucket of one client IP's reads
 """
 
 from __future__ import annotations
@@ -24,3 +26,13 @@ def k_rate_user(user: str) -> str:
 def k_rate_ip(ip: str) -> str:
     """Redis key of a client IP's write token bucket."""
     return f"rl:ip:{ip}"
+
+
+def k_read_rate_user(user: str) -> str:
+    """Redis key of ``user``'s read token bucket."""
+    return f"rl:read:user:{user}"
+
+
+def k_read_rate_ip(ip: str) -> str:
+    """Redis key of a client IP's read token bucket."""
+    return f"rl:read:ip:{ip}"

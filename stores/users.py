@@ -2,6 +2,11 @@
 
 Redis: ``user:{id}`` HASH handle/display_name/bio/avatar_url/created_at (1 day TTL, deleted on
 every profile change, so it is rebuilt from Cassandra on the next read).
+
+``registered:{id}`` STRING "1": written by the write API (not a view) once Kafka confirmed a
+``UserRegistered``, with a TTL (``api_registered_ttl_s``) that outlasts the users topology's lag.
+It is the read-your-writes half of "is this user registered?": the profile view (above) is the other
+half, asked when the mark is absent.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ CACHE_TTL_S = 86_400
 def k_user(user_id: str) -> str:
     """Redis key of a user's cached profile."""
     return f"user:{user_id}"
+
+
+def k_registered(user_id: str) -> str:
+    """Redis key marking that the API accepted ``user_id``'s registration (until the profile view has it)."""
+    return f"registered:{user_id}"
 
 
 def apply_profile(session: Session, r: _redis.Redis | None, w: ProfileWrite) -> None:

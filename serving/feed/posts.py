@@ -29,6 +29,19 @@ def visible_post(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
     return post
 
 
+def may_engage(rd: Readers, viewer: str, post_id: int, author: str, visibility: str | None) -> None:
+    """Raise as :func:`visible_post` would unless ``viewer`` may see (and so engage with) ``post_id``.
+
+    The write API knows ``author`` (and the ``visibility`` it last accepted) from its ownership index
+    before the fan-out topology stores the post; with them the decision is :meth:`Visibility.may_view`,
+    the read's own rule. Without a recorded visibility the post is read as ``GET /v1/posts/{id}`` reads it.
+    """
+    if visibility is None:
+        visible_post(rd, viewer, post_id)
+    elif not rd.visibility.may_view(viewer, {"post_id": post_id, "author_id": author, "visibility": visibility}):
+        raise Forbidden(f"post {post_id} is not visible to {viewer}")
+
+
 def post_view(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
     """A post with author info and counts."""
     items = rd.items.items([visible_post(rd, viewer, post_id)])

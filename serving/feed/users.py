@@ -19,6 +19,11 @@ def known(rd: Readers, user_id: str) -> dict[str, Any]:
     return prof
 
 
+def exists(rd: Readers, user_id: str) -> bool:
+    """Whether the profile view knows ``user_id`` (Redis cache, Cassandra on a miss); Unavailable if unknown."""
+    return rd.profiles.profile(user_id) is not None
+
+
 def profile_view(rd: Readers, user_id: str) -> dict[str, Any]:
     """Profile fields plus follower/following/friend counts (Redis, else Cassandra)."""
     prof = known(rd, user_id)

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from serving.auth import require_self
-from serving.deps import CurrentUser
+from serving.deps import CurrentUser, ReadRateLimited
 from serving.errors import ErrorBody
 from serving.feed.engines import ReadsDep
 from serving.feed.pipeline import read_known_feed
 from serving.payloads import USER_ID_PATTERN
 
-router = APIRouter(prefix="/users/{user_id}", tags=["feed"])
+router = APIRouter(prefix="/users/{user_id}", tags=["feed"], dependencies=[ReadRateLimited])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "malformed or foreign cursor"},

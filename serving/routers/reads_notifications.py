@@ -8,11 +8,11 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from serving.auth import require_self
-from serving.deps import CurrentUser
+from serving.deps import CurrentUser, ReadRateLimited
 from serving.feed.engines import ReadsDep
 from serving.payloads import USER_ID_PATTERN
 
-router = APIRouter(prefix="/users/{user_id}/notifications", tags=["notifications"])
+router = APIRouter(prefix="/users/{user_id}/notifications", tags=["notifications"], dependencies=[ReadRateLimited])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from core.ids import MAX_ID
-from serving.deps import CurrentUser
+from serving.deps import CurrentUser, ReadRateLimited
 from serving.feed.engines import ReadsDep
 from serving.feed.posts import comments_view, post_view
 
-router = APIRouter(prefix="/posts/{post_id}", tags=["posts"])
+router = APIRouter(prefix="/posts/{post_id}", tags=["posts"], dependencies=[ReadRateLimited])
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 

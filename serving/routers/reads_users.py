@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from serving.deps import CurrentUser
+from serving.deps import CurrentUser, ReadRateLimited
 from serving.feed.engines import ReadEngines, ReadsDep
 from serving.feed.users import edges_view, profile_view, user_posts_view
 from serving.payloads import USER_ID_PATTERN
 
-router = APIRouter(prefix="/users/{user_id}", tags=["users"])
+router = APIRouter(prefix="/users/{user_id}", tags=["users"], dependencies=[ReadRateLimited])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=512)]

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from serving.deps import CurrentUser, RedisDep
+from serving.deps import CurrentUser, ReadRateLimited, RedisDep
 from stores.trending import current_trending_async
 
-router = APIRouter(prefix="/v1/trending", tags=["trending"])
+router = APIRouter(prefix="/v1/trending", tags=["trending"], dependencies=[ReadRateLimited])
 
 
 class Kind(str, Enum):

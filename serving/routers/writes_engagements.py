@@ -10,11 +10,14 @@ from core.ids import MAX_ID, new_id
 from serving import ownership
 from serving.deps import RateLimited
 from serving.errors import responses
+from serving.feed.engines import ReadEngines, ReadsDep
+from serving.feed.posts import may_engage
 from serving.payloads import Accepted, CommentIn, ReactionKind, ShareIn
+from serving.registration import Registered
 from serving.writes import Write, WriteDep
 
-router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited],
-                   responses=responses(400, 401, 404, 409, 413, 429, 503))
+router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited, Registered],
+                   responses=responses(400, 401, 403, 404, 409, 413, 429, 503))
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the post engaged with")]
 CommentPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
@@ -26,9 +29,23 @@ async def _author_of(w: Write, post_id: int) -> str:
     return author
 
 
-async def _engage(w: Write, post_id: int, record: str, **extra: object):
+async def _visible_author_of(w: Write, e: ReadEngines, post_id: int) -> str:
+    """The author of a live post ``w.user`` may see, by the read side's rule: 404 as the read answers for an
+    unknown or deleted post, 403 if hidden from the caller (blocked, FRIENDS/FOLLOWERS-only), 503 if no
+    engine can tell. Engaging with a post is seeing it, so a post ``GET /v1/posts/{id}`` refuses takes none.
+    """
+    author = await _author_of(w, post_id)
+    if author != w.user:
+        await e.run(may_engage, e.readers, w.user, post_id, author, await ownership.post_visibility(w.redis, post_id))
+    return author
+
+
+async def _engage(w: Write, post_id: int, record: str, e: ReadEngines | None = None, **extra: object):
+    """Produce ``record`` on ``post_id``; with ``e`` (an engagement that adds), only on a post the caller may
+    see. Retractions (unlike, remove a reaction) take ``e=None``: withdrawing one's own engagement from a
+    post that became hidden (e.g. its author blocked you since) must stay possible, and adds nothing."""
     async def act() -> dict:
-        author = await _author_of(w, post_id)
+        author = await (_visible_author_of(w, e, post_id) if e is not None else _author_of(w, post_id))
         event_id = await w.emit(record, post_id=post_id, post_author_id=author, user_id=w.user, **extra)
         return {"event_id": event_id, "post_id": post_id}
 
@@ -36,8 +53,8 @@ async def _engage(w: Write, post_id: int, record: str, **extra: object):
 
 
 @router.put("/like", status_code=202, response_model=Accepted, summary="Like (Liked)")
-async def like(post_id: PostPath, w: WriteDep):
-    return await _engage(w, post_id, "Liked")
+async def like(post_id: PostPath, w: WriteDep, e: ReadsDep):
+    return await _engage(w, post_id, "Liked", e)
 
 
 @router.delete("/like", status_code=202, response_model=Accepted, summary="Unlike (Unliked)")
@@ -46,13 +63,13 @@ async def unlike(post_id: PostPath, w: WriteDep):
 
 
 @router.post("/shares", status_code=202, response_model=Accepted, summary="Share (Shared)")
-async def share(post_id: PostPath, body: ShareIn, w: WriteDep):
-    return await _engage(w, post_id, "Shared", comment=body.comment)
+async def share(post_id: PostPath, body: ShareIn, w: WriteDep, e: ReadsDep):
+    return await _engage(w, post_id, "Shared", e, comment=body.comment)
 
 
 @router.put("/reactions/{kind}", status_code=202, response_model=Accepted, summary="React (ReactionAdded)")
-async def react(post_id: PostPath, kind: ReactionKind, w: WriteDep):
-    return await _engage(w, post_id, "ReactionAdded", kind=kind.value)
+async def react(post_id: PostPath, kind: ReactionKind, w: WriteDep, e: ReadsDep):
+    return await _engage(w, post_id, "ReactionAdded", e, kind=kind.value)
 
 
 @router.delete("/reactions/{kind}", status_code=202, response_model=Accepted,
@@ -62,9 +79,9 @@ async def unreact(post_id: PostPath, kind: ReactionKind, w: WriteDep):
 
 
 @router.post("/comments", status_code=202, response_model=Accepted, summary="Comment or reply (CommentAdded)")
-async def comment(post_id: PostPath, body: CommentIn, w: WriteDep):
+async def comment(post_id: PostPath, body: CommentIn, w: WriteDep, e: ReadsDep):
     async def act() -> dict:
-        author = await _author_of(w, post_id)
+        author = await _visible_author_of(w, e, post_id)
         if body.parent_comment_id is not None:
             parent = await ownership.comment_owner(w.redis, body.parent_comment_id, w.durable)
             if parent is None or parent.post_id != post_id:

@@ -11,10 +11,11 @@ from serving import ownership
 from serving.deps import RateLimited
 from serving.errors import responses
 from serving.payloads import Accepted, PostIn
+from serving.registration import Registered
 from serving.writes import Write, WriteDep
 
-router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited],
-                   responses=responses(400, 401, 409, 413, 429, 503))
+router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited, Registered],
+                   responses=responses(400, 401, 403, 409, 413, 429, 503))
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="time-sortable post id")]
 
 
@@ -32,7 +33,7 @@ async def authored_post(w: Write, post_id: int) -> str:
 async def create_post(body: PostIn, w: WriteDep):
     async def act() -> dict:
         post_id = w.ids["post_id"]  # minted once per Idempotency-Key: a retry reuses it
-        await ownership.record_post(w.redis, post_id, w.user)
+        await ownership.record_post(w.redis, post_id, w.user, body.visibility.value)
         try:
             event_id = await w.emit("PostCreated", post_id=post_id, author_id=w.user, **body.event_fields())
         except BaseException:
@@ -49,6 +50,7 @@ async def edit_post(post_id: PostPath, body: PostIn, w: WriteDep):
     async def act() -> dict:
         await authored_post(w, post_id)
         event_id = await w.emit("PostEdited", post_id=post_id, author_id=w.user, **body.event_fields())
+        await ownership.record_visibility(w.redis, post_id, body.visibility.value)
         return {"event_id": event_id, "post_id": post_id}
 
     return await w.once(act)

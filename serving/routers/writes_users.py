@@ -10,6 +10,7 @@ from serving.auth import require_self
 from serving.deps import RateLimited
 from serving.errors import responses
 from serving.payloads import USER_ID_PATTERN, Accepted, ProfileIn, RegisterIn
+from serving.registration import Registered, mark_registered
 from serving.writes import WriteDep
 
 router = APIRouter(prefix="/users", tags=["users"], dependencies=[RateLimited],
@@ -23,12 +24,15 @@ async def register(body: RegisterIn, w: WriteDep):
 
     async def act() -> dict:
         event_id = await w.emit("UserRegistered", **body.model_dump())
+        # read-your-writes: the users topology writes the profile later; until then this mark says "registered"
+        await mark_registered(w.redis, body.user_id, w.settings.api_registered_ttl_s)
         return {"event_id": event_id, "user_id": body.user_id}
 
     return await w.once(act)
 
 
-@router.patch("/{user_id}", status_code=202, response_model=Accepted, summary="Update a profile (ProfileUpdated)")
+@router.patch("/{user_id}", status_code=202, response_model=Accepted, summary="Update a profile (ProfileUpdated)",
+              dependencies=[Registered])
 async def update_profile(user_id: UserPath, body: ProfileIn, w: WriteDep):
     require_self(w.user, user_id)
 

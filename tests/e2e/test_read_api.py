@@ -101,20 +101,20 @@ def world(stack, tmp_path_factory):
             workers(s, ("engagement", "users"), log_dir=logs, topology_group_suffix=suffix,
                     topology_offset_reset="latest") as p2, TestClient(app) as client:
         api = Api(client, settings)
-        probe = uid("probe")
+        probe, peer = uid("probe"), uid("peer")
         sent = [0.0]
 
         def joined() -> bool:  # resend until every worker (reading from latest) has joined
             assert all(p.poll() is None for p in p1 + p2), f"a worker exited; see {logs}"
             if time.monotonic() - sent[0] > 3:
-                for u in (probe, "someone"):  # graph events need both users registered
+                for u in (probe, peer):
                     api.ok(client.post("/v1/users", json={"user_id": u, "handle": u, "display_name": "p"},
                                        headers=api.h(u)))
-                api.follow(probe, "someone")
+                api.follow(probe, peer)
                 sent[0] = time.monotonic()
             r = redis_store.client(s)
             return client.get(f"/v1/users/{probe}", headers=api.h(probe)).status_code == 200 and \
-                bool(r.sismember(graph.k_following(probe), "someone"))
+                bool(r.sismember(graph.k_following(probe), peer))
 
         poll(joined, "workers joined", 180)
         yield api, s, app

@@ -64,7 +64,9 @@ def test_fuzz_the_api_from_its_openapi(stack: Settings) -> None:
     app = create_app(settings)
     user = f"fuzz{uuid.uuid4().hex[:8]}"
     headers = {"Authorization": f"Bearer {mint_token(user, settings)}"}
-    with running_app(settings) as client:  # a real post of the fuzz user, for engagement routes
+    with running_app(settings) as client:  # the fuzz user registers and posts, for engagement routes
+        assert client.post("/v1/users", json={"user_id": user, "handle": user, "display_name": "Fuzz"},
+                           headers=headers).status_code == 202
         post_id = client.post("/v1/posts", json={"text": "fuzz target"}, headers=headers).json()["post_id"]
     schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
     requests: list[tuple[str, int]] = []

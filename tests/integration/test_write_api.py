@@ -50,7 +50,7 @@ def check_event(tails: dict[str, TopicTail], topic: str, body: dict[str, Any], r
 
 
 def test_user_and_post_writes_produce_their_events(client: TestClient, settings: Settings, tails) -> None:
-    ann = new_user()
+    ann = new_user(settings)
     h = bearer(settings, ann)
     body = accepted(client.post("/v1/users", json={"user_id": ann, "handle": "ann_1", "display_name": "Ann"},
                                 headers=h))
@@ -91,7 +91,7 @@ def test_user_and_post_writes_produce_their_events(client: TestClient, settings:
 def test_graph_writes_produce_their_events(client: TestClient, settings: Settings, tails,
                                            method: str, path: str, record: str, key_of: str,
                                            fields: dict[str, str]) -> None:
-    ids = {"a": new_user(), "b": new_user()}
+    ids = {"a": new_user(settings), "b": new_user(settings)}
     if path.endswith(("/accept", "/decline")):  # b's request to a, as the graph topology records it
         redis_store.client(settings).sadd(graph.k_requests(ids["a"]), ids["b"])
     r = getattr(client, method)(f"/v1/users/{ids['a']}" + path.format(b=ids["b"]), headers=bearer(settings, ids["a"]))
@@ -103,7 +103,7 @@ def test_accept_or_decline_without_a_pending_request_is_404_with_no_event(client
     """Forced friendship (issue #14 item 1): the API checks the graph view's pending requests first."""
     from stores.cassandra import session
 
-    me, other, durable_only, c = new_user(), new_user(), new_user(), new_user()
+    me, other, durable_only, c = new_user(settings), new_user(settings), new_user(settings), new_user(settings)
     h = bearer(settings, me)
     assert client.post(f"/v1/users/{me}/friend-requests/{other}/accept", headers=h).status_code == 404
     assert client.post(f"/v1/users/{me}/friend-requests/{other}/decline", headers=h).status_code == 404
@@ -121,7 +121,7 @@ def test_accept_or_decline_without_a_pending_request_is_404_with_no_event(client
 
 
 def test_engagement_writes_produce_their_events(client: TestClient, settings: Settings, tails) -> None:
-    author, fan = new_user(), new_user()
+    author, fan = new_user(settings), new_user(settings)
     pid = accepted(client.post("/v1/posts", json={"text": "engage"}, headers=bearer(settings, author)))["post_id"]
     h = bearer(settings, fan)
     common = {"post_id": pid, "post_author_id": author, "user_id": fan, "actor_id": fan}
@@ -153,7 +153,7 @@ def test_engagement_writes_produce_their_events(client: TestClient, settings: Se
 
 
 def test_only_the_author_may_edit_or_delete(client: TestClient, settings: Settings, tails) -> None:
-    author, other = new_user(), new_user()
+    author, other = new_user(settings), new_user(settings)
     pid = accepted(client.post("/v1/posts", json={"text": "mine"}, headers=bearer(settings, author)))["post_id"]
     assert client.put(f"/v1/posts/{pid}", json={"text": "yours"}, headers=bearer(settings, other)).status_code == 403
     assert client.delete(f"/v1/posts/{pid}", headers=bearer(settings, other)).status_code == 403
@@ -163,7 +163,7 @@ def test_only_the_author_may_edit_or_delete(client: TestClient, settings: Settin
 
 
 def test_auth_failures_produce_nothing(client: TestClient, settings: Settings, tails) -> None:
-    a, b = new_user(), new_user()
+    a, b = new_user(settings), new_user(settings)
     assert client.put(f"/v1/users/{a}/following/{b}").status_code == 401
     assert client.put(f"/v1/users/{a}/following/{b}", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert client.put(f"/v1/users/{a}/following/{b}", headers=bearer(settings, b)).status_code == 403
@@ -173,7 +173,7 @@ def test_auth_failures_produce_nothing(client: TestClient, settings: Settings, t
 
 def test_idempotent_retry_returns_the_same_response_and_no_second_event(
         client: TestClient, settings: Settings, tails) -> None:
-    user = new_user()
+    user = new_user(settings)
     h = {**bearer(settings, user), "Idempotency-Key": "create-1"}
     first = client.post("/v1/posts", json={"text": "once"}, headers=h)
     again = client.post("/v1/posts", json={"text": "once"}, headers=h)
@@ -183,7 +183,7 @@ def test_idempotent_retry_returns_the_same_response_and_no_second_event(
     reused = client.post("/v1/posts", json={"text": "other"}, headers=h)
     assert reused.status_code == 422 and reused.json()["detail"][0]["type"] == "idempotency_key_reused"
     # another user may use the same key
-    assert client.post("/v1/posts", json={"text": "once"}, headers={**bearer(settings, new_user()),
+    assert client.post("/v1/posts", json={"text": "once"}, headers={**bearer(settings, new_user(settings)),
                                                                      "Idempotency-Key": "create-1"}).json() != first.json()
     # a retried delete replays its 202 rather than a 404
     pid = first.json()["post_id"]
@@ -197,17 +197,17 @@ def test_idempotent_retry_returns_the_same_response_and_no_second_event(
 
 def test_rate_limit_answers_429_with_retry_after(stack: Settings, tails) -> None:
     settings = api_settings(stack, api_rate_user_per_s=0.5, api_rate_user_burst=3)
-    user, target = new_user(), new_user()
+    user, target = new_user(settings), new_user(settings)
     with running_app(settings) as client:
         h = bearer(settings, user)
         codes = [client.put(f"/v1/users/{user}/following/{target}", headers=h) for _ in range(5)]
         assert [r.status_code for r in codes] == [202, 202, 202, 429, 429]
         assert 1 <= int(codes[3].headers["retry-after"]) <= 2
-        other = new_user()  # limits are per user: someone else is not throttled
+        other = new_user(settings)  # limits are per user: someone else is not throttled
         assert client.put(f"/v1/users/{other}/following/{target}", headers=bearer(settings, other)).status_code == 202
     ip_settings = api_settings(stack, api_rate_ip_per_s=0.5, api_rate_ip_burst=2)
     with running_app(ip_settings) as client:
-        users = [new_user() for _ in range(3)]
+        users = [new_user(settings) for _ in range(3)]
         codes = [client.put(f"/v1/users/{u}/following/{target}", headers=bearer(ip_settings, u)).status_code
                  for u in users]
         assert codes[-1] == 429  # per client IP, across users (the IP bucket may hold earlier tests' use)
@@ -227,10 +227,10 @@ def test_ownership_falls_back_to_the_cassandra_posts_table(client: TestClient, s
     from core.ids import new_post_id
     from stores.cassandra import session
 
-    author, fan = new_user(), new_user()
+    author, fan = new_user(settings), new_user(settings)
     live, gone = new_post_id(), new_post_id()  # stored by the topologies, never seen by this API's Redis index
     cql = session(stack)
-    cql.execute("INSERT INTO posts (post_id, author_id, text, deleted) VALUES (%s, %s, 'x', false)", (live, author))
+    cql.execute("INSERT INTO posts (post_id, author_id, text, visibility, deleted) VALUES (%s, %s, 'x', 'PUBLIC', false)", (live, author))
     cql.execute("INSERT INTO posts (post_id, author_id, text, deleted) VALUES (%s, %s, 'x', true)", (gone, author))
     liked = accepted(client.put(f"/v1/posts/{live}/like", headers=bearer(settings, fan)))
     check_event(tails, "engagements.v1", liked, "Liked", str(live), post_author_id=author, user_id=fan)
@@ -242,7 +242,7 @@ def test_ownership_falls_back_to_the_cassandra_posts_table(client: TestClient, s
 def test_concurrent_retries_with_one_key_produce_one_event(client: TestClient, settings: Settings, tails) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    user = new_user()
+    user = new_user(settings)
     h = {**bearer(settings, user), "Idempotency-Key": "race-1"}
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda _: client.post("/v1/posts", json={"text": "race"}, headers=h), range(8)))
@@ -263,7 +263,7 @@ def test_an_unfinished_claim_expires_after_the_pending_window(stack: Settings) -
     from serving.idempotency import fingerprint, redis_key
 
     settings = api_settings(stack, api_idempotency_pending_s=1)
-    user = new_user()
+    user = new_user(settings)
     r = redis_sync.Redis.from_url(settings.redis_url)
     # a request that claimed the key and died before completing it
     pending = json.dumps({"fp": fingerprint("POST", "/v1/posts", b'{"text":"x"}'), "state": "pending"})

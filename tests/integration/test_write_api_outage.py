@@ -53,7 +53,7 @@ def own_redis(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
 
 def test_kafka_down_is_503_with_retry_after_and_nothing_half_sent(own_kafka: Settings) -> None:
     settings = own_kafka
-    user = new_user()
+    user = new_user(settings)
     h = bearer(settings, user)
     with running_app(settings) as client:
         ok = client.post("/v1/posts", json={"text": "before"}, headers=h)
@@ -67,7 +67,7 @@ def test_kafka_down_is_503_with_retry_after_and_nothing_half_sent(own_kafka: Set
         assert r.headers["retry-after"] == "3"
         assert "event log unavailable" in r.json()["detail"]
         assert took < 3 + 5, f"503 took {took:.1f}s"
-        f = client.put(f"/v1/users/{user}/following/{new_user()}", headers=h)
+        f = client.put(f"/v1/users/{user}/following/{new_user(settings)}", headers=h)
         assert f.status_code == 503
         ready = client.get("/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["kafka"].startswith("down")
@@ -89,7 +89,7 @@ def test_kafka_down_is_503_with_retry_after_and_nothing_half_sent(own_kafka: Set
 
 def test_redis_down_is_503_with_retry_after(own_redis: Settings) -> None:
     settings = own_redis
-    user, other = new_user(), new_user()
+    user, other = new_user(settings), new_user(settings)
     with running_app(settings) as client:
         h = bearer(settings, user)
         assert client.put(f"/v1/users/{user}/following/{other}", headers=h).status_code == 202

@@ -56,7 +56,7 @@ def _mine(tail: TopicTail, user: str) -> list:
 
 def test_written_like_is_202_even_if_recording_fails_and_its_retry_is_the_same_event(
         client: TestClient, settings: Settings, redis_fails_to_record_once, monkeypatch) -> None:
-    author, fan = new_user(), new_user()
+    author, fan = new_user(settings), new_user(settings)
     post = client.post("/v1/posts", json={"text": "like me"}, headers=bearer(settings, author))
     assert post.status_code == 202, post.text
     pid = post.json()["post_id"]
@@ -80,7 +80,7 @@ def test_written_like_is_202_even_if_recording_fails_and_its_retry_is_the_same_e
 
 def test_comment_retried_after_the_crash_window_keeps_its_comment_id(
         client: TestClient, settings: Settings, redis_fails_to_record_once, monkeypatch) -> None:
-    author, fan = new_user(), new_user()
+    author, fan = new_user(settings), new_user(settings)
     post = client.post("/v1/posts", json={"text": "comment on me"}, headers=bearer(settings, author))
     pid = post.json()["post_id"]
     tail = TopicTail(settings, "engagements.v1")
@@ -101,7 +101,7 @@ def test_comment_retried_after_the_crash_window_keeps_its_comment_id(
 
 def test_post_retried_after_the_crash_window_keeps_its_post_id(
         client: TestClient, settings: Settings, redis_fails_to_record_once, monkeypatch) -> None:
-    author = new_user()
+    author = new_user(settings)
     tail = TopicTail(settings, "posts.v1")
     h = {**bearer(settings, author), "Idempotency-Key": "post-1"}
     first = client.post("/v1/posts", json={"text": "once"}, headers=h)

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from core.settings import Settings, with_overrides
 from serving.app import create_app
 from serving.auth import mint_token
+from stores import redis as redis_store
+from stores.users import k_registered
 from streams.serde import Decoded, Serde
 
 SECRET = "integration-secret-integration-secret-0123"
@@ -31,9 +33,14 @@ def running_app(settings: Settings) -> Iterator[TestClient]:
         yield client
 
 
-def new_user() -> str:
-    """A fresh user id."""
-    return f"u{uuid.uuid4().hex[:12]}"
+def new_user(registered_on: Settings | None = None) -> str:
+    """A fresh user id; with ``registered_on``, registered there as ``POST /v1/users`` records it (the mark
+    :mod:`serving.registration` checks first: writes need a registered caller and follow targets), for
+    tests about other things. Tests of registration itself go through the API (:func:`register`)."""
+    user = f"u{uuid.uuid4().hex[:12]}"
+    if registered_on is not None:
+        redis_store.client(registered_on).set(k_registered(user), "1", ex=registered_on.api_registered_ttl_s)
+    return user
 
 
 def bearer(settings: Settings, user: str) -> dict[str, str]:
@@ -88,3 +95,11 @@ class TopicTail:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def register(client: TestClient, settings: Settings, *users: str) -> None:
+    """Register ``users`` through the API (writes need a registered caller)."""
+    for user in users:
+        r = client.post("/v1/users", json={"user_id": user, "handle": user, "display_name": user.title()},
+                        headers=bearer(settings, user))
+        assert r.status_code == 202, r.text
