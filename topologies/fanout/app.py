@@ -46,7 +46,7 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
     friends_of = {rec.value["author_id"] for rec in recs
                   if rec.name != "PostDeleted" and rec.value["visibility"] == "FRIENDS"}
     fol, fr = graph.snapshot(st.r, authors, friends_of)
-    readers = sorted(set().union(*(fol[a] for a in authors)))
+    readers = sorted(set().union(*(fol[a] for a in authors)) - authors)  # authors: always active
     seen = tls.last_seen(st.r, readers)
     now = int(time.time() * 1000)
     batch = tls.TimelineBatch(st.r, tl.timeline_cap)
