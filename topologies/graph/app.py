@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
 
 from core.feed import TimelineWrite
 from core.settings import Settings
 from stores import graph
 from stores import posts as post_store
+from stores import redis as redis_store
 from stores import timelines as tls
 from streams.catalog import GRAPH
 from streams.errors import PoisonRecord
@@ -28,6 +31,8 @@ from topologies.faust_runtime import (
 )
 from topologies.graph.logic import BACKFILL, GRAPH_RECORDS, PURGE, UnknownGraphEvent, plan_graph
 
+log = logging.getLogger(__name__)
+
 
 def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
     """Apply one graph.v1 event to the graph stores and reader timelines; return timeline writes."""
@@ -35,6 +40,7 @@ def process_graph(st: Stores, rec: SourceRecord) -> list[TimelineWrite]:
     blocked = pending = False
     pair = _pair(rec)
     if pair is not None:
+        graph.ensure_loaded(r, s, pair)  # a Redis that lost its data: reload both users' sets first
         blocked = graph.is_blocked_either_way(r, *pair)
     if rec.name in ("FriendRequestAccepted", "FriendRequestDeclined"):
         pending = graph.has_pending_request(r, s, rec.value["from_id"], rec.value["to_id"])
@@ -81,6 +87,8 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord]) -> Results:
     A record refused before any side effect (:class:`PoisonRecord`, e.g. an accept without a pending
     request) comes back with its error instead of writes, for the app to dead-letter.
     """
+    if redis_store.ensure_epoch(st.r)[1]:
+        log.warning("redis:epoch was absent: Redis is new or lost its data; graph sets reload lazily")
     out: Results = []
     for rec in recs:
         try:
