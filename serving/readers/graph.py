@@ -99,12 +99,10 @@ class RedisGraph:
             return cast(list[dict[str, Any]], tls.negative_filter(r, viewer, cast(list[Mapping[str, Any]], posts)))
 
     def counts(self, user: str) -> dict[str, int] | None:
-        """Counts from the set cardinalities (the sets loaded from Cassandra first if this Redis lost
-        them); the durable ``user_counts`` if they are not loaded and Cassandra cannot load them."""
+        """Counts from the set cardinalities, the sets loaded from Cassandra first if this Redis lost
+        them (if Cassandra cannot load them, it cannot give ``user_counts`` either: Redis as is)."""
         with self.redis.open() as r:
             self._warm(r, [user])
-            if self.cassandra is not None and graph.unloaded(r, [user]):
-                raise Down("graph sets not loaded into Redis: counts from Cassandra")
             return graph.counts(r, user)
 
 
