@@ -8,6 +8,10 @@ Redis key layout (sets of user ids; all rebuildable from the Cassandra tables be
   derived from follows: an unfollow keeps it, an unfriend or a block ends it
 - ``g:blk:{u}``     users ``u`` blocked;  ``g:blkby:{u}`` users who blocked ``u``
 - ``g:req:{u}``     pending friend requests sent to ``u`` (durable copy: ``friend_requests``)
+- ``g:ok:{u}``      "1" once ``u``'s sets above (and ``neg:a:{u}``'s blocks) were loaded from Cassandra
+                    into this Redis (:func:`ensure_loaded`). Redis runs without persistence: after a
+                    restart or FLUSHALL the marker is gone, so the first worker or reader touching
+                    ``u`` reloads ``u``'s sets from the durable tables before using them.
 
 Cassandra tables: ``followers``, ``following``, ``friends``, ``blocks``, ``friend_requests``
 (pending requests by recipient; one partition per user), and ``user_counts`` holding absolute counts written from the Redis set sizes (idempotent on replay).
@@ -67,6 +71,11 @@ def k_blocked_by(u: str) -> str:
 def k_requests(u: str) -> str:
     """Redis key of pending friend requests to ``u``."""
     return f"g:req:{u}"
+
+
+def k_loaded(u: str) -> str:
+    """Redis key marking ``u``'s sets as loaded from Cassandra into this Redis."""
+    return f"g:ok:{u}"
 
 
 def _s(values: Iterable[bytes | str]) -> set[str]:
@@ -158,6 +167,67 @@ def snapshot(r: _redis.Redis, authors: Iterable[str], friends_of: Iterable[str]
     return fol, fr
 
 
+# KEYS: marker, g:fers, g:fing, g:friends, g:blk, g:req, neg:a; ARGV: one count per set key, then
+# the members of each set in that order. Loads only if the marker is absent (atomic with the check):
+# a writer that mutates a set ensures it loaded first, so a reader's older Cassandra read that lands
+# after the writer's first touch changes nothing.
+LOAD_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local pos = #KEYS
+for k = 2, #KEYS do
+  local n = tonumber(ARGV[k - 1])
+  for j = 1, n do
+    redis.call('SADD', KEYS[k], ARGV[pos])
+    pos = pos + 1
+  end
+end
+redis.call('SET', KEYS[1], '1')
+return 1
+"""
+LOAD_QUERIES = (
+    ("followers", "SELECT follower_id AS m FROM followers WHERE user_id=?"),
+    ("following", "SELECT followee_id AS m FROM following WHERE user_id=?"),
+    ("friends", "SELECT friend_id AS m FROM friends WHERE user_id=?"),
+    ("blocks", "SELECT blocked_id AS m FROM blocks WHERE user_id=?"),
+    ("requests", "SELECT from_id AS m FROM friend_requests WHERE to_id=?"),
+)
+
+
+def unloaded(r: _redis.Redis, users: Iterable[str]) -> list[str]:
+    """The users among ``users`` whose sets were not loaded into this Redis (one pipeline)."""
+    users = sorted(set(users))
+    if not users:
+        return []
+    p = r.pipeline(transaction=False)
+    for u in users:
+        p.exists(k_loaded(u))
+    return [u for u, ok in zip(users, p.execute()) if not ok]
+
+
+def ensure_loaded(r: _redis.Redis, session: Session, users: Iterable[str]) -> list[str]:
+    """Load the graph sets of every user in ``users`` not yet loaded into this Redis; return them.
+
+    One EXISTS pipeline when everything is warm. For a cold user, every durable edge table is read
+    concurrently (all pages) and added to the Redis sets by one conditional script call per user;
+    ``neg:a:{u}`` gets the users ``u`` blocked (unfollowed authors need no entry: a rebuilt timeline
+    holds followees' posts only). Idempotent: loading twice, or over sets written since, unions.
+    """
+    cold = unloaded(r, users)
+    if not cold:
+        return []
+    futures = [[session.execute_async(prepared(session, q), (u,)) for _, q in LOAD_QUERIES] for u in cold]
+    script = r.register_script(LOAD_LUA)
+    p = r.pipeline(transaction=False)
+    for u, futs in zip(cold, futures):
+        fol, fing, fr, blk, req = ([row.m for row in f.result()] for f in futs)
+        sets = [fol, fing, fr, blk, req, blk]
+        keys = [k_loaded(u), k_followers(u), k_following(u), k_friends(u), k_blocks(u), k_requests(u),
+                f"neg:a:{u}"]
+        script(keys=keys, args=[len(x) for x in sets] + [m for x in sets for m in x], client=p)
+    p.execute()
+    return cold
+
+
 SELECT_PENDING = "SELECT from_id FROM friend_requests WHERE to_id=? AND from_id=?"
 
 
@@ -185,7 +255,12 @@ def list_edges(session: Session, table: str, u: str, limit: int = 1000) -> list[
 
 # -- writes (the graph topology is the single writer) -------------------------------------
 class GraphWriter:
-    """Applies edge changes to Redis and Cassandra; every method is idempotent."""
+    """Applies edge changes to Redis and Cassandra; every method is idempotent.
+
+    Every method first loads its two users' sets from Cassandra if this Redis lost them
+    (:func:`ensure_loaded`), so a write never lands in a partial set and ``user_counts`` (written
+    from the set sizes) is never overwritten with the size of a half-empty set after a Redis loss.
+    """
 
     def __init__(self, r: _redis.Redis, session: Session) -> None:
         self.r = r
@@ -211,6 +286,7 @@ class GraphWriter:
 
     def follow(self, follower: str, followee: str, at_ms: int | None = None) -> None:
         """Add the edge ``follower -> followee``."""
+        ensure_loaded(self.r, self.s, (follower, followee))
         at = at_ms or int(time.time() * 1000)
         p = self.r.pipeline(transaction=True)
         p.sadd(k_followers(followee), follower)
@@ -222,6 +298,7 @@ class GraphWriter:
 
     def unfollow(self, follower: str, followee: str) -> None:
         """Remove the edge ``follower -> followee`` only: a friendship stays (see :meth:`unfriend`)."""
+        ensure_loaded(self.r, self.s, (follower, followee))
         p = self.r.pipeline(transaction=True)
         p.srem(k_followers(followee), follower)
         p.srem(k_following(follower), followee)
@@ -239,22 +316,26 @@ class GraphWriter:
 
     def unfriend(self, a: str, b: str) -> None:
         """End the friendship of ``a`` and ``b`` and the follows both ways (which accepting created)."""
+        ensure_loaded(self.r, self.s, (a, b))
         self._end_friendship(a, b)
         self.unfollow(a, b)
         self.unfollow(b, a)
 
     def request_sent(self, from_id: str, to_id: str, at_ms: int | None = None) -> None:
         """Record a pending friend request."""
+        ensure_loaded(self.r, self.s, (from_id, to_id))
         self.r.sadd(k_requests(to_id), from_id)
         self._cql([(self._req_ins, (to_id, from_id, at_ms or int(time.time() * 1000)))])
 
     def request_cleared(self, from_id: str, to_id: str) -> None:
         """Clear a pending friend request (declined or accepted)."""
+        ensure_loaded(self.r, self.s, (from_id, to_id))
         self.r.srem(k_requests(to_id), from_id)
         self._cql([(self._req_del, (to_id, from_id))])
 
     def befriend(self, a: str, b: str, at_ms: int | None = None) -> None:
         """Make ``a`` and ``b`` friends: a mutual follow plus the friend sets."""
+        ensure_loaded(self.r, self.s, (a, b))
         self.request_cleared(a, b)
         self.request_cleared(b, a)
         self.follow(a, b, at_ms)
@@ -269,6 +350,7 @@ class GraphWriter:
 
     def block(self, blocker: str, blocked: str, at_ms: int | None = None) -> None:
         """``blocker`` blocks ``blocked``: record it and drop follows and friendship both ways."""
+        ensure_loaded(self.r, self.s, (blocker, blocked))
         at = at_ms or int(time.time() * 1000)
         p = self.r.pipeline(transaction=True)
         p.sadd(k_blocks(blocker), blocked)
@@ -284,6 +366,7 @@ class GraphWriter:
 
     def unblock(self, blocker: str, blocked: str) -> None:
         """Lift a block (follows are not restored)."""
+        ensure_loaded(self.r, self.s, (blocker, blocked))
         p = self.r.pipeline(transaction=True)
         p.srem(k_blocks(blocker), blocked)
         p.srem(k_blocked_by(blocked), blocker)

@@ -146,6 +146,37 @@ def queue_cache_update(p: Any, name: str, v: Mapping[str, Any], author_cap: int)
         p.zremrangebyrank(k_author(author), 0, -(author_cap + 1))
 
 
+def ensure_author_caches(r: _redis.Redis, session: Session, authors: Iterable[str], cap: int) -> list[str]:
+    """Refill ``ap:{a}`` from the author index for each author whose cache is missing; return them.
+
+    Redis runs without persistence: after a loss, a post pushed into an absent ``ap:{a}`` would make
+    a one-entry cache that the read-time celebrity merge takes as complete. Fan-out calls this
+    after writing the batch's index rows and before queueing its cache updates; the index is read
+    at LOCAL_QUORUM, newest ``cap`` rows, all authors concurrently. One EXISTS pipeline when warm.
+    """
+    authors = sorted(set(authors))
+    if not authors:
+        return []
+    p = r.pipeline(transaction=False)
+    for a in authors:
+        p.exists(k_author(a))
+    cold = [a for a, ok in zip(authors, p.execute()) if not ok]
+    if not cold:
+        return []
+    futures = []
+    for a in cold:
+        bound = prepared(session, INDEX_FIRST).bind((a, cap))
+        bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        futures.append(session.execute_async(bound))
+    p = r.pipeline(transaction=False)
+    for a, f in zip(cold, futures):
+        ids = [row.post_id for row in f.result()]
+        if ids:
+            p.zadd(k_author(a), {str(i): i for i in ids})
+    p.execute()
+    return cold
+
+
 def trim_author_cache(r: _redis.Redis, author: str, cap: int) -> None:
     """Keep only the newest ``cap`` ids in ``ap:{author}``."""
     r.zremrangebyrank(k_author(author), 0, -(cap + 1))

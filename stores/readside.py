@@ -46,13 +46,17 @@ def counts(session: Session, user: str) -> dict[str, int] | None:
 
 def home_candidates(session: Session, reader: str, before: int | None, limit: int,
                     max_followees: int = 1000) -> list[int]:
-    """A home page's candidate ids straight from the author index of ``reader``'s followees."""
+    """A home page's candidate ids straight from the author index of ``reader``'s followees and of
+    ``reader`` (an author sees their own posts in their home feed)."""
     followees = edge_page(session, "following", reader, "", max_followees)
     friends = set(edge_page(session, "friends", reader, "", max_followees))
+    followees = [a for a in followees if a != reader]
     futures = [post_store.author_index_async(session, a, before, limit) for a in followees]
+    own = post_store.author_index_async(session, reader, before, limit)  # own posts, as fan-out pushes
     lists = [[r.post_id for r in rows if visible_to(r.visibility, is_author=False, follows=True,
                                                     is_friend=a in friends)]
              for a, rows in zip(followees, _all(futures))]
+    lists.append([r.post_id for r in own.result()])
     return merge_newest(*lists, before=before, limit=limit)
 
 

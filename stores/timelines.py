@@ -6,6 +6,10 @@ Redis key layout (``{r}`` reader id):
 - ``tlstale:{r}``   set when fan-out skipped ``r`` as inactive: rebuild from Cassandra on next read
 - ``tlb:{r}``       "1" for 5 minutes after a rebuild (so an empty timeline is not rebuilt per read);
                     a missing ``tl:{r}`` without ``tlb:{r}`` (e.g. evicted by maxmemory) also rebuilds
+- ``tlok:{r}``      "1" once ``r``'s timeline was rebuilt from Cassandra in this Redis (no TTL). Redis
+                    runs without persistence: after a restart or FLUSHALL the marker is gone, so the
+                    reader's next read rebuilds once, even if fan-out already recreated ``tl:{r}``
+                    with the posts it pushed since (a rebuild adds to what is there)
 - ``tllock:{r}``    rebuild lock (SET NX PX); ``tlrebuilds:{r}`` counts rebuilds (INCR)
 - ``neg:a:{r}``     SET of authors hidden from ``r`` (unfollowed, blocked either way): read filter
 - ``readers:seen``  ZSET reader -> last-seen epoch ms (inactive readers are not pushed to)
@@ -55,6 +59,11 @@ def k_built(r: str) -> str:
 def k_stale(r: str) -> str:
     """Redis key marking ``r``'s timeline stale (skipped while inactive)."""
     return f"tlstale:{r}"
+
+
+def k_ok(r: str) -> str:
+    """Redis key marking ``r``'s timeline as rebuilt at least once in this Redis."""
+    return f"tlok:{r}"
 
 
 def k_lock(r: str) -> str:
@@ -232,6 +241,7 @@ def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: S
             p.zadd(k_timeline(reader), {str(i): i for i in ids})
             p.zremrangebyrank(k_timeline(reader), 0, -(settings.timeline_cap + 1))
         p.set(k_built(reader), "1", ex=300)
+        p.set(k_ok(reader), "1")
         p.delete(k_stale(reader))
         p.incr(k_rebuilds(reader))
         p.execute()
@@ -242,23 +252,29 @@ def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: S
 
 
 def _compute_timeline(r: _redis.Redis, session: Session, reader: str, s: Settings) -> list[int]:
-    """Newest ``cap`` post ids a reader's followees (non-celebrities) pushed or would push.
+    """Newest ``cap`` post ids a reader's followees (non-celebrities) pushed or would push, and the
+    reader's own posts (fan-out pushes an author's posts to the author's own timeline too).
 
-    One Redis pipeline for the followees' follower counts and friendships, then every author's
-    index query in flight at once (a reader following 500 authors costs ~1 round trip, not 500).
+    The reader's and followees' graph sets are first loaded from Cassandra if this Redis lost them
+    (:func:`stores.graph.ensure_loaded`); then one Redis pipeline for the followees' follower
+    counts and friendships, and every author's index query in flight at once (a reader following
+    500 authors costs ~1 round trip, not 500).
     """
-    followees = sorted(graph.following(r, reader))
-    if not followees:
-        return []
-    p = r.pipeline(transaction=False)
-    for author in followees:
-        p.scard(graph.k_followers(author))
-        p.sismember(graph.k_friends(author), reader)
-    res = p.execute()
-    authors = [(a, bool(res[2 * i + 1])) for i, a in enumerate(followees)
-               if int(res[2 * i]) <= s.celebrity_threshold]
+    graph.ensure_loaded(r, session, [reader])
+    followees = sorted(graph.following(r, reader) - {reader})
+    graph.ensure_loaded(r, session, followees)
+    authors: list[tuple[str, bool]] = []
+    if followees:
+        p = r.pipeline(transaction=False)
+        for author in followees:
+            p.scard(graph.k_followers(author))
+            p.sismember(graph.k_friends(author), reader)
+        res = p.execute()
+        authors = [(a, bool(res[2 * i + 1])) for i, a in enumerate(followees)
+                   if int(res[2 * i]) <= s.celebrity_threshold]
     futures = [post_store.author_index_async(session, a, None, s.rebuild_per_author) for a, _ in authors]
-    lists = []
+    own = post_store.author_index_async(session, reader, None, s.rebuild_per_author)
+    lists = [[row.post_id for row in own.result()]]
     for (_, friend), fut in zip(authors, futures):
         lists.append([row.post_id for row in fut.result()
                       if visible_to(row.visibility, is_author=False, follows=True, is_friend=friend)])
@@ -266,13 +282,15 @@ def _compute_timeline(r: _redis.Redis, session: Session, reader: str, s: Setting
 
 
 def needs_rebuild(r: _redis.Redis, reader: str) -> bool:
-    """Whether ``tl:{reader}`` is stale (skipped while inactive) or missing (evicted, never built)."""
+    """Whether ``tl:{reader}`` is stale (skipped while inactive), missing (evicted), or was never
+    rebuilt in this Redis (``tlok:{reader}`` absent: never read, or Redis lost its data)."""
     p = r.pipeline(transaction=False)
     p.exists(k_stale(reader))
     p.exists(k_timeline(reader))
     p.exists(k_built(reader))
-    stale, present, built = p.execute()
-    return bool(stale) or (not present and not built)
+    p.exists(k_ok(reader))
+    stale, present, built, ok = p.execute()
+    return bool(stale) or not ok or (not present and not built)
 
 
 def ensure_timeline(r: _redis.Redis, session: Session, reader: str, settings: Settings) -> None:

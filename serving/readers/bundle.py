@@ -41,7 +41,7 @@ def build(redis: Guard[_redis.Redis], cassandra: Guard[Session], settings: Setti
     """Wire every reader onto the two engine guards (their breakers are shared by all readers)."""
     index = CassandraPosts(cassandra)
     redis_profiles, cassandra_profiles = RedisProfiles(redis, cassandra), CassandraProfiles(cassandra)
-    graph = Graph(RedisGraph(redis), CassandraGraph(cassandra))
+    graph = Graph(RedisGraph(redis, cassandra), CassandraGraph(cassandra))
     return Readers(
         redis_timeline=RedisTimeline(redis, cassandra, index, settings),
         cassandra_timeline=CassandraTimeline(cassandra),

@@ -46,16 +46,32 @@ class GraphReader(Protocol):
 
 
 class RedisGraph:
-    """The Redis follower/friend/block sets and each reader's hidden-author set."""
+    """The Redis follower/friend/block sets and each reader's hidden-author set.
+
+    Redis runs without persistence: before reading a user's sets, the sets of users not loaded
+    into this Redis (``g:ok:{u}`` absent, e.g. after a restart) are loaded from Cassandra's edge
+    tables (:func:`stores.graph.ensure_loaded`; one EXISTS pipeline when warm). With Cassandra
+    down the Redis sets are read as they are.
+    """
 
     source = "redis"
 
-    def __init__(self, redis: Guard[_redis.Redis]) -> None:
-        self.redis = redis
+    def __init__(self, redis: Guard[_redis.Redis], cassandra: Guard[Session] | None = None) -> None:
+        self.redis, self.cassandra = redis, cassandra
+
+    def _warm(self, r: _redis.Redis, users: list[str]) -> None:
+        if self.cassandra is None or not graph.unloaded(r, users):
+            return
+        try:
+            with self.cassandra.open() as s:
+                graph.ensure_loaded(r, s, users)
+        except Down:
+            pass
 
     def relation(self, viewer: str, author: str) -> Relation:
         """Blocks both ways, follows and friendship in one pipelined round trip."""
         with self.redis.open() as r:
+            self._warm(r, [viewer, author])
             p = r.pipeline(transaction=False)
             p.sismember(graph.k_blocks(author), viewer)
             p.sismember(graph.k_blocks(viewer), author)
@@ -70,6 +86,7 @@ class RedisGraph:
         if not authors:
             return {}
         with self.redis.open() as r:
+            self._warm(r, authors)
             p = r.pipeline(transaction=False)
             for a in authors:
                 p.sismember(graph.k_followers(a), viewer)
@@ -88,8 +105,10 @@ class RedisGraph:
             return bool(r.sismember(post_store.DELETED, str(post_id)))
 
     def counts(self, user: str) -> dict[str, int] | None:
-        """Counts from the set cardinalities."""
+        """Counts from the set cardinalities, the sets loaded from Cassandra first if this Redis lost
+        them (if Cassandra cannot load them, it cannot give ``user_counts`` either: Redis as is)."""
         with self.redis.open() as r:
+            self._warm(r, [user])
             return graph.counts(r, user)
 
 

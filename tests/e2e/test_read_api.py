@@ -227,6 +227,30 @@ def test_cursors_across_concurrent_inserts_no_duplicates_or_gaps(world):
     assert api.feed_ids(reader, limit=5) == sorted(newer, reverse=True)
 
 
+def test_own_posts_in_own_home_feed_with_delete_and_paging(world):
+    api, _, _ = world
+    me, friend = api.register(uid("me")), api.register(uid("fr"))
+    api.follow(me, friend)
+    poll(lambda: api.ok(api.c.get(f"/v1/users/{me}", headers=api.h(me)), 200)["counts"]["following"] == 1,
+         "follow applied")
+    mine = [api.post(me, f"mine {i}", vis) for i, vis in enumerate(("PUBLIC", "FOLLOWERS", "FRIENDS", "PUBLIC"))]
+    theirs = api.post(friend, "theirs")
+    item = api.wait_in_feed(me, mine[-1])
+    assert item["author"]["user_id"] == me and item["text"] == "mine 3"
+    api.wait_in_feed(me, theirs)
+    poll(lambda: set(mine) <= set(api.feed_ids(me, limit=100)), "every own post, whatever its visibility")
+    assert api.feed_ids(me, limit=100) == sorted([*mine, theirs], reverse=True)
+    api.ok(api.c.delete(f"/v1/posts/{mine[1]}", headers=api.h(me)))
+    poll(lambda: mine[1] not in api.feed_ids(me, limit=100), "deleted own post hidden")
+    seen: list[int] = []
+    body = api.ok(api.feed(me, limit=2), 200)
+    seen += [it["post_id"] for it in body["items"]]
+    while body["next_cursor"]:
+        body = api.ok(api.feed(me, limit=2, cursor=body["next_cursor"]), 200)
+        seen += [it["post_id"] for it in body["items"]]
+    assert seen == sorted([mine[0], mine[2], mine[3], theirs], reverse=True)
+
+
 def test_ranked_order_and_fallback_when_the_ranker_raises(world):
     api, _, app = world
     author, reader = api.register(uid("a")), api.register(uid("r"))

@@ -29,36 +29,39 @@ def readers(plan):
 
 def test_public_post_reaches_every_active_follower():
     plan = plan_post(PostRef(10, "a", "PUBLIC"), ADD, ["x", "y"], [], {}, NOW, POLICY)
-    assert readers(plan) == {("x", ADD), ("y", ADD)} and not plan.celebrity
+    assert readers(plan) == {("a", ADD), ("x", ADD), ("y", ADD)} and not plan.celebrity
     assert all(w.post_id == 10 and w.author_id == "a" for w in plan.writes)
 
 
 def test_friends_only_post_reaches_only_friends_among_followers():
     plan = plan_post(PostRef(10, "a", "FRIENDS"), ADD, ["x", "y", "z"], ["y", "q"], {}, NOW, POLICY)
-    assert readers(plan) == {("y", ADD)}
+    assert readers(plan) == {("a", ADD), ("y", ADD)}
 
 
 def test_celebrity_is_not_fanned_out():
     plan = plan_post(PostRef(10, "a"), ADD, ["1", "2", "3", "4"], [], {}, NOW, POLICY)
-    assert plan.celebrity and plan.writes == [] and plan.inactive == []
+    assert plan.celebrity and readers(plan) == {("a", ADD)} and plan.inactive == []  # the author only
     at_threshold = plan_post(PostRef(10, "a"), ADD, ["1", "2", "3"], [], {}, NOW, POLICY)
-    assert not at_threshold.celebrity and len(at_threshold.writes) == 3
+    assert not at_threshold.celebrity and len(at_threshold.writes) == 4
 
 
 def test_inactive_readers_are_skipped_and_reported():
     seen = {"old": NOW - 31 * DAY_MS, "recent": NOW - 29 * DAY_MS}
     plan = plan_post(PostRef(10, "a"), ADD, ["old", "recent", "never"], [], seen, NOW, POLICY)
-    assert readers(plan) == {("recent", ADD), ("never", ADD)}
+    assert readers(plan) == {("a", ADD), ("recent", ADD), ("never", ADD)}
     assert plan.inactive == ["old"]
+    # the author always gets their own post, however long ago they were last seen
+    assert ("a", ADD) in readers(plan_post(PostRef(10, "a"), ADD, [], [], {"a": 0}, NOW, POLICY))
 
 
 def test_edit_narrowing_visibility_removes_from_non_friends():
     plan = plan_post(PostRef(10, "a", "FRIENDS"), EDIT, ["x", "y"], ["x"], {}, NOW, POLICY)
-    assert readers(plan) == {("x", EDIT), ("y", REMOVE)}
+    assert readers(plan) == {("a", EDIT), ("x", EDIT), ("y", REMOVE)}
 
 
 def test_delete_and_purge_remove():
-    assert {(w.reader_id, w.op) for w in plan_delete(5, "a", ["x", "x", "y"])} == {("x", REMOVE), ("y", REMOVE)}
+    assert [(w.reader_id, w.op) for w in plan_delete(5, "a", ["x", "x", "y"])] == [
+        ("a", REMOVE), ("x", REMOVE), ("y", REMOVE)]
     assert [w.post_id for w in plan_purge("r", "a", [1, 3, 2, 3])] == [3, 2, 1]
 
 

@@ -11,6 +11,7 @@ from core.feed import ADD, EDIT
 from core.settings import Settings
 from stores import graph
 from stores import posts as post_store
+from stores import redis as redis_store
 from stores import timelines as tls
 from streams.catalog import POSTS
 from streams.errors import PoisonRecord
@@ -57,10 +58,16 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
         return out
     post_store.write_posts_durable(st.s, [(rec.name, rec.value) for rec in recs])
     authors = {rec.value["author_id"] for rec in recs}
+    _, cold = redis_store.ensure_epoch(st.r)
+    if cold:
+        log.warning("redis:epoch was absent: Redis is new or lost its data; hot views reload lazily")
+    # a Redis that lost its data: reload the authors' follower sets and author caches first
+    graph.ensure_loaded(st.r, st.s, authors)
+    post_store.ensure_author_caches(st.r, st.s, authors, tl.author_cache_cap)
     friends_of = {rec.value["author_id"] for rec in recs
                   if rec.name != "PostDeleted" and rec.value["visibility"] == "FRIENDS"}
     fol, fr = graph.snapshot(st.r, authors, friends_of)
-    readers = sorted(set().union(*(fol[a] for a in authors)))
+    readers = sorted(set().union(*(fol[a] for a in authors)) - authors)  # authors: always active
     seen = tls.last_seen(st.r, readers)
     now = int(time.time() * 1000)
     batch = tls.TimelineBatch(st.r, tl.timeline_cap)

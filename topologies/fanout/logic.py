@@ -83,9 +83,14 @@ def is_inactive(last_seen_ms: float | None, now_ms: int, inactive_days: float) -
 
 def plan_post(post: PostRef, op: str, followers: Iterable[str], friends: Iterable[str],
               last_seen: Mapping[str, float | None], now_ms: int, policy: Policy) -> FanoutPlan:
-    """Plan a PostCreated (ADD) or PostEdited (EDIT) fan-out; edits narrowing visibility REMOVE."""
-    fol = set(followers)
+    """Plan a PostCreated (ADD) or PostEdited (EDIT) fan-out; edits narrowing visibility REMOVE.
+
+    The author is a reader of their own posts: one write to the author's own timeline, first, for
+    every post (celebrities included, whose followers merge it at read time instead).
+    """
+    fol = set(followers) - {post.author_id}
     plan = FanoutPlan(celebrity=len(fol) > policy.celebrity_threshold)
+    plan.writes.append(TimelineWrite(post.author_id, post.post_id, post.author_id, op))
     if plan.celebrity:
         return plan
     allowed = audience(post.visibility, fol, friends)
@@ -101,8 +106,9 @@ def plan_post(post: PostRef, op: str, followers: Iterable[str], friends: Iterabl
 
 
 def plan_delete(post_id: int, author_id: str, followers: Iterable[str]) -> list[TimelineWrite]:
-    """REMOVE a deleted post from every follower's timeline (the read path hides it already)."""
-    return [TimelineWrite(r, post_id, author_id, REMOVE) for r in sorted(set(followers))]
+    """REMOVE a deleted post from the author's and every follower's timeline (the read path hides it
+    already)."""
+    return [TimelineWrite(r, post_id, author_id, REMOVE) for r in [author_id, *sorted(set(followers) - {author_id})]]
 
 
 def plan_backfill(reader: str, author: str, recent: Iterable[tuple[int, str]], *, follows: bool,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 
@@ -11,6 +12,7 @@ from core.feed import TimelineWrite
 from core.settings import Settings
 from stores import graph
 from stores import posts as post_store
+from stores import redis as redis_store
 from stores import timelines as tls
 from stores import users as user_store
 from streams.catalog import GRAPH
@@ -41,6 +43,8 @@ from topologies.graph.logic import (
 
 # user ids -> registration time (epoch ms) of those registered; unknown ids are absent
 Lookup = Callable[[list[str]], Mapping[str, int]]
+
+log = logging.getLogger(__name__)
 
 
 class UserCheck:
@@ -99,6 +103,7 @@ def process_graph(st: Stores, rec: SourceRecord, unknown: Iterable[str] = ()) ->
     blocked = pending = False
     pair = _pair(rec)
     if pair is not None:
+        graph.ensure_loaded(r, s, pair)  # a Redis that lost its data: reload both users' sets first
         blocked = graph.is_blocked_either_way(r, *pair)
     if rec.name in ("FriendRequestAccepted", "FriendRequestDeclined"):
         pending = graph.has_pending_request(r, s, rec.value["from_id"], rec.value["to_id"])
@@ -149,6 +154,8 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck |
     request, or naming a user ``users`` finds unregistered) comes back with its error instead of
     writes, for the app to dead-letter.
     """
+    if redis_store.ensure_epoch(st.r)[1]:
+        log.warning("redis:epoch was absent: Redis is new or lost its data; graph sets reload lazily")
     out: Results = []
     unknown = users.unknown(recs) if users is not None else [set() for _ in recs]
     for rec, missing in zip(recs, unknown):
