@@ -87,7 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; ``settings`` (else :func:`get_settings`) is used by every dependency."""
     app = FastAPI(title="feedstream API", version="1", lifespan=lifespan, docs_url="/docs",
                   description="Every write is produced to Kafka as an Avro event and answered 202 "
-                              "once the broker confirms it.")
+                              "once the broker confirms it.",
+                  responses=errors.BODY_TOO_LARGE)  # BodySizeLimit answers any operation
     # kept on app.state, not as a dependency override: any override makes FastAPI re-analyse every
     # dependency on every request (tests may still override get_settings; see settings_of)
     effective = app.state.settings = settings or get_settings()

@@ -57,3 +57,26 @@ def responses(*codes: int) -> dict[int | str, dict]:
         if c in (409, 429, 503):
             out[c]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
     return out
+
+
+READ_TEXT = {400: "malformed cursor, or a cursor of another list", 401: "missing or invalid bearer token",
+             403: "not visible to the caller", 404: "no such user or post",
+             503: "no engine can answer the read, retry later (see Retry-After)"}
+BODY_TOO_LARGE = {413: {"model": ErrorBody, "description": "request body too large (any operation)"}}
+
+
+def read_responses(*codes: int, **why: str) -> dict[int | str, dict]:
+    """OpenAPI ``responses=`` for a read: ``codes`` with :data:`READ_TEXT`, or ``why["e404"]``-style
+    descriptions per operation; 503 documents its Retry-After header."""
+    out: dict[int | str, dict] = {}
+    for c in codes:
+        out[c] = {"model": ErrorBody, "description": why.get(f"e{c}", READ_TEXT[c])}
+        if c == 503:
+            out[c]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+    return out
+
+
+#: OpenAPI ``responses=`` of every rate-limited read router (per-user and per-IP read buckets).
+READ_LIMITED: dict[int | str, dict] = {429: {
+    "model": ErrorBody, "description": "over the read rate limit (per user or per IP); retry later",
+    "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}}}

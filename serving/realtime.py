@@ -24,6 +24,7 @@ from fastapi.responses import StreamingResponse
 from core.settings import Settings
 from serving.auth import InvalidToken, require_self, verify_token
 from serving.deps import CurrentUser
+from serving.errors import read_responses
 from serving.payloads import USER_ID_PATTERN
 from serving.settings import settings_of
 from stores.timelines import channel
@@ -194,7 +195,10 @@ async def feed_live(websocket: WebSocket, user_id: UserPath,
         await hub.unsubscribe(user_id, client)
 
 
-@router.get("/stream", summary="Server-Sent Events of the caller's feed changes and notifications")
+@router.get("/stream", summary="Server-Sent Events of the caller's feed changes and notifications",
+            responses={200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
+                       **read_responses(401, 403, 503, e403="another user's stream",
+                                        e503="Redis unavailable, retry later (see Retry-After)")})
 async def feed_stream(user_id: UserPath, user: CurrentUser, request: Request,
                       hub: Annotated[Hub, Depends(get_hub)]) -> StreamingResponse:
     require_self(user, user_id)

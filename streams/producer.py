@@ -17,7 +17,12 @@ from streams.catalog import Topic, get_topic, topic_for
 from streams.errors import DeliveryError
 from streams.serde import Serde
 
-HEADER_EVENT_TYPE = "event-type"
+HEADER_EVENT_TYPE = "event-type"  # full record name, for routing without decoding (also the value's event_type)
+
+
+def event_type_headers(fullname: str) -> list[tuple[str, bytes]]:
+    """The record headers every feedstream producer sets: ``event-type`` = the record's full name."""
+    return [(HEADER_EVENT_TYPE, fullname.encode())]
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,7 @@ class EventProducer:
                 future.set_result(DeliveryReport(
                     target.name, msg.partition() or 0, msg.offset() or 0, msg.key(), short, msg.timestamp()[1]))
 
-        headers: list[tuple[str, str | bytes | None]] = [(HEADER_EVENT_TYPE, fullname.encode())]
+        headers = event_type_headers(fullname)
         while True:
             try:
                 self._producer.produce(target.name, payload, key, on_delivery=on_delivery, headers=headers)

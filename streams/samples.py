@@ -41,5 +41,7 @@ def sample_event(record: str, schemas: SchemaSet | None = None, **overrides: Any
     parsed = schemas.parsed[schemas.fullname(record)]
     value = _sample(parsed, "", parsed.get("__named_schemas", {}))
     value.update(envelope(str(value.get("actor_id", "actor"))))
+    if "event_type" in value:  # what Serde.encode fills in: the short record name
+        value["event_type"] = schemas.fullname(record).rpartition(".")[2]
     value.update(overrides)
     return value

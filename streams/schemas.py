@@ -13,7 +13,8 @@ import fastavro
 from streams.errors import SchemaError, UnknownEventError
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "avro"
-ENVELOPE = ("event_id", "occurred_at", "actor_id", "schema_version")
+ENVELOPE = ("event_id", "occurred_at", "actor_id", "schema_version", "event_type")
+EVENT_TYPE = "event_type"  # the short record name, filled by Serde.encode; its default is the record's own name
 PRIMITIVES = frozenset(
     {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 )
@@ -91,6 +92,7 @@ class SchemaSet:
     standalone: dict[str, dict[str, Any]] = field(repr=False)
     parsed: dict[str, Any] = field(repr=False)
     short: dict[str, str] = field(repr=False)
+    typed: frozenset[str] = field(default=frozenset(), repr=False)  # records with an ``event_type`` field
 
     @property
     def events(self) -> tuple[str, ...]:
@@ -157,7 +159,8 @@ def load_schemas(directory: Path | str = SCHEMA_DIR) -> SchemaSet:
         if name in short:
             raise SchemaError(f"short record name {name} is ambiguous ({short[name]}, {full})")
         short[name] = full
-    return SchemaSet(directory, types, standalone, parsed, short)
+    typed = frozenset(n for n, s in standalone.items() if any(f["name"] == EVENT_TYPE for f in s["fields"]))
+    return SchemaSet(directory, types, standalone, parsed, short, typed)
 
 
 @lru_cache(maxsize=4)

@@ -14,7 +14,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from streams.errors import DecodeError, RegistryError, UnknownEventError
-from streams.schemas import SchemaSet, default_schemas
+from streams.schemas import EVENT_TYPE, SchemaSet, default_schemas
 from streams.validation import validate_record
 
 MAGIC = 0
@@ -94,9 +94,15 @@ class Serde:
         validate_record(self.schemas.parsed[self.schemas.fullname(record)], value)
 
     def encode(self, record: str, value: Mapping[str, Any], topic: str | None = None) -> bytes:
-        """Validate ``value`` as ``record`` and return its Confluent-framed Avro bytes."""
+        """Validate ``value`` as ``record`` and return its Confluent-framed Avro bytes.
+
+        The envelope's ``event_type`` is set here to the record's short name (``PostCreated``),
+        whatever the caller passed, so every record on every topic names its own type.
+        """
         fullname = self.schemas.fullname(record)
         parsed = self.schemas.parsed[fullname]
+        if fullname in self.schemas.typed:
+            value = {**value, EVENT_TYPE: _short(fullname)}
         validate_record(parsed, value)
         schema_id = self.schema_id(fullname, topic)
         out = io.BytesIO()

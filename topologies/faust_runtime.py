@@ -69,6 +69,7 @@ from core.events import dead_letter
 from core.settings import Settings
 from streams.catalog import DEAD_LETTERS, Topic
 from streams.errors import DecodeError, PoisonRecord, SchemaValidationError
+from streams.producer import event_type_headers
 from streams.serde import Serde
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,8 @@ async def send_dead_letter(app: faust.App, serde: Serde, dlq: faust.TopicT, grou
                      offset=message.offset, key=message.key, value=message.value, error=str(exc),
                      error_type=type(exc).__name__)
     data = serde.encode("DeadLetter", dl, DEAD_LETTERS.name)
-    fut = await dlq.send(key=message.topic.encode(), value=data)
+    fut = await dlq.send(key=message.topic.encode(), value=data,
+                         headers=event_type_headers("io.feedstream.derived.DeadLetter"))
     await fut
     log.warning("dead-lettered %s[%d]@%d: %s: %s", message.topic, message.partition,
                 message.offset, type(exc).__name__, exc)

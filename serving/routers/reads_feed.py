@@ -9,20 +9,17 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from serving.auth import require_self
 from serving.deps import CurrentUser, ReadRateLimited
-from serving.errors import ErrorBody
+from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadsDep
 from serving.feed.pipeline import read_known_feed
 from serving.payloads import USER_ID_PATTERN
 
-router = APIRouter(prefix="/users/{user_id}", tags=["feed"], dependencies=[ReadRateLimited])
+router = APIRouter(prefix="/users/{user_id}", tags=["feed"], dependencies=[ReadRateLimited],
+                   responses=READ_LIMITED)
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody, "description": "malformed or foreign cursor"},
-    401: {"model": ErrorBody, "description": "missing or invalid bearer token"},
-    403: {"model": ErrorBody, "description": "another user's feed"},
-    404: {"model": ErrorBody, "description": "unknown user"},
-    503: {"model": ErrorBody, "description": "neither Redis nor Cassandra answers"},
-}
+ERRORS: dict[int | str, dict[str, Any]] = read_responses(
+    400, 401, 403, 404, 503, e403="another user's feed", e404="unknown user",
+    e503="neither Redis nor Cassandra answers (see Retry-After)")
 
 
 class Algorithm(str, Enum):

@@ -9,11 +9,14 @@ from pydantic import BaseModel, Field
 
 from serving.auth import require_self
 from serving.deps import CurrentUser, ReadRateLimited
+from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadsDep
 from serving.payloads import USER_ID_PATTERN
 
-router = APIRouter(prefix="/users/{user_id}/notifications", tags=["notifications"], dependencies=[ReadRateLimited])
+router = APIRouter(prefix="/users/{user_id}/notifications", tags=["notifications"], dependencies=[ReadRateLimited],
+                   responses=READ_LIMITED)
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
+OWNER_ONLY = "another user's notifications"
 
 
 class MarkRead(BaseModel):
@@ -22,7 +25,8 @@ class MarkRead(BaseModel):
     up_to: int | None = Field(None, ge=0)
 
 
-@router.get("", summary="The caller's notifications, newest first")
+@router.get("", summary="The caller's notifications, newest first",
+            responses=read_responses(400, 401, 403, 503, e403=OWNER_ONLY))
 async def list_notifications(
     user_id: UserPath, user: CurrentUser, e: ReadsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -39,13 +43,15 @@ async def list_notifications(
     return {"items": page, "next_cursor": e.cursor_out(scope, nxt)}
 
 
-@router.get("/unread-count", summary="How many notifications are unread (capped)")
+@router.get("/unread-count", summary="How many notifications are unread (capped)",
+            responses=read_responses(401, 403, 503, e403=OWNER_ONLY))
 async def unread_count(user_id: UserPath, user: CurrentUser, e: ReadsDep) -> dict[str, int]:
     require_self(user, user_id)
     return {"unread": await e.run(e.readers.notifications.unread, user_id)}
 
 
-@router.post("/read", summary="Mark notifications read up to a time (default: all)")
+@router.post("/read", summary="Mark notifications read up to a time (default: all)",
+             responses=read_responses(401, 403, 503, e403=OWNER_ONLY))
 async def mark_read(user_id: UserPath, user: CurrentUser, e: ReadsDep, body: MarkRead | None = None) -> dict[str, int]:
     require_self(user, user_id)
     up_to = body.up_to if body else None

@@ -8,20 +8,24 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from core.ids import MAX_ID
 from serving.deps import CurrentUser, ReadRateLimited
+from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadsDep
 from serving.feed.posts import comments_view, post_view
 
-router = APIRouter(prefix="/posts/{post_id}", tags=["posts"], dependencies=[ReadRateLimited])
+router = APIRouter(prefix="/posts/{post_id}", tags=["posts"], dependencies=[ReadRateLimited],
+                   responses=READ_LIMITED)
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.get("", summary="A post with author info and engagement counts")
+@router.get("", summary="A post with author info and engagement counts",
+            responses=read_responses(401, 403, 404, 503, e404="no such post, or deleted"))
 async def get_post(post_id: PostPath, user: CurrentUser, e: ReadsDep) -> dict[str, Any]:
     return await e.run(post_view, e.readers, user, post_id)
 
 
 @router.get("/comments", summary="A post's comments: roots oldest first with their first replies, "
-                                 "or one thread's replies (thread=root id)")
+                                 "or one thread's replies (thread=root id)",
+            responses=read_responses(400, 401, 403, 404, 503, e404="no such post, or deleted"))
 async def get_comments(
     post_id: PostPath, user: CurrentUser, e: ReadsDep,
     thread: Annotated[int, Query(ge=0, le=MAX_ID, description="0 = top-level comments")] = 0,

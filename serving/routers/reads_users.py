@@ -7,17 +7,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 
 from serving.deps import CurrentUser, ReadRateLimited
+from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadEngines, ReadsDep
 from serving.feed.users import edges_view, profile_view, user_posts_view
 from serving.payloads import USER_ID_PATTERN
 
-router = APIRouter(prefix="/users/{user_id}", tags=["users"], dependencies=[ReadRateLimited])
+router = APIRouter(prefix="/users/{user_id}", tags=["users"], dependencies=[ReadRateLimited],
+                   responses=READ_LIMITED)
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 Cursor = Annotated[str | None, Query(max_length=512)]
+EDGE_ERRORS = read_responses(400, 401, 404, 503, e404="no such user")
 
 
-@router.get("", summary="A user's profile with follower and following counts")
+@router.get("", summary="A user's profile with follower and following counts",
+            responses=read_responses(401, 404, 503, e404="no such user"))
 async def get_profile(user_id: UserPath, user: CurrentUser, e: ReadsDep) -> dict[str, Any]:
     return await e.run(profile_view, e.readers, user_id)
 
@@ -31,19 +35,21 @@ async def _edges(table: str, user_id: str, e: ReadEngines, limit: int, cursor: s
     return {"items": items, "next_cursor": e.cursor_out(scope, after)}
 
 
-@router.get("/followers", summary="Who follows the user (paged, by user id)")
+@router.get("/followers", summary="Who follows the user (paged, by user id)", responses=EDGE_ERRORS)
 async def get_followers(user_id: UserPath, user: CurrentUser, e: ReadsDep, limit: Limit = 50,
                         cursor: Cursor = None) -> dict[str, Any]:
     return await _edges("followers", user_id, e, limit, cursor)
 
 
-@router.get("/following", summary="Whom the user follows (paged, by user id)")
+@router.get("/following", summary="Whom the user follows (paged, by user id)", responses=EDGE_ERRORS)
 async def get_following(user_id: UserPath, user: CurrentUser, e: ReadsDep, limit: Limit = 50,
                         cursor: Cursor = None) -> dict[str, Any]:
     return await _edges("following", user_id, e, limit, cursor)
 
 
-@router.get("/posts", summary="A user's own posts visible to the caller, newest first")
+@router.get("/posts", summary="A user's own posts visible to the caller, newest first",
+            responses=read_responses(400, 401, 403, 404, 503, e403="the author blocks the caller",
+                                     e404="no such user"))
 async def get_user_posts(user_id: UserPath, user: CurrentUser, e: ReadsDep, limit: Limit = 20,
                          cursor: Cursor = None) -> dict[str, Any]:
     scope = f"posts:{user_id}"

@@ -9,9 +9,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from serving.deps import CurrentUser, ReadRateLimited, RedisDep
+from serving.errors import READ_LIMITED, read_responses
 from stores.trending import current_trending_async
 
-router = APIRouter(prefix="/v1/trending", tags=["trending"], dependencies=[ReadRateLimited])
+router = APIRouter(prefix="/v1/trending", tags=["trending"], dependencies=[ReadRateLimited],
+                   responses=READ_LIMITED)
 
 
 class Kind(str, Enum):
@@ -38,7 +40,8 @@ class TrendingList(BaseModel):
     items: list[TrendingItem]
 
 
-@router.get("", response_model=TrendingList, summary="Current trending hashtags or posts for a window")
+@router.get("", response_model=TrendingList, summary="Current trending hashtags or posts for a window",
+            responses=read_responses(401, 503, e503="Redis unavailable, retry later (see Retry-After)"))
 async def get_trending(
     redis: RedisDep,
     user: CurrentUser,

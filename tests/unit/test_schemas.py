@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from avro.schema import parse as avro_parse
 
 from streams.errors import SchemaError
+from streams.registry.compat import Level, check
 from streams.schemas import ENVELOPE, SCHEMA_DIR, default_schemas, load_schemas
 
 pytestmark = pytest.mark.unit
@@ -34,9 +36,19 @@ def test_every_event_parses_standalone_in_fastavro_and_apache_avro(name: str) ->
 @pytest.mark.parametrize("name", SCHEMAS.events)
 def test_every_event_starts_with_the_envelope(name: str) -> None:
     fields = SCHEMAS.standalone[name]["fields"]
-    assert tuple(f["name"] for f in fields[:4]) == ENVELOPE
+    assert tuple(f["name"] for f in fields[:5]) == ENVELOPE
     assert fields[1]["type"] == {"type": "long", "logicalType": "timestamp-millis"}
     assert fields[3]["default"] == 1
+    # the type is in the record (stock readers see it), defaulting to the record's own short name
+    assert fields[4] == {**fields[4], "type": "string", "default": name.rpartition(".")[2]}
+
+
+@pytest.mark.parametrize("name", SCHEMAS.events)
+def test_adding_event_type_is_full_transitive_compatible(name: str) -> None:
+    without = copy.deepcopy(SCHEMAS.standalone[name])
+    without["fields"] = [f for f in without["fields"] if f["name"] != "event_type"]
+    old, new = avro_parse(json.dumps(without)), avro_parse(SCHEMAS.schema_str(name))
+    assert check(new, [(1, old)], Level.FULL_TRANSITIVE) == []
 
 
 @pytest.mark.parametrize("name", SCHEMAS.events)

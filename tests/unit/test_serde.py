@@ -157,6 +157,33 @@ def test_newer_writer_with_added_optional_field_decodes_into_our_reader_schema(s
     assert decoded.value["post_id"] == value["post_id"]
 
 
+def test_encode_fills_event_type_with_the_record_name(serde: Serde) -> None:
+    created = {k: v for k, v in sample_event("PostCreated").items() if k != "event_type"}
+    edited = {**created, "event_type": "PostCreated"}  # same fields; a wrong or stale type is overwritten
+    assert serde.decode(serde.encode("PostCreated", created)).value["event_type"] == "PostCreated"
+    assert serde.decode(serde.encode("PostEdited", edited)).value["event_type"] == "PostEdited"
+    stock = AvroDeserializer(serde.registry)
+    got = stock(serde.encode("PostEdited", created), SerializationContext("posts.v1", MessageField.VALUE))
+    assert got["event_type"] == "PostEdited"
+
+
+@pytest.mark.parametrize("record", ["PostCreated", "PostEdited", "Unliked", "TimelineUpdate", "DeadLetter"])
+def test_old_records_without_event_type_decode_with_their_own_name(serde: Serde, record: str) -> None:
+    import io
+
+    import fastavro
+
+    full = SCHEMAS.fullname(record)
+    old = copy.deepcopy(SCHEMAS.standalone[full])
+    old["fields"] = [f for f in old["fields"] if f["name"] != "event_type"]
+    schema_id = serde.registry.register_schema(f"replay-{full}", Schema(json.dumps(old), "AVRO"))
+    value = {k: v for k, v in sample_event(record).items() if k != "event_type"}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, fastavro.parse_schema(old), value)
+    decoded = Serde(serde.registry).decode(struct.pack(">bI", 0, schema_id) + body.getvalue())
+    assert decoded.name == record and decoded.value["event_type"] == record  # the reader schema's default
+
+
 _text = st.text(max_size=30)
 _optional = st.none() | _text
 

@@ -30,6 +30,7 @@ from stores import redis as redis_store
 from stores.notifications import NotificationStore, channel, push_message
 from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, GRAPH, NOTIFICATIONS, POSTS
 from streams.errors import PoisonRecord
+from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies.engagement.batching import register_pipelined_agent
 from topologies.engagement.logic import KINDS, Notify, graph_notification
@@ -100,11 +101,13 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
 
     async def emit_counts(post_id: int, value: dict[str, Any]) -> Any:
         data = serde.encode("EngagementCount", value, ENGAGEMENT_COUNTS.name)
-        return await counts_topic.send(key=str(post_id).encode(), value=data)  # delivery future
+        return await counts_topic.send(key=str(post_id).encode(), value=data,  # delivery future
+                                       headers=event_type_headers("io.feedstream.derived.EngagementCount"))
 
     async def emit_notification(n: Notify) -> Any:
         data = serde.encode("Notification", notification_value(n), NOTIFICATIONS.name)
-        return await notes_topic.send(key=n.recipient_id.encode(), value=data)
+        return await notes_topic.send(key=n.recipient_id.encode(), value=data,
+                                      headers=event_type_headers("io.feedstream.derived.Notification"))
 
     def validate(rec: SourceRecord) -> None:
         if rec.name not in KINDS:

@@ -21,6 +21,7 @@ from stores import cassandra, graph
 from stores import redis as redis_store
 from streams.catalog import TIMELINE_UPDATES, Topic
 from streams.errors import PoisonRecord
+from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies.faust_runtime import (
     SourceRecord,
@@ -88,6 +89,9 @@ def timeline_update(w: TimelineWrite, rec: SourceRecord, actor: str) -> dict[str
             "source_partition": rec.partition, "source_offset": rec.offset}
 
 
+_HEADERS = event_type_headers("io.feedstream.derived.TimelineUpdate")
+
+
 async def start_emit(serde: Serde, topic: faust.TopicT,
                      results: Iterable[tuple[SourceRecord, list[TimelineWrite]]], actor: str) -> Any:
     """Hand a batch's TimelineUpdates to the producer; return an awaitable of all their deliveries."""
@@ -95,7 +99,7 @@ async def start_emit(serde: Serde, topic: faust.TopicT,
     for rec, writes in results:
         for w in writes:
             data = serde.encode("TimelineUpdate", timeline_update(w, rec, actor), TIMELINE_UPDATES.name)
-            futures.append(await topic.send(key=w.reader_id.encode(), value=data))
+            futures.append(await topic.send(key=w.reader_id.encode(), value=data, headers=_HEADERS))
     return asyncio.gather(*futures)
 
 

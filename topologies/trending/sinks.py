@@ -116,7 +116,7 @@ class Publisher:
                             value=data, error=str(exc), error_type=type(exc).__name__,
                             event_id=str(uuid.uuid5(_NS, f"poison|{topic}|{partition}|{offset}")))
         self.producer.produce(self.late_topic, self.serde.encode("DeadLetter", value, self.late_topic),
-                              topic.encode())
+                              topic.encode(), headers=[(HEADER_EVENT_TYPE, b"io.feedstream.derived.DeadLetter")])
         self._flush()
 
     def _flush(self) -> None:
