@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -124,6 +125,20 @@ def _wait(futures: dict, what: str, ignore: int | None = None) -> None:
             raise TopicAdminError(f"{what} {getattr(name, 'name', name)} failed: {exc.args[0].str()}") from exc
 
 
+def _await_metadata(admin: AdminClient, want: dict[str, int]) -> None:
+    """Wait (bounded) until the metadata shows every just-created topic with all its partitions.
+
+    A broker confirms a create before every metadata answer lists it; without this wait a second
+    ``apply_topics`` right after the first could plan the same create again.
+    """
+    deadline = time.monotonic() + TIMEOUT_S
+    while time.monotonic() < deadline:
+        meta = admin.list_topics(timeout=TIMEOUT_S).topics
+        if all(n in meta and len(meta[n].partitions) >= k for n, k in want.items()):
+            return
+        time.sleep(0.1)
+
+
 def apply_topics(
     settings: Settings | None = None,
     *,
@@ -144,6 +159,7 @@ def apply_topics(
         new = [NewTopic(t.name, int(t.partitions or 0), int(t.replication or 0), config=t.configs)
                for t in creates]
         _wait(admin.create_topics(new, request_timeout=TIMEOUT_S), "creating", KafkaError.TOPIC_ALREADY_EXISTS)
+        _await_metadata(admin, {t.name: int(t.partitions or 0) for t in creates})
     altered = sorted({c.topic for c in changes if c.kind == "config"})
     if altered:
         resources = [
