@@ -51,7 +51,8 @@ async def unread_count(user_id: UserPath, user: CurrentUser, e: ReadsDep) -> dic
 
 
 @router.post("/read", summary="Mark notifications read up to a time (default: all)",
-             responses=read_responses(401, 403, 503, e403=OWNER_ONLY))
+             responses=read_responses(400, 401, 403, 503, e403=OWNER_ONLY,
+                                      e400="the body is not JSON at all (a JSON body of the wrong shape is 422)"))
 async def mark_read(user_id: UserPath, user: CurrentUser, e: ReadsDep, body: MarkRead | None = None) -> dict[str, int]:
     require_self(user, user_id)
     up_to = body.up_to if body else None

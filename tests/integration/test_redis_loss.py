@@ -16,7 +16,7 @@ from support.api import api_settings
 from support.events import edge, post_deleted
 from support.wait import wait_until
 
-from core.events import post_created
+from core.events import new_event, post_created
 from core.settings import isolated, with_overrides
 from models.ranking import EngagementRecencyRanker
 from ops.workers import workers
@@ -34,8 +34,16 @@ KNOBS = dict(timeline_cap=50, celebrity_threshold=3, backfill_limit=3, inactive_
 SUFFIX = f"-rloss-{uuid.uuid4().hex[:8]}"
 
 
+REGISTER: list[EventProducer] = []
+
+
 def uid(tag: str) -> str:
-    return f"{tag}-{uuid.uuid4().hex[:10]}"
+    """A fresh user id, registered (graph events naming unregistered users are dead-lettered)."""
+    u = f"{tag}-{uuid.uuid4().hex[:10]}"
+    if REGISTER:
+        REGISTER[0].send("UserRegistered", new_event(u, user_id=u, handle=u, display_name=u, bio=None,
+                                                     avatar_url=None))
+    return u
 
 
 class Env:
@@ -72,8 +80,9 @@ def env(stack, tmp_path_factory):
     c.cluster.shutdown()
     r, sess = redis_store.client(s), cassandra.session(s)
     with EventProducer(stack) as producer, \
-            workers(s, log_dir=tmp_path_factory.mktemp("workers"), topology_group_suffix=SUFFIX,
-                    **KNOBS) as procs:
+            workers(s, ("graph", "fanout", "users"), log_dir=tmp_path_factory.mktemp("workers"),
+                    topology_group_suffix=SUFFIX, **KNOBS) as procs:
+        REGISTER.append(producer)
         reads = ReadEngines(api_settings(with_overrides(s, **KNOBS)), EngagementRecencyRanker())
         e = Env(r, sess, producer, reads)
         pa, pf, sent = uid("probe"), uid("probe"), [0.0]
@@ -87,6 +96,7 @@ def env(stack, tmp_path_factory):
 
         wait_until(joined, timeout_s=120)
         yield e
+        REGISTER.clear()
         reads.close()
 
 

@@ -32,11 +32,13 @@ async def test_current_trending_keeps_the_newest_window_and_serves_it(stack: Set
         assert (got["window_end"], [(i["item"], i["count"]) for i in got["items"]]) == (10_000 + size, [("b", 5)])
 
         from serving.auth import mint_token
+        from serving.ratelimit import RateLimiter
         from serving.routers.trending import router
 
         app = FastAPI()
         app.include_router(router)
         app.state.redis = redis_store.async_client(stack)
+        app.state.rate_limiter = RateLimiter(app.state.redis)  # reads are rate-limited like the app's
         params = {"kind": "hashtags", "window": new.scope.split(":")[1]}
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             anonymous = await c.get("/v1/trending", params=params)

@@ -14,7 +14,6 @@ from support.api import TopicTail, api_settings, bearer, new_user, register, run
 from core.settings import Settings
 from stores import graph
 from stores import redis as redis_store
-from stores import timelines as tls
 from stores.cassandra import session
 from stores.users import k_user
 from streams.admin import apply_topics
@@ -84,7 +83,8 @@ def test_engaging_with_the_post_of_an_author_who_blocked_you_is_403_but_retracti
     register(client, settings, author, fan)
     pid = accepted(client.post("/v1/posts", json={"text": "public"}, headers=bearer(settings, author)))["post_id"]
     accepted(_engage(client, settings, fan, pid, "put", "/like", None))  # before the block
-    redis_store.client(settings).sadd(tls.k_negative(fan), author)  # the graph view of author blocking fan
+    # the graph view of author blocking fan, as the graph topology writes it (Redis sets + Cassandra)
+    graph.GraphWriter(redis_store.client(settings), session(settings)).block(author, fan)
     for method, path, body in ENGAGE:
         assert _engage(client, settings, fan, pid, method, path, body).status_code == 403, path
     # withdrawing one's own like stays possible
