@@ -523,6 +523,25 @@ def test_every_faust_topology_runs_as_a_k8s_worker() -> None:
     assert {f"topology-{n}" for n in _faust_topologies()} <= {r["name"] for r in dev["replicas"]}
 
 
+def test_every_worker_has_progress_probes() -> None:
+    """A hung worker is restarted: each worker Deployment probes its topology's heartbeat."""
+    workers = [d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "Deployment"
+               and d["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
+    assert {d["metadata"]["name"] for d in workers} == {f"topology-{n}" for n in _faust_topologies()}
+    for d in workers:
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        name = c["args"][-1]
+        for probe in ("startupProbe", "livenessProbe"):
+            assert c[probe]["exec"]["command"] == ["python", "-m", "topologies.health", name], probe
+            assert c[probe]["timeoutSeconds"] >= 5
+        live = c["livenessProbe"]
+        assert live["periodSeconds"] * live["failureThreshold"] <= 120  # restarts within minutes
+        start = c["startupProbe"]
+        assert start["periodSeconds"] * start["failureThreshold"] >= 120  # time to join the group
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert "/var/lib/feedstream" in mounts  # FEEDSTREAM_STATE_DIR, where the heartbeat lives
+
+
 def test_flink_deployment_version_matches_pyflink() -> None:
     lock = (REPO / "requirements.lock").read_text()
     major, minor = re.search(r"^apache-flink==(\d+)\.(\d+)\.", lock, flags=re.MULTILINE).groups()
