@@ -54,7 +54,7 @@ def resolved_topics(partitions: int, replication: int) -> list[Topic]:
 def kafka_topic(topic: Topic, cluster: str = CLUSTER) -> dict[str, Any]:
     """One Strimzi ``KafkaTopic`` for a resolved catalog topic."""
     return {
-        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
         "metadata": {
             "name": resource_name(topic.name),

@@ -80,6 +80,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.reads.close()
         await redis.aclose()
         await asyncio.to_thread(producer.close, settings.api_produce_timeout_ms / 1000 + 1)
+        # AdminClient has no close(): drop the app's reference so its librdkafka handle is
+        # destroyed now, not whenever the app object goes (it would reconnect to stopped brokers)
+        app.state.kafka_admin = None
         await asyncio.to_thread(app.state.id_node.stop)
 
 

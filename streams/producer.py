@@ -144,15 +144,24 @@ class EventProducer:
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for queued records; return how many are still undelivered."""
+        if self._closed.is_set():
+            return 0
         return self._producer.flush(timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Flush and stop the poll thread."""
+        """Flush, stop the poll thread and destroy the librdkafka client.
+
+        Without the destroy, the client's threads outlive the object's use until garbage
+        collection and keep reconnecting to brokers that are gone (``Connection refused`` noise).
+        """
         if self._closed.is_set():
             return
         remaining = self._producer.flush(timeout_s)
         self._closed.set()
         self._poller.join()
+        if remaining:
+            self._producer.purge()  # nothing left to wait for: the destroy must not
+        self._producer.close()
         if remaining:
             raise DeliveryError(f"{remaining} records undelivered at close")
 

@@ -55,10 +55,12 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -71,6 +73,7 @@ from streams.catalog import DEAD_LETTERS, Topic
 from streams.errors import DecodeError, PoisonRecord, SchemaValidationError
 from streams.producer import event_type_headers
 from streams.serde import Serde
+from topologies import health
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +237,57 @@ def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None
     )
     app = WorkerApp(app_id, **conf)
     app.guard = CrashGuard(settings.topology_shutdown_grace_s)
+    install_heartbeat(app, health.heartbeat_path(settings.state_dir, name))
     return app
+
+
+def _progress_snapshot(app: faust.App) -> tuple[dict[Any, int | None], dict[Any, int | None]]:
+    """Committed offsets and high-water marks of ``app``'s assigned partitions."""
+    consumer = app.consumer
+    committed: dict[Any, int | None] = {}
+    highwater: dict[Any, int | None] = {}
+    for tp in consumer.assignment():
+        committed[tp] = consumer._committed_offset.get(tp)
+        try:
+            highwater[tp] = consumer.highwater(tp)
+        except Exception:  # not fetched yet / being revoked: unknown, not behind
+            highwater[tp] = None
+    return committed, highwater
+
+
+def worker_alive(app: faust.App) -> bool:
+    """Not crashed, not stopping, and the consumer thread neither."""
+    if guard_of(app).tripped or app.crashed or app.should_stop:
+        return False
+    thread = getattr(app.consumer, "_thread", None)
+    return not (thread is not None and (thread.crashed or thread.should_stop))
+
+
+def install_heartbeat(app: faust.App, path: Path, *, interval_s: float = health.HEARTBEAT_S,
+                      stall_s: float = health.STALL_S) -> None:
+    """Touch ``path`` every ``interval_s`` while ``app`` is alive and making progress.
+
+    The touch runs in a timer of the app itself, so it stops when the event loop is blocked or
+    the app stops or crashes; :class:`topologies.health.ProgressMonitor` withholds it once
+    records have waited ``stall_s`` with no commit. A caught-up (idle) worker keeps touching.
+    """
+    monitor = health.ProgressMonitor(stall_s)
+    app.heartbeat_path = path  # type: ignore[attr-defined]
+
+    async def heartbeat() -> None:
+        if not worker_alive(app):
+            return
+        try:
+            committed, highwater = _progress_snapshot(app)
+        except Exception:  # consumer not started yet: alive, nothing assigned
+            committed, highwater = {}, {}
+        if monitor.observe(committed, highwater, time.monotonic()):
+            health.touch(path)
+        else:
+            log.error("no commit for %.0fs with records waiting: heartbeat withheld", stall_s)
+
+    heartbeat.__name__ = "feedstream_heartbeat"
+    app.timer(interval_s, on_leader=False)(heartbeat)
 
 
 def catalog_topic(app: faust.App, topic: Topic, settings: Settings) -> faust.TopicT:
@@ -400,6 +453,9 @@ def run_worker(app: faust.App, loglevel: str = "info") -> None:
 
     guard = guard_of(app)
     guard.exit = os._exit
+    heartbeat = getattr(app, "heartbeat_path", None)
+    if heartbeat is not None:  # a restarted container keeps its volume: no stale heartbeat
+        Path(heartbeat).unlink(missing_ok=True)
 
     class GuardedWorker(Worker):
         def on_worker_shutdown(self) -> None:

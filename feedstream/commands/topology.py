@@ -37,6 +37,22 @@ def run(name: Annotated[TopologyName, typer.Argument(help="which topology")]) ->
     module.run(get_settings())
 
 
+@app.command()
+def health(
+    name: Annotated[TopologyName, typer.Argument(help="which topology worker")],
+    max_age: Annotated[float, typer.Option(help="seconds a heartbeat stays fresh")] = 60.0,
+) -> None:
+    """Exit 0 if the worker's heartbeat is fresh (it is alive and making progress), else 1.
+
+    The liveness and startup probe of the Kubernetes workers (``python -m topologies.health``
+    is the same check without the CLI's imports).
+    """
+    from topologies import health as worker_health
+
+    raise typer.Exit(worker_health.main([name.value, "--max-age", str(max_age),
+                                         "--state-dir", str(get_settings().state_dir)]))
+
+
 class ReplayName(str, Enum):
     graph = "graph"
     fanout = "fanout"

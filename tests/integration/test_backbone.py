@@ -117,6 +117,7 @@ def test_poison_record_goes_to_dead_letters_and_the_next_record_is_processed(bac
         raw.produce(topic.name, b"\x00\x00\x00\x00\x01not avro at all", b"a")
         raw.produce(topic.name, b'{"json": "from a stray client"}', b"a")
         raw.flush(10)
+        raw.close()
         last = producer.send("PostDeleted", sample_event("PostDeleted", author_id="a"), topic=topic)
     handled: list[int] = []
     group = f"test-{uuid.uuid4().hex}"

@@ -30,6 +30,7 @@ from stores.counters import CounterStore, hot_counts
 from stores.notifications import NotificationStore, channel
 from streams.admin import apply_topics
 from streams.producer import EventProducer
+from topologies import health
 from topologies.engagement.logic import recount
 
 # A fresh group reads the topics from the start (default lz4 batches included: aiokafka uses
@@ -136,6 +137,16 @@ def engagement_log(posts: list[tuple[int, str]], n: int, seed: int) -> list[tupl
         e["occurred_at"] = 1_760_000_000_000 + rng.randrange(10) * 1000
         log.append((name, e))
     return log
+
+
+def test_a_running_worker_keeps_its_heartbeat_fresh_for_the_probe(stack: Settings, worker_env) -> None:
+    """The liveness probe's check passes against a real worker (#14 item 17)."""
+    path = health.heartbeat_path(stack.state_dir, "engagement")
+    wait_for(lambda: health.check(path, max_age_s=3 * health.HEARTBEAT_S)[0], 60, "a fresh heartbeat")
+    probe = subprocess.run([sys.executable, "-m", "topologies.health", "engagement",
+                            "--state-dir", str(stack.state_dir)], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=30)
+    assert probe.returncode == 0, probe.stderr
 
 
 def test_kill_9_mid_stream_and_restart_counts_equal_recount(stack: Settings, worker_env) -> None:

@@ -43,6 +43,7 @@ def test_confluent_kafka_round_trip(stack: Settings) -> None:
     for i in range(10):
         p.produce(topic, key=str(i).encode(), value=f"v{i}".encode())
     assert p.flush(30) == 0
+    p.close()  # destroy now: an idle client outliving the stack reconnects noisily
     assert _consume_all(stack.kafka_bootstrap, topic, 10) == [f"v{i}".encode() for i in range(10)]
 
 
@@ -111,6 +112,7 @@ def test_pyflink_sql_kafka_to_kafka(stack: Settings) -> None:
     for i in range(6):
         p.produce(src, json.dumps({"tag": "a" if i % 2 else "b", "n": i}).encode())
     assert p.flush(30) == 0
+    p.close()  # destroy now: an idle client outliving the stack reconnects noisily
 
     t_env = table_env(stack, streaming=True)
     t_env.execute_sql(f"""

@@ -113,6 +113,20 @@ class Feed:
     def flush(self) -> None:
         assert self.producer.flush(30) == 0
 
+    def close(self) -> None:
+        """Destroy the producer now, not at garbage collection after the stack stopped."""
+        self.producer.flush(10)
+        self.producer.close()
+
+
+@pytest.fixture
+def feed(settings: Settings) -> Iterator[Feed]:
+    f = Feed(settings)
+    try:
+        yield f
+    finally:
+        f.close()
+
 
 def _history(settings: Settings, scope: str, end: int) -> list[tuple[str, int]]:
     from stores.cassandra import session
@@ -147,11 +161,11 @@ def _consume(settings: Settings, topic: str, n: int, timeout_s: float = 30) -> l
 
 
 @pytest.mark.timeout(420)
-def test_known_answer_windows_late_updates_and_side_output(settings: Settings, tmp_path: Path) -> None:
+def test_known_answer_windows_late_updates_and_side_output(settings: Settings, feed: Feed,
+                                                           tmp_path: Path) -> None:
     from stores.trending import current_trending, late_counts
     from topologies.trending.app import start
 
-    feed = Feed(settings)
     r = _clear_redis(settings)
     late_before = late_counts(r).get(LABEL, 0)
     client = start(settings, feed.config(), checkpoint_dir=tmp_path / "chk", restore=False)
@@ -210,10 +224,10 @@ def test_known_answer_windows_late_updates_and_side_output(settings: Settings, t
 
 
 @pytest.mark.timeout(420)
-def test_restart_from_checkpoint_does_not_double_count(settings: Settings, tmp_path: Path) -> None:
+def test_restart_from_checkpoint_does_not_double_count(settings: Settings, feed: Feed,
+                                                       tmp_path: Path) -> None:
     from topologies.trending.app import latest_checkpoint, start
 
-    feed = Feed(settings)
     _clear_redis(settings)
     chk = tmp_path / "chk"
     config = feed.config()

@@ -336,7 +336,9 @@ def test_engine_images_are_the_supported_versions() -> None:
     assert services["cassandra"]["image"] == "cassandra:5.0"
     assert services["redis"]["image"].startswith("redis:7")
     kafka = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "Kafka")
-    assert kafka["spec"]["kafka"]["version"].startswith("3.9.")
+    # Strimzi's v1 API (Strimzi 1.x) runs Kafka 4.x only; compose and the local stack stay on 3.9
+    assert kafka["apiVersion"] == "kafka.strimzi.io/v1"
+    assert kafka["spec"]["kafka"]["version"].startswith("4.")
     pool = next(d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "KafkaNodePool")
     assert pool["spec"]["replicas"] == 3 and set(pool["spec"]["roles"]) == {"controller", "broker"}
 
@@ -441,6 +443,70 @@ def test_kustomize_builds(target: str) -> None:
 
 
 
+# ------------------------------------------------- kubeconform against the operators' CRD schemas
+def _deploy_tools() -> dict[str, str]:
+    """Run scripts/fetch_deploy_tools.sh (idempotent, cached); skip where a tool can't be had."""
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (kustomize) not installed")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "fetch_deploy_tools.sh")],
+                          capture_output=True, text=True, check=False, timeout=900)
+    if proc.returncode == 3:
+        reason = proc.stderr.strip().splitlines()[-1]
+        print(reason)
+        pytest.skip(reason)
+    assert proc.returncode == 0, proc.stderr
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="module")
+def deploy_tools() -> dict[str, str]:
+    return _deploy_tools()
+
+
+def _kubeconform(tools: dict[str, str], manifests: str) -> subprocess.CompletedProcess[str]:
+    k8s = f"{tools['K8S_SCHEMAS']}/v{tools['K8S_VERSION']}-local-strict"
+    return subprocess.run(
+        [tools["KUBECONFORM"], "-strict", "-summary", "-output", "text",
+         "-schema-location", k8s + "/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+         "-schema-location", tools["CRD_SCHEMAS"] + "/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json",
+         "-"],
+        input=manifests, capture_output=True, text=True, check=False, timeout=120)
+
+
+@pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod"])
+def test_manifests_validate_against_kubernetes_and_operator_schemas(target: str, deploy_tools) -> None:
+    """Every rendered object, Strimzi's and the Flink operator's included, fits its schema
+    (strict: an unknown field fails); no kind is skipped for want of a schema."""
+    built = subprocess.run(["kubectl", "kustomize", str(K8S / target)], capture_output=True,
+                           text=True, check=True, timeout=60).stdout
+    proc = _kubeconform(deploy_tools, built)
+    print(deploy_tools.get("VERSIONS", ""), proc.stdout[-400:])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(built) if d}
+    assert {"Kafka", "KafkaNodePool", "KafkaTopic", "FlinkDeployment"} <= kinds
+    n = len([d for d in yaml.safe_load_all(built) if d])
+    assert f"Valid: {n}, Invalid: 0, Errors: 0, Skipped: 0" in proc.stdout
+
+
+def test_kubeconform_rejects_what_the_operators_would_not_serve(deploy_tools) -> None:
+    """The check has teeth: Strimzi's removed v1beta2 API, a field v1 dropped, a typo'd probe field."""
+    bad = [
+        {"apiVersion": "kafka.strimzi.io/v1beta2", "kind": "KafkaTopic", "metadata": {"name": "t"},
+         "spec": {"partitions": 1, "replicas": 1}},
+        {"apiVersion": "kafka.strimzi.io/v1", "kind": "Kafka", "metadata": {"name": "k"},
+         "spec": {"kafka": {"replicas": 3, "listeners": [
+             {"name": "plain", "port": 9092, "type": "internal", "tls": False}]}}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+         "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+             "metadata": {"labels": {"a": "b"}},
+             "spec": {"containers": [{"name": "c", "image": "i",
+                                      "livenessProbe": {"exec": {"command": ["x"]}, "periodSecond": 5}}]}}}},
+    ]
+    for doc in bad:
+        proc = _kubeconform(deploy_tools, yaml.safe_dump(doc))
+        assert proc.returncode != 0, (doc["kind"], proc.stdout)
+
+
 # ---------------------------------------------------------------- issue 14: deployment gaps
 def _faust_topologies() -> set[str]:
     """Topology packages with a Faust app (every package under topologies/ but the PyFlink job)."""
@@ -455,6 +521,25 @@ def test_every_faust_topology_runs_as_a_k8s_worker() -> None:
     assert not missing, f"no k8s Deployment runs `feedstream topology run` for {sorted(missing)}"
     dev = yaml.safe_load((K8S / "overlays" / "dev" / "kustomization.yaml").read_text())
     assert {f"topology-{n}" for n in _faust_topologies()} <= {r["name"] for r in dev["replicas"]}
+
+
+def test_every_worker_has_progress_probes() -> None:
+    """A hung worker is restarted: each worker Deployment probes its topology's heartbeat."""
+    workers = [d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "Deployment"
+               and d["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
+    assert {d["metadata"]["name"] for d in workers} == {f"topology-{n}" for n in _faust_topologies()}
+    for d in workers:
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        name = c["args"][-1]
+        for probe in ("startupProbe", "livenessProbe"):
+            assert c[probe]["exec"]["command"] == ["python", "-m", "topologies.health", name], probe
+            assert c[probe]["timeoutSeconds"] >= 5
+        live = c["livenessProbe"]
+        assert live["periodSeconds"] * live["failureThreshold"] <= 120  # restarts within minutes
+        start = c["startupProbe"]
+        assert start["periodSeconds"] * start["failureThreshold"] >= 120  # time to join the group
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert "/var/lib/feedstream" in mounts  # FEEDSTREAM_STATE_DIR, where the heartbeat lives
 
 
 def test_flink_deployment_version_matches_pyflink() -> None:
