@@ -20,16 +20,19 @@ router = APIRouter(prefix="/users/{user_id}", tags=["graph"], dependencies=[Rate
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the acting user (the token's subject)")]
 NOT_PENDING = {404: {"model": ErrorBody, "description": "no pending friend request from from_id"}}
 NO_USER = {404: {"model": ErrorBody, "description": "no such (registered) user"}}
+NOT_FRIENDS = {404: {"model": ErrorBody, "description": "not friends with friend_id"}}
 OtherPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the other user")]
 
 
 async def _edge(w: Write, user_id: str, other: str, field: str, verb: str, record: str,
-                a: str, b: str, *, pending_from_other: bool = False, target: ReadEngines | None = None) -> object:
+                a: str, b: str, *, pending_from_other: bool = False, target: ReadEngines | None = None,
+                friends_on: ReadEngines | None = None) -> object:
     """Produce a two-user graph event ``record(a=user_id, b=other)`` after the self checks.
 
     ``pending_from_other``: answer 404 with no event unless ``other``'s friend request to
     ``user_id`` is pending in the graph view (accept and decline). ``target``: answer 404 with no
     event unless ``other`` registered (follow, friend request, block), asked on these read engines.
+    ``friends_on``: answer 404 with no event unless the two are friends in the graph view (unfriend).
     """
     require_self(w.user, user_id)
     if other == user_id:
@@ -40,6 +43,10 @@ async def _edge(w: Write, user_id: str, other: str, field: str, verb: str, recor
             await require_target(w.redis, target, other)
         if pending_from_other and not await friend_request_pending(w.redis, other, user_id, w.durable):
             raise HTTPException(404, f"no pending friend request from {other} (a request sent moments ago "
+                                     "may not be recorded yet: retry shortly)")
+        if friends_on is not None and not (await friends_on.run(friends_on.readers.graph.relation,
+                                                                  user_id, other)).friend:
+            raise HTTPException(404, f"you are not friends with {other} (a friendship accepted moments ago "
                                      "may not be recorded yet: retry shortly)")
         return {"event_id": await w.emit(record, **{a: user_id, b: other})}
 
@@ -83,9 +90,11 @@ async def decline_friend_request(user_id: UserPath, from_id: OtherPath, w: Write
 
 
 @router.delete("/friends/{friend_id}", status_code=202, response_model=Accepted,
-               summary="Unfriend (Unfriended): ends the friendship and the follows both ways")
-async def unfriend(user_id: UserPath, friend_id: OtherPath, w: WriteDep):
-    return await _edge(w, user_id, friend_id, "friend_id", "unfriend", "Unfriended", "user_id", "friend_id")
+               summary="Unfriend (Unfriended): ends the friendship and the follows both ways",
+               responses=NOT_FRIENDS)
+async def unfriend(user_id: UserPath, friend_id: OtherPath, w: WriteDep, e: ReadsDep):
+    return await _edge(w, user_id, friend_id, "friend_id", "unfriend", "Unfriended", "user_id", "friend_id",
+                       friends_on=e)
 
 
 @router.put("/blocks/{blocked_id}", status_code=202, response_model=Accepted, summary="Block (Blocked)",

@@ -94,6 +94,10 @@ def test_graph_writes_produce_their_events(client: TestClient, settings: Setting
     ids = {"a": new_user(settings), "b": new_user(settings)}
     if path.endswith(("/accept", "/decline")):  # b's request to a, as the graph topology records it
         redis_store.client(settings).sadd(graph.k_requests(ids["a"]), ids["b"])
+    if path.startswith("/friends/"):  # a and b are friends, as the graph topology records it
+        from stores.cassandra import session
+
+        graph.GraphWriter(redis_store.client(settings), session(settings)).befriend(ids["a"], ids["b"])
     r = getattr(client, method)(f"/v1/users/{ids['a']}" + path.format(b=ids["b"]), headers=bearer(settings, ids["a"]))
     check_event(tails, "graph.v1", accepted(r), record, ids[key_of], **{k: ids[v] for k, v in fields.items()})
 
@@ -118,6 +122,18 @@ def test_accept_or_decline_without_a_pending_request_is_404_with_no_event(client
     mine = [d for d in tails["graph.v1"].seen if d.value["actor_id"] == me]
     assert [(d.name, d.value["event_id"]) for d in mine] == [("FriendRequestAccepted", ok["event_id"]),
                                                             ("Blocked", sentinel["event_id"])]
+
+
+def test_unfriending_someone_who_is_not_a_friend_is_404_with_no_event(client: TestClient, settings: Settings,
+                                                                    tails) -> None:
+    me, other, c = new_user(settings), new_user(settings), new_user(settings)
+    h = bearer(settings, me)
+    r = client.delete(f"/v1/users/{me}/friends/{other}", headers=h)
+    assert r.status_code == 404 and "not friends" in r.json()["detail"], r.text
+    # a sentinel on the same key as an Unfriended would use is not preceded by one
+    sentinel = accepted(client.put(f"/v1/users/{c}/following/{other}", headers=bearer(settings, c)))
+    check_event(tails, "graph.v1", sentinel, "Followed", other, follower_id=c, followee_id=other)
+    assert not [d for d in tails["graph.v1"].seen if d.name == "Unfriended" and d.value["actor_id"] == me]
 
 
 def test_engagement_writes_produce_their_events(client: TestClient, settings: Settings, tails) -> None:
