@@ -38,7 +38,15 @@ def test_oracle_follow_history_and_notifications_replay() -> None:
     assert not o.following_now("c", "a") and not o.followed_since("c", "a", 200)
     assert not o.followed_since("b", "a", 50)  # followed after the post: not required in the feed
     # two follows and b's like notify a; a's own like does not
-    assert len(o.notifications["a"]) == 3 and not o.notifications.get("b")
+    assert len(o.notifications["a"]) == 3 and not o.notifications.get("b") and not o.undecided
+
+
+def test_notifications_of_engagements_on_deleted_posts_are_not_required() -> None:
+    log = [Rec("posts.v1", 0, 0, "PostCreated", ev("p1", "a", at=200, post_id=7, author_id="a", visibility="PUBLIC")),
+           Rec("posts.v1", 0, 1, "PostDeleted", ev("p2", "a", at=300, post_id=7, author_id="a")),
+           Rec("engagements.v1", 0, 0, "Liked", ev("l1", "b", at=250, post_id=7, user_id="b", post_author_id="a"))]
+    o = build_oracle(log, {"a", "b"})
+    assert not o.notifications.get("a") and len(o.undecided) == 1
 
 
 def test_counts_of_reads_api_and_plain_shapes() -> None:
