@@ -56,7 +56,8 @@ def plot(results: Sequence[Any], path: Path) -> None:
         ax.axis("off")
     for ax, r in zip(axes.flat, results):
         xs = [t for t, x in r.lag if x is not None]
-        ax.plot(xs, [x for _, x in r.lag if x is not None], color="tab:blue", lw=1, label="consumer lag")
+        ax.plot(xs, [x for _, x in r.lag if x is not None], color="tab:blue", lw=1, marker=".", ms=3,
+                label="consumer lag")
         ax.set_ylabel("lag (records)", color="tab:blue", fontsize=8)
         if r.inject_at is not None:
             ax.axvspan(r.inject_at, r.heal_at or r.inject_at + 0.5, color="red", alpha=0.15)
@@ -75,3 +76,27 @@ def plot(results: Sequence[Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def load(path: Path) -> tuple[str, list[Any]]:
+    """The command and runs of a saved results.json (as :class:`bench.chaos.run.RunResult`)."""
+    from bench.chaos.run import RunResult
+
+    doc = json.loads(path.read_text())
+    return doc["command"], [RunResult(**r) for r in doc["runs"]]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.chaos.report RESULTS.json [OUT_DIR]``: render the table and the plot again."""
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    command, runs = load(Path(args[0]))
+    out = Path(args[1]) if len(args) > 1 else Path(args[0]).parent
+    paths = save(runs, out, command)
+    print(table(runs))
+    print(f"saved {paths['md']} and {paths['png']}")
+
+
+if __name__ == "__main__":
+    main()

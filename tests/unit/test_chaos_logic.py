@@ -75,3 +75,15 @@ def test_table_has_a_row_per_fault_and_zeroes_for_a_clean_run() -> None:
     r = RunResult("kill-fanout", "x", 100, {}, 0, 3, {}, v, True, 10.0, 11.0, 30.0, 6.5, 2.0)
     out = table([r])
     assert out.splitlines()[2] == "| kill-fanout | 100 | 0 | 0 | 0 | 0 | 0/10 | 0 | 6.5 | 2 |"
+
+
+def test_saved_results_load_back_and_render_again(tmp_path) -> None:
+    from bench.chaos.report import load, save
+
+    v = {**Verdict(counters_checked=2).__dict__, "view_mismatches": 0}
+    runs = [RunResult("kill-redis", "x", 10, {}, 0, 1, {}, v, True, 5.0, 9.0, 20.0, 12.0, 3.0,
+                      [(0.0, 0), (6.0, 40), (14.0, 2)], [(1.0, 0.5), (7.0, None)])]
+    paths = save(runs, tmp_path, "python -m feedstream.cli chaos --faults kill-redis")
+    command, again = load(paths["json"])
+    assert command.endswith("kill-redis") and again[0].fault == "kill-redis" and again[0].recovery_s == 12.0
+    assert paths["png"].stat().st_size > 1000 and "| kill-redis | 10 |" in paths["md"].read_text()
