@@ -87,7 +87,7 @@ def _start_service(s: Settings, svc: Service, echo, env: dict[str, str] | None =
     log = stack.log_path(s, svc.name)
     supervisor_state_path(s, svc.name).unlink(missing_ok=True)
     procs.spawn(_command(s, svc), pidfile=pidfile, log=log, port=svc.port(s), env=env)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + s.start_timeout_s  # a loaded 2-core machine can take minutes
     while time.monotonic() < deadline:
         if procs.read_pidfile(pidfile) is None:
             raise LocalStackError(f"{svc.name} exited during start-up. Last lines of {log}:\n"
@@ -96,7 +96,8 @@ def _start_service(s: Settings, svc: Service, echo, env: dict[str, str] | None =
             echo(f"{svc.name}: running (log: {log})")
             return
         time.sleep(0.5)
-    raise LocalStackError(f"{svc.name} not healthy within 60s. Last lines of {log}:\n{procs.tail(log)}")
+    raise LocalStackError(f"{svc.name} not healthy within {s.start_timeout_s:.0f}s. Last lines of {log}:\n"
+                          f"{procs.tail(log)}")
 
 
 def up(s: Settings, *, seed: bool = True, echo=print,
