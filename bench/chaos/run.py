@@ -248,6 +248,8 @@ def suite(names: list[str], *, duration_s: float, rate: float, users: int, out: 
                 continue
             echo(f"[{name}] run {n + 1}/{len(names)}: {users} users, {rate:g} writes/s for {duration_s:g}s")
             try:
+                if failed:  # bring back whatever a failed run left down (e.g. an engine that was slow to start)
+                    restart()
                 res = asyncio.run(s.run_one(n, catalog[name]))
             except Exception as exc:  # noqa: BLE001 - report it and go on with the next fault
                 echo(f"[{name}] FAILED: {type(exc).__name__}: {exc}")
