@@ -80,10 +80,13 @@ def plot(results: Sequence[Any], path: Path) -> None:
 
 def load(path: Path) -> tuple[str, list[Any]]:
     """The command and runs of a saved results.json (as :class:`bench.chaos.run.RunResult`)."""
-    from bench.chaos.run import RunResult
+    from bench.chaos.run import RunResult, recovery
 
     doc = json.loads(path.read_text())
-    return doc["command"], [RunResult(**r) for r in doc["runs"]]
+    runs = [RunResult(**r) for r in doc["runs"]]
+    for r in runs:  # derived from the series: recomputed, so saved results get the current definition
+        r.recovery_s = recovery([tuple(s) for s in r.lag], r.inject_at, r.heal_at)
+    return doc["command"], runs
 
 
 def main(argv: list[str] | None = None) -> None:

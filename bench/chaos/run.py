@@ -106,13 +106,16 @@ async def wait_lag_zero(settings: Settings, timeout_s: float) -> float | None:
 
 
 def recovery(lag: list[tuple[float, int | None]], inject_at: float | None, heal_at: float | None) -> float | None:
-    """Injection to the first sample after the heal with lag at or below the pre-fault maximum."""
+    """Injection to the first sample, after the heal and after the lag's peak that followed the
+    injection, with lag back at or below its pre-fault maximum (None if it never got there)."""
     if inject_at is None or heal_at is None:
         return None
     before = [x for t, x in lag if t < inject_at and x is not None]
     level = max(before) if before else 0
-    for t, x in lag:
-        if t >= heal_at and x is not None and x <= level:
+    after = [(t, x) for t, x in lag if t >= inject_at and x is not None]
+    peak_t = max(after, key=lambda s: s[1])[0] if after and max(x for _, x in after) > level else inject_at
+    for t, x in after:
+        if t >= max(heal_at, peak_t) and x <= level:
             return round(t - inject_at, 1)
     return None
 

@@ -60,6 +60,8 @@ def test_recovery_is_injection_to_pre_fault_lag_after_the_heal() -> None:
     assert recovery(lag, inject_at=2.5, heal_at=5.0) == 4.5
     assert recovery(lag, inject_at=None, heal_at=None) is None
     assert recovery([(1.0, 0), (3.0, 50)], inject_at=2.0, heal_at=2.5) is None  # never recovered
+    # healed (worker restarted) before the lag rose: recovery waits for the peak to drain
+    assert recovery([(1.0, 5), (3.0, 4), (5.0, 30), (7.0, 12), (9.0, 3)], inject_at=2.0, heal_at=2.5) == 7.0
 
 
 def test_catalog_has_every_fault_of_the_issue() -> None:
@@ -81,9 +83,9 @@ def test_saved_results_load_back_and_render_again(tmp_path) -> None:
     from bench.chaos.report import load, save
 
     v = {**Verdict(counters_checked=2).__dict__, "view_mismatches": 0}
-    runs = [RunResult("kill-redis", "x", 10, {}, 0, 1, {}, v, True, 5.0, 9.0, 20.0, 12.0, 3.0,
-                      [(0.0, 0), (6.0, 40), (14.0, 2)], [(1.0, 0.5), (7.0, None)])]
+    runs = [RunResult("kill-redis", "x", 10, {}, 0, 1, {}, v, True, 5.0, 9.0, 20.0, 9.0, 3.0,
+                      [(0.0, 0), (6.0, 40), (14.0, 0)], [(1.0, 0.5), (7.0, None)])]
     paths = save(runs, tmp_path, "python -m feedstream.cli chaos --faults kill-redis")
     command, again = load(paths["json"])
-    assert command.endswith("kill-redis") and again[0].fault == "kill-redis" and again[0].recovery_s == 12.0
+    assert command.endswith("kill-redis") and again[0].fault == "kill-redis" and again[0].recovery_s == 9.0
     assert paths["png"].stat().st_size > 1000 and "| kill-redis | 10 |" in paths["md"].read_text()
