@@ -1,6 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`. Both set up everything
 # they need on a fresh machine (apt packages, venv from the lock, jars from Maven Central).
-.PHONY: run test down status bootstrap unit lint bench
+.PHONY: run test down status bootstrap unit lint bench chaos
 
 bootstrap:
 	@bash scripts/bootstrap.sh
@@ -25,3 +25,6 @@ lint: bootstrap
 
 bench: bootstrap  ## all benchmarks against the running stack (see README, Benchmarks)
 	@.venv/bin/feedstream bench --scenario smoke
+
+chaos: bootstrap  ## every fault under load on a platform of its own, views verified (docs/reliability.md)
+	@.venv/bin/feedstream chaos

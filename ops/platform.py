@@ -79,15 +79,15 @@ def _command(s: Settings, svc: Service) -> list[str]:
             "--", *cmd]
 
 
-def _start_service(s: Settings, svc: Service, echo) -> None:
+def _start_service(s: Settings, svc: Service, echo, env: dict[str, str] | None = None) -> None:
     pidfile = stack.pid_path(s, svc.name)
     if procs.read_pidfile(pidfile) is not None:
         echo(f"{svc.name}: already running")
         return
     log = stack.log_path(s, svc.name)
     supervisor_state_path(s, svc.name).unlink(missing_ok=True)
-    procs.spawn(_command(s, svc), pidfile=pidfile, log=log, port=svc.port(s))
-    deadline = time.monotonic() + 60
+    procs.spawn(_command(s, svc), pidfile=pidfile, log=log, port=svc.port(s), env=env)
+    deadline = time.monotonic() + s.start_timeout_s  # a loaded 2-core machine can take minutes
     while time.monotonic() < deadline:
         if procs.read_pidfile(pidfile) is None:
             raise LocalStackError(f"{svc.name} exited during start-up. Last lines of {log}:\n"
@@ -96,11 +96,16 @@ def _start_service(s: Settings, svc: Service, echo) -> None:
             echo(f"{svc.name}: running (log: {log})")
             return
         time.sleep(0.5)
-    raise LocalStackError(f"{svc.name} not healthy within 60s. Last lines of {log}:\n{procs.tail(log)}")
+    raise LocalStackError(f"{svc.name} not healthy within {s.start_timeout_s:.0f}s. Last lines of {log}:\n"
+                          f"{procs.tail(log)}")
 
 
-def up(s: Settings, *, seed: bool = True, echo=print) -> None:
-    """Start engines, apply topics and schemas, start services, then load demo data."""
+def up(s: Settings, *, seed: bool = True, echo=print,
+       service_env: Callable[[str], dict[str, str] | None] | None = None) -> None:
+    """Start engines, apply topics and schemas, start services, then load demo data.
+
+    ``service_env(name)``: extra environment of one service (e.g. the chaos suite points workers'
+    engine endpoints at Toxiproxy)."""
     t0 = time.monotonic()
     stack.up(s, echo=echo)
     if importlib.util.find_spec("streams.admin") is not None:
@@ -109,7 +114,7 @@ def up(s: Settings, *, seed: bool = True, echo=print) -> None:
         admin.apply_all(s, echo=echo)
     for svc in SERVICES:
         if _runnable(svc):
-            _start_service(s, svc, echo)
+            _start_service(s, svc, echo, service_env(svc.name) if service_env else None)
     if seed and importlib.util.find_spec("ops.seed") is not None:
         from ops import seed as seeding
 
