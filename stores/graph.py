@@ -14,7 +14,11 @@ Redis key layout (sets of user ids; all rebuildable from the Cassandra tables be
                     ``u`` reloads ``u``'s sets from the durable tables before using them.
 
 Cassandra tables: ``followers``, ``following``, ``friends``, ``blocks``, ``friend_requests``
-(pending requests by recipient; one partition per user), and ``user_counts`` holding absolute counts written from the Redis set sizes (idempotent on replay).
+(pending requests by recipient; one partition per user), ``user_counts`` holding absolute counts written
+from the Redis set sizes (idempotent on replay), and ``edge_clocks``: per user pair, the version of
+the last event applied to each of its edges (last writer wins by event time, see
+:func:`topologies.graph.logic.edge_clock`), written with that version as write timestamp so the
+highest always wins.
 """
 
 from __future__ import annotations
@@ -23,23 +27,26 @@ import time
 from collections.abc import Iterable
 
 import redis as _redis
+from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
 from stores.cassandra import prepared
 
 DDL: list[str] = [
-    "CREATE TABLE IF NOT EXISTS {ks}.followers (user_id text, follower_id text, since bigint, "
-    "PRIMARY KEY ((user_id), follower_id))",
-    "CREATE TABLE IF NOT EXISTS {ks}.following (user_id text, followee_id text, since bigint, "
-    "PRIMARY KEY ((user_id), followee_id))",
-    "CREATE TABLE IF NOT EXISTS {ks}.friends (user_id text, friend_id text, since bigint, "
-    "PRIMARY KEY ((user_id), friend_id))",
-    "CREATE TABLE IF NOT EXISTS {ks}.blocks (user_id text, blocked_id text, since bigint, "
-    "PRIMARY KEY ((user_id), blocked_id))",
-    "CREATE TABLE IF NOT EXISTS {ks}.friend_requests (to_id text, from_id text, since bigint, "
-    "PRIMARY KEY ((to_id), from_id))",
-    "CREATE TABLE IF NOT EXISTS {ks}.user_counts (user_id text PRIMARY KEY, followers int, "
-    "following int, friends int)",
+    ("CREATE TABLE IF NOT EXISTS {ks}.followers (user_id text, follower_id text, since bigint, "
+    "PRIMARY KEY ((user_id), follower_id))"),
+    ("CREATE TABLE IF NOT EXISTS {ks}.following (user_id text, followee_id text, since bigint, "
+    "PRIMARY KEY ((user_id), followee_id))"),
+    ("CREATE TABLE IF NOT EXISTS {ks}.friends (user_id text, friend_id text, since bigint, "
+    "PRIMARY KEY ((user_id), friend_id))"),
+    ("CREATE TABLE IF NOT EXISTS {ks}.blocks (user_id text, blocked_id text, since bigint, "
+    "PRIMARY KEY ((user_id), blocked_id))"),
+    ("CREATE TABLE IF NOT EXISTS {ks}.friend_requests (to_id text, from_id text, since bigint, "
+    "PRIMARY KEY ((to_id), from_id))"),
+    ("CREATE TABLE IF NOT EXISTS {ks}.user_counts (user_id text PRIMARY KEY, followers int, "
+     "following int, friends int)"),
+    # last applied event version per edge of a user pair (topologies.graph.logic.edge_clock)
+    "CREATE TABLE IF NOT EXISTS {ks}.edge_clocks (pair text, edge text, version bigint, PRIMARY KEY ((pair), edge))",
 ]
 
 
@@ -226,6 +233,34 @@ def ensure_loaded(r: _redis.Redis, session: Session, users: Iterable[str]) -> li
         script(keys=keys, args=[len(x) for x in sets] + [m for x in sets for m in x], client=p)
     p.execute()
     return cold
+
+
+SELECT_CLOCKS = "SELECT edge, version FROM edge_clocks WHERE pair=?"
+STAMP_CLOCK = "INSERT INTO edge_clocks (pair, edge, version) VALUES (?, ?, ?) USING TIMESTAMP ?"
+
+
+def pair_key(a: str, b: str) -> str:
+    """The ``edge_clocks`` partition of the user pair ``{a, b}``."""
+    return "|".join(sorted((a, b)))
+
+
+def edge_clocks(session: Session, a: str, b: str) -> dict[str, int]:
+    """The last applied version of every edge between ``a`` and ``b`` (one query, LOCAL_QUORUM)."""
+    bound = prepared(session, SELECT_CLOCKS).bind((pair_key(a, b),))
+    bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+    return {row.edge: row.version for row in session.execute(bound)}
+
+
+def stamp_edges(session: Session, a: str, b: str, edges: Iterable[str], version: int) -> None:
+    """Raise the clocks of ``edges`` between ``a`` and ``b`` to ``version`` (never lowers one)."""
+    stmt = prepared(session, STAMP_CLOCK)
+    futures = []
+    for e in dict.fromkeys(edges):
+        bound = stmt.bind((pair_key(a, b), e, version, version))
+        bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        futures.append(session.execute_async(bound))
+    for f in futures:
+        f.result()
 
 
 SELECT_PENDING = "SELECT from_id FROM friend_requests WHERE to_id=? AND from_id=?"

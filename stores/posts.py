@@ -12,6 +12,28 @@ Redis key layout (``{a}`` author id):
 - ``posts:deleted``      SET of deleted post ids: read filter for every reader
 - ``postowner:{id}``     author of a post, recorded by the API before the create event is produced
 - ``postowner:{id}:deleted``  "1" once the API accepted the post's delete
+- ``postver:{id}``       version (see below) of the newest posts.v1 event applied to the caches
+
+Last writer wins by event time (issue 13/14, re-delivered events). Kafka delivery is at least once
+and retries reuse event ids, so a ``PostCreated`` can be applied again after the post's edit or
+delete. Every posts.v1 event has a version, :func:`version`: ``occurred_at`` in microseconds plus a
+rank, create 0 < edit 1 < delete 2. Tie rule: at the same millisecond a delete wins over an edit
+and an edit over a create; two edits in one millisecond resolve as Cassandra resolves equal
+timestamps (the larger cell value), the same on every replica and in every replay.
+
+- Cassandra: every ``posts`` and ``posts_by_author`` write carries ``USING TIMESTAMP <version>``,
+  so an older event's cells lose to a newer one's whatever the order they arrive in, and the
+  delete's tombstone on the author index shadows a re-sent create.
+- Redis: :func:`queue_cache_update` is one script per event that applies it only if its version is
+  not older than ``postver:{id}``; a cache fill (:func:`get_posts`) stores a row only if the row's
+  write time (``WRITETIME(deleted)``, the newest version applied to the row) is not older either.
+  ``postver`` lives 7 days; after that, or after a Redis loss, the read filters (``posts:deleted``,
+  the row's ``deleted`` flag) and the Cassandra rows keep a deleted post hidden.
+- The ownership keys (``postowner:*``) are written by the API only, at request time, never from
+  the log; their delete marker is a key of its own that no create clears, so a delete wins there too.
+
+Upgrade note: rows written before this rule carry the driver's wall-clock timestamps, newer than
+any event's; truncate ``posts``/``posts_by_author`` and replay posts.v1 once after upgrading.
 """
 
 from __future__ import annotations
@@ -29,24 +51,62 @@ from core.ids import id_timestamp_ms
 from stores.cassandra import prepared
 
 DDL: list[str] = [
-    "CREATE TABLE IF NOT EXISTS {ks}.posts (post_id bigint PRIMARY KEY, author_id text, text text, "
+    ("CREATE TABLE IF NOT EXISTS {ks}.posts (post_id bigint PRIMARY KEY, author_id text, text text, "
     "media text, links list<text>, hashtags list<text>, mentions list<text>, visibility text, "
-    "edited boolean, deleted boolean, created_at bigint, updated_at bigint)",
-    "CREATE TABLE IF NOT EXISTS {ks}.posts_by_author (author_id text, post_id bigint, visibility text, "
-    "PRIMARY KEY ((author_id), post_id)) WITH CLUSTERING ORDER BY (post_id DESC)",
+    "edited boolean, deleted boolean, created_at bigint, updated_at bigint)"),
+    ("CREATE TABLE IF NOT EXISTS {ks}.posts_by_author (author_id text, post_id bigint, visibility text, "
+    "PRIMARY KEY ((author_id), post_id)) WITH CLUSTERING ORDER BY (post_id DESC)"),
 ]
 INSERT_POST = ("INSERT INTO posts (post_id, author_id, text, media, links, hashtags, mentions, visibility, "
-               "edited, deleted, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,false,?,?)")
-INSERT_AUTHOR_POST = "INSERT INTO posts_by_author (author_id, post_id, visibility) VALUES (?,?,?)"
-MARK_DELETED = "UPDATE posts SET deleted=true, author_id=? WHERE post_id=?"
-DELETE_AUTHOR_POST = "DELETE FROM posts_by_author WHERE author_id=? AND post_id=?"
-SELECT_POSTS = "SELECT * FROM posts WHERE post_id IN ?"
+               "edited, deleted, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,false,?,?) USING TIMESTAMP ?")
+INSERT_AUTHOR_POST = "INSERT INTO posts_by_author (author_id, post_id, visibility) VALUES (?,?,?) USING TIMESTAMP ?"
+MARK_DELETED = "UPDATE posts USING TIMESTAMP ? SET deleted=true, author_id=?, updated_at=? WHERE post_id=?"
+DELETE_AUTHOR_POST = "DELETE FROM posts_by_author USING TIMESTAMP ? WHERE author_id=? AND post_id=?"
+COLUMNS = ("post_id, author_id, text, media, links, hashtags, mentions, visibility, edited, deleted, "
+           "created_at, updated_at")
+SELECT_POSTS = f"SELECT {COLUMNS} FROM posts WHERE post_id IN ?"
+SELECT_POSTS_VERSIONED = f"SELECT {COLUMNS}, WRITETIME(deleted) AS version FROM posts WHERE post_id IN ?"
 SELECT_OWNER = "SELECT author_id, deleted FROM posts WHERE post_id=?"
 SELECT_DELETED = "SELECT deleted FROM posts WHERE post_id=?"
 INDEX_FIRST = "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? LIMIT ?"
 INDEX_BEFORE = "SELECT post_id, visibility FROM posts_by_author WHERE author_id=? AND post_id < ? LIMIT ?"
 DELETED = "posts:deleted"
 CACHE_TTL_S = 86_400
+VERSION_TTL_S = 7 * 86_400
+#: rank of each posts.v1 event at an equal ``occurred_at``: a delete beats an edit beats a create
+RANK = {"PostCreated": 0, "PostEdited": 1, "PostDeleted": 2}
+
+# KEYS: postver:{id}, post:{id}, ap:{author}, posts:deleted; ARGV: version, deleted (0/1), post id,
+# author cap, version ttl. Applies the event's cache changes only if it is not older than the last.
+CACHE_LUA = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[5])
+redis.call('DEL', KEYS[2])
+if ARGV[2] == '1' then
+  redis.call('SADD', KEYS[4], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[3])
+else
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[4]) + 1))
+end
+return 1
+"""
+# KEYS: postver:{id}, post:{id}; ARGV: row version, content JSON, ttl. Fill unless a newer event applied.
+FILL_LUA = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+
+def version(name: str, v: Mapping[str, Any]) -> int:
+    """The last-writer-wins version of a posts.v1 event: ``occurred_at`` in µs plus its :data:`RANK`.
+
+    Used as the Cassandra write timestamp of its rows and as the Redis caches' ``postver``.
+    """
+    return millis(v["occurred_at"]) * 1000 + RANK[name]
 
 
 def k_post(post_id: int | str) -> str:
@@ -57,6 +117,11 @@ def k_post(post_id: int | str) -> str:
 def k_author(a: str) -> str:
     """Redis key of ``a``'s recent post ids."""
     return f"ap:{a}"
+
+
+def k_version(post_id: int | str) -> str:
+    """Redis key of the version of the newest posts.v1 event applied to a post's caches."""
+    return f"postver:{post_id}"
 
 
 def k_owner(post_id: int) -> str:
@@ -85,46 +150,34 @@ def _content(row: Any) -> dict[str, Any]:
 # -- writes ------------------------------------------------------------------------------------
 def put_post(session: Session, r: _redis.Redis, v: Mapping[str, Any], *, edited: bool) -> None:
     """Store a PostCreated/PostEdited value in ``posts``, ``posts_by_author`` and the Redis caches."""
-    at = v["occurred_at"]
-    at_ms = millis(at)
-    media = json.dumps(list(v.get("media") or []))
-    futures = [
-        session.execute_async(prepared(session, INSERT_POST), (
-            v["post_id"], v["author_id"], v["text"], media, list(v.get("links") or []),
-            list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"], edited,
-            id_timestamp_ms(v["post_id"]), at_ms)),
-        session.execute_async(prepared(session, INSERT_AUTHOR_POST),
-                              (v["author_id"], v["post_id"], v["visibility"])),
-    ]
-    for f in futures:
-        f.result()
+    name = "PostEdited" if edited else "PostCreated"
+    write_posts_durable(session, [(name, v)])
     p = r.pipeline(transaction=False)
-    p.delete(k_post(v["post_id"]))
-    p.zadd(k_author(v["author_id"]), {str(v["post_id"]): v["post_id"]})
+    queue_cache_update(p, name, v, 1 << 30)
     p.execute()
 
 
 def write_posts_durable(session: Session, events: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
     """Apply PostCreated/PostEdited/PostDeleted values to ``posts`` and ``posts_by_author``.
 
-    Statements are issued in event order and awaited together: the driver's monotonic client
-    timestamps keep that order for the same row. The author index is written at LOCAL_QUORUM, so a
+    Statements are issued together and awaited together; each carries its event's :func:`version`
+    as write timestamp, so the newest event wins per cell in any arrival order. The author index is written at LOCAL_QUORUM, so a
     back-fill read at LOCAL_QUORUM that starts after this returns sees it (see docs/fanout.md).
     """
     futures = []
     for name, v in events:
-        pid, author = v["post_id"], v["author_id"]
+        pid, author, ts, at = v["post_id"], v["author_id"], version(name, v), millis(v["occurred_at"])
         stmts: list[tuple[Any, tuple[Any, ...]]]
         if name == "PostDeleted":
-            stmts = [(prepared(session, MARK_DELETED), (author, pid)),
-                     (prepared(session, DELETE_AUTHOR_POST), (author, pid))]
+            stmts = [(prepared(session, MARK_DELETED), (ts, author, at, pid)),
+                     (prepared(session, DELETE_AUTHOR_POST), (ts, author, pid))]
         else:
             media = json.dumps(list(v.get("media") or []))
             stmts = [(prepared(session, INSERT_POST), (
                 pid, author, v["text"], media, list(v.get("links") or []),
                 list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"],
-                name == "PostEdited", id_timestamp_ms(pid), millis(v["occurred_at"]))),
-                (prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"]))]
+                name == "PostEdited", id_timestamp_ms(pid), at, ts)),
+                (prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"], ts))]
         for stmt, args in stmts:
             bound = stmt.bind(args)
             bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
@@ -135,15 +188,14 @@ def write_posts_durable(session: Session, events: Sequence[tuple[str, Mapping[st
 
 def queue_cache_update(p: Any, name: str, v: Mapping[str, Any], author_cap: int) -> None:
     """Queue on pipeline ``p`` the cache changes of one posts.v1 event: drop ``post:{id}``, update
-    ``ap:{author}`` (trimmed to ``author_cap``), and add a deleted post to ``posts:deleted``."""
+    ``ap:{author}`` (trimmed to ``author_cap``), and add a deleted post to ``posts:deleted``.
+
+    One script call, applied only if the event is not older than the newest applied to this post
+    (``postver:{id}``, see the module docstring): a re-sent create after a delete changes nothing.
+    """
     pid, author = v["post_id"], v["author_id"]
-    p.delete(k_post(pid))
-    if name == "PostDeleted":
-        p.sadd(DELETED, pid)
-        p.zrem(k_author(author), str(pid))
-    else:
-        p.zadd(k_author(author), {str(pid): pid})
-        p.zremrangebyrank(k_author(author), 0, -(author_cap + 1))
+    p.register_script(CACHE_LUA)(keys=[k_version(pid), k_post(pid), k_author(author), DELETED],
+           args=[version(name, v), int(name == "PostDeleted"), pid, author_cap, VERSION_TTL_S], client=p)
 
 
 def ensure_author_caches(r: _redis.Redis, session: Session, authors: Iterable[str], cap: int) -> list[str]:
@@ -194,12 +246,16 @@ def get_posts(session: Session, r: _redis.Redis, ids: Iterable[int]) -> dict[int
             out[pid] = json.loads(raw)
     missing = [i for i in ids if i not in out]
     if missing:
-        rows = session.execute(prepared(session, SELECT_POSTS), (missing,))
+        rows = session.execute(prepared(session, SELECT_POSTS_VERSIONED), (missing,))
+        fill = r.register_script(FILL_LUA)
         p = r.pipeline(transaction=False)
         for row in rows:
             d = _content(row)
+            row_version = d.pop("version") or 0
             out[d["post_id"]] = d
-            p.set(k_post(d["post_id"]), json.dumps(d), ex=CACHE_TTL_S)
+            # a fill never overwrites the cache with a row older than an event already applied
+            fill(keys=[k_version(d["post_id"]), k_post(d["post_id"])],
+                 args=[row_version, json.dumps(d), CACHE_TTL_S], client=p)
         p.execute()
     return out
 

@@ -60,7 +60,7 @@ def _wait(pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
     while time.monotonic() < deadline:
         try:
             last = pred()
-        except Exception as exc:  # not ready yet (connection refused, key missing, ...)
+        except Exception as exc:  # noqa: BLE001 (not ready yet: connection refused, key missing, ...)
             last = exc
         if last and not isinstance(last, Exception):
             return last
@@ -96,19 +96,26 @@ class Feed:
     def _env(self, ts: int) -> dict[str, Any]:
         return {"event_id": str(uuid.uuid4()), "occurred_at": self.t0 + ts, "actor_id": "u1", "schema_version": 1}
 
-    def post(self, ts: int, *tags: str) -> None:
+    def post(self, ts: int, *tags: str, times: int = 1) -> bytes:
+        """Produce a PostCreated ``times`` times (re-deliveries: the same event id); return its bytes."""
         value = {**self._env(ts), "post_id": 1_000 + ts, "author_id": "u1", "text": "hi", "media": [],
                  "links": [], "hashtags": list(tags), "mentions": [], "visibility": "PUBLIC"}
-        self.producer.produce(self.posts, self.serde.encode("PostCreated", value, self.posts), b"u1")
+        data = self.serde.encode("PostCreated", value, self.posts)
+        for _ in range(times):
+            self.producer.produce(self.posts, data, b"u1")
+        return data
 
-    def engage(self, ts: int, record: str, post_id: int) -> None:
+    def engage(self, ts: int, record: str, post_id: int, times: int = 1) -> bytes:
+        """Produce an engagement ``times`` times (the same event id); return its bytes."""
         value = {**self._env(ts), "post_id": post_id, "post_author_id": "u1", "user_id": "u2"}
         if record == "CommentAdded":
             value.update(comment_id=ts + 7, text="nice", parent_comment_id=None)
         if record == "Shared":
             value.update(comment=None)
-        self.producer.produce(self.engagements, self.serde.encode(record, value, self.engagements),
-                              str(post_id).encode())
+        data = self.serde.encode(record, value, self.engagements)
+        for _ in range(times):
+            self.producer.produce(self.engagements, data, str(post_id).encode())
+        return data
 
     def flush(self) -> None:
         assert self.producer.flush(30) == 0
@@ -256,3 +263,33 @@ def test_restart_from_checkpoint_does_not_double_count(settings: Settings, feed:
     finally:
         client.cancel().result()
     assert restored is not None
+
+
+@pytest.mark.timeout(420)
+def test_a_redelivered_event_counts_once_on_time_and_late(settings: Settings, feed: Feed,
+                                                          tmp_path: Path) -> None:
+    """Kafka delivers at least once and retries reuse event ids: the same event twice counts once."""
+    from topologies.trending.app import start
+
+    _clear_redis(settings)
+    client = start(settings, feed.config(), checkpoint_dir=tmp_path / "chk", restore=False)
+    hashtags, posts = f"hashtags:{LABEL}", f"posts:{LABEL}"
+    try:
+        t0 = feed.t0
+        post = feed.post(1_000, "d", times=2)  # one post delivered twice
+        feed.engage(2_000, "Liked", 7, times=3)  # one like delivered three times
+        feed.engage(3_000, "Liked", 7)  # another like (its own event id): counted
+        feed.post(4_000, "d")  # another post with the tag: counted
+        feed.post(25_000, "z")  # watermark t0+24999: fires [-10s, 10s) and [0, 20s)
+        feed.flush()
+        _wait(lambda: _history(settings, hashtags, t0 + 20_000), 180, "window [0, 20s)")
+        assert _history(settings, hashtags, t0 + 20_000) == [("d", 2)]
+        assert _history(settings, posts, t0 + 20_000) == [("7", 2)]
+        # late, within the allowed lateness: the duplicate again, then a new event for the same window
+        feed.producer.produce(feed.posts, post, b"u1")
+        feed.post(16_000, "e")
+        feed.flush()
+        _wait(lambda: ("e", 1) in _history(settings, hashtags, t0 + 20_000), 60, "late update")
+        assert _history(settings, hashtags, t0 + 20_000) == [("d", 2), ("e", 1)]
+    finally:
+        client.cancel().result()

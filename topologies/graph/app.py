@@ -37,6 +37,9 @@ from topologies.graph.logic import (
     GRAPH_RECORDS,
     PURGE,
     UnknownGraphEvent,
+    edge_clock,
+    edge_version,
+    is_stale,
     named_users,
     plan_graph,
 )
@@ -96,6 +99,10 @@ def store_lookup(st: Stores) -> Lookup:
 def process_graph(st: Stores, rec: SourceRecord, unknown: Iterable[str] = ()) -> list[TimelineWrite]:
     """Apply one graph.v1 event to the graph stores and reader timelines; return timeline writes.
 
+    Last writer wins per edge (:func:`topologies.graph.logic.edge_clock`): an event older than the
+    last one applied to an edge it names is ignored (no writes), so a re-sent ``Followed``
+    after the ``Unfollowed`` never re-creates the edge. Refusals (:class:`PoisonRecord`) come first.
+
     ``unknown``: users it names that are not registered (:class:`UserCheck`); then it raises
     :class:`topologies.graph.logic.UnknownUser` before any side effect.
     """
@@ -112,6 +119,13 @@ def process_graph(st: Stores, rec: SourceRecord, unknown: Iterable[str] = ()) ->
     plan = plan_graph(rec.name, rec.value, blocked=blocked, pending=pending, friends=friends,
                       unknown=set(unknown))
     at = occurred_ms(rec.value)
+    guards, stamps = edge_clock(rec.name, rec.value)
+    version = edge_version(rec.name, at)
+    users = named_users(rec.name, rec.value)  # the clock's user pair (blocks too, unlike ``pair``)
+    if guards and is_stale(version, guards, graph.edge_clocks(s, *users)):
+        log.info("graph: ignoring %s %s: an edge it names had a newer event applied",
+                 rec.name, rec.value.get("event_id"))
+        return []  # re-delivered after a newer event: last writer wins
     for op, a, b in plan.edges:
         getattr(st.graph, op)(a, b, *((at,) if op in ("follow", "befriend", "block", "request_sent") else ()))
     for reader, author, hidden in plan.negatives:
@@ -130,6 +144,8 @@ def process_graph(st: Stores, rec: SourceRecord, unknown: Iterable[str] = ()) ->
             ids = [pid for pid, _ in post_store.recent_author_posts(s, author, tl.timeline_cap)]
             writes += plan_purge(reader, author, ids)
     tls.apply_writes(r, writes, cap=tl.timeline_cap, source=source_of(rec))
+    if stamps:  # last: a crash before this re-applies the event (idempotent)
+        graph.stamp_edges(s, *users, stamps, version)
     return writes
 
 

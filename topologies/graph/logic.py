@@ -34,6 +34,65 @@ class GraphPlan:
     timelines: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+# -- last writer wins per edge (re-delivered events) ----------------------------------------------
+FOLLOW, FRIEND, REQUEST, BLOCK = "follow", "friend", "request", "block"
+#: order of graph events within one millisecond: a later step of a relation's life (accepting a
+#: request after sending it) and a restrictive event (ending or denying a relation) win
+RANK = {"Followed": 0, "FriendRequestSent": 0, "Unblocked": 0, "FriendRequestAccepted": 1,
+        "Unfollowed": 2, "FriendRequestDeclined": 2, "Unfriended": 3, "Blocked": 4}
+
+
+def edge_key(relation: str, a: str, b: str) -> str:
+    """The clock key of one edge; ``friend`` is symmetric, the others are directed ``a -> b``."""
+    if relation == FRIEND:
+        a, b = sorted((a, b))
+    return f"{relation}|{a}|{b}"
+
+
+def edge_version(name: str, at_ms: int) -> int:
+    """An event's version on its edges: ``occurred_at`` in µs plus its :data:`RANK` (the tie rule)."""
+    return at_ms * 1000 + RANK.get(name, 0)
+
+
+def edge_clock(name: str, v: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(guards, stamps)`` of a graph event, as :func:`edge_key` strings.
+
+    Rule (issue 13/14: Kafka delivers at least once, and retries reuse event ids): every edge keeps
+    the version of the last event applied to it. An event older than the version of one of its
+    ``guards`` is ignored (a re-sent ``Followed`` after the ``Unfollowed`` changes nothing); an
+    applied event raises its ``stamps`` (the guards plus every other edge it changes) to its
+    version. An equal version is the same event re-delivered (or one of the same kind in the same
+    millisecond): it is applied again, which changes nothing. Ties: :func:`edge_version`.
+    """
+    if name in ("Followed", "Unfollowed"):
+        e = edge_key(FOLLOW, v["follower_id"], v["followee_id"])
+        return [e], [e]
+    if name in ("FriendRequestSent", "FriendRequestDeclined"):
+        e = edge_key(REQUEST, v["from_id"], v["to_id"])
+        return [e], [e]
+    if name == "FriendRequestAccepted":
+        a, b = v["from_id"], v["to_id"]
+        guards = [edge_key(REQUEST, a, b), edge_key(FRIEND, a, b)]
+        return guards, guards + [edge_key(REQUEST, b, a), edge_key(FOLLOW, a, b), edge_key(FOLLOW, b, a)]
+    if name == "Unfriended":
+        a, b = v["user_id"], v["friend_id"]
+        e = edge_key(FRIEND, a, b)
+        return [e], [e, edge_key(FOLLOW, a, b), edge_key(FOLLOW, b, a)]
+    if name in ("Blocked", "Unblocked"):
+        a, b = v["blocker_id"], v["blocked_id"]
+        e = edge_key(BLOCK, a, b)
+        if name == "Unblocked":
+            return [e], [e]
+        return [e], [e, edge_key(FRIEND, a, b), edge_key(FOLLOW, a, b), edge_key(FOLLOW, b, a),
+                     edge_key(REQUEST, a, b), edge_key(REQUEST, b, a)]
+    return [], []
+
+
+def is_stale(version: int, guards: list[str], clocks: dict[str, int]) -> bool:
+    """Whether an event of ``version`` is older than one of its guards' last applied versions."""
+    return any(clocks.get(g, -1) > version for g in guards)
+
+
 class UnknownGraphEvent(PoisonRecord):
     """A record on graph.v1 that this topology does not know."""
 

@@ -9,8 +9,12 @@ offset metadata (so poison and too-late records are dead-lettered with their sou
 
 Python touches each event once (decode -> one compact row per contribution) and each window once:
 
-1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset)``,
+1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset, eid)``,
    event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once.
+   ``dedup`` (Python, keyed by event id and item) then drops re-deliveries: Kafka delivers at least
+   once and retries reuse event ids, so the same event can arrive twice; the first one passes and
+   its id is remembered until its windows are past their allowed lateness
+   (:func:`logic.dedup_horizon_ms`, an event-time timer clears it).
 2. per window spec, Flink SQL (JVM): ``HOP`` window TVF grouped by ``(kind, item)`` (sliced: each event
    updates one slide-sized slice, not size/slide windows) cascaded into one row per ``(kind, window)``
    holding ``ARRAY_AGG`` of its items' ``(item, count, weight)``. Emitted when the watermark passes the window end.
@@ -38,7 +42,7 @@ from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream, FlatMapFunction, KeyedProcessFunction, MapFunction
 from pyflink.datastream.connectors import Sink
-from pyflink.datastream.state import MapStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from core.settings import Settings
@@ -53,13 +57,13 @@ from topologies.trending.logic import (
     WindowSpec,
 )
 
-_FIELDS = ["kind", "item", "ts", "weight", "cnt", "topic", "partition", "offset"]
+_FIELDS = ["kind", "item", "ts", "weight", "cnt", "topic", "partition", "offset", "eid"]
 
 
 def contrib_type() -> Any:
     """Fresh row type of a contribution (fresh: a used one holds Java objects that cannot be pickled)."""
     return Types.ROW_NAMED(_FIELDS, [Types.STRING(), Types.STRING(), Types.LONG(), Types.DOUBLE(), Types.LONG(),
-                                     Types.STRING(), Types.INT(), Types.LONG()])
+                                     Types.STRING(), Types.INT(), Types.LONG(), Types.STRING()])
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class TrendingConfig:
 
     windows: tuple[WindowSpec, ...] = (DEFAULT_WINDOW,)
     k: int = 20
-    policy: ViralPolicy = ViralPolicy()
+    policy: ViralPolicy = ViralPolicy()  # noqa: RUF009 (frozen)
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     source_topics: tuple[str, ...] = (POSTS.name, ENGAGEMENTS.name)
     trending_topic: str = TRENDING.name
@@ -130,8 +134,9 @@ class Decode(FlatMapFunction):
                 self.publisher = _publisher(self.settings, self.config)
             self.publisher.poison(topic, partition, offset, data, exc)
             return
+        eid = str(decoded.value.get("event_id") or f"{topic}/{partition}/{offset}")
         for c in found:
-            yield Row(c.kind, c.item, c.ts, c.weight, c.count, topic, partition, offset)
+            yield Row(c.kind, c.item, c.ts, c.weight, c.count, topic, partition, offset, eid)
 
 
 class EventTime(TimestampAssigner):
@@ -139,6 +144,27 @@ class EventTime(TimestampAssigner):
 
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
         return value[2]
+
+
+class Dedup(KeyedProcessFunction):
+    """Keyed by :func:`logic.dedup_key`: pass a contribution the first time, drop its re-deliveries."""
+
+    def __init__(self, horizon_ms: int) -> None:
+        self.horizon_ms = horizon_ms
+
+    def open(self, runtime_context: Any) -> None:
+        self.seen = runtime_context.get_state(ValueStateDescriptor("seen", Types.BOOLEAN()))
+
+    def process_element(self, value: Any, ctx: Any) -> Iterable[Any]:
+        if self.seen.value():
+            return
+        self.seen.update(True)
+        ctx.timer_service().register_event_time_timer(ctx.timestamp() + self.horizon_ms)
+        yield value
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterable[Any]:
+        self.seen.clear()
+        return ()
 
 
 class LateSplit(FlatMapFunction):
@@ -186,7 +212,7 @@ class _MapStateView(MutableMapping):
         return iter(list(self.state.keys()))
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.state.keys())
+        return sum(1 for _ in self.state.keys())  # noqa: SIM118 (a MapState)
 
 
 class Rank(KeyedProcessFunction):
@@ -311,10 +337,14 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
         wm = wm.with_idleness(Duration.of_millis(config.idleness_ms))
     events = (raw.flat_map(Decode(settings, config), output_type=contrib_type()).name("decode").uid("decode")
               .assign_timestamps_and_watermarks(wm.with_timestamp_assigner(EventTime()))
-              .name("event-time").uid("event-time"))
+              .name("event-time").uid("event-time")
+              .key_by(lambda r: logic.dedup_key(r[8], r[0], r[1]), key_type=Types.STRING())
+              .process(Dedup(logic.dedup_horizon_ms(config.windows)), output_type=contrib_type())
+              .name("dedup").uid("dedup"))
     schema = Schema.new_builder()
     for name, dtype in zip(_FIELDS, (DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(), DataTypes.DOUBLE(),
-                                     DataTypes.BIGINT(), DataTypes.STRING(), DataTypes.INT(), DataTypes.BIGINT())):
+                                     DataTypes.BIGINT(), DataTypes.STRING(), DataTypes.INT(), DataTypes.BIGINT(),
+                                     DataTypes.STRING())):
         schema = schema.column(name, dtype)
     schema = (schema.column_by_metadata("rt", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
               .watermark("rt", "SOURCE_WATERMARK()"))

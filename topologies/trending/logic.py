@@ -85,7 +85,7 @@ class WindowSpec:
         return format_duration(self.size_ms)
 
     @classmethod
-    def parse(cls, text: str) -> "WindowSpec":
+    def parse(cls, text: str) -> WindowSpec:
         """Parse ``"SIZE/SLIDE[/LATENESS[/OUT_OF_ORDERNESS]]"``, e.g. ``"1h/1m/5m/10s"``."""
         parts = [parse_duration(p) for p in text.split("/")]
         if not 2 <= len(parts) <= 4:
@@ -112,6 +112,21 @@ class WindowSpec:
         if not live:
             return "too_late"
         return "late_update" if any(self.fired(w, watermark) for w in live) else "on_time"
+
+
+def dedup_horizon_ms(specs: Iterable[WindowSpec]) -> int:
+    """How long (event time) an event id must be remembered to count it once in every window.
+
+    An event at ``ts`` is in windows ending by ``ts + size``; they take late updates until the
+    watermark (``max event time - ooo``) passes ``end - 1 + lateness``. A re-delivery after that is
+    too late for all of them (dead-lettered, never counted), so the id can be forgotten then.
+    """
+    return max(s.size_ms + s.lateness_ms + s.out_of_orderness_ms for s in specs)
+
+
+def dedup_key(event_id: str, kind: str, item: str) -> str:
+    """The dedup key of one contribution: an event counts once per item it contributes to."""
+    return f"{event_id}\x1f{kind}\x1f{item}"
 
 
 DEMO_WINDOW = WindowSpec(60_000, 10_000, lateness_ms=30_000, out_of_orderness_ms=2_000)
@@ -221,7 +236,7 @@ class TopK(NamedTuple):
     scope: str
     window_start: int
     window_end: int
-    entries: list["Ranked"]
+    entries: list[Ranked]
 
 
 class Ranked(NamedTuple):
