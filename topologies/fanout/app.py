@@ -7,6 +7,7 @@ import time
 
 import faust
 
+from core.clock import DAY_MS
 from core.feed import ADD, EDIT
 from core.settings import Settings
 from stores import graph
@@ -64,17 +65,58 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
     # a Redis that lost its data: reload the authors' follower sets and author caches first
     graph.ensure_loaded(st.r, st.s, authors)
     post_store.ensure_author_caches(st.r, st.s, authors, tl.author_cache_cap)
+    wm = {(rec.topic, rec.partition): rec.offset for rec in every}
+    batch = tls.TimelineBatch(st.r, tl.timeline_cap)
+    for rec in recs:
+        post_store.queue_cache_update(batch.pipeline, rec.name, rec.value, tl.author_cache_cap)
+    if batch.cluster:
+        return out + plan_in_python(st, recs, authors, batch, wm)
+    batch.pipeline.execute()  # caches first, as before the timelines
+    inactive = tl.policy.inactive_days * DAY_MS
+    cutoff = int(time.time() * 1000) - inactive
+    for seg in segments(recs):
+        done = tls.walk_fanout(st.r, [fanout_of(rec) for rec in seg], cap=tl.timeline_cap,
+                               celebrity_threshold=tl.policy.celebrity_threshold, inactive_cutoff_ms=cutoff)
+        out += [(rec, writes) for rec, (writes, _) in zip(seg, done)]
+    batch.run(wm)
+    return out
+
+
+def fanout_of(rec: SourceRecord) -> tls.PostFanout:
+    """The server-side fan-out of one posts.v1 record."""
+    v = rec.value
+    op = {"PostCreated": ADD, "PostEdited": EDIT}.get(rec.name, "DELETE")
+    return tls.PostFanout(v["post_id"], v["author_id"], op,
+                          op != "DELETE" and v["visibility"] == "FRIENDS", source_of(rec))
+
+
+def segments(recs: list[SourceRecord]) -> list[list[SourceRecord]]:
+    """Runs of PostCreated, each edit or delete alone: a segment's posts are walked chunk by chunk
+    together, where only ADDs of distinct posts may interleave (they commute); an edit or delete
+    is applied after everything before it and before everything after it, as in the log."""
+    out: list[list[SourceRecord]] = []
+    for rec in recs:
+        if rec.name == "PostCreated" and out and out[-1][-1].name == "PostCreated":
+            out[-1].append(rec)
+        else:
+            out.append([rec])
+    return out
+
+
+def plan_in_python(st: Stores, recs: list[SourceRecord], authors: set[str], batch: tls.TimelineBatch,
+                   wm: dict[tuple[str, int], int]) -> Results:
+    """Redis Cluster: plan per follower in Python (follower sets, last-seen, friends read in one
+    pipeline) and queue the plain per-reader commands, sent as one pipeline per node."""
+    tl = st.settings
     friends_of = {rec.value["author_id"] for rec in recs
                   if rec.name != "PostDeleted" and rec.value["visibility"] == "FRIENDS"}
     fol, fr = graph.snapshot(st.r, authors, friends_of)
     readers = sorted(set().union(*(fol[a] for a in authors)) - authors)  # authors: always active
     seen = tls.last_seen(st.r, readers)
     now = int(time.time() * 1000)
-    batch = tls.TimelineBatch(st.r, tl.timeline_cap)
-    wm = {(rec.topic, rec.partition): rec.offset for rec in every}
+    out: Results = []
     for rec in recs:
         v = rec.value
-        post_store.queue_cache_update(batch.pipeline, rec.name, v, tl.author_cache_cap)
         if rec.name == "PostDeleted":
             writes = plan_delete(v["post_id"], v["author_id"], fol[v["author_id"]])
         else:
