@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.fanout_drain import drain
+from bench.fanout_drain import drain, register
 from core.events import post_created
 from core.settings import Settings, get_settings, isolated, with_overrides
 from ops.workers import workers
@@ -181,6 +181,7 @@ def latency_run(base, s, knobs: Settings, rate: float, seconds: float) -> dict:
     r = redis_store.client(s)
     tag = uuid.uuid4().hex[:8]
     authors = [f"lat{tag}-a{i}" for i in range(20)]
+    register(r, authors)  # fan-out dead-letters posts by authors who never registered
     p = r.pipeline(transaction=False)
     for i, a in enumerate(authors):
         for j in range(20):

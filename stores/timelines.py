@@ -239,6 +239,9 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
     return out
 
 
+PUBLISH_LUA = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end return #ARGV / 2"
+
+
 class TimelineBatch:
     """Collects one batch's timeline commands and runs them as chunked non-transactional pipelines.
 
@@ -251,11 +254,22 @@ class TimelineBatch:
         self.cap = cap
         self.pipeline = r.pipeline(transaction=False)
         self.cluster = redis_store.is_cluster(r)
+        self._pubs: list[str] = []  # channel, message, ... (Redis Cluster: published after the writes)
         self.script = r.register_script(FANOUT_LUA)
 
     def _maybe_flush(self) -> None:
         if len(self.pipeline) >= PIPELINE_CHUNK:
-            self.pipeline.execute()
+            self._execute()
+
+    def _execute(self) -> list[Any]:
+        """Run the queued commands, then (Redis Cluster) their publishes: redis-py refuses PUBLISH in
+        a cluster pipeline, so one keyless script per chunk publishes them (a PUBLISH on any node
+        reaches every node's subscribers)."""
+        out = self.pipeline.execute()
+        for i in range(0, len(self._pubs), 2 * SCRIPT_READERS):
+            self.r.eval(PUBLISH_LUA, 0, *self._pubs[i:i + 2 * SCRIPT_READERS])
+        self._pubs = []
+        return out
 
     def evict(self, readers: Iterable[str]) -> None:
         """Drop skipped (inactive) readers' timelines and mark them stale."""
@@ -293,7 +307,7 @@ class TimelineBatch:
             else:
                 p.zadd(tl, {str(pid): pid})
                 p.zremrangebyrank(tl, 0, -(self.cap + 1))
-            p.publish(channel(rd), msg)
+            self._pubs += [channel(rd), msg]
             p.hset(k_fresh(rd), mapping=dict(zip(("ts", "topic", "partition", "offset"), fresh)))
         self._maybe_flush()
 
@@ -301,7 +315,7 @@ class TimelineBatch:
         """Record the partitions' fan-out watermarks and execute everything queued."""
         for (topic, part), off in (watermarks or {}).items():
             self.pipeline.hset(WATERMARK, f"{topic}:{part}", str(off))
-        self.pipeline.execute()
+        self._execute()
 
 
 def apply_writes(r: _redis.Redis, writes: Iterable[TimelineWrite], *, cap: int,

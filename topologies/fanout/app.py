@@ -14,15 +14,17 @@ from stores import graph
 from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
+from stores import users as user_store
 from streams.catalog import POSTS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
-from topologies.fanout.logic import PostRef, check_post_refs, plan_delete, plan_post
+from topologies.fanout.logic import PostRef, UnknownAuthor, check_post_refs, plan_delete, plan_post
 from topologies.fanout.runtime import Emit, Process, Results, Stores, source_of, timeline_app
 from topologies.faust_runtime import (
     SourceRecord,
     run_worker,
 )
+from topologies.graph.app import Lookup, UserCheck, store_lookup
 
 log = logging.getLogger(__name__)
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
@@ -34,7 +36,34 @@ def check_post_record(rec: SourceRecord) -> None:
         raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
 
 
-def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
+def author_named(rec: SourceRecord) -> list[str]:
+    """The user a posts.v1 record needs registered: a PostCreated's author (an edit or delete
+    needs its post created, :func:`topologies.fanout.logic.check_post_refs`)."""
+    return [rec.value["author_id"]] if rec.name == "PostCreated" else []
+
+
+def registered_lookup(st: Stores) -> Lookup:
+    """Registration times: the write API's ``registered:{id}`` marks (read-your-writes, time 0),
+    then the users store (written by the users topology from users.v1)."""
+    from_store = store_lookup(st)
+
+    def lookup(ids: list[str]) -> dict[str, int]:
+        marks = st.r.pipeline(transaction=False)
+        for u in ids:
+            marks.exists(user_store.k_registered(u))
+        found = {u: 0 for u, ok in zip(ids, marks.execute()) if ok}
+        rest = [u for u in ids if u not in found]
+        return {**found, **(from_store(rest) if rest else {})}
+    return lookup
+
+
+def author_check(st: Stores) -> UserCheck:
+    """Refuses PostCreated by authors not registered by ``occurred_at + grace`` (the graph
+    worker's rule and grace, ``graph_user_grace_s``: users.v1 is not co-partitioned with posts.v1)."""
+    return UserCheck(registered_lookup(st), int(st.settings.graph_user_grace_s * 1000), named=author_named)
+
+
+def process_posts(st: Stores, recs: list[SourceRecord], users: UserCheck | None = None) -> Results:
     """Apply a batch of posts.v1 records, in order: one Cassandra round, two Redis pipelines.
 
     Order matters for the follow/post race: the author index is written (and awaited) before the
@@ -48,11 +77,17 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
         check_post_record(rec)
     tl = st.settings
     out: Results = []
+    every = recs
+    if users is not None:  # before the post checks: a refused create does not make its post exist
+        unknown = users.unknown(recs)
+        out += [(rec, UnknownAuthor(f"PostCreated: author {', '.join(sorted(m))} never registered"))
+                for rec, m in zip(recs, unknown) if m]
+        recs = [rec for rec, m in zip(recs, unknown) if not m]
     refs = [rec.value["post_id"] for rec in recs if rec.name != "PostCreated"]
     stored = post_store.stored_owners(st.s, refs) if refs else {}
     refused = check_post_refs([(rec.name, rec.value) for rec in recs], stored)
     out += [(rec, why) for rec, why in zip(recs, refused) if why is not None]  # dead-lettered
-    every, recs = recs, [rec for rec, why in zip(recs, refused) if why is None]
+    recs = [rec for rec, why in zip(recs, refused) if why is None]
     if not recs:
         batch = tls.TimelineBatch(st.r, tl.timeline_cap)
         batch.run({(rec.topic, rec.partition): rec.offset for rec in every})
@@ -142,8 +177,9 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
     """
     st = Stores(settings)
+    users = author_check(st)
     return timeline_app(settings, "fanout", POSTS, "fanout-posts",
-                        process=process or (lambda recs: process_posts(st, recs)),
+                        process=process or (lambda recs: process_posts(st, recs, users)),
                         validate=check_post_record, app_id=app_id, serde=serde, broker=broker, emit=emit)
 
 
