@@ -180,7 +180,7 @@ class BulkEmit:
 def timeline_app(settings: Settings, name: str, source: Topic, agent: str, *, process: Process,
                  validate: Callable[[SourceRecord], None], app_id: str | None = None,
                  serde: Serde | None = None, broker: str | None = None, emit: Emit | None = None,
-                 max_batch: int | None = None) -> faust.App:
+                 max_batch: int | None = None, within_s: float | None = None) -> faust.App:
     """A timeline-writing Faust app: one batching agent on ``source`` that runs ``process`` on each
     batch in a thread, then hands the batch's TimelineUpdates to Kafka (``emit``, default
     :func:`start_emit`) when ``settings.emit_timeline_updates``; acked after both. Records ``process``
@@ -206,7 +206,9 @@ def timeline_app(settings: Settings, name: str, source: Topic, agent: str, *, pr
                      t0 * 1000 - recs[0].timestamp_ms, (time.time() - t0) * 1000)
         return done
 
-    extra = {} if max_batch is None else {"max_batch": max_batch}
+    extra: dict[str, Any] = {} if max_batch is None else {"max_batch": max_batch}
+    if within_s is not None:
+        extra["within_s"] = within_s
     register_batch_agent(app, catalog_topic(app, source, settings), handle, serde=serde, name=agent,
                          validate=validate, **extra)
     return app
