@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.fanout_drain import drain, register
 from core.events import post_created
 from core.settings import Settings, get_settings, isolated, with_overrides
 from ops.workers import workers
@@ -45,6 +46,7 @@ def load_graph(r, g: dict[str, list[str]]) -> None:
     """Write the follower/following sets straight into Redis (the graph topology's layout)."""
     p = r.pipeline(transaction=False)
     for u, fs in g.items():
+        p.set(graph.k_loaded(u), "1")  # loaded, as the graph topology leaves a warm Redis
         p.sadd(graph.k_followers(u), *fs)
         for f in fs:
             p.sadd(graph.k_following(f), u)
@@ -72,9 +74,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=100, help="posts per process_posts call")
     ap.add_argument("--rate", default="20,50", help="posts/s for the latency runs (comma-separated)")
     ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--drain", type=int, default=0,
+                    help="only the drain run: N PostCreated pre-loaded on posts.v1, one real worker")
+    ap.add_argument("--celebrity", type=int, default=1000, help="celebrity threshold of the drain run")
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy flame graph (SVG) of the drain worker")
     args = ap.parse_args()
     base = get_settings()
     s = isolated(base, "fs_bench_fanout", 8)
+    if args.drain:
+        return drain_main(base, s, args)
     knobs = with_overrides(s, celebrity_threshold=10**9, inactive_days=10**6)
     st = Stores(knobs)
     r = st.r
@@ -88,7 +96,7 @@ def main() -> None:
     posts = [post_created(rng.choice(authors))[1] for _ in range(args.posts)]
     deliveries = [(f, p["post_id"]) for p in posts for f in g[p["author_id"]]]
     ceiling = zadd_ceiling(r, deliveries)
-    st.s  # connect and migrate before timing
+    _ = st.s  # connect and migrate before timing
     recs = [SourceRecord("posts.v1", 0, off, None, "PostCreated", p, 0) for off, p in enumerate(posts)]
     half = len(recs) // 2
     t0 = time.perf_counter()
@@ -136,11 +144,44 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
+def drain_main(base: Settings, s: Settings, args: argparse.Namespace) -> None:
+    """``--drain N``: one fan-out worker draining N pre-loaded PostCreated; ratios to same-run ceilings."""
+    knobs = {"celebrity_threshold": args.celebrity, "inactive_days": 10**6, "log_batches": True}
+    st = Stores(with_overrides(s, **knobs))
+    r = st.r
+    r.flushdb()
+    seed = random.randrange(10**6)
+    g = power_law_graph(args.users, args.mean_followers, 1.5, seed)
+    load_graph(r, g)
+    _ = st.s  # keyspace migrated before the worker starts
+    rng = random.Random(seed)
+    posts = [post_created(rng.choice(list(g)))[1] for _ in range(args.drain)]
+    fan = {a: 1 + (len(set(f) - {a}) if len(set(f) - {a}) <= args.celebrity else 0) for a, f in g.items()}
+    per_post = {p["post_id"]: fan[p["author_id"]] for p in posts}
+    pairs = [(f, p["post_id"]) for p in posts for f in g[p["author_id"]][:per_post[p["post_id"]]]]
+    ceiling = zadd_ceiling(r, pairs)
+    res = drain(base, s, r, posts, per_post, knobs=knobs, profile=args.profile)
+    ceiling_after = zadd_ceiling(r, pairs)
+    sizes = [len(v) for v in g.values()]
+    zadd = max(ceiling, ceiling_after)
+    out = {"graph": {"users": args.users, "edges": sum(sizes), "mean_fanout": statistics.fmean(sizes),
+                     "max_fanout": max(sizes), "celebrities": sum(x > args.celebrity for x in sizes),
+                     "alpha": 1.5, "seed": seed},
+           "mean_deliveries_per_post": statistics.fmean(per_post.values()),
+           "zadd_ceiling_per_s": zadd, "drain": res,
+           "ratio_to_zadd": res.get("deliveries_per_s", 0) / zadd}
+    path = base.state_dir / "bench" / "fanout_drain.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
 def latency_run(base, s, knobs: Settings, rate: float, seconds: float) -> dict:
     """Produce posts at ``rate`` through Kafka to a fan-out worker; time PostCreated -> feed:{r} push."""
     r = redis_store.client(s)
     tag = uuid.uuid4().hex[:8]
     authors = [f"lat{tag}-a{i}" for i in range(20)]
+    register(r, authors)  # fan-out dead-letters posts by authors who never registered
     p = r.pipeline(transaction=False)
     for i, a in enumerate(authors):
         for j in range(20):

@@ -61,6 +61,9 @@ class EndpointSettings(BaseSettings):
     kafka_bootstrap_override: str | None = Field(default=None, alias="FEEDSTREAM_KAFKA_BOOTSTRAP")
     registry_url_override: str | None = Field(default=None, alias="FEEDSTREAM_REGISTRY_URL")
     redis_url_override: str | None = Field(default=None, alias="FEEDSTREAM_REDIS_URL")
+    # "host:port,host:port": a Redis Cluster's seed nodes; when set, stores/redis.py connects to the
+    # cluster instead of ``redis_url`` (the local stack stays single-node)
+    redis_cluster_nodes: str | None = Field(default=None, alias="FEEDSTREAM_REDIS_CLUSTER_NODES")
     cassandra_hosts_override: str | None = Field(default=None, alias="FEEDSTREAM_CASSANDRA_HOSTS")
 
 

@@ -6,18 +6,42 @@ import uuid
 
 import redis
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 
 from core.settings import Settings
 
 
+def cluster_nodes(settings: Settings) -> list[tuple[str, int]]:
+    """The Redis Cluster seed nodes of ``settings`` (empty: single-node Redis at ``redis_url``)."""
+    raw = settings.redis_cluster_nodes or ""
+    return [(h, int(p)) for h, _, p in (n.strip().rpartition(":") for n in raw.split(",") if n.strip())]
+
+
 def client(settings: Settings) -> redis.Redis:
-    """A synchronous Redis client with short timeouts."""
+    """A synchronous Redis client with short timeouts: a ``RedisCluster`` when
+    ``FEEDSTREAM_REDIS_CLUSTER_NODES`` is set (same command API; multi-key commands and scripts
+    must then stay within one hash slot), else a single-node client on ``redis_url``."""
+    nodes = cluster_nodes(settings)
+    if nodes:
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes],  # type: ignore[return-value]
+                            socket_timeout=2, socket_connect_timeout=2)
     return redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
 
 
 def async_client(settings: Settings) -> aioredis.Redis:
-    """An asyncio Redis client with short timeouts, for the API."""
+    """An asyncio Redis client with short timeouts, for the API (a cluster client, as :func:`client`)."""
+    nodes = cluster_nodes(settings)
+    if nodes:
+        return AsyncRedisCluster(startup_nodes=[AsyncClusterNode(h, p) for h, p in nodes],  # type: ignore[return-value]
+                                 socket_timeout=2, socket_connect_timeout=2)
     return aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def is_cluster(r: object) -> bool:
+    """Whether ``r`` is a Redis Cluster client (scripts then touch one hash slot only)."""
+    return isinstance(r, RedisCluster | AsyncRedisCluster)
 
 
 EPOCH = "redis:epoch"  # a fresh UUID each time the platform finds this Redis empty (no persistence)

@@ -29,16 +29,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
 import redis as _redis
 from cassandra.cluster import Session
 
-from core.feed import TimelineWrite, merge_newest, visible_to
+from core.feed import REMOVE, TimelineWrite, merge_newest, visible_to
 from core.settings import Settings
 from stores import graph
 from stores import posts as post_store
+from stores import redis as redis_store
 
 SEEN = "readers:seen"
 WATERMARK = "fanout:wm"
@@ -116,6 +118,130 @@ return #ARGV - 8
 """.replace("'TL'", repr(k_timeline(""))).replace("'FEED'", repr(channel(""))).replace("'FRESH'", repr(k_fresh("")))
 
 
+def _template(key_fn: Any) -> list[str]:
+    """A key function as (prefix, suffix) around the id, e.g. ``tl:{r}`` -> ``["tl:", ""]``; a
+    hash-tagged naming (``tl:{{r}}``) gives ``["tl:{", "}"]``: Lua builds keys the same way."""
+    pre, _, suf = key_fn("\x00").partition("\x00")
+    return [pre, suf]
+
+
+# One post's fan-out, walked server-side over its author's follower set (single-instance Redis).
+# KEYS: followers, friends (of the author), readers:seen, author's tl, author's fresh.
+# ARGV: author, post_id, op (ADD | EDIT | DELETE), cap, message of op, message of REMOVE,
+#   ts, topic, partition, offset, celebrity threshold, inactive cutoff ms (last seen before it =
+#   inactive; "-inf" for none), friends_only (0/1), SSCAN cursor ("0" = first call: the author's own
+#   write), count, then (prefix, suffix) of the tl, feed, fresh, tlb and tlstale key functions.
+# Returns {next cursor, readers written with op, readers written with REMOVE, readers evicted};
+# a celebrity's post (not a delete) writes the author's own timeline only.
+WALK_LUA = """
+local author, pid, op, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local cutoff, friends_only, cursor = tonumber(ARGV[12]), ARGV[13] == '1', ARGV[14]
+local T = {tl = {ARGV[16], ARGV[17]}, feed = {ARGV[18], ARGV[19]}, fresh = {ARGV[20], ARGV[21]},
+           built = {ARGV[22], ARGV[23]}, stale = {ARGV[24], ARGV[25]}}
+local function key(kind, r) return T[kind][1] .. r .. T[kind][2] end
+local function write(tl, fresh, channel, remove)
+  if remove then
+    redis.call('ZREM', tl, pid)
+  else
+    redis.call('ZADD', tl, pid, pid)
+    redis.call('ZREMRANGEBYRANK', tl, 0, -(cap + 1))
+  end
+  redis.call('PUBLISH', channel, remove and ARGV[6] or ARGV[5])
+  redis.call('HSET', fresh, 'ts', ARGV[7], 'topic', ARGV[8], 'partition', ARGV[9], 'offset', ARGV[10])
+end
+local delete = op == 'DELETE'
+if cursor == '0' then write(KEYS[4], KEYS[5], key('feed', author), delete) end
+if not delete then
+  local n = redis.call('SCARD', KEYS[1]) - redis.call('SISMEMBER', KEYS[1], author)
+  if n > tonumber(ARGV[11]) then return {'0', {}, {}, {}} end
+end
+local scan = redis.call('SSCAN', KEYS[1], cursor, 'COUNT', tonumber(ARGV[15]))
+local done, removed, evicted = {}, {}, {}
+for _, r in ipairs(scan[2]) do
+  if r ~= author then
+    local remove = delete
+    local target = true
+    if not delete and friends_only and redis.call('SISMEMBER', KEYS[2], r) == 0 then
+      remove, target = true, op == 'EDIT'
+    end
+    if target and not delete then
+      local seen = redis.call('ZSCORE', KEYS[3], r)
+      if seen and tonumber(seen) < cutoff then
+        redis.call('DEL', key('tl', r), key('built', r))
+        redis.call('SET', key('stale', r), '1')
+        evicted[#evicted + 1] = r
+        target = false
+      end
+    end
+    if target then
+      write(key('tl', r), key('fresh', r), key('feed', r), remove)
+      if remove then removed[#removed + 1] = r else done[#done + 1] = r end
+    end
+  end
+end
+return {scan[1], done, removed, evicted}
+"""
+WALK_COUNT = 1000  # follower set members per script call (bounds one call's time)
+
+
+@dataclass(frozen=True)
+class PostFanout:
+    """One post event to fan out: op ``ADD``/``EDIT``, or ``DELETE`` (every follower REMOVEs)."""
+
+    post_id: int
+    author_id: str
+    op: str
+    friends_only: bool
+    source: Mapping[str, Any]
+
+
+def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity_threshold: int,
+                inactive_cutoff_ms: float | None) -> list[tuple[list[TimelineWrite], list[str]]]:
+    """Fan ``posts`` out server-side (:data:`WALK_LUA`): per post its writes (author's first) and
+    the readers evicted as inactive.
+
+    Round ``k`` sends the ``k``-th chunk of every post still walking, in order, as one pipeline: a
+    post by an author with at most :data:`WALK_COUNT` followers costs one script call, and the
+    whole batch one round trip; a larger follower set adds one round trip per chunk. Single-instance
+    Redis only (reader keys are built in the script); Redis Cluster goes through
+    :meth:`TimelineBatch.writes`.
+    """
+    script = r.register_script(WALK_LUA)
+    tpl = [x for fn in (k_timeline, channel, k_fresh, k_built, k_stale) for x in _template(fn)]
+    cutoff = "-inf" if inactive_cutoff_ms is None else str(inactive_cutoff_ms)
+    out: list[tuple[list[TimelineWrite], list[str]]] = []
+    cursors: list[str | None] = []
+    for post in posts:
+        own = REMOVE if post.op == "DELETE" else post.op
+        out.append(([TimelineWrite(post.author_id, post.post_id, post.author_id, own)], []))
+        cursors.append("0")
+    while any(c is not None for c in cursors):
+        p = r.pipeline(transaction=False)
+        live = [i for i, c in enumerate(cursors) if c is not None]
+        for i in live:
+            post = posts[i]
+            own = REMOVE if post.op == "DELETE" else post.op
+            msg = json.dumps({"post_id": post.post_id, "author_id": post.author_id, "op": own})
+            rm = json.dumps({"post_id": post.post_id, "author_id": post.author_id, "op": REMOVE})
+            src = [str(post.source[k]) for k in ("ts", "topic", "partition", "offset")]
+            keys = [graph.k_followers(post.author_id), graph.k_friends(post.author_id), SEEN,
+                    k_timeline(post.author_id), k_fresh(post.author_id)]
+            script(keys=keys, args=[post.author_id, str(post.post_id), post.op, cap, msg, rm, *src,
+                                    celebrity_threshold, cutoff, int(post.friends_only), cursors[i],
+                                    WALK_COUNT, *tpl], client=p)
+        for i, (nxt, done, removed, evicted) in zip(live, p.execute()):
+            post, (writes, inactive) = posts[i], out[i]
+            op = REMOVE if post.op == "DELETE" else post.op
+            writes += [TimelineWrite(x.decode(), post.post_id, post.author_id, op) for x in done]
+            writes += [TimelineWrite(x.decode(), post.post_id, post.author_id, REMOVE) for x in removed]
+            inactive += [x.decode() for x in evicted]
+            cursors[i] = None if nxt in (b"0", "0") else nxt.decode()
+    return out
+
+
+PUBLISH_LUA = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end return #ARGV / 2"
+
+
 class TimelineBatch:
     """Collects one batch's timeline commands and runs them as chunked non-transactional pipelines.
 
@@ -127,11 +253,23 @@ class TimelineBatch:
         self.r = r
         self.cap = cap
         self.pipeline = r.pipeline(transaction=False)
+        self.cluster = redis_store.is_cluster(r)
+        self._pubs: list[str] = []  # channel, message, ... (Redis Cluster: published after the writes)
         self.script = r.register_script(FANOUT_LUA)
 
     def _maybe_flush(self) -> None:
         if len(self.pipeline) >= PIPELINE_CHUNK:
-            self.pipeline.execute()
+            self._execute()
+
+    def _execute(self) -> list[Any]:
+        """Run the queued commands, then (Redis Cluster) their publishes: redis-py refuses PUBLISH in
+        a cluster pipeline, so one keyless script per chunk publishes them (a PUBLISH on any node
+        reaches every node's subscribers)."""
+        out = self.pipeline.execute()
+        for i in range(0, len(self._pubs), 2 * SCRIPT_READERS):
+            self.r.eval(PUBLISH_LUA, 0, *self._pubs[i:i + 2 * SCRIPT_READERS])
+        self._pubs = []
+        return out
 
     def evict(self, readers: Iterable[str]) -> None:
         """Drop skipped (inactive) readers' timelines and mark them stale."""
@@ -150,16 +288,34 @@ class TimelineBatch:
         for (pid, author, op), group in groupby(writes, key=lambda w: (w.post_id, w.author_id, w.op)):
             readers = [w.reader_id for w in group]
             msg = json.dumps({"post_id": pid, "author_id": author, "op": op})
+            if self.cluster:
+                self._plain(pid, op, msg, fresh, readers)
+                continue
             for i in range(0, len(readers), SCRIPT_READERS):
                 self.script(args=[str(pid), op, self.cap, msg, *fresh, *readers[i:i + SCRIPT_READERS]],
                             client=self.pipeline)
             self._maybe_flush()
 
+    def _plain(self, pid: int, op: str, msg: str, fresh: list[str], readers: list[str]) -> None:
+        """Redis Cluster: the script's commands, one reader at a time, on the (cluster) pipeline,
+        which sends each node its own commands: one round trip per node per execute."""
+        p = self.pipeline
+        for rd in readers:
+            tl = k_timeline(rd)
+            if op == REMOVE:
+                p.zrem(tl, str(pid))
+            else:
+                p.zadd(tl, {str(pid): pid})
+                p.zremrangebyrank(tl, 0, -(self.cap + 1))
+            self._pubs += [channel(rd), msg]
+            p.hset(k_fresh(rd), mapping=dict(zip(("ts", "topic", "partition", "offset"), fresh)))
+        self._maybe_flush()
+
     def run(self, watermarks: Mapping[tuple[str, int], int] | None = None) -> None:
         """Record the partitions' fan-out watermarks and execute everything queued."""
         for (topic, part), off in (watermarks or {}).items():
             self.pipeline.hset(WATERMARK, f"{topic}:{part}", str(off))
-        self.pipeline.execute()
+        self._execute()
 
 
 def apply_writes(r: _redis.Redis, writes: Iterable[TimelineWrite], *, cap: int,

@@ -7,24 +7,30 @@ import time
 
 import faust
 
+from core.clock import DAY_MS
 from core.feed import ADD, EDIT
 from core.settings import Settings
 from stores import graph
 from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
+from stores import users as user_store
 from streams.catalog import POSTS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
-from topologies.fanout.logic import PostRef, check_post_refs, plan_delete, plan_post
+from topologies.fanout.logic import PostRef, UnknownAuthor, check_post_refs, plan_delete, plan_post
 from topologies.fanout.runtime import Emit, Process, Results, Stores, source_of, timeline_app
 from topologies.faust_runtime import (
     SourceRecord,
     run_worker,
 )
+from topologies.graph.app import Lookup, UserCheck, store_lookup
 
 log = logging.getLogger(__name__)
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
+# a batch gathers for up to 50 ms (not the runtime's 5): with a backlog, Faust hands the stream a
+# few records per 5 ms under load, and each batch costs a fixed ~8 round trips (Cassandra, Redis)
+BATCH_WITHIN_S = 0.05
 
 
 def check_post_record(rec: SourceRecord) -> None:
@@ -33,7 +39,34 @@ def check_post_record(rec: SourceRecord) -> None:
         raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
 
 
-def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
+def author_named(rec: SourceRecord) -> list[str]:
+    """The user a posts.v1 record needs registered: a PostCreated's author (an edit or delete
+    needs its post created, :func:`topologies.fanout.logic.check_post_refs`)."""
+    return [rec.value["author_id"]] if rec.name == "PostCreated" else []
+
+
+def registered_lookup(st: Stores) -> Lookup:
+    """Registration times: the write API's ``registered:{id}`` marks (read-your-writes, time 0),
+    then the users store (written by the users topology from users.v1)."""
+    from_store = store_lookup(st)
+
+    def lookup(ids: list[str]) -> dict[str, int]:
+        marks = st.r.pipeline(transaction=False)
+        for u in ids:
+            marks.exists(user_store.k_registered(u))
+        found = {u: 0 for u, ok in zip(ids, marks.execute()) if ok}
+        rest = [u for u in ids if u not in found]
+        return {**found, **(from_store(rest) if rest else {})}
+    return lookup
+
+
+def author_check(st: Stores) -> UserCheck:
+    """Refuses PostCreated by authors not registered by ``occurred_at + grace`` (the graph
+    worker's rule and grace, ``graph_user_grace_s``: users.v1 is not co-partitioned with posts.v1)."""
+    return UserCheck(registered_lookup(st), int(st.settings.graph_user_grace_s * 1000), named=author_named)
+
+
+def process_posts(st: Stores, recs: list[SourceRecord], users: UserCheck | None = None) -> Results:
     """Apply a batch of posts.v1 records, in order: one Cassandra round, two Redis pipelines.
 
     Order matters for the follow/post race: the author index is written (and awaited) before the
@@ -47,11 +80,17 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
         check_post_record(rec)
     tl = st.settings
     out: Results = []
+    every = recs
+    if users is not None:  # before the post checks: a refused create does not make its post exist
+        unknown = users.unknown(recs)
+        out += [(rec, UnknownAuthor(f"PostCreated: author {', '.join(sorted(m))} never registered"))
+                for rec, m in zip(recs, unknown) if m]
+        recs = [rec for rec, m in zip(recs, unknown) if not m]
     refs = [rec.value["post_id"] for rec in recs if rec.name != "PostCreated"]
     stored = post_store.stored_owners(st.s, refs) if refs else {}
     refused = check_post_refs([(rec.name, rec.value) for rec in recs], stored)
     out += [(rec, why) for rec, why in zip(recs, refused) if why is not None]  # dead-lettered
-    every, recs = recs, [rec for rec, why in zip(recs, refused) if why is None]
+    recs = [rec for rec, why in zip(recs, refused) if why is None]
     if not recs:
         batch = tls.TimelineBatch(st.r, tl.timeline_cap)
         batch.run({(rec.topic, rec.partition): rec.offset for rec in every})
@@ -64,17 +103,58 @@ def process_posts(st: Stores, recs: list[SourceRecord]) -> Results:
     # a Redis that lost its data: reload the authors' follower sets and author caches first
     graph.ensure_loaded(st.r, st.s, authors)
     post_store.ensure_author_caches(st.r, st.s, authors, tl.author_cache_cap)
+    wm = {(rec.topic, rec.partition): rec.offset for rec in every}
+    batch = tls.TimelineBatch(st.r, tl.timeline_cap)
+    for rec in recs:
+        post_store.queue_cache_update(batch.pipeline, rec.name, rec.value, tl.author_cache_cap)
+    if batch.cluster:
+        return out + plan_in_python(st, recs, authors, batch, wm)
+    batch.pipeline.execute()  # caches first, as before the timelines
+    inactive = tl.policy.inactive_days * DAY_MS
+    cutoff = int(time.time() * 1000) - inactive
+    for seg in segments(recs):
+        done = tls.walk_fanout(st.r, [fanout_of(rec) for rec in seg], cap=tl.timeline_cap,
+                               celebrity_threshold=tl.policy.celebrity_threshold, inactive_cutoff_ms=cutoff)
+        out += [(rec, writes) for rec, (writes, _) in zip(seg, done)]
+    batch.run(wm)
+    return out
+
+
+def fanout_of(rec: SourceRecord) -> tls.PostFanout:
+    """The server-side fan-out of one posts.v1 record."""
+    v = rec.value
+    op = {"PostCreated": ADD, "PostEdited": EDIT}.get(rec.name, "DELETE")
+    return tls.PostFanout(v["post_id"], v["author_id"], op,
+                          op != "DELETE" and v["visibility"] == "FRIENDS", source_of(rec))
+
+
+def segments(recs: list[SourceRecord]) -> list[list[SourceRecord]]:
+    """Runs of PostCreated, each edit or delete alone: a segment's posts are walked chunk by chunk
+    together, where only ADDs of distinct posts may interleave (they commute); an edit or delete
+    is applied after everything before it and before everything after it, as in the log."""
+    out: list[list[SourceRecord]] = []
+    for rec in recs:
+        if rec.name == "PostCreated" and out and out[-1][-1].name == "PostCreated":
+            out[-1].append(rec)
+        else:
+            out.append([rec])
+    return out
+
+
+def plan_in_python(st: Stores, recs: list[SourceRecord], authors: set[str], batch: tls.TimelineBatch,
+                   wm: dict[tuple[str, int], int]) -> Results:
+    """Redis Cluster: plan per follower in Python (follower sets, last-seen, friends read in one
+    pipeline) and queue the plain per-reader commands, sent as one pipeline per node."""
+    tl = st.settings
     friends_of = {rec.value["author_id"] for rec in recs
                   if rec.name != "PostDeleted" and rec.value["visibility"] == "FRIENDS"}
     fol, fr = graph.snapshot(st.r, authors, friends_of)
     readers = sorted(set().union(*(fol[a] for a in authors)) - authors)  # authors: always active
     seen = tls.last_seen(st.r, readers)
     now = int(time.time() * 1000)
-    batch = tls.TimelineBatch(st.r, tl.timeline_cap)
-    wm = {(rec.topic, rec.partition): rec.offset for rec in every}
+    out: Results = []
     for rec in recs:
         v = rec.value
-        post_store.queue_cache_update(batch.pipeline, rec.name, v, tl.author_cache_cap)
         if rec.name == "PostDeleted":
             writes = plan_delete(v["post_id"], v["author_id"], fol[v["author_id"]])
         else:
@@ -100,9 +180,11 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
     """
     st = Stores(settings)
+    users = author_check(st)
     return timeline_app(settings, "fanout", POSTS, "fanout-posts",
-                        process=process or (lambda recs: process_posts(st, recs)),
-                        validate=check_post_record, app_id=app_id, serde=serde, broker=broker, emit=emit)
+                        process=process or (lambda recs: process_posts(st, recs, users)),
+                        validate=check_post_record, app_id=app_id, serde=serde, broker=broker, emit=emit,
+                        within_s=BATCH_WITHIN_S)
 
 
 def run(settings: Settings) -> None:

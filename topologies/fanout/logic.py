@@ -23,6 +23,10 @@ class UnknownPost(PoisonRecord):
     """A PostEdited or PostDeleted of a post that was never created (or an edit of a deleted one)."""
 
 
+class UnknownAuthor(PoisonRecord):
+    """A PostCreated whose author never registered (on users.v1) within the grace."""
+
+
 class NotPostAuthor(PoisonRecord):
     """A PostEdited or PostDeleted whose author_id is not the post's author."""
 

@@ -62,8 +62,10 @@ class UserCheck:
     """
 
     def __init__(self, lookup: Lookup, grace_ms: int, *, now_ms: Callable[[], int] | None = None,
-                 sleep: Callable[[float], None] = time.sleep, poll_s: float = 0.05) -> None:
+                 sleep: Callable[[float], None] = time.sleep, poll_s: float = 0.05,
+                 named: Callable[[SourceRecord], Iterable[str]] | None = None) -> None:
         self.lookup, self.grace_ms, self.sleep, self.poll_s = lookup, grace_ms, sleep, poll_s
+        self.named = named or (lambda rec: named_users(rec.name, rec.value))  # the users a record names
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.registered: dict[str, int] = {}
 
@@ -76,7 +78,7 @@ class UserCheck:
 
     def unknown(self, recs: list[SourceRecord]) -> list[set[str]]:
         """Per record, the users it names that were not registered by its ``occurred_at + grace``."""
-        named = [(set(named_users(rec.name, rec.value)), occurred_ms(rec.value)) for rec in recs]
+        named = [(set(self.named(rec)), occurred_ms(rec.value)) for rec in recs]
         self._find(u for users, _ in named for u in users)
         missing = [(users - set(self.registered), at) for users, at in named]
         if any(m for m, _ in missing):

@@ -1,0 +1,126 @@
+"""Fan-out drain: one real fan-out worker draining a pre-loaded backlog of PostCreated on posts.v1.
+
+The worker's consumer group is committed at the topic's end offsets first, then the backlog is
+produced, then the worker starts: it reads exactly the backlog. The drain is timed from the first
+applied batch to the last (``fanout:wm`` in Redis reaching the backlog's end offsets), and the
+worker's CPU time (``/proc/<pid>/stat``) over the same window. Optional ``py-spy`` flame graph.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, TopicPartition
+
+from core.settings import Settings
+from ops.workers import workers
+from stores import timelines as tls
+from stores import users as user_store
+from streams.admin import apply_all
+from streams.catalog import POSTS
+from streams.producer import EventProducer
+from topologies.faust_runtime import group_id
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def end_offsets(s: Settings, topic: str) -> dict[int, int]:
+    """High watermarks of every partition of ``topic``."""
+    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench-peek-{uuid.uuid4().hex[:6]}"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        c.close()
+
+
+def commit_at(s: Settings, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit ``group``'s offsets of ``topic`` (the group must have no live member)."""
+    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    finally:
+        c.close()
+
+
+def register(r: Any, users: list[str]) -> None:
+    """Mark the bench's authors registered (the write API's read-your-writes mark)."""
+    p = r.pipeline(transaction=False)
+    for u in users:
+        p.set(user_store.k_registered(u), "1", ex=3600)
+    p.execute()
+
+
+def drain(base: Settings, s: Settings, r: Any, posts: list[dict[str, Any]], deliveries: dict[int, int],
+          *, knobs: dict[str, Any], profile: Path | None = None, timeout_s: float = 600) -> dict[str, Any]:
+    """Produce ``posts`` as a backlog, run one fan-out worker over it, time the drain.
+
+    ``deliveries``: post id -> timeline writes the post causes (for deliveries/s).
+    """
+    tag = uuid.uuid4().hex[:8]
+    suffix = f"-drain-{tag}"
+    topic = POSTS.resolved(s).name
+    apply_all(base)  # topics and schemas exist (a fresh stack)
+    start = end_offsets(s, topic)
+    commit_at(s, group_id(s.model_copy(update={"topology_group_suffix": suffix}), "fanout"), topic, start)
+    register(r, sorted({p["author_id"] for p in posts}))
+    offset_post: dict[tuple[int, int], int] = {}
+    with EventProducer(base) as prod:
+        futs = [(prod.submit("PostCreated", p), p["post_id"]) for p in posts]
+        for f, pid in futs:
+            rep = f.result(timeout=60)
+            offset_post[(rep.partition, rep.offset)] = pid
+    end = end_offsets(s, topic)
+    want = {p: o - 1 for p, o in end.items() if o > start.get(p, 0)}
+    r.delete(tls.WATERMARK)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-fanout-drain-"))
+    spy = None
+    with workers(s, ("fanout",), log_dir=log_dir, topology_group_suffix=suffix, **knobs) as procs:
+        pid = procs[0].pid
+        spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if profile is not None and Path(spy_bin).exists():
+            spy = subprocess.Popen([spy_bin, "record", "-p", str(pid), "-o", str(profile), "-r", "200",
+                                    "-d", str(int(timeout_s)), "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        first: tuple[float, float, dict[int, int]] | None = None
+        wm: dict[int, int] = {}
+        while time.monotonic() < deadline:
+            raw = r.hgetall(tls.WATERMARK)
+            wm = {int(k.decode().rsplit(":", 1)[1]): int(v) for k, v in raw.items()
+                  if k.decode().rsplit(":", 1)[0] == topic}
+            if wm and first is None:
+                first = (time.perf_counter(), cpu_s(pid), dict(wm))
+            if all(wm.get(p, -1) >= o for p, o in want.items()):
+                break
+            time.sleep(0.01)
+        t_end, c_end = time.perf_counter(), cpu_s(pid)
+        if spy is not None:
+            spy.send_signal(2)  # SIGINT: py-spy writes the flame graph and exits
+            spy.wait(timeout=60)
+    done = all(wm.get(p, -1) >= o for p, o in want.items())
+    if first is None:
+        return {"error": "worker applied nothing", "worker_log": str(log_dir / "fanout.log")}
+    t0, c0, wm0 = first
+    counted = [pid for (p, o), pid in offset_post.items() if o > wm0.get(p, start.get(p, 0) - 1)]
+    n = sum(deliveries[pid] for pid in counted)
+    wall, cpu = t_end - t0, c_end - c0
+    return {"posts": len(posts), "posts_timed": len(counted), "deliveries_timed": n, "drained": done,
+            "wall_s": wall, "worker_cpu_s": cpu, "deliveries_per_s": n / wall,
+            "deliveries_per_cpu_s": n / cpu if cpu else None, "posts_per_s": len(counted) / wall,
+            "worker_log": str(log_dir / "fanout.log"),
+            "flame_graph": str(profile) if spy is not None else None}

@@ -1,0 +1,89 @@
+"""Fan-out on a real 3-master Redis Cluster (issue 16): push across nodes, celebrity pull, replay.
+
+The cluster is started from Debian's ``redis-server`` (``support.redis_servers.redis_cluster``);
+Cassandra is the session stack's. The platform reaches the cluster through
+``FEEDSTREAM_REDIS_CLUSTER_NODES`` (``stores.redis.client`` then returns a ``RedisCluster``), and
+fan-out takes its cluster path: per-follower commands in one non-transactional pipeline, which
+redis-py sends as one pipeline per node.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import redis
+from support.events import post_deleted
+from support.redis_servers import redis_cluster  # noqa: F401  (fixture)
+
+from core.events import post_created
+from core.settings import isolated
+from stores import cassandra, graph
+from stores import posts as post_store
+from stores import redis as redis_store
+from stores import timelines as tls
+from stores import users as user_store
+from topologies.fanout.app import author_check, process_posts
+from topologies.fanout.logic import UnknownAuthor
+from topologies.fanout.runtime import Stores
+from topologies.faust_runtime import SourceRecord
+
+FOLLOWERS = [f"cf{i}-{uuid.uuid4().hex[:6]}" for i in range(24)]
+CELEB = 20  # "ca" has 20 followers (pushed), "cceleb" 24 (pulled at read time)
+
+
+def load(r) -> None:
+    """The graph topology's Redis layout for two authors, and their registration marks."""
+    p = r.pipeline(transaction=False)
+    for author, fol in (("ca", FOLLOWERS[:CELEB]), ("cceleb", FOLLOWERS)):
+        p.set(graph.k_loaded(author), "1")
+        p.sadd(graph.k_followers(author), *fol)
+        p.set(user_store.k_registered(author), "1")
+        for f in fol:
+            p.set(graph.k_loaded(f), "1")
+            p.sadd(graph.k_following(f), author)
+    p.execute()
+
+
+def views(r) -> dict:
+    """Every follower's timeline and freshness, and the authors' caches, read through the cluster."""
+    out = {}
+    for f in FOLLOWERS + ["ca", "cceleb"]:
+        out[f] = (r.zrevrange(tls.k_timeline(f), 0, -1), r.hget(tls.k_fresh(f), "offset"))
+    out["ap"] = [r.zrevrange(post_store.k_author(a), 0, -1) for a in ("ca", "cceleb")]
+    return out
+
+
+def test_fanout_celebrity_and_replay_on_a_three_master_cluster(stack, redis_cluster):  # noqa: F811
+    s = isolated(stack, "fs_itest_rcluster", 0).model_copy(update={
+        "redis_cluster_nodes": redis_cluster.nodes, "celebrity_threshold": CELEB, "graph_user_grace_s": 0.2})
+    cassandra.cluster(s).connect().execute("DROP KEYSPACE IF EXISTS fs_itest_rcluster", timeout=120)
+    st = Stores(s)
+    assert redis_store.is_cluster(st.r)
+    load(st.r)
+    now = int(time.time() * 1000)
+    evs = [post_created("ca"), post_created("ca"), post_created("cceleb"), post_created("cghost")]
+    evs.append(post_deleted("ca", evs[1][1]["post_id"]))
+    recs = [SourceRecord("posts.v1", 0, off, None, name, {**v, "occurred_at": now}, now)
+            for off, (name, v) in enumerate(evs)]
+    out = process_posts(st, recs, author_check(st))
+    refused = [(rec.value["author_id"], res) for rec, res in out if isinstance(res, Exception)]
+    assert [(a, type(e)) for a, e in refused] == [("cghost", UnknownAuthor)]
+    kept, celeb = evs[0][1]["post_id"], evs[2][1]["post_id"]
+    first = views(st.r)
+    for f in FOLLOWERS[:CELEB]:  # pushed to every follower, wherever its node; the deleted post removed
+        assert first[f][0] == [str(kept).encode()]
+        assert first[f][1] == b"4"  # freshness: the delete (offset 4) was the last applied
+    assert all(first[f] == ([], None) for f in FOLLOWERS[CELEB:])  # followers of the celebrity only
+    assert first["cceleb"][0] == [str(celeb).encode()]  # a celebrity's own timeline only
+    assert first["ap"][1] == [str(celeb).encode()]  # followers merge it at read time from here
+    assert graph.celebrity_followees(st.r, FOLLOWERS[0], CELEB) == ["cceleb"]
+    nodes = [redis.Redis(port=p) for p in redis_cluster.ports]
+    per_node = [sum(1 for _ in n.scan_iter(match="tl:*", count=1000)) for n in nodes]
+    assert sum(per_node) == CELEB + 2 and sum(1 for n in per_node if n) >= 2
+
+    for n in nodes:  # replay: wipe Redis, reload the graph, apply the same log again
+        n.flushall()
+    load(st.r)
+    process_posts(st, recs, author_check(st))
+    assert views(st.r) == first
