@@ -56,6 +56,7 @@ class ReadEngines:
         self.settings = settings
         self.ranker_timeout_s = ranker_timeout_s
         self.redis = redis_store.client(settings)
+        self.aredis = redis_store.async_client(settings)  # the event-loop fast path (serving/feed/fast.py)
         self.ranker: Ranker = ranker or default_ranker(settings, self.redis)
         self.redis_breaker = Breaker("redis", failures=1, reset_s=2.0)
         self.cassandra_breaker = Breaker("cassandra", failures=1, reset_s=3.0)
@@ -107,6 +108,11 @@ class ReadEngines:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.ranker_pool.shutdown(wait=False, cancel_futures=True)
         self.redis.close()
+
+    async def aclose(self) -> None:
+        """:meth:`close`, and the async Redis pool."""
+        self.close()
+        await self.aredis.aclose()
 
 
 def get_reads(request: Request) -> ReadEngines:
