@@ -13,6 +13,7 @@ from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadsDep
 from serving.feed.fast import encode, fast_feed
 from serving.feed.pipeline import read_known_feed
+from serving.feed.schema import FeedPage
 from serving.payloads import USER_ID_PATTERN
 
 router = APIRouter(prefix="/users/{user_id}", tags=["feed"], dependencies=[ReadRateLimited],
@@ -28,7 +29,8 @@ class Algorithm(str, Enum):
     ranked = "ranked"
 
 
-@router.get("/feed", summary="Home feed: candidates, hydrate, filter, order, page", responses=ERRORS)
+@router.get("/feed", summary="Home feed: candidates, hydrate, filter, order, page", responses=ERRORS,
+            response_model=FeedPage)
 async def get_feed(
     user_id: UserPath, user: CurrentUser, e: ReadsDep,
     algorithm: Algorithm = Algorithm.chronological,

@@ -9,6 +9,7 @@ rebuild, an evicted celebrity cache or a body missing from the cache make it dec
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -25,6 +26,7 @@ from stores import cassandra
 from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
+from stores.feedpage import page_script
 
 pytestmark = pytest.mark.timeout(600)
 KEYSPACE, DB, READERS = "fs_itest_fastfeed", 11, 6
@@ -66,6 +68,7 @@ async def walk(e: ReadEngines, reader: str, algorithm: str, limit: int) -> list[
 async def test_fast_path_equals_the_full_pipeline_page_by_page(world) -> None:
     e, readers, _ = world
     e.aredis = redis_store.async_client(e.settings)  # bound to this test's event loop
+    e.page_script = page_script(e.aredis)
     for rd in readers:
         assert await fast_feed(e, rd, "chronological", 7, None) is None  # never rebuilt here: declines
         read_known_feed(e, rd, "chronological", 7, None)  # the full pipeline rebuilds once
@@ -79,6 +82,7 @@ async def test_fast_path_equals_the_full_pipeline_page_by_page(world) -> None:
 async def test_hides_deletes_and_declines_like_the_full_pipeline(world) -> None:
     e, readers, r = world
     e.aredis = redis_store.async_client(e.settings)
+    e.page_script = page_script(e.aredis)
     rd = readers[0]
     read_known_feed(e, rd, "chronological", 10, None)
     first = (await fast_feed(e, rd, "chronological", 10, None))["items"]
@@ -110,3 +114,23 @@ async def test_hides_deletes_and_declines_like_the_full_pipeline(world) -> None:
     assert await fast_feed(e, rd, "chronological", 10, None) is None
     read_known_feed(e, rd, "chronological", 10, None)
     assert await fast_feed(e, rd, "chronological", 10, None) is not None
+
+
+def test_response_bytes_match_the_openapi_schema_on_both_paths(world) -> None:
+    import jsonschema
+    from support.api import bearer, running_app
+
+    e, readers, r = world
+    rd = readers[1]
+    with running_app(e.settings) as client:
+        doc = client.get("/openapi.json").json()
+        check = jsonschema.Draft202012Validator({**doc, "$ref": "#/components/schemas/FeedPage"})
+        r.set(tls.k_stale(rd), "1")  # the first read rebuilds: the full pipeline answers it
+        for params in ({"limit": 5}, {"limit": 5}, {"limit": 5, "algorithm": "ranked"}):
+            res = client.get(f"/v1/users/{rd}/feed", params=params, headers=bearer(e.settings, rd))
+            assert res.status_code == 200 and res.headers["content-type"] == "application/json"
+            body = json.loads(res.content)
+            assert not list(check.iter_errors(body)), list(check.iter_errors(body))[:3]
+            assert len(body["items"]) == 5
+        body["items"][0]["surprise"] = 1  # the schema is closed: the check can fail
+        assert list(check.iter_errors(body))
