@@ -117,8 +117,8 @@ class ReadEngines:
         await self.aredis.aclose()
 
 
-def get_reads(request: Request) -> ReadEngines:
-    """The app's read engines, created by the lifespan."""
+async def get_reads(request: Request) -> ReadEngines:
+    """The app's read engines, created by the lifespan (async: a sync dependency costs a thread hop)."""
     return request.app.state.reads
 
 
