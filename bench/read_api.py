@@ -45,6 +45,13 @@ BOUND_MS = 200.0
 KEYSPACE, REDIS_DB = "feedstream_bench_reads", 12
 
 
+def bench_settings() -> Settings:
+    """The running stack's settings on this benchmark's own keyspace and Redis database."""
+    base = get_settings()
+    return Settings(**base.model_dump(by_alias=True)).model_copy(
+        update=isolated(base, KEYSPACE, REDIS_DB).model_dump(include={"keyspace", "redis_url_override"}))
+
+
 def seed(s: Settings, readers: int, authors: int, posts_per_author: int, follows: int,
          celebs: int, rng: random.Random) -> dict[str, Any]:
     """Fill the stores as the topologies would; return the reader ids and shape figures."""
@@ -192,9 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
 
-    base = get_settings()
-    s = Settings(**base.model_dump(by_alias=True)).model_copy(
-        update=isolated(base, KEYSPACE, REDIS_DB).model_dump(include={"keyspace", "redis_url_override"}))
+    s = bench_settings()
     t0 = time.monotonic()
     shape = seed(s, args.readers, args.authors, args.posts_per_author, args.follows, args.celebrities,
                  random.Random(7))

@@ -77,7 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.hub.close()
-        app.state.reads.close()
+        await app.state.reads.aclose()
         await redis.aclose()
         await asyncio.to_thread(producer.close, settings.api_produce_timeout_ms / 1000 + 1)
         # AdminClient has no close(): drop the app's reference so its librdkafka handle is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import Annotated
 
 import jwt
@@ -27,18 +28,29 @@ def mint_token(user_id: str, settings: Settings, ttl_s: int | None = None) -> st
     return jwt.encode(claims, settings.signing_secret(), algorithm=settings.jwt_algorithm)
 
 
-def verify_token(token: str, settings: Settings) -> str:
-    """Return the subject of a valid token; raise :class:`InvalidToken` otherwise."""
+@lru_cache(maxsize=65_536)
+def _verified(token: str, secret: str, algorithm: str, leeway_s: int) -> tuple[str, int]:
+    """Subject and expiry of a token whose signature and claims were checked once (HS256 verification
+    with PyJWT costs more than a whole no-op request; a failure is raised, never cached)."""
     try:
-        claims = jwt.decode(
-            token, settings.signing_secret(), algorithms=[settings.jwt_algorithm],
-            options={"require": ["sub", "exp"]}, leeway=settings.jwt_leeway_s,
-        )
+        claims = jwt.decode(token, secret, algorithms=[algorithm], options={"require": ["sub", "exp"]},
+                            leeway=leeway_s)
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
-    sub = claims["sub"]
+    sub, exp = claims["sub"], claims["exp"]
     if not isinstance(sub, str) or not sub:
         raise InvalidToken("token subject must be a non-empty string")
+    return sub, int(exp)
+
+
+def verify_token(token: str, settings: Settings, now: float | None = None) -> str:
+    """Return the subject of a valid token; raise :class:`InvalidToken` otherwise.
+
+    The signature is verified once per token (cached); its expiry is checked on every call.
+    """
+    sub, exp = _verified(token, settings.signing_secret(), settings.jwt_algorithm, settings.jwt_leeway_s)
+    if (time.time() if now is None else now) > exp + settings.jwt_leeway_s:
+        raise InvalidToken("Signature has expired")
     return sub
 
 

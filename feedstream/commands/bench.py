@@ -13,7 +13,7 @@ console = Console(highlight=False)
 
 
 def command(
-    scenario: str = typer.Option("smoke", help="smoke (< 2 min) or standard (~3 min)"),
+    scenario: str = typer.Option("smoke", help="smoke (< 2 min), standard (~3 min) or capacity (~5 min)"),
     out: Path = typer.Option(None, help="results directory (default: bench/results)"),
     error_threshold: float = typer.Option(None, help="refuse figures whose error rate is above this (0.01 = 1%)"),
 ) -> None:
@@ -26,6 +26,12 @@ def command(
     from core.settings import get_settings
     from ops.seed import SeedError
 
+    if scenario == "capacity":  # per-endpoint saturation on its own API process (bench/capacity.py)
+        from bench import capacity
+
+        args = capacity.parser().parse_args(["--out", str(out or report.RESULTS_DIR)])
+        capacity.run(args, echo=console.print)
+        return
     if scenario not in SCENARIOS:
         console.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}")
         raise typer.Exit(2)

@@ -29,6 +29,7 @@ from serving.readers.base import (
 from serving.readers.bundle import Readers, build
 from stores import cassandra as cassandra_store
 from stores import redis as redis_store
+from stores.feedpage import page_script
 
 T = TypeVar("T")
 __all__ = ["CASSANDRA_ERRORS", "REDIS_ERRORS", "ReadEngines", "ReadsDep", "Unavailable", "default_ranker",
@@ -56,6 +57,8 @@ class ReadEngines:
         self.settings = settings
         self.ranker_timeout_s = ranker_timeout_s
         self.redis = redis_store.client(settings)
+        self.aredis = redis_store.async_client(settings)  # the event-loop fast path (serving/feed/fast.py)
+        self.page_script = page_script(self.aredis)
         self.ranker: Ranker = ranker or default_ranker(settings, self.redis)
         self.redis_breaker = Breaker("redis", failures=1, reset_s=2.0)
         self.cassandra_breaker = Breaker("cassandra", failures=1, reset_s=3.0)
@@ -108,9 +111,14 @@ class ReadEngines:
         self.ranker_pool.shutdown(wait=False, cancel_futures=True)
         self.redis.close()
 
+    async def aclose(self) -> None:
+        """:meth:`close`, and the async Redis pool."""
+        self.close()
+        await self.aredis.aclose()
 
-def get_reads(request: Request) -> ReadEngines:
-    """The app's read engines, created by the lifespan."""
+
+async def get_reads(request: Request) -> ReadEngines:
+    """The app's read engines, created by the lifespan (async: a sync dependency costs a thread hop)."""
     return request.app.state.reads
 
 

@@ -5,6 +5,7 @@ chronological order, reported in the response.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -51,6 +52,29 @@ def rank_or_fallback(ranker: Ranker, breaker: Breaker, pool: Executor, reader: s
         scores = pool.submit(ranker.scores, reader, list(items)).result(timeout=timeout_s)
         ordered = order_by_scores(items, scores)
     except FutureTimeout:
+        breaker.failure()
+        return Ranking(chronological(items), "chronological", ranker.name,
+                       f"ranker timed out after {timeout_s * 1000:.0f} ms")
+    except Exception as exc:  # noqa: BLE001 -- any ranker failure degrades to chronological, reported in the response
+        breaker.failure()
+        return Ranking(chronological(items), "chronological", ranker.name,
+                       f"ranker failed: {type(exc).__name__}: {exc}"[:300])
+    breaker.success()
+    return Ranking(ordered, "ranked", ranker.name)
+
+
+async def rank_or_fallback_async(ranker: Ranker, breaker: Breaker, pool: Executor, reader: str,
+                                 items: Sequence[Item], timeout_s: float) -> Ranking:
+    """:func:`rank_or_fallback` for the event loop: the ranker runs on ``pool``, awaited with a timeout."""
+    if not items:
+        return Ranking([], "ranked", ranker.name)
+    if not breaker.allow():
+        return Ranking(chronological(items), "chronological", ranker.name, "ranker circuit open")
+    fut = asyncio.get_running_loop().run_in_executor(pool, ranker.scores, reader, list(items))
+    try:
+        scores = await asyncio.wait_for(fut, timeout_s)
+        ordered = order_by_scores(items, scores)
+    except TimeoutError:
         breaker.failure()
         return Ranking(chronological(items), "chronological", ranker.name,
                        f"ranker timed out after {timeout_s * 1000:.0f} ms")

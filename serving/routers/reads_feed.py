@@ -5,13 +5,15 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from serving.auth import require_self
 from serving.deps import CurrentUser, ReadRateLimited
 from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadsDep
+from serving.feed.fast import encode, fast_feed
 from serving.feed.pipeline import read_known_feed
+from serving.feed.schema import FeedPage
 from serving.payloads import USER_ID_PATTERN
 
 router = APIRouter(prefix="/users/{user_id}", tags=["feed"], dependencies=[ReadRateLimited],
@@ -27,19 +29,28 @@ class Algorithm(str, Enum):
     ranked = "ranked"
 
 
-@router.get("/feed", summary="Home feed: candidates, hydrate, filter, order, page", responses=ERRORS)
+@router.get("/feed", summary="Home feed: candidates, hydrate, filter, order, page", responses=ERRORS,
+            response_model=FeedPage)
 async def get_feed(
     user_id: UserPath, user: CurrentUser, e: ReadsDep,
     algorithm: Algorithm = Algorithm.chronological,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
-) -> dict[str, Any]:
-    """One page: ``items``, ``next_cursor`` (null at the end), ``ranking``, ``freshness``, ``degraded``."""
+) -> Response:
+    """One page: ``items``, ``next_cursor`` (null at the end), ``ranking``, ``freshness``, ``degraded``.
+
+    The common case is served on the event loop (:func:`~serving.feed.fast.fast_feed`); anything else
+    (rebuilds, misses, refills, degradation) by the full pipeline on the read pool. Either way the
+    bytes are encoded once with orjson.
+    """
     require_self(user, user_id)
     pos = e.cursor_in(f"feed:{user_id}", cursor)
     if pos is not None and not isinstance(pos.before, int):
         raise HTTPException(400, "invalid cursor: not a feed position")
-    page = await e.run(read_known_feed, e, user_id, algorithm.value, limit, pos.before if pos else None)
+    before = pos.before if pos else None
+    page = await fast_feed(e, user_id, algorithm.value, limit, before)
+    if page is None:
+        page = await e.run(read_known_feed, e, user_id, algorithm.value, limit, before)
     if page is None:
         raise HTTPException(404, f"no user {user_id}")
-    return page
+    return Response(encode(page), media_type="application/json")

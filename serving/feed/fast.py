@@ -1,0 +1,103 @@
+"""The home feed's common case on the event loop: one Redis script call, no thread-pool hop.
+
+:func:`fast_feed` answers a page only when Redis alone can answer it exactly as
+:func:`serving.feed.pipeline.read_feed` would (see :mod:`stores.feedpage` for the conditions: the
+reader is cached and needs no rebuild, celebrity caches answer, every candidate's body is cached,
+private posts' authors have their graph sets loaded, one candidate window fills the page). Anything
+else returns None and the caller runs the full pipeline (rebuilds, Cassandra read-through, refills,
+degradation) on the read pool. Hot-count and profile misses of the page are read through on the pool
+(Cassandra only on a miss). The script returns the bodies pre-serialized (``post:{id}`` JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+
+from serving.feed.engines import ReadEngines
+from serving.feed.ranker import chronological, rank_or_fallback_async
+from serving.readers.base import REDIS_ERRORS, Down
+from serving.readers.engagement import counts_dict
+from serving.readers.items import shape
+from stores import counters, feedpage
+from stores import users as users_store
+
+Post = dict[str, Any]
+
+
+def _s(x: bytes | str) -> str:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+async def _items(e: ReadEngines, reader: str, page: feedpage.RawPage,
+                 posts: list[Post]) -> tuple[list[Post], bool]:
+    """API items of ``posts`` (as :class:`RedisItems`); profile and count misses read through on the pool."""
+    people = {a: {"user_id": a, **users_store._decode(raw)} for a, raw in page.profiles.items()}
+    counts = {x["post_id"]: counts_dict(counters.parse_hot_counts(raw))
+              for x, raw in zip(posts, page.counts) if raw}
+    complete = True
+    loop = asyncio.get_running_loop()
+    authors = list(page.affinity) or list(dict.fromkeys(x["author_id"] for x in posts))
+    if len(people) < len(authors):
+        got = await loop.run_in_executor(e.pool, e.readers.items.redis.profiles.profiles,
+                                         [a for a in authors if a not in people])
+        people.update(got.value)
+        complete = complete and got.complete
+    missing = [x["post_id"] for x in posts if x["post_id"] not in counts]
+    if missing:
+        more = await loop.run_in_executor(e.pool, e.readers.items.redis.engagement.counts_partial, missing)
+        counts.update(more.value)
+        complete = complete and more.complete
+    return shape(posts, people, counts, page.affinity), complete
+
+
+def _freshness(fresh: dict[bytes, bytes], wm: dict[bytes, bytes]) -> dict[str, Any]:
+    applied = {_s(k): _s(v) for k, v in fresh.items()} or None
+    age = int(time.time() * 1000) - int(applied["ts"]) if applied and "ts" in applied else None
+    return {"source": "redis", "applied": applied, "age_ms": age,
+            "fanout_watermarks": {_s(k): int(v) for k, v in wm.items()}}
+
+
+async def fast_feed(e: ReadEngines, reader: str, algorithm: str, limit: int,
+                    before: int | None) -> dict[str, Any] | None:
+    """The page :func:`~serving.feed.pipeline.read_feed` would serve from Redis, or None (not the
+    common case, or Redis failed: the full pipeline decides, with its breakers and fallbacks)."""
+    if e.redis_breaker.state != "closed":
+        return None
+    try:
+        page = await feedpage.feed_page(e.page_script, reader, before, max(limit + 1, 2 * limit), limit,
+                                        e.settings.celebrity_threshold, e.settings.author_cache_cap,
+                                        int(time.time() * 1000))
+        if isinstance(page, str):
+            return None  # why is in the string: a rebuild, a miss, a refill
+        posts = [orjson.loads(b) for b in page.bodies]
+        items, complete = await _items(e, reader, page, posts)
+    except (*REDIS_ERRORS, Down):
+        return None  # the full pipeline retries with its breakers and fallbacks
+    nxt = posts[-1]["post_id"] if posts and (page.more or len(posts) == limit) else None
+    if algorithm == "ranked":
+        ranking = await rank_or_fallback_async(e.ranker, e.ranker_breaker, e.ranker_pool, reader, items,
+                                               e.ranker_timeout_s)
+        items, applied, reason = ranking.items, ranking.algorithm, ranking.fallback_reason
+    else:
+        items, applied, reason = chronological(items), "chronological", None
+    for it in items:
+        it.pop("affinity", None)
+    return {
+        "items": items,
+        "next_cursor": e.cursor_out(f"feed:{reader}", nxt),
+        "ranking": {"requested": algorithm, "applied": applied,
+                    "ranker": e.ranker.name if algorithm == "ranked" else None,
+                    "fallback": reason is not None, "reason": reason},
+        "freshness": _freshness(page.fresh, page.watermarks),
+        "degraded": {"source": "redis", "hydration_partial": not complete, "notes": []},
+    }
+
+
+def encode(page: dict[str, Any]) -> bytes:
+    """Response bytes of a page (orjson; no pydantic pass on the hot route)."""
+    return orjson.dumps(page)
+

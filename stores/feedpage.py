@@ -1,0 +1,153 @@
+"""A home-feed page in one Redis round trip: one server-side script reads everything a page needs.
+
+:data:`FEED_PAGE_LUA` checks the reader (cached profile, timeline needing no rebuild), marks them
+seen, merges ``tl:{reader}`` with the followed celebrities' author caches ``ap:{author}``, filters
+candidates in O(page) (deleted set and flag, the reader's negative set, FOLLOWERS/FRIENDS
+visibility on the Redis graph sets) until ``limit + 1`` are visible, and returns the page's
+pre-serialized bodies (``post:{id}`` JSON), hot counts, author profiles, affinities and freshness.
+It returns ``{0, reason}`` (and changes nothing but the seen mark) whenever the full pipeline has to
+answer: a rebuild, an evicted or exhausted celebrity cache, a body or graph-set miss, or too few
+visible candidates to fill the page without a refill.
+
+Keys are derived from reader and author ids inside the script (like the fan-out script), so it runs
+on a single Redis, not on Redis Cluster (see docs/performance.md for the cluster layout).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from stores import counters, graph
+from stores import posts as post_store
+from stores import timelines as tls
+from stores import users as users_store
+
+# ARGV: reader, hi ("+inf" or "(<id>"), want, limit, threshold, cap, now_ms
+FEED_PAGE_LUA = """
+local rd, hi, want, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local threshold, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
+if redis.call('EXISTS', 'K_USER' .. rd) == 0 then return {0, 'reader not cached'} end
+redis.call('ZADD', 'K_SEEN', ARGV[7], rd)
+local stale = redis.call('EXISTS', 'K_TLSTALE' .. rd)
+local ok = redis.call('EXISTS', 'K_TLOK' .. rd)
+local present = redis.call('EXISTS', 'K_TL' .. rd)
+local built = redis.call('EXISTS', 'K_TLB' .. rd)
+if stale == 1 or ok == 0 or (present == 0 and built == 0) then return {0, 'rebuild'} end
+local ids = redis.call('ZREVRANGEBYSCORE', 'K_TL' .. rd, hi, '-inf', 'LIMIT', 0, want)
+for _, f in ipairs(redis.call('SMEMBERS', 'K_FOLLOWING' .. rd)) do
+  if redis.call('SCARD', 'K_FOLLOWERS' .. f) > threshold then
+    local page = redis.call('ZREVRANGEBYSCORE', 'K_AP' .. f, hi, '-inf', 'LIMIT', 0, want)
+    local n = redis.call('ZCARD', 'K_AP' .. f)
+    if n == 0 or (#page < want and n >= cap) then return {0, 'celebrity cache'} end
+    for _, x in ipairs(page) do ids[#ids + 1] = x end
+  end
+end
+local nums = {}
+for i, x in ipairs(ids) do nums[i] = tonumber(x) end
+table.sort(nums, function(a, b) return a > b end)
+local cand, last = {}, nil
+for _, x in ipairs(nums) do
+  if x ~= last and #cand < want then cand[#cand + 1] = x end
+  last = x
+end
+local exhausted = #cand < want
+local miss = nil
+local function check(id)
+  local sid = string.format('%.0f', id)
+  local raw = redis.call('GET', 'K_POST' .. sid)
+  if not raw then miss = 'body miss' return nil end
+  if redis.call('SISMEMBER', 'K_DELETED', sid) == 1 then return nil end
+  local p = cjson.decode(raw)
+  local a, vis = p['author_id'], p['visibility'] or 'PUBLIC'
+  if p['deleted'] == true or redis.call('SISMEMBER', 'K_NEG' .. rd, a) == 1 then return nil end
+  if vis ~= 'PUBLIC' and a ~= rd then
+    if redis.call('EXISTS', 'K_GOK' .. a) == 0 then miss = 'graph sets not loaded' return nil end
+    local show = false
+    if vis == 'FOLLOWERS' then show = redis.call('SISMEMBER', 'K_FOLLOWERS' .. a, rd) == 1
+    elseif vis == 'FRIENDS' then show = redis.call('SISMEMBER', 'K_FRIENDS' .. a, rd) == 1 end
+    if not show then return nil end
+  end
+  return raw, p
+end
+local bodies, posts, more = {}, {}, false
+for _, id in ipairs(cand) do
+  local raw, p = check(id)
+  if miss then return {0, miss} end
+  if raw then
+    if #bodies == limit then more = true break end
+    bodies[#bodies + 1] = raw
+    posts[#posts + 1] = p
+  end
+end
+if not more and not exhausted then return {0, 'refill'} end
+local seen_author, authors = {}, {}
+local counts, profiles, aff = {}, {}, {}
+for i, p in ipairs(posts) do
+  counts[i] = redis.call('HGETALL', 'K_CNT' .. string.format('%.0f', p['post_id']))
+  local a = p['author_id']
+  if not seen_author[a] then
+    seen_author[a] = true
+    authors[#authors + 1] = a
+    profiles[#profiles + 1] = redis.call('HGETALL', 'K_USER' .. a)
+  end
+end
+if #authors > 0 then aff = redis.call('HMGET', 'K_AFF' .. rd, unpack(authors)) end
+return {1, more and 1 or 0, bodies, counts, authors, profiles, aff,
+        redis.call('HGETALL', 'K_FRESH' .. rd), redis.call('HGETALL', 'K_WM')}
+"""
+
+
+def _lua(template: str) -> str:
+    """The script with each placeholder replaced by its key prefix, from the stores' key functions."""
+    prefixes = {"'K_TLSTALE'": tls.k_stale(""), "'K_TLOK'": tls.k_ok(""), "'K_TLB'": tls.k_built(""),
+                "'K_TL'": tls.k_timeline(""), "'K_SEEN'": tls.SEEN, "'K_FOLLOWING'": graph.k_following(""),
+                "'K_FOLLOWERS'": graph.k_followers(""), "'K_FRIENDS'": graph.k_friends(""),
+                "'K_AP'": post_store.k_author(""), "'K_POST'": post_store.k_post(""),
+                "'K_DELETED'": post_store.DELETED, "'K_NEG'": tls.k_negative(""), "'K_GOK'": graph.k_loaded(""),
+                "'K_CNT'": counters.counts_key(""), "'K_USER'": users_store.k_user(""),
+                "'K_AFF'": counters.affinity_key(""), "'K_FRESH'": tls.k_fresh(""), "'K_WM'": tls.WATERMARK}
+    for placeholder, prefix in prefixes.items():  # placeholders are quoted: 'K_TL' is not in 'K_TLSTALE'
+        template = template.replace(placeholder, repr(prefix))
+    return template
+
+
+SCRIPT = _lua(FEED_PAGE_LUA)
+
+
+@dataclass(frozen=True)
+class RawPage:
+    """The script's answer: the page's bodies (JSON bytes, newest first) and what hydrates them."""
+
+    more: bool  # a visible post follows the page
+    bodies: list[bytes]
+    counts: list[dict[bytes, bytes]]
+    profiles: dict[str, dict[bytes, bytes]]
+    affinity: dict[str, int]
+    fresh: dict[bytes, bytes]
+    watermarks: dict[bytes, bytes]
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def page_script(r: aioredis.Redis) -> Any:
+    """The script registered on ``r`` (EVALSHA, loaded again if this Redis lost it)."""
+    return r.register_script(SCRIPT)
+
+
+async def feed_page(script: Any, reader: str, before: int | None, want: int, limit: int,
+                    threshold: int, cap: int, now_ms: int) -> RawPage | str:
+    """One script call: the page, or the reason the full pipeline must answer instead."""
+    hi = f"({before}" if before is not None else "+inf"
+    out = await script(keys=[], args=[reader, hi, want, limit, threshold, cap, now_ms])
+    if out[0] == 0:
+        return out[1].decode() if isinstance(out[1], bytes) else str(out[1])
+    _, more, bodies, counts, authors, profiles, aff, fresh, wm = out
+    names = [a.decode() for a in authors]
+    return RawPage(bool(more), bodies, [_pairs(c) for c in counts],
+                   {a: _pairs(p) for a, p in zip(names, profiles) if p},
+                   {a: int(v) if v is not None else 0 for a, v in zip(names, aff)}, _pairs(fresh), _pairs(wm))
