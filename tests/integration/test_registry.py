@@ -10,17 +10,21 @@ import json
 import uuid
 
 import httpx
+import psutil
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
+from support.serde import as_millis
 
 from core.settings import Settings
 from ops.local import stack as local_stack
 from streams.admin import register_all_schemas
-from streams.catalog import REGISTRY_JOURNAL
+from streams.catalog import ALL_TOPICS, REGISTRY_JOURNAL
+from streams.samples import sample_event
+from streams.serde import Serde
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +53,17 @@ def test_the_url_is_apicurios_confluent_compatible_api(stack: Settings) -> None:
     info = httpx.get(stack.registry_url.removesuffix("/apis/ccompat/v7") + "/apis/registry/v3/system/info",
                      timeout=10).json()
     assert info["name"] == "Apicurio Registry (KafkaSQL)" and info["version"].startswith("3.")
+
+
+def test_registry_listens_on_loopback_only(stack: Settings) -> None:
+    """Apicurio's API and its management port (health, metrics) bind to 127.0.0.1, nothing else."""
+    (status,) = local_stack.status(stack, ["registry"])
+    assert status.healthy and status.pid is not None
+    proc = psutil.Process(status.pid)
+    listening = [c.laddr for p in (proc, *proc.children(recursive=True))
+                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert {a.port for a in listening} == {stack.registry_port, stack.registry_management_port}
+    assert {a.ip.removeprefix("::ffff:") for a in listening} == {"127.0.0.1"}
 
 
 def test_register_then_look_up_by_id_and_by_subject(client: SchemaRegistryClient) -> None:
@@ -112,6 +127,20 @@ def test_stock_avro_serde_round_trip(client: SchemaRegistryClient) -> None:
     assert data is not None and data[0] == 0
     fresh = SchemaRegistryClient({"url": client._rest_client.base_urls[0]})
     assert AvroDeserializer(fresh)(data, ctx) == {"id": "p1", "likes": 3}
+
+
+def test_stock_deserializer_reads_every_record_of_every_catalog_topic(stack: Settings) -> None:
+    """What the project's serde writes (ids from `topics register`), a stock client reads back."""
+    register_all_schemas(stack.registry_url)
+    ours = Serde(stack.registry_url, auto_register=False)  # every id must already be registered
+    stock = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url}))
+    pairs = [(t.name, r) for t in ALL_TOPICS for r in t.value_schemas]
+    assert len(pairs) >= 25 and {t for t, _ in pairs} >= {"posts.v1", "engagement-counts.v1", "trending.v1"}
+    for topic, record in pairs:
+        value = sample_event(record)
+        data = ours.encode(record, value, topic=topic)
+        decoded = stock(data, SerializationContext(topic, MessageField.VALUE))
+        assert as_millis(decoded) == as_millis(ours.decode(data).value), (topic, record)
 
 
 def test_journal_topic_is_one_partition_kept_forever(stack: Settings) -> None:
