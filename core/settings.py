@@ -45,10 +45,12 @@ class StackSettings(BaseSettings):
     cassandra_storage_port: int = 7000
     redis_port: int = 6379
     registry_port: int = 8081
+    registry_management_port: int = Field(default=8091, description="Apicurio's health/metrics port")
     api_port: int = 8000
 
     kafka_heap_mb: int = 768
     cassandra_heap_mb: int = 1024
+    registry_heap_mb: int = 384
     redis_maxmemory_mb: int = 1024
     start_timeout_s: float = 180.0
 
@@ -227,7 +229,8 @@ class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiS
 
     @property
     def registry_url(self) -> str:
-        return self.registry_url_override or f"http://{self.host}:{self.registry_port}"
+        """Apicurio's Confluent-compatible API (what every serde and the Flink format talk to)."""
+        return self.registry_url_override or f"http://{self.host}:{self.registry_port}/apis/ccompat/v7"
 
     @property
     def redis_url(self) -> str:

@@ -5,7 +5,7 @@ Run from the repository root after changing the catalog::
     .venv/bin/python k8s/gen_topics.py --partitions 12 --replication 3   # writes k8s/base/kafka-topics.yaml
     .venv/bin/python k8s/gen_topics.py --check                           # exit 1 if the file is stale
 
-Topics with an explicit partition count in the catalog (e.g. ``_schemas``: 1) keep it; the others
+Topics with an explicit partition count in the catalog (e.g. ``kafkasql-journal``: 1) keep it; the others
 get ``--partitions``. Broker-side configs are exactly the catalog's ``Topic.configs``.
 """
 

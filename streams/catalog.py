@@ -119,15 +119,21 @@ DEAD_LETTERS = Topic(
     "dead-letters.v1", "source_topic", (DER + "DeadLetter",),
     "Records no consumer could process, with original bytes and source offset; kept forever.",
 )
-SCHEMAS = Topic(
-    "_schemas", "subject", (),
-    "The schema registry's durable store (JSON records, not Avro); compacted, one partition.",
-    cleanup_policy="compact", partitions=1,
+REGISTRY_JOURNAL = Topic(
+    "kafkasql-journal", "key", (),
+    "Apicurio Registry's KafkaSQL journal (its own records, not Avro); kept forever, one partition.",
+    partitions=1,
 )
+REGISTRY_SNAPSHOTS = Topic(
+    "kafkasql-snapshots", "key", (),
+    "Apicurio Registry's KafkaSQL snapshots (its own records); kept forever, one partition.",
+    partitions=1,
+)
+REGISTRY_TOPICS: tuple[Topic, ...] = (REGISTRY_JOURNAL, REGISTRY_SNAPSHOTS)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     USERS, POSTS, GRAPH, ENGAGEMENTS, TIMELINE_UPDATES, ENGAGEMENT_COUNTS, TRENDING,
-    MODERATION_VERDICTS, NOTIFICATIONS, DEAD_LETTERS, SCHEMAS,
+    MODERATION_VERDICTS, NOTIFICATIONS, DEAD_LETTERS, *REGISTRY_TOPICS,
 )
 COPARTITIONED: tuple[tuple[Topic, ...], ...] = ((POSTS, GRAPH),)  # must keep equal partition counts
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}

@@ -1,6 +1,6 @@
 """Test harness: a throwaway stack of the real engines for integration and e2e tests.
 
-By default the session starts its own Kafka, Cassandra, Redis and schema registry on free
+By default the session starts its own Kafka, Cassandra, Redis and Apicurio Registry on free
 ports with a temporary state dir, and stops them at the end. Set
 ``FEEDSTREAM_TEST_REUSE_STACK=1`` to use (and, if needed, start) the stack configured by the
 usual ``FEEDSTREAM_*`` variables instead — e.g. the one ``make run`` started — for fast loops.
@@ -26,7 +26,7 @@ from ops.local import stack as local_stack
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
-                "redis_port", "registry_port", "api_port")
+                "redis_port", "registry_port", "registry_management_port", "api_port")
 
 
 def _free_ports(n: int) -> list[int]:

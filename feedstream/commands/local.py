@@ -13,7 +13,7 @@ from core.settings import get_settings
 from ops.local import ENGINE_NAMES, LocalStackError, jars, stack
 
 NAME = "local"
-app = typer.Typer(help="Run the local stack: Kafka (KRaft), Cassandra, Redis, schema registry.",
+app = typer.Typer(help="Run the local stack: Kafka (KRaft), Cassandra, Redis, Apicurio Registry.",
                   no_args_is_help=True)
 console = Console(highlight=False)
 Engines = Annotated[list[str] | None, typer.Argument(
@@ -27,10 +27,10 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def fetch() -> None:
-    """Fetch the engines' jars (Kafka, Cassandra, Flink connectors) from Maven Central."""
+    """Fetch the engines' jars (Kafka, Cassandra, Flink connectors, Apicurio) from Maven Central."""
     try:
         for name, path in jars.fetch_all(get_settings().cache_dir, echo=console.print).items():
-            console.print(f"{name}: {len(list(path.glob('*.jar')))} jars in {path}")
+            console.print(f"{name}: {len(list(path.rglob('*.jar')))} jars in {path}")
     except LocalStackError as exc:
         _fail(exc)
 

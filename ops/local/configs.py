@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.settings import Settings
+from streams.catalog import REGISTRY_JOURNAL, REGISTRY_SNAPSHOTS
 
 
 def kafka_properties(s: Settings, log_dir: Path) -> str:
@@ -127,3 +128,27 @@ CASSANDRA_JVM17 = [
     "--add-opens", "java.base/java.net=ALL-UNNAMED",
     "--add-opens", "java.base/java.nio.charset=ALL-UNNAMED",
 ]
+
+
+def apicurio_properties(s: Settings, data: Path) -> dict[str, str]:
+    """Apicurio Registry's Quarkus properties: KafkaSQL storage on the local Kafka, loopback only.
+
+    ``quarkus.management.enabled`` is fixed at Apicurio's build time (on), so its management
+    interface (health, metrics) is bound to loopback and its own port rather than 0.0.0.0:9000.
+    """
+    return {
+        "quarkus.http.host": s.host,
+        "quarkus.http.port": str(s.registry_port),
+        "quarkus.management.host": s.host,
+        "quarkus.management.port": str(s.registry_management_port),
+        "quarkus.http.access-log.enabled": "false",
+        'quarkus.log.category."org.apache.kafka".level': "WARN",
+        "apicurio.rules.global.compatibility": "BACKWARD",  # Confluent's default for new subjects
+        "apicurio.storage.kind": "kafkasql",
+        "apicurio.kafkasql.bootstrap.servers": s.kafka_bootstrap,
+        "apicurio.kafkasql.topic": REGISTRY_JOURNAL.name,
+        "apicurio.kafkasql.snapshots.topic": REGISTRY_SNAPSHOTS.name,
+        "apicurio.storage.snapshot.location": str(data),
+        "apicurio.import.work-dir": str(data),
+        "java.io.tmpdir": str(data),
+    }

@@ -6,7 +6,6 @@ import base64
 import logging
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,18 +121,49 @@ def _redis_healthy(s: Settings) -> bool:
         return False
 
 
-# ---------------------------------------------------------------- schema registry
+# ---------------------------------------------------------------- Apicurio Registry (KafkaSQL)
+JVM_DIR = Path("/usr/lib/jvm")
+REGISTRY_JAVA_MIN = 21  # Apicurio Registry 3's classes; Kafka, Cassandra and Flink stay on the default 17
+
+
+def _java_major(home: Path) -> int:
+    for line in (home / "release").read_text().splitlines() if (home / "release").exists() else []:
+        if line.startswith("JAVA_VERSION="):
+            return int(line.split("=", 1)[1].strip('"').split(".")[0])
+    return 0
+
+
+def registry_java() -> str:
+    """A ``java`` of version 21 or newer: ``$FEEDSTREAM_REGISTRY_JAVA_HOME``, else the newest under /usr/lib/jvm."""
+    override = os.environ.get("FEEDSTREAM_REGISTRY_JAVA_HOME")
+    homes = [Path(override)] if override else sorted(JVM_DIR.glob("*"), key=_java_major, reverse=True)
+    for home in homes:
+        if (home / "bin" / "java").exists() and _java_major(home) >= REGISTRY_JAVA_MIN:
+            return str(home / "bin" / "java")
+    raise LocalStackError(
+        f"Apicurio Registry needs Java {REGISTRY_JAVA_MIN}+ and none was found under {JVM_DIR} "
+        "(set FEEDSTREAM_REGISTRY_JAVA_HOME to a JDK 21+ home)")
+
+
 def _registry_command(s: Settings, data: Path) -> list[str]:
-    return [sys.executable, "-m", "streams.registry", "--host", s.host,
-            "--port", str(s.registry_port), "--bootstrap", s.kafka_bootstrap]
+    from streams.admin import apply_topics
+    from streams.catalog import REGISTRY_TOPICS
+
+    apply_topics(s, topics=REGISTRY_TOPICS)  # one partition, kept forever, before Apicurio makes its own
+    props = configs.apicurio_properties(s, data)
+    dist = jars_dir(s.cache_dir, "apicurio")
+    return [registry_java(), "-Xms64m", f"-Xmx{s.registry_heap_mb}m", *_G1,
+            *(f"-D{k}={v}" for k, v in props.items()),
+            "-jar", str(dist / "quarkus-run.jar")]
 
 
 def _registry_healthy(s: Settings) -> bool:
     import httpx
 
-    try:
-        return httpx.get(f"{s.registry_url}/subjects", timeout=2).status_code == 200
-    except Exception:
+    try:  # readiness includes the KafkaSQL journal having been replayed
+        ready = httpx.get(f"http://{s.host}:{s.registry_management_port}/health/ready", timeout=2)
+        return ready.status_code == 200 and httpx.get(f"{s.registry_url}/subjects", timeout=2).status_code == 200
+    except httpx.HTTPError:
         return False
 
 
@@ -155,5 +185,6 @@ ENGINES: dict[str, Engine] = {
                         _cassandra_healthy, programs=("java",), jar_sets=("cassandra",),
                         extra_ports=lambda s: [s.cassandra_storage_port]),
     "registry": Engine("registry", lambda s: s.registry_port, _registry_command,
-                       _registry_healthy, after=("kafka",)),
+                       _registry_healthy, jar_sets=("apicurio",), after=("kafka",),
+                       extra_ports=lambda s: [s.registry_management_port]),
 }

@@ -1,20 +1,26 @@
-"""Fetch each engine's jars from Maven Central with the committed poms, into the cache dir."""
+"""Fetch each engine's jars from Maven Central with the committed poms, into the cache dir.
+
+Apicurio Registry ships as a Quarkus distribution (a tar.gz, not jars): the same pom mechanism
+fetches it (Maven checks its published checksum), then it is unpacked in place.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
+import tarfile
 from pathlib import Path
 
 from ops.local.errors import LocalStackError
 from ops.local.prereqs import ensure
 
 POMS = Path(__file__).resolve().parent / "poms"
-JAR_SETS = ("kafka", "cassandra", "flink")
+JAR_SETS = ("kafka", "cassandra", "flink", "apicurio")
+DISTS = ("apicurio",)  # sets whose artifact is a tar.gz to unpack
 
 
 def jars_dir(cache_dir: Path, name: str) -> Path:
-    """Directory holding the jars of one set (``kafka``, ``cassandra`` or ``flink``)."""
+    """Directory holding the jars of one set (``kafka``, ``cassandra``, ``flink``, ``apicurio``)."""
     return cache_dir / "jars" / name
 
 
@@ -36,17 +42,29 @@ def fetch(cache_dir: Path, name: str, echo=print) -> Path:
         "mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
         "-DincludeScope=runtime", f"-DoutputDirectory={out}",
     ]
+    if name in DISTS:  # a whole distribution: refuse it unless its published checksum matches
+        cmd.append("--strict-checksums")
     if name == "flink":  # the sql-* jars are already shaded; their transitive deps are provided
         cmd.append("-DexcludeTransitive=true")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
         raise LocalStackError(
             f"Maven could not fetch the {name} jars (pom {pom}). Check network access to "
             f"Maven Central and ~/.m2/settings.xml. Last output:\n{tail}"
         )
+    if name in DISTS:
+        _unpack(out)
     stamp_file.write_text(_stamp(pom))
     return out
+
+
+def _unpack(out: Path) -> None:
+    """Unpack the fetched tarball(s) into ``out`` (safe member filter), then drop the tarball."""
+    for tarball in sorted(out.glob("*.tar.gz")):
+        with tarfile.open(tarball) as tar:
+            tar.extractall(out, filter="data")
+        tarball.unlink()
 
 
 def fetch_all(cache_dir: Path, echo=print) -> dict[str, Path]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,28 +112,33 @@ def up(s: Settings, names: list[str] | None = None, echo=print) -> list[EngineSt
     """Start the selected engines (all by default) and wait until each is healthy.
 
     Engines already running and healthy are left alone, so running ``up`` twice is a no-op.
-    Engines with no ordering constraint start in parallel.
+    Engines start in parallel; one with ``after`` starts as soon as those it needs are healthy
+    (the registry once Kafka is, while Cassandra may still be starting).
     """
     engines = _select(names)
     prereqs.ensure(sorted({p for e in engines for p in e.programs}), echo=echo)
     for jar_set in sorted({j for e in engines for j in e.jar_sets} | {"flink"}):
         jars.fetch(s.cache_dir, jar_set, echo=echo)
-    results: dict[str, EngineStatus] = {}
-    first = [e for e in engines if not e.after]
-    later = [e for e in engines if e.after]
-    with ThreadPoolExecutor(max_workers=max(1, len(first))) as pool:
-        futures = {e.name: pool.submit(_start, s, e, echo) for e in first}
+    with ThreadPoolExecutor(max_workers=len(engines)) as pool:
+        futures: dict[str, Future[EngineStatus]] = {}
+        for e in engines:  # ENGINES lists every engine after those it needs
+            deps = [futures[d] for d in e.after if d in futures]
+            futures[e.name] = pool.submit(_start_after, deps, s, e, echo)
         errors = []
-        for name, fut in futures.items():
+        for fut in futures.values():
             try:
-                results[name] = fut.result()
+                fut.result()
             except LocalStackError as exc:
                 errors.append(str(exc))
         if errors:
-            raise LocalStackError("\n\n".join(errors))
-    for e in later:
-        results[e.name] = _start(s, e, echo)
-    return [results[e.name] for e in engines]
+            raise LocalStackError("\n\n".join(dict.fromkeys(errors)))
+    return [futures[e.name].result() for e in engines]
+
+
+def _start_after(deps: list[Future[EngineStatus]], s: Settings, engine: Engine, echo) -> EngineStatus:
+    for dep in deps:
+        dep.result()  # a failed dependency fails this engine with the same error
+    return _start(s, engine, echo)
 
 
 def down(s: Settings, names: list[str] | None = None, echo=print) -> list[str]:

@@ -1,33 +1,32 @@
-"""The registry on real Kafka: stock confluent-kafka clients, the storage contract, restarts."""
+"""The registry contract, on the stack's Apicurio Registry (KafkaSQL storage, Confluent-compatible API).
+
+Stock ``confluent_kafka`` clients only: compatibility levels, 409 on an incompatible schema, lookup
+by id and by subject, the serde round trip, the journal topic's shape, and ids kept across a restart.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
+from support.serde import as_millis
 
 from core.settings import Settings
-from streams.registry.contract import StorageContract
-from streams.registry.kafka_storage import KafkaStorage
-from streams.registry.storage import Storage
+from ops.local import stack as local_stack
+from streams.admin import register_all_schemas
+from streams.catalog import ALL_TOPICS, REGISTRY_JOURNAL
+from streams.samples import sample_event
+from streams.serde import Serde
 
 pytestmark = pytest.mark.integration
-REPO = Path(__file__).resolve().parents[2]
 
 
 def avro(*fields: dict[str, object], name: str = "Post") -> Schema:
@@ -35,13 +34,13 @@ def avro(*fields: dict[str, object], name: str = "Post") -> Schema:
     return Schema(json.dumps(body), "AVRO")
 
 
-V1 = avro({"name": "id", "type": "string"}, {"name": "likes", "type": "int"})
-V2 = avro({"name": "id", "type": "string"}, {"name": "likes", "type": "int"},
-          {"name": "lang", "type": ["null", "string"], "default": None})
+ID = {"name": "id", "type": "string"}
+V1 = avro(ID, {"name": "likes", "type": "int"})
+V2 = avro(ID, {"name": "likes", "type": "int"}, {"name": "lang", "type": ["null", "string"], "default": None})
 
 
 def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+    return f"{prefix}-{uuid.uuid4().hex[:10]}-value"
 
 
 @pytest.fixture
@@ -49,130 +48,132 @@ def client(stack: Settings) -> SchemaRegistryClient:
     return SchemaRegistryClient({"url": stack.registry_url})
 
 
-def test_stock_client_register_fetch_latest(client: SchemaRegistryClient) -> None:
-    subject = unique("posts") + "-value"
+def test_the_url_is_apicurios_confluent_compatible_api(stack: Settings) -> None:
+    assert stack.registry_url.endswith("/apis/ccompat/v7")
+    info = httpx.get(stack.registry_url.removesuffix("/apis/ccompat/v7") + "/apis/registry/v3/system/info",
+                     timeout=10).json()
+    assert info["name"] == "Apicurio Registry (KafkaSQL)" and info["version"].startswith("3.")
+
+
+def test_registry_listens_on_loopback_only(stack: Settings) -> None:
+    """Apicurio's API and its management port (health, metrics) bind to 127.0.0.1, nothing else."""
+    (status,) = local_stack.status(stack, ["registry"])
+    assert status.healthy and status.pid is not None
+    proc = psutil.Process(status.pid)
+    listening = [c.laddr for p in (proc, *proc.children(recursive=True))
+                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert {a.port for a in listening} == {stack.registry_port, stack.registry_management_port}
+    assert {a.ip.removeprefix("::ffff:") for a in listening} == {"127.0.0.1"}
+
+
+def test_register_then_look_up_by_id_and_by_subject(client: SchemaRegistryClient) -> None:
+    subject = unique("posts")
     schema_id = client.register_schema(subject, V1)
-    assert client.register_schema(subject, V1) == schema_id
-    fetched = client.get_schema(schema_id)
-    assert json.loads(fetched.schema_str) == json.loads(V1.schema_str)
+    assert client.register_schema(subject, V1) == schema_id  # idempotent
+    assert json.loads(client.get_schema(schema_id).schema_str) == json.loads(V1.schema_str)
     latest = client.get_latest_version(subject)
     assert (latest.schema_id, latest.version, latest.subject) == (schema_id, 1, subject)
+    assert client.get_version(subject, 1).schema_id == schema_id
     found = client.lookup_schema(subject, V1)
-    assert found.schema_id == schema_id and found.version == 1
-    assert subject in client.get_subjects()
-    assert client.get_versions(subject) == [1]
-    assert client.get_schema_types() == ["AVRO"]
-    other = unique("copy") + "-value"
-    assert SchemaRegistryClient({"url": client._rest_client.base_urls[0]}).register_schema(
-        other, V1) == schema_id
+    assert (found.schema_id, found.version) == (schema_id, 1)
+    assert subject in client.get_subjects() and client.get_versions(subject) == [1]
+    # the same schema under another subject keeps its id, as Confluent's registry does
+    fresh = SchemaRegistryClient({"url": client._rest_client.base_urls[0]})
+    assert fresh.register_schema(unique("copy"), V1) == schema_id
 
 
-def test_stock_client_compatibility(client: SchemaRegistryClient) -> None:
-    subject = unique("evolve") + "-value"
+def test_unknown_id_and_subject_are_404(client: SchemaRegistryClient) -> None:
+    with pytest.raises(SchemaRegistryError) as no_id:
+        client.get_schema(2**31 - 7)
+    with pytest.raises(SchemaRegistryError) as no_subject:
+        client.get_latest_version(unique("nobody"))
+    assert no_id.value.http_status_code == no_subject.value.http_status_code == 404
+
+
+def test_compatibility_levels_and_409_on_an_incompatible_schema(client: SchemaRegistryClient) -> None:
+    subject = unique("evolve")
     client.register_schema(subject, V1)
+    assert client.get_compatibility() == "BACKWARD"  # the global default, as in Confluent's registry
     assert client.test_compatibility(subject, V2) is True
     assert client.test_compatibility(subject, avro({"name": "id", "type": "int"})) is False
-    assert client.get_compatibility() == "BACKWARD"
     client.set_compatibility(subject, "FULL")
     assert client.get_compatibility(subject) == "FULL"
-    with pytest.raises(SchemaRegistryError) as caught:
-        client.register_schema(subject, avro({"name": "id", "type": "string"}))
-    assert caught.value.http_status_code == 409
-    assert "field 'likes' was removed without a default" in caught.value.error_message
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(subject, avro(ID))  # drops `likes`, which has no default
+    assert refused.value.http_status_code == 409
+    assert client.get_versions(subject) == [1]
     v2_id = client.register_schema(subject, V2)
     assert client.get_latest_version(subject).schema_id == v2_id
-    assert client.delete_subject(subject) == [1, 2]
-    assert client.delete_subject(subject, permanent=True) == [1, 2]
+
+
+def test_full_transitive_checks_every_earlier_version(client: SchemaRegistryClient) -> None:
+    a = avro(ID, {"name": "x", "type": "int", "default": 0})
+    b = avro(ID)  # drops x (it had a default): FULL against a
+    c = avro(ID, {"name": "x", "type": "string", "default": ""})  # FULL against b, not against a
+    plain, transitive = unique("full"), unique("full-transitive")
+    for subject, level in ((plain, "FULL"), (transitive, "FULL_TRANSITIVE")):
+        client.set_compatibility(subject, level)
+        client.register_schema(subject, a)
+        client.register_schema(subject, b)
+    assert client.register_schema(plain, c) > 0
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(transitive, c)
+    assert refused.value.http_status_code == 409
 
 
 def test_stock_avro_serde_round_trip(client: SchemaRegistryClient) -> None:
-    topic = unique("serde")
-    ctx = SerializationContext(topic, MessageField.VALUE)
+    ctx = SerializationContext(unique("serde").removesuffix("-value"), MessageField.VALUE)
     data = AvroSerializer(client, V1.schema_str)({"id": "p1", "likes": 3}, ctx)
     assert data is not None and data[0] == 0
     fresh = SchemaRegistryClient({"url": client._rest_client.base_urls[0]})
     assert AvroDeserializer(fresh)(data, ctx) == {"id": "p1", "likes": 3}
 
 
-@pytest.fixture
-def open_storage(stack: Settings) -> Callable[[], Storage]:
-    """Kafka storages over one fresh topic: a second one is a 'restart'."""
-    topic = unique("_schemas-contract")
-    return lambda: KafkaStorage(stack.kafka_bootstrap, topic=topic, timeout_s=20)
+def test_stock_deserializer_reads_every_record_of_every_catalog_topic(stack: Settings) -> None:
+    """What the project's serde writes (ids from `topics register`), a stock client reads back."""
+    register_all_schemas(stack.registry_url)
+    ours = Serde(stack.registry_url, auto_register=False)  # every id must already be registered
+    stock = AvroDeserializer(SchemaRegistryClient({"url": stack.registry_url}))
+    pairs = [(t.name, r) for t in ALL_TOPICS for r in t.value_schemas]
+    assert len(pairs) >= 25 and {t for t, _ in pairs} >= {"posts.v1", "engagement-counts.v1", "trending.v1"}
+    for topic, record in pairs:
+        value = sample_event(record)
+        data = ours.encode(record, value, topic=topic)
+        decoded = stock(data, SerializationContext(topic, MessageField.VALUE))
+        assert as_millis(decoded) == as_millis(ours.decode(data).value), (topic, record)
 
 
-class TestKafkaStorageContract(StorageContract):
-    """Every storage contract test, against :class:`KafkaStorage` on real Kafka."""
-
-
-def test_state_topic_is_compacted_single_partition(stack: Settings) -> None:
-    topic = unique("_schemas-shape")
-    storage = KafkaStorage(stack.kafka_bootstrap, topic=topic)
-    storage.start()
-    storage.close()
+def test_journal_topic_is_one_partition_kept_forever(stack: Settings) -> None:
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-    assert len(admin.list_topics(topic=topic, timeout=10).topics[topic].partitions) == 1
-    resource = ConfigResource(ResourceType.TOPIC, topic)
+    name = REGISTRY_JOURNAL.name
+    assert len(admin.list_topics(topic=name, timeout=10).topics[name].partitions) == 1
+    resource = ConfigResource(ResourceType.TOPIC, name)
     configs = admin.describe_configs([resource])[resource].result(10)
-    assert configs["cleanup.policy"].value == "compact"
+    assert (configs["cleanup.policy"].value, configs["retention.ms"].value) == ("delete", "-1")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _every_id(client: SchemaRegistryClient) -> dict[tuple[str, int], int]:
+    return {(subject, v): client.get_version(subject, v).schema_id
+            for subject in client.get_subjects() for v in client.get_versions(subject)}
 
 
-@pytest.fixture
-def own_registry(stack: Settings, tmp_path: Path) -> Iterator[Callable[[], str]]:
-    """Start (and restart) a registry process of our own on a fresh topic; yields a starter."""
-    port, topic = _free_port(), unique("_schemas-restart")
-    procs: list[subprocess.Popen[bytes]] = []
+def test_restart_keeps_every_schema_id_and_level(stack: Settings) -> None:
+    register_all_schemas(stack.registry_url)
+    before_client = SchemaRegistryClient({"url": stack.registry_url})
+    subject = unique("restart")
+    before_client.set_compatibility(subject, "FULL_TRANSITIVE")
+    first = before_client.register_schema(subject, V1)
+    before = _every_id(before_client)
+    assert len(before) >= 25
 
-    def start() -> str:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)  # no graceful flush: durability must not need it
-                p.wait(10)
-        log = open(tmp_path / f"registry-{len(procs)}.log", "wb")  # noqa: SIM115
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "streams.registry", "--host", "127.0.0.1", "--port", str(port),
-             "--bootstrap", stack.kafka_bootstrap, "--topic", topic],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        ))
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if procs[-1].poll() is not None:
-                raise AssertionError((tmp_path / f"registry-{len(procs) - 1}.log").read_text())
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("registry did not become healthy within 60 s")
+    local_stack.down(stack, ["registry"], echo=lambda *_: None)
+    local_stack.up(stack, ["registry"], echo=lambda *_: None)  # replays the KafkaSQL journal
 
-    yield start
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-            p.wait(10)
-
-
-def test_restart_keeps_schemas_and_ids(own_registry: Callable[[], str]) -> None:
-    url = own_registry()
-    first = SchemaRegistryClient({"url": url})
-    id_a = first.register_schema("a-value", V1)
-    id_b = first.register_schema("a-value", V2)
-    first.set_compatibility("a-value", "FULL_TRANSITIVE")
-
-    url = own_registry()  # SIGKILLs the first process, starts a new one on the same topic
-    second = SchemaRegistryClient({"url": url})
-    assert json.loads(second.get_schema(id_a).schema_str) == json.loads(V1.schema_str)
-    latest = second.get_latest_version("a-value")
-    assert (latest.schema_id, latest.version) == (id_b, 2)
-    assert second.get_compatibility("a-value") == "FULL_TRANSITIVE"
-    assert second.register_schema("a-value", V2) == id_b
-    assert second.register_schema("b-value", avro({"name": "x", "type": "long"})) == id_b + 1
+    after_client = SchemaRegistryClient({"url": stack.registry_url})  # no cached ids
+    assert _every_id(after_client) == before
+    assert after_client.get_compatibility(subject) == "FULL_TRANSITIVE"
+    assert json.loads(after_client.get_schema(first).schema_str) == json.loads(V1.schema_str)
+    assert all(not r.created for r in register_all_schemas(stack.registry_url))
+    with pytest.raises(SchemaRegistryError) as refused:  # still enforced after the restart
+        after_client.register_schema(subject, avro({"name": "id", "type": "int"}))
+    assert refused.value.http_status_code == 409

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -21,7 +17,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from core.settings import REPO_ROOT, Settings
+from core.settings import Settings
 from streams.serde import Serde
 from topologies.trending.logic import WindowSpec
 
@@ -30,28 +26,9 @@ LABEL = SPEC.label  # "20s"
 
 
 @pytest.fixture(scope="module")
-def settings(stack: Settings) -> Iterator[Settings]:
-    """The stack's settings, with a registry (the stack's if it answers, else one started here)."""
-    try:
-        httpx.get(f"{stack.registry_url}/subjects", timeout=2).raise_for_status()
-        yield stack
-        return
-    except httpx.HTTPError:
-        pass
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    proc = subprocess.Popen([sys.executable, "-m", "streams.registry", "--port", str(port), "--bootstrap",
-                             stack.kafka_bootstrap, "--topic", f"_schemas-trending-{uuid.uuid4().hex[:6]}"],
-                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ours = stack.model_copy(update={"registry_port": port, "registry_url_override": None})
-    try:
-        _wait(lambda: httpx.get(f"{ours.registry_url}/subjects", timeout=1).status_code == 200, 60, "registry")
-        yield ours
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def settings(stack: Settings) -> Settings:
+    """The stack's settings; its registry is Apicurio's Confluent-compatible API."""
+    return stack
 
 
 def _wait(pred: Callable[[], Any], timeout_s: float, what: str) -> Any:

@@ -24,9 +24,12 @@ def test_every_event_schema_goes_to_exactly_one_topic() -> None:
 def test_topic_names_are_versioned_and_unique() -> None:
     names = [t.name for t in ALL_TOPICS]
     assert len(names) == len(set(names))
-    assert all(n.endswith(".v1") for n in names if n != "_schemas")
+    registry = {t.name for t in catalog.REGISTRY_TOPICS}  # Apicurio's own KafkaSQL topics
+    assert registry == {"kafkasql-journal", "kafkasql-snapshots"}
+    assert all(n.endswith(".v1") for n in names if n not in registry)
     for constant in ("USERS", "POSTS", "GRAPH", "ENGAGEMENTS", "TIMELINE_UPDATES", "ENGAGEMENT_COUNTS",
-                     "TRENDING", "MODERATION_VERDICTS", "NOTIFICATIONS", "DEAD_LETTERS", "SCHEMAS"):
+                     "TRENDING", "MODERATION_VERDICTS", "NOTIFICATIONS", "DEAD_LETTERS", "REGISTRY_JOURNAL",
+                     "REGISTRY_SNAPSHOTS"):
         assert getattr(catalog, constant) in ALL_TOPICS
 
 
@@ -62,7 +65,7 @@ def test_engagement_key_is_post_id_as_decimal_string() -> None:
 def test_resolved_fills_partitions_and_replication_from_settings() -> None:
     resolved = POSTS.resolved(Settings(topic_partitions=6, topic_replication=3))
     assert (resolved.partitions, resolved.replication) == (6, 3)
-    assert catalog.SCHEMAS.resolved(Settings(topic_partitions=6)).partitions == 1
+    assert catalog.REGISTRY_JOURNAL.resolved(Settings(topic_partitions=6)).partitions == 1
     assert POSTS.partitions is None  # the constant itself stays settings-driven
 
 

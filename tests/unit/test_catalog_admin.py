@@ -23,7 +23,7 @@ def test_empty_broker_creates_everything() -> None:
     changes = plan_changes(RESOLVED, {})
     assert [c.kind for c in changes] == ["create"] * len(RESOLVED)
     assert "created posts.v1 (3 partitions)" in [str(c) for c in changes]
-    assert "created _schemas (1 partition)" in [str(c) for c in changes]
+    assert "created kafkasql-journal (1 partition)" in [str(c) for c in changes]
 
 
 def test_matching_broker_means_no_changes() -> None:

@@ -170,7 +170,7 @@ def test_generator_follows_its_arguments_and_check_flags_stale_files(tmp_path: P
     docs = [d for d in yaml.safe_load_all(gen.render(6, 2)) if d]
     by_name = {d["spec"]["topicName"]: d["spec"] for d in docs}
     assert by_name["posts.v1"]["partitions"] == 6 and by_name["posts.v1"]["replicas"] == 2
-    assert by_name["_schemas"]["partitions"] == 1  # the catalog's own count wins
+    assert by_name["kafkasql-journal"]["partitions"] == 1  # the catalog's own count wins
     out = tmp_path / "topics.yaml"
     assert gen.main(["--partitions", "6", "--replication", "2", "--out", str(out)]) == 0
     assert gen.main(["--check", "--out", str(out)]) == 0
@@ -197,7 +197,7 @@ def test_compose_environment_builds_settings(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv(key, value)
     s = Settings()
     assert s.kafka_bootstrap == "kafka:9092"
-    assert s.registry_url == "http://registry:8081"
+    assert s.registry_url == "http://registry:8081/apis/ccompat/v7"
     assert s.redis_url == "redis://redis:6379/0"
     assert s.cassandra_hosts == ["cassandra"]
     monkeypatch.setenv("FEEDSTREAM_ENV", "production")
@@ -362,7 +362,33 @@ def test_workers_never_outnumber_partitions() -> None:
             assert 1 <= doc["spec"]["replicas"] <= partitions, doc["metadata"]["name"]
         if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "registry":
             registry = doc
-    assert registry["spec"]["replicas"] == 1 and registry["spec"]["strategy"]["type"] == "Recreate"
+    # Apicurio on KafkaSQL: no single writer, so more than one replica and rolling updates
+    assert registry["spec"]["replicas"] > 1 and registry["spec"]["strategy"]["type"] == "RollingUpdate"
+
+
+def test_registry_is_apicurio_on_kafkasql_with_authenticated_writes_in_prod() -> None:
+    def registry_env(root: Path) -> dict[str, str]:
+        built = subprocess.run(["kubectl", "kustomize", str(root)], capture_output=True, text=True,
+                               check=True, timeout=60).stdout
+        dep = next(d for d in yaml.safe_load_all(built) if d and d["kind"] == "Deployment"
+                   and d["metadata"]["name"] == "registry")
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        assert re.fullmatch(r"quay\.io/apicurio/apicurio-registry:3\.\d+\.\d+", c["image"])
+        return {e["name"]: e.get("value", "<from secret>") for e in c["env"]}
+
+    compose = _compose()["services"]["registry"]
+    assert compose["image"].startswith("quay.io/apicurio/apicurio-registry:3.")
+    assert compose["environment"]["APICURIO_STORAGE_KIND"] == "kafkasql"
+    assert compose["ports"] == ["127.0.0.1:8081:8081"]
+    assert _configmap(K8S / "base", "feedstream-config")["FEEDSTREAM_REGISTRY_URL"].endswith("/apis/ccompat/v7")
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl (kustomize) not installed")
+    base, prod = registry_env(K8S / "base"), registry_env(K8S / "overlays" / "prod")
+    assert base["APICURIO_STORAGE_KIND"] == prod["APICURIO_STORAGE_KIND"] == "kafkasql"
+    assert base["APICURIO_KAFKASQL_TOPIC"] == catalog.REGISTRY_JOURNAL.name
+    assert "QUARKUS_OIDC_TENANT_ENABLED" not in base
+    assert prod["QUARKUS_OIDC_TENANT_ENABLED"] == "true" and prod["QUARKUS_OIDC_AUTH_SERVER_URL"] == "<from secret>"
+    assert prod["APICURIO_AUTH_ANONYMOUS_READ_ACCESS_ENABLED"] == "true"  # readers need no secret
 
 
 # ---------------------------------------------------------------- images
@@ -599,8 +625,8 @@ def test_only_the_api_gets_the_signing_key() -> None:
 
 def test_our_pods_are_hardened() -> None:
     ours = [d for _, d in _k8s_resources(K8S / "base")
-            if any(c["image"] == "feedstream" for c in _pod_containers(d))]
-    assert {d["metadata"]["name"] for d in ours} >= {"api", "registry", "topology-users"}
+            if any(c["image"] == "feedstream" for c in _pod_containers(d)) or d["metadata"]["name"] == "registry"]
+    assert {d["metadata"]["name"] for d in ours} >= {"api", "registry", "register-schemas", "topology-users"}
     for d in ours:
         for spec in _pod_specs(d):
             sc = spec["securityContext"]

@@ -3,7 +3,7 @@
 Floors, lowest first (the README's architecture section shows the same order):
 
 0. ``core``                  settings, domain rules, row types, ids, time and event helpers
-1. ``streams``               topic catalog, serde, producer/consumer, admin, schema registry
+1. ``streams``               topic catalog, serde, producer/consumer, admin (registry client)
 2. ``stores``                one owner per Cassandra table and Redis key family
 3. ``models``                the ML ranker
 4. ``topologies``, ``serving``  the dataflow's two leaves: writers and readers (never each other)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 from avro.schema import parse as avro_parse
 
 from streams.errors import SchemaError
-from streams.registry.compat import Level, check
 from streams.schemas import ENVELOPE, SCHEMA_DIR, default_schemas, load_schemas
 
 pytestmark = pytest.mark.unit
@@ -48,7 +48,11 @@ def test_adding_event_type_is_full_transitive_compatible(name: str) -> None:
     without = copy.deepcopy(SCHEMAS.standalone[name])
     without["fields"] = [f for f in without["fields"] if f["name"] != "event_type"]
     old, new = avro_parse(json.dumps(without)), avro_parse(SCHEMAS.schema_str(name))
-    assert check(new, [(1, old)], Level.FULL_TRANSITIVE) == []
+    # FULL: each reads what the other wrote (the registry's own check runs in tests/integration)
+    checker = ReaderWriterCompatibilityChecker()
+    for reader, writer in ((new, old), (old, new)):
+        result = checker.get_compatibility(reader, writer)
+        assert result.compatibility is SchemaCompatibilityType.compatible, result.messages
 
 
 @pytest.mark.parametrize("name", SCHEMAS.events)
