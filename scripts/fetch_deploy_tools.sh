@@ -111,9 +111,14 @@ m=io.strimzi.api.kafka.model
   || unavailable "Strimzi CrdGenerator failed"
 (cd "$tmp/crds" && unzip -q -j -o "$CACHE/jars/flink-kubernetes-operator-api-$FLINK_OPERATOR_VERSION.jar" 'META-INF/fabric8/*.yml')
 
-rm -rf "$CACHE/schemas/crds"
+# Built beside the old schemas and swapped in, so a concurrent validation never sees a half-made dir.
+rm -rf "$CACHE/schemas/crds.new.$$"
 "$PY" "$ROOT/scripts/deploy/crd2jsonschema.py" --add-enum "flinkVersion=$FLINK_VERSIONS_ADDED" \
-  "$CACHE/schemas/crds" "$tmp"/crds/*.yaml "$tmp"/crds/*.yml >&2
+  "$CACHE/schemas/crds.new.$$" "$tmp"/crds/*.yaml "$tmp"/crds/*.yml >&2
+rm -rf "$CACHE/schemas/crds.old.$$"
+if [ -d "$CACHE/schemas/crds" ]; then mv "$CACHE/schemas/crds" "$CACHE/schemas/crds.old.$$"; fi
+mv "$CACHE/schemas/crds.new.$$" "$CACHE/schemas/crds"
+rm -rf "$CACHE/schemas/crds.old.$$"
 
 echo "$STAMP_TEXT" > "$CACHE/stamp"
 report
