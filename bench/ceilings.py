@@ -175,6 +175,28 @@ def cassandra_insert(s: Settings, run_id: str, duration_s: float = 2.0, concurre
                    f"prepared INSERT, {concurrency} in flight, 200-byte value, one node")
 
 
+def kafka_consume(s: Settings, topic: str, start: dict[int, int], end: dict[int, int],
+                  timeout_s: float = 60.0) -> dict[str, Any]:
+    """Raw confluent-kafka consume (no decode) of ``topic`` from ``start`` to ``end`` offsets per partition."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"ceiling-consume-{new_run_id()}",
+                  "enable.auto.commit": False})
+    want = sum(max(0, end[p] - start.get(p, 0)) for p in end)
+    try:
+        c.assign([TopicPartition(topic, p, start.get(p, 0)) for p in end])
+        n, at, t0 = 0, now_iso(), time.perf_counter()
+        deadline = t0 + timeout_s
+        while n < want and time.perf_counter() < deadline:
+            n += sum(1 for m in c.consume(1000, timeout=0.5) if m.error() is None)
+        dt = time.perf_counter() - t0
+    finally:
+        c.close()
+    stats = {"count": n, "duration_s": dt, "rate_per_s": n / dt if dt else 0.0}
+    return ceiling("kafka_raw_consume", new_run_id(), at, stats, "msgs/s",
+                   f"confluent-kafka consume of {want} records of {topic}, no decode")
+
+
 async def closed_loop(call: Callable[[int], Awaitable[tuple[bool, str]]], concurrency: int,
                       duration_s: float, max_ops: int, t_origin: float) -> list[Sample]:
     """Run ``call(i)`` from ``concurrency`` workers until the time or count budget is spent."""

@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bench import ceilings
 from bench.fanout_drain import drain, register
 from core.events import post_created
 from core.settings import Settings, get_settings, isolated, with_overrides
@@ -162,6 +163,7 @@ def drain_main(base: Settings, s: Settings, args: argparse.Namespace) -> None:
     ceiling = zadd_ceiling(r, pairs)
     res = drain(base, s, r, posts, per_post, knobs=knobs, profile=args.profile)
     ceiling_after = zadd_ceiling(r, pairs)
+    cass = ceilings.cassandra_insert(s, ceilings.new_run_id(), duration_s=2.0)["value"]
     sizes = [len(v) for v in g.values()]
     zadd = max(ceiling, ceiling_after)
     out = {"graph": {"users": args.users, "edges": sum(sizes), "mean_fanout": statistics.fmean(sizes),
@@ -169,11 +171,24 @@ def drain_main(base: Settings, s: Settings, args: argparse.Namespace) -> None:
                      "alpha": 1.5, "seed": seed},
            "mean_deliveries_per_post": statistics.fmean(per_post.values()),
            "zadd_ceiling_per_s": zadd, "drain": res,
-           "ratio_to_zadd": res.get("deliveries_per_s", 0) / zadd}
+           "ratio_to_zadd": res.get("deliveries_per_s", 0) / zadd,
+           "cassandra_insert_per_s": cass,  # fan-out writes 2 rows per post (post, author index)
+           "ratio_posts_rows_to_cassandra": 2 * res.get("posts_per_s", 0) / cass,
+           "scale_model_10k_posts_s": scale_model(res, statistics.fmean(per_post.values()), zadd)}
     path = base.state_dir / "bench" / "fanout_drain.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
+
+
+def scale_model(res: dict, deliveries_per_post: float, zadd_per_s: float) -> dict:
+    """Fan-out cores and Redis nodes for 10K posts/s at the measured mean deliveries per post."""
+    need = 10_000 * deliveries_per_post
+    per_cpu = res.get("deliveries_per_cpu_s") or 0
+    return {"deliveries_per_s": need, "fanout_cores": need / per_cpu if per_cpu else None,
+            "redis_nodes_cluster": need / (zadd_per_s / 3),
+            "note": "cores = need / deliveries per worker CPU-s; nodes = need / (same-run ZADD ceiling / 3 "
+                    "commands per delivery: ZADD, trim, HSET; publishes batched)"}
 
 
 def latency_run(base, s, knobs: Settings, rate: float, seconds: float) -> dict:

@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from bench import ceilings
 from core.settings import Settings
 from ops.workers import workers
 from stores import timelines as tls
@@ -86,6 +87,7 @@ def drain(base: Settings, s: Settings, r: Any, posts: list[dict[str, Any]], deli
             offset_post[(rep.partition, rep.offset)] = pid
     end = end_offsets(s, topic)
     want = {p: o - 1 for p, o in end.items() if o > start.get(p, 0)}
+    consume = ceilings.kafka_consume(s, topic, start, end)["value"]
     r.delete(tls.WATERMARK)
     log_dir = Path(tempfile.mkdtemp(prefix="bench-fanout-drain-"))
     spy = None
@@ -119,7 +121,8 @@ def drain(base: Settings, s: Settings, r: Any, posts: list[dict[str, Any]], deli
     counted = [pid for (p, o), pid in offset_post.items() if o > wm0.get(p, start.get(p, 0) - 1)]
     n = sum(deliveries[pid] for pid in counted)
     wall, cpu = t_end - t0, c_end - c0
-    return {"posts": len(posts), "posts_timed": len(counted), "deliveries_timed": n, "drained": done,
+    return {"raw_consume_per_s": consume, "consume_ratio": (len(counted) / wall) / consume,
+            "posts": len(posts), "posts_timed": len(counted), "deliveries_timed": n, "drained": done,
             "wall_s": wall, "worker_cpu_s": cpu, "deliveries_per_s": n / wall,
             "deliveries_per_cpu_s": n / cpu if cpu else None, "posts_per_s": len(counted) / wall,
             "worker_log": str(log_dir / "fanout.log"),
