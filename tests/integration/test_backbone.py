@@ -252,7 +252,7 @@ def test_schema_evolution_through_register_all_schemas(backbone: Settings, tmp_p
         register([{"name": "a", "type": "int"}, *added[1:]])
     assert topic.name in str(info.value)
     # removing a field that has no default breaks readers on the older schema (FULL_TRANSITIVE)
-    with pytest.raises(RegistryError, match="'b' was removed without a default"):
+    with pytest.raises(RegistryError, match=r"(?s)409.*\bb\b|\bb\b.*409"):  # Apicurio names the field
         register([added[0], added[2]])
     # removing the optional field (and adding another) is fine
     swapped = [*v1, {"name": "d", "type": ["null", "long"], "default": None}]
