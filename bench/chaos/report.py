@@ -73,7 +73,7 @@ def plot(results: Sequence[Any], path: Path) -> None:
         ax2.tick_params(labelsize=7)
     fig.suptitle("chaos: consumer lag (blue) and write→visible (orange); fault window red, load end dotted",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (3.0 * rows)))
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
