@@ -109,6 +109,19 @@ def version(name: str, v: Mapping[str, Any]) -> int:
     return millis(v["occurred_at"]) * 1000 + RANK[name]
 
 
+def applied_versions(r: _redis.Redis, post_ids: Iterable[int]) -> dict[int, int]:
+    """``postver`` of each post (0 if none): the version of the newest event applied to its caches.
+
+    One pipeline of single-key GETs (so it also runs on Redis Cluster). A lost Redis, or a version
+    past its TTL, reads 0: nothing is then known to be newer.
+    """
+    ids = sorted(set(post_ids))
+    pipe = r.pipeline(transaction=False)
+    for pid in ids:
+        pipe.get(k_version(pid))
+    return {pid: int(v or 0) for pid, v in zip(ids, pipe.execute())}
+
+
 def k_post(post_id: int | str) -> str:
     """Redis key of a post's cached content."""
     return f"post:{post_id}"

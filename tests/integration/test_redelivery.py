@@ -148,6 +148,25 @@ def test_resent_create_after_an_edit_keeps_the_edit_in_store_cache_and_api(env: 
         "occurred_at": row["updated_at"]})
 
 
+def test_resent_create_after_a_narrowing_edit_does_not_fan_out_again(env: Env) -> None:
+    """A PUBLIC create re-delivered after the edit that made the post FRIENDS-only must not put it
+    back on a follower's timeline who is not a friend (fan-out skips superseded events)."""
+    author, follower = env.uid("a"), env.uid("f")
+    env.follow(follower, author)
+    created = post_created(author, text="open")
+    pid = env.send(created)["post_id"]
+    on_timeline = lambda: pid in [int(m) for m in env.r.zrange(tls.k_timeline(follower), 0, -1)]
+    wait_until(on_timeline)
+    env.send(post_edited(author, pid, "friends only", visibility="FRIENDS"))
+    wait_until(lambda: not on_timeline())
+    env.send(created)  # re-delivered
+    env.sentinel_post(author)  # applied after it (one partition per author)
+    later = env.sentinel_post(author)
+    wait_until(lambda: later in [int(m) for m in env.r.zrange(tls.k_timeline(follower), 0, -1)])
+    assert not on_timeline()
+    assert env.stored(pid).get("visibility") == "FRIENDS"
+
+
 def _settled(env: Env, followee: str) -> None:
     """Wait until the graph worker passed everything sent so far to ``followee``'s partition."""
     env.follow(env.uid("sentinel"), followee)

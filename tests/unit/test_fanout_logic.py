@@ -112,3 +112,13 @@ def test_edit_of_a_deleted_post_or_of_another_authors_post_is_refused():
     assert isinstance(edit_after, UnknownPost)
     forged, = check_post_refs([_ev("PostEdited", 5, "mallory")], {5: ("a", False)})
     assert isinstance(forged, NotPostAuthor) and "is by a, not mallory" in str(forged)
+
+
+def test_a_redelivered_event_older_than_an_applied_one_is_superseded() -> None:
+    from topologies.fanout.logic import superseded
+
+    # post 1: an edit (v20) was applied before the batch; post 2: nothing applied yet
+    applied = {1: 20, 2: 0}
+    events = [(1, 10), (1, 20), (2, 5), (2, 7), (2, 5), (1, 30), (1, 20)]
+    assert superseded(events, applied) == [True, False, False, False, True, False, True]
+    assert superseded([], {}) == []

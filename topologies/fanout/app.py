@@ -18,7 +18,14 @@ from stores import users as user_store
 from streams.catalog import POSTS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
-from topologies.fanout.logic import PostRef, UnknownAuthor, check_post_refs, plan_delete, plan_post
+from topologies.fanout.logic import (
+    PostRef,
+    UnknownAuthor,
+    check_post_refs,
+    plan_delete,
+    plan_post,
+    superseded,
+)
 from topologies.fanout.runtime import Emit, Process, Results, Stores, source_of, timeline_app
 from topologies.faust_runtime import (
     SourceRecord,
@@ -91,6 +98,11 @@ def process_posts(st: Stores, recs: list[SourceRecord], users: UserCheck | None 
     refused = check_post_refs([(rec.name, rec.value) for rec in recs], stored)
     out += [(rec, why) for rec, why in zip(recs, refused) if why is not None]  # dead-lettered
     recs = [rec for rec, why in zip(recs, refused) if why is None]
+    # a re-delivered create/edit older than an applied edit or delete has no effect (issue 13)
+    applied = post_store.applied_versions(st.r, (rec.value["post_id"] for rec in recs))
+    old = superseded([(rec.value["post_id"], post_store.version(rec.name, rec.value)) for rec in recs], applied)
+    out += [(rec, []) for rec, stale in zip(recs, old) if stale]
+    recs = [rec for rec, stale in zip(recs, old) if not stale]
     if not recs:
         batch = tls.TimelineBatch(st.r, tl.timeline_cap)
         batch.run({(rec.topic, rec.partition): rec.offset for rec in every})

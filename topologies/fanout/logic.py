@@ -63,6 +63,22 @@ def check_post_refs(events: Iterable[tuple[str, Mapping[str, object]]],
     return out
 
 
+def superseded(events: Iterable[tuple[int, int]], applied: Mapping[int, int]) -> list[bool]:
+    """Per ``(post_id, version)`` in log order: is a newer event of that post applied already?
+
+    ``applied`` is each post's version before the batch (``stores.posts.applied_versions``); the
+    batch's own events raise it as they go. A re-delivered PostCreated or PostEdited older than an
+    applied edit or delete must not fan out again: it would re-add the post to readers the edit
+    narrowed it away from. An equal version is the same event again, harmless, so it is not skipped.
+    """
+    newest = dict(applied)
+    out = []
+    for post_id, version in events:
+        out.append(version < newest.get(post_id, 0))
+        newest[post_id] = max(version, newest.get(post_id, 0))
+    return out
+
+
 @dataclass
 class FanoutPlan:
     """What to do for one post event: writes to push, readers skipped as inactive, celebrity flag."""
