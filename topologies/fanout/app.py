@@ -14,7 +14,6 @@ from stores import graph
 from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
-from stores import users as user_store
 from streams.catalog import POSTS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
@@ -31,7 +30,7 @@ from topologies.faust_runtime import (
     SourceRecord,
     run_worker,
 )
-from topologies.graph.app import Lookup, UserCheck, store_lookup
+from topologies.graph.app import UserCheck, registered_lookup
 
 log = logging.getLogger(__name__)
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
@@ -50,21 +49,6 @@ def author_named(rec: SourceRecord) -> list[str]:
     """The user a posts.v1 record needs registered: a PostCreated's author (an edit or delete
     needs its post created, :func:`topologies.fanout.logic.check_post_refs`)."""
     return [rec.value["author_id"]] if rec.name == "PostCreated" else []
-
-
-def registered_lookup(st: Stores) -> Lookup:
-    """Registration times: the write API's ``registered:{id}`` marks (read-your-writes, time 0),
-    then the users store (written by the users topology from users.v1)."""
-    from_store = store_lookup(st)
-
-    def lookup(ids: list[str]) -> dict[str, int]:
-        marks = st.r.pipeline(transaction=False)
-        for u in ids:
-            marks.exists(user_store.k_registered(u))
-        found = {u: 0 for u, ok in zip(ids, marks.execute()) if ok}
-        rest = [u for u in ids if u not in found]
-        return {**found, **(from_store(rest) if rest else {})}
-    return lookup
 
 
 def author_check(st: Stores) -> UserCheck:

@@ -98,6 +98,21 @@ def store_lookup(st: Stores) -> Lookup:
     return lookup
 
 
+def registered_lookup(st: Stores) -> Lookup:
+    """Registration times: the write API's ``registered:{id}`` marks (read-your-writes, time 0),
+    then the users store (written by the users topology from users.v1)."""
+    from_store = store_lookup(st)
+
+    def lookup(ids: list[str]) -> dict[str, int]:
+        marks = st.r.pipeline(transaction=False)
+        for u in ids:
+            marks.exists(user_store.k_registered(u))
+        found = {u: 0 for u, ok in zip(ids, marks.execute()) if ok}
+        rest = [u for u in ids if u not in found]
+        return {**found, **(from_store(rest) if rest else {})}
+    return lookup
+
+
 def process_graph(st: Stores, rec: SourceRecord, unknown: Iterable[str] = ()) -> list[TimelineWrite]:
     """Apply one graph.v1 event to the graph stores and reader timelines; return timeline writes.
 
@@ -195,7 +210,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
     """
     st = Stores(settings)
-    users = UserCheck(store_lookup(st), int(settings.graph_user_grace_s * 1000))
+    users = UserCheck(registered_lookup(st), int(settings.graph_user_grace_s * 1000))
     return timeline_app(settings, "graph", GRAPH, "graph-edges",
                         process=process or (lambda recs: process_graph_batch(st, recs, users)),
                         validate=check_graph_record, app_id=app_id, serde=serde, broker=broker, emit=emit,
