@@ -45,6 +45,7 @@ from typing import Any
 import redis as _redis
 from cassandra import ConsistencyLevel
 from cassandra.cluster import ResponseFuture, Session
+from redis.cluster import ClusterPipeline
 
 from core.clock import millis
 from core.ids import id_timestamp_ms
@@ -207,6 +208,17 @@ def queue_cache_update(p: Any, name: str, v: Mapping[str, Any], author_cap: int)
     (``postver:{id}``, see the module docstring): a re-sent create after a delete changes nothing.
     """
     pid, author = v["post_id"], v["author_id"]
+    if isinstance(p, ClusterPipeline):  # a script may touch one hash slot only: plain commands; the
+        # fan-out worker (one per partition, so per post) already dropped older events (superseded)
+        p.set(k_version(pid), version(name, v), ex=VERSION_TTL_S)
+        p.delete(k_post(pid))
+        if name == "PostDeleted":
+            p.sadd(DELETED, str(pid))
+            p.zrem(k_author(author), str(pid))
+        else:
+            p.zadd(k_author(author), {str(pid): pid})
+            p.zremrangebyrank(k_author(author), 0, -(author_cap + 1))
+        return
     p.register_script(CACHE_LUA)(keys=[k_version(pid), k_post(pid), k_author(author), DELETED],
            args=[version(name, v), int(name == "PostDeleted"), pid, author_cap, VERSION_TTL_S], client=p)
 
