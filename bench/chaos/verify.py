@@ -28,8 +28,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from bench.chaos.load import Ack, LoadStats, send_reliably
 from core.clock import millis
 from core.feed import visible
@@ -38,6 +36,7 @@ from core.settings import Settings
 from core.workload import Request
 from ops.seed import ApiDriver
 from streams.serde import Serde
+from topologies import replay
 from topologies.engagement.logic import apply, graph_notification, recount
 
 SOURCES = ("users.v1", "posts.v1", "graph.v1", "engagements.v1")
@@ -55,37 +54,11 @@ class Rec:
 
 
 def read_log(settings: Settings, topics: Iterable[str], keep: Any) -> list[Rec]:
-    """Every record of ``topics`` from offset 0 to the current end for which ``keep(name, value)``."""
-    serde = Serde(settings.registry_url)
-    c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "chaos-verify",
-                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    try:
-        md = c.list_topics(timeout=30).topics
-        ends: dict[tuple[str, int], int] = {}
-        assign = []
-        for t in topics:
-            for p in md[t].partitions:
-                _, high = c.get_watermark_offsets(TopicPartition(t, p), timeout=30)
-                if high > 0:
-                    ends[(t, p)] = high
-                    assign.append(TopicPartition(t, p, 0))
-        c.assign(assign)
-        out: list[Rec] = []
-        while ends:
-            msg = c.poll(5.0)
-            if msg is None:
-                continue
-            if msg.error():
-                raise RuntimeError(str(msg.error()))
-            tp = (msg.topic(), msg.partition())
-            name, value = serde.decode(msg.value())
-            if keep(name, value):
-                out.append(Rec(msg.topic(), msg.partition(), msg.offset(), name, value))
-            if tp in ends and msg.offset() + 1 >= ends[tp]:
-                del ends[tp]
-        return sorted(out, key=lambda r: (r.topic, r.partition, r.offset))
-    finally:
-        c.close()
+    """Every record of ``topics`` from the start to the current end for which ``keep(name, value)``,
+    in log order per partition (read by the replay's reader, :func:`topologies.replay.read_log`)."""
+    recs = replay.read_log(settings, topics, Serde(settings.registry_url), replay.ReplayStats())
+    return sorted((Rec(r.topic, r.partition, r.offset, r.name, r.value) for r in recs if keep(r.name, r.value)),
+                  key=lambda r: (r.topic, r.partition, r.offset))
 
 
 @dataclass

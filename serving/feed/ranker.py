@@ -41,24 +41,31 @@ def order_by_scores(items: Sequence[Item], scores: Sequence[float]) -> list[Item
                                       key=lambda t: (-t[0], -t[1]))]
 
 
+def _not_run(ranker: Ranker, items: Sequence[Item]) -> Ranking:
+    """No items (an empty ranked page), or the breaker is open (chronological, said so)."""
+    if not items:
+        return Ranking([], "ranked", ranker.name)
+    return Ranking(chronological(items), "chronological", ranker.name, "ranker circuit open")
+
+
+def _degraded(ranker: Ranker, breaker: Breaker, items: Sequence[Item], reason: str) -> Ranking:
+    """A failed or slow ranker: count it against the breaker and fall back to chronological."""
+    breaker.failure()
+    return Ranking(chronological(items), "chronological", ranker.name, reason)
+
+
 def rank_or_fallback(ranker: Ranker, breaker: Breaker, pool: Executor, reader: str,
                      items: Sequence[Item], timeout_s: float) -> Ranking:
     """Rank ``items`` within ``timeout_s``; on error, timeout or open breaker, fall back to chronological."""
-    if not items:
-        return Ranking([], "ranked", ranker.name)
-    if not breaker.allow():
-        return Ranking(chronological(items), "chronological", ranker.name, "ranker circuit open")
+    if not items or not breaker.allow():
+        return _not_run(ranker, items)
     try:
         scores = pool.submit(ranker.scores, reader, list(items)).result(timeout=timeout_s)
         ordered = order_by_scores(items, scores)
     except FutureTimeout:
-        breaker.failure()
-        return Ranking(chronological(items), "chronological", ranker.name,
-                       f"ranker timed out after {timeout_s * 1000:.0f} ms")
+        return _degraded(ranker, breaker, items, f"ranker timed out after {timeout_s * 1000:.0f} ms")
     except Exception as exc:  # noqa: BLE001 -- any ranker failure degrades to chronological, reported in the response
-        breaker.failure()
-        return Ranking(chronological(items), "chronological", ranker.name,
-                       f"ranker failed: {type(exc).__name__}: {exc}"[:300])
+        return _degraded(ranker, breaker, items, f"ranker failed: {type(exc).__name__}: {exc}"[:300])
     breaker.success()
     return Ranking(ordered, "ranked", ranker.name)
 
@@ -66,21 +73,15 @@ def rank_or_fallback(ranker: Ranker, breaker: Breaker, pool: Executor, reader: s
 async def rank_or_fallback_async(ranker: Ranker, breaker: Breaker, pool: Executor, reader: str,
                                  items: Sequence[Item], timeout_s: float) -> Ranking:
     """:func:`rank_or_fallback` for the event loop: the ranker runs on ``pool``, awaited with a timeout."""
-    if not items:
-        return Ranking([], "ranked", ranker.name)
-    if not breaker.allow():
-        return Ranking(chronological(items), "chronological", ranker.name, "ranker circuit open")
+    if not items or not breaker.allow():
+        return _not_run(ranker, items)
     fut = asyncio.get_running_loop().run_in_executor(pool, ranker.scores, reader, list(items))
     try:
         scores = await asyncio.wait_for(fut, timeout_s)
         ordered = order_by_scores(items, scores)
     except TimeoutError:
-        breaker.failure()
-        return Ranking(chronological(items), "chronological", ranker.name,
-                       f"ranker timed out after {timeout_s * 1000:.0f} ms")
+        return _degraded(ranker, breaker, items, f"ranker timed out after {timeout_s * 1000:.0f} ms")
     except Exception as exc:  # noqa: BLE001 -- any ranker failure degrades to chronological, reported in the response
-        breaker.failure()
-        return Ranking(chronological(items), "chronological", ranker.name,
-                       f"ranker failed: {type(exc).__name__}: {exc}"[:300])
+        return _degraded(ranker, breaker, items, f"ranker failed: {type(exc).__name__}: {exc}"[:300])
     breaker.success()
     return Ranking(ordered, "ranked", ranker.name)
