@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, FastAPI
 
 from core.settings import Settings, get_settings
-from serving import errors, realtime
+from serving import errors, metrics, realtime
 from serving.feed.engines import ReadEngines
 from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
@@ -102,4 +102,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
     app.include_router(trending.router)  # carries its own /v1/trending prefix
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
+    metrics.install(app)  # GET /metrics; the outermost middleware, so it times everything
     return app

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from core.clock import now_ms
 from core.events import new_event
 from core.settings import Settings
+from serving import metrics
 from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep
 from serving.idempotency import IdempotencyStore, event_id_for, fingerprint, redis_key
 from serving.ownership import DurableOwnership
@@ -46,7 +47,9 @@ class Write:
         """
         event = new_event(self.user, **fields)
         event.update({k: self.ids[k] for k in ENVELOPE if k in self.ids})
-        await self.producer.send_async(record, event)
+        with metrics.PRODUCE.labels(record).time():
+            await self.producer.send_async(record, event)
+        metrics.PRODUCED.labels(record).inc()
         return event["event_id"]
 
     async def once(self, action: Callable[[], Awaitable[dict[str, Any]]],

@@ -13,6 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from models.ranking import Item, Ranker
+from serving import metrics
 from serving.circuit import Breaker
 
 
@@ -45,12 +46,14 @@ def _not_run(ranker: Ranker, items: Sequence[Item]) -> Ranking:
     """No items (an empty ranked page), or the breaker is open (chronological, said so)."""
     if not items:
         return Ranking([], "ranked", ranker.name)
+    metrics.fallback("open")
     return Ranking(chronological(items), "chronological", ranker.name, "ranker circuit open")
 
 
 def _degraded(ranker: Ranker, breaker: Breaker, items: Sequence[Item], reason: str) -> Ranking:
     """A failed or slow ranker: count it against the breaker and fall back to chronological."""
     breaker.failure()
+    metrics.fallback("timeout" if "timed out" in reason else "error")
     return Ranking(chronological(items), "chronological", ranker.name, reason)
 
 

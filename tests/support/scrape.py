@@ -1,0 +1,26 @@
+"""Read a Prometheus text exposition into samples tests can query."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """``(sample name, frozenset of labels) -> value`` of every sample in ``text``."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+def value(text: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (0 when there is none)."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples(text).items() if n == name and want <= ls)
+
+
+def names(text: str) -> set[str]:
+    """Every sample name in ``text`` (``foo_total``, ``foo_bucket``, ...) and every family name."""
+    out: set[str] = set()
+    for fam in text_string_to_metric_families(text):
+        out.add(fam.name)
+        out.update(s.name for s in fam.samples)
+    return out
