@@ -47,6 +47,7 @@ class StackSettings(BaseSettings):
     registry_port: int = 8081
     registry_management_port: int = Field(default=8091, description="Apicurio's health/metrics port")
     api_port: int = 8000
+    prometheus_port: int = Field(default=9090, description="the local Prometheus (monitoring engine)")
 
     kafka_heap_mb: int = 768
     cassandra_heap_mb: int = 1024
@@ -170,6 +171,12 @@ class TopologySettings(BaseSettings):
     topology_offset_reset: str = "earliest"
     log_batches: bool = False
     topology_shutdown_grace_s: float = 15.0
+    worker_metrics_port: int | None = Field(
+        default=None, description="a worker's /metrics, /livez, /readyz port (0: any free one); unset: "
+                                  "worker_metrics_port_base plus the topology's offset")
+    worker_metrics_port_base: int = 9250
+    worker_metrics_bind_all: bool = Field(default=False, description="bind 0.0.0.0 (pods), not host")
+    worker_live_max_age_s: float = Field(default=30.0, description="/livez fails on an older progress tick")
     graph_user_grace_s: float = Field(
         default=10.0, description="how long after a graph event's occurred_at the graph worker waits "
         "for a user it names to be registered before dead-lettering it as UnknownUser")

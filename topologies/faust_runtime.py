@@ -74,6 +74,7 @@ from streams.errors import DecodeError, PoisonRecord, SchemaValidationError
 from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies import health
+from topologies import metrics as wmetrics
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +238,17 @@ def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None
     )
     app = WorkerApp(app_id, **conf)
     app.guard = CrashGuard(settings.topology_shutdown_grace_s)
+    app.topology = name  # type: ignore[attr-defined]  # metric labels
+    app.probe = wmetrics.WorkerProbe(name, settings.worker_live_max_age_s)  # type: ignore[attr-defined]
+    app.probe.running = lambda: worker_alive(app)  # type: ignore[attr-defined]
+    app.metrics_settings = settings  # type: ignore[attr-defined]  # run_worker serves the port
     install_heartbeat(app, health.heartbeat_path(settings.state_dir, name))
     return app
+
+
+def topology_of(app: faust.App) -> str:
+    """The topology name of ``app`` (its group id if not built by :func:`create_faust_app`)."""
+    return getattr(app, "topology", None) or app.conf.id
 
 
 def _progress_snapshot(app: faust.App) -> tuple[dict[Any, int | None], dict[Any, int | None]]:
@@ -281,7 +291,11 @@ def install_heartbeat(app: faust.App, path: Path, *, interval_s: float = health.
             committed, highwater = _progress_snapshot(app)
         except Exception:  # consumer not started yet: alive, nothing assigned
             committed, highwater = {}, {}
-        if monitor.observe(committed, highwater, time.monotonic()):
+        progressing = monitor.observe(committed, highwater, time.monotonic())
+        probe = getattr(app, "probe", None)
+        if probe is not None:
+            probe.observe(committed, highwater, progressing)
+        if progressing:
             health.touch(path)
         else:
             log.error("no commit for %.0fs with records waiting: heartbeat withheld", stall_s)
@@ -313,6 +327,7 @@ async def send_dead_letter(app: faust.App, serde: Serde, dlq: faust.TopicT, grou
     fut = await dlq.send(key=message.topic.encode(), value=data,
                          headers=event_type_headers("io.feedstream.derived.DeadLetter"))
     await fut
+    wmetrics.dead_lettered(topology_of(app), message.topic, exc)
     log.warning("dead-lettered %s[%d]@%d: %s: %s", message.topic, message.partition,
                 message.offset, type(exc).__name__, exc)
 
@@ -349,12 +364,16 @@ def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, se
     """Register an agent on ``source`` that decodes, calls ``handler`` and dead-letters poison."""
     dlq = dlq_topic(app)
     group = app.conf.id
+    topology = topology_of(app)
 
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
+            started = time.perf_counter()
             try:
-                await handler(decode_record(serde, msg))
+                rec = decode_record(serde, msg)
+                await handler(rec)
+                wmetrics.observe_batch(topology, [rec], started)
             except POISON as exc:
                 await send_dead_letter(app, serde, dlq, group, msg, exc)
             except Exception as exc:
@@ -395,6 +414,7 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
     """
     dlq = dlq_topic(app)
     group = app.conf.id
+    topology = topology_of(app)
 
     async def ack_after(stream: faust.StreamT, events: list[Any], done: Awaitable[Any],
                         previous: asyncio.Future | None) -> None:
@@ -417,9 +437,11 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
         pending: deque[asyncio.Future] = deque()
         last: asyncio.Future | None = None  # the newest batch's ack task (acks stay in order)
         async for events in stream.take_events(max_batch, within_s):  # type: ignore[attr-defined]
+            started = time.perf_counter()
             recs = await decode_batch(app, serde, dlq, group, events, validate)
             try:
                 done = await handler(recs) if recs else None
+                wmetrics.observe_batch(topology, recs, started, len(events))
             except Exception as exc:
                 crash_worker(app, exc)
                 first = events[0].message
@@ -456,6 +478,9 @@ def run_worker(app: faust.App, loglevel: str = "info") -> None:
     heartbeat = getattr(app, "heartbeat_path", None)
     if heartbeat is not None:  # a restarted container keeps its volume: no stale heartbeat
         Path(heartbeat).unlink(missing_ok=True)
+    probe, settings = getattr(app, "probe", None), getattr(app, "metrics_settings", None)
+    if probe is not None and settings is not None:
+        wmetrics.start(settings, topology_of(app), probe)  # /metrics, /livez, /readyz
 
     class GuardedWorker(Worker):
         def on_worker_shutdown(self) -> None:

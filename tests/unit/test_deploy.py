@@ -550,22 +550,31 @@ def test_every_faust_topology_runs_as_a_k8s_worker() -> None:
 
 
 def test_every_worker_has_progress_probes() -> None:
-    """A hung worker is restarted: each worker Deployment probes its topology's heartbeat."""
+    """A hung worker is restarted: each worker Deployment probes its /livez and /readyz and is scraped."""
     workers = [d for _, d in _k8s_resources(K8S / "base") if d["kind"] == "Deployment"
                and d["metadata"]["labels"].get("app.kubernetes.io/component") == "worker"]
     assert {d["metadata"]["name"] for d in workers} == {f"topology-{n}" for n in _faust_topologies()}
+    config = _configmap(K8S / "base", "feedstream-config")
+    port = int(config["FEEDSTREAM_WORKER_METRICS_PORT"])
+    assert Settings(worker_metrics_port=port, worker_metrics_bind_all=config[
+        "FEEDSTREAM_WORKER_METRICS_BIND_ALL"]).worker_metrics_bind_all
+    source = (REPO / "topologies" / "metrics.py").read_text()
     for d in workers:
-        (c,) = d["spec"]["template"]["spec"]["containers"]
-        name = c["args"][-1]
-        for probe in ("startupProbe", "livenessProbe"):
-            assert c[probe]["exec"]["command"] == ["python", "-m", "topologies.health", name], probe
-            assert c[probe]["timeoutSeconds"] >= 5
+        template = d["spec"]["template"]
+        (c,) = template["spec"]["containers"]
+        assert {"name": "metrics", "containerPort": port} in c["ports"]
+        annotations = template["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == str(port)
+        for probe, path in (("startupProbe", "/readyz"), ("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+            assert c[probe]["httpGet"] == {"path": path, "port": "metrics"}, probe
+            assert c[probe]["timeoutSeconds"] >= 2
+            assert f'"{path}"' in source, f"the worker serves no {path}"
         live = c["livenessProbe"]
         assert live["periodSeconds"] * live["failureThreshold"] <= 120  # restarts within minutes
         start = c["startupProbe"]
         assert start["periodSeconds"] * start["failureThreshold"] >= 120  # time to join the group
         mounts = {m["mountPath"] for m in c["volumeMounts"]}
-        assert "/var/lib/feedstream" in mounts  # FEEDSTREAM_STATE_DIR, where the heartbeat lives
+        assert "/var/lib/feedstream" in mounts  # FEEDSTREAM_STATE_DIR (Faust's data dir)
 
 
 def test_flink_deployment_version_matches_pyflink() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,7 +24,14 @@ import faust
 from mode import CrashingSupervisor
 
 from streams.serde import Serde
-from topologies.faust_runtime import SourceRecord, crash_worker, decode_batch, dlq_topic
+from topologies import metrics as wmetrics
+from topologies.faust_runtime import (
+    SourceRecord,
+    crash_worker,
+    decode_batch,
+    dlq_topic,
+    topology_of,
+)
 
 log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[SourceRecord]], Awaitable[None]]
@@ -50,10 +58,12 @@ def register_pipelined_agent(app: faust.App, source: faust.TopicT, handler: Batc
                 pending.clear()
                 has_items.clear()
                 has_room.set()
+                started = time.perf_counter()
                 recs = await decode_batch(app, serde, dlq, group, events, validate)
                 try:
                     if recs:
                         await handler(recs)
+                    wmetrics.observe_batch(topology_of(app), recs, started, len(events))
                 except Exception as exc:
                     crash_worker(app, exc)  # no commit from here on; the process exits
                     first = events[0].message
