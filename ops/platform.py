@@ -101,13 +101,15 @@ def _start_service(s: Settings, svc: Service, echo, env: dict[str, str] | None =
 
 
 def up(s: Settings, *, seed: bool = True, echo=print,
-       service_env: Callable[[str], dict[str, str] | None] | None = None) -> None:
+       service_env: Callable[[str], dict[str, str] | None] | None = None, monitoring: bool = False) -> None:
     """Start engines, apply topics and schemas, start services, then load demo data.
 
     ``service_env(name)``: extra environment of one service (e.g. the chaos suite points workers'
-    engine endpoints at Toxiproxy)."""
+    engine endpoints at Toxiproxy). ``monitoring``: also the local Prometheus (engine ``monitoring``)."""
     t0 = time.monotonic()
     stack.up(s, echo=echo)
+    if monitoring:
+        stack.up(s, ["monitoring"], echo=echo)
     if importlib.util.find_spec("streams.admin") is not None:
         from streams import admin
 
@@ -123,6 +125,8 @@ def up(s: Settings, *, seed: bool = True, echo=print,
     echo(f"  API:       {s.api_url}/docs")
     echo(f"  registry:  {s.registry_url}/subjects")
     echo(f"  Kafka:     {s.kafka_bootstrap}")
+    if monitoring:
+        echo(f"  metrics:   http://{s.host}:{s.prometheus_port}/alerts")
     echo("  status:    feedstream local status    stop: feedstream down")
 
 

@@ -65,7 +65,8 @@ def stack() -> Iterator[Settings]:
     state = Path(tempfile.mkdtemp(prefix="feedstream-test-"))
     env = {f"FEEDSTREAM_{f.upper()}": str(p) for f, p in zip(_PORT_FIELDS, _free_ports(len(_PORT_FIELDS)))}
     env.update(FEEDSTREAM_STATE_DIR=str(state), FEEDSTREAM_ENV="test",
-               FEEDSTREAM_KAFKA_HEAP_MB="512", FEEDSTREAM_CASSANDRA_HEAP_MB="768")
+               FEEDSTREAM_KAFKA_HEAP_MB="512", FEEDSTREAM_CASSANDRA_HEAP_MB="768",
+               FEEDSTREAM_WORKER_METRICS_PORT="0")  # workers' /metrics ports: any free one
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # child processes (workers, API) inherit the same stack
     get_settings.cache_clear()

@@ -32,6 +32,7 @@ class Engine:
     jar_sets: tuple[str, ...] = ()
     extra_ports: Callable[[Settings], list[int]] = field(default=lambda s: [])
     after: tuple[str, ...] = ()
+    optional: bool = False  # started only when named (`local up monitoring`, `up --monitoring`)
 
 
 def _java_cp(settings: Settings, jar_set: str) -> str:
@@ -167,6 +168,28 @@ def _registry_healthy(s: Settings) -> bool:
         return False
 
 
+# ---------------------------------------------------------------- Prometheus (monitoring)
+def _prometheus_command(s: Settings, data: Path) -> list[str]:
+    from ops.monitoring import prometheus_yml
+    from topologies.metrics import targets_dir
+
+    targets_dir(s.state_dir).mkdir(parents=True, exist_ok=True)
+    conf = data / "prometheus.yml"
+    conf.write_text(prometheus_yml(s))
+    return ["prometheus", f"--config.file={conf}", f"--storage.tsdb.path={data / 'tsdb'}",
+            f"--web.listen-address={s.host}:{s.prometheus_port}", "--storage.tsdb.retention.time=2d",
+            "--log.level=warn"]
+
+
+def _prometheus_healthy(s: Settings) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://{s.host}:{s.prometheus_port}/-/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 class _Quiet(logging.Logger):
     def log(self, *args, **kwargs) -> None:  # librdkafka logs connection refusals while waiting
         pass
@@ -187,4 +210,6 @@ ENGINES: dict[str, Engine] = {
     "registry": Engine("registry", lambda s: s.registry_port, _registry_command,
                        _registry_healthy, jar_sets=("apicurio",), after=("kafka",),
                        extra_ports=lambda s: [s.registry_management_port]),
+    "monitoring": Engine("monitoring", lambda s: s.prometheus_port, _prometheus_command,
+                         _prometheus_healthy, programs=("prometheus",), optional=True),
 }

@@ -46,7 +46,7 @@ def _select(names: list[str] | None) -> list[Engine]:
     unknown = sorted(set(names or []) - set(ENGINES))
     if unknown:
         raise LocalStackError(f"unknown engine(s) {unknown}; choose from {list(ENGINES)}")
-    return [e for n, e in ENGINES.items() if not names or n in names]
+    return [e for n, e in ENGINES.items() if (n in names if names else not e.optional)]
 
 
 def _check_ports(s: Settings, engine: Engine) -> None:
@@ -144,12 +144,13 @@ def _start_after(deps: list[Future[EngineStatus]], s: Settings, engine: Engine, 
 def down(s: Settings, names: list[str] | None = None, echo=print) -> list[str]:
     """Stop the engines this stack started (by pid file), dependents first."""
     stopped = []
-    for engine in reversed(_select(names)):
+    optional = [e for e in ENGINES.values() if e.optional and not names]  # stopped if running
+    for engine in reversed([*_select(names), *optional]):
         pid = procs.stop(pid_path(s, engine.name))
         if pid is not None:
             echo(f"{engine.name}: stopped (pid {pid})")
             stopped.append(engine.name)
-        else:
+        elif engine not in optional:
             echo(f"{engine.name}: not running")
     return stopped
 
@@ -157,7 +158,9 @@ def down(s: Settings, names: list[str] | None = None, echo=print) -> list[str]:
 def status(s: Settings, names: list[str] | None = None) -> list[EngineStatus]:
     """Pid, port, health, uptime and RSS of each engine."""
     out = []
-    for engine in _select(names):
+    running_optional = [e for e in ENGINES.values()
+                        if e.optional and not names and procs.read_pidfile(pid_path(s, e.name))]
+    for engine in [*_select(names), *running_optional]:
         running = procs.read_pidfile(pid_path(s, engine.name))
         if running is None:
             out.append(EngineStatus(engine.name, None, engine.port(s), False, None, None))

@@ -17,10 +17,17 @@ def value(text: str, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples(text).items() if n == name and want <= ls)
 
 
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "summary": ("_count", "_sum")}
+
+
 def names(text: str) -> set[str]:
-    """Every sample name in ``text`` (``foo_total``, ``foo_bucket``, ...) and every family name."""
+    """Every series name ``text`` declares (``foo_total``, ``foo_bucket``, ...), with samples yet or not.
+
+    A labelled metric with no child yet has its HELP and TYPE lines but no sample line.
+    """
     out: set[str] = set()
     for fam in text_string_to_metric_families(text):
         out.add(fam.name)
+        out.update(fam.name + suffix for suffix in SUFFIXES.get(fam.type, ()))
         out.update(s.name for s in fam.samples)
     return out

@@ -1,0 +1,16 @@
+"""Monitoring: the local Prometheus's configuration, alert rules and the Grafana dashboard.
+
+Files beside this module: ``rules.yml`` (alert rules; compose mounts it, k8s ships the same groups
+as a PrometheusRule), ``rules_test.yml`` (``promtool test rules``), ``dashboard.json`` (Grafana).
+"""
+
+from ops.monitoring.config import (
+    DASHBOARD,
+    RULES,
+    RULES_TEST,
+    dashboard_queries,
+    metric_names,
+    prometheus_yml,
+)
+
+__all__ = ["DASHBOARD", "RULES", "RULES_TEST", "dashboard_queries", "metric_names", "prometheus_yml"]
