@@ -15,6 +15,7 @@ from serving.feed.engines import ReadEngines
 from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
 from serving.ratelimit import RateLimiter
+from serving.requestid import RequestId
 from serving.routers import (
     reads_feed,
     reads_notifications,
@@ -102,5 +103,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
     app.include_router(trending.router)  # carries its own /v1/trending prefix
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
-    metrics.install(app)  # GET /metrics; the outermost middleware, so it times everything
+    metrics.install(app)  # GET /metrics; it times everything inside it
+    app.add_middleware(RequestId)  # outermost: every log line of a request carries its id
     return app

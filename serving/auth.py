@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import lru_cache
 from typing import Annotated
@@ -15,6 +16,7 @@ from serving.settings import app_settings
 
 _bearer = HTTPBearer(auto_error=False, description="JWT whose `sub` is your user id (`feedstream dev token USER`)")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+audit = logging.getLogger("feedstream.audit")
 
 
 class InvalidToken(Exception):
@@ -60,10 +62,12 @@ async def current_user(
 ) -> str:
     """Return the user id of the request's bearer token; 401 without a valid one."""
     if creds is None or creds.scheme.lower() != "bearer":
+        audit.warning("auth failure: missing bearer token", extra={"audit": "auth_failure", "reason": "missing"})
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", headers=_CHALLENGE)
     try:
         return verify_token(creds.credentials, settings)
     except InvalidToken as exc:
+        audit.warning("auth failure: invalid token: %s", exc, extra={"audit": "auth_failure", "reason": str(exc)})
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"invalid token: {exc}", headers=_CHALLENGE) from exc
 
 

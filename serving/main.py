@@ -6,6 +6,7 @@ import argparse
 
 import uvicorn
 
+from core import logs
 from core.settings import get_settings
 from serving.app import create_app
 
@@ -20,8 +21,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="log every request (default: on)")
     args = parser.parse_args(argv)
+    logs.configure(args.log_level)  # JSON lines off a terminal, with request ids (access lines too)
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log)
+                access_log=args.access_log, log_config=None)
 
 
 if __name__ == "__main__":

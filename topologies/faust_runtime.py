@@ -68,6 +68,8 @@ import faust
 from mode import CrashingSupervisor
 
 from core.events import dead_letter
+from core.logs import EVENT_ID
+from core.logs import install as install_log_format
 from core.settings import Settings
 from streams.catalog import DEAD_LETTERS, Topic
 from streams.errors import DecodeError, PoisonRecord, SchemaValidationError
@@ -353,6 +355,13 @@ def decode_record(serde: Serde, msg: Any) -> SourceRecord:
                         int(msg.timestamp * 1000), msg.value)
 
 
+def batch_event_ids(recs: Sequence[SourceRecord], most: int = 3) -> str | None:
+    """The event ids of a batch for its log lines (the first ``most``, then how many more)."""
+    ids = [str(r.value.get("event_id")) for r in recs[:most] if isinstance(r.value, dict)]
+    more = len(recs) - most
+    return (",".join(ids) + (f",+{more}" if more > 0 else "")) or None
+
+
 def hold_acks(events: list[Any]) -> None:
     """Make these events un-ackable, so a crashing handler's records are never committed."""
     for event in events:
@@ -370,8 +379,10 @@ def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, se
         async for event in stream.events():
             msg = event.message
             started = time.perf_counter()
+            token = EVENT_ID.set(None)
             try:
                 rec = decode_record(serde, msg)
+                EVENT_ID.set(rec.value.get("event_id"))  # on this event's log lines
                 await handler(rec)
                 wmetrics.observe_batch(topology, [rec], started)
             except POISON as exc:
@@ -382,6 +393,8 @@ def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, se
                 hold_acks([event])
                 await app.crash(exc)
                 raise
+            finally:
+                EVENT_ID.reset(token)
 
     process.__name__ = name.replace("-", "_")
     return app.agent(source, name=name, concurrency=concurrency,
@@ -439,6 +452,7 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
         async for events in stream.take_events(max_batch, within_s):  # type: ignore[attr-defined]
             started = time.perf_counter()
             recs = await decode_batch(app, serde, dlq, group, events, validate)
+            token = EVENT_ID.set(batch_event_ids(recs))
             try:
                 done = await handler(recs) if recs else None
                 wmetrics.observe_batch(topology, recs, started, len(events))
@@ -450,6 +464,8 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
                 hold_acks(list(events))
                 await app.crash(exc)
                 raise
+            finally:
+                EVENT_ID.reset(token)
             if done is None and last is not None and not last.done():
                 done = asyncio.sleep(0)  # an earlier batch is still unacked: ack this one after it
             if done is not None:
@@ -483,6 +499,10 @@ def run_worker(app: faust.App, loglevel: str = "info") -> None:
         wmetrics.start(settings, topology_of(app), probe)  # /metrics, /livez, /readyz
 
     class GuardedWorker(Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            install_log_format(logger)  # JSON lines off a terminal, with event ids
+
         def on_worker_shutdown(self) -> None:
             reason = self.crash_reason or app.crash_reason
             if self.crashed or app.crashed or reason is not None:
