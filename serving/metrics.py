@@ -4,8 +4,8 @@ Per *route template* (``/v1/users/{user_id}/feed``, never the raw path, so the l
 small): requests by status, duration, in-flight requests; rate-limit refusals (429) and idempotent
 replays (the ``Idempotent-Replayed`` response header). Beside them: Kafka produce latency and
 produced events by record type (``PostCreated``, ``Liked``, ``Followed``: the business counters),
-ranker fallbacks by reason, and the read path's circuit-breaker states, read at scrape time (no
-cost on the hot path).
+ranker fallbacks by reason, and, read at scrape time (no cost on the hot path), the read path's
+circuit-breaker states, the readers holding a live feed connection and the items pushed to them.
 
 The middleware does two ``perf_counter`` calls, a dict lookup and a few counter increments per
 request, cheaper than a generic instrumentator. The API runs one process per container
@@ -31,7 +31,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -118,12 +118,12 @@ class MetricsMiddleware:
 
 
 class BreakerCollector(Collector):
-    """The read path's breaker states of every live app, read when Prometheus scrapes."""
+    """Read when Prometheus scrapes, from every live app: breaker states, live readers, pushes."""
 
     def __init__(self) -> None:
         self.apps: weakref.WeakSet[FastAPI] = weakref.WeakSet()
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         family = GaugeMetricFamily("feedstream_circuit_breaker_state",
                                    "Read-path circuit breakers: 0 closed, 1 half-open, 2 open",
                                    labels=["breaker"])
@@ -138,6 +138,14 @@ class BreakerCollector(Collector):
         for name, state in states.items():
             family.add_metric([name], state)
         yield family
+        hubs = [h for h in (getattr(app.state, "hub", None) for app in list(self.apps)) if h is not None]
+        readers = GaugeMetricFamily("feedstream_realtime_readers",
+                                    "Readers with a live feed connection (active readers) on this process")
+        readers.add_metric([], sum(len(h.clients) for h in hubs))
+        yield readers
+        pushes = CounterMetricFamily("feedstream_realtime_pushes", "Feed items pushed to live connections")
+        pushes.add_metric([], sum(h.delivered for h in hubs))
+        yield pushes
 
 
 BREAKERS = BreakerCollector()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
@@ -59,7 +61,7 @@ def test_requests_are_counted_per_route_template_not_per_path() -> None:
     assert value(text, "feedstream_http_requests_in_flight") == 1  # the scrape itself
 
 
-def test_breaker_states_are_read_at_scrape_time() -> None:
+def test_breakers_and_live_readers_are_read_at_scrape_time() -> None:
     app = _app()
 
     class Reads:
@@ -67,8 +69,16 @@ def test_breaker_states_are_read_at_scrape_time() -> None:
         cassandra_breaker = Breaker("cassandra")
         ranker_breaker = Breaker("ranker")
 
+    class Hub:
+        clients: ClassVar[dict[str, set[object]]] = {"ann": {object()}, "bob": {object(), object()}}
+        delivered = 7
+
     app.state.reads = Reads()
+    app.state.hub = Hub()
     client = TestClient(app)
+    text = client.get("/metrics").text
+    assert value(text, "feedstream_realtime_readers") == 2
+    assert value(text, "feedstream_realtime_pushes_total") == 7
     assert value(client.get("/metrics").text, "feedstream_circuit_breaker_state", breaker="redis") == 0
     Reads.redis_breaker.failure()
     assert value(client.get("/metrics").text, "feedstream_circuit_breaker_state", breaker="redis") == 2
