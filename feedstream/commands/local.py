@@ -13,11 +13,13 @@ from core.settings import get_settings
 from ops.local import ENGINE_NAMES, LocalStackError, jars, stack
 
 NAME = "local"
-app = typer.Typer(help="Run the local stack: Kafka (KRaft), Cassandra, Redis, Apicurio Registry.",
+app = typer.Typer(help="Run the local stack: Kafka (KRaft), Cassandra, Redis, Apicurio Registry, and on request "
+                       "Prometheus (monitoring).",
                   no_args_is_help=True)
 console = Console(highlight=False)
 Engines = Annotated[list[str] | None, typer.Argument(
-    help=f"engines to act on (default: all of {', '.join(ENGINE_NAMES)})", show_default=False)]
+    help=f"engines to act on, of {', '.join(ENGINE_NAMES)} (default: all but monitoring, which starts only "
+         "when named)", show_default=False)]
 
 
 def _fail(exc: Exception) -> None:

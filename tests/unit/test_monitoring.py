@@ -83,3 +83,11 @@ def test_compose_prometheus_scrapes_every_long_running_service_of_our_image() ->
     mounts = compose["services"]["prometheus"]["volumes"]
     assert "../ops/monitoring/rules.yml:/etc/prometheus/rules.yml:ro" in mounts
     assert conf["rule_files"] == ["/etc/prometheus/rules.yml"]
+
+
+def test_monitoring_is_an_engine_started_only_when_asked() -> None:
+    from ops.local import stack
+
+    assert "monitoring" not in [e.name for e in stack._select(None)]
+    assert [e.name for e in stack._select(["monitoring"])] == ["monitoring"]
+    assert stack.ENGINES["monitoring"].programs == ("prometheus",)
