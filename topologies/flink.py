@@ -57,6 +57,31 @@ PYTHON_TUNING = {
 }
 
 
+REPORTER_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
+
+def prometheus_reporter(settings: Settings, port: int) -> dict[str, str]:
+    """Configuration of Flink's Prometheus reporter on ``port``, for the local MiniCluster.
+
+    The reporter jar (jar set ``flink-metrics``, fetched by ``feedstream local fetch``) must be on
+    the JVM's own classpath: PyFlink's MiniCluster finds no reporter in ``FLINK_PLUGINS_DIR``
+    (checked: "Available factories: []"), and the PyFlink gateway appends ``HADOOP_CLASSPATH`` to
+    its JVM's classpath, so the jar goes there. Call this before the first PyFlink object is made
+    (that starts the JVM). A cluster's Flink image ships the reporter as a plugin already.
+    """
+    import os
+
+    jars = sorted((settings.cache_dir / "jars" / "flink-metrics").glob("flink-metrics-prometheus-*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"no flink-metrics-prometheus jar in {settings.cache_dir / 'jars' / 'flink-metrics'}: "
+                                "run `feedstream local fetch`")
+    current = os.environ.get("HADOOP_CLASSPATH", "")
+    if str(jars[-1]) not in current.split(os.pathsep):
+        os.environ["HADOOP_CLASSPATH"] = os.pathsep.join(p for p in (current, str(jars[-1])) if p)
+    return {"metrics.reporter.prom.factory.class": REPORTER_FACTORY, "metrics.reporter.prom.port": str(port),
+            "metrics.reporter.prom.host": settings.host}
+
+
 def local_thread_mode() -> dict[str, str]:
     """Run Python functions in the TaskManager's JVM (pemja) with this interpreter's import path.
 

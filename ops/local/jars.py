@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 from ops.local.errors import LocalStackError
 from ops.local.prereqs import ensure
 
 POMS = Path(__file__).resolve().parent / "poms"
-JAR_SETS = ("kafka", "cassandra", "flink", "apicurio")
+JAR_SETS = ("kafka", "cassandra", "flink", "flink-metrics", "apicurio")
 DISTS = ("apicurio",)  # sets whose artifact is a tar.gz to unpack
 
 
@@ -26,6 +27,22 @@ def jars_dir(cache_dir: Path, name: str) -> Path:
 
 def _stamp(pom: Path) -> str:
     return hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
+
+
+def _run_with_progress(cmd: list[str], out: Path, name: str, echo, every_s: float = 10.0,
+                       ) -> subprocess.CompletedProcess[str]:
+    """Run Maven, saying every ``every_s`` how many files it has copied into ``out`` so far."""
+    t0 = time.monotonic()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        while True:
+            try:
+                stdout, stderr = proc.communicate(timeout=every_s)
+                break
+            except subprocess.TimeoutExpired:
+                files = sum(1 for _ in out.iterdir())
+                echo(f"  … {name}: {files} files so far ({time.monotonic() - t0:.0f}s)")
+    echo(f"  {name}: done in {time.monotonic() - t0:.0f}s")
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def fetch(cache_dir: Path, name: str, echo=print) -> Path:
@@ -44,9 +61,9 @@ def fetch(cache_dir: Path, name: str, echo=print) -> Path:
     ]
     if name in DISTS:  # a whole distribution: refuse it unless its published checksum matches
         cmd.append("--strict-checksums")
-    if name == "flink":  # the sql-* jars are already shaded; their transitive deps are provided
+    if name in ("flink", "flink-metrics"):  # shaded jars; their transitive deps are provided
         cmd.append("-DexcludeTransitive=true")
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    proc = _run_with_progress(cmd, out, name, echo)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
         raise LocalStackError(

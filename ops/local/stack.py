@@ -117,7 +117,7 @@ def up(s: Settings, names: list[str] | None = None, echo=print) -> list[EngineSt
     """
     engines = _select(names)
     prereqs.ensure(sorted({p for e in engines for p in e.programs}), echo=echo)
-    for jar_set in sorted({j for e in engines for j in e.jar_sets} | {"flink"}):
+    for jar_set in sorted({j for e in engines for j in e.jar_sets} | {"flink", "flink-metrics"}):
         jars.fetch(s.cache_dir, jar_set, echo=echo)
     with ThreadPoolExecutor(max_workers=len(engines)) as pool:
         futures: dict[str, Future[EngineStatus]] = {}

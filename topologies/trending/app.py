@@ -69,9 +69,28 @@ def run_options(settings: Settings, cluster: bool | None = None) -> dict:
     }
 
 
+def flink_metrics(settings: Settings) -> dict[str, str]:
+    """Serve Flink's metrics (source lag included) on the trending port and publish it as a target."""
+    import socket
+
+    from topologies.flink import prometheus_reporter
+    from topologies.metrics import port_for, publish_target
+
+    port = port_for(settings, "trending")
+    if port == 0:  # any free port (tests): Flink's reporter takes a fixed one
+        with socket.socket() as sock:
+            sock.bind((settings.host, 0))
+            port = sock.getsockname()[1]
+    conf = prometheus_reporter(settings, port)
+    publish_target(settings.state_dir, "flink", "trending", settings.host, port)
+    return conf
+
+
 def run(settings: Settings) -> None:
     """Run the trending job in the foreground until interrupted (or until the cluster ends it)."""
     opts = run_options(settings)
+    if opts["local"]:  # Flink's Prometheus reporter; Prometheus finds it under the state dir
+        opts["extra"] = flink_metrics(settings)
     client = start(settings, job_config(settings), **opts)
     try:
         client.get_job_execution_result().result()
