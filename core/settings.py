@@ -120,6 +120,8 @@ class ApiSettings(BaseSettings):
     api_linger_ms: int = Field(default=2, ge=0, description="producer batching delay")
     api_retry_after_s: int = Field(default=2, ge=1, description="Retry-After sent with 503")
     api_durable_ownership: bool = Field(default=True, description="on a Redis miss, look authors up in Cassandra")
+    api_metrics: bool = Field(default=True, description="serve GET /metrics and count every request "
+                                                    "(off: to measure what metrics cost)")
     ranker: Literal["auto", "lightgbm", "heuristic"] = Field(
         default="auto", description="feed ranker: LightGBM if its artifact loads (auto), or one named")
 

@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
     app.include_router(trending.router)  # carries its own /v1/trending prefix
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
-    metrics.install(app)  # GET /metrics; it times everything inside it
+    if effective.api_metrics:
+        metrics.install(app)  # GET /metrics; it times everything inside it
     app.add_middleware(RequestId)  # outermost: every log line of a request carries its id
     return app

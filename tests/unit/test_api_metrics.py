@@ -82,3 +82,12 @@ def test_breakers_and_live_readers_are_read_at_scrape_time() -> None:
     assert value(client.get("/metrics").text, "feedstream_circuit_breaker_state", breaker="redis") == 0
     Reads.redis_breaker.failure()
     assert value(client.get("/metrics").text, "feedstream_circuit_breaker_state", breaker="redis") == 2
+
+
+def test_metrics_can_be_switched_off_to_measure_their_cost() -> None:
+    from core.settings import Settings
+    from serving.app import create_app
+
+    secret = "unit-secret-unit-secret-unit-secret-0123"
+    assert TestClient(create_app(Settings(jwt_secret=secret))).get("/metrics").status_code == 200
+    assert TestClient(create_app(Settings(jwt_secret=secret, api_metrics=False))).get("/metrics").status_code == 404
