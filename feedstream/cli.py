@@ -17,6 +17,31 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    """The installed feedstream version (the project's, when run from a checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("feedstream")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"feedstream {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(False, "--version", help="print the version and exit",
+                                      callback=_show_version, is_eager=True),
+) -> None:
+    """feedstream: run the local stack, topics, topologies, API, demo data and benchmarks."""
+
+
 def _mount() -> None:
     for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{_commands.__name__}.{info.name}")

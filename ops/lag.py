@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from core.settings import Settings
 
-# topology -> (consumer group, source topics); Faust groups are feedstream-<name>
+# topology -> (consumer group, source topics); Faust groups are feedstream-<name>; the trending
+# Flink job's Kafka source commits its group's offsets on each checkpoint
 TOPOLOGY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "graph": ("feedstream-graph", ("graph.v1",)),
     "fanout": ("feedstream-fanout", ("posts.v1",)),
     "engagement": ("feedstream-engagement", ("engagements.v1", "graph.v1")),
     "users": ("feedstream-users", ("users.v1", "engagements.v1")),
+    "trending": ("trending", ("posts.v1", "engagements.v1")),
 }
 
 
@@ -51,3 +55,21 @@ def topology_lag(settings: Settings, timeout_s: float = 5.0) -> list[Lag]:
         finally:
             c.close()
     return out
+
+
+def scraped(settings: Settings, name: str, metric: str, timeout_s: float = 2.0) -> float | None:
+    """The sum of ``metric`` on topology ``name``'s worker ``/metrics`` (None: no worker answers).
+
+    The same numbers the local Prometheus scrapes (the worker published its port under the state dir).
+    """
+    from topologies.metrics import read_target
+
+    target = read_target(settings.state_dir, "topology", name)
+    if target is None:
+        return None
+    try:
+        text = httpx.get(f"http://{target}/metrics", timeout=timeout_s).text
+    except httpx.HTTPError:
+        return None
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+               if s.name == metric)

@@ -13,7 +13,7 @@ console = Console(highlight=False)
 def command(
     force: bool = typer.Option(False, help="load again even if the marker says the world is loaded"),
     users: int = typer.Option(200, help="users in the world"),
-    seed: int = typer.Option(42, help="random seed of the world"),
+    seed: int = typer.Option(42, "--random-seed", "--seed", help="random seed of the world (the same seed builds the same world)"),
 ) -> None:
     """Load a demo-sized world (power-law follows, celebrities, posts, engagements) through the public API."""
     from dataclasses import replace

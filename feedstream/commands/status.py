@@ -8,7 +8,7 @@ from rich.table import Table
 
 from core.settings import get_settings
 from ops import platform
-from ops.lag import topology_lag
+from ops.lag import scraped, topology_lag
 from ops.local import stack
 
 NAME = "status"
@@ -27,6 +27,9 @@ def _fmt(st: stack.EngineStatus) -> list[str]:
 def command() -> None:
     """Show engines and services (pid, port, health, uptime, RSS, restarts) and each topology's lag.
 
+    Lag is shown twice: from the consumer groups' committed offsets (every topology, the trending
+    job included), and as the workers publish it on their /metrics (what Prometheus scrapes).
+
     Exits 1 if an engine or service is not healthy.
     """
     s = get_settings()
@@ -37,9 +40,12 @@ def command() -> None:
     console.print(table)
     try:
         lags = topology_lag(s)
-        lag_table = Table("topology", "consumer group", "committed", "end", "lag (records)")
+        lag_table = Table("topology", "consumer group", "committed", "end", "lag (records)",
+                          "lag (worker /metrics)")
         for lag in lags:
-            lag_table.add_row(lag.topology, lag.group, str(lag.committed), str(lag.end), str(lag.lag))
+            live = scraped(s, lag.topology, "feedstream_consumer_lag")
+            lag_table.add_row(lag.topology, lag.group, str(lag.committed), str(lag.end), str(lag.lag),
+                              "-" if live is None else f"{live:.0f}")
         console.print(lag_table)
     except Exception as exc:  # Kafka down: the table above already says so
         console.print(f"[yellow]lag unavailable:[/yellow] {exc}")

@@ -8,7 +8,7 @@ import typer
 
 NAME = "topics"
 app = typer.Typer(
-    help="Create and inspect the catalog's Kafka topics and register their Avro schemas.",
+    help="Create, list and describe the catalog's Kafka topics and register their Avro schemas.",
     no_args_is_help=True,
 )
 
@@ -97,3 +97,37 @@ def list_(bootstrap: Bootstrap = None, all_topics: Annotated[bool, typer.Option(
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+@app.command("describe")
+def describe(topic: Annotated[str, typer.Argument(help="a catalog topic, e.g. posts.v1")]) -> None:
+    """Show a topic: key, partitions, retention, record types with their schemas, and its newest record decoded."""
+    import json
+
+    from core.settings import get_settings
+    from ops.topic_info import describe as info_of
+    from streams.catalog import BY_NAME
+
+    if topic not in BY_NAME:
+        typer.echo(f"error: {topic!r} is not in the catalog; one of: {', '.join(sorted(BY_NAME))}", err=True)
+        raise typer.Exit(2)
+    info = info_of(get_settings(), topic)
+    t = info.topic
+    typer.echo(f"{t.name}: {t.description}")
+    typer.echo(f"  key:         {t.key_field}" + "".join(f", {r}: {f}" for r, f in t.key_overrides))
+    have = "missing on the broker" if info.broker_partitions is None else f"{info.broker_partitions} on the broker"
+    typer.echo(f"  partitions:  {t.partitions} in the catalog, {have}")
+    typer.echo(f"  cleanup:     {t.cleanup_policy}, retention {_retention(t.retention_ms)}")
+    if info.end_offsets:
+        typer.echo("  end offsets: " + ", ".join(f"p{p}={o}" for p, o in sorted(info.end_offsets.items())))
+    typer.echo("  records:")
+    for record, fields in info.records.items():
+        typer.echo(f"    {record}")
+        for name, kind in fields:
+            typer.echo(f"      {name}: {kind}")
+    if info.sample is None:
+        typer.echo("  sample:      (no records yet)")
+    else:
+        p, o = info.sample_at or (0, 0)
+        typer.echo(f"  sample:      {info.sample.name} at partition {p}, offset {o}")
+        typer.echo("    " + json.dumps(info.sample.value, default=str, indent=2).replace("\n", "\n    "))

@@ -11,8 +11,8 @@ import typer
 from core.settings import get_settings
 
 NAME = "topology"
-app = typer.Typer(help="Run, replay and inspect topologies (graph, fanout, engagement, trending).",
-                  no_args_is_help=True)
+app = typer.Typer(help="List, run, health-check and replay topologies (graph, fanout, engagement, users, "
+                       "trending).", no_args_is_help=True)
 
 
 class TopologyName(str, Enum):
@@ -27,7 +27,8 @@ class TopologyName(str, Enum):
 def run(name: Annotated[TopologyName, typer.Argument(help="which topology")]) -> None:
     """Run one topology worker in the foreground until interrupted (Ctrl-C).
 
-    Each topology lives in ``topologies/<name>/app.py`` and exposes ``run(settings)``.
+    Each topology lives in topologies/NAME/app.py and exposes run(settings). The worker serves
+    /metrics, /livez and /readyz on its metrics port (FEEDSTREAM_WORKER_METRICS_PORT).
     """
     try:
         module = importlib.import_module(f"topologies.{name.value}.app")
@@ -44,8 +45,8 @@ def health(
 ) -> None:
     """Exit 0 if the worker's heartbeat is fresh (it is alive and making progress), else 1.
 
-    The liveness and startup probe of the Kubernetes workers (``python -m topologies.health``
-    is the same check without the CLI's imports).
+    The heartbeat-file check (python -m topologies.health is the same check without the CLI's
+    imports); Kubernetes probes the worker's /livez instead.
     """
     from topologies import health as worker_health
 
@@ -70,11 +71,11 @@ def replay(
 ) -> None:
     """Replay a topology from offset 0 (idempotent: the same events leave the same timelines).
 
-    By default, resets the committed offsets of the stopped worker group ``feedstream-NAME`` to the
-    start of its source topic, so the next ``feedstream topology run NAME`` re-applies the whole log.
+    By default, resets the committed offsets of the stopped worker group feedstream-NAME to the
+    start of its source topic, so the next `feedstream topology run NAME` re-applies the whole log.
     Stop the topology's workers first: a group with active members is refused.
 
-    With ``--in-process``, rebuilds graph and timelines together in this process (both topics, in
+    With --in-process, rebuilds graph and timelines together in this process (both topics, in
     timestamp order, exactly reproducing bounded back-fills) and exits when caught up.
     """
     from topologies import replay as rp
@@ -101,3 +102,24 @@ def replay(
         raise typer.Exit(1) from exc
     typer.echo(f"{what}: " + ", ".join(f"p{p}->{o}" for p, o in sorted(lows.items())))
     typer.echo(f"now run: feedstream topology run {name.value}")
+
+
+@app.command("list")
+def list_() -> None:
+    """Show every topology with its state, lag, throughput and restarts.
+
+    State and restarts come from the processes `feedstream up` runs; lag from the consumer groups'
+    committed offsets (the trending job's too); throughput from the workers' /metrics (events
+    applied per second over one second).
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from ops.topologies import overview
+
+    table = Table("topology", "state", "lag (records)", "events/s", "restarts", "metrics")
+    for row in overview(get_settings()):
+        table.add_row(row.name, row.state, "-" if row.lag is None else str(row.lag),
+                      "-" if row.throughput is None else f"{row.throughput:.1f}",
+                      "-" if row.restarts is None else str(row.restarts), row.target or "-")
+    Console(highlight=False).print(table)

@@ -91,3 +91,12 @@ def test_monitoring_is_an_engine_started_only_when_asked() -> None:
     assert "monitoring" not in [e.name for e in stack._select(None)]
     assert [e.name for e in stack._select(["monitoring"])] == ["monitoring"]
     assert stack.ENGINES["monitoring"].programs == ("prometheus",)
+
+
+def test_topology_list_states() -> None:
+    from ops.topologies import row_state
+
+    assert row_state(True, None, False) == "live"  # a worker not started by `up` (k8s, tests, by hand)
+    assert row_state(False, 123, True) == "not live"
+    assert row_state(None, 123, True) == "running" and row_state(None, 123, False) == "restarting"
+    assert row_state(False, None, False) == "stopped" and row_state(None, None, False) == "stopped"
