@@ -349,8 +349,10 @@ def test_api_probes_hit_routes_the_api_serves() -> None:
     c = api["spec"]["template"]["spec"]["containers"][0]
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    annotations = api["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
     source = "\n".join(p.read_text() for p in (REPO / "serving").rglob("*.py"))
-    for path in ("/readyz", "/healthz"):
+    for path in ("/readyz", "/healthz", "/metrics"):
         assert f'"{path}"' in source, f"the API serves no {path}"
 
 
