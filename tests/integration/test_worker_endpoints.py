@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -56,7 +57,7 @@ def running(stack: Settings, tmp_path_factory: pytest.TempPathFactory):
         for n in NAMES:
             wait_until(lambda n=n: (r := _get(urls[n] + "/readyz")) is not None and r.status_code == 200, 180,
                        interval_s=1)
-        yield s, urls, procs
+        yield s, urls, procs, tmp
     finally:
         for p in procs.values():
             if p.poll() is None:
@@ -65,7 +66,7 @@ def running(stack: Settings, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_metrics_after_traffic(running) -> None:
-    s, urls, _procs = running
+    s, urls, _procs, logs = running
     author = f"m{uuid.uuid4().hex[:10]}"
     with EventProducer(s) as producer:
         producer.send("UserRegistered", new_event(author, user_id=author, handle=author, display_name=author,
@@ -93,10 +94,13 @@ def test_metrics_after_traffic(running) -> None:
         assert f'feedstream_worker_live{{topology="{name}"}} 1.0' in text
     wait_until(lambda: 'feedstream_consumer_lag{partition="0",topic="posts.v1",topology="fanout"}'
                in httpx.get(urls["fanout"] + "/metrics", timeout=5).text, 30)
+    # the worker logs JSON lines off a terminal: the dead letter's warning among them
+    lines = [json.loads(x) for x in (logs / "users.log").read_text().splitlines() if x.startswith("{")]
+    assert any(x["level"] == "WARNING" and x["msg"].startswith("dead-lettered users.v1") for x in lines)
 
 
 def test_a_sigstopped_worker_turns_livez_red_within_the_probe_timeout(running) -> None:
-    _s, urls, procs = running
+    _s, urls, procs, _logs = running
     live = urls["users"] + "/livez"
     assert httpx.get(live, timeout=5).status_code == 200
     os.killpg(procs["users"].pid, signal.SIGSTOP)
