@@ -57,11 +57,13 @@ def health(
 class ReplayName(str, Enum):
     graph = "graph"
     fanout = "fanout"
+    search = "search"
 
 
 @app.command()
 def replay(
-    name: Annotated[ReplayName, typer.Argument(help="which topology to replay (graph or fanout)")],
+    name: Annotated[ReplayName, typer.Argument(help="which topology to replay (graph, fanout or search: "
+                                                    "search rebuilds a fresh index, then swaps the alias)")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do it without asking")] = False,
     in_process: Annotated[bool, typer.Option(
         "--in-process", help="instead of resetting the group, apply graph.v1 and posts.v1 from offset 0 "
@@ -81,6 +83,9 @@ def replay(
     from topologies import replay as rp
 
     settings = get_settings()
+    if name is ReplayName.search:
+        _replay_search(yes)
+        return
     if in_process:
         what = (f"apply graph.v1 and posts.v1 from offset 0 to keyspace {settings.keyspace!r} "
                 f"and Redis {settings.redis_url}")
@@ -102,3 +107,16 @@ def replay(
         raise typer.Exit(1) from exc
     typer.echo(f"{what}: " + ", ".join(f"p{p}->{o}" for p, o in sorted(lows.items())))
     typer.echo(f"now run: feedstream topology run {name.value}")
+
+
+def _replay_search(yes: bool) -> None:
+    from topologies.search.replay import rebuild
+
+    settings = get_settings()
+    if not yes and not typer.confirm(f"rebuild {settings.search_alias!r} from users.v1, posts.v1 and "
+                                     "engagement-counts.v1 into a fresh index, then swap the alias?"):
+        raise typer.Exit(1)
+    st = rebuild(settings)
+    typer.echo(f"rebuilt {st.index} from {st.records} records ({st.skipped} skipped, {st.caught_up} caught up "
+               f"after the swap) in {st.seconds:.1f}s; alias {settings.search_alias} -> {st.index}; "
+               f"dropped {', '.join(st.old) or 'nothing'}")
