@@ -20,6 +20,7 @@ from serving.routers import (
     reads_notifications,
     reads_posts,
     reads_users,
+    search,
     system,
     trending,
     writes_engagements,
@@ -45,6 +46,7 @@ V1_ROUTERS: list[APIRouter] = [
     reads_users.router,
     reads_notifications.router,
     realtime.router,
+    search.router,
 ]
 WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1", "graph.v1", "engagements.v1")
                       for r in t.value_schemas)

@@ -271,10 +271,16 @@ def user_query(q: str, reader: Reader, *, limit: int, after: list[Any] | None = 
     return body
 
 
-def hashtag_query(prefix: str, reader: Reader, *, size: int = 200) -> dict[str, Any]:
+def literal_regex(text: str) -> str:
+    """``text`` as a Lucene regular expression matching exactly it (every non-alphanumeric escaped)."""
+    return "".join(ch if ch.isalnum() else "\\" + ch for ch in text)
+
+
+def hashtag_query(prefix: str, reader: Reader, *, size: int = 50) -> dict[str, Any]:
     """Hashtags starting with ``prefix`` on posts ``reader`` may see, by number of posts."""
     return {"size": 0, "query": {"bool": {"filter": [post_filter(reader), {"prefix": {"hashtags": prefix}}]}},
-            "aggs": {"tags": {"terms": {"field": "hashtags", "size": size}}}}
+            "aggs": {"tags": {"terms": {"field": "hashtags", "size": size,
+                                        "include": literal_regex(prefix) + ".*"}}}}
 
 
 def handle_prefix_query(prefix: str, reader: Reader, *, limit: int) -> dict[str, Any]:
