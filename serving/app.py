@@ -47,6 +47,7 @@ V1_ROUTERS: list[APIRouter] = [
     reads_notifications.router,
     realtime.router,
     search.router,
+    search.discover_router,
 ]
 WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1", "graph.v1", "engagements.v1")
                       for r in t.value_schemas)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opensearchpy import OpenSearch, helpers
+from opensearchpy.exceptions import RequestError
 
 VERSION_SHIFT = 20  # room for 2**20 popularity updates between two content versions of a post
 
@@ -58,10 +59,17 @@ MAPPING: dict[str, Any] = {
                        "fields": {"text": {"type": "text", "analyzer": "text"}}},
             "display_name": {"type": "text", "analyzer": "text"},
             "bio": {"type": "text", "analyzer": "text"},
+            "engaged": {"type": "keyword", "index": False},  # interest docs: posts liked or commented on
         },
     },
 }
 
+INTEREST_CAP = 100  # an interest document keeps the newest posts a user engaged with
+INTEREST_SCRIPT = ("def l = ctx._source.engaged; if (l == null) { l = new ArrayList(); ctx._source.engaged = l; } "
+                   "int i = l.indexOf(params.pid); "
+                   "if (params.add) { if (i >= 0) { ctx.op = 'none'; } else { l.add(params.pid); "
+                   "while (l.size() > params.cap) { l.remove(0); } } } "
+                   "else { if (i < 0) { ctx.op = 'none'; } else { l.remove(i); } }")
 POPULARITY_SCRIPT = ("if (ctx._source.popularity != null && ctx._source.popularity == params.p) "
                      "{ ctx.op = 'none' } else { ctx._source.popularity = params.p }")
 
@@ -77,6 +85,10 @@ def post_doc_id(post_id: int) -> str:
 
 def user_doc_id(user_id: str) -> str:
     return f"u:{user_id}"
+
+
+def interest_doc_id(user_id: str) -> str:
+    return f"i:{user_id}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ class BulkStats:
 
 def client(url: str, timeout_s: float = 10.0) -> OpenSearch:
     """A sync client (workers, CLI, tests); the API uses :class:`opensearchpy.AsyncOpenSearch`."""
-    return OpenSearch(hosts=[url], timeout=timeout_s, max_retries=2, retry_on_timeout=True)
+    return OpenSearch(hosts=[url], timeout=timeout_s, max_retries=2, retry_on_timeout=True, pool_maxsize=8)
 
 
 def create_index(os_: OpenSearch, alias: str) -> str:
@@ -111,16 +123,17 @@ def create_index(os_: OpenSearch, alias: str) -> str:
 
 
 def ensure_alias(os_: OpenSearch, alias: str) -> str:
-    """The index behind ``alias``, creating both if absent (idempotent)."""
-    if os_.indices.exists_alias(name=alias):
-        return next(iter(os_.indices.get_alias(name=alias)))
-    name = create_index(os_, alias)
-    try:
-        os_.indices.put_alias(index=name, name=alias)
-    except Exception:  # another worker won the race: use its index
-        os_.indices.delete(index=name, ignore_unavailable=True)
-        if not os_.indices.exists_alias(name=alias):
-            raise
+    """The index behind ``alias``, creating ``<alias>-initial`` with the alias if there is none.
+
+    Safe when several workers race: the index and its alias are created in one request under a
+    fixed name, so only one creation succeeds and the others find it.
+    """
+    if not os_.indices.exists_alias(name=alias):
+        try:
+            os_.indices.create(index=f"{alias}-initial", body={**MAPPING, "aliases": {alias: {}}})
+        except RequestError as exc:
+            if exc.error != "resource_already_exists_exception":
+                raise
     return next(iter(os_.indices.get_alias(name=alias)))
 
 
@@ -136,22 +149,30 @@ def swap_alias(os_: OpenSearch, alias: str, new_index: str, *, delete_old: bool 
     return old
 
 
-def bulk_actions(index: str, writes: Sequence[Write], popularity: dict[int, int]) -> list[dict[str, Any]]:
-    """Bulk actions: versioned index ops, then scripted popularity updates (no upsert)."""
+def bulk_actions(index: str, writes: Sequence[Write], popularity: dict[int, int],
+                 interests: Sequence[tuple[str, int, bool]] = ()) -> list[dict[str, Any]]:
+    """Bulk actions: versioned index ops, scripted popularity updates (no upsert), then interest
+    updates ``(user_id, post_id, engaged)`` (upserted; a repeat is a no-op)."""
     acts: list[dict[str, Any]] = [
         {"_op_type": "index", "_index": index, "_id": w.doc_id, "version": w.version,
          "version_type": "external", "_source": w.doc} for w in writes]
     acts += [{"_op_type": "update", "_index": index, "_id": post_doc_id(pid), "retry_on_conflict": 3,
               "script": {"source": POPULARITY_SCRIPT, "lang": "painless", "params": {"p": p}}}
              for pid, p in popularity.items()]
+    acts += [{"_op_type": "update", "_index": index, "_id": interest_doc_id(u), "retry_on_conflict": 5,
+              "upsert": {"kind": "interest", "user_id": u, "engaged": [str(pid)] if add else []},
+              "script": {"source": INTEREST_SCRIPT, "lang": "painless",
+                         "params": {"pid": str(pid), "add": add, "cap": INTEREST_CAP}}}
+             for u, pid, add in interests]
     return acts
 
 
 def apply(os_: OpenSearch, index: str, writes: Sequence[Write], popularity: dict[int, int] | None = None,
-          *, refresh: bool = False) -> BulkStats:
-    """Send ``writes`` and ``popularity`` in one bulk call; version conflicts are stale, not errors."""
+          interests: Sequence[tuple[str, int, bool]] = (), *, refresh: bool = False) -> BulkStats:
+    """Send ``writes``, ``popularity`` and ``interests`` in one bulk call; version conflicts are
+    stale, not errors."""
     stats = BulkStats()
-    acts = bulk_actions(index, writes, popularity or {})
+    acts = bulk_actions(index, writes, popularity or {}, interests)
     if not acts:
         return stats
     for ok, item in helpers.streaming_bulk(os_, acts, raise_on_error=False, raise_on_exception=True,
@@ -295,3 +316,38 @@ def hashtag_buckets(res: dict[str, Any], prefix: str, limit: int) -> list[dict[s
            for b in res.get("aggregations", {}).get("tags", {}).get("buckets", [])
            if b["key"].startswith(prefix)]
     return out[:limit]
+
+
+# ---------------------------------------------------------------- the interest feed
+def own_posts_query(user_id: str, limit: int = 20) -> dict[str, Any]:
+    """The user's newest live posts (ids only): part of their interest profile."""
+    return {"size": limit, "_source": False, "sort": [{"created_at": "desc"}],
+            "query": {"bool": {"filter": [{"term": {"kind": "post"}}, {"term": {"author_id": user_id}}],
+                               "must_not": [{"term": {"deleted": True}}]}}}
+
+
+def interest_query(reader: Reader, like_ids: Sequence[str], *, since_ms: int, limit: int,
+                   exclude_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """Recent posts like ``like_ids`` (more_like_this on text and hashtags) by authors ``reader``
+    neither is nor follows, filtered as every search is; ties broken by popularity."""
+    filters = [post_filter(reader), {"range": {"created_at": {"gte": since_ms}}}]
+    not_authors = sorted({reader.user_id, *reader.following})
+    mlt = {"more_like_this": {"fields": ["text.en", "hashtags"], "like": [{"_id": i} for i in like_ids],
+                              "min_term_freq": 1, "min_doc_freq": 1, "max_query_terms": 40,
+                              "minimum_should_match": "1"}}
+    query = {"bool": {"must": [mlt], "filter": filters,
+                      "must_not": [{"terms": {"author_id": not_authors}}, {"ids": {"values": list(exclude_ids)}}]}}
+    return {"size": limit, "track_total_hits": False,
+            "_source": ["post_id", "author_id", "text", "hashtags", "visibility", "created_at", "popularity"],
+            "query": {"function_score": {"query": query, "boost_mode": "sum", "functions": [
+                {"field_value_factor": {"field": "popularity", "modifier": "log1p", "factor": 0.1, "missing": 0}}]}}}
+
+
+def popular_query(reader: Reader, *, since_ms: int, limit: int) -> dict[str, Any]:
+    """The baseline: the most popular recent posts of unfollowed authors the reader may see."""
+    not_authors = sorted({reader.user_id, *reader.following})
+    return {"size": limit, "track_total_hits": False,
+            "_source": ["post_id", "author_id", "text", "hashtags", "visibility", "created_at", "popularity"],
+            "sort": [{"popularity": {"order": "desc", "missing": 0}}, {"created_at": "desc"}],
+            "query": {"bool": {"filter": [post_filter(reader), {"range": {"created_at": {"gte": since_ms}}}],
+                               "must_not": [{"terms": {"author_id": not_authors}}]}}}

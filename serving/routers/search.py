@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from opensearchpy import AsyncOpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import NotFoundError, TransportError
@@ -24,6 +25,7 @@ from core.settings import Settings
 from serving.deps import CurrentUser, ReadRateLimited
 from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadEngines, ReadsDep
+from serving.payloads import USER_ID_PATTERN
 from serving.readers.base import Down, Unavailable
 from stores import graph
 from stores import search as idx
@@ -159,3 +161,46 @@ async def suggest(request: Request, user: CurrentUser, e: ReadsDep,
         out["handles"] = [{"user_id": h["_source"]["user_id"], "handle": h["_source"].get("handle"),
                            "display_name": h["_source"].get("display_name")} for h in res["hits"]["hits"]]
     return out
+
+
+# ---------------------------------------------------------------- the interest feed
+discover_router = APIRouter(prefix="/users/{user_id}", tags=["search"], dependencies=[ReadRateLimited],
+                            responses=READ_LIMITED)
+DISCOVER_DAYS = 7
+
+
+@discover_router.get("/discover", summary="Recent posts of unfollowed authors on the caller's interests",
+                     responses=read_responses(401, 403, 503, e403="only the user may read their discover feed",
+                                              e503=E503))
+async def discover(request: Request, user_id: Annotated[str, Path(pattern=USER_ID_PATTERN)], user: CurrentUser,
+                   e: ReadsDep, limit: Limit = 20) -> dict[str, Any]:
+    """Posts like those the caller liked, commented on or wrote (``more_like_this``), from the last
+    7 days, by authors the caller does not follow, filtered as every search is. With no interests
+    yet, the most popular such posts (``basis: popular``)."""
+    if user_id != user:
+        raise HTTPException(403, "only the user may read their discover feed")
+    s: Settings = request.app.state.settings
+    reader = await e.run(reader_facts, e, user)
+    client = search_client(request)
+    like = await interest_ids(request, client, s.search_alias, user)
+    since = int(time.time() * 1000) - DISCOVER_DAYS * 86_400_000
+    if like:
+        res = await _search(request, idx.interest_query(reader, like, since_ms=since, limit=limit, exclude_ids=like))
+        basis = "interests"
+    else:
+        res = await _search(request, idx.popular_query(reader, since_ms=since, limit=limit))
+        basis = "popular"
+    return {"items": [_post_item(h) for h in res["hits"]["hits"]], "basis": basis}
+
+
+async def interest_ids(request: Request, client: AsyncOpenSearch, alias: str, user: str) -> list[str]:
+    """Document ids of the posts ``user`` engaged with (newest 50) and wrote (newest 20)."""
+    try:
+        doc = await client.get(index=alias, id=idx.interest_doc_id(user), _source_includes="engaged")
+        engaged = [idx.post_doc_id(int(p)) for p in doc["_source"].get("engaged", [])[-50:]]
+    except NotFoundError:
+        engaged = []
+    except (OSConnectionError, TransportError):
+        engaged = []  # _search below answers 503 if OpenSearch is down
+    own = [h["_id"] for h in (await _search(request, idx.own_posts_query(user)))["hits"]["hits"]]
+    return list(dict.fromkeys([*engaged, *own]))

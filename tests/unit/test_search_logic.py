@@ -97,3 +97,25 @@ def test_user_input_is_only_ever_a_value(q: str) -> None:
     must = search.post_query(q, reader, limit=5)["query"]["function_score"]["query"]["bool"]["must"][0]
     if words:
         assert must["bool"]["should"][0] == {"match": {"text": {"query": words, "operator": "and"}}}
+
+
+def test_likes_and_comments_build_interests_and_other_engagements_are_ignored() -> None:
+    events = [("Liked", {"user_id": "r", "post_id": 5, "post_author_id": "a"}),
+              ("CommentAdded", {"user_id": "r", "post_id": 6, "post_author_id": "a", "comment_id": 1}),
+              ("Unliked", {"user_id": "r", "post_id": 5, "post_author_id": "a"}),
+              ("Shared", {"user_id": "r", "post_id": 7}), ("Liked", {"post_id": 8})]
+    p = logic.plan(events, {})
+    assert p.interests == [("r", 5, True), ("r", 6, True), ("r", 5, False)]
+    assert [i for i, _ in p.refused] == [4]
+    acts = search.bulk_actions("ix", [], {}, p.interests)
+    assert {a["_id"] for a in acts} == {"i:r"} and acts[0]["script"]["params"]["pid"] == "5"
+
+
+def test_interest_query_excludes_the_reader_followees_and_seen_posts() -> None:
+    r = search.Reader("me", following=frozenset({"f1"}))
+    body = search.interest_query(r, ["p:1", "p:2"], since_ms=123, limit=20, exclude_ids=["p:1", "p:2"])
+    q = body["query"]["function_score"]["query"]["bool"]
+    assert q["must"][0]["more_like_this"]["like"] == [{"_id": "p:1"}, {"_id": "p:2"}]
+    assert {"terms": {"author_id": ["f1", "me"]}} in q["must_not"]
+    assert {"ids": {"values": ["p:1", "p:2"]}} in q["must_not"]
+    assert {"range": {"created_at": {"gte": 123}}} in q["filter"] and search.post_filter(r) in q["filter"]

@@ -1,4 +1,4 @@
-"""Search worker: posts.v1, users.v1 and engagement-counts.v1 -> the OpenSearch index (bulk API).
+"""Search worker: posts.v1, users.v1, engagement-counts.v1 and engagements.v1 -> OpenSearch (bulk API).
 
 One batch agent per source topic; each batch is planned by :func:`topologies.search.logic.plan`
 (over the indexed documents it edits, read with a realtime multi-get) and written by one bulk call
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,7 @@ import faust
 
 from core.settings import Settings
 from stores import search
-from streams.catalog import ENGAGEMENT_COUNTS, POSTS, USERS
+from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, POSTS, USERS
 from streams.errors import PoisonRecord, StreamsError
 from streams.serde import Serde
 from topologies.faust_runtime import (
@@ -33,9 +34,13 @@ from topologies.faust_runtime import (
 )
 from topologies.search.logic import COUNT_RECORDS, POST_RECORDS, USER_RECORDS, needs_current, plan
 
+ENGAGEMENT_RECORDS = ("Liked", "Unliked", "CommentAdded", "CommentDeleted", "Shared", "ReactionAdded",
+                      "ReactionRemoved")  # every engagements.v1 record; plan() uses likes and comments
+
 log = logging.getLogger(__name__)
-SOURCES = (POSTS, USERS, ENGAGEMENT_COUNTS)
-RECORDS = {POSTS.name: POST_RECORDS, USERS.name: USER_RECORDS, ENGAGEMENT_COUNTS.name: COUNT_RECORDS}
+SOURCES = (POSTS, USERS, ENGAGEMENT_COUNTS, ENGAGEMENTS)
+RECORDS = {POSTS.name: POST_RECORDS, USERS.name: USER_RECORDS, ENGAGEMENT_COUNTS.name: COUNT_RECORDS,
+           ENGAGEMENTS.name: ENGAGEMENT_RECORDS}
 
 
 class IndexError_(StreamsError):
@@ -49,6 +54,7 @@ class Index:
         self.settings = settings
         self._target = target
         self._client: Any = None
+        self._lock = threading.Lock()
 
     @property
     def client(self) -> Any:
@@ -58,9 +64,10 @@ class Index:
 
     @property
     def target(self) -> str:
-        if self._target is None:
-            search.ensure_alias(self.client, self.settings.search_alias)
-            self._target = self.settings.search_alias
+        with self._lock:  # the agents' threads share it
+            if self._target is None:
+                search.ensure_alias(self.client, self.settings.search_alias)
+                self._target = self.settings.search_alias
         return self._target
 
 
@@ -75,7 +82,7 @@ def process_batch(index: Index, recs: Sequence[SourceRecord], *, refresh: bool =
     events = [(r.name, r.value) for r in recs]
     current = search.get_docs(index.client, index.target, needs_current(events))
     p = plan(events, current)
-    stats = search.apply(index.client, index.target, p.writes, p.popularity, refresh=refresh)
+    stats = search.apply(index.client, index.target, p.writes, p.popularity, p.interests, refresh=refresh)
     if stats.errors:
         raise IndexError_(f"{len(stats.errors)} bulk write(s) failed, first: {stats.errors[0]}")
     return [(recs[i], exc) for i, exc in p.refused]

@@ -4,6 +4,8 @@
   ``created_at`` and popularity); ``PostDeleted`` writes a tombstone (text and tags dropped).
 - ``UserRegistered`` writes a profile; ``ProfileUpdated`` merges its non-null fields over it.
 - ``EngagementCount`` running totals (window fields null) set a post's popularity bucket.
+- ``Liked``/``CommentAdded`` add the post to the user's interest document, ``Unliked`` removes
+  it (other engagements are ignored); the interest feed finds posts like those.
 - Moderation verdicts (issue 17) will set ``hidden`` on the post document: :func:`verdict_write`
   is the hook; readers already exclude ``hidden`` posts (:func:`stores.search.post_filter`).
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.clock import millis
@@ -26,6 +28,7 @@ from streams.errors import PoisonRecord
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
 USER_RECORDS = ("UserRegistered", "ProfileUpdated")
 COUNT_RECORDS = ("EngagementCount",)
+INTEREST_RECORDS = ("Liked", "Unliked", "CommentAdded")  # engagements.v1: the interest profile
 PROFILE_FIELDS = ("display_name", "bio")
 
 
@@ -49,6 +52,9 @@ def check_record(name: str, v: Mapping[str, Any]) -> None:
     elif name == "ProfileUpdated":
         if not v.get("user_id"):
             raise PoisonRecord("ProfileUpdated without user_id")
+    elif name in INTEREST_RECORDS:
+        if not v.get("user_id") or v.get("post_id") is None:
+            raise PoisonRecord(f"{name} without user_id or post_id")
     elif name not in COUNT_RECORDS:
         raise PoisonRecord(f"unexpected record {name}")
 
@@ -110,6 +116,7 @@ class Plan:
     writes: list[Write]
     popularity: dict[int, int]
     refused: list[tuple[int, PoisonRecord]]
+    interests: list[tuple[str, int, bool]] = field(default_factory=list)
 
 
 def plan(events: Sequence[tuple[str, Mapping[str, Any]]], current: Mapping[str, Mapping[str, Any]]) -> Plan:
@@ -123,9 +130,15 @@ def plan(events: Sequence[tuple[str, Mapping[str, Any]]], current: Mapping[str, 
     best: dict[str, Write] = {}
     pop: dict[int, int] = {}
     refused: list[tuple[int, PoisonRecord]] = []
+    interests: list[tuple[str, int, bool]] = []
     for i, (name, v) in enumerate(events):
         try:
+            if name not in (*POST_RECORDS, *USER_RECORDS, *COUNT_RECORDS, *INTEREST_RECORDS):
+                continue  # engagements.v1 carries shares and reactions too: not interests
             check_record(name, v)
+            if name in INTEREST_RECORDS:
+                interests.append((v["user_id"], int(v["post_id"]), name != "Unliked"))
+                continue
             if name in POST_RECORDS:
                 w = post_write(name, v, docs.get(post_doc_id(v["post_id"])))
             elif name in USER_RECORDS:
@@ -147,7 +160,7 @@ def plan(events: Sequence[tuple[str, Mapping[str, Any]]], current: Mapping[str, 
     for w in writes:  # a post written in this batch carries the batch's popularity itself
         if w.doc.get("kind") == "post" and w.doc["post_id"] in pop:
             w.doc["popularity"] = pop.pop(w.doc["post_id"])
-    return Plan(writes, pop, refused)
+    return Plan(writes, pop, refused, interests)
 
 
 def needs_current(events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[str]:

@@ -1,7 +1,7 @@
 """``feedstream topology replay search``: rebuild the index from the log into a fresh index, swap the alias.
 
-1. Create ``<alias>-<ms>`` (empty, current mapping) and apply users.v1, posts.v1 and then
-   engagement-counts.v1 from their first offsets to the ends seen at the start, with the worker's
+1. Create ``<alias>-<ms>`` (empty, current mapping) and apply users.v1, posts.v1, then
+   engagement-counts.v1 and engagements.v1 from their first offsets to the ends seen at the start, with the worker's
    own :func:`topologies.search.app.process_batch` (poison is skipped: the live worker dead-lettered it).
 2. Point the alias at the new index atomically (the old index is deleted).
 3. Catch up from those ends to the current ends: what the live worker wrote to the old index
@@ -20,13 +20,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from core.settings import Settings
 from stores import search
-from streams.catalog import ENGAGEMENT_COUNTS, POSTS, USERS
+from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, POSTS, USERS
 from streams.errors import StreamsError
 from streams.serde import Serde
 from topologies.faust_runtime import SourceRecord
 from topologies.search.app import Index, process_batch
 
-ORDER = (USERS.name, POSTS.name, ENGAGEMENT_COUNTS.name)  # popularity needs its post indexed first
+ORDER = (USERS.name, POSTS.name, ENGAGEMENT_COUNTS.name, ENGAGEMENTS.name)  # popularity needs its post first
 Offsets = dict[tuple[str, int], int]
 
 
