@@ -246,18 +246,20 @@ def split_query(q: str) -> tuple[str, list[str]]:
     return " ".join(words), tags
 
 
+MSM = "2<75%"  # up to two words: all must match; more: three in four (longer queries rank, not filter)
 POST_SORT = [{"_score": "desc"}, {"created_at": "desc"}, {"post_id": "desc"}]
 USER_SORT = [{"_score": "desc"}, {"user_id": "asc"}]
 
 
 def post_query(q: str, reader: Reader, *, limit: int, after: list[Any] | None = None,
                highlight: bool = True) -> dict[str, Any]:
-    """Posts matching every word of ``q`` (and every ``#tag`` as a whole hashtag) visible to ``reader``."""
+    """Posts matching the words of ``q`` (all of one or two, 75 % of more: :data:`MSM`) and every
+    ``#tag`` as a whole hashtag, visible to ``reader``; BM25 plus log(popularity)."""
     words, tags = split_query(q)
     must: list[dict[str, Any]] = []
     if words:
-        must.append({"bool": {"should": [{"match": {"text": {"query": words, "operator": "and"}}},
-                                         {"match": {"text.en": {"query": words, "operator": "and",
+        must.append({"bool": {"should": [{"match": {"text": {"query": words, "minimum_should_match": MSM}}},
+                                         {"match": {"text.en": {"query": words, "minimum_should_match": MSM,
                                                                 "boost": 0.5}}}],
                               "minimum_should_match": 1}})
     filters: list[dict[str, Any]] = [post_filter(reader), *({"term": {"hashtags": t}} for t in tags)]

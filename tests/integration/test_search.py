@@ -222,3 +222,27 @@ def test_opensearch_down_answers_503_with_retry_after(env: Env, search_stack: Se
         assert res.status_code == 503 and int(res.headers["Retry-After"]) >= 1
         res = api.get("/v1/search/suggest", params={"prefix": "an"}, headers=bearer(s, reader))
         assert res.status_code == 503
+
+
+def test_discover_serves_unfollowed_authors_on_the_readers_interests(env: Env) -> None:
+    reader, liked_author, followed, stranger, offtopic = (env.user(t) for t in ("r", "l", "f", "s", "o"))
+    tag, other_tag = "i" + word(), "o" + word()
+    env.edge("Followed", reader, followed, lambda r: graph.is_following(r, reader, followed))
+    liked = env.post(liked_author, f"loving {tag} today", [f"#{tag}"])["post_id"]
+    new = env.post(stranger, f"more about {tag}", [f"#{tag}"])["post_id"]
+    env.post(followed, f"followed on {tag}", [f"#{tag}"])  # followed already: not discovered
+    env.post(offtopic, f"nothing like it {other_tag}", [f"#{other_tag}"])
+    wait_until(lambda: len(env.ids(reader, f"#{tag}")) == 3)
+    env.producer.send("Liked", new_event(reader, post_id=liked, post_author_id=liked_author, user_id=reader))
+
+    def discovered() -> list[int]:
+        res = env.api.get(f"/v1/users/{reader}/discover", headers=bearer(env.s, reader))
+        assert res.status_code == 200, res.text
+        body = res.json()
+        return [i["post_id"] for i in body["items"]] if body["basis"] == "interests" else []
+
+    got = wait_until(discovered)
+    assert new in got and liked not in got  # the liked post itself is not served again
+    assert all(i != followed for i in [x["author_id"] for x in env.api.get(
+        f"/v1/users/{reader}/discover", headers=bearer(env.s, reader)).json()["items"]])
+    assert env.api.get(f"/v1/users/{reader}/discover", headers=bearer(env.s, stranger)).status_code == 403

@@ -96,7 +96,7 @@ def test_user_input_is_only_ever_a_value(q: str) -> None:
     words, _ = search.split_query(q)
     must = search.post_query(q, reader, limit=5)["query"]["function_score"]["query"]["bool"]["must"][0]
     if words:
-        assert must["bool"]["should"][0] == {"match": {"text": {"query": words, "operator": "and"}}}
+        assert must["bool"]["should"][0] == {"match": {"text": {"query": words, "minimum_should_match": "2<75%"}}}
 
 
 def test_likes_and_comments_build_interests_and_other_engagements_are_ignored() -> None:
