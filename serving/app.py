@@ -81,6 +81,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.hub.close()
         await app.state.reads.aclose()
+        if getattr(app.state, "opensearch", None) is not None:  # created by the search router on first use
+            await app.state.opensearch.close()
+            app.state.opensearch = None
         await redis.aclose()
         await asyncio.to_thread(producer.close, settings.api_produce_timeout_ms / 1000 + 1)
         # AdminClient has no close(): drop the app's reference so its librdkafka handle is
