@@ -34,7 +34,7 @@ from opensearchpy import AsyncOpenSearch, helpers
 from opensearchpy.exceptions import NotFoundError
 
 from bench.ceilings import closed_loop
-from bench.report import latency_ms, summarize
+from bench.report import RESULTS_DIR, latency_ms, summarize
 from bench.write_api import _free_port, start_server
 from core.events import new_event
 from core.ids import new_post_id
@@ -166,7 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         server.terminate()
         server.wait(30)
-    print(json.dumps(result, indent=2, default=str))
+    text = json.dumps(result, indent=2, default=str)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"search-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(text)
+    print(text)
+    print(f"json: {path}")
 
 
 if __name__ == "__main__":
