@@ -156,6 +156,17 @@ def test_user_found_by_handle_and_display_name_and_suggestions_complete(env: Env
     assert {"hashtag": tag, "posts": 1} in tags
 
 
+def test_profile_update_changes_what_finds_the_user(env: Env) -> None:
+    reader, old, new = env.user("r"), word(), word()
+    u = env.user("p", display=f"Old {old}")
+    assert wait_until(lambda: env.ids(reader, old, "users")) == [u]
+    env.producer.send("ProfileUpdated", new_event(u, user_id=u, display_name=f"New {new}", bio=None,
+                                                  avatar_url=None))
+    wait_until(lambda: env.ids(reader, new, "users") == [u])
+    assert env.ids(reader, old, "users") == []
+    assert env.ids(reader, u, "users") == [u]  # the handle survives the partial update
+
+
 def test_pages_continue_with_a_cursor_and_bad_params_name_themselves(env: Env) -> None:
     author, reader, w = env.user("a"), env.user("r"), word()
     pids = {env.post(author, f"{w} number {i}")["post_id"] for i in range(5)}
