@@ -205,8 +205,21 @@ class TrendingSettings(BaseSettings):
     trending_checkpoint_dir: str | None = None
 
 
+class SearchSettings(BaseSettings):
+    """OpenSearch: the local node's ports and heap, an external endpoint, the index alias."""
+
+    model_config = _CONFIG
+
+    opensearch_port: int = 9200
+    opensearch_transport_port: int = 9300
+    opensearch_heap_mb: int = 512
+    opensearch_url_override: str | None = Field(default=None, alias="FEEDSTREAM_OPENSEARCH_URL")
+    search_alias: str = Field(default="feedstream-search", description="alias the API reads; replay swaps it")
+    search_timeout_s: float = Field(default=2.0, gt=0, description="per-request OpenSearch deadline; later -> 503")
+
+
 class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiSettings, IdSettings,
-               TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings):
+               TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings, SearchSettings):
     """Every setting of the platform (see the sections above); frozen once read."""
 
     model_config = _CONFIG
@@ -249,6 +262,10 @@ class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiS
     def cassandra_hosts(self) -> list[str]:
         raw = self.cassandra_hosts_override or self.host
         return [h.strip() for h in raw.split(",") if h.strip()]
+
+    @property
+    def opensearch_url(self) -> str:
+        return self.opensearch_url_override or f"http://{self.host}:{self.opensearch_port}"
 
     @property
     def api_url(self) -> str:

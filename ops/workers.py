@@ -31,6 +31,8 @@ def worker_env(settings: Settings, **extra: Any) -> dict[str, str]:
         "FEEDSTREAM_CASSANDRA_PORT": str(settings.cassandra_port),
         "FEEDSTREAM_KEYSPACE": settings.keyspace,
         "FEEDSTREAM_STATE_DIR": str(settings.state_dir),
+        "FEEDSTREAM_OPENSEARCH_URL": settings.opensearch_url,
+        "FEEDSTREAM_SEARCH_ALIAS": settings.search_alias,
         "PYTHONPATH": str(REPO_ROOT),
     })
     env.update({f"FEEDSTREAM_{k.upper()}": str(v) for k, v in extra.items()})

@@ -21,6 +21,7 @@ from serving.routers import (
     reads_notifications,
     reads_posts,
     reads_users,
+    search,
     system,
     trending,
     writes_engagements,
@@ -46,6 +47,8 @@ V1_ROUTERS: list[APIRouter] = [
     reads_users.router,
     reads_notifications.router,
     realtime.router,
+    search.router,
+    search.discover_router,
 ]
 WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1", "graph.v1", "engagements.v1")
                       for r in t.value_schemas)
@@ -79,6 +82,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await app.state.hub.close()
         await app.state.reads.aclose()
+        if getattr(app.state, "opensearch", None) is not None:  # created by the search router on first use
+            await app.state.opensearch.close()
+            app.state.opensearch = None
         await redis.aclose()
         await asyncio.to_thread(producer.close, settings.api_produce_timeout_ms / 1000 + 1)
         # AdminClient has no close(): drop the app's reference so its librdkafka handle is

@@ -26,7 +26,10 @@ from ops.local import stack as local_stack
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
-                "redis_port", "registry_port", "registry_management_port", "api_port")
+                "redis_port", "registry_port", "registry_management_port", "api_port",
+                "opensearch_port", "opensearch_transport_port")
+# OpenSearch (~17 s of CPU and ~350 MiB at start) starts only for the tests that ask for it
+SESSION_ENGINES = [n for n in local_stack.ENGINE_NAMES if n != "opensearch"]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -59,7 +62,7 @@ def stack() -> Iterator[Settings]:
     """Settings of a healthy stack of the real engines (throwaway unless reuse is asked)."""
     if os.environ.get("FEEDSTREAM_TEST_REUSE_STACK") == "1":
         settings = get_settings()
-        local_stack.up(settings)
+        local_stack.up(settings, SESSION_ENGINES)
         yield settings
         return
     state = Path(tempfile.mkdtemp(prefix="feedstream-test-"))
@@ -72,7 +75,7 @@ def stack() -> Iterator[Settings]:
     get_settings.cache_clear()
     settings = get_settings()
     try:
-        local_stack.up(settings)
+        local_stack.up(settings, SESSION_ENGINES)
         yield settings
     finally:
         local_stack.down(settings, echo=lambda *_: None)
@@ -84,3 +87,10 @@ def stack() -> Iterator[Settings]:
         get_settings.cache_clear()
         if os.environ.get("FEEDSTREAM_TEST_KEEP_STATE") != "1":
             shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def search_stack(stack: Settings) -> Settings:
+    """The session stack plus a healthy OpenSearch node (stopped with the rest at session end)."""
+    local_stack.up(stack, ["opensearch"])
+    return stack

@@ -11,7 +11,7 @@ import typer
 from core.settings import get_settings
 
 NAME = "topology"
-app = typer.Typer(help="List, run, health-check and replay topologies (graph, fanout, engagement, users, "
+app = typer.Typer(help="List, run, health-check and replay topologies (graph, fanout, engagement, users, search, "
                        "trending).", no_args_is_help=True)
 
 
@@ -21,6 +21,7 @@ class TopologyName(str, Enum):
     engagement = "engagement"
     trending = "trending"
     users = "users"
+    search = "search"
 
 
 @app.command()
@@ -57,11 +58,13 @@ def health(
 class ReplayName(str, Enum):
     graph = "graph"
     fanout = "fanout"
+    search = "search"
 
 
 @app.command()
 def replay(
-    name: Annotated[ReplayName, typer.Argument(help="which topology to replay (graph or fanout)")],
+    name: Annotated[ReplayName, typer.Argument(help="which topology to replay (graph, fanout or search: "
+                                                    "search rebuilds a fresh index, then swaps the alias)")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do it without asking")] = False,
     in_process: Annotated[bool, typer.Option(
         "--in-process", help="instead of resetting the group, apply graph.v1 and posts.v1 from offset 0 "
@@ -81,6 +84,9 @@ def replay(
     from topologies import replay as rp
 
     settings = get_settings()
+    if name is ReplayName.search:
+        _replay_search(yes)
+        return
     if in_process:
         what = (f"apply graph.v1 and posts.v1 from offset 0 to keyspace {settings.keyspace!r} "
                 f"and Redis {settings.redis_url}")
@@ -123,3 +129,16 @@ def list_() -> None:
                       "-" if row.throughput is None else f"{row.throughput:.1f}",
                       "-" if row.restarts is None else str(row.restarts), row.target or "-")
     Console(highlight=False).print(table)
+
+
+def _replay_search(yes: bool) -> None:
+    from topologies.search.replay import rebuild
+
+    settings = get_settings()
+    if not yes and not typer.confirm(f"rebuild {settings.search_alias!r} from users.v1, posts.v1 and "
+                                     "engagement-counts.v1 into a fresh index, then swap the alias?"):
+        raise typer.Exit(1)
+    st = rebuild(settings)
+    typer.echo(f"rebuilt {st.index} from {st.records} records ({st.skipped} skipped, {st.caught_up} caught up "
+               f"after the swap) in {st.seconds:.1f}s; alias {settings.search_alias} -> {st.index}; "
+               f"dropped {', '.join(st.old) or 'nothing'}")

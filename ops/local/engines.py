@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import REPO_ROOT, Settings
-from ops.local import configs
+from ops.local import configs, opensearch
 from ops.local.errors import LocalStackError
 from ops.local.jars import jars_dir
 
@@ -212,4 +212,8 @@ ENGINES: dict[str, Engine] = {
                        extra_ports=lambda s: [s.registry_management_port]),
     "monitoring": Engine("monitoring", lambda s: s.prometheus_port, _prometheus_command,
                          _prometheus_healthy, programs=("prometheus",), optional=True),
+    "opensearch": Engine("opensearch", lambda s: s.opensearch_port,
+                         lambda s, data: opensearch.command(s, data, _G1), opensearch.healthy,
+                         programs=("java",), jar_sets=opensearch.JAR_SETS,
+                         extra_ports=lambda s: [s.opensearch_transport_port]),
 }

@@ -16,7 +16,8 @@ from ops.local.errors import LocalStackError
 from ops.local.prereqs import ensure
 
 POMS = Path(__file__).resolve().parent / "poms"
-JAR_SETS = ("kafka", "cassandra", "flink", "flink-metrics", "apicurio")
+JAR_SETS = ("kafka", "cassandra", "flink", "flink-metrics", "apicurio", "opensearch",
+            "opensearch-transport-netty4", "opensearch-analysis-common", "opensearch-lang-painless")
 DISTS = ("apicurio",)  # sets whose artifact is a tar.gz to unpack
 
 

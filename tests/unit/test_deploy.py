@@ -662,7 +662,7 @@ def test_network_policy_denies_ingress_by_default_and_opens_the_api() -> None:
 
 # ---------------------------------------------------------------- failure, restart, read-only root
 #: containers whose root filesystem stays writable, each explained in docs/deploy.md
-WRITABLE_ROOT = {("cassandra", "cassandra")}
+WRITABLE_ROOT = {("cassandra", "cassandra"), ("opensearch", "opensearch")}
 
 
 def _all_containers(doc: dict[str, Any]) -> list[dict[str, Any]]:

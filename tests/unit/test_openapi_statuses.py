@@ -23,7 +23,8 @@ SPEC = APP.openapi()
 ENGINES = {get_reads, get_redis, get_producer, get_hub}  # dependencies that reach Kafka, Redis or Cassandra
 # owner-only reads (403 for anyone else): the owner's unknown id is an empty result, never a 404
 OWNER_ONLY = {("GET", "/v1/users/{user_id}/notifications"), ("GET", "/v1/users/{user_id}/notifications/unread-count"),
-              ("POST", "/v1/users/{user_id}/notifications/read"), ("GET", "/v1/users/{user_id}/feed/stream")}
+              ("POST", "/v1/users/{user_id}/notifications/read"), ("GET", "/v1/users/{user_id}/feed/stream"),
+              ("GET", "/v1/users/{user_id}/discover")}
 
 
 def _calls(d: Dependant) -> set[Any]:
