@@ -170,6 +170,8 @@ class TopologySettings(BaseSettings):
     topology_offset_reset: str = "earliest"
     log_batches: bool = False
     topology_shutdown_grace_s: float = 15.0
+    moderation_blocked_domains: str = Field(
+        default="", description="comma-separated link domains the moderation rules remove (with subdomains)")
     graph_user_grace_s: float = Field(
         default=10.0, description="how long after a graph event's occurred_at the graph worker waits "
         "for a user it names to be registered before dead-lettering it as UnknownUser")

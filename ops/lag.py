@@ -14,6 +14,7 @@ TOPOLOGY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fanout": ("feedstream-fanout", ("posts.v1",)),
     "engagement": ("feedstream-engagement", ("engagements.v1", "graph.v1")),
     "users": ("feedstream-users", ("users.v1", "engagements.v1")),
+    "moderation": ("feedstream-moderation", ("posts.v1", "engagements.v1", "moderation.v1")),
 }
 
 

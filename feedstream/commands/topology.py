@@ -21,6 +21,7 @@ class TopologyName(str, Enum):
     engagement = "engagement"
     trending = "trending"
     users = "users"
+    moderation = "moderation"
 
 
 @app.command()
