@@ -16,6 +16,7 @@ from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
 from serving.ratelimit import RateLimiter
 from serving.routers import (
+    moderation,
     reads_feed,
     reads_notifications,
     reads_posts,
@@ -45,8 +46,11 @@ V1_ROUTERS: list[APIRouter] = [
     reads_users.router,
     reads_notifications.router,
     realtime.router,
+    moderation.router,
+    moderation.queue_router,
 ]
-WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1", "graph.v1", "engagements.v1")
+WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1", "graph.v1", "engagements.v1",
+                                                                   "moderation.v1")
                       for r in t.value_schemas)
 
 

@@ -109,12 +109,7 @@ def state(r: _redis.Redis, key: str) -> dict[str, Any]:
     p.hgetall(k_state(key))
     p.scard(k_reports(key))
     raw, reports = p.execute()
-    out: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
-    for f in ("m", "d", "ctx", "appeal"):
-        if f in out:
-            out[f] = json.loads(out[f])
-    out["reports"] = int(reports)
-    return out
+    return _decode_state(raw, reports)
 
 
 def effective(st: dict[str, Any]) -> dict[str, Any] | None:
@@ -153,3 +148,29 @@ def behaviour(r: _redis.Redis, author: str, post_id: int, at: int, bands: Sequen
     dup = {m.decode() for m in out[0]} - {author} if bands else set()
     rate = out[3 if bands else 2]
     return int(rate), len(dup)
+
+
+def _decode_state(raw: dict[bytes, bytes], reports: int) -> dict[str, Any]:
+    out: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    for f in ("m", "d", "ctx", "appeal"):
+        if f in out:
+            out[f] = json.loads(out[f])
+    out["reports"] = int(reports)
+    return out
+
+
+async def states_async(r: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """:func:`state` of several contents with the asyncio client the API uses (one round trip)."""
+    async with r.pipeline(transaction=False) as p:
+        for key in keys:
+            p.hgetall(k_state(key))
+            p.scard(k_reports(key))
+        out = await p.execute()
+    return [_decode_state(out[2 * i], out[2 * i + 1]) for i in range(len(keys))]
+
+
+async def queue_async(r: Any, limit: int, after: int | None = None) -> list[tuple[str, int]]:
+    """:func:`queue` with the asyncio client."""
+    lo = f"({after}" if after is not None else "-inf"
+    rows = await r.zrangebyscore(QUEUE, lo, "+inf", start=0, num=limit, withscores=True)
+    return [(k.decode(), int(s)) for k, s in rows]
