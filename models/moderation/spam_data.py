@@ -2,9 +2,10 @@
 
 - **Legitimate users** (``core.workload.build_graph``): accounts 30 days to 4 years old, posts from
   ``OpStream.post`` spread over 72 h (10 % carry a news link). Hard negatives: 3 % are *promoters*
-  posting a burst of similar link posts to their own shop; 5 % are new accounts (under 2 days).
+  posting a burst of similar link posts to their own shop; 5 % are new accounts (under 2 days);
+  5 % follow 50-400 accounts.
 - **Spam campaigns** (``core.workload.spam_campaign``): fresh accounts (under 3 days) that
-  follow-spam 20-200 users, have almost no followers, and post bursts of near-identical link posts
+  follow-spam 20-200 users (half the campaigns; the others follow 0-10), have almost no followers, and post bursts of near-identical link posts
   within 30 minutes. Hard positives: 15 % of campaigns run on old, hijacked accounts with followers.
 - **Features at posting time** are replayed in time order with the topology's own feature code:
   posting rate over the past hour, other accounts sharing an LSH band of the text's MinHash.
@@ -52,8 +53,9 @@ def _legit_posts(cfg: SpamDataConfig, rng: random.Random) -> tuple[list[tuple[fl
     events: list[tuple[float, str, dict, bool]] = []
     for u in graph.users:
         new = rng.random() < 0.05
-        facts[u] = (rng.uniform(1, 48) if new else rng.uniform(30 * 24, 1500 * 24),
-                    len(followers[u]), len(graph.following[u]))
+        following = rng.randint(50, 400) if rng.random() < 0.05 else len(graph.following[u])  # 5 % follow many
+        facts[u] = (-(rng.uniform(1, 48) if new else rng.uniform(30 * 24, 1500 * 24)) * HOUR_S,
+                    len(followers[u]), following)
         for _ in range(np_poisson(rng, cfg.posts_per_user)):
             events.append((rng.uniform(0, 72 * HOUR_S), u, dict(stream.post(u).body or {}), False))
         if rng.random() < 0.03:  # a promoter: a burst of similar posts linking to their own shop
@@ -79,14 +81,15 @@ def _spam_posts(cfg: SpamDataConfig, rng: random.Random, users: list[str],
     wl = WorkloadConfig(users=cfg.users, seed=cfg.seed)
     events = []
     for i in range(cfg.campaigns):
-        camp = spam_campaign(wl, i, accounts=rng.randint(3, 12), posts_each=rng.randint(2, 8),
-                             follows=rng.randint(20, 200))
+        follows = rng.randint(20, 200) if rng.random() < 0.5 else rng.randint(0, 10)  # half follow-spam
+        camp = spam_campaign(wl, i, accounts=rng.randint(3, 12), posts_each=rng.randint(2, 8), follows=follows)
         ops = spam_ops(wl, camp, users)
         hijacked = rng.random() < 0.15
         t0 = rng.uniform(0, 70 * HOUR_S)
-        for op in ops["register"]:
-            facts[op.actor] = ((rng.uniform(500, 20000), rng.randint(5, 80), rng.randint(20, 200)) if hijacked
-                               else (rng.uniform(0.05, 72), np_poisson(rng, 0.5), camp.follows))
+        for op in ops["register"]:  # (created at, followers, following): fresh accounts made just before t0
+            facts[op.actor] = ((t0 - rng.uniform(500, 20000) * HOUR_S, rng.randint(5, 80), rng.randint(20, 200))
+                               if hijacked else (t0 - rng.uniform(0.01, 72) * HOUR_S, np_poisson(rng, 0.5),
+                                                 camp.follows))
         for op in ops["post"]:
             events.append((t0 + rng.uniform(0, 1800), op.actor, dict(op.body or {}), True))
     return events
@@ -110,8 +113,8 @@ def generate(cfg: SpamDataConfig) -> Dataset:
         q.append(t)
         while q and q[0] <= t - HOUR_S:
             q.popleft()
-        age_h, fers, fing = facts[author]
-        b = Behaviour(age_h + t / HOUR_S, fers, fing, len(q), len(dup))
+        created, fers, fing = facts[author]
+        b = Behaviour((t - created) / HOUR_S, fers, fing, len(q), len(dup))
         rows.append(spam_row(c, b))
         labels.append(1 if spam else 0)
         authors.append(author)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,8 +82,11 @@ def evaluate(artifact: Path | None, cfg: SpamDataConfig, png: Path | None) -> di
     model = load_spam(artifact)
     _, _, te = split(generate(cfg), cfg.seed)
     scores = model.scores(te.x.tolist())
+    other = generate(replace(cfg, seed=cfg.seed + 1))  # a whole world the model never saw (other graph, campaigns)
     result = {"model": model.version, "data": "synthetic (seeded campaigns; see docs/models.md)",
-              "config": asdict(cfg), **metrics(scores, te.y, model.threshold), "review_from": model.review_from}
+              "config": asdict(cfg), **metrics(scores, te.y, model.threshold), "review_from": model.review_from,
+              "fresh_world": {"seed": cfg.seed + 1,
+                              **metrics(model.scores(other.x.tolist()), other.y, model.threshold)}}
     directory = artifact or SPAM_DIR
     (directory / EVALUATION_FILE).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     if png is not None:
