@@ -106,6 +106,11 @@ class RedisGraph:
                 return None
             return moderation.effective(moderation.state(r, f"post:{post_id}")) or {"decision": "LIMIT"}
 
+    def moderated_ids(self, post_ids: list[int]) -> set[int]:
+        """Which of ``post_ids`` moderation hides from everyone but their author (one SMISMEMBER)."""
+        with self.redis.open() as r:
+            return moderation.hidden(r, post_ids)
+
     def is_deleted(self, post_id: int) -> bool:
         """Whether ``post_id`` is in the deleted-post set."""
         with self.redis.open() as r:

@@ -54,6 +54,15 @@ class Visibility:
         viewer's followees' author index, already restricted by :func:`core.feed.visible_to`)."""
         return [p for p in posts if not p.get("deleted")]
 
+    def without_moderated(self, viewer: str, posts: list[Post]) -> list[Post]:
+        """``posts`` minus other authors' posts hidden by moderation (as is if Redis is down)."""
+        others = [p["post_id"] for p in posts if p["author_id"] != viewer]
+        try:
+            hidden = self.graph.redis.moderated_ids(others) if others else set()
+        except Down:
+            return posts
+        return [p for p in posts if p["post_id"] not in hidden]
+
     def may_view(self, viewer: str, post: Post) -> bool:
         """Whether ``viewer`` may see ``post``: Redis facts as in feeds, else Cassandra's edge tables."""
         if post.get("deleted"):

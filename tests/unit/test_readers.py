@@ -123,6 +123,10 @@ class FakeGraph:
         self._check()
         return self.moderated.get(post_id)
 
+    def moderated_ids(self, post_ids: list[int]) -> set[int]:
+        self._check()
+        return set(post_ids) & set(self.moderated)
+
     def counts(self, user: str) -> dict[str, int] | None:
         self._check()
         return {"followers": 7, "following": 1, "friends": 0}
@@ -167,6 +171,8 @@ def test_a_post_hidden_by_moderation_is_refused_to_others_but_not_its_author():
     assert vis.may_view("v", post(1, "a")) is False
     assert vis.may_view("a", post(1, "a")) is True
     assert vis.may_view("v", post(2, "a")) is True
+    assert [p["post_id"] for p in vis.without_moderated("v", [post(1, "a"), post(2, "a")])] == [2]
+    assert [p["post_id"] for p in vis.without_moderated("a", [post(1, "a"), post(2, "a")])] == [1, 2]
 
 
 def test_a_friend_who_unfollowed_may_open_a_friends_post_but_not_see_it_in_the_feed():
