@@ -3,7 +3,8 @@
 Keys:
 
 - ``mod:hidden`` SET of post ids (decimal) with a LIMIT or REMOVE in force: hidden from everyone but
-  their author, in feeds, ranked feeds, trending and single-post reads (like ``posts:deleted``).
+  their author, in feeds, ranked feeds, trending and single-post reads (like ``posts:deleted``);
+  ``mod:hidden:comments`` the same for comment ids (comment pages).
 - ``mod:state:{content_key}`` HASH: ``m`` (the latest model verdict, JSON) and ``m_at`` (the content
   version it scored), ``d`` / ``d_at`` (the latest moderator decision and its time), ``ctx`` (kind,
   ids, author), ``appeal`` (the author's one appeal), ``reported_at``.
@@ -29,6 +30,7 @@ from typing import Any
 import redis as _redis
 
 HIDDEN = "mod:hidden"
+HIDDEN_COMMENTS = "mod:hidden:comments"
 QUEUE = "mod:queue"
 DAY_S = 86_400
 HOUR_MS = 3_600_000
@@ -54,7 +56,8 @@ def k_band(band: str) -> str:
     return f"mod:nd:{band}"
 
 
-# ARGV: content_key, post_id ('' for a comment), part ('m' | 'd'), at, part JSON, ctx JSON, review ('1'|'0')
+# ARGV: content_key, hidden-set member (post or comment id), part ('m' | 'd'), at, part JSON, ctx JSON,
+# review ('1'|'0'), hidden set
 MERGE_LUA = """
 local key, pid, part, at = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local k = 'mod:state:' .. key
@@ -64,21 +67,21 @@ redis.call('HSETNX', k, 'ctx', ARGV[6])
 local m, d = redis.call('HGET', k, 'm'), redis.call('HGET', k, 'd')
 local src = d or m
 local eff = src and cjson.decode(src)['decision'] or 'ALLOW'
-if pid ~= '' then
-  if eff == 'ALLOW' then redis.call('SREM', 'mod:hidden', pid) else redis.call('SADD', 'mod:hidden', pid) end
-end
+if eff == 'ALLOW' then redis.call('SREM', ARGV[8], pid) else redis.call('SADD', ARGV[8], pid) end
 if part == 'd' then redis.call('ZREM', 'mod:queue', key)
 elseif ARGV[7] == '1' and not d then redis.call('ZADD', 'mod:queue', 'NX', ARGV[4], key) end
 return {m or false, d or false}
 """
 
 
-def merge(r: _redis.Redis, key: str, post_id: int | None, part: str, at: int, body: dict[str, Any],
+def merge(r: _redis.Redis, key: str, content_id: int, part: str, at: int, body: dict[str, Any],
           ctx: dict[str, Any], review: bool = False) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """Merge a model (``part="m"``) or moderator (``"d"``) verdict; return the stored (model, moderator) parts."""
-    out = r.register_script(MERGE_LUA)(args=[key, "" if post_id is None else str(post_id), part, at,
+    """Merge a model (``part="m"``) or moderator (``"d"``) verdict on a post or comment (by ``key``'s
+    kind); return the stored (model, moderator) parts."""
+    hidden_set = HIDDEN_COMMENTS if key.startswith("comment:") else HIDDEN
+    out = r.register_script(MERGE_LUA)(args=[key, str(content_id), part, at,
                                              json.dumps(body, sort_keys=True), json.dumps(ctx, sort_keys=True),
-                                             "1" if review else "0"])
+                                             "1" if review else "0", hidden_set])
     m, d = out
     return (json.loads(m) if m else None), (json.loads(d) if d else None)
 
@@ -124,11 +127,12 @@ def queue(r: _redis.Redis, limit: int, after: float | None = None) -> list[tuple
     return [(k.decode(), int(s)) for k, s in rows]
 
 
-def hidden(r: _redis.Redis, post_ids: Sequence[int]) -> set[int]:
-    """Which of ``post_ids`` are hidden from everyone but their author (one SMISMEMBER)."""
+def hidden(r: _redis.Redis, post_ids: Sequence[int], which: str = HIDDEN) -> set[int]:
+    """Which of ``post_ids`` (or comment ids, ``which=HIDDEN_COMMENTS``) are hidden from everyone but
+    their author (one SMISMEMBER)."""
     if not post_ids:
         return set()
-    flags = r.smismember(HIDDEN, [str(p) for p in post_ids])
+    flags = r.smismember(which, [str(p) for p in post_ids])
     return {p for p, f in zip(post_ids, flags) if f}
 
 

@@ -59,12 +59,23 @@ def post_view(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
     return out
 
 
+def _without_moderated(rd: Readers, viewer: str, comments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Comments minus others' comments hidden by moderation (as is if Redis is down)."""
+    others = [c["comment_id"] for c in comments if c.get("user_id") != viewer]
+    try:
+        hidden = rd.visibility.graph.redis.moderated_ids(others, comments=True) if others else set()
+    except Down:
+        return comments
+    return [c for c in comments if c["comment_id"] not in hidden]
+
+
 def comments_view(rd: Readers, viewer: str, post_id: int, thread: int, after: int, limit: int) -> dict[str, Any]:
     """A page of a visible post's comments: roots with their first replies, or one thread's replies."""
     visible_post(rd, viewer, post_id)
     page, replies = rd.comments.page(post_id, thread, after, limit, replies_cap=50 * limit)
     more = len(page) > limit
     page = page[:limit]
+    page, replies = _without_moderated(rd, viewer, page), _without_moderated(rd, viewer, replies)
     people = rd.profiles.profiles(list({c["user_id"] for c in page + replies if c.get("user_id")}))
 
     def shape(c: dict[str, Any]) -> dict[str, Any]:

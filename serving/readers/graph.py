@@ -106,10 +106,11 @@ class RedisGraph:
                 return None
             return moderation.effective(moderation.state(r, f"post:{post_id}")) or {"decision": "LIMIT"}
 
-    def moderated_ids(self, post_ids: list[int]) -> set[int]:
-        """Which of ``post_ids`` moderation hides from everyone but their author (one SMISMEMBER)."""
+    def moderated_ids(self, post_ids: list[int], comments: bool = False) -> set[int]:
+        """Which of ``post_ids`` (comment ids if ``comments``) moderation hides from everyone but their
+        author (one SMISMEMBER)."""
         with self.redis.open() as r:
-            return moderation.hidden(r, post_ids)
+            return moderation.hidden(r, post_ids, moderation.HIDDEN_COMMENTS if comments else moderation.HIDDEN)
 
     def is_deleted(self, post_id: int) -> bool:
         """Whether ``post_id`` is in the deleted-post set."""

@@ -12,9 +12,9 @@ from topologies.moderation.logic import decision_part, item_of, model_part, verd
 def test_posts_and_comments_are_items_deletes_and_likes_are_not() -> None:
     created = sample_event("PostCreated", post_id=11, author_id="a", text="hi https://x.example", links=[])
     item = item_of("PostCreated", created)
-    assert item is not None and item.key == "post:11" and item.hides_post == 11 and item.author_id == "a"
+    assert item is not None and item.key == "post:11" and item.content_id == 11 and item.author_id == "a"
     comment = item_of("CommentAdded", sample_event("CommentAdded", comment_id=5, post_id=11, user_id="c"))
-    assert comment is not None and comment.key == "comment:5" and comment.hides_post is None
+    assert comment is not None and comment.key == "comment:5" and comment.post_id == 11
     assert item_of("PostDeleted", sample_event("PostDeleted")) is None
     assert item_of("Liked", sample_event("Liked")) is None
 

@@ -100,7 +100,7 @@ def score_items(eng: Engines, items: list[Item]) -> Verdicts:
     facts = [(content(i.text, list(i.links)), behaviour_of(eng, i)) for i in items]
     out = []
     for item, mv in zip(items, eng.clf.classify(facts)):
-        m, d = mod.merge(eng.r, item.key, item.hides_post, "m", item.at, model_part(mv, item), item.ctx,
+        m, d = mod.merge(eng.r, item.key, item.content_id, "m", item.at, model_part(mv, item), item.ctx,
                          review=mv.needs_review)
         out.append(verdict_value(item.ctx, m, d))
     return out
@@ -111,8 +111,7 @@ def apply_moderation(eng: Engines, rec: SourceRecord) -> Verdicts:
     v, ctx = rec.value, ctx_of_event(rec.value)
     at = millis(v["occurred_at"])
     if rec.name == "ModeratorDecided":
-        post = v["post_id"] if v["kind"] == "POST" else None
-        m, d = mod.merge(eng.r, v["content_key"], post, "d", at, decision_part(v), ctx)
+        m, d = mod.merge(eng.r, v["content_key"], v["content_id"], "d", at, decision_part(v), ctx)
         return [verdict_value(ctx, m, d)]
     if rec.name == "ContentReported":
         mod.report(eng.r, v["content_key"], v["actor_id"], at, ctx)

@@ -36,11 +36,6 @@ class Item:
         return {"content_key": self.key, "kind": self.kind, "content_id": self.content_id,
                 "post_id": self.post_id, "author_id": self.author_id, "text": self.text[:500]}
 
-    @property
-    def hides_post(self) -> int | None:
-        """The post id the hidden set is keyed by (comments are not in feeds)."""
-        return self.post_id if self.kind == "POST" else None
-
 
 def content_key(kind: str, content_id: int) -> str:
     """``post:<id>`` or ``comment:<id>``."""
