@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--spam-share", type=float, default=0.05)
     ap.add_argument("--timeout-s", type=float, default=300)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--out", default="moderation.json", help="file name under bench/results")
+    ap.add_argument("--out", default="moderation.json", help="file name under bench/results (or a path)")
     args = ap.parse_args(argv)
     import psutil
     from confluent_kafka import Consumer, TopicPartition
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tail.assign([TopicPartition(MODERATION_VERDICTS.name, p, tail.get_watermark_offsets(
         TopicPartition(MODERATION_VERDICTS.name, p), timeout=10)[1]) for p in meta.partitions])
     serde = Serde(s.registry_url)
-    logs = RESULTS / "moderation-logs"
+    out_path = RESULTS / args.out
+    logs = out_path.parent / "moderation-logs"
     with workers(s, ("graph", "fanout", "users", "moderation"), log_dir=logs,
                  topology_group_suffix=f"-bench-{uuid.uuid4().hex[:6]}", topology_offset_reset="earliest") as procs, \
             TestClient(create_app(api_s)) as c:
@@ -194,8 +195,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = summary(feeds, spam_ids, legit_ids, hidden, latencies, len(seen), cpu_s, ceiling)
     out.update({"users": args.users, "spam_share": args.spam_share, "verdicts_seen": len(seen),
                 "command": "python -m bench.moderation " + " ".join(argv or [])})
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / args.out).write_text(json.dumps(out, indent=2) + "\n")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
     return out
 
