@@ -2,7 +2,8 @@
 
 - **Legitimate users** (``core.workload.build_graph``): accounts 30 days to 4 years old, posts from
   ``OpStream.post`` spread over 72 h (10 % carry a news link). Hard negatives: 3 % are *promoters*
-  posting a burst of similar link posts to their own shop; 5 % are new accounts (under 2 days);
+  posting a burst of similar link posts to their own shop; 20 % are new accounts (36 s to 2 days,
+  log-uniform);
   5 % follow 50-400 accounts.
 - **Spam campaigns** (``core.workload.spam_campaign``): fresh accounts (under 3 days) that
   follow-spam 20-200 users (half the campaigns; the others follow 0-10), have almost no followers, and post bursts of near-identical link posts
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -52,9 +54,10 @@ def _legit_posts(cfg: SpamDataConfig, rng: random.Random) -> tuple[list[tuple[fl
     facts: dict[str, tuple[float, int, int]] = {}
     events: list[tuple[float, str, dict, bool]] = []
     for u in graph.users:
-        new = rng.random() < 0.05
+        new = rng.random() < 0.2  # new accounts post links too: account age alone must not decide
         following = rng.randint(50, 400) if rng.random() < 0.05 else len(graph.following[u])  # 5 % follow many
-        facts[u] = (-(rng.uniform(1, 48) if new else rng.uniform(30 * 24, 1500 * 24)) * HOUR_S,
+        facts[u] = (-(math.exp(rng.uniform(math.log(0.01), math.log(48))) if new
+                      else rng.uniform(30 * 24, 1500 * 24)) * HOUR_S,
                     len(followers[u]), following)
         for _ in range(np_poisson(rng, cfg.posts_per_user)):
             events.append((rng.uniform(0, 72 * HOUR_S), u, dict(stream.post(u).body or {}), False))
