@@ -49,9 +49,8 @@ V1_ROUTERS: list[APIRouter] = [
     moderation.router,
     moderation.queue_router,
 ]
-WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1", "graph.v1", "engagements.v1",
-                                                                   "moderation.v1")
-                      for r in t.value_schemas)
+WRITE_TOPICS = ("users.v1", "posts.v1", "graph.v1", "engagements.v1", "moderation.v1")
+WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in WRITE_TOPICS for r in t.value_schemas)
 
 
 @asynccontextmanager
