@@ -179,6 +179,8 @@ class TopologySettings(BaseSettings):
     worker_metrics_port_base: int = 9250
     worker_metrics_bind_all: bool = Field(default=False, description="bind 0.0.0.0 (pods), not host")
     worker_live_max_age_s: float = Field(default=30.0, description="/livez fails on an older progress tick")
+    moderation_blocked_domains: str = Field(
+        default="", description="comma-separated link domains the moderation rules remove (with subdomains)")
     graph_user_grace_s: float = Field(
         default=10.0, description="how long after a graph event's occurred_at the graph worker waits "
         "for a user it names to be registered before dead-lettering it as UnknownUser")

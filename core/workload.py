@@ -278,3 +278,60 @@ def to_request(op: Op, post_ids: Sequence[int], feed_limit: int = 20) -> Request
         case "post_view":
             return Request("GET", f"/v1/posts/{post_id()}", a, is_read=True)
     raise ValueError(f"unknown op kind {op.kind!r}")
+
+
+# Labelled spam campaigns (issue 17): bursts of near-identical link posts from fresh accounts, follow-spam.
+SPAM_DOMAINS = ("cheap-pills.example", "free-coins.example", "win-prize.example", "bit.ly.example")
+_SPAM_LINES = ("win a free {thing} now", "cheap {thing} today only", "claim your {thing} before midnight",
+               "get rich with {thing} click here", "limited offer on {thing} act fast")
+_SPAM_THINGS = ("iphone", "crypto", "giftcard", "pills", "vacation", "coins")
+
+
+@dataclass(frozen=True)
+class SpamCampaign:
+    """One campaign: ``accounts`` fresh accounts, each following ``follows`` users (follow-spam) and
+    posting a burst of ``posts_each`` near-identical posts linking to ``domain``."""
+
+    name: str
+    accounts: int
+    posts_each: int
+    follows: int
+    domain: str
+    stuffing: int  # hashtags per post
+
+
+def spam_campaign(cfg: WorkloadConfig, index: int, accounts: int = 8, posts_each: int = 5,
+                  follows: int = 40) -> SpamCampaign:
+    """The ``index``-th campaign of a seeded world (domain and hashtag stuffing vary by campaign)."""
+    rng = random.Random(f"spam:{cfg.seed}:{index}")
+    return SpamCampaign(f"spam{index:03d}", accounts, posts_each, follows,
+                        f"{rng.choice(SPAM_DOMAINS).split('.')[0]}-{index}.example", rng.choice((0, 2, 6, 10)))
+
+
+def spam_post_body(rng: random.Random, campaign: SpamCampaign) -> dict[str, Any]:
+    """A near-duplicate campaign post: one template with a word or two varied, a link, stuffed tags."""
+    crng = random.Random(campaign.name)  # the campaign's template is fixed; each post varies a little
+    line = crng.choice(_SPAM_LINES).format(thing=crng.choice(_SPAM_THINGS))
+    words = line.split()
+    if rng.random() < 0.5:
+        words.insert(rng.randrange(len(words)), rng.choice(("!!", "wow", "hurry", "now")))
+    tags = [f"#tag{rng.randrange(60)}" for _ in range(campaign.stuffing)]
+    link = f"https://{campaign.domain}/{rng.getrandbits(24):x}"
+    return {"text": " ".join([*words, link, *tags]), "links": [link]}
+
+
+def spam_ops(cfg: WorkloadConfig, campaign: SpamCampaign, users: Sequence[str]) -> dict[str, list[Op]]:
+    """The campaign as phases of ops (register, follow, post), every op labelled spam in its account id."""
+    rng = random.Random(f"spam-ops:{cfg.seed}:{campaign.name}")
+    accounts = [f"{cfg.prefix}-{campaign.name}-{i:03d}" for i in range(campaign.accounts)]
+    register = [Op("register", a, body={"user_id": a, "handle": a.replace("-", "_")[:30],
+                                        "display_name": f"Deals {i}"}) for i, a in enumerate(accounts)]
+    follow = [Op("follow", a, target=t) for a in accounts
+              for t in rng.sample(list(users), min(campaign.follows, len(users)))]
+    posts = [Op("post", a, body=spam_post_body(rng, campaign)) for _ in range(campaign.posts_each) for a in accounts]
+    return {"register": register, "follow": follow, "post": posts}
+
+
+def is_spam_account(user_id: str) -> bool:
+    """The label of a synthetic account: campaign accounts are named ``<prefix>-spamNNN-NNN``."""
+    return "-spam" in user_id

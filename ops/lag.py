@@ -19,6 +19,7 @@ TOPOLOGY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "users": ("feedstream-users", ("users.v1", "engagements.v1")),
     "trending": ("trending", ("posts.v1", "engagements.v1")),
     "search": ("feedstream-search", ("posts.v1", "users.v1", "engagement-counts.v1", "engagements.v1")),
+    "moderation": ("feedstream-moderation", ("posts.v1", "engagements.v1", "moderation.v1")),
 }
 
 

@@ -53,6 +53,7 @@ SERVICES: list[Service] = [
     Service("topology-trending", "feedstream.cli", lambda s: ["topology", "run", "trending"], supervised=True),
     Service("topology-users", "feedstream.cli", lambda s: ["topology", "run", "users"], supervised=True),
     Service("topology-search", "feedstream.cli", lambda s: ["topology", "run", "search"], supervised=True),
+    Service("topology-moderation", "feedstream.cli", lambda s: ["topology", "run", "moderation"], supervised=True),
     Service("api", "serving.main", lambda s: ["--host", s.host, "--port", str(s.api_port)],
             port=lambda s: s.api_port, healthy=_api_healthy),
 ]

@@ -17,6 +17,7 @@ from serving.ownership import DurableOwnership
 from serving.ratelimit import RateLimiter
 from serving.requestid import RequestId
 from serving.routers import (
+    moderation,
     reads_feed,
     reads_notifications,
     reads_posts,
@@ -49,9 +50,11 @@ V1_ROUTERS: list[APIRouter] = [
     realtime.router,
     search.router,
     search.discover_router,
+    moderation.router,
+    moderation.queue_router,
 ]
-WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in ("users.v1", "posts.v1", "graph.v1", "engagements.v1")
-                      for r in t.value_schemas)
+WRITE_TOPICS = ("users.v1", "posts.v1", "graph.v1", "engagements.v1", "moderation.v1")
+WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in WRITE_TOPICS for r in t.value_schemas)
 
 
 @asynccontextmanager

@@ -2,7 +2,8 @@
 
 :data:`FEED_PAGE_LUA` checks the reader (cached profile, timeline needing no rebuild), marks them
 seen, merges ``tl:{reader}`` with the followed celebrities' author caches ``ap:{author}``, filters
-candidates in O(page) (deleted set and flag, the reader's negative set, FOLLOWERS/FRIENDS
+candidates in O(page) (deleted set and flag, the moderation-hidden set for others' posts, the
+reader's negative set, FOLLOWERS/FRIENDS
 visibility on the Redis graph sets) until ``limit + 1`` are visible, and returns the page's
 pre-serialized bodies (``post:{id}`` JSON), hot counts, author profiles, affinities and freshness.
 It returns ``{0, reason}`` (and changes nothing but the seen mark) whenever the full pipeline has to
@@ -20,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from stores import counters, graph
+from stores import counters, graph, moderation
 from stores import posts as post_store
 from stores import timelines as tls
 from stores import users as users_store
@@ -63,6 +64,7 @@ local function check(id)
   local p = cjson.decode(raw)
   local a, vis = p['author_id'], p['visibility'] or 'PUBLIC'
   if p['deleted'] == true or redis.call('SISMEMBER', 'K_NEG' .. rd, a) == 1 then return nil end
+  if a ~= rd and redis.call('SISMEMBER', 'K_MODHIDDEN', sid) == 1 then return nil end
   if vis ~= 'PUBLIC' and a ~= rd then
     if redis.call('EXISTS', 'K_GOK' .. a) == 0 then miss = 'graph sets not loaded' return nil end
     local show = false
@@ -107,7 +109,7 @@ def _lua(template: str) -> str:
                 "'K_FOLLOWERS'": graph.k_followers(""), "'K_FRIENDS'": graph.k_friends(""),
                 "'K_AP'": post_store.k_author(""), "'K_POST'": post_store.k_post(""),
                 "'K_DELETED'": post_store.DELETED, "'K_NEG'": tls.k_negative(""), "'K_GOK'": graph.k_loaded(""),
-                "'K_CNT'": counters.counts_key(""), "'K_USER'": users_store.k_user(""),
+                "'K_MODHIDDEN'": moderation.HIDDEN, "'K_CNT'": counters.counts_key(""), "'K_USER'": users_store.k_user(""),
                 "'K_AFF'": counters.affinity_key(""), "'K_FRESH'": tls.k_fresh(""), "'K_WM'": tls.WATERMARK}
     for placeholder, prefix in prefixes.items():  # placeholders are quoted: 'K_TL' is not in 'K_TLSTALE'
         template = template.replace(placeholder, repr(prefix))

@@ -38,7 +38,7 @@ from cassandra.cluster import Session
 
 from core.feed import REMOVE, TimelineWrite, merge_newest, visible_to
 from core.settings import Settings
-from stores import graph
+from stores import graph, moderation
 from stores import posts as post_store
 from stores import redis as redis_store
 
@@ -368,15 +368,17 @@ def timeline_page(r: _redis.Redis, reader_id: str, before_score: int | None, lim
 
 
 def negative_filter(r: _redis.Redis, reader: str, posts: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Drop hydrated posts that are deleted or by a hidden author: two O(page) Redis calls."""
+    """Drop hydrated posts that are deleted, by a hidden author, or hidden by moderation (others'
+    posts only): three O(page) set lookups in one round trip."""
     if not posts:
         return []
     p = r.pipeline(transaction=False)
     p.smismember(k_negative(reader), [x["author_id"] for x in posts])
     p.smismember(post_store.DELETED, [x["post_id"] for x in posts])
-    hidden, deleted = p.execute()
-    return [x for x, h, d in zip(posts, hidden, deleted)
-            if not h and not d and not x.get("deleted")]
+    p.smismember(moderation.HIDDEN, [x["post_id"] for x in posts])
+    hidden, deleted, moderated = p.execute()
+    return [x for x, h, d, m in zip(posts, hidden, deleted, moderated)
+            if not h and not d and not x.get("deleted") and not (m and x["author_id"] != reader)]
 
 
 def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: Settings,

@@ -108,8 +108,14 @@ TRENDING = Topic(
     "Ranked trending items per scope and window, keyed by scope.", retention_ms=7 * DAY_MS,
 )
 MODERATION_VERDICTS = Topic(
-    "moderation-verdicts.v1", "post_id", (DER + "ModerationVerdict",),
-    "Latest moderation verdict per post, keyed by post_id; compacted.", cleanup_policy="compact",
+    "moderation-verdicts.v1", "content_key", (DER + "ModerationVerdict",),
+    "Effective moderation verdict per content ('post:<id>', 'comment:<id>'), keyed by content_key; "
+    "compacted (the latest verdict per content is kept).", cleanup_policy="compact",
+)
+MODERATION = Topic(
+    "moderation.v1", "content_key", _ev("ModeratorDecided", "ContentReported", "DecisionAppealed"),
+    "Moderator decisions, user reports and author appeals, keyed by content_key; kept forever "
+    "(the audit trail: who, when, why).",
 )
 NOTIFICATIONS = Topic(
     "notifications.v1", "recipient_id", (DER + "Notification",),
@@ -133,7 +139,7 @@ REGISTRY_TOPICS: tuple[Topic, ...] = (REGISTRY_JOURNAL, REGISTRY_SNAPSHOTS)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     USERS, POSTS, GRAPH, ENGAGEMENTS, TIMELINE_UPDATES, ENGAGEMENT_COUNTS, TRENDING,
-    MODERATION_VERDICTS, NOTIFICATIONS, DEAD_LETTERS, *REGISTRY_TOPICS,
+    MODERATION_VERDICTS, MODERATION, NOTIFICATIONS, DEAD_LETTERS, *REGISTRY_TOPICS,
 )
 COPARTITIONED: tuple[tuple[Topic, ...], ...] = ((POSTS, GRAPH),)  # must keep equal partition counts
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}

@@ -1,4 +1,5 @@
-"""``feedstream model``: train, evaluate and inspect the LightGBM feed ranker artifact."""
+"""``feedstream model``: train, evaluate and inspect the LightGBM feed ranker (``ranker``, the default)
+and the moderation spam model (``spam``) artifacts."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 import typer
 
 NAME = "model"
-app = typer.Typer(help="The LightGBM feed ranker: train it, evaluate it against the baselines, show its manifest.",
+app = typer.Typer(help="The LightGBM feed ranker and spam model: train, evaluate, show the manifest.",
                   no_args_is_help=True)
+WHICH = typer.Argument("ranker", help="ranker (feed ranking) or spam (moderation)")
 
 
 @app.command()
 def train(
+    which: str = WHICH,
     users: int = typer.Option(400, help="synthetic world size (core.workload graph)"),
     seed: int = typer.Option(7, help="seed of the graph, posts, sessions and labels"),
     sessions_per_reader: int = typer.Option(3, help="feed sessions per reader"),
@@ -22,7 +25,9 @@ def train(
     version: str = typer.Option("v1", help="artifact version (the ranker reports lightgbm-<version>)"),
     out: Path = typer.Option(None, help="artifact directory (default: models/artifacts/ranker)"),
 ) -> None:
-    """Generate seeded synthetic sessions, fit a lambdarank model, write model.txt + manifest.json."""
+    """Generate seeded synthetic data, fit the model, write model.txt + manifest.json."""
+    if which == "spam":
+        return _train_spam(out)
     from models.data import SynthConfig
     from models.ranker import ARTIFACT_DIR, write_artifact
     from models.train import train as fit
@@ -37,11 +42,14 @@ def train(
 
 @app.command()
 def evaluate(
+    which: str = WHICH,
     artifact: Path = typer.Option(None, help="artifact directory (default: the committed one)"),
     bench: bool = typer.Option(False, "--bench", help="also time pages of 20 and 100 items vs the heuristic"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """NDCG@10 of the artifact vs heuristic, chronological and random on held-out readers."""
+    """Ranker: NDCG@10 vs heuristic, chronological and random. Spam: precision, recall, PR-AUC, confusion, PR curve."""
+    if which == "spam":
+        return _evaluate_spam(artifact)
     from models.evaluate import format_result, run
 
     result = run(artifact, bench)
@@ -60,3 +68,23 @@ def info(artifact: Path = typer.Option(None, help="artifact directory (default: 
         raise typer.Exit(1) from exc
     typer.echo(f"ranker: {ranker.name}")
     typer.echo(json.dumps(ranker.manifest, indent=2, sort_keys=True))
+
+
+def _train_spam(out: Path | None) -> None:
+    from models.moderation.spam import SPAM_DIR
+    from models.moderation.spam_data import SpamDataConfig
+    from models.moderation.spam_train import train as fit
+    from models.moderation.spam_train import write
+
+    booster, manifest, _ = fit(SpamDataConfig())
+    typer.echo(f"artifact: {write(out or SPAM_DIR, booster, manifest)}")
+    typer.echo(json.dumps(manifest["metrics"]["test"], indent=2))
+
+
+def _evaluate_spam(artifact: Path | None) -> None:
+    from models.moderation.spam_data import SpamDataConfig
+    from models.moderation.spam_train import evaluate as run
+
+    png = Path("docs/models-spam-pr.png") if artifact is None else artifact / "pr.png"
+    typer.echo(json.dumps(run(artifact, SpamDataConfig(), png), indent=2))
+    typer.echo(f"PR curve: {png}")

@@ -22,6 +22,7 @@ class TopologyName(str, Enum):
     trending = "trending"
     users = "users"
     search = "search"
+    moderation = "moderation"
 
 
 @app.command()

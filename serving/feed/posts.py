@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.rows import TOP_LEVEL, nest
-from serving.readers.base import Forbidden, NotFound, Unavailable
+from serving.readers.base import Down, Forbidden, NotFound, Unavailable
 from serving.readers.bundle import Readers
 from stores.users import display
 
@@ -43,9 +43,30 @@ def may_engage(rd: Readers, viewer: str, post_id: int, author: str, visibility: 
 
 
 def post_view(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
-    """A post with author info and counts."""
-    items = rd.items.items([visible_post(rd, viewer, post_id)])
-    return {**items.value[0], "hydration_partial": not items.complete}
+    """A post with author info and counts; its author also sees a moderation LIMIT/REMOVE and why."""
+    post = visible_post(rd, viewer, post_id)
+    items = rd.items.items([post])
+    out = {**items.value[0], "hydration_partial": not items.complete}
+    if post["author_id"] == viewer:
+        try:
+            m = rd.visibility.graph.redis.moderation(post_id)
+        except Down:
+            m = None
+        if m is not None:
+            out["moderation"] = {"decision": m["decision"], "reasons": m.get("reasons") or ["moderator"],
+                                 "decided_by": "moderator" if "by" in m else "model",
+                                 "reason": m.get("reason"), "appeal": f"/v1/posts/{post_id}/appeal"}
+    return out
+
+
+def _without_moderated(rd: Readers, viewer: str, comments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Comments minus others' comments hidden by moderation (as is if Redis is down)."""
+    others = [c["comment_id"] for c in comments if c.get("user_id") != viewer]
+    try:
+        hidden = rd.visibility.graph.redis.moderated_ids(others, comments=True) if others else set()
+    except Down:
+        return comments
+    return [c for c in comments if c["comment_id"] not in hidden]
 
 
 def comments_view(rd: Readers, viewer: str, post_id: int, thread: int, after: int, limit: int) -> dict[str, Any]:
@@ -54,6 +75,7 @@ def comments_view(rd: Readers, viewer: str, post_id: int, thread: int, after: in
     page, replies = rd.comments.page(post_id, thread, after, limit, replies_cap=50 * limit)
     more = len(page) > limit
     page = page[:limit]
+    page, replies = _without_moderated(rd, viewer, page), _without_moderated(rd, viewer, replies)
     people = rd.profiles.profiles(list({c["user_id"] for c in page + replies if c.get("user_id")}))
 
     def shape(c: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,8 @@ def user_posts_view(rd: Readers, viewer: str, author: str, before: int | None, l
     rows = rd.posts.by_author(author, before, want)
     ids = [pid for pid, vis in rows if may_see(vis)]
     posts = rd.posts.load(ids).value.value
-    live = rd.visibility.filter_live([posts[i] for i in ids if i in posts])[:limit]
+    live = rd.visibility.without_moderated(viewer, rd.visibility.filter_live([posts[i] for i in ids if i in posts]))
+    live = live[:limit]
     items = rd.items.items(live)
     nxt = int(live[-1]["post_id"]) if len(rows) == want and live else (rows[-1][0] if len(rows) == want else None)
     return {"items": items.value, "next_before": nxt, "hydration_partial": not items.complete}

@@ -11,7 +11,7 @@ import redis as _redis
 from cassandra.cluster import Session
 
 from serving.readers.base import Down, Fallback, Guard, Unavailable
-from stores import graph, readside
+from stores import graph, moderation, readside
 from stores import posts as post_store
 from stores import timelines as tls
 
@@ -98,6 +98,19 @@ class RedisGraph:
         """``posts`` minus those deleted (flag or deleted set) or by an author ``viewer`` hid."""
         with self.redis.open() as r:
             return cast(list[dict[str, Any]], tls.negative_filter(r, viewer, cast(list[Mapping[str, Any]], posts)))
+
+    def moderation(self, post_id: int) -> dict[str, Any] | None:
+        """The moderation part in force on ``post_id`` if it is hidden (LIMIT/REMOVE), else None."""
+        with self.redis.open() as r:
+            if not r.sismember(moderation.HIDDEN, str(post_id)):
+                return None
+            return moderation.effective(moderation.state(r, f"post:{post_id}")) or {"decision": "LIMIT"}
+
+    def moderated_ids(self, post_ids: list[int], comments: bool = False) -> set[int]:
+        """Which of ``post_ids`` (comment ids if ``comments``) moderation hides from everyone but their
+        author (one SMISMEMBER)."""
+        with self.redis.open() as r:
+            return moderation.hidden(r, post_ids, moderation.HIDDEN_COMMENTS if comments else moderation.HIDDEN)
 
     def is_deleted(self, post_id: int) -> bool:
         """Whether ``post_id`` is in the deleted-post set."""

@@ -1,7 +1,7 @@
 """Who may see what: the one place the read side applies :mod:`core.feed`'s visibility rules.
 
 The rules are :func:`core.feed.visible` / :func:`core.feed.visible_to`; the facts (blocks, follows,
-friendship, hidden authors, deleted posts) come from the graph readers. Feeds, single posts and a
+friendship, hidden authors, deleted posts, posts hidden by moderation) come from the graph readers. Feeds, single posts and a
 user's post list all ask :class:`Visibility`.
 """
 
@@ -54,12 +54,26 @@ class Visibility:
         viewer's followees' author index, already restricted by :func:`core.feed.visible_to`)."""
         return [p for p in posts if not p.get("deleted")]
 
+    def without_moderated(self, viewer: str, posts: list[Post]) -> list[Post]:
+        """``posts`` minus other authors' posts hidden by moderation (as is if Redis is down)."""
+        others = [p["post_id"] for p in posts if p["author_id"] != viewer]
+        try:
+            hidden = self.graph.redis.moderated_ids(others) if others else set()
+        except Down:
+            return posts
+        return [p for p in posts if p["post_id"] not in hidden]
+
     def may_view(self, viewer: str, post: Post) -> bool:
         """Whether ``viewer`` may see ``post``: Redis facts as in feeds, else Cassandra's edge tables."""
         if post.get("deleted"):
             return False
         if post["author_id"] == viewer:
             return True
+        try:
+            if self.graph.redis.moderation(post["post_id"]) is not None:
+                return False  # hidden by moderation: 403 to everyone but the author, as in feeds
+        except Down:
+            pass  # Redis down: the Cassandra path has no moderation state (docs/moderation.md)
         try:  # not filter_hot: the hidden-author set is a feed filter (an unfollowed friend's
             # FRIENDS post stays openable); blocks come from the relation instead
             rel = self.graph.redis.relation(viewer, post["author_id"])

@@ -10,10 +10,12 @@ from pydantic import BaseModel
 
 from serving.deps import CurrentUser, ReadRateLimited, RedisDep
 from serving.errors import READ_LIMITED, read_responses
+from stores import moderation
 from stores.trending import current_trending_async
 
 router = APIRouter(prefix="/v1/trending", tags=["trending"], dependencies=[ReadRateLimited],
                    responses=READ_LIMITED)
+HIDDEN_SLACK = 20  # extra entries read so a page stays full when moderation hides some
 
 
 class Kind(str, Enum):
@@ -49,5 +51,12 @@ async def get_trending(
     window: Annotated[str, Query(pattern=r"^\d+(ms|s|m|h|d)$", description="window size label, e.g. 1h or 1m")] = "1h",
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
 ) -> TrendingList:
-    """The newest window's ranked list (empty ``items`` until the job has emitted one); needs a token."""
-    return TrendingList(**await current_trending_async(redis, f"{kind.value}:{window}", limit))
+    """The newest window's ranked list (empty ``items`` until the job has emitted one); needs a token.
+    Posts hidden by moderation are left out (the list is read a little longer to fill ``limit``)."""
+    if kind not in (Kind.posts, Kind.viral_posts):
+        return TrendingList(**await current_trending_async(redis, f"{kind.value}:{window}", limit))
+    out = await current_trending_async(redis, f"{kind.value}:{window}", limit + HIDDEN_SLACK)
+    items = out["items"]
+    hidden = await redis.smismember(moderation.HIDDEN, [i["item"] for i in items]) if items else []
+    kept = [i for i, h in zip(items, hidden) if not h][:limit]
+    return TrendingList(**{**out, "items": [{**i, "rank": n} for n, i in enumerate(kept, 1)]})

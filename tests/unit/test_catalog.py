@@ -28,7 +28,7 @@ def test_topic_names_are_versioned_and_unique() -> None:
     assert registry == {"kafkasql-journal", "kafkasql-snapshots"}
     assert all(n.endswith(".v1") for n in names if n not in registry)
     for constant in ("USERS", "POSTS", "GRAPH", "ENGAGEMENTS", "TIMELINE_UPDATES", "ENGAGEMENT_COUNTS",
-                     "TRENDING", "MODERATION_VERDICTS", "NOTIFICATIONS", "DEAD_LETTERS", "REGISTRY_JOURNAL",
+                     "TRENDING", "MODERATION_VERDICTS", "MODERATION", "NOTIFICATIONS", "DEAD_LETTERS", "REGISTRY_JOURNAL",
                      "REGISTRY_SNAPSHOTS"):
         assert getattr(catalog, constant) in ALL_TOPICS
 

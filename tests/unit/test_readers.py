@@ -117,6 +117,16 @@ class FakeGraph:
         self._check()
         return False
 
+    moderated: dict[int, dict] = {}  # noqa: RUF012  (post id -> the moderation part in force)
+
+    def moderation(self, post_id: int) -> dict | None:
+        self._check()
+        return self.moderated.get(post_id)
+
+    def moderated_ids(self, post_ids: list[int]) -> set[int]:
+        self._check()
+        return set(post_ids) & set(self.moderated)
+
     def counts(self, user: str) -> dict[str, int] | None:
         self._check()
         return {"followers": 7, "following": 1, "friends": 0}
@@ -152,6 +162,17 @@ def test_may_view_uses_redis_facts_then_cassandra_edges():
     assert vis.may_view("a", p) is True  # the author needs no facts
     with pytest.raises(Unavailable, match="visibility"):
         vis.may_view("v", p)
+
+
+def test_a_post_hidden_by_moderation_is_refused_to_others_but_not_its_author():
+    red = FakeGraph("redis", follows={("v", "a")})
+    red.moderated = {1: {"decision": "LIMIT", "reasons": ["offensive"]}}
+    vis = Visibility(Graph(red, FakeGraph("cassandra", follows={("v", "a")})))  # type: ignore[arg-type]
+    assert vis.may_view("v", post(1, "a")) is False
+    assert vis.may_view("a", post(1, "a")) is True
+    assert vis.may_view("v", post(2, "a")) is True
+    assert [p["post_id"] for p in vis.without_moderated("v", [post(1, "a"), post(2, "a")])] == [2]
+    assert [p["post_id"] for p in vis.without_moderated("a", [post(1, "a"), post(2, "a")])] == [1, 2]
 
 
 def test_a_friend_who_unfollowed_may_open_a_friends_post_but_not_see_it_in_the_feed():

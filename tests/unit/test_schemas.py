@@ -106,3 +106,17 @@ def test_loader_rejects_duplicates_and_unknown_references(tmp_path: Path) -> Non
     (tmp_path / "t.S.avsc").write_text(json.dumps({**rec, "name": "S", "fields": [{"name": "e", "type": enum}]}))
     with pytest.raises(SchemaError, match="defined twice"):
         load_schemas(tmp_path)
+
+
+def test_the_moderation_contracts() -> None:
+    def names(record: str) -> list[str]:
+        return [f["name"] for f in SCHEMAS.standalone[SCHEMAS.fullname(record)]["fields"]]
+
+    verdict = SCHEMAS.standalone[SCHEMAS.fullname("ModerationVerdict")]["fields"]
+    decision = next(f["type"] for f in verdict if f["name"] == "decision")
+    assert decision["symbols"] == ["ALLOW", "LIMIT", "REMOVE"]
+    assert next(f["type"] for f in verdict if f["name"] == "scores") == {"type": "map", "values": "double"}
+    for field in ("content_key", "reasons", "model_version", "source", "needs_review"):
+        assert field in names("ModerationVerdict")
+    for record in ("ModeratorDecided", "ContentReported", "DecisionAppealed"):
+        assert {"content_key", "post_id", "author_id", "reason"} <= set(names(record))

@@ -10,7 +10,7 @@ from support.serde import mock_serde
 
 from core.settings import Settings
 
-FAUST_TOPOLOGIES = ("fanout", "graph", "engagement", "users", "search")
+FAUST_TOPOLOGIES = ("fanout", "graph", "engagement", "users", "search", "moderation")
 COMMON = ["settings", "app_id", "serde", "broker"]
 
 

@@ -1,0 +1,180 @@
+"""Moderation state in Redis: the hidden-post set every read path filters on, per-content state, the review queue.
+
+Keys:
+
+- ``mod:hidden`` SET of post ids (decimal) with a LIMIT or REMOVE in force: hidden from everyone but
+  their author, in feeds, ranked feeds, trending and single-post reads (like ``posts:deleted``);
+  ``mod:hidden:comments`` the same for comment ids (comment pages).
+- ``mod:state:{content_key}`` HASH: ``m`` (the latest model verdict, JSON) and ``m_at`` (the content
+  version it scored), ``d`` / ``d_at`` (the latest moderator decision and its time), ``ctx`` (kind,
+  ids, author), ``appeal`` (the author's one appeal), ``reported_at``.
+- ``mod:queue`` ZSET content_key -> when it first needed review (the content version, report or
+  appeal time): uncertain model scores, reports and appeals; a moderator decision takes it out.
+- ``mod:reports:{content_key}`` SET of reporters.
+- ``mod:recent:{author}`` ZSET post id -> time, and ``mod:nd:{band}`` SET of authors (MinHash LSH
+  bands): the spam model's posting-rate and near-duplicate features, kept a day.
+
+Every write is idempotent and order-independent: the model and moderator parts are each
+last-writer-wins on their own time, and the effective decision (the moderator's if any, else the
+model's) and the hidden set are recomputed from both in the same script. So replaying
+``posts.v1``, ``engagements.v1`` and ``moderation.v1`` in any interleaving rebuilds the same state.
+The verdicts topic is compacted: it also holds the latest effective verdict per content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import redis as _redis
+
+HIDDEN = "mod:hidden"
+HIDDEN_COMMENTS = "mod:hidden:comments"
+QUEUE = "mod:queue"
+DAY_S = 86_400
+HOUR_MS = 3_600_000
+
+
+def k_state(key: str) -> str:
+    """Redis key of one content's moderation state."""
+    return f"mod:state:{key}"
+
+
+def k_reports(key: str) -> str:
+    """Redis key of the users who reported a content."""
+    return f"mod:reports:{key}"
+
+
+def k_recent(author: str) -> str:
+    """Redis key of an author's recent posts (for the posting rate)."""
+    return f"mod:recent:{author}"
+
+
+def k_band(band: str) -> str:
+    """Redis key of the authors whose recent text fell into an LSH band."""
+    return f"mod:nd:{band}"
+
+
+# ARGV: content_key, hidden-set member (post or comment id), part ('m' | 'd'), at, part JSON, ctx JSON,
+# review ('1'|'0'), hidden set
+MERGE_LUA = """
+local key, pid, part, at = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local k = 'mod:state:' .. key
+local cur = tonumber(redis.call('HGET', k, part .. '_at') or '-1')
+if at >= cur then redis.call('HSET', k, part .. '_at', ARGV[4], part, ARGV[5]) end
+redis.call('HSETNX', k, 'ctx', ARGV[6])
+local m, d = redis.call('HGET', k, 'm'), redis.call('HGET', k, 'd')
+local src = d or m
+local eff = src and cjson.decode(src)['decision'] or 'ALLOW'
+if eff == 'ALLOW' then redis.call('SREM', ARGV[8], pid) else redis.call('SADD', ARGV[8], pid) end
+if part == 'd' then redis.call('ZREM', 'mod:queue', key)
+elseif ARGV[7] == '1' and not d then redis.call('ZADD', 'mod:queue', 'NX', ARGV[4], key) end
+return {m or false, d or false}
+"""
+
+
+def merge(r: _redis.Redis, key: str, content_id: int, part: str, at: int, body: dict[str, Any],
+          ctx: dict[str, Any], review: bool = False) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Merge a model (``part="m"``) or moderator (``"d"``) verdict on a post or comment (by ``key``'s
+    kind); return the stored (model, moderator) parts."""
+    hidden_set = HIDDEN_COMMENTS if key.startswith("comment:") else HIDDEN
+    out = r.register_script(MERGE_LUA)(args=[key, str(content_id), part, at,
+                                             json.dumps(body, sort_keys=True), json.dumps(ctx, sort_keys=True),
+                                             "1" if review else "0", hidden_set])
+    m, d = out
+    return (json.loads(m) if m else None), (json.loads(d) if d else None)
+
+
+def report(r: _redis.Redis, key: str, reporter: str, at: int, ctx: dict[str, Any]) -> int:
+    """Record a report (once per reporter) and queue the content; return the number of reporters."""
+    p = r.pipeline(transaction=True)
+    p.sadd(k_reports(key), reporter)
+    p.hsetnx(k_state(key), "ctx", json.dumps(ctx, sort_keys=True))
+    p.hsetnx(k_state(key), "reported_at", at)
+    p.zadd(QUEUE, {key: at}, nx=True)
+    p.scard(k_reports(key))
+    return int(p.execute()[-1])
+
+
+def appeal(r: _redis.Redis, key: str, body: dict[str, Any], at: int) -> bool:
+    """Keep the author's first appeal and queue the content; False if an appeal was already kept."""
+    p = r.pipeline(transaction=True)
+    p.hsetnx(k_state(key), "appeal", json.dumps(body, sort_keys=True))
+    p.zadd(QUEUE, {key: at}, nx=True)
+    first = bool(p.execute()[0])
+    return first
+
+
+def state(r: _redis.Redis, key: str) -> dict[str, Any]:
+    """A content's decoded state (empty if moderation never saw it) plus its reporter count."""
+    p = r.pipeline(transaction=False)
+    p.hgetall(k_state(key))
+    p.scard(k_reports(key))
+    raw, reports = p.execute()
+    return _decode_state(raw, reports)
+
+
+def effective(st: dict[str, Any]) -> dict[str, Any] | None:
+    """The part in force: the moderator's decision if any, else the model verdict (None if neither)."""
+    return st.get("d") or st.get("m")
+
+
+def queue(r: _redis.Redis, limit: int, after: float | None = None) -> list[tuple[str, int]]:
+    """Up to ``limit`` queued content keys, oldest first, with their queue time (after ``after``)."""
+    lo = f"({after}" if after is not None else "-inf"
+    rows = r.zrangebyscore(QUEUE, lo, "+inf", start=0, num=limit, withscores=True)
+    return [(k.decode(), int(s)) for k, s in rows]
+
+
+def hidden(r: _redis.Redis, post_ids: Sequence[int], which: str = HIDDEN) -> set[int]:
+    """Which of ``post_ids`` (or comment ids, ``which=HIDDEN_COMMENTS``) are hidden from everyone but
+    their author (one SMISMEMBER)."""
+    if not post_ids:
+        return set()
+    flags = r.smismember(which, [str(p) for p in post_ids])
+    return {p for p, f in zip(post_ids, flags) if f}
+
+
+def behaviour(r: _redis.Redis, author: str, post_id: int, at: int, bands: Sequence[str]) -> tuple[int, int]:
+    """Record a post in the author's recent posts and its LSH bands; ``(posts in the last hour, other
+    authors sharing a band)``. Idempotent for a replayed post (ZADD/SADD by id)."""
+    p = r.pipeline(transaction=False)
+    if bands:
+        p.sunion([k_band(b) for b in bands])
+    p.zadd(k_recent(author), {str(post_id): at})
+    p.expire(k_recent(author), DAY_S)
+    p.zcount(k_recent(author), at - HOUR_MS + 1, at)
+    for b in bands:
+        p.sadd(k_band(b), author)
+        p.expire(k_band(b), DAY_S)
+    out = p.execute()
+    dup = {m.decode() for m in out[0]} - {author} if bands else set()
+    rate = out[3 if bands else 2]
+    return int(rate), len(dup)
+
+
+def _decode_state(raw: dict[bytes, bytes], reports: int) -> dict[str, Any]:
+    out: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+    for f in ("m", "d", "ctx", "appeal"):
+        if f in out:
+            out[f] = json.loads(out[f])
+    out["reports"] = int(reports)
+    return out
+
+
+async def states_async(r: Any, keys: Sequence[str]) -> list[dict[str, Any]]:
+    """:func:`state` of several contents with the asyncio client the API uses (one round trip)."""
+    async with r.pipeline(transaction=False) as p:
+        for key in keys:
+            p.hgetall(k_state(key))
+            p.scard(k_reports(key))
+        out = await p.execute()
+    return [_decode_state(out[2 * i], out[2 * i + 1]) for i in range(len(keys))]
+
+
+async def queue_async(r: Any, limit: int, after: int | None = None) -> list[tuple[str, int]]:
+    """:func:`queue` with the asyncio client."""
+    lo = f"({after}" if after is not None else "-inf"
+    rows = await r.zrangebyscore(QUEUE, lo, "+inf", start=0, num=limit, withscores=True)
+    return [(k.decode(), int(s)) for k, s in rows]

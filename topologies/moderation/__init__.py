@@ -1,0 +1,1 @@
+"""Moderation topology: posts and comments -> rules and models -> verdicts; moderator decisions override."""

@@ -1,0 +1,168 @@
+"""Moderation worker: posts.v1 + engagements.v1 comments -> rules and models -> moderation-verdicts.v1;
+moderation.v1 decisions override the models, reports and appeals fill the review queue.
+
+Publishing policy: publish, then hide. Fan-out does not wait for a verdict; a LIMIT/REMOVE verdict
+adds the post to ``mod:hidden``, which every read path filters in O(page), so the post disappears
+from other people's feeds at once, including where it was already fanned out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+
+from core.clock import millis
+from core.settings import Settings
+from models.moderation.classify import Classifier
+from models.moderation.features import Behaviour, band_keys, content
+from stores import cassandra, graph
+from stores import moderation as mod
+from stores import redis as redis_store
+from stores.users import get_users
+from streams.catalog import ENGAGEMENTS, MODERATION, MODERATION_VERDICTS, POSTS
+from streams.errors import PoisonRecord
+from streams.producer import event_type_headers
+from streams.serde import Serde
+from topologies.faust_runtime import (
+    SourceRecord,
+    catalog_topic,
+    create_faust_app,
+    make_serde,
+    register_agent,
+    register_batch_agent,
+    run_worker,
+)
+from topologies.moderation.logic import (
+    MODERATION_RECORDS,
+    POST_RECORDS,
+    Item,
+    ctx_of_event,
+    decision_part,
+    item_of,
+    model_part,
+    verdict_value,
+)
+
+HEADERS = event_type_headers("io.feedstream.derived.ModerationVerdict")
+Verdicts = list[dict[str, Any]]
+
+
+class Engines:
+    """Lazily connected Redis, Cassandra and the classifier (loaded once per worker)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._r: Any = None
+        self._s: Any = None
+        self._clf: Classifier | None = None
+
+    @property
+    def r(self) -> Any:
+        """The sync Redis client."""
+        if self._r is None:
+            self._r = redis_store.client(self.settings)
+        return self._r
+
+    @property
+    def s(self) -> Any:
+        """The Cassandra session."""
+        if self._s is None:
+            self._s = cassandra.session(self.settings)
+        return self._s
+
+    @property
+    def clf(self) -> Classifier:
+        """Rules and models."""
+        if self._clf is None:
+            domains = [d for d in self.settings.moderation_blocked_domains.split(",") if d.strip()]
+            self._clf = Classifier(domains)
+        return self._clf
+
+
+def behaviour_of(eng: Engines, item: Item) -> Behaviour:
+    """The author's facts at posting time: account age, follower counts, posting rate, near-duplicates."""
+    user = get_users(eng.s, eng.r, [item.author_id]).get(item.author_id) or {}
+    graph.ensure_loaded(eng.r, eng.s, [item.author_id])
+    counts = graph.counts(eng.r, item.author_id)
+    rate, dup = mod.behaviour(eng.r, item.author_id, item.content_id, item.at, band_keys(item.text))
+    created = user.get("created_at")
+    age_h = max(0.0, (item.at - created) / 3_600_000) if created else None
+    return Behaviour(age_h, counts["followers"], counts["following"], rate, dup)
+
+
+def score_items(eng: Engines, items: list[Item]) -> Verdicts:
+    """Score a batch, merge each model verdict into the state, and return the verdicts to emit."""
+    if not items:
+        return []
+    facts = [(content(i.text, list(i.links)), behaviour_of(eng, i)) for i in items]
+    out = []
+    for item, mv in zip(items, eng.clf.classify(facts)):
+        m, d = mod.merge(eng.r, item.key, item.content_id, "m", item.at, model_part(mv, item), item.ctx,
+                         review=mv.needs_review)
+        out.append(verdict_value(item.ctx, m, d))
+    return out
+
+
+def apply_moderation(eng: Engines, rec: SourceRecord) -> Verdicts:
+    """Apply one moderation.v1 event: a decision (emits the new verdict), a report or an appeal."""
+    v, ctx = rec.value, ctx_of_event(rec.value)
+    at = millis(v["occurred_at"])
+    if rec.name == "ModeratorDecided":
+        m, d = mod.merge(eng.r, v["content_key"], v["content_id"], "d", at, decision_part(v), ctx)
+        return [verdict_value(ctx, m, d)]
+    if rec.name == "ContentReported":
+        mod.report(eng.r, v["content_key"], v["actor_id"], at, ctx)
+    elif rec.name == "DecisionAppealed":
+        mod.appeal(eng.r, v["content_key"], {"by": v["actor_id"], "reason": v["reason"], "at": at}, at)
+    return []
+
+
+def check_record(names: tuple[str, ...]) -> Any:
+    """A validator dead-lettering records that do not belong on the topic."""
+    def check(rec: SourceRecord) -> None:
+        if rec.name not in names:
+            raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
+    return check
+
+
+async def emit(serde: Serde, topic: faust.TopicT, verdicts: Verdicts) -> Awaitable[Any]:
+    """Send the verdicts (keyed by content_key); the returned awaitable completes on delivery."""
+    futures = []
+    for v in verdicts:
+        data = serde.encode("ModerationVerdict", v, MODERATION_VERDICTS.name)
+        futures.append(await topic.send(key=v["content_key"].encode(), value=data, headers=HEADERS))
+    return asyncio.gather(*futures)
+
+
+def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
+               broker: str | None = None, engines: Engines | None = None) -> faust.App:
+    """Build the moderation Faust app (agents on posts.v1, engagements.v1 and moderation.v1)."""
+    app = create_faust_app(settings, "moderation", app_id=app_id, broker=broker)
+    serde = serde or make_serde(settings)
+    eng = engines or Engines(settings)
+    verdicts = catalog_topic(app, MODERATION_VERDICTS, settings)
+
+    async def on_content(recs: list[SourceRecord]) -> Awaitable[Any]:
+        items = [i for i in (item_of(r.name, r.value) for r in recs) if i is not None]
+        return await emit(serde, verdicts, await asyncio.to_thread(score_items, eng, items))
+
+    async def on_moderation(rec: SourceRecord) -> None:
+        check_record(MODERATION_RECORDS)(rec)  # PoisonRecord: dead-lettered with its source offset
+        out = await asyncio.to_thread(apply_moderation, eng, rec)
+        await (await emit(serde, verdicts, out))
+
+    register_batch_agent(app, catalog_topic(app, POSTS, settings), on_content, serde=serde,
+                         name="moderation-posts", validate=check_record(POST_RECORDS), within_s=0.02)
+    register_batch_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_content, serde=serde,
+                         name="moderation-comments", within_s=0.02)
+    register_agent(app, catalog_topic(app, MODERATION, settings), on_moderation, serde=serde,
+                   name="moderation-decisions")
+    return app
+
+
+def run(settings: Settings) -> None:
+    """Run the moderation worker until interrupted."""
+    run_worker(create_app(settings))
