@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.ids import IdNodeLost
-from streams.errors import DeliveryError, RegistryError
+from streams.errors import DeliveryError, DeliveryInDoubt, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,13 @@ def install(app: FastAPI, retry_after_s: int) -> None:
         log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, what, exc)
         return problem(503, f"{what} unavailable, retry later: {exc}", retry_after_s)
 
+    async def in_doubt(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("%s %s: outcome unknown: %s", request.method, request.url.path, exc)
+        return problem(504, "the event log did not confirm the write in time and it may have been stored: "
+                            "the outcome is unknown; retry with the same Idempotency-Key to learn it "
+                            f"(no second event is written): {exc}", retry_after_s)
+
+    app.add_exception_handler(DeliveryInDoubt, in_doubt)
     for exc_type in (DeliveryError, RegistryError, IdNodeLost, RedisConnectionError, RedisTimeoutError,
                      NoHostAvailable, OperationTimedOut, ReadTimeout, Unavailable):
         app.add_exception_handler(exc_type, unavailable)
@@ -50,11 +57,12 @@ def responses(*codes: int) -> dict[int | str, dict]:
     text = {400: "the body is not parseable JSON", 401: "missing or invalid bearer token", 403: "acting as another user, or not the author",
             404: "no such post or comment", 409: "a request with this Idempotency-Key is in progress",
             413: "request body too large", 429: "rate limit exceeded (see Retry-After)",
-            503: "Kafka or Redis unavailable (see Retry-After)"}
+            503: "Kafka or Redis unavailable, nothing written (see Retry-After)",
+            504: "outcome unknown: Kafka did not confirm in time; retry with the same Idempotency-Key"}
     out: dict[int | str, dict] = {}
-    for c in codes:
+    for c in (*codes, 504) if 503 in codes else codes:  # a write that may reach Kafka is 504, never 503
         out[c] = {"model": ErrorBody, "description": text[c]}
-        if c in (409, 429, 503):
+        if c in (409, 429, 503, 504):
             out[c]["headers"] = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
     return out
 

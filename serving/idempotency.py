@@ -8,12 +8,23 @@ same ids and re-produces the *same* event, which the topologies apply idempotent
 failed releases its lease but keeps the ids, so a retry still produces the same event (an event
 whose delivery timed out may yet have been written). The event id itself is derived from
 ``(user, key, request fingerprint)``, so it is the same even if the claim record is lost.
+
+A write whose delivery is in doubt (sent, not confirmed: :class:`~streams.errors.DeliveryInDoubt`)
+keeps its claim marked ``in_doubt`` (``IN_DOUBT`` in its ids): a retry reads the log for the event
+before producing it again (:meth:`serving.writes.Write.emit`).
+
+Claims survive a Redis loss: completed and in-doubt claims are also written to Cassandra
+(``stores.requests``, TTL = the idempotency window), and read back only when a claim is missing
+from a Redis that is younger than that window (``idem:since``), i.e. lost since the claim could
+have been made. The warm path stays one Redis round trip (SET NX and GET ``idem:since`` pipelined).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -21,10 +32,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from cassandra import DriverException, RequestExecutionException
+from cassandra.cluster import NoHostAvailable
 
-from stores.requests import k_idempotency
+from stores import requests as request_store
+from stores.requests import K_CLAIMS_SINCE, k_idempotency
 
 PENDING = "pending"
+IN_DOUBT = "in_doubt"  # in a claim's ids: {"p": partition or None, "at": ms of the attempt}
+log = logging.getLogger(__name__)
+CASSANDRA_DOWN = (DriverException, RequestExecutionException, NoHostAvailable, OSError)
 EVENT_NS = uuid.UUID("3b0e1d8a-6c55-4f7e-9a0e-2f4b6d1c8e90")
 
 # Replace the claim only if it is still exactly what we read (another retry may have taken it over).
@@ -33,6 +50,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 end
 return false
+"""
+_DROP = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -55,6 +76,14 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _held_lapsed(raw: str) -> str:
+    """A restored pending claim with its lease ended (whoever held it lost it with Redis)."""
+    held = json.loads(raw)
+    if held.get("state") == PENDING:
+        held["lease"] = 0
+    return json.dumps(held)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a claim found: ``claimed`` (go ahead, with ``ids``), ``replay`` (a stored response), or a conflict.
@@ -70,13 +99,31 @@ class Outcome:
     resumed: bool = False
 
 
-class IdempotencyStore:
-    """Claim, complete and release idempotency keys in Redis with a TTL."""
+class DurableClaims:
+    """The Cassandra copy of claims (``stores.requests``), through any object with ``query``."""
 
-    def __init__(self, redis: aioredis.Redis, ttl_s: int, pending_s: int = 60) -> None:
+    def __init__(self, cql: Any, ttl_s: int) -> None:
+        self.cql = cql
+        self.ttl_s = ttl_s
+
+    async def put(self, user: str, idem_key: str, claim: str) -> None:
+        await self.cql.query(request_store.put_statement, user, idem_key, claim, self.ttl_s)
+
+    async def get(self, user: str, idem_key: str) -> str | None:
+        rows = await self.cql.query(request_store.get_statement, user, idem_key)
+        return rows[0].claim if rows else None
+
+
+class IdempotencyStore:
+    """Claim, complete and release idempotency keys in Redis with a TTL (and durably, with ``durable``)."""
+
+    def __init__(self, redis: aioredis.Redis, ttl_s: int, pending_s: int = 60,
+                 durable: DurableClaims | None = None, owner: tuple[str, str] | None = None) -> None:
         self.redis = redis
         self.ttl_ms = ttl_s * 1000
         self.pending_ms = min(pending_s, ttl_s) * 1000
+        self.durable = durable if owner is not None else None
+        self.owner = owner or ("", "")  # (user, Idempotency-Key) of the durable row
 
     def _pending(self, fp: str, ids: Mapping[str, Any], lease_ms: int) -> str:
         return json.dumps({"fp": fp, "state": PENDING, "lease": lease_ms, "ids": dict(ids)})
@@ -90,12 +137,30 @@ class IdempotencyStore:
         """
         for _ in range(3):  # the holder may expire or be taken over between SET and GET
             ids = mint()
-            if await self.redis.set(key, self._pending(fp, ids, _now_ms() + self.pending_ms),
-                                    nx=True, px=self.ttl_ms):
-                return Outcome("claimed", ids=ids)
-            raw = await self.redis.get(key)
-            if raw is None:
-                continue
+            mine = self._pending(fp, ids, _now_ms() + self.pending_ms)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.set(key, mine, nx=True, px=self.ttl_ms)
+                pipe.get(K_CLAIMS_SINCE)
+                created, since = await pipe.execute()
+            if created:
+                if self.durable is None or not await self._maybe_lost(since):
+                    return Outcome("claimed", ids=ids)
+                try:
+                    raw = await self.durable.get(*self.owner)
+                except CASSANDRA_DOWN:  # unknown: give the key back, so a retry consults again
+                    await self.redis.eval(_DROP, 1, key, mine)
+                    raise
+                if raw is None:
+                    return Outcome("claimed", ids=ids)
+                log.info("Idempotency-Key %r of %s: claim restored from Cassandra after a Redis loss",
+                         self.owner[1], self.owner[0])
+                raw = _held_lapsed(raw)  # put it back in place of the fresh claim, if that is still ours
+                if not await self.redis.eval(_TAKE_OVER, 1, key, mine, raw, self.ttl_ms):
+                    continue
+            else:
+                raw = await self.redis.get(key)
+                if raw is None:
+                    continue
             held = json.loads(raw)
             if held["fp"] != fp:
                 return Outcome("mismatch")
@@ -103,14 +168,39 @@ class IdempotencyStore:
                 return Outcome("replay", held["status"], held["body"])
             if "lease" not in held or held["lease"] > _now_ms():
                 return Outcome("in_progress")  # (a claim without a lease expires by its TTL)
-            taken = self._pending(fp, held["ids"], _now_ms() + self.pending_ms)
+            ids = held["ids"]
+            if held["lease"] > 0 and IN_DOUBT not in ids:  # its holder died (or lost Redis) mid-request:
+                ids = {**ids, IN_DOUBT: {"p": None, "at": 0}}  # its event may be in the log
+            taken = self._pending(fp, ids, _now_ms() + self.pending_ms)
             if await self.redis.eval(_TAKE_OVER, 1, key, raw, taken, self.ttl_ms):
-                return Outcome("claimed", ids=held["ids"], resumed=True)
+                return Outcome("claimed", ids=ids, resumed=True)
         return Outcome("in_progress")
 
+    async def _maybe_lost(self, since: bytes | None) -> bool:
+        """Whether this Redis may have lost a claim made within the window (it is younger than the TTL)."""
+        if since is None:  # a new or emptied Redis: from now on it holds every claim
+            await self.redis.set(K_CLAIMS_SINCE, _now_ms(), nx=True)
+            return True
+        return int(since) > _now_ms() - self.ttl_ms
+
+    async def _durably(self, value: str) -> None:
+        """Best effort: a failed durable write only narrows what survives a Redis loss."""
+        if self.durable is None:
+            return
+        try:
+            await self.durable.put(*self.owner, value)
+        except CASSANDRA_DOWN as exc:
+            log.warning("Idempotency-Key %r of %s not recorded in Cassandra: %r", self.owner[1], self.owner[0], exc)
+
     async def complete(self, key: str, fp: str, status: int, body: Any) -> None:
-        """Store the response of a claimed key for replays."""
-        await self.redis.set(key, json.dumps({"fp": fp, "status": status, "body": body}), px=self.ttl_ms)
+        """Store the response of a claimed key for replays (in Redis, and in Cassandra for a Redis loss)."""
+        value = json.dumps({"fp": fp, "status": status, "body": body})
+        await asyncio.gather(self._durably(value), self.redis.set(key, value, px=self.ttl_ms))
+
+    async def in_doubt(self, key: str, fp: str, ids: Mapping[str, Any]) -> None:
+        """End the lease of a claim whose event may have been written: a retry reads the log first."""
+        value = self._pending(fp, ids, 0)
+        await asyncio.gather(self._durably(value), self.redis.set(key, value, px=self.ttl_ms))
 
     async def release(self, key: str, fp: str, ids: Mapping[str, Any]) -> None:
         """End the lease of a claim whose request failed, so a retry runs again (with the same ids)."""

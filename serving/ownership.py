@@ -52,9 +52,13 @@ class DurableOwnership:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[list[Any]] = loop.create_future()
         rf = cassandra.execute_async(self._statements[statement], params)
-        rf.add_callbacks(lambda rows: loop.call_soon_threadsafe(_settle, done, list(rows), None),
+        rf.add_callbacks(lambda rows: loop.call_soon_threadsafe(_settle, done, list(rows or ()), None),
                          lambda exc: loop.call_soon_threadsafe(_settle, done, None, exc))
         return await done
+
+    async def query(self, statement: Callable[[Session], Any], *params: Any) -> list[Any]:
+        """Run ``statement(session)`` (a prepared statement) with ``params`` on this session."""
+        return await self._query(statement, *params)
 
     async def post(self, post_id: int) -> tuple[str, bool] | None:
         """``(author_id, deleted)`` of a stored post, or None."""

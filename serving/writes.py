@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,14 +11,23 @@ from typing import Annotated, Any
 import redis.asyncio as aioredis
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from core.clock import now_ms
 from core.events import new_event
 from core.settings import Settings
 from serving import metrics
 from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep
-from serving.idempotency import IdempotencyStore, event_id_for, fingerprint, redis_key
+from serving.idempotency import (
+    IN_DOUBT,
+    DurableClaims,
+    IdempotencyStore,
+    event_id_for,
+    fingerprint,
+    redis_key,
+)
 from serving.ownership import DurableOwnership
+from streams.errors import DeliveryInDoubt
 from streams.producer import EventProducer
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -38,6 +48,7 @@ class Write:
     idempotency_key: str | None
     durable: DurableOwnership | None = None
     ids: dict[str, Any] = field(default_factory=dict)
+    sent_at: int | None = None  # when this request produced its event (ms), if it did
 
     async def emit(self, record: str, **fields: Any) -> str:
         """Produce ``record``, wait for Kafka's confirmation, return its event id.
@@ -47,10 +58,29 @@ class Write:
         """
         event = new_event(self.user, **fields)
         event.update({k: self.ids[k] for k in ENVELOPE if k in self.ids})
+        if IN_DOUBT in self.ids and await self._already_written(record, event):
+            return event["event_id"]
+        self.sent_at = now_ms()
         with metrics.PRODUCE.labels(record).time():
             await self.producer.send_async(record, event)
         metrics.PRODUCED.labels(record).inc()
         return event["event_id"]
+
+    async def _already_written(self, record: str, event: dict[str, Any]) -> bool:
+        """Whether an earlier attempt whose delivery was in doubt put ``event`` in the log.
+
+        Unknown (the attempt is too recent to have settled, or the log can't be read) raises
+        DeliveryInDoubt again: producing now could add a second copy.
+        """
+        doubt, wait_ms = self.ids[IN_DOUBT], 2 * self.settings.api_produce_timeout_ms
+        if now_ms() - doubt["at"] < wait_ms:
+            raise DeliveryInDoubt(f"{record}: the earlier attempt's outcome is not settled yet", doubt["p"])
+        found = await asyncio.to_thread(self.producer.find, record, event, doubt["p"], event["occurred_at"] - 5000,
+                                        wait_ms / 1000)
+        if found is not None:
+            log.info("%s %s: event %s was written at %s; not producing it again", self.request.method,
+                     self.request.url.path, event["event_id"], found)
+        return found is not None
 
     async def once(self, action: Callable[[], Awaitable[dict[str, Any]]],
                    mint: Mapping[str, Callable[[], int]] | None = None) -> JSONResponse:
@@ -68,8 +98,9 @@ class Write:
         if self.idempotency_key is None:
             self.ids = fresh()
             return JSONResponse(await action(), status_code=ACCEPTED)
+        durable = DurableClaims(self.durable, self.settings.api_idempotency_ttl_s) if self.durable else None
         store = IdempotencyStore(self.redis, self.settings.api_idempotency_ttl_s,
-                                 self.settings.api_idempotency_pending_s)
+                                 self.settings.api_idempotency_pending_s, durable, (self.user, self.idempotency_key))
         key = redis_key(self.user, self.idempotency_key)
         fp = fingerprint(self.request.method, self.request.url.path, await self.request.body())
         event_id = event_id_for(self.user, self.idempotency_key, fp)
@@ -88,15 +119,24 @@ class Write:
                      self.request.url.path, self.idempotency_key, self.user, self.ids.get("event_id"))
         try:
             body = await action()
+        except DeliveryInDoubt as exc:  # may be in the log: keep the ids, a retry reads the log first
+            if self.sent_at is not None:  # (not if it only failed to learn an earlier attempt's outcome)
+                self.ids[IN_DOUBT] = {"p": exc.partition, "at": self.sent_at}
+            try:
+                await store.in_doubt(key, fp, self.ids)
+            except (RedisError, OSError) as rexc:  # the lease lapses by itself, with the ids (not the doubt)
+                log.warning("could not mark Idempotency-Key %r of %s in doubt: %r", self.idempotency_key,
+                            self.user, rexc)
+            raise
         except BaseException:
             try:
                 await store.release(key, fp, self.ids)
-            except Exception as exc:  # the lease then lapses by itself; report the request's own error
+            except (RedisError, OSError) as exc:  # the lease lapses by itself; report the request's own error
                 log.warning("could not release Idempotency-Key %r of %s: %r", self.idempotency_key, self.user, exc)
             raise
         try:
             await store.complete(key, fp, ACCEPTED, body)
-        except Exception as exc:  # the event is in Kafka: never answer 503 for it
+        except (RedisError, OSError) as exc:  # the event is in Kafka: never answer 503 for it
             log.warning("%s %s: event %s written but its Idempotency-Key response not recorded "
                         "(a retry will re-produce the same event): %r", self.request.method,
                         self.request.url.path, body.get("event_id"), exc)

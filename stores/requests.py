@@ -8,9 +8,40 @@ Not a view: these keys are written by the write API itself (see ``serving/idempo
 - ``rl:ip:{ip}``         token bucket of one client IP's writes
 - ``rl:read:user:{user}`` token bucket of one user's reads
 - ``rl:read:ip:{ip}``    token bucket of one client IP's reads
+- ``idem:since``         epoch ms since which this Redis holds every claim made (absent: lost or new)
+
+Cassandra ``requests`` (``DDL``): the durable copy of a claim that must survive a Redis loss (a
+completed response, or a write whose delivery is in doubt), per (user, Idempotency-Key), written
+with a TTL of the idempotency window. Read only when a claim is missing from a Redis younger than
+that window (``idem:since``).
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from cassandra.cluster import Session
+
+from stores.cassandra import prepared
+
+K_CLAIMS_SINCE = "idem:since"
+
+DDL: list[str] = [
+    ("CREATE TABLE IF NOT EXISTS {ks}.requests (user_id text, idem_key text, claim text, "
+     "PRIMARY KEY ((user_id, idem_key)))"),
+]
+PUT = "INSERT INTO requests (user_id, idem_key, claim) VALUES (?, ?, ?) USING TTL ?"
+GET = "SELECT claim FROM requests WHERE user_id = ? AND idem_key = ?"
+
+
+def put_statement(session: Session) -> Any:
+    """Prepared write of one durable claim (bind ``(user, key, claim JSON, ttl_s)``)."""
+    return prepared(session, PUT)
+
+
+def get_statement(session: Session) -> Any:
+    """Prepared read of one durable claim (bind ``(user, key)``)."""
+    return prepared(session, GET)
 
 
 def k_idempotency(user: str, idem_key: str) -> str:

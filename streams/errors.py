@@ -35,7 +35,19 @@ class RegistryError(StreamsError):
 
 
 class DeliveryError(StreamsError):
-    """Kafka did not confirm delivery of a record (error or timeout)."""
+    """Kafka did not confirm delivery of a record; from ``EventProducer`` it was then never sent or refused,
+    unless it is a :class:`DeliveryInDoubt`."""
+
+
+class DeliveryInDoubt(DeliveryError):
+    """Kafka did not confirm a record that may still be, or have been, written (a timeout while sent).
+
+    ``partition`` is where it was sent (None if unknown). Only reading the log tells the outcome.
+    """
+
+    def __init__(self, message: str, partition: int | None = None) -> None:
+        super().__init__(message)
+        self.partition = partition
 
 
 class PoisonRecord(StreamsError):

@@ -14,9 +14,19 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from core.settings import Settings, get_settings
 from streams.catalog import Topic, get_topic, topic_for
-from streams.errors import DeliveryError
+from streams.errors import DeliveryError, DeliveryInDoubt
+from streams.lookup import find_event
 from streams.serde import Serde
 
+# Failures after which the record is certainly not in the log: refused by the broker, or never sent.
+# Any other failure of a record that was routed to a partition (a timeout, a lost connection while
+# in flight) may still have been written: it is reported as DeliveryInDoubt.
+NOT_WRITTEN = frozenset({
+    KafkaError._PURGE_QUEUE, KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION, KafkaError._INVALID_ARG, KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG, KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_REQUIRED_ACKS,
+})
 HEADER_EVENT_TYPE = "event-type"  # full record name, for routing without decoding (also the value's event_type)
 
 
@@ -35,6 +45,18 @@ class DeliveryReport:
     key: bytes | None
     record: str
     timestamp_ms: int
+
+
+def delivery_failure(err: KafkaError, partition: int | None, what: str) -> DeliveryError:
+    """The error of a failed delivery report: DeliveryInDoubt unless the record surely is not in the log.
+
+    A record is only sent once routed to a partition (``partition >= 0``); one that never was, or
+    that the broker refused, is a plain DeliveryError (safe to report as "not written").
+    """
+    text = f"{what} not delivered: {err.str()}"
+    if partition is None or partition < 0 or err.code() in NOT_WRITTEN:
+        return DeliveryError(text)
+    return DeliveryInDoubt(f"{text} (it may still have been written)", partition)
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
@@ -88,20 +110,14 @@ class EventProducer:
         """
         if self._closed.is_set():
             raise DeliveryError("producer is closed")
-        target = topic_for(record) if topic is None else topic if isinstance(topic, Topic) else get_topic(topic)
-        fullname = self.serde.schemas.fullname(record)
+        target, fullname, key = self._route(record, value, key, topic)
         payload = self.serde.encode(fullname, value, target.name)
-        if key is None:  # the key is a property of the event type, even on a non-catalog topic
-            home = target if fullname in target.value_schemas else topic_for(fullname)
-            key = home.key_for(fullname, value)
-        elif isinstance(key, str):
-            key = key.encode()
         future: Future[DeliveryReport] = Future()
         short = fullname.rpartition(".")[2]
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
-                future.set_exception(DeliveryError(f"{short} to {target.name} not delivered: {err.str()}"))
+                future.set_exception(delivery_failure(err, msg.partition(), f"{short} to {target.name}"))
             else:
                 future.set_result(DeliveryReport(
                     target.name, msg.partition() or 0, msg.offset() or 0, msg.key(), short, msg.timestamp()[1]))
@@ -114,6 +130,28 @@ class EventProducer:
             except BufferError:  # local queue full: let the poll thread drain delivery reports
                 time.sleep(0.005)
 
+    def _route(self, record: str, value: Mapping[str, Any], key: str | bytes | None,
+               topic: Topic | str | None) -> tuple[Topic, str, bytes | None]:
+        """The topic, full record name and key bytes of an event."""
+        target = topic_for(record) if topic is None else topic if isinstance(topic, Topic) else get_topic(topic)
+        fullname = self.serde.schemas.fullname(record)
+        if key is None:  # the key is a property of the event type, even on a non-catalog topic
+            home = target if fullname in target.value_schemas else topic_for(fullname)
+            key = home.key_for(fullname, value)
+        elif isinstance(key, str):
+            key = key.encode()
+        return target, fullname, key
+
+    def find(self, record: str, value: Mapping[str, Any], partition: int | None, since_ms: int,
+             timeout_s: float) -> tuple[int, int] | None:
+        """``(partition, offset)`` of this event (by ``event_id``) if an earlier send of it reached the log.
+
+        For a send that failed with DeliveryInDoubt; raises DeliveryInDoubt if the log can't be read.
+        """
+        target, _, key = self._route(record, value, None, None)
+        return find_event(self.settings.kafka_bootstrap, self.serde, target.name, partition, key,
+                          str(value["event_id"]), since_ms, timeout_s)
+
     def send(self, record: str, value: Mapping[str, Any], key: str | bytes | None = None,
              *, topic: Topic | str | None = None) -> DeliveryReport:
         """Produce one event and block until Kafka confirms it; raise DeliveryError otherwise."""
@@ -121,7 +159,7 @@ class EventProducer:
         try:
             return future.result(timeout=self._timeout_s)
         except TimeoutError:
-            raise DeliveryError(f"{record}: no delivery report within {self._timeout_s:.0f}s") from None
+            raise DeliveryInDoubt(f"{record}: no delivery report within {self._timeout_s:.0f}s") from None
 
     async def send_async(self, record: str, value: Mapping[str, Any], key: str | bytes | None = None,
                          *, topic: Topic | str | None = None) -> DeliveryReport:
@@ -130,7 +168,7 @@ class EventProducer:
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
         except TimeoutError:
-            raise DeliveryError(f"{record}: no delivery report within {self._timeout_s:.0f}s") from None
+            raise DeliveryInDoubt(f"{record}: no delivery report within {self._timeout_s:.0f}s") from None
 
     def send_many(self, events: Iterable[tuple[str, Mapping[str, Any]]],
                   *, topic: Topic | str | None = None) -> list[DeliveryReport]:
@@ -140,7 +178,7 @@ class EventProducer:
         try:
             return [f.result(timeout=max(deadline - time.monotonic(), 0.001)) for f in futures]
         except TimeoutError:
-            raise DeliveryError(f"no delivery report within {self._timeout_s:.0f}s") from None
+            raise DeliveryInDoubt(f"no delivery report within {self._timeout_s:.0f}s") from None
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for queued records; return how many are still undelivered."""
