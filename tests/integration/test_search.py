@@ -22,7 +22,7 @@ from core.events import new_event
 from core.ids import new_post_id
 from core.settings import Settings, isolated, with_overrides
 from ops.workers import workers
-from stores import cassandra, graph
+from stores import cassandra, graph, moderation
 from stores import redis as redis_store
 from stores import search as idx
 from streams.admin import apply_all
@@ -122,6 +122,19 @@ def test_followers_only_post_is_found_by_a_follower_not_a_stranger(env: Env) -> 
     assert wait_until(lambda: env.ids(follower, w)) == [pid]
     assert env.ids(author, w) == [pid]
     assert env.ids(stranger, w) == []
+
+
+def test_a_moderation_hidden_post_leaves_others_results_at_once_and_returns_when_overturned(env: Env) -> None:
+    """A LIMIT/REMOVE verdict (the moderation store's hidden set, as the feeds read it) hides the post
+    from everyone's search but its author's, before the index learns of it; ALLOW brings it back."""
+    author, reader, w = env.user("a"), env.user("r"), word()
+    pid = env.post(author, f"moderated {w}")["post_id"]
+    assert wait_until(lambda: env.ids(reader, w)) == [pid]
+    now = int(time.time() * 1000)
+    moderation.merge(env.r, f"post:{pid}", pid, "m", now, {"decision": "REMOVE"}, {})
+    assert env.ids(reader, w) == [] and env.ids(author, w) == [pid]
+    moderation.merge(env.r, f"post:{pid}", pid, "d", now + 1, {"decision": "ALLOW"}, {})
+    assert env.ids(reader, w) == [pid]
 
 
 def test_blocked_author_is_never_returned_either_way(env: Env) -> None:
