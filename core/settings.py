@@ -196,8 +196,18 @@ class TrendingSettings(BaseSettings):
     trending_checkpoint_dir: str | None = None
 
 
+class ConsistencySettings(BaseSettings):
+    """Read-your-writes (docs/consistency.md): how long a read waits for a token, per-user tokens."""
+
+    model_config = _CONFIG
+
+    consistency_wait_s: float = Field(default=2.0, ge=0, description="bound of a read's wait for its token")
+    consistency_own_reads: bool = Field(default=True, description="reads of one's own data wait on one's last writes")
+    consistency_user_ttl_s: int = Field(default=600, ge=1, description="how long a user's last write positions are kept")
+
+
 class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiSettings, IdSettings,
-               TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings):
+               TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings, ConsistencySettings):
     """Every setting of the platform (see the sections above); frozen once read."""
 
     model_config = _CONFIG

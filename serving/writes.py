@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from core.clock import now_ms
 from core.events import new_event
 from core.settings import Settings
+from serving import consistency
 from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep
 from serving.idempotency import IdempotencyStore, event_id_for, fingerprint, redis_key
 from serving.ownership import DurableOwnership
@@ -37,6 +39,7 @@ class Write:
     idempotency_key: str | None
     durable: DurableOwnership | None = None
     ids: dict[str, Any] = field(default_factory=dict)
+    positions: list[tuple[str, int, int]] = field(default_factory=list)  # where emitted events landed
 
     async def emit(self, record: str, **fields: Any) -> str:
         """Produce ``record``, wait for Kafka's confirmation, return its event id.
@@ -46,7 +49,8 @@ class Write:
         """
         event = new_event(self.user, **fields)
         event.update({k: self.ids[k] for k in ENVELOPE if k in self.ids})
-        await self.producer.send_async(record, event)
+        report = await self.producer.send_async(record, event)
+        self.positions.append((report.topic, report.partition, report.offset))
         return event["event_id"]
 
     async def once(self, action: Callable[[], Awaitable[dict[str, Any]]],
@@ -64,7 +68,10 @@ class Write:
 
         if self.idempotency_key is None:
             self.ids = fresh()
-            return JSONResponse(await action(), status_code=ACCEPTED)
+            body = await action()
+            headers = consistency.stamp(self.settings, body, self.positions)
+            await consistency.record_user(self)
+            return JSONResponse(body, status_code=ACCEPTED, headers=headers)
         store = IdempotencyStore(self.redis, self.settings.api_idempotency_ttl_s,
                                  self.settings.api_idempotency_pending_s)
         key = redis_key(self.user, self.idempotency_key)
@@ -72,7 +79,8 @@ class Write:
         event_id = event_id_for(self.user, self.idempotency_key, fp)
         found = await store.claim(key, fp, lambda: {"event_id": event_id, "occurred_at": now_ms(), **fresh()})
         if found.kind == "replay":
-            return JSONResponse(found.body, status_code=found.status, headers={"Idempotent-Replayed": "true"})
+            return JSONResponse(found.body, status_code=found.status,
+                                headers={"Idempotent-Replayed": "true", **consistency.replay_headers(found.body)})
         if found.kind == "in_progress":
             raise HTTPException(409, "a request with this Idempotency-Key is still in progress",
                                 headers={"Retry-After": "1"})
@@ -91,13 +99,14 @@ class Write:
             except Exception as exc:  # the lease then lapses by itself; report the request's own error
                 log.warning("could not release Idempotency-Key %r of %s: %r", self.idempotency_key, self.user, exc)
             raise
-        try:
-            await store.complete(key, fp, ACCEPTED, body)
+        headers = consistency.stamp(self.settings, body, self.positions)
+        try:  # the user's positions are recorded alongside, in parallel (record_user never raises)
+            await asyncio.gather(store.complete(key, fp, ACCEPTED, body), consistency.record_user(self))
         except Exception as exc:  # the event is in Kafka: never answer 503 for it
             log.warning("%s %s: event %s written but its Idempotency-Key response not recorded "
                         "(a retry will re-produce the same event): %r", self.request.method,
                         self.request.url.path, body.get("event_id"), exc)
-        return JSONResponse(body, status_code=ACCEPTED)
+        return JSONResponse(body, status_code=ACCEPTED, headers=headers)
 
 
 async def _write(

@@ -25,7 +25,7 @@ import faust
 
 from core.clock import millis
 from core.settings import Settings
-from stores import cassandra
+from stores import cassandra, progress
 from stores import redis as redis_store
 from stores.notifications import NotificationStore, channel, push_message
 from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, GRAPH, NOTIFICATIONS, POSTS
@@ -109,6 +109,11 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         return await notes_topic.send(key=n.recipient_id.encode(), value=data,
                                       headers=event_type_headers("io.feedstream.derived.Notification"))
 
+    async def mark(recs: list[SourceRecord]) -> None:  # after the batch's side effects
+        if process is None:
+            await progress.amark(engines.redis, "engagement",
+                                 progress.highest((r.topic, r.partition, r.offset) for r in recs))
+
     def validate(rec: SourceRecord) -> None:
         if rec.name not in KINDS:
             raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
@@ -119,6 +124,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
             await process(batch)
             return
         await engines.processor(emit_counts, emit_notification).handle_batch(batch)
+        await mark(recs)
 
     def is_post(rec: SourceRecord) -> None:
         if rec.name not in POST_RECORDS:
@@ -129,10 +135,12 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
             return
         await engines.processor(emit_counts, emit_notification).register_posts(
             [(r.name, r.value) for r in recs])
+        await mark(recs)
 
     async def on_graph(recs: list[SourceRecord]) -> None:
         notes = [n for n in (graph_notification(r.name, r.value) for r in recs) if n is not None]
         await asyncio.gather(*[await emit_notification(n) for n in notes])
+        await mark(recs)
 
     def is_notification(rec: SourceRecord) -> None:
         if rec.name != "Notification":
@@ -146,6 +154,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         for n in notes:
             pipe.publish(channel(n["recipient_id"]), push_message(n))
         await pipe.execute()
+        await mark(recs)
 
     register_pipelined_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_engagements,
                              serde=serde, name="engagement-events", validate=validate,

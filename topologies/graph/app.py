@@ -10,7 +10,7 @@ import faust
 
 from core.feed import TimelineWrite
 from core.settings import Settings
-from stores import graph
+from stores import graph, progress
 from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
@@ -196,6 +196,7 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck |
             out.append((rec, process_graph(st, rec, missing)))
         except PoisonRecord as exc:
             out.append((rec, exc))
+    progress.mark(st.r, "graph", progress.highest((r.topic, r.partition, r.offset) for r in recs))
     return out
 
 
