@@ -19,12 +19,12 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import redis.asyncio as aioredis
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from fastapi import Header, Request
+from fastapi import Header, HTTPException, Request
 
 from core.settings import Settings
 from stores import progress
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 HEADER = "X-Consistency-Token"
+STATE_HEADER = "X-Consistency"
 TokenHeader = Annotated[str | None, Header(alias=HEADER, max_length=2048,
                                            description="consistency_token of an earlier 202: wait until "
                                                        "the view read has applied that write (bounded)")]
@@ -256,6 +257,18 @@ def with_consistency(body: dict[str, Any], info: dict[str, Any] | None) -> dict[
     if info is not None:
         body["consistency"] = info
     return body
+
+
+async def answer(info: dict[str, Any] | None, read: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """The read's body with its ``consistency`` object; an error answer (e.g. a 404 for a profile
+    not written yet) carries it as the ``X-Consistency`` header (JSON) instead."""
+    try:
+        body = await read
+    except HTTPException as exc:
+        if info is not None:
+            exc.headers = {**(exc.headers or {}), STATE_HEADER: json.dumps(info, separators=(",", ":"))}
+        raise
+    return with_consistency(body, info)
 
 
 # -- the write side ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
 from core.ids import MAX_ID
-from serving.consistency import TokenHeader, settle, with_consistency
+from serving.consistency import TokenHeader, answer, settle, with_consistency
 from serving.deps import CurrentUser, ReadRateLimited
 from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadsDep
@@ -23,7 +23,7 @@ PostPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 async def get_post(request: Request, post_id: PostPath, user: CurrentUser, e: ReadsDep,
                    token: TokenHeader = None) -> dict[str, Any]:
     info = await settle(request, "post", user, token, own=True)  # one's own new post, by default
-    return with_consistency(await e.run(post_view, e.readers, user, post_id), info)
+    return await answer(info, e.run(post_view, e.readers, user, post_id))
 
 
 @router.get("/comments", summary="A post's comments: roots oldest first with their first replies, "

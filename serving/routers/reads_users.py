@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
-from serving.consistency import TokenHeader, settle, with_consistency
+from serving.consistency import TokenHeader, answer, settle, with_consistency
 from serving.deps import CurrentUser, ReadRateLimited
 from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadEngines, ReadsDep
@@ -26,7 +26,7 @@ EDGE_ERRORS = read_responses(400, 401, 404, 503, e404="no such user")
 async def get_profile(request: Request, user_id: UserPath, user: CurrentUser, e: ReadsDep,
                       token: TokenHeader = None) -> dict[str, Any]:
     info = await settle(request, "profile", user, token, own=user_id == user)
-    return with_consistency(await e.run(profile_view, e.readers, user_id), info)
+    return await answer(info, e.run(profile_view, e.readers, user_id))
 
 
 async def _edges(request: Request, table: str, user_id: str, user: str, e: ReadEngines, limit: int,
