@@ -35,13 +35,18 @@ from streams.serde import Serde
 from topologies.engagement.batching import register_pipelined_agent
 from topologies.engagement.logic import KINDS, Notify, graph_notification
 from topologies.engagement.runtime import Engagement, EngagementProcessor, aexec
+from topologies.fanout.runtime import Stores
 from topologies.faust_runtime import (
     SourceRecord,
     catalog_topic,
     create_faust_app,
+    dead_letter_record,
+    dlq_topic,
     make_serde,
     run_worker,
 )
+from topologies.graph.app import UserCheck, UsersProgress, registered_lookup
+from topologies.graph.logic import UnknownUser
 
 BatchHandler = Callable[[list[Engagement]], Awaitable[Any]]
 MAX_BATCH = 1000  # events per pipelined batch, per agent
@@ -85,6 +90,24 @@ class Engines:
         return self._notes
 
 
+def engagement_user_check(st: Stores) -> UserCheck:
+    """The graph worker's rule for the user of an engagement (issue 14 items 5/6): registered by
+    ``occurred_at + grace``, "never registered" proven by the users topology's progress."""
+    return UserCheck(registered_lookup(st), int(st.settings.graph_user_grace_s * 1000),
+                     named=lambda rec: [rec.value["user_id"]], progress=UsersProgress(st))
+
+
+async def refuse_unknown_users(app: faust.App, serde: Serde, dlq: Any, users: UserCheck,
+                               recs: list[SourceRecord]) -> list[SourceRecord]:
+    """Dead-letter (``UnknownUser``) the engagements by users who never registered; return the rest."""
+    unknown = await asyncio.to_thread(users.unknown, recs)
+    for rec, missing in zip(recs, unknown):
+        if missing:
+            await dead_letter_record(app, serde, dlq, app.conf.id, rec,
+                                     UnknownUser(f"{rec.name}: user {', '.join(sorted(missing))} never registered"))
+    return [rec for rec, missing in zip(recs, unknown) if not missing]
+
+
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
                broker: str | None = None, process: BatchHandler | None = None) -> faust.App:
     """Build the engagement Faust app: four pipelined agents (see the module doc).
@@ -96,6 +119,8 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     app = create_faust_app(settings, "engagement", app_id=app_id, broker=broker)
     serde = serde or make_serde(settings)
     engines = Engines(settings)
+    dlq = dlq_topic(app)
+    users = engagement_user_check(Stores(settings))
     counts_topic = catalog_topic(app, ENGAGEMENT_COUNTS, settings)
     notes_topic = catalog_topic(app, NOTIFICATIONS, settings)
 
@@ -119,6 +144,8 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
             raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
 
     async def on_engagements(recs: list[SourceRecord]) -> None:
+        if process is None and settings.engagement_user_check:
+            recs = await refuse_unknown_users(app, serde, dlq, users, recs)
         batch = [Engagement(r.name, r.value, r.partition, r.offset) for r in recs]
         if process is not None:
             await process(batch)
