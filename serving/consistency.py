@@ -45,10 +45,11 @@ TokenHeader = Annotated[str | None, Header(alias=HEADER, max_length=2048,
 # engagements.v1; graph <- graph.v1; engagement <- engagements.v1, posts.v1, graph.v1,
 # notifications.v1; fanout <- posts.v1.)
 VIEWS: dict[str, tuple[tuple[str, str], ...]] = {
+    # every view of a user's data first checks the user's profile exists (404 otherwise): users.v1.
     "profile": (("users", "users.v1"), ("graph", "graph.v1")),      # profile + follower counts
-    "edges": (("graph", "graph.v1"),),                                # followers / following
-    "user_posts": (("fanout", "posts.v1"), ("graph", "graph.v1")),   # author index; blocks hide
-    "feed": (("fanout", "posts.v1"), ("graph", "graph.v1")),         # timelines; negative sets
+    "edges": (("users", "users.v1"), ("graph", "graph.v1")),        # followers / following
+    "user_posts": (("users", "users.v1"), ("fanout", "posts.v1"), ("graph", "graph.v1")),  # blocks hide
+    "feed": (("users", "users.v1"), ("fanout", "posts.v1"), ("graph", "graph.v1")),  # negative sets
     "post": (("fanout", "posts.v1"), ("engagement", "engagements.v1"), ("graph", "graph.v1")),
     "comments": (("users", "engagements.v1"), ("fanout", "posts.v1")),
     "notifications": (("engagement", "engagements.v1"), ("engagement", "graph.v1")),

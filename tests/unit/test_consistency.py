@@ -35,8 +35,9 @@ def test_a_token_signed_with_another_secret_is_refused() -> None:
 def test_a_view_waits_only_for_the_topologies_that_build_it() -> None:
     positions = [("users.v1", 1, 5), ("posts.v1", 0, 9), ("graph.v1", 3, 2)]
     assert c.needs("profile", positions) == [("users", "users.v1", 1, 5), ("graph", "graph.v1", 3, 2)]
-    assert c.needs("edges", positions) == [("graph", "graph.v1", 3, 2)]
-    assert c.needs("feed", positions) == [("fanout", "posts.v1", 0, 9), ("graph", "graph.v1", 3, 2)]
+    assert c.needs("edges", positions) == [("users", "users.v1", 1, 5), ("graph", "graph.v1", 3, 2)]
+    assert c.needs("feed", positions) == [("users", "users.v1", 1, 5), ("fanout", "posts.v1", 0, 9),
+                                          ("graph", "graph.v1", 3, 2)]
     assert c.needs("comments", [("users.v1", 1, 5)]) == []
 
 
