@@ -136,6 +136,7 @@ class UsersProgress:
     def __init__(self, st: Stores) -> None:
         self.st = st
         self._consumer: Any = None
+        self._tps: list[Any] = []
 
     @property
     def consumer(self) -> Any:
@@ -148,14 +149,15 @@ class UsersProgress:
         return self._consumer
 
     def _partitions(self) -> list[Any]:
-        from confluent_kafka import TopicPartition
-        meta = self.consumer.list_topics(USERS.name, timeout=10).topics[USERS.name]
-        return [TopicPartition(USERS.name, p) for p in sorted(meta.partitions)]
+        return self._tps
 
     def ends(self) -> dict[tuple[str, int], int]:
-        """users.v1's end offset per partition, now."""
+        """users.v1's end offset per partition, now (its partitions are looked up here)."""
+        from confluent_kafka import TopicPartition
+        meta = self.consumer.list_topics(USERS.name, timeout=10).topics[USERS.name]
+        self._tps = [TopicPartition(USERS.name, p) for p in sorted(meta.partitions)]
         return {(tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=10)[1]
-                for tp in self._partitions()}
+                for tp in self._tps}
 
     def applied(self) -> dict[tuple[str, int], int]:
         """The last users.v1 offset the users topology applied, per partition (-1: none known)."""
