@@ -50,8 +50,9 @@ async def get_feed(
     if pos is not None and not isinstance(pos.before, int):
         raise HTTPException(400, "invalid cursor: not a feed position")
     before = pos.before if pos else None
-    # the feed is eventually consistent: it waits only when given a token (no extra round trip otherwise)
-    info = None if token is None else await settle(request, "feed", user, token, own=False)
+    # the feed is eventually consistent: it waits only when given a token (no extra round trip
+    # otherwise), and then for the reader's own newest writes too (e.g. the sign-up before a follow)
+    info = None if token is None else await settle(request, "feed", user, token, own=True)
     page = await fast_feed(e, user_id, algorithm.value, limit, before)
     if page is None:
         page = await e.run(read_known_feed, e, user_id, algorithm.value, limit, before)
