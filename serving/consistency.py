@@ -143,8 +143,9 @@ class Watcher:
 
     async def _listen(self) -> None:
         try:
-            async for msg in self._pubsub.listen():
-                if msg.get("type") != "pmessage":
+            while True:  # get_message with a timeout: an idle subscription is not a read timeout
+                msg = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if msg is None or msg.get("type") != "pmessage":
                     continue
                 channel = msg["channel"].decode() if isinstance(msg["channel"], bytes) else msg["channel"]
                 merge(self.latest, {channel[len(progress.PREFIX):]: progress.parse(json.loads(msg["data"]))})
