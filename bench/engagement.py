@@ -98,7 +98,8 @@ def measure(settings: Settings, events: int, probes: int, n_posts: int = 10,
         suffix = f"-bench-{new_id()}"
         group = f"feedstream-engagement{suffix}"
         worker = start_worker(settings, "engagement", log_path, new_session=True,
-                              topology_group_suffix=suffix, topology_offset_reset=reset)
+                              topology_group_suffix=suffix, topology_offset_reset=reset,
+                              engagement_user_check=False)  # synthetic users, no users topology: the counter path
         try:
             _ready(settings, producer)
             if reset == "earliest":

@@ -220,8 +220,22 @@ class SearchSettings(BaseSettings):
     search_timeout_s: float = Field(default=2.0, gt=0, description="per-request OpenSearch deadline; later -> 503")
 
 
+class ConsistencySettings(BaseSettings):
+    """Read-your-writes (docs/consistency.md), and which workers refuse events by unregistered users."""
+
+    model_config = _CONFIG
+
+    consistency_wait_s: float = Field(default=2.0, ge=0, description="bound of a read's wait for its token")
+    consistency_own_reads: bool = Field(default=True, description="reads of one's own data wait on one's last writes")
+    consistency_user_ttl_s: int = Field(default=600, ge=1, description="how long a user's last write positions are kept")
+    engagement_user_check: bool = Field(
+        default=True, description="the engagement worker dead-letters engagements by users who never registered "
+        "(proven by the users topology's progress: it waits while that topology is down)")
+
+
 class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiSettings, IdSettings,
-               TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings, SearchSettings):
+               TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings, SearchSettings,
+               ConsistencySettings):
     """Every setting of the platform (see the sections above); frozen once read."""
 
     model_config = _CONFIG

@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, FastAPI
 
 from core.settings import Settings, get_settings
-from serving import errors, metrics, realtime
+from serving import consistency, errors, metrics, realtime
 from serving.feed.engines import ReadEngines
 from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
@@ -83,6 +83,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(lambda: [producer.serde.schema_id(r) for r in WRITE_RECORDS])
         yield
     finally:
+        await consistency.close(app.state)
         await app.state.hub.close()
         await app.state.reads.aclose()
         if getattr(app.state, "opensearch", None) is not None:  # created by the search router on first use

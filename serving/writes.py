@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from core.clock import now_ms
 from core.events import new_event
 from core.settings import Settings
-from serving import metrics
+from serving import consistency, metrics
 from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep
 from serving.idempotency import (
     IN_DOUBT,
@@ -49,6 +49,7 @@ class Write:
     durable: DurableOwnership | None = None
     ids: dict[str, Any] = field(default_factory=dict)
     sent_at: int | None = None  # when this request produced its event (ms), if it did
+    positions: list[tuple[str, int, int]] = field(default_factory=list)  # where emitted events landed
 
     async def emit(self, record: str, **fields: Any) -> str:
         """Produce ``record``, wait for Kafka's confirmation, return its event id.
@@ -58,16 +59,20 @@ class Write:
         """
         event = new_event(self.user, **fields)
         event.update({k: self.ids[k] for k in ENVELOPE if k in self.ids})
-        if IN_DOUBT in self.ids and await self._already_written(record, event):
-            return event["event_id"]
+        if IN_DOUBT in self.ids:
+            found = await self._already_written(record, event)
+            if found is not None:
+                self.positions.append((self.producer.topic_of(record, event), *found))
+                return event["event_id"]
         self.sent_at = now_ms()
         with metrics.PRODUCE.labels(record).time():
-            await self.producer.send_async(record, event)
+            report = await self.producer.send_async(record, event)
         metrics.PRODUCED.labels(record).inc()
+        self.positions.append((report.topic, report.partition, report.offset))
         return event["event_id"]
 
-    async def _already_written(self, record: str, event: dict[str, Any]) -> bool:
-        """Whether an earlier attempt whose delivery was in doubt put ``event`` in the log.
+    async def _already_written(self, record: str, event: dict[str, Any]) -> tuple[int, int] | None:
+        """Where (partition, offset) an earlier attempt whose delivery was in doubt put ``event``, if it did.
 
         Unknown (the attempt is too recent to have settled, or the log can't be read) raises
         DeliveryInDoubt again: producing now could add a second copy.
@@ -80,7 +85,7 @@ class Write:
         if found is not None:
             log.info("%s %s: event %s was written at %s; not producing it again", self.request.method,
                      self.request.url.path, event["event_id"], found)
-        return found is not None
+        return found
 
     async def once(self, action: Callable[[], Awaitable[dict[str, Any]]],
                    mint: Mapping[str, Callable[[], int]] | None = None) -> JSONResponse:
@@ -97,7 +102,10 @@ class Write:
 
         if self.idempotency_key is None:
             self.ids = fresh()
-            return JSONResponse(await action(), status_code=ACCEPTED)
+            body = await action()
+            headers = consistency.stamp(self.settings, body, self.positions)
+            await consistency.record_user(self)
+            return JSONResponse(body, status_code=ACCEPTED, headers=headers)
         durable = DurableClaims(self.durable, self.settings.api_idempotency_ttl_s) if self.durable else None
         store = IdempotencyStore(self.redis, self.settings.api_idempotency_ttl_s,
                                  self.settings.api_idempotency_pending_s, durable, (self.user, self.idempotency_key))
@@ -106,7 +114,8 @@ class Write:
         event_id = event_id_for(self.user, self.idempotency_key, fp)
         found = await store.claim(key, fp, lambda: {"event_id": event_id, "occurred_at": now_ms(), **fresh()})
         if found.kind == "replay":
-            return JSONResponse(found.body, status_code=found.status, headers={"Idempotent-Replayed": "true"})
+            return JSONResponse(found.body, status_code=found.status,
+                                headers={"Idempotent-Replayed": "true", **consistency.replay_headers(found.body)})
         if found.kind == "in_progress":
             raise HTTPException(409, "a request with this Idempotency-Key is still in progress",
                                 headers={"Retry-After": "1"})
@@ -134,13 +143,14 @@ class Write:
             except (RedisError, OSError) as exc:  # the lease lapses by itself; report the request's own error
                 log.warning("could not release Idempotency-Key %r of %s: %r", self.idempotency_key, self.user, exc)
             raise
-        try:
-            await store.complete(key, fp, ACCEPTED, body)
+        headers = consistency.stamp(self.settings, body, self.positions)
+        try:  # the user's positions are recorded alongside, in parallel (record_user never raises)
+            await asyncio.gather(store.complete(key, fp, ACCEPTED, body), consistency.record_user(self))
         except (RedisError, OSError) as exc:  # the event is in Kafka: never answer 503 for it
             log.warning("%s %s: event %s written but its Idempotency-Key response not recorded "
                         "(a retry will re-produce the same event): %r", self.request.method,
                         self.request.url.path, body.get("event_id"), exc)
-        return JSONResponse(body, status_code=ACCEPTED)
+        return JSONResponse(body, status_code=ACCEPTED, headers=headers)
 
 
 async def _write(

@@ -14,7 +14,7 @@ Redis key layout (``{r}`` reader id):
 - ``neg:a:{r}``     SET of authors hidden from ``r`` (unfollowed, blocked either way): read filter
 - ``readers:seen``  ZSET reader -> last-seen epoch ms (inactive readers are not pushed to)
 - ``fresh:{r}``     HASH ts/topic/partition/offset of the newest source event applied to ``r``
-- ``fanout:wm``     HASH "topic:partition" -> last offset fully applied by fan-out
+- ``progress:fanout`` HASH "topic:partition" -> last offset fully applied by fan-out (:mod:`stores.progress`)
 - pub/sub channel ``feed:{r}``: JSON ``{"post_id", "author_id", "op"}`` per timeline change
 
 Both timeline writers (the fan-out and graph workers) go through :class:`TimelineBatch`: one
@@ -38,12 +38,12 @@ from cassandra.cluster import Session
 
 from core.feed import REMOVE, TimelineWrite, merge_newest, visible_to
 from core.settings import Settings
-from stores import graph, moderation
+from stores import graph, moderation, progress
 from stores import posts as post_store
 from stores import redis as redis_store
 
 SEEN = "readers:seen"
-WATERMARK = "fanout:wm"
+WATERMARK = progress.key("fanout")
 PIPELINE_CHUNK = 5000
 SCRIPT_READERS = 1000
 
@@ -311,11 +311,15 @@ class TimelineBatch:
             p.hset(k_fresh(rd), mapping=dict(zip(("ts", "topic", "partition", "offset"), fresh)))
         self._maybe_flush()
 
-    def run(self, watermarks: Mapping[tuple[str, int], int] | None = None) -> None:
-        """Record the partitions' fan-out watermarks and execute everything queued."""
-        for (topic, part), off in (watermarks or {}).items():
-            self.pipeline.hset(WATERMARK, f"{topic}:{part}", str(off))
+    def run(self, watermarks: Mapping[tuple[str, int], int] | None = None, topology: str = "fanout") -> None:
+        """Execute everything queued, then raise ``topology``'s progress marks to ``watermarks``
+        (:mod:`stores.progress`: after the writes, in the same pipeline; Redis Cluster refuses scripts
+        in a pipeline, so there the marks follow as their own call)."""
+        if watermarks and not self.cluster:
+            progress.queue_mark(self.r, topology, watermarks, client=self.pipeline)
         self._execute()
+        if watermarks and self.cluster:
+            progress.mark(self.r, topology, watermarks)
 
 
 def apply_writes(r: _redis.Redis, writes: Iterable[TimelineWrite], *, cap: int,
@@ -345,7 +349,7 @@ def hide_author(r: _redis.Redis, reader: str, author: str, hidden: bool) -> None
 
 def mark_watermark(r: _redis.Redis, topic: str, partition: int, offset: int) -> None:
     """Record that fan-out fully applied ``topic[partition]`` up to ``offset``."""
-    r.hset(WATERMARK, f"{topic}:{partition}", offset)
+    progress.mark(r, "fanout", {(topic, partition): offset})
 
 
 # -- reads (the read API calls these) -------------------------------------------------------

@@ -142,6 +142,10 @@ class EventProducer:
             key = key.encode()
         return target, fullname, key
 
+    def topic_of(self, record: str, value: Mapping[str, Any]) -> str:
+        """The topic ``record`` is produced to."""
+        return self._route(record, value, None, None)[0].name
+
     def find(self, record: str, value: Mapping[str, Any], partition: int | None, since_ms: int,
              timeout_s: float) -> tuple[int, int] | None:
         """``(partition, offset)`` of this event (by ``event_id``) if an earlier send of it reached the log.

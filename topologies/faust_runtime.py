@@ -71,6 +71,7 @@ from core.events import dead_letter
 from core.logs import EVENT_ID
 from core.logs import install as install_log_format
 from core.settings import Settings
+from stores import progress
 from streams.catalog import DEAD_LETTERS, Topic
 from streams.errors import DecodeError, PoisonRecord, SchemaValidationError
 from streams.producer import event_type_headers
@@ -209,7 +210,7 @@ def crash_worker(app: faust.App, exc: BaseException) -> None:
 
 def group_id(settings: Settings, name: str) -> str:
     """The default consumer group (Faust app id) of topology ``name``: ``feedstream-<name><suffix>``."""
-    return f"feedstream-{name}{settings.topology_group_suffix}"
+    return progress.group_id(settings, name)
 
 
 def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None,

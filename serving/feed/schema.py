@@ -72,3 +72,4 @@ class FeedPage(_Closed):
     ranking: Ranking
     freshness: Freshness
     degraded: Degraded
+    consistency: dict[str, Any] | None = None  # with X-Consistency-Token: whether the wait was satisfied

@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 
 from serving.auth import require_self
+from serving.consistency import TokenHeader, settle, with_consistency
 from serving.deps import CurrentUser, ReadRateLimited
 from serving.errors import READ_LIMITED, read_responses
 from serving.feed.engines import ReadsDep
@@ -32,10 +33,11 @@ class Algorithm(str, Enum):
 @router.get("/feed", summary="Home feed: candidates, hydrate, filter, order, page", responses=ERRORS,
             response_model=FeedPage)
 async def get_feed(
-    user_id: UserPath, user: CurrentUser, e: ReadsDep,
+    request: Request, user_id: UserPath, user: CurrentUser, e: ReadsDep,
     algorithm: Algorithm = Algorithm.chronological,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")] = None,
+    token: TokenHeader = None,
 ) -> Response:
     """One page: ``items``, ``next_cursor`` (null at the end), ``ranking``, ``freshness``, ``degraded``.
 
@@ -48,9 +50,12 @@ async def get_feed(
     if pos is not None and not isinstance(pos.before, int):
         raise HTTPException(400, "invalid cursor: not a feed position")
     before = pos.before if pos else None
+    # the feed is eventually consistent: it waits only when given a token (no extra round trip
+    # otherwise), and then for the reader's own newest writes too (e.g. the sign-up before a follow)
+    info = None if token is None else await settle(request, "feed", user, token, own=True)
     page = await fast_feed(e, user_id, algorithm.value, limit, before)
     if page is None:
         page = await e.run(read_known_feed, e, user_id, algorithm.value, limit, before)
     if page is None:
         raise HTTPException(404, f"no user {user_id}")
-    return Response(encode(page), media_type="application/json")
+    return Response(encode(with_consistency(page, info)), media_type="application/json")

@@ -53,7 +53,8 @@ CRASHING = ("import sys, redis; from core.settings import get_settings; "
 def start_worker(settings: Settings, suffix: str, log_path: str) -> subprocess.Popen:
     """Start ``feedstream topology run engagement`` (group ``feedstream-engagement<suffix>``) in its own process group."""
     return workers.start_worker(settings, "engagement", Path(log_path), new_session=True,
-                                topology_group_suffix=suffix, topology_offset_reset=RESET)
+                                topology_group_suffix=suffix, topology_offset_reset=RESET,
+                                engagement_user_check=False)  # synthetic users; no users topology here
 
 
 def start_crashing(app_id: str, log_path: str, *args: str) -> subprocess.Popen:

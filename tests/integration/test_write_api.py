@@ -194,8 +194,9 @@ def test_idempotent_retry_returns_the_same_response_and_no_second_event(
     first = client.post("/v1/posts", json={"text": "once"}, headers=h)
     again = client.post("/v1/posts", json={"text": "once"}, headers=h)
     assert first.status_code == again.status_code == 202
-    assert again.json() == first.json()
+    assert again.json() == first.json()  # the same consistency token too, body and header
     assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["x-consistency-token"] == first.headers["x-consistency-token"] == first.json()["consistency_token"]
     reused = client.post("/v1/posts", json={"text": "other"}, headers=h)
     assert reused.status_code == 422 and reused.json()["detail"][0]["type"] == "idempotency_key_reused"
     # another user may use the same key

@@ -6,7 +6,7 @@ import pytest
 
 from streams.errors import PoisonRecord
 from topologies.faust_runtime import SourceRecord
-from topologies.graph.app import UserCheck
+from topologies.graph.app import UserCheck, users_caught_up
 from topologies.graph.logic import UnknownUser, named_users, plan_graph
 
 GRACE = 10_000
@@ -80,3 +80,72 @@ def test_the_wait_is_bounded_by_the_grace_and_a_late_registration_does_not_count
     assert clock.now <= 50_000 + GRACE + 50
     clock.now += 1_000  # now registered, but too late for that event (the replay gives the same answer)
     assert check.unknown([rec("Followed", "late", "late", 50_000)]) == [{"late"}]
+
+
+class Progress:
+    """users.v1's end offsets and the users topology's applied marks, as a test drives them."""
+
+    def __init__(self, ends: dict, applied: dict) -> None:
+        self._ends, self._applied, self.snapshots = ends, applied, 0
+
+    def ends(self) -> dict:
+        self.snapshots += 1
+        return dict(self._ends)
+
+    def applied(self) -> dict:
+        return dict(self._applied)
+
+
+def test_caught_up_once_every_partition_applied_its_last_record_below_the_end():
+    ends = {("users.v1", 0): 10, ("users.v1", 1): 0}  # partition 1 is empty
+    assert not users_caught_up(ends, {})
+    assert not users_caught_up(ends, {("users.v1", 0): 8})
+    assert users_caught_up(ends, {("users.v1", 0): 9})
+    assert users_caught_up(ends, {("users.v1", 0): 12, ("users.v1", 1): 3})
+    assert users_caught_up({}, {})
+
+
+def test_with_progress_a_lagging_users_topology_delays_the_refusal_past_the_grace():
+    """Cold start: the users topology lags far beyond the grace; the follow waits, then applies."""
+    clock = Clock(50_000)
+    prog = Progress({("users.v1", 0): 100}, {("users.v1", 0): 40})
+    registered_at = {"a": 1, "new": 50_000}
+
+    def lookup(ids):  # "new" is stored only once the users topology applied offset 99
+        visible = {"a"} | ({"new"} if prog._applied[("users.v1", 0)] >= 99 else set())
+        if clock.now >= 50_000 + 3 * GRACE:
+            prog._applied[("users.v1", 0)] = 99  # it came back 30 s later
+        return {i: registered_at[i] for i in ids if i in visible}
+
+    check = UserCheck(lookup, GRACE, now_ms=lambda: clock.now, sleep=clock.sleep, progress=prog)
+    assert check.unknown([rec("Followed", "a", "new", 50_001)]) == [set()]
+    assert clock.now >= 50_000 + 3 * GRACE and prog.snapshots == 1
+
+
+def test_with_progress_never_registered_is_refused_once_the_users_topology_passed_the_snapshot():
+    clock = Clock(50_000)
+    prog = Progress({("users.v1", 0): 100, ("users.v1", 1): 7}, {("users.v1", 0): 99, ("users.v1", 1): 2})
+
+    def lookup(ids):
+        if clock.now >= 50_000 + GRACE + 500:
+            prog._applied[("users.v1", 1)] = 6
+        return {i: 1 for i in ids if i == "a"}
+
+    check = UserCheck(lookup, GRACE, now_ms=lambda: clock.now, sleep=clock.sleep, progress=prog)
+    assert check.unknown([rec("Followed", "a", "ghost", 50_000)]) == [{"ghost"}]
+    assert clock.now >= 50_000 + GRACE + 500  # not before the users topology proved it
+
+
+def test_with_progress_the_end_offsets_are_snapshotted_only_after_the_grace():
+    clock = Clock(50_000)
+    seen: list[int] = []
+
+    class Late(Progress):
+        def ends(self) -> dict:
+            seen.append(clock.now)
+            return super().ends()
+
+    check = UserCheck(lambda ids: {i: 1 for i in ids if i == "a"}, GRACE, now_ms=lambda: clock.now,
+                      sleep=clock.sleep, progress=Late({("users.v1", 0): 5}, {("users.v1", 0): 4}))
+    assert check.unknown([rec("Followed", "a", "ghost", 49_000)]) == [{"ghost"}]
+    assert seen and seen[0] >= 49_000 + GRACE  # max(now, occurred_at + grace)

@@ -25,7 +25,7 @@ import faust
 
 from core.clock import millis
 from core.settings import Settings
-from stores import cassandra
+from stores import cassandra, progress
 from stores import redis as redis_store
 from stores.notifications import NotificationStore, channel, push_message
 from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, GRAPH, NOTIFICATIONS, POSTS
@@ -35,13 +35,18 @@ from streams.serde import Serde
 from topologies.engagement.batching import register_pipelined_agent
 from topologies.engagement.logic import KINDS, Notify, graph_notification
 from topologies.engagement.runtime import Engagement, EngagementProcessor, aexec
+from topologies.fanout.runtime import Stores
 from topologies.faust_runtime import (
     SourceRecord,
     catalog_topic,
     create_faust_app,
+    dead_letter_record,
+    dlq_topic,
     make_serde,
     run_worker,
 )
+from topologies.graph.app import UserCheck, UsersProgress, registered_lookup
+from topologies.graph.logic import UnknownUser
 
 BatchHandler = Callable[[list[Engagement]], Awaitable[Any]]
 MAX_BATCH = 1000  # events per pipelined batch, per agent
@@ -85,6 +90,24 @@ class Engines:
         return self._notes
 
 
+def engagement_user_check(st: Stores) -> UserCheck:
+    """The graph worker's rule for the user of an engagement (issue 14 items 5/6): registered by
+    ``occurred_at + grace``, "never registered" proven by the users topology's progress."""
+    return UserCheck(registered_lookup(st), int(st.settings.graph_user_grace_s * 1000),
+                     named=lambda rec: [rec.value["user_id"]], progress=UsersProgress(st))
+
+
+async def refuse_unknown_users(app: faust.App, serde: Serde, dlq: Any, users: UserCheck,
+                               recs: list[SourceRecord]) -> list[SourceRecord]:
+    """Dead-letter (``UnknownUser``) the engagements by users who never registered; return the rest."""
+    unknown = await asyncio.to_thread(users.unknown, recs)
+    for rec, missing in zip(recs, unknown):
+        if missing:
+            await dead_letter_record(app, serde, dlq, app.conf.id, rec,
+                                     UnknownUser(f"{rec.name}: user {', '.join(sorted(missing))} never registered"))
+    return [rec for rec, missing in zip(recs, unknown) if not missing]
+
+
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
                broker: str | None = None, process: BatchHandler | None = None) -> faust.App:
     """Build the engagement Faust app: four pipelined agents (see the module doc).
@@ -96,6 +119,8 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     app = create_faust_app(settings, "engagement", app_id=app_id, broker=broker)
     serde = serde or make_serde(settings)
     engines = Engines(settings)
+    dlq = dlq_topic(app)
+    users = engagement_user_check(Stores(settings))
     counts_topic = catalog_topic(app, ENGAGEMENT_COUNTS, settings)
     notes_topic = catalog_topic(app, NOTIFICATIONS, settings)
 
@@ -109,16 +134,24 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         return await notes_topic.send(key=n.recipient_id.encode(), value=data,
                                       headers=event_type_headers("io.feedstream.derived.Notification"))
 
+    async def mark(recs: list[SourceRecord]) -> None:  # after the batch's side effects
+        if process is None:
+            await progress.amark(engines.redis, "engagement",
+                                 progress.highest((r.topic, r.partition, r.offset) for r in recs))
+
     def validate(rec: SourceRecord) -> None:
         if rec.name not in KINDS:
             raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
 
     async def on_engagements(recs: list[SourceRecord]) -> None:
+        if process is None and settings.engagement_user_check:
+            recs = await refuse_unknown_users(app, serde, dlq, users, recs)
         batch = [Engagement(r.name, r.value, r.partition, r.offset) for r in recs]
         if process is not None:
             await process(batch)
             return
         await engines.processor(emit_counts, emit_notification).handle_batch(batch)
+        await mark(recs)
 
     def is_post(rec: SourceRecord) -> None:
         if rec.name not in POST_RECORDS:
@@ -129,10 +162,12 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
             return
         await engines.processor(emit_counts, emit_notification).register_posts(
             [(r.name, r.value) for r in recs])
+        await mark(recs)
 
     async def on_graph(recs: list[SourceRecord]) -> None:
         notes = [n for n in (graph_notification(r.name, r.value) for r in recs) if n is not None]
         await asyncio.gather(*[await emit_notification(n) for n in notes])
+        await mark(recs)
 
     def is_notification(rec: SourceRecord) -> None:
         if rec.name != "Notification":
@@ -146,6 +181,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         for n in notes:
             pipe.publish(channel(n["recipient_id"]), push_message(n))
         await pipe.execute()
+        await mark(recs)
 
     register_pipelined_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_engagements,
                              serde=serde, name="engagement-events", validate=validate,

@@ -30,7 +30,7 @@ from topologies.faust_runtime import (
     SourceRecord,
     run_worker,
 )
-from topologies.graph.app import UserCheck, registered_lookup
+from topologies.graph.app import UserCheck, UsersProgress, registered_lookup
 
 log = logging.getLogger(__name__)
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
@@ -51,10 +51,12 @@ def author_named(rec: SourceRecord) -> list[str]:
     return [rec.value["author_id"]] if rec.name == "PostCreated" else []
 
 
-def author_check(st: Stores) -> UserCheck:
+def author_check(st: Stores, *, proven: bool = True) -> UserCheck:
     """Refuses PostCreated by authors not registered by ``occurred_at + grace`` (the graph
-    worker's rule and grace, ``graph_user_grace_s``: users.v1 is not co-partitioned with posts.v1)."""
-    return UserCheck(registered_lookup(st), int(st.settings.graph_user_grace_s * 1000), named=author_named)
+    worker's rule and grace, ``graph_user_grace_s``: users.v1 is not co-partitioned with posts.v1);
+    ``proven``: only once the users topology's progress proves it (:class:`UserCheck`)."""
+    return UserCheck(registered_lookup(st), int(st.settings.graph_user_grace_s * 1000), named=author_named,
+                     progress=UsersProgress(st) if proven else None)
 
 
 def process_posts(st: Stores, recs: list[SourceRecord], users: UserCheck | None = None) -> Results:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import faust
 
 from core.feed import TimelineWrite
 from core.settings import Settings
-from stores import graph
+from stores import graph, progress
 from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
 from stores import users as user_store
-from streams.catalog import GRAPH
+from streams.catalog import GRAPH, USERS
 from streams.errors import PoisonRecord
 from streams.serde import Serde
 from topologies.fanout.logic import plan_backfill, plan_purge
@@ -57,14 +58,24 @@ class UserCheck:
     ``u``'s UserRegistered occurred no later than ``T + grace``. ``users.v1`` is not co-partitioned
     with ``graph.v1`` (a sign-up and a follow a millisecond later can be applied in either order),
     so live the worker looks the users up in the users store and, for those missing, polls again
-    until they appear or the wall clock passes ``T + grace`` (bounded by ``grace``; an event older
-    than its grace costs one lookup). Registered users are remembered (no event unregisters one).
+    until they appear or the wall clock passes ``T + grace``. An event older than its grace costs
+    one lookup. Registered users are remembered (no event unregisters one).
+
+    With ``progress`` (live workers), "not registered" must then be *proven* by the users
+    topology's progress, not assumed from the clock: the users.v1 end offsets are snapshotted once
+    the clock has passed ``T + grace`` (so at ``max(now, T + grace)``), and the check waits, with
+    no wall-clock bound, until the users topology's progress marks have passed them
+    (:func:`users_caught_up`), looking the users up again meanwhile. While the users topology is
+    down the partition waits: latency, never a dropped event. Without ``progress`` (replay, whose
+    lookup is the whole users.v1 log) the clock alone decides.
     """
 
     def __init__(self, lookup: Lookup, grace_ms: int, *, now_ms: Callable[[], int] | None = None,
                  sleep: Callable[[float], None] = time.sleep, poll_s: float = 0.05,
-                 named: Callable[[SourceRecord], Iterable[str]] | None = None) -> None:
+                 named: Callable[[SourceRecord], Iterable[str]] | None = None,
+                 progress: UsersProgress | None = None) -> None:
         self.lookup, self.grace_ms, self.sleep, self.poll_s = lookup, grace_ms, sleep, poll_s
+        self.progress = progress
         self.named = named or (lambda rec: named_users(rec.name, rec.value))  # the users a record names
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.registered: dict[str, int] = {}
@@ -86,8 +97,77 @@ class UserCheck:
             while any(m - set(self.registered) for m, _ in missing) and self.now_ms() < deadline:
                 self.sleep(self.poll_s)
                 self._find(u for m, _ in missing for u in m)
+            if self.progress is not None and any(m - set(self.registered) for m, _ in missing):
+                self._until_users_applied([u for m, _ in missing for u in m])
         return [{u for u in users if self.registered.get(u, at + self.grace_ms + 1) > at + self.grace_ms}
                 for users, at in named]
+
+
+    def _until_users_applied(self, ids: list[str]) -> None:
+        """Wait until ``ids`` are found or the users topology applied users.v1 up to its end offsets
+        as of now (the clock is past every ``T + grace`` here); no wall-clock bound."""
+        assert self.progress is not None
+        ends, waited, t0 = self.progress.ends(), False, time.monotonic()
+        while True:
+            done = users_caught_up(ends, self.progress.applied())  # before the lookup: it sees all
+            self._find(ids)
+            if done or not set(ids) - set(self.registered):
+                break
+            if not waited and time.monotonic() - t0 > 5:
+                waited = True
+                log.warning("waiting for the users topology to apply users.v1 up to %s before refusing "
+                            "events naming %s (is it running?)", dict(ends), sorted(set(ids) - set(self.registered)))
+            self.sleep(self.poll_s)
+
+
+Offsets = Mapping[tuple[str, int], int]
+
+
+def users_caught_up(ends: Offsets, applied: Offsets) -> bool:
+    """Whether every users.v1 record below ``ends`` (end offsets) is applied: each partition's
+    applied mark (the last applied offset) is at least ``end - 1``."""
+    return all(applied.get(tp, -1) >= end - 1 for tp, end in ends.items())
+
+
+class UsersProgress:
+    """users.v1's end offsets (Kafka) and the users topology's applied offsets: its progress marks
+    in Redis, else (after a Redis loss) its group's committed offsets in Kafka, minus one."""
+
+    def __init__(self, st: Stores) -> None:
+        self.st = st
+        self._consumer: Any = None
+        self._tps: list[Any] = []
+
+    @property
+    def consumer(self) -> Any:
+        """A consumer in the users topology's group, for offsets only (it never subscribes)."""
+        if self._consumer is None:
+            from confluent_kafka import Consumer
+            self._consumer = Consumer({"bootstrap.servers": self.st.settings.kafka_bootstrap,
+                                       "group.id": progress.group_id(self.st.settings, "users"),
+                                       "enable.auto.commit": False})
+        return self._consumer
+
+    def _partitions(self) -> list[Any]:
+        return self._tps
+
+    def ends(self) -> dict[tuple[str, int], int]:
+        """users.v1's end offset per partition, now (its partitions are looked up here)."""
+        from confluent_kafka import TopicPartition
+        meta = self.consumer.list_topics(USERS.name, timeout=10).topics[USERS.name]
+        self._tps = [TopicPartition(USERS.name, p) for p in sorted(meta.partitions)]
+        return {(tp.topic, tp.partition): self.consumer.get_watermark_offsets(tp, timeout=10)[1]
+                for tp in self._tps}
+
+    def applied(self) -> dict[tuple[str, int], int]:
+        """The last users.v1 offset the users topology applied, per partition (-1: none known)."""
+        marks = {tp: off for tp, off in progress.marks_of(self.st.r, "users").items() if tp[0] == USERS.name}
+        lost = [tp for tp in self._partitions() if (tp.topic, tp.partition) not in marks]
+        if lost:
+            for tp in self.consumer.committed(lost, timeout=10):
+                if tp.offset >= 0:
+                    marks[(tp.topic, tp.partition)] = tp.offset - 1
+        return marks
 
 
 def store_lookup(st: Stores) -> Lookup:
@@ -196,6 +276,7 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck |
             out.append((rec, process_graph(st, rec, missing)))
         except PoisonRecord as exc:
             out.append((rec, exc))
+    progress.mark(st.r, "graph", progress.highest((r.topic, r.partition, r.offset) for r in recs))
     return out
 
 
@@ -210,7 +291,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     TimelineUpdates to Kafka; default :func:`topologies.fanout.runtime.start_emit`).
     """
     st = Stores(settings)
-    users = UserCheck(registered_lookup(st), int(settings.graph_user_grace_s * 1000))
+    users = UserCheck(registered_lookup(st), int(settings.graph_user_grace_s * 1000), progress=UsersProgress(st))
     return timeline_app(settings, "graph", GRAPH, "graph-edges",
                         process=process or (lambda recs: process_graph_batch(st, recs, users)),
                         validate=check_graph_record, app_id=app_id, serde=serde, broker=broker, emit=emit,

@@ -8,7 +8,7 @@ from typing import Any
 import faust
 
 from core.settings import Settings
-from stores import cassandra
+from stores import cassandra, progress
 from stores import redis as redis_store
 from stores.comments import CommentStore
 from stores.users import apply_profile
@@ -54,19 +54,20 @@ def process_user(eng: Engines, rec: SourceRecord) -> None:
     if rec.name not in USER_RECORDS:
         raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
     apply_profile(eng.comments.session, eng.r, profile_write(rec.name, rec.value))
+    progress.mark(eng.r, "users", {(rec.topic, rec.partition): rec.offset})
 
 
 def process_engagement(eng: Engines, rec: SourceRecord) -> None:
-    """Apply one engagements.v1 event (only comments matter here)."""
-    if rec.name not in COMMENT_RECORDS:
-        return
-    store, v = eng.comments, rec.value
-    if rec.name == "CommentAdded":
-        store.apply(comment_write(rec.name, v, store.thread_of(v.get("parent_comment_id"))))
-    else:
-        own = store.thread_of(v["comment_id"])
-        if own is not None:
-            store.apply(comment_write(rec.name, v, None, own))
+    """Apply one engagements.v1 event (only comments matter here), then mark the progress."""
+    if rec.name in COMMENT_RECORDS:
+        store, v = eng.comments, rec.value
+        if rec.name == "CommentAdded":
+            store.apply(comment_write(rec.name, v, store.thread_of(v.get("parent_comment_id"))))
+        else:
+            own = store.thread_of(v["comment_id"])
+            if own is not None:
+                store.apply(comment_write(rec.name, v, None, own))
+    progress.mark(eng.r, "users", {(rec.topic, rec.partition): rec.offset})
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
