@@ -179,6 +179,8 @@ class TopologySettings(BaseSettings):
     worker_metrics_port_base: int = 9250
     worker_metrics_bind_all: bool = Field(default=False, description="bind 0.0.0.0 (pods), not host")
     worker_live_max_age_s: float = Field(default=30.0, description="/livez fails on an older progress tick")
+    moderation_reload_check_s: float = Field(
+        default=1.0, gt=0, description="how often the moderation worker checks that Redis still holds its state")
     moderation_blocked_domains: str = Field(
         default="", description="comma-separated link domains the moderation rules remove (with subdomains)")
     graph_user_grace_s: float = Field(

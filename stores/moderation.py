@@ -19,6 +19,11 @@ last-writer-wins on their own time, and the effective decision (the moderator's 
 model's) and the hidden set are recomputed from both in the same script. So replaying
 ``posts.v1``, ``engagements.v1`` and ``moderation.v1`` in any interleaving rebuilds the same state.
 The verdicts topic is compacted: it also holds the latest effective verdict per content.
+
+- ``mod:loaded`` (no TTL) says this Redis holds the state rebuilt from the log. Redis runs without
+  persistence, so a loss takes the marker with the state; the moderation worker then reloads the
+  state from ``moderation-verdicts.v1`` (model verdicts) and ``moderation.v1`` (decisions, reports,
+  appeals) and sets the marker again (``topologies.moderation.app.reload_lost_state``).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import redis as _redis
 HIDDEN = "mod:hidden"
 HIDDEN_COMMENTS = "mod:hidden:comments"
 QUEUE = "mod:queue"
+LOADED = "mod:loaded"
 DAY_S = 86_400
 HOUR_MS = 3_600_000
 
@@ -178,3 +184,13 @@ async def queue_async(r: Any, limit: int, after: int | None = None) -> list[tupl
     lo = f"({after}" if after is not None else "-inf"
     rows = await r.zrangebyscore(QUEUE, lo, "+inf", start=0, num=limit, withscores=True)
     return [(k.decode(), int(s)) for k, s in rows]
+
+
+def loaded(r: _redis.Redis) -> bool:
+    """Whether this Redis holds the moderation state (it was never lost, or it was rebuilt)."""
+    return bool(r.exists(LOADED))
+
+
+def mark_loaded(r: _redis.Redis) -> None:
+    """Say that this Redis holds the moderation state."""
+    r.set(LOADED, "1")

@@ -199,3 +199,28 @@ def test_a_report_queues_the_post_and_non_moderators_are_refused(world):
     r = api.c.post(f"/v1/moderation/posts/{pid}/decision", json={"decision": "REMOVE", "reason": "x"},
                    headers=api.h(reporter))
     assert r.status_code == 403
+
+
+def test_a_lost_redis_gets_every_verdict_and_decision_back_from_the_log(world):
+    """Redis runs without persistence: after a loss the moderation worker reloads the hidden set, the
+    model verdicts and the moderators' decisions from the log, with no new traffic (last: it wipes
+    this module's Redis database)."""
+    api = world
+    author, reader, moderator = api.register(uid("a")), api.register(uid("r")), api.register(uid("m"))
+    bad, removed, overturned = api.post(author, OFFENSIVE), api.post(author, CLEAN), api.post(author, OFFENSIVE)
+    for pid in (bad, removed, overturned):
+        api.wait_verdict(pid)
+    api.decide(moderator, removed, "REMOVE", "doxxing")
+    api.decide(moderator, overturned, "ALLOW", "a film quote")
+    poll(lambda: api.r.sismember(mod.HIDDEN, str(removed)) and not api.r.sismember(mod.HIDDEN, str(overturned)),
+         "decisions applied")
+    before = {p: api.verdict(p) for p in (bad, removed, overturned)}
+    assert api.r.exists(mod.LOADED)
+    api.r.flushdb()  # the loss
+    poll(lambda: api.r.exists(mod.LOADED), "the worker noticed and reloaded", 120)
+    hidden = {p for p in (bad, removed, overturned) if api.r.sismember(mod.HIDDEN, str(p))}
+    assert hidden == {bad, removed}
+    after = {p: api.verdict(p) for p in (bad, removed, overturned)}
+    assert [after[p]["decision"] for p in (bad, removed, overturned)] == ["LIMIT", "REMOVE", "ALLOW"]
+    assert after[removed]["reason"] == "doxxing" and after[bad]["reasons"] == before[bad]["reasons"] == ["offensive"]
+    assert api.c.get(f"/v1/posts/{removed}", headers=api.h(reader)).status_code == 403

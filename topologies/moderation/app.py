@@ -9,10 +9,14 @@ from other people's feeds at once, including where it was already fanned out.
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
+from redis.exceptions import RedisError
 
 from core.clock import millis
 from core.settings import Settings
@@ -23,7 +27,7 @@ from stores import moderation as mod
 from stores import redis as redis_store
 from stores.users import get_users
 from streams.catalog import ENGAGEMENTS, MODERATION, MODERATION_VERDICTS, POSTS
-from streams.errors import PoisonRecord
+from streams.errors import PoisonRecord, StreamsError
 from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies.faust_runtime import (
@@ -43,8 +47,12 @@ from topologies.moderation.logic import (
     decision_part,
     item_of,
     model_part,
+    model_part_of_verdict,
     verdict_value,
 )
+from topologies.replay import ReplayStats, read_log
+
+log = logging.getLogger(__name__)
 
 HEADERS = event_type_headers("io.feedstream.derived.ModerationVerdict")
 Verdicts = list[dict[str, Any]]
@@ -120,6 +128,40 @@ def apply_moderation(eng: Engines, rec: SourceRecord) -> Verdicts:
     return []
 
 
+def rebuild_state(eng: Engines, serde: Serde) -> int:
+    """Reload the moderation state into a Redis that lost it, from the log; return the records applied.
+
+    Model verdicts come back from ``moderation-verdicts.v1`` (compacted: the latest verdict per
+    content; a MODERATOR-sourced one is skipped, its decision is in ``moderation.v1``), decisions,
+    reports and appeals from ``moderation.v1`` (kept forever). The merge is order-independent, so
+    live batches running meanwhile change nothing. Then ``mod:loaded`` is set.
+    """
+    applied = 0
+    for rec in read_log(eng.settings, (MODERATION_VERDICTS.name, MODERATION.name), serde, ReplayStats()):
+        v = rec.value
+        if rec.topic == MODERATION.name and rec.name in MODERATION_RECORDS:
+            apply_moderation(eng, rec)
+        elif rec.topic == MODERATION_VERDICTS.name and v.get("source") == "MODEL":
+            mod.merge(eng.r, v["content_key"], v["content_id"], "m", int(v.get("content_version") or 0),
+                      model_part_of_verdict(v), ctx_of_event(v), review=bool(v.get("needs_review")))
+        else:
+            continue
+        applied += 1
+    mod.mark_loaded(eng.r)
+    return applied
+
+
+def reload_lost_state(eng: Engines, serde: Serde) -> int | None:
+    """Rebuild the state if this Redis lost it (``mod:loaded`` absent); the records applied, or None."""
+    if mod.loaded(eng.r):
+        return None
+    started = time.monotonic()
+    n = rebuild_state(eng, serde)
+    log.warning("moderation state was not in Redis (new or lost): reloaded %d records from the log in %.1fs",
+                n, time.monotonic() - started)
+    return n
+
+
 def check_record(names: tuple[str, ...]) -> Any:
     """A validator dead-lettering records that do not belong on the topic."""
     def check(rec: SourceRecord) -> None:
@@ -153,6 +195,13 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         check_record(MODERATION_RECORDS)(rec)  # PoisonRecord: dead-lettered with its source offset
         out = await asyncio.to_thread(apply_moderation, eng, rec)
         await (await emit(serde, verdicts, out))
+
+    @app.timer(settings.moderation_reload_check_s, on_leader=False)
+    async def reload_state() -> None:  # a lost Redis gets the hidden set back without waiting for traffic
+        try:
+            await asyncio.to_thread(reload_lost_state, eng, serde)
+        except (RedisError, OSError, KafkaException, StreamsError) as exc:  # Redis or Kafka down: next tick
+            log.warning("moderation state check failed, retrying in %.0fs: %r", settings.moderation_reload_check_s, exc)
 
     register_batch_agent(app, catalog_topic(app, POSTS, settings), on_content, serde=serde,
                          name="moderation-posts", validate=check_record(POST_RECORDS), within_s=0.02)

@@ -85,3 +85,10 @@ def verdict_value(ctx: Mapping[str, Any], m: Mapping[str, Any] | None, d: Mappin
         "decision_reason": d["reason"] if d else None,
         "source_event_id": (d or m).get("event_id", ""),
     }
+
+
+def model_part_of_verdict(v: Mapping[str, Any]) -> dict[str, Any]:
+    """The model half of a content's state, back from a MODEL-sourced ModerationVerdict record (a rebuild)."""
+    return {"decision": v["decision"], "scores": dict(v.get("scores") or {}), "reasons": list(v.get("reasons") or []),
+            "model_version": v.get("model_version", "none"), "needs_review": bool(v.get("needs_review")),
+            "content_version": int(v.get("content_version") or 0), "event_id": v.get("source_event_id", "")}
