@@ -40,6 +40,7 @@ from topologies import replay
 from topologies.engagement.logic import apply, graph_notification, recount
 
 SOURCES = ("users.v1", "posts.v1", "graph.v1", "engagements.v1")
+VERDICTS = "moderation-verdicts.v1"  # moderation hides LIMIT/REMOVE content from everyone but its author
 NOTIFICATIONS = "notifications.v1"
 REACTION_KINDS = ("LIKE", "LOVE", "HAHA", "WOW", "SAD", "ANGRY")
 
@@ -73,6 +74,7 @@ class Oracle:
     causes: dict[str, str] = field(default_factory=dict)  # notification id -> "KIND of post/actor"
     emitted: set[str] = field(default_factory=set)  # notification ids on notifications.v1
     undecided: set[str] = field(default_factory=set)  # caused by engagements on posts deleted later
+    moderated: dict[str, bool] = field(default_factory=dict)  # content_key -> hidden (LIMIT/REMOVE) by its last verdict
 
     def following_now(self, a: str, b: str) -> bool:
         hist = sorted(self.follows.get((a, b), []))
@@ -98,6 +100,8 @@ def build_oracle(log: list[Rec], users: set[str]) -> Oracle:
             o.engagements[int(v["post_id"])].append(r)
         elif r.topic == NOTIFICATIONS:
             o.emitted.add(str(v["notification_id"]))
+        elif r.topic == VERDICTS:  # keyed by content_key: one partition, log order = verdict order
+            o.moderated[str(v["content_key"])] = v["decision"] != "ALLOW"
         if r.topic == "graph.v1" and (n := graph_notification(r.name, v)) and n.recipient_id in users:
             o.notifications[n.recipient_id].add(n.notification_id)
             o.causes[n.notification_id] = f"{n.kind} by {n.actor_id} ({r.topic}[{r.partition}]@{r.offset})"
@@ -221,7 +225,8 @@ async def check_views(settings: Settings, driver: ApiDriver, users: list[str], o
             v.note(f"post {pid}: API {res.status} {res.body.get('counts') if res.ok else res.body} != log {want}")
         ids = {int(c["comment_id"]) for c in comments if not c.get("deleted")}
         ids |= {int(r["comment_id"]) for c in comments for r in c.get("replies", []) if not r.get("deleted")}
-        added = {int(r.value["comment_id"]) for r in o.engagements.get(pid, []) if r.name == "CommentAdded"}
+        added = {int(r.value["comment_id"]) for r in o.engagements.get(pid, []) if r.name == "CommentAdded"
+                 and (r.value["user_id"] == author or not o.moderated.get(f"comment:{r.value['comment_id']}", False))}
         gone = {int(r.value["comment_id"]) for r in o.engagements.get(pid, []) if r.name == "CommentDeleted"}
         v.comments_checked += 1
         if ids != added - gone:
@@ -239,6 +244,7 @@ async def check_views(settings: Settings, driver: ApiDriver, users: list[str], o
             a = p["author_id"]
             may = visible(p["visibility"], is_author=a == u, blocked=False, deleted=pid in o.deleted,
                           follows=o.following_now(u, a), is_friend=False)
+            may = may and (a == u or not o.moderated.get(f"post:{pid}", False))
             must = may and (a == u or o.followed_since(u, a, millis(p["occurred_at"])))
             if must and pid not in got:
                 v.feed_items_missing += 1
@@ -273,9 +279,11 @@ async def verify(settings: Settings, driver: ApiDriver, users: list[str], stats:
     run_users = set(users)
 
     def keep(name: str, value: dict[str, Any]) -> bool:
+        if name == "ModerationVerdict":
+            return str(value.get("author_id", "")) in run_users
         return str(value.get("actor_id", "")) in run_users
 
-    log = await asyncio.to_thread(read_log, settings, (*SOURCES, NOTIFICATIONS), keep)
+    log = await asyncio.to_thread(read_log, settings, (*SOURCES, NOTIFICATIONS, VERDICTS), keep)
     v = Verdict()
     check_log(stats.acks, log, v)
     oracle = build_oracle(log, run_users)
