@@ -214,12 +214,13 @@ def group_id(settings: Settings, name: str) -> str:
 
 
 def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None,
-                     broker: str | None = None) -> WorkerApp:
+                     broker: str | None = None, **overrides: Any) -> WorkerApp:
     """A faust.App for topology ``name`` with our defaults.
 
     The consumer group is ``app_id`` or :func:`group_id` (``feedstream-<name>`` plus
     ``settings.topology_group_suffix``); a new group starts at ``settings.topology_offset_reset``.
     ``broker`` (a ``kafka://`` URL) replaces ``settings.kafka_bootstrap`` (tests: an unreachable one).
+    ``overrides`` are further Faust settings of this topology (e.g. ``broker_max_poll_records``).
     """
     app_id = app_id or group_id(settings, name)
     datadir = settings.state_dir / "faust" / app_id
@@ -239,6 +240,7 @@ def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None
         datadir=str(datadir),
         table_cleanup_interval=3600.0,
     )
+    conf.update(overrides)
     app = WorkerApp(app_id, **conf)
     app.guard = CrashGuard(settings.topology_shutdown_grace_s)
     app.topology = name  # type: ignore[attr-defined]  # metric labels

@@ -44,9 +44,9 @@ def _kafka_command(s: Settings, data: Path) -> list[str]:
     logs = data / "logs"
     props = data / "server.properties"
     props.write_text(configs.kafka_properties(s, logs))
-    (data / "log4j.properties").write_text(configs.KAFKA_LOG4J)
+    (data / "log4j2.properties").write_text(configs.KAFKA_LOG4J)
     java = ["java", f"-Xms{s.kafka_heap_mb // 2}m", f"-Xmx{s.kafka_heap_mb}m", *_G1,
-            f"-Dlog4j.configuration=file:{data / 'log4j.properties'}",
+            f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}",
             "-cp", _java_cp(s, "kafka")]
     if not (logs / "meta.properties").exists():
         cluster_id = "-"

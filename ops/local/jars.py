@@ -19,11 +19,14 @@ POMS = Path(__file__).resolve().parent / "poms"
 JAR_SETS = ("kafka", "cassandra", "flink", "flink-metrics", "apicurio", "opensearch",
             "opensearch-transport-netty4", "opensearch-analysis-common", "opensearch-lang-painless")
 DISTS = ("apicurio",)  # sets whose artifact is a tar.gz to unpack
+# Sets whose directory carries the engine version: a version switch fetches into a new directory
+# and never rewrites the jars another stack (an older checkout) may be running from.
+VERSIONED = {"kafka": "kafka-4.2.0"}
 
 
 def jars_dir(cache_dir: Path, name: str) -> Path:
     """Directory holding the jars of one set (``kafka``, ``cassandra``, ``flink``, ``apicurio``)."""
-    return cache_dir / "jars" / name
+    return cache_dir / "jars" / VERSIONED.get(name, name)
 
 
 def _stamp(pom: Path) -> str:

@@ -5,7 +5,7 @@ The graph and engagement workers run with a 1 s grace while the users worker is 
 follow of a user whose UserRegistered is on users.v1 (produced straight to Kafka: no API mark) waits
 far past the grace and is applied once the users worker starts, never dead-lettered; a like by a
 user who never registered is dead-lettered ``UnknownUser`` once the users topology passed the
-snapshot.
+snapshot; so is a comment by one, by the users topology's comment threads too (never stored).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from support.events import edge
 from support.wait import wait_until
 
 from core.events import new_event
+from core.ids import new_id, new_post_id
 from core.settings import Settings, isolated
 from ops.workers import start_worker, stop_workers
 from stores import cassandra, graph, progress
 from stores import redis as redis_store
+from stores.comments import CommentStore
 from stores.users import k_registered
 from streams.admin import apply_all
 from streams.producer import EventProducer
@@ -131,3 +133,56 @@ def test_likes_and_follows_by_users_who_never_registered_are_dead_lettered(env, 
     assert f"Liked: user {ghost} never registered" in got[like["event_id"]]["error"]
     assert got[follow[1]["event_id"]]["error_type"] == "UnknownUser"
     assert not graph.is_following(r, author, ghost)
+
+
+def letters_by_group(stack: Settings, c: Consumer, seconds: float) -> dict[tuple[str, str], dict[str, Any]]:
+    """Dead letters read within ``seconds``, by (source event id, the refusing group)."""
+    serde, out = Serde(stack.registry_url), {}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for msg in c.consume(100, 0.5):
+            d = serde.decode(msg.value())
+            out[(serde.decode(d.value["value"]).value["event_id"], d.value["consumer_group"])] = d.value
+    return out
+
+
+def test_comment_threads_refuse_a_comment_by_a_user_who_never_registered(env, stack: Settings) -> None:
+    """The users topology's comment threads agree with the engagement worker: a comment by a
+    never-registered user is dead-lettered ``UnknownUser`` with its source offset and never stored;
+    a comment whose author's UserRegistered comes later in the log, but earlier in event time,
+    is stored (the check is the users topology's progress, not a lookup at apply time)."""
+    s, r, producer = env["s"], env["r"], env["producer"]
+    assert any(p.args[-1] == "users" for p in env["procs"]), "runs after the users topology started"
+    author, ghost, late = uid("author"), uid("ghost"), uid("late")
+    r.set(k_registered(author), "1", ex=3600)
+    dlq = dlq_tail(stack)
+    post = new_post_id()
+
+    def comment(user: str) -> dict[str, Any]:
+        return new_event(user, comment_id=new_id(), post_id=post, post_author_id=author, user_id=user,
+                         text=f"hi from {user}", parent_comment_id=None)
+
+    bad, good = comment(ghost), comment(late)
+    sent = producer.send("CommentAdded", bad)
+    producer.send("CommentAdded", good)
+    producer.send("UserRegistered", {**new_event(late, user_id=late, handle=late, display_name="L", bio=None,
+                                                  avatar_url=None), "occurred_at": good["occurred_at"] - 1000})
+    users_group = f"feedstream-users{env['extra']['topology_group_suffix']}"
+    got: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def refused() -> bool:
+        got.update(letters_by_group(stack, dlq, 1))
+        return (bad["event_id"], users_group) in got
+
+    wait_until(refused, timeout_s=120)
+    letter = got[(bad["event_id"], users_group)]
+    assert letter["error_type"] == "UnknownUser"
+    assert f"CommentAdded: user {ghost} never registered" in letter["error"]
+    assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == (sent.topic, sent.partition, sent.offset)
+    comments = CommentStore(cassandra.session(s))
+    wait_until(lambda: comments.thread_of(good["comment_id"]) is not None, timeout_s=120)
+    assert comments.thread_of(bad["comment_id"]) is None
+    assert [c["user_id"] for c in comments.page(post, 0, 0, 10)] == [late]
+    got.update(letters_by_group(stack, dlq, 1))
+    dlq.close()
+    assert (good["event_id"], users_group) not in got

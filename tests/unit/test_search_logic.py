@@ -38,6 +38,17 @@ def test_edit_by_another_author_is_refused() -> None:
         logic.post_write(*_post("PostEdited", 7, 200, author="u2"), cur)
 
 
+def test_an_edit_of_an_unknown_or_deleted_post_is_refused_never_indexed() -> None:
+    """Issue 14 item 6 in the search view: an edit never creates a searchable post."""
+    with pytest.raises(logic.UnknownPost, match="PostEdited of post 7"):
+        logic.post_write(*_post("PostEdited", 7, 200, author="ghost"), None)
+    gone = logic.post_write(*_post("PostDeleted", 7, 300), logic.post_write(*_post("PostCreated", 7, 100), None).doc)
+    with pytest.raises(logic.UnknownPost):
+        logic.post_write(*_post("PostEdited", 7, 400), gone.doc)
+    p = logic.plan([_post("PostEdited", 8, 100), _post("PostCreated", 9, 100), _post("PostEdited", 9, 200)], {})
+    assert [i for i, _ in p.refused] == [0] and [w.doc["post_id"] for w in p.writes] == [9]
+
+
 def test_profile_update_merges_over_the_registration() -> None:
     reg = logic.user_write("UserRegistered", {"user_id": "u1", "handle": "ann", "display_name": "Ann",
                                               "bio": None, "occurred_at": 1}, None)

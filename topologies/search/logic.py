@@ -24,6 +24,7 @@ from core.clock import millis
 from core.feed import VISIBILITIES
 from stores.search import Write, post_doc_id, user_doc_id, version_of
 from streams.errors import PoisonRecord
+from topologies.fanout.logic import UnknownPost
 
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
 USER_RECORDS = ("UserRegistered", "ProfileUpdated")
@@ -67,6 +68,10 @@ def normalise_tags(tags: Sequence[str] | None) -> list[str]:
 def post_write(name: str, v: Mapping[str, Any], current: Mapping[str, Any] | None) -> Write:
     """The document write of a posts.v1 event over the ``current`` indexed document (or None)."""
     at = millis(v["occurred_at"])
+    if name == "PostEdited" and (current is None or current.get("deleted")):
+        # the fan-out rule (issue 14 item 6): an edit never creates a post, so a PostEdited
+        # produced straight to Kafka for an unknown (or deleted) post is not made searchable
+        raise UnknownPost(f"PostEdited of post {v['post_id']}, which was never created or is deleted")
     if current is not None and current.get("author_id") not in (None, v["author_id"]):
         raise NotPostAuthor(f"{name} of post {v['post_id']} by {v['author_id']}, "
                             f"but the post is {current.get('author_id')}'s")
