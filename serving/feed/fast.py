@@ -25,6 +25,7 @@ from serving.readers.base import REDIS_ERRORS, Down
 from serving.readers.engagement import counts_dict
 from serving.readers.items import shape
 from stores import counters, feedpage
+from stores import redis as redis_store
 from stores import users as users_store
 
 Post = dict[str, Any]
@@ -87,6 +88,8 @@ async def fast_page(e: ReadEngines, reader: str, algorithm: str, limit: int, bef
     the page, :class:`~stores.feedpage.Limited` (an empty bucket: answer 429), or :class:`Declined`."""
     if e.redis_breaker.state != "closed":
         return Declined(False, "redis breaker not closed")
+    if redis_store.is_cluster(e.aredis):  # the script derives keys from ids: one Redis only (see stores.feedpage)
+        return Declined(False, "redis cluster")
     try:
         page = await feedpage.feed_page(e.page_script, reader, before, max(limit + 1, 2 * limit), limit,
                                         e.settings.celebrity_threshold, e.settings.author_cache_cap,
