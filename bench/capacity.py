@@ -58,9 +58,30 @@ def proc_cpu_seconds(stat: str, ticks_per_s: int) -> float:
     return (int(rest[11]) + int(rest[12])) / ticks_per_s
 
 
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it (``/proc/<pid>/task/<tid>/children``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+    return out
+
+
 def api_cpu_seconds(pid: int) -> float:
-    """CPU seconds the process ``pid`` has used (its own threads; it has no worker children)."""
-    return proc_cpu_seconds(Path(f"/proc/{pid}/stat").read_text(), os.sysconf("SC_CLK_TCK"))
+    """CPU seconds the API process ``pid`` and its live children have used (uvicorn serves in ``pid``
+    itself; granian in a worker child under a supervising parent)."""
+    total = 0.0
+    for p in descendants(pid):
+        try:
+            total += proc_cpu_seconds(Path(f"/proc/{p}/stat").read_text(), os.sysconf("SC_CLK_TCK"))
+        except OSError:
+            continue
+    return total
 
 
 @dataclass(frozen=True)
@@ -147,7 +168,7 @@ class Driver:
             return None
         out.parent.mkdir(parents=True, exist_ok=True)
         rec = subprocess.Popen([spy, "record", "-p", str(self.pid), "-d", str(int(duration_s) + 1), "-r", "200",
-                                "-f", "flamegraph", "-o", str(out), "--nonblocking"],
+                                "-f", "flamegraph", "-o", str(out), "--nonblocking", "--subprocesses"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.wrk(ep, connections, duration_s)
         _, err = rec.communicate(timeout=duration_s + 60)
@@ -219,7 +240,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> dict[s
     env = LIMITS_ENV | {"FEEDSTREAM_KEYSPACE": KEYSPACE, "FEEDSTREAM_REDIS_URL": s.redis_url,
                         "FEEDSTREAM_CELEBRITY_THRESHOLD": str(len(readers) - 1)} | dict(args.env)
     port = _free_port()
-    server = start_server(port, env)
+    server = start_server(port, env, server=args.server)
     base = f"http://127.0.0.1:{port}"
     tokens = {u: mint_token(u, s, 3600) for u in readers}
     try:
@@ -250,7 +271,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> dict[s
         f["ratio_to_noop"] = round(f["max_rate_per_s"] / noop, 3) if noop else None
         f["goal_ratio"] = GOALS.get(name)
     report = {"scenario": "capacity", "tag": args.tag, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-              "machine": machine_info(), "dataset": shape, "server": args.server_note,
+              "machine": machine_info(), "dataset": shape, "server": f"{args.server}, {args.server_note}",
               "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "env"},
               "endpoints": figs, "scale": scale_model(figs), "profiles": profiles,
               "how": "wrk -t1 closed loop (bench/http_load.py) over rising connections; CPU from /proc/<api pid>/stat"}
@@ -296,7 +317,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-s", type=float, default=8.0)
     p.add_argument("--profile-dir", type=Path, default=RESULTS_DIR)
     p.add_argument("--tag", default="latest", help="names the JSON and profile files")
-    p.add_argument("--server-note", default="uvicorn, 1 process (python -m serving.main)")
+    p.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn",
+                   help="ASGI server of the API process (python -m serving.main --server ...)")
+    p.add_argument("--server-note", default="1 process (python -m serving.main)")
     p.add_argument("--env", type=lambda v: tuple(v.split("=", 1)), action="append", default=[],
                    help="KEY=VALUE for the API process (repeatable)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)

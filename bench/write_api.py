@@ -38,10 +38,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, env: dict[str, str], ready_s: float = 240.0) -> subprocess.Popen:
-    """Start ``python -m serving.main`` on loopback and wait until /readyz answers 200."""
+def start_server(port: int, env: dict[str, str], ready_s: float = 240.0,
+                 server: str = "uvicorn") -> subprocess.Popen:
+    """Start ``python -m serving.main --server SERVER`` on loopback and wait until /readyz answers 200."""
     cmd = [sys.executable, "-m", "serving.main", "--host", "127.0.0.1", "--port", str(port),
-           "--no-access-log", "--log-level", "warning"]
+           "--no-access-log", "--log-level", "warning", "--server", server]
     proc = subprocess.Popen(cmd, env={**os.environ, **env})
     deadline = time.monotonic() + ready_s  # a loaded shared machine can take a minute to import
     while time.monotonic() < deadline:

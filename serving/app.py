@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from core.settings import Settings, get_settings
 from serving import consistency, errors, metrics, realtime
+from serving.feed import thin
 from serving.feed.engines import ReadEngines
 from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in V1_ROUTERS:
         app.include_router(router, prefix="/v1")
     app.include_router(trending.router)  # carries its own /v1/trending prefix
+    thin.install(app)  # the feed's common case before FastAPI's routing (serving/feed/thin.py)
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
     if effective.api_metrics:
         metrics.install(app)  # GET /metrics; it times everything inside it

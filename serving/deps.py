@@ -36,13 +36,18 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
+def too_many(wait_ms: int) -> HTTPException:
+    """The 429 of an empty bucket, with Retry-After."""
+    return HTTPException(429, f"rate limit exceeded; retry in {wait_ms} ms",
+                         headers={"Retry-After": str(retry_after_s(wait_ms))})
+
+
 async def _take(request: Request, buckets: list[Bucket]) -> None:
     """Take one token from every bucket; 429 with Retry-After when one is empty."""
     limiter: RateLimiter = request.app.state.rate_limiter
     wait = await limiter.wait_ms(buckets)
     if wait:
-        raise HTTPException(429, f"rate limit exceeded; retry in {wait} ms",
-                            headers={"Retry-After": str(retry_after_s(wait))})
+        raise too_many(wait)
 
 
 async def rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
@@ -55,14 +60,21 @@ async def rate_limit(request: Request, user: CurrentUser, settings: SettingsDep)
     ])
 
 
-async def read_rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
-    """A read: one token from the user's and the client IP's read buckets (their own, larger ones)."""
+def read_buckets(settings: Settings, user: str, ip: str) -> list[Bucket]:
+    """A read's buckets: the user's and the client IP's read buckets (their own, larger ones); none
+    when rate limiting is off."""
     if not settings.api_rate_limit_enabled:
-        return
-    await _take(request, [
-        Bucket(k_read_rate_user(user), settings.api_read_rate_user_per_s, settings.api_read_rate_user_burst),
-        Bucket(k_read_rate_ip(client_ip(request)), settings.api_read_rate_ip_per_s, settings.api_read_rate_ip_burst),
-    ])
+        return []
+    return [Bucket(k_read_rate_user(user), settings.api_read_rate_user_per_s, settings.api_read_rate_user_burst),
+            Bucket(k_read_rate_ip(ip), settings.api_read_rate_ip_per_s, settings.api_read_rate_ip_burst)]
+
+
+async def read_rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
+    """A read: one token from each of :func:`read_buckets` (the feed's thin route takes them inside
+    its page script instead, :mod:`serving.feed.thin`)."""
+    buckets = read_buckets(settings, user, client_ip(request))
+    if buckets:
+        await _take(request, buckets)
 
 
 RateLimited = Depends(rate_limit)

@@ -1,14 +1,36 @@
-"""Run the API with uvicorn: ``python -m serving.main --host 127.0.0.1 --port 8000``."""
+"""Run the API: ``python -m serving.main --host 127.0.0.1 --port 8000`` (uvicorn, or ``--server granian``)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
-import uvicorn
+from fastapi import FastAPI
 
 from core import logs
 from core.settings import get_settings
 from serving.app import create_app
+
+SERVERS = ("uvicorn", "granian")
+LOG_LEVEL_ENV = "FEEDSTREAM_API_LOG_LEVEL"  # how the granian worker learns the level
+
+
+def app_factory() -> FastAPI:
+    """The app, built in the serving process (granian imports this in its worker)."""
+    logs.configure(os.environ.get(LOG_LEVEL_ENV, "info"))
+    return create_app(get_settings())
+
+
+def serve_granian(host: str, port: int, log_level: str, access_log: bool) -> None:
+    """One granian worker process (ASGI on uvloop, HTTP/1); the parent only supervises it."""
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.log import LogLevels
+    from granian.server import Server
+
+    os.environ[LOG_LEVEL_ENV] = log_level
+    Server("serving.main:app_factory", factory=True, address=host, port=port, interface=Interfaces.ASGI,
+           workers=1, loop=Loops.uvloop, http=HTTPModes.http1, websockets=True, log_level=LogLevels(log_level),
+           log_access=access_log).serve()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,10 +42,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     parser.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                         help="log every request (default: on)")
+    parser.add_argument("--server", choices=SERVERS, default="uvicorn",
+                        help="ASGI server: uvicorn (uvloop + httptools, one process; the default, chosen "
+                             "by docs/performance.md's comparison) or granian (one worker process under "
+                             "a supervising parent)")
     args = parser.parse_args(argv)
+    if args.server == "granian":
+        serve_granian(args.host, args.port, args.log_level, args.access_log)
+        return
     logs.configure(args.log_level)  # JSON lines off a terminal, with request ids (access lines too)
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log, log_config=None)
+    uvicorn_run(args.host, args.port, args.log_level, args.access_log)
+
+
+def uvicorn_run(host: str, port: int, log_level: str, access_log: bool) -> None:
+    """uvicorn in this process (loop and HTTP parser ``auto``: uvloop and httptools, both installed)."""
+    import uvicorn
+
+    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level=log_level,
+                access_log=access_log, log_config=None)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ candidates in O(page) (deleted set and flag, the moderation-hidden set for other
 reader's negative set, FOLLOWERS/FRIENDS
 visibility on the Redis graph sets) until ``limit + 1`` are visible, and returns the page's
 pre-serialized bodies (``post:{id}`` JSON), hot counts, author profiles, affinities and freshness.
-It returns ``{0, reason}`` (and changes nothing but the seen mark) whenever the full pipeline has to
+The reader's read rate-limit buckets, when given, are taken first in the same call (the token bucket
+of :mod:`serving.ratelimit`): an empty one answers ``{2, wait_ms}`` and nothing else is read.
+It returns ``{0, reason}`` (and changes nothing but the seen mark and the buckets) whenever the full pipeline has to
 answer: a rebuild, an evicted or exhausted celebrity cache, a body or graph-set miss, or too few
 visible candidates to fill the page without a refill.
 
@@ -16,6 +18,7 @@ on a single Redis, not on Redis Cluster (see docs/performance.md for the cluster
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +29,33 @@ from stores import posts as post_store
 from stores import timelines as tls
 from stores import users as users_store
 
-# ARGV: reader, hi ("+inf" or "(<id>"), want, limit, threshold, cap, now_ms
+# ARGV: reader, hi ("+inf" or "(<id>"), want, limit, threshold, cap, now_ms, n_buckets, then per
+# rate-limit bucket: key, rate_per_s, burst (the token bucket of serving/ratelimit.py, checked first:
+# {2, wait_ms} and nothing taken or read when one is empty)
 FEED_PAGE_LUA = """
 local rd, hi, want, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local threshold, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
+local nb = tonumber(ARGV[8] or '0')
+if nb > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local wait, left = 0, {}
+  for i = 1, nb do
+    local key, rate, burst = ARGV[3 * i + 6], tonumber(ARGV[3 * i + 7]), tonumber(ARGV[3 * i + 8])
+    local h = redis.call('HMGET', key, 'tokens', 'ts')
+    local tokens = tonumber(h[1]) or burst
+    local ts = tonumber(h[2]) or now
+    tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+    if tokens < 1 then wait = math.max(wait, math.ceil((1 - tokens) * 1000 / rate)) end
+    left[i] = tokens
+  end
+  if wait > 0 then return {2, wait} end
+  for i = 1, nb do
+    local key, rate, burst = ARGV[3 * i + 6], tonumber(ARGV[3 * i + 7]), tonumber(ARGV[3 * i + 8])
+    redis.call('HSET', key, 'tokens', tostring(left[i] - 1), 'ts', now)
+    redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
+  end
+end
 if redis.call('EXISTS', 'K_USER' .. rd) == 0 then return {0, 'reader not cached'} end
 redis.call('ZADD', 'K_SEEN', ARGV[7], rd)
 local stale = redis.call('EXISTS', 'K_TLSTALE' .. rd)
@@ -132,6 +158,17 @@ class RawPage:
     watermarks: dict[bytes, bytes]
 
 
+@dataclass(frozen=True)
+class Limited:
+    """A rate-limit bucket was empty: nothing was taken or read; retry in ``wait_ms``."""
+
+    wait_ms: int
+
+
+#: a token bucket for the script: (Redis key, rate per second, burst)
+BucketArgs = tuple[str, float, int]
+
+
 def _pairs(flat: list[Any]) -> dict[Any, Any]:
     return dict(zip(flat[::2], flat[1::2]))
 
@@ -142,10 +179,17 @@ def page_script(r: aioredis.Redis) -> Any:
 
 
 async def feed_page(script: Any, reader: str, before: int | None, want: int, limit: int,
-                    threshold: int, cap: int, now_ms: int) -> RawPage | str:
-    """One script call: the page, or the reason the full pipeline must answer instead."""
+                    threshold: int, cap: int, now_ms: int,
+                    buckets: Sequence[BucketArgs] = ()) -> RawPage | Limited | str:
+    """One script call: the page, :class:`Limited` if a bucket of ``buckets`` is empty, or the reason
+    the full pipeline must answer instead (the buckets' tokens are then taken)."""
     hi = f"({before}" if before is not None else "+inf"
-    out = await script(keys=[], args=[reader, hi, want, limit, threshold, cap, now_ms])
+    args: list[Any] = [reader, hi, want, limit, threshold, cap, now_ms, len(buckets)]
+    for key, rate, burst in buckets:
+        args += [key, rate, burst]
+    out = await script(keys=[], args=args)
+    if out[0] == 2:
+        return Limited(int(out[1]))
     if out[0] == 0:
         return out[1].decode() if isinstance(out[1], bytes) else str(out[1])
     _, more, bodies, counts, authors, profiles, aff, fresh, wm = out

@@ -16,6 +16,7 @@ def command(
     scenario: str = typer.Option("smoke", help="smoke (< 2 min), standard (~3 min) or capacity (~5 min)"),
     out: Path = typer.Option(None, help="results directory (default: bench/results)"),
     error_threshold: float = typer.Option(None, help="refuse figures whose error rate is above this (0.01 = 1%)"),
+    server: str = typer.Option("uvicorn", help="capacity only: the API's ASGI server, uvicorn or granian"),
 ) -> None:
     """Measure ceilings and platform figures in one run; write JSON, a PNG plot and a text summary."""
     from dataclasses import replace
@@ -29,7 +30,7 @@ def command(
     if scenario == "capacity":  # per-endpoint saturation on its own API process (bench/capacity.py)
         from bench import capacity
 
-        args = capacity.parser().parse_args(["--out", str(out or report.RESULTS_DIR)])
+        args = capacity.parser().parse_args(["--out", str(out or report.RESULTS_DIR), "--server", server])
         capacity.run(args, echo=console.print)
         return
     if scenario not in SCENARIOS:

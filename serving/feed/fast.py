@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -23,6 +25,7 @@ from serving.readers.base import REDIS_ERRORS, Down
 from serving.readers.engagement import counts_dict
 from serving.readers.items import shape
 from stores import counters, feedpage
+from stores import redis as redis_store
 from stores import users as users_store
 
 Post = dict[str, Any]
@@ -61,22 +64,45 @@ def _freshness(fresh: dict[bytes, bytes], wm: dict[bytes, bytes]) -> dict[str, A
             "fanout_watermarks": {_s(k): int(v) for k, v in wm.items()}}
 
 
+@dataclass(frozen=True)
+class Declined:
+    """Not the common case (or Redis failed): the full pipeline must answer. ``limited`` says whether
+    the script ran, i.e. the rate-limit buckets given to :func:`fast_page` were checked and taken."""
+
+    limited: bool
+    why: str
+
+
 async def fast_feed(e: ReadEngines, reader: str, algorithm: str, limit: int,
                     before: int | None) -> dict[str, Any] | None:
     """The page :func:`~serving.feed.pipeline.read_feed` would serve from Redis, or None (not the
     common case, or Redis failed: the full pipeline decides, with its breakers and fallbacks)."""
+    page = await fast_page(e, reader, algorithm, limit, before)
+    return page if isinstance(page, dict) else None
+
+
+async def fast_page(e: ReadEngines, reader: str, algorithm: str, limit: int, before: int | None,
+                    buckets: Sequence[feedpage.BucketArgs] = ()
+                    ) -> dict[str, Any] | feedpage.Limited | Declined:
+    """:func:`fast_feed` with the reader's read rate-limit ``buckets`` taken in the same script call:
+    the page, :class:`~stores.feedpage.Limited` (an empty bucket: answer 429), or :class:`Declined`."""
     if e.redis_breaker.state != "closed":
-        return None
+        return Declined(False, "redis breaker not closed")
+    if redis_store.is_cluster(e.aredis):  # the script derives keys from ids: one Redis only (see stores.feedpage)
+        return Declined(False, "redis cluster")
     try:
         page = await feedpage.feed_page(e.page_script, reader, before, max(limit + 1, 2 * limit), limit,
                                         e.settings.celebrity_threshold, e.settings.author_cache_cap,
-                                        int(time.time() * 1000))
-        if isinstance(page, str):
-            return None  # why is in the string: a rebuild, a miss, a refill
+                                        int(time.time() * 1000), buckets)
+    except REDIS_ERRORS as exc:
+        return Declined(False, f"redis: {exc}")  # the full pipeline retries with its breakers and fallbacks
+    if isinstance(page, (str, feedpage.Limited)):
+        return Declined(True, page) if isinstance(page, str) else page  # a rebuild, a miss, a refill
+    try:
         posts = [orjson.loads(b) for b in page.bodies]
         items, complete = await _items(e, reader, page, posts)
-    except (*REDIS_ERRORS, Down):
-        return None  # the full pipeline retries with its breakers and fallbacks
+    except (*REDIS_ERRORS, Down) as exc:
+        return Declined(True, f"hydration: {exc}")
     nxt = posts[-1]["post_id"] if posts and (page.more or len(posts) == limit) else None
     if algorithm == "ranked":
         ranking = await rank_or_fallback_async(e.ranker, e.ranker_breaker, e.ranker_pool, reader, items,

@@ -41,9 +41,12 @@ async def get_feed(
 ) -> Response:
     """One page: ``items``, ``next_cursor`` (null at the end), ``ranking``, ``freshness``, ``degraded``.
 
-    The common case is served on the event loop (:func:`~serving.feed.fast.fast_feed`); anything else
-    (rebuilds, misses, refills, degradation) by the full pipeline on the read pool. Either way the
-    bytes are encoded once with orjson.
+    The common request (the owner's valid token, valid parameters, no consistency token) is served
+    by the thin route in front of this one (:mod:`serving.feed.thin`: no dependency resolution, the
+    read rate limit inside the page script); this route documents the operation and answers every
+    other request. The common page is served on the event loop (:func:`~serving.feed.fast.fast_feed`);
+    anything else (rebuilds, misses, refills, degradation) by the full pipeline on the read pool.
+    Either way the bytes are encoded once with orjson.
     """
     require_self(user, user_id)
     pos = e.cursor_in(f"feed:{user_id}", cursor)

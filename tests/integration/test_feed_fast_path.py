@@ -134,3 +134,65 @@ def test_response_bytes_match_the_openapi_schema_on_both_paths(world) -> None:
             assert len(body["items"]) == 5
         body["items"][0]["surprise"] = 1  # the schema is closed: the check can fail
         assert list(check.iter_errors(body))
+
+
+def test_thin_route_serves_the_common_page_and_hands_every_other_request_on(world, monkeypatch) -> None:
+    """Over HTTP: the thin route (serving/feed/thin.py) answers the owner's plain page with the full
+    pipeline's page, takes the read rate limit in its script (429 + Retry-After), and sends every
+    request it does not fully understand to the declared FastAPI route, which maps it as before."""
+    import time
+
+    from support.api import bearer, running_app
+
+    from serving.feed import thin
+    from stores.requests import k_read_rate_user
+
+    e, readers, r = world
+    rd, other = readers[2], readers[3]
+    declared: list[str] = []
+    real = thin.ThinFeed.declared
+
+    async def spy(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        declared.append(scope["path"])
+        await real(scope, receive, send)
+
+    monkeypatch.setattr(thin.ThinFeed, "declared", staticmethod(spy))
+    url, auth = f"/v1/users/{rd}/feed", bearer(e.settings, rd)
+    with running_app(e.settings) as client:
+        read_known_feed(e, rd, "chronological", 6, None)  # warm: the common case from here on
+        first = client.get(url, params={"limit": 6}, headers=auth)
+        assert first.status_code == 200 and declared == []
+        assert comparable(first.json()) == comparable(read_known_feed(e, rd, "chronological", 6, None))
+        before = e.codec.decode(f"feed:{rd}", first.json()["next_cursor"]).before
+        second = client.get(url, params={"limit": 6, "cursor": first.json()["next_cursor"]}, headers=auth)
+        assert second.status_code == 200 and declared == []
+        assert comparable(second.json()) == comparable(read_known_feed(e, rd, "chronological", 6, before))
+        assert client.get(url, params={"algorithm": "ranked"}, headers=auth).json()["ranking"]["requested"] == "ranked"
+        assert declared == []
+
+        # an empty bucket that refills from a minute ahead: still empty however slow this machine is
+        r.hset(k_read_rate_user(rd), mapping={"tokens": "0", "ts": int(time.time() * 1000) + 60_000})
+        limited = client.get(url, headers=auth)
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1, limited.text
+        assert limited.json()["detail"].startswith("rate limit exceeded; retry in ") and declared == []
+        r.delete(k_read_rate_user(rd))
+
+        cases = [  # (request, status, what the body says): each one goes on to the declared route
+            ({}, 401, "missing bearer token"),
+            ({"headers": {"Authorization": "Bearer nope"}}, 401, "invalid token"),
+            ({"headers": bearer(e.settings, other)}, 403, "may not act as"),
+            ({"headers": auth, "params": {"limit": 0}}, 422, "limit"),
+            ({"headers": auth, "params": {"limit": "2x"}}, 422, "limit"),
+            ({"headers": auth, "params": {"algorithm": "best"}}, 422, "algorithm"),
+            ({"headers": auth, "params": {"cursor": "garbage"}}, 400, "invalid cursor"),
+        ]
+        for n, (kwargs, status, says) in enumerate(cases, 1):
+            res = client.get(url, **kwargs)
+            assert res.status_code == status and says in res.text, (kwargs, res.status_code, res.text)
+            assert len(declared) == n, kwargs
+        assert client.get(url, headers=auth).headers.get("www-authenticate") is None
+        assert client.get(url).headers["www-authenticate"] == "Bearer"
+        bad_user = client.get("/v1/users/no$such/feed", headers=bearer(e.settings, "no$such"))
+        assert bad_user.status_code == 422 and "user_id" in bad_user.text
+        waited = client.get(url, headers={**auth, "X-Consistency-Token": "not-a-token"})
+        assert waited.status_code == 200 and "consistency" in waited.json() and declared[-1] == url

@@ -22,6 +22,20 @@ def test_api_cpu_seconds_of_this_process_grows_with_work() -> None:
     assert cap.api_cpu_seconds(os.getpid()) > before
 
 
+def test_api_cpu_seconds_counts_a_worker_child() -> None:
+    """granian serves in a child of the pid the bench started: its CPU must be counted."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert child.pid in cap.descendants(os.getpid())
+        child.communicate(b"", timeout=60)  # stdin closed: the child ends
+    finally:
+        child.kill()
+    assert child.pid not in cap.descendants(os.getpid())
+
+
 def _step(c: int, rate: float, err: float = 0.0) -> cap.Step:
     return cap.Step(c, rate, 0.001, {"error_rate": err})
 
