@@ -202,7 +202,9 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
 
     Round ``k`` sends the ``k``-th chunk of every post still walking, in order, as one pipeline: a
     post by an author with at most :data:`WALK_COUNT` followers costs one script call, and the
-    whole batch one round trip; a larger follower set adds one round trip per chunk. Single-instance
+    whole batch one round trip; a larger follower set adds one round trip per chunk. Each reader
+    appears at most once per post, though SSCAN may repeat one across rounds (:func:`collect_round`).
+    Single-instance
     Redis only (reader keys are built in the script); Redis Cluster goes through
     :meth:`TimelineBatch.writes`.
     """
@@ -211,6 +213,7 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
     cutoff = "-inf" if inactive_cutoff_ms is None else str(inactive_cutoff_ms)
     out: list[tuple[list[TimelineWrite], list[str]]] = []
     cursors: list[str | None] = []
+    seen: list[set[str]] = [{post.author_id} for post in posts]  # per post: readers already written
     for post in posts:
         own = REMOVE if post.op == "DELETE" else post.op
         out.append(([TimelineWrite(post.author_id, post.post_id, post.author_id, own)], []))
@@ -231,12 +234,32 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
                                     WALK_COUNT, *tpl], client=p)
         for i, (nxt, done, removed, evicted) in zip(live, p.execute()):
             post, (writes, inactive) = posts[i], out[i]
-            op = REMOVE if post.op == "DELETE" else post.op
-            writes += [TimelineWrite(x.decode(), post.post_id, post.author_id, op) for x in done]
-            writes += [TimelineWrite(x.decode(), post.post_id, post.author_id, REMOVE) for x in removed]
-            inactive += [x.decode() for x in evicted]
+            collect_round(post, seen[i], writes, inactive, done, removed, evicted)
             cursors[i] = None if nxt in (b"0", "0") else nxt.decode()
     return out
+
+
+def collect_round(post: PostFanout, seen: set[str], writes: list[TimelineWrite], inactive: list[str],
+                  done: Iterable[bytes], removed: Iterable[bytes], evicted: Iterable[bytes]) -> None:
+    """Append one walk round's readers to ``post``'s writes and evicted readers, each reader once.
+
+    SSCAN guarantees every member present for the whole scan at least once, not at most once: a
+    follower set rehashed between two rounds (a large author's walk spans several calls) can hand
+    a member back again. Its Redis writes are idempotent (ZADD, ZREM, HSET of the same values; only
+    the notification is published twice), but its TimelineUpdate must not be emitted twice, so a
+    reader ``seen`` in an earlier round (or twice in this one) is dropped here.
+    """
+    op = REMOVE if post.op == "DELETE" else post.op
+    for members, kind in ((done, op), (removed, REMOVE), (evicted, None)):
+        for x in members:
+            reader = x.decode() if isinstance(x, bytes) else x
+            if reader in seen:
+                continue
+            seen.add(reader)
+            if kind is None:
+                inactive.append(reader)
+            else:
+                writes.append(TimelineWrite(reader, post.post_id, post.author_id, kind))
 
 
 PUBLISH_LUA = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end return #ARGV / 2"

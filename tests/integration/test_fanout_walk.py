@@ -53,6 +53,7 @@ def by_walk(r: redis.Redis) -> list[tuple[set, set]]:
         post = tls.PostFanout(pid, author, op, op != "DELETE" and vis == "FRIENDS", source(i))
         [(writes, inactive)] = tls.walk_fanout(r, [post], cap=CAP, celebrity_threshold=CELEB,
                                                inactive_cutoff_ms=NOW - 30 * 86_400_000)
+        assert len(writes) == len(set(writes)) and len(inactive) == len(set(inactive))  # each reader once
         out.append((set(writes), set(inactive)))
     return out
 
