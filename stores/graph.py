@@ -25,7 +25,8 @@ highest always wins.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import redis as _redis
 from cassandra import ConsistencyLevel
@@ -202,15 +203,23 @@ LOAD_QUERIES = (
 )
 
 
+def queue_unloaded(p: _redis.client.Pipeline, users: Iterable[str]) -> Callable[[Iterator[Any]], list[str]]:
+    """Queue :func:`unloaded`'s checks on pipeline ``p``; the returned reader takes the pipeline's
+    results (an iterator, in queue order) and gives the users not loaded, sorted."""
+    users = sorted(set(users))
+    for u in users:
+        p.exists(k_loaded(u))
+    return lambda results: [u for u in users if not next(results)]
+
+
 def unloaded(r: _redis.Redis, users: Iterable[str]) -> list[str]:
     """The users among ``users`` whose sets were not loaded into this Redis (one pipeline)."""
     users = sorted(set(users))
     if not users:
         return []
     p = r.pipeline(transaction=False)
-    for u in users:
-        p.exists(k_loaded(u))
-    return [u for u, ok in zip(users, p.execute()) if not ok]
+    read = queue_unloaded(p, users)
+    return read(iter(p.execute()))
 
 
 def _durable_sets(session: Session, users: list[str]) -> list[tuple[list[str], list[list[str]]]]:
@@ -235,7 +244,12 @@ def ensure_loaded(r: _redis.Redis, session: Session, users: Iterable[str]) -> li
     holds followees' posts only). Idempotent: loading twice, or over sets written since, unions.
     On Redis Cluster a user's keys lie in different slots, so :func:`_load_split` replaces the script.
     """
-    cold = unloaded(r, users)
+    return load(r, session, unloaded(r, users))
+
+
+def load(r: _redis.Redis, session: Session, cold: list[str]) -> list[str]:
+    """:func:`ensure_loaded` for users already found not loaded (``cold``, e.g. by
+    :func:`queue_unloaded` in a caller's pipeline); return them."""
     if not cold:
         return []
     if redis_store.is_cluster(r):

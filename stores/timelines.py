@@ -196,7 +196,8 @@ class PostFanout:
 
 
 def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity_threshold: int,
-                inactive_cutoff_ms: float | None) -> list[tuple[list[TimelineWrite], list[str]]]:
+                inactive_cutoff_ms: float | None, pipeline: Any = None
+                ) -> list[tuple[list[TimelineWrite], list[str]]]:
     """Fan ``posts`` out server-side (:data:`WALK_LUA`): per post its writes (author's first) and
     the readers evicted as inactive.
 
@@ -207,6 +208,9 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
     Single-instance
     Redis only (reader keys are built in the script); Redis Cluster goes through
     :meth:`TimelineBatch.writes`.
+
+    ``pipeline``: commands the caller queued to run before the walk (e.g. the batch's post cache
+    updates, :attr:`TimelineBatch.pipeline`), sent with the first round: their results are dropped.
     """
     script = r.register_script(WALK_LUA)
     tpl = [x for fn in (k_timeline, channel, k_fresh, k_built, k_stale) for x in _template(fn)]
@@ -219,7 +223,8 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
         out.append(([TimelineWrite(post.author_id, post.post_id, post.author_id, own)], []))
         cursors.append("0")
     while any(c is not None for c in cursors):
-        p = r.pipeline(transaction=False)
+        p = pipeline if pipeline is not None else redis_store.pipeline(r)
+        skip, pipeline = (len(p) if p is pipeline else 0), None
         live = [i for i, c in enumerate(cursors) if c is not None]
         for i in live:
             post = posts[i]
@@ -232,7 +237,7 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
             script(keys=keys, args=[post.author_id, str(post.post_id), post.op, cap, msg, rm, *src,
                                     celebrity_threshold, cutoff, int(post.friends_only), cursors[i],
                                     WALK_COUNT, *tpl], client=p)
-        for i, (nxt, done, removed, evicted) in zip(live, p.execute()):
+        for i, (nxt, done, removed, evicted) in zip(live, p.execute()[skip:]):
             post, (writes, inactive) = posts[i], out[i]
             collect_round(post, seen[i], writes, inactive, done, removed, evicted)
             cursors[i] = None if nxt in (b"0", "0") else nxt.decode()
@@ -275,7 +280,7 @@ class TimelineBatch:
     def __init__(self, r: _redis.Redis, cap: int) -> None:
         self.r = r
         self.cap = cap
-        self.pipeline = r.pipeline(transaction=False)
+        self.pipeline = redis_store.pipeline(r)
         self.cluster = redis_store.is_cluster(r)
         self._pubs: list[str] = []  # channel, message, ... (Redis Cluster: published after the writes)
         self.script = r.register_script(FANOUT_LUA)
