@@ -129,7 +129,9 @@ class BulkEmit:
             from confluent_kafka import Producer
 
             from streams.producer import producer_config
-            self._producer = Producer(producer_config(self.settings, **{"queue.buffering.max.messages": 1_000_000}))
+            # delivery reports only for failures: no Python callback per delivered update
+            self._producer = Producer(producer_config(self.settings, **{"queue.buffering.max.messages": 1_000_000,
+                                                                         "delivery.report.only.error": True}))
         return self._producer
 
     def produce(self, serde: Serde, topic: str, results: Iterable[tuple[SourceRecord, list[TimelineWrite]]],
