@@ -76,11 +76,10 @@ def drain(base: Settings, s: Settings, r: Any, posts: list[dict[str, Any]], deli
     res = drain_topology(base, s, r, "fanout", POSTS.resolved(s).name, [("PostCreated", p) for p in posts],
                          [deliveries[p["post_id"]] for p in posts], knobs=knobs, profile=profile,
                          timeout_s=timeout_s)
-    if "error" not in res:
-        res = {**res, "posts": res.pop("events"), "posts_timed": res.pop("events_timed"),
-               "deliveries_timed": res.pop("weight_timed"), "deliveries_per_s": res.pop("weight_per_s"),
-               "deliveries_per_cpu_s": res.pop("weight_per_cpu_s"), "posts_per_s": res.pop("events_per_s")}
-    return res
+    names = {"events": "posts", "events_timed": "posts_timed", "weight_timed": "deliveries_timed",
+             "weight_per_s": "deliveries_per_s", "weight_per_cpu_s": "deliveries_per_cpu_s",
+             "events_per_s": "posts_per_s", "events_per_cpu_s": "posts_per_cpu_s"}
+    return {names.get(k, k): v for k, v in res.items()}
 
 
 def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: str,
