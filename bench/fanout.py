@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -147,38 +148,47 @@ def main() -> None:
 
 def drain_main(base: Settings, s: Settings, args: argparse.Namespace) -> None:
     """``--drain N``: one fan-out worker draining N pre-loaded PostCreated; ratios to same-run ceilings."""
-    knobs = {"celebrity_threshold": args.celebrity, "inactive_days": 10**6, "log_batches": True}
-    st = Stores(with_overrides(s, **knobs))
-    r = st.r
-    r.flushdb()
-    seed = random.randrange(10**6)
-    g = power_law_graph(args.users, args.mean_followers, 1.5, seed)
-    load_graph(r, g)
-    _ = st.s  # keyspace migrated before the worker starts
-    rng = random.Random(seed)
-    posts = [post_created(rng.choice(list(g)))[1] for _ in range(args.drain)]
-    fan = {a: 1 + (len(set(f) - {a}) if len(set(f) - {a}) <= args.celebrity else 0) for a, f in g.items()}
-    per_post = {p["post_id"]: fan[p["author_id"]] for p in posts}
-    pairs = [(f, p["post_id"]) for p in posts for f in g[p["author_id"]][:per_post[p["post_id"]]]]
-    ceiling = zadd_ceiling(r, pairs)
-    res = drain(base, s, r, posts, per_post, knobs=knobs, profile=args.profile)
-    ceiling_after = zadd_ceiling(r, pairs)
-    cass = ceilings.cassandra_insert(s, ceilings.new_run_id(), duration_s=2.0)["value"]
-    sizes = [len(v) for v in g.values()]
-    zadd = max(ceiling, ceiling_after)
-    out = {"graph": {"users": args.users, "edges": sum(sizes), "mean_fanout": statistics.fmean(sizes),
-                     "max_fanout": max(sizes), "celebrities": sum(x > args.celebrity for x in sizes),
-                     "alpha": 1.5, "seed": seed},
-           "mean_deliveries_per_post": statistics.fmean(per_post.values()),
-           "zadd_ceiling_per_s": zadd, "drain": res,
-           "ratio_to_zadd": res.get("deliveries_per_s", 0) / zadd,
-           "cassandra_insert_per_s": cass,  # fan-out writes 2 rows per post (post, author index)
-           "ratio_posts_rows_to_cassandra": 2 * res.get("posts_per_s", 0) / cass,
-           "scale_model_10k_posts_s": scale_model(res, statistics.fmean(per_post.values()), zadd)}
+    out = drain_report(base, s, posts=args.drain, users=args.users, mean_followers=args.mean_followers,
+                       celebrity=args.celebrity, profile=args.profile)
     path = base.state_dir / "bench" / "fanout_drain.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
+
+
+def drain_report(base: Settings, s: Settings, *, posts: int, users: int = 5000, mean_followers: float = 50,
+                 celebrity: int = 1000, profile: Path | None = None) -> dict:
+    """The fan-out drain on a fresh power-law graph (Redis db of ``s``) with its same-run ceilings:
+    pipelined ZADD (before and after the drain, the higher kept), raw consume, raw Cassandra insert."""
+    knobs = {"celebrity_threshold": celebrity, "inactive_days": 10**6, "log_batches": True}
+    st = Stores(with_overrides(s, **knobs))
+    r = st.r
+    r.flushdb()
+    seed = random.randrange(10**6)
+    g = power_law_graph(users, mean_followers, 1.5, seed)
+    load_graph(r, g)
+    _ = st.s  # keyspace migrated before the worker starts
+    rng = random.Random(seed)
+    backlog = [post_created(rng.choice(list(g)))[1] for _ in range(posts)]
+    fan = {a: 1 + (len(set(f) - {a}) if len(set(f) - {a}) <= celebrity else 0) for a, f in g.items()}
+    per_post = {p["post_id"]: fan[p["author_id"]] for p in backlog}
+    pairs = [(f, p["post_id"]) for p in backlog for f in g[p["author_id"]][:per_post[p["post_id"]]]]
+    ceiling = zadd_ceiling(r, pairs)
+    res = drain(base, s, r, backlog, per_post, knobs=knobs, profile=profile)
+    ceiling_after = zadd_ceiling(r, pairs)
+    cass = ceilings.cassandra_insert(s, ceilings.new_run_id(), duration_s=2.0)["value"]
+    sizes = [len(v) for v in g.values()]
+    zadd = max(ceiling, ceiling_after)
+    return {"graph": {"users": users, "edges": sum(sizes), "mean_fanout": statistics.fmean(sizes),
+                      "max_fanout": max(sizes), "celebrities": sum(x > celebrity for x in sizes),
+                      "alpha": 1.5, "seed": seed},
+            "mean_deliveries_per_post": statistics.fmean(per_post.values()),
+            "zadd_ceiling_per_s": zadd, "drain": res,
+            "ratio_to_zadd": res.get("deliveries_per_s", 0) / zadd,
+            "cassandra_insert_per_s": cass,  # fan-out writes 2 rows per post (post, author index)
+            "ratio_posts_rows_to_cassandra": 2 * res.get("posts_per_s", 0) / cass,
+            "load_average": os.getloadavg(),
+            "scale_model_10k_posts_s": scale_model(res, statistics.fmean(per_post.values()), zadd)}
 
 
 def scale_model(res: dict, deliveries_per_post: float, zadd_per_s: float) -> dict:

@@ -1,4 +1,4 @@
-"""Fan-out drain: one real fan-out worker draining a pre-loaded backlog of PostCreated on posts.v1.
+"""Topology drains: one real worker draining a pre-loaded backlog (fan-out: PostCreated on posts.v1).
 
 The worker's consumer group is committed at the topic's end offsets first, then the backlog is
 produced, then the worker starts: it reads exactly the backlog. The drain is timed from the first
@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 from bench import ceilings
 from core.settings import Settings
 from ops.workers import workers
-from stores import timelines as tls
+from stores import progress
 from stores import users as user_store
 from streams.admin import apply_all
 from streams.catalog import POSTS
@@ -68,30 +68,47 @@ def register(r: Any, users: list[str]) -> None:
 
 def drain(base: Settings, s: Settings, r: Any, posts: list[dict[str, Any]], deliveries: dict[int, int],
           *, knobs: dict[str, Any], profile: Path | None = None, timeout_s: float = 600) -> dict[str, Any]:
-    """Produce ``posts`` as a backlog, run one fan-out worker over it, time the drain.
+    """Produce ``posts`` as a backlog of PostCreated, run one fan-out worker over it, time the drain.
 
     ``deliveries``: post id -> timeline writes the post causes (for deliveries/s).
     """
+    register(r, sorted({p["author_id"] for p in posts}))
+    res = drain_topology(base, s, r, "fanout", POSTS.resolved(s).name, [("PostCreated", p) for p in posts],
+                         [deliveries[p["post_id"]] for p in posts], knobs=knobs, profile=profile,
+                         timeout_s=timeout_s)
+    names = {"events": "posts", "events_timed": "posts_timed", "weight_timed": "deliveries_timed",
+             "weight_per_s": "deliveries_per_s", "weight_per_cpu_s": "deliveries_per_cpu_s",
+             "events_per_s": "posts_per_s", "events_per_cpu_s": "posts_per_cpu_s"}
+    return {names.get(k, k): v for k, v in res.items()}
+
+
+def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: str,
+                   events: list[tuple[str, dict[str, Any]]], weights: list[int], *, knobs: dict[str, Any],
+                   profile: Path | None = None, timeout_s: float = 600) -> dict[str, Any]:
+    """Produce ``events`` (record name, value) on ``topic`` as a backlog, run one ``topology`` worker
+    over it, and time the drain by the topology's progress marks (:mod:`stores.progress`).
+
+    ``weights``: per event, the unit of work it counts for (a post's deliveries; 1 per event).
+    """
     tag = uuid.uuid4().hex[:8]
     suffix = f"-drain-{tag}"
-    topic = POSTS.resolved(s).name
     apply_all(base)  # topics and schemas exist (a fresh stack)
     start = end_offsets(s, topic)
-    commit_at(s, group_id(s.model_copy(update={"topology_group_suffix": suffix}), "fanout"), topic, start)
-    register(r, sorted({p["author_id"] for p in posts}))
-    offset_post: dict[tuple[int, int], int] = {}
+    commit_at(s, group_id(s.model_copy(update={"topology_group_suffix": suffix}), topology), topic, start)
+    offset_weight: dict[tuple[int, int], int] = {}
     with EventProducer(base) as prod:
-        futs = [(prod.submit("PostCreated", p), p["post_id"]) for p in posts]
-        for f, pid in futs:
+        futs = [(prod.submit(name, value), w) for (name, value), w in zip(events, weights)]
+        for f, w in futs:
             rep = f.result(timeout=60)
-            offset_post[(rep.partition, rep.offset)] = pid
+            offset_weight[(rep.partition, rep.offset)] = w
     end = end_offsets(s, topic)
     want = {p: o - 1 for p, o in end.items() if o > start.get(p, 0)}
     consume = ceilings.kafka_consume(s, topic, start, end)["value"]
-    r.delete(tls.WATERMARK)
-    log_dir = Path(tempfile.mkdtemp(prefix="bench-fanout-drain-"))
+    mark = progress.key(topology)
+    r.delete(mark)
+    log_dir = Path(tempfile.mkdtemp(prefix=f"bench-{topology}-drain-"))
     spy = None
-    with workers(s, ("fanout",), log_dir=log_dir, topology_group_suffix=suffix, **knobs) as procs:
+    with workers(s, (topology,), log_dir=log_dir, topology_group_suffix=suffix, **knobs) as procs:
         pid = procs[0].pid
         spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if profile is not None and Path(spy_bin).exists():
@@ -102,7 +119,7 @@ def drain(base: Settings, s: Settings, r: Any, posts: list[dict[str, Any]], deli
         first: tuple[float, float, dict[int, int]] | None = None
         wm: dict[int, int] = {}
         while time.monotonic() < deadline:
-            raw = r.hgetall(tls.WATERMARK)
+            raw = r.hgetall(mark)
             wm = {int(k.decode().rsplit(":", 1)[1]): int(v) for k, v in raw.items()
                   if k.decode().rsplit(":", 1)[0] == topic}
             if wm and first is None:
@@ -115,15 +132,16 @@ def drain(base: Settings, s: Settings, r: Any, posts: list[dict[str, Any]], deli
             spy.send_signal(2)  # SIGINT: py-spy writes the flame graph and exits
             spy.wait(timeout=60)
     done = all(wm.get(p, -1) >= o for p, o in want.items())
+    log_file = str(log_dir / f"{topology}.log")
     if first is None:
-        return {"error": "worker applied nothing", "worker_log": str(log_dir / "fanout.log")}
+        return {"error": "worker applied nothing", "worker_log": log_file}
     t0, c0, wm0 = first
-    counted = [pid for (p, o), pid in offset_post.items() if o > wm0.get(p, start.get(p, 0) - 1)]
-    n = sum(deliveries[pid] for pid in counted)
+    counted = [w for (p, o), w in offset_weight.items() if o > wm0.get(p, start.get(p, 0) - 1)]
+    n = sum(counted)
     wall, cpu = t_end - t0, c_end - c0
     return {"raw_consume_per_s": consume, "consume_ratio": (len(counted) / wall) / consume,
-            "posts": len(posts), "posts_timed": len(counted), "deliveries_timed": n, "drained": done,
-            "wall_s": wall, "worker_cpu_s": cpu, "deliveries_per_s": n / wall,
-            "deliveries_per_cpu_s": n / cpu if cpu else None, "posts_per_s": len(counted) / wall,
-            "worker_log": str(log_dir / "fanout.log"),
-            "flame_graph": str(profile) if spy is not None else None}
+            "events": len(events), "events_timed": len(counted), "weight_timed": n, "drained": done,
+            "wall_s": wall, "worker_cpu_s": cpu, "weight_per_s": n / wall,
+            "weight_per_cpu_s": n / cpu if cpu else None, "events_per_s": len(counted) / wall,
+            "events_per_cpu_s": len(counted) / cpu if cpu else None,
+            "worker_log": log_file, "flame_graph": str(profile) if spy is not None else None}

@@ -12,6 +12,7 @@ Redis key layout (sets of user ids; all rebuildable from the Cassandra tables be
                     into this Redis (:func:`ensure_loaded`). Redis runs without persistence: after a
                     restart or FLUSHALL the marker is gone, so the first worker or reader touching
                     ``u`` reloads ``u``'s sets from the durable tables before using them.
+- ``g:loading:{u}`` Redis Cluster only: a loader's claim on ``u`` while it loads (:func:`_load_split`)
 
 Cassandra tables: ``followers``, ``following``, ``friends``, ``blocks``, ``friend_requests``
 (pending requests by recipient; one partition per user), ``user_counts`` holding absolute counts written
@@ -24,12 +25,14 @@ highest always wins.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import redis as _redis
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 
+from stores import redis as redis_store
 from stores.cassandra import prepared
 
 DDL: list[str] = [
@@ -200,15 +203,36 @@ LOAD_QUERIES = (
 )
 
 
+def queue_unloaded(p: _redis.client.Pipeline, users: Iterable[str]) -> Callable[[Iterator[Any]], list[str]]:
+    """Queue :func:`unloaded`'s checks on pipeline ``p``; the returned reader takes the pipeline's
+    results (an iterator, in queue order) and gives the users not loaded, sorted."""
+    users = sorted(set(users))
+    for u in users:
+        p.exists(k_loaded(u))
+    return lambda results: [u for u in users if not next(results)]
+
+
 def unloaded(r: _redis.Redis, users: Iterable[str]) -> list[str]:
     """The users among ``users`` whose sets were not loaded into this Redis (one pipeline)."""
     users = sorted(set(users))
     if not users:
         return []
     p = r.pipeline(transaction=False)
-    for u in users:
-        p.exists(k_loaded(u))
-    return [u for u, ok in zip(users, p.execute()) if not ok]
+    read = queue_unloaded(p, users)
+    return read(iter(p.execute()))
+
+
+def _durable_sets(session: Session, users: list[str]) -> list[tuple[list[str], list[list[str]]]]:
+    """Per user, the keys to load (marker first) and their members from the durable tables (read
+    concurrently, all pages)."""
+    futures = [[session.execute_async(prepared(session, q), (u,)) for _, q in LOAD_QUERIES] for u in users]
+    out = []
+    for u, futs in zip(users, futures):
+        fol, fing, fr, blk, req = ([row.m for row in f.result()] for f in futs)
+        keys = [k_loaded(u), k_followers(u), k_following(u), k_friends(u), k_blocks(u), k_requests(u),
+                f"neg:a:{u}"]
+        out.append((keys, [fol, fing, fr, blk, req, blk]))
+    return out
 
 
 def ensure_loaded(r: _redis.Redis, session: Session, users: Iterable[str]) -> list[str]:
@@ -218,21 +242,82 @@ def ensure_loaded(r: _redis.Redis, session: Session, users: Iterable[str]) -> li
     concurrently (all pages) and added to the Redis sets by one conditional script call per user;
     ``neg:a:{u}`` gets the users ``u`` blocked (unfollowed authors need no entry: a rebuilt timeline
     holds followees' posts only). Idempotent: loading twice, or over sets written since, unions.
+    On Redis Cluster a user's keys lie in different slots, so :func:`_load_split` replaces the script.
     """
-    cold = unloaded(r, users)
+    return load(r, session, unloaded(r, users))
+
+
+def load(r: _redis.Redis, session: Session, cold: list[str]) -> list[str]:
+    """:func:`ensure_loaded` for users already found not loaded (``cold``, e.g. by
+    :func:`queue_unloaded` in a caller's pipeline); return them."""
     if not cold:
         return []
-    futures = [[session.execute_async(prepared(session, q), (u,)) for _, q in LOAD_QUERIES] for u in cold]
+    if redis_store.is_cluster(r):
+        return _load_split(r, session, cold)
     script = r.register_script(LOAD_LUA)
     p = r.pipeline(transaction=False)
-    for u, futs in zip(cold, futures):
-        fol, fing, fr, blk, req = ([row.m for row in f.result()] for f in futs)
-        sets = [fol, fing, fr, blk, req, blk]
-        keys = [k_loaded(u), k_followers(u), k_following(u), k_friends(u), k_blocks(u), k_requests(u),
-                f"neg:a:{u}"]
+    for keys, sets in _durable_sets(session, cold):
         script(keys=keys, args=[len(x) for x in sets] + [m for x in sets for m in x], client=p)
     p.execute()
     return cold
+
+
+LOAD_LOCK_MS = 30_000  # a cluster loader's claim on a user (it reads Cassandra and writes 7 keys within it)
+SADD_CHUNK = 5000
+
+
+def k_loading(u: str) -> str:
+    """Redis key of the claim on loading ``u``'s graph sets (Redis Cluster only)."""
+    return f"g:loading:{u}"
+
+
+def _load_split(r: _redis.Redis, session: Session, cold: list[str], wait_s: float | None = None) -> list[str]:
+    """Redis Cluster: :data:`LOAD_LUA` split into plain commands, one pipeline per node per step.
+
+    The script's atomic "load only while the marker is absent" becomes a claim: per cold user a
+    ``SET g:loading:{u} NX PX`` (:data:`LOAD_LOCK_MS`). The claimant checks the marker again, reads
+    the durable tables *after* claiming, adds the members, and only then sets ``g:ok:{u}``. Every
+    writer mutates a user's sets only after this function returned for that user (marker set), so
+    no older Cassandra read can land after a writer's first touch, as with the script. Users claimed
+    by another process are waited for (their marker), up to the claim's lifetime, then claimed again
+    (the other loader died). Returns the users this call loaded.
+    """
+    deadline = time.monotonic() + (LOAD_LOCK_MS / 1000 + 5 if wait_s is None else wait_s)
+    loaded: list[str] = []
+    todo = list(cold)
+    while todo:
+        p = r.pipeline(transaction=False)
+        for u in todo:
+            p.set(k_loading(u), "1", nx=True, px=LOAD_LOCK_MS)
+        mine = unloaded(r, [u for u, ok in zip(todo, p.execute()) if ok])
+        if mine:
+            p = r.pipeline(transaction=False)
+            for keys, sets in _durable_sets(session, mine):
+                for key, members in zip(keys[1:], sets):
+                    for i in range(0, len(members), SADD_CHUNK):
+                        p.sadd(key, *members[i:i + SADD_CHUNK])
+            p.execute()  # every member in place (each node acknowledged) before any marker
+            p = r.pipeline(transaction=False)
+            for u in mine:
+                p.set(k_loaded(u), "1")
+            p.execute()
+            _unclaim(r, mine)
+            loaded += mine
+        todo = unloaded(r, [u for u in todo if u not in set(mine)])
+        if todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"graph sets of {len(todo)} users (e.g. {todo[0]}) not loaded within "
+                                   f"the claim's lifetime; is another loader stuck? retry")
+            time.sleep(0.02)
+    return loaded
+
+
+def _unclaim(r: _redis.Redis, users: list[str]) -> None:
+    """Drop this loader's claims (one DEL per key: the claims lie in different slots)."""
+    p = r.pipeline(transaction=False)
+    for u in users:
+        p.delete(k_loading(u))
+    p.execute()
 
 
 SELECT_CLOCKS = "SELECT edge, version FROM edge_clocks WHERE pair=?"

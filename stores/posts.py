@@ -39,12 +39,14 @@ any event's; truncate ``posts``/``posts_by_author`` and replay posts.v1 once aft
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis as _redis
 from cassandra import ConsistencyLevel
 from cassandra.cluster import ResponseFuture, Session
+from cassandra.concurrent import execute_concurrent
+from cassandra.query import BatchStatement, BatchType
 from redis.cluster import ClusterPipeline
 
 from core.clock import millis
@@ -116,11 +118,19 @@ def applied_versions(r: _redis.Redis, post_ids: Iterable[int]) -> dict[int, int]
     One pipeline of single-key GETs (so it also runs on Redis Cluster). A lost Redis, or a version
     past its TTL, reads 0: nothing is then known to be newer.
     """
-    ids = sorted(set(post_ids))
     pipe = r.pipeline(transaction=False)
+    read = queue_versions(pipe, post_ids)
+    return read(iter(pipe.execute()))
+
+
+def queue_versions(p: Any, post_ids: Iterable[int]) -> Callable[[Iterator[Any]], dict[int, int]]:
+    """Queue :func:`applied_versions`'s GETs on pipeline ``p`` (e.g. with other stores' reads of the
+    same batch: one round trip); the returned reader takes the pipeline's results (an iterator, in
+    queue order)."""
+    ids = sorted(set(post_ids))
     for pid in ids:
-        pipe.get(k_version(pid))
-    return {pid: int(v or 0) for pid, v in zip(ids, pipe.execute())}
+        p.get(k_version(pid))
+    return lambda results: {pid: int(next(results) or 0) for pid in ids}
 
 
 def k_post(post_id: int | str) -> str:
@@ -171,33 +181,50 @@ def put_post(session: Session, r: _redis.Redis, v: Mapping[str, Any], *, edited:
     p.execute()
 
 
+WRITE_CONCURRENCY = 64  # statements (or per-partition batches) in flight per fan-out batch
+
+
 def write_posts_durable(session: Session, events: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
     """Apply PostCreated/PostEdited/PostDeleted values to ``posts`` and ``posts_by_author``.
 
-    Statements are issued together and awaited together; each carries its event's :func:`version`
-    as write timestamp, so the newest event wins per cell in any arrival order. The author index is written at LOCAL_QUORUM, so a
-    back-fill read at LOCAL_QUORUM that starts after this returns sees it (see docs/fanout.md).
+    Statements are grouped by partition (one author's index rows, one post's events: an unlogged
+    batch per partition with more than one) and issued asynchronously, at most
+    :data:`WRITE_CONCURRENCY` in flight, then awaited together. Each carries its event's
+    :func:`version` as write timestamp, so the newest event wins per cell in any arrival order and
+    in any order inside a batch. Written at LOCAL_QUORUM, so a back-fill read at LOCAL_QUORUM that
+    starts after this returns sees the author index (see docs/fanout.md).
     """
-    futures = []
+    groups: dict[tuple[str, Any], list[Any]] = {}
     for name, v in events:
         pid, author, ts, at = v["post_id"], v["author_id"], version(name, v), millis(v["occurred_at"])
-        stmts: list[tuple[Any, tuple[Any, ...]]]
+        post: tuple[Any, tuple[Any, ...]]
+        index: tuple[Any, tuple[Any, ...]]
         if name == "PostDeleted":
-            stmts = [(prepared(session, MARK_DELETED), (ts, author, at, pid)),
-                     (prepared(session, DELETE_AUTHOR_POST), (ts, author, pid))]
+            post = (prepared(session, MARK_DELETED), (ts, author, at, pid))
+            index = (prepared(session, DELETE_AUTHOR_POST), (ts, author, pid))
         else:
             media = json.dumps(list(v.get("media") or []))
-            stmts = [(prepared(session, INSERT_POST), (
+            post = (prepared(session, INSERT_POST), (
                 pid, author, v["text"], media, list(v.get("links") or []),
                 list(v.get("hashtags") or []), list(v.get("mentions") or []), v["visibility"],
-                name == "PostEdited", id_timestamp_ms(pid), at, ts)),
-                (prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"], ts))]
-        for stmt, args in stmts:
-            bound = stmt.bind(args)
-            bound.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-            futures.append(session.execute_async(bound))
-    for f in futures:
-        f.result()
+                name == "PostEdited", id_timestamp_ms(pid), at, ts))
+            index = (prepared(session, INSERT_AUTHOR_POST), (author, pid, v["visibility"], ts))
+        groups.setdefault(("posts", pid), []).append(post[0].bind(post[1]))
+        groups.setdefault(("posts_by_author", author), []).append(index[0].bind(index[1]))
+    statements = []
+    for bound in groups.values():
+        if len(bound) == 1:
+            stmt = bound[0]
+        else:
+            stmt = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for b in bound:
+                stmt.add(b)
+        stmt.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        statements.append((stmt, None))
+    for ok, result in execute_concurrent(session, statements, concurrency=WRITE_CONCURRENCY,
+                                         raise_on_first_error=True):
+        if not ok:  # pragma: no cover - raise_on_first_error raises first
+            raise result
 
 
 def queue_cache_update(p: Any, name: str, v: Mapping[str, Any], author_cap: int) -> None:
@@ -235,9 +262,22 @@ def ensure_author_caches(r: _redis.Redis, session: Session, authors: Iterable[st
     if not authors:
         return []
     p = r.pipeline(transaction=False)
+    read = queue_missing_author_caches(p, authors)
+    return refill_author_caches(r, session, read(iter(p.execute())), cap)
+
+
+def queue_missing_author_caches(p: Any, authors: Iterable[str]) -> Callable[[Iterator[Any]], list[str]]:
+    """Queue :func:`ensure_author_caches`'s checks on pipeline ``p``; the returned reader takes the
+    pipeline's results (an iterator, in queue order) and gives the authors whose cache is missing."""
+    authors = sorted(set(authors))
     for a in authors:
         p.exists(k_author(a))
-    cold = [a for a, ok in zip(authors, p.execute()) if not ok]
+    return lambda results: [a for a in authors if not next(results)]
+
+
+def refill_author_caches(r: _redis.Redis, session: Session, cold: list[str], cap: int) -> list[str]:
+    """:func:`ensure_author_caches` for authors already found missing (``cold``); return them. Call
+    it after the batch's author index rows are written (it reads them back)."""
     if not cold:
         return []
     futures = []

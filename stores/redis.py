@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
@@ -63,3 +65,37 @@ def ensure_epoch(r: redis.Redis) -> tuple[str, bool]:
 
 SEED_MARKER = "feedstream:seed:demo"  # set once the demo world is loaded (``feedstream seed``)
 SEED_LOCK = "feedstream:seed:lock"  # held while a seed runs
+
+
+class LoadingPipeline(redis.client.Pipeline):
+    """A non-transactional pipeline that loads its scripts within its own round trip.
+
+    redis-py's pipeline checks its scripts with a ``SCRIPT EXISTS`` round trip before every
+    ``execute``; this one instead sends ``SCRIPT LOAD`` of each of them first, in the same round
+    trip (a loaded script is found by its SHA1 and not compiled again), so the EVALSHAs after them
+    never miss, even on a Redis that restarted since, and a scripted pipeline costs one round trip.
+    """
+
+    def execute(self, raise_on_error: bool = True) -> list:
+        scripts = list(self.scripts)
+        if not scripts:
+            return super().execute(raise_on_error)
+        self.scripts = set()
+        self.command_stack[:0] = [(("SCRIPT LOAD", s.script), {}) for s in scripts]
+        return super().execute(raise_on_error)[len(scripts):]
+
+
+def pipeline(r: redis.Redis) -> redis.client.Pipeline:
+    """A non-transactional pipeline on ``r``: a :class:`LoadingPipeline` on a single Redis, the
+    cluster pipeline (one per node, plain commands) on Redis Cluster."""
+    if is_cluster(r) or not isinstance(r, redis.Redis):
+        return r.pipeline(transaction=False)
+    return LoadingPipeline(r.connection_pool, r.response_callbacks, False, None)
+
+
+def queue_epoch(p: redis.client.Pipeline) -> Callable[[Iterator[Any]], bool]:
+    """Queue :func:`ensure_epoch`'s creation on pipeline ``p``; the returned reader takes the
+    pipeline's results (an iterator, in queue order) and says whether this call created the epoch
+    (the Redis was new or lost its data)."""
+    p.set(EPOCH, uuid.uuid4().hex, nx=True)
+    return lambda results: bool(next(results))

@@ -196,27 +196,35 @@ class PostFanout:
 
 
 def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity_threshold: int,
-                inactive_cutoff_ms: float | None) -> list[tuple[list[TimelineWrite], list[str]]]:
+                inactive_cutoff_ms: float | None, pipeline: Any = None
+                ) -> list[tuple[list[TimelineWrite], list[str]]]:
     """Fan ``posts`` out server-side (:data:`WALK_LUA`): per post its writes (author's first) and
     the readers evicted as inactive.
 
     Round ``k`` sends the ``k``-th chunk of every post still walking, in order, as one pipeline: a
     post by an author with at most :data:`WALK_COUNT` followers costs one script call, and the
-    whole batch one round trip; a larger follower set adds one round trip per chunk. Single-instance
+    whole batch one round trip; a larger follower set adds one round trip per chunk. Each reader
+    appears at most once per post, though SSCAN may repeat one across rounds (:func:`collect_round`).
+    Single-instance
     Redis only (reader keys are built in the script); Redis Cluster goes through
     :meth:`TimelineBatch.writes`.
+
+    ``pipeline``: commands the caller queued to run before the walk (e.g. the batch's post cache
+    updates, :attr:`TimelineBatch.pipeline`), sent with the first round: their results are dropped.
     """
     script = r.register_script(WALK_LUA)
     tpl = [x for fn in (k_timeline, channel, k_fresh, k_built, k_stale) for x in _template(fn)]
     cutoff = "-inf" if inactive_cutoff_ms is None else str(inactive_cutoff_ms)
     out: list[tuple[list[TimelineWrite], list[str]]] = []
     cursors: list[str | None] = []
+    seen: list[set[str]] = [{post.author_id} for post in posts]  # per post: readers already written
     for post in posts:
         own = REMOVE if post.op == "DELETE" else post.op
         out.append(([TimelineWrite(post.author_id, post.post_id, post.author_id, own)], []))
         cursors.append("0")
     while any(c is not None for c in cursors):
-        p = r.pipeline(transaction=False)
+        p = pipeline if pipeline is not None else redis_store.pipeline(r)
+        skip, pipeline = (len(p) if p is pipeline else 0), None
         live = [i for i, c in enumerate(cursors) if c is not None]
         for i in live:
             post = posts[i]
@@ -229,14 +237,34 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
             script(keys=keys, args=[post.author_id, str(post.post_id), post.op, cap, msg, rm, *src,
                                     celebrity_threshold, cutoff, int(post.friends_only), cursors[i],
                                     WALK_COUNT, *tpl], client=p)
-        for i, (nxt, done, removed, evicted) in zip(live, p.execute()):
+        for i, (nxt, done, removed, evicted) in zip(live, p.execute()[skip:]):
             post, (writes, inactive) = posts[i], out[i]
-            op = REMOVE if post.op == "DELETE" else post.op
-            writes += [TimelineWrite(x.decode(), post.post_id, post.author_id, op) for x in done]
-            writes += [TimelineWrite(x.decode(), post.post_id, post.author_id, REMOVE) for x in removed]
-            inactive += [x.decode() for x in evicted]
+            collect_round(post, seen[i], writes, inactive, done, removed, evicted)
             cursors[i] = None if nxt in (b"0", "0") else nxt.decode()
     return out
+
+
+def collect_round(post: PostFanout, seen: set[str], writes: list[TimelineWrite], inactive: list[str],
+                  done: Iterable[bytes], removed: Iterable[bytes], evicted: Iterable[bytes]) -> None:
+    """Append one walk round's readers to ``post``'s writes and evicted readers, each reader once.
+
+    SSCAN guarantees every member present for the whole scan at least once, not at most once: a
+    follower set rehashed between two rounds (a large author's walk spans several calls) can hand
+    a member back again. Its Redis writes are idempotent (ZADD, ZREM, HSET of the same values; only
+    the notification is published twice), but its TimelineUpdate must not be emitted twice, so a
+    reader ``seen`` in an earlier round (or twice in this one) is dropped here.
+    """
+    op = REMOVE if post.op == "DELETE" else post.op
+    for members, kind in ((done, op), (removed, REMOVE), (evicted, None)):
+        for x in members:
+            reader = x.decode() if isinstance(x, bytes) else x
+            if reader in seen:
+                continue
+            seen.add(reader)
+            if kind is None:
+                inactive.append(reader)
+            else:
+                writes.append(TimelineWrite(reader, post.post_id, post.author_id, kind))
 
 
 PUBLISH_LUA = "for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end return #ARGV / 2"
@@ -252,7 +280,7 @@ class TimelineBatch:
     def __init__(self, r: _redis.Redis, cap: int) -> None:
         self.r = r
         self.cap = cap
-        self.pipeline = r.pipeline(transaction=False)
+        self.pipeline = redis_store.pipeline(r)
         self.cluster = redis_store.is_cluster(r)
         self._pubs: list[str] = []  # channel, message, ... (Redis Cluster: published after the writes)
         self.script = r.register_script(FANOUT_LUA)

@@ -13,10 +13,12 @@ console = Console(highlight=False)
 
 
 def command(
-    scenario: str = typer.Option("smoke", help="smoke (< 2 min), standard (~3 min) or capacity (~5 min)"),
+    scenario: str = typer.Option("smoke", help="smoke (< 2 min), standard (~3 min), capacity (~5 min) or "
+                                 "topologies (one worker per topology draining a backlog, ~10 min)"),
     out: Path = typer.Option(None, help="results directory (default: bench/results)"),
     error_threshold: float = typer.Option(None, help="refuse figures whose error rate is above this (0.01 = 1%)"),
     server: str = typer.Option("uvicorn", help="capacity only: the API's ASGI server, uvicorn or granian"),
+    size: int = typer.Option(3000, help="topologies: backlog events per topology"),
 ) -> None:
     """Measure ceilings and platform figures in one run; write JSON, a PNG plot and a text summary."""
     from dataclasses import replace
@@ -32,6 +34,18 @@ def command(
 
         args = capacity.parser().parse_args(["--out", str(out or report.RESULTS_DIR), "--server", server])
         capacity.run(args, echo=console.print)
+        return
+    if scenario == "topologies":  # per-topology drains against same-run ceilings (bench/topologies.py)
+        import json
+
+        from bench import topologies
+
+        result = topologies.run(get_settings(), size=size, echo=console.print)
+        path = (out or report.RESULTS_DIR) / "topologies.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str))
+        typer.echo(json.dumps(result["summary"], indent=2))
+        console.print(f"json: {path}")
         return
     if scenario not in SCENARIOS:
         console.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}")

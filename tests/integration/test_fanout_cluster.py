@@ -87,3 +87,43 @@ def test_fanout_celebrity_and_replay_on_a_three_master_cluster(stack, redis_clus
     load(st.r)
     process_posts(st, recs, author_check(st, proven=False))
     assert views(st.r) == first
+
+
+def test_cold_graph_sets_load_on_the_cluster_then_fan_out(stack, redis_cluster):  # noqa: F811
+    """A Redis that lost the graph (no ``g:ok:`` markers): fan-out's ``graph.ensure_loaded`` reloads
+    the authors' 7 keys, which lie in different slots, from Cassandra (no CROSSSLOT), then pushes."""
+    s = isolated(stack, "fs_itest_rcluster_cold", 0).model_copy(update={
+        "redis_cluster_nodes": redis_cluster.nodes, "celebrity_threshold": CELEB, "graph_user_grace_s": 0.2})
+    cassandra.cluster(s).connect().execute("DROP KEYSPACE IF EXISTS fs_itest_rcluster_cold", timeout=120)
+    st = Stores(s)
+    for n in (redis.Redis(port=p) for p in redis_cluster.ports):
+        n.flushall()
+    tag = uuid.uuid4().hex[:6]
+    author, fans, blocked = f"cold-{tag}", [f"cold{i}-{tag}" for i in range(12)], f"blk-{tag}"
+    rows = [("followers", "follower_id", author, f) for f in fans]
+    rows += [("following", "followee_id", f, author) for f in fans]
+    rows += [("friends", "friend_id", author, fans[0]), ("blocks", "blocked_id", author, blocked)]
+    for table, col, u, m in rows:
+        st.s.execute(f"INSERT INTO {table} (user_id, {col}, since) VALUES (%s, %s, 1)", (u, m))
+    st.r.set(user_store.k_registered(author), "1")
+    keys = [graph.k_loaded(author), graph.k_followers(author), graph.k_friends(author), graph.k_blocks(author)]
+    assert len({st.r.keyslot(k) for k in keys}) > 1  # the script's keys would be CROSSSLOT here
+
+    assert graph.ensure_loaded(st.r, st.s, [author, fans[0]]) == sorted([author, fans[0]])
+    assert graph.followers(st.r, author) == set(fans)
+    assert graph.friends(st.r, author) == {fans[0]} and st.r.smembers(graph.k_blocks(author)) == {blocked.encode()}
+    assert st.r.smembers(tls.k_negative(author)) == {blocked.encode()}
+    assert graph.following(st.r, fans[0]) == {author}
+    assert not any(st.r.exists(graph.k_loading(u)) for u in (author, fans[0]))  # claims released
+    assert graph.ensure_loaded(st.r, st.s, [author, fans[0]]) == []  # warm: nothing to load
+
+    now = int(time.time() * 1000)
+    _, v = post_created(fans[1])  # a cold author: loaded by fan-out itself before the push
+    st.r.set(user_store.k_registered(fans[1]), "1")
+    _, mine = post_created(author)
+    recs = [SourceRecord("posts.v1", 0, off, None, "PostCreated", {**ev, "occurred_at": now}, now)
+            for off, ev in enumerate((mine, v))]
+    out = process_posts(st, recs, author_check(st, proven=False))
+    assert [len(w) for _, w in out] == [1 + len(fans), 1]  # the author's own timeline, every follower
+    assert all(st.r.zscore(tls.k_timeline(f), str(mine["post_id"])) is not None for f in fans)
+    assert st.r.exists(graph.k_loaded(fans[1]))

@@ -53,6 +53,7 @@ def by_walk(r: redis.Redis) -> list[tuple[set, set]]:
         post = tls.PostFanout(pid, author, op, op != "DELETE" and vis == "FRIENDS", source(i))
         [(writes, inactive)] = tls.walk_fanout(r, [post], cap=CAP, celebrity_threshold=CELEB,
                                                inactive_cutoff_ms=NOW - 30 * 86_400_000)
+        assert len(writes) == len(set(writes)) and len(inactive) == len(set(inactive))  # each reader once
         out.append((set(writes), set(inactive)))
     return out
 
@@ -119,3 +120,19 @@ def test_walking_a_batch_equals_walking_post_by_post(dbs):
                         cap=CAP, celebrity_threshold=CELEB, inactive_cutoff_ms=NOW - 30 * 86_400_000)
     timelines = lambda r: {k: v for k, v in dump(r).items() if k.startswith(b"tl:")}
     assert timelines(one_by_one) == timelines(batched)
+
+
+def test_a_scripted_pipeline_loads_its_scripts_in_its_own_round_trip(redis_single):  # noqa: F811
+    """The fan-out's pipelines (stores.redis.pipeline) send SCRIPT LOAD ahead of their EVALSHAs in
+    the same round trip, instead of redis-py's SCRIPT EXISTS round trip before each execute."""
+    from stores import redis as redis_store
+    r = redis.Redis(port=redis_single.ports[0], db=2)
+    r.script_flush()  # as after a Redis restart: the EVALSHA alone would fail with NOSCRIPT
+    r.config_resetstat()
+    p = redis_store.pipeline(r)
+    p.set("x", "1")
+    r.register_script("return redis.call('GET', KEYS[1])")(keys=["x"], client=p)
+    assert p.execute() == [True, b"1"]  # the SCRIPT LOAD reply is not among the results
+    stats = r.info("commandstats")
+    assert stats["cmdstat_script|load"]["calls"] == 1 and "cmdstat_script|exists" not in stats
+    assert stats["cmdstat_evalsha"]["calls"] == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import faust
 
@@ -60,7 +62,11 @@ def author_check(st: Stores, *, proven: bool = True) -> UserCheck:
 
 
 def process_posts(st: Stores, recs: list[SourceRecord], users: UserCheck | None = None) -> Results:
-    """Apply a batch of posts.v1 records, in order: one Cassandra round, two Redis pipelines.
+    """Apply a batch of posts.v1 records, in order: one Cassandra round, three Redis round trips.
+
+    The Redis round trips (single Redis; a follower set walked in several chunks adds one each):
+    the batch's reads (applied versions, the epoch, which authors' graph sets and caches are
+    loaded), then the post cache updates with the first walk round, then the progress marks.
 
     Order matters for the follow/post race: the author index is written (and awaited) before the
     follower sets are read, and the graph worker adds the edge before reading the index.
@@ -84,38 +90,65 @@ def process_posts(st: Stores, recs: list[SourceRecord], users: UserCheck | None 
     refused = check_post_refs([(rec.name, rec.value) for rec in recs], stored)
     out += [(rec, why) for rec, why in zip(recs, refused) if why is not None]  # dead-lettered
     recs = [rec for rec, why in zip(recs, refused) if why is None]
+    wm = {(rec.topic, rec.partition): rec.offset for rec in every}
+    if not recs:
+        tls.TimelineBatch(st.r, tl.timeline_cap).run(wm)
+        return out
+    pre = preflight(st.r, recs)
     # a re-delivered create/edit older than an applied edit or delete has no effect (issue 13)
-    applied = post_store.applied_versions(st.r, (rec.value["post_id"] for rec in recs))
-    old = superseded([(rec.value["post_id"], post_store.version(rec.name, rec.value)) for rec in recs], applied)
+    old = superseded([(rec.value["post_id"], post_store.version(rec.name, rec.value)) for rec in recs],
+                     pre.applied)
     out += [(rec, []) for rec, stale in zip(recs, old) if stale]
     recs = [rec for rec, stale in zip(recs, old) if not stale]
     if not recs:
-        batch = tls.TimelineBatch(st.r, tl.timeline_cap)
-        batch.run({(rec.topic, rec.partition): rec.offset for rec in every})
+        tls.TimelineBatch(st.r, tl.timeline_cap).run(wm)
         return out
     post_store.write_posts_durable(st.s, [(rec.name, rec.value) for rec in recs])
     authors = {rec.value["author_id"] for rec in recs}
-    _, cold = redis_store.ensure_epoch(st.r)
-    if cold:
+    if pre.cold_redis:
         log.warning("redis:epoch was absent: Redis is new or lost its data; hot views reload lazily")
-    # a Redis that lost its data: reload the authors' follower sets and author caches first
-    graph.ensure_loaded(st.r, st.s, authors)
-    post_store.ensure_author_caches(st.r, st.s, authors, tl.author_cache_cap)
-    wm = {(rec.topic, rec.partition): rec.offset for rec in every}
+    # a Redis that lost its data: reload the authors' follower sets and author caches first (the
+    # caches from the author index, so after the batch's rows were written)
+    graph.load(st.r, st.s, sorted(authors & set(pre.graph_unloaded)))
+    post_store.refill_author_caches(st.r, st.s, sorted(authors & set(pre.caches_missing)), tl.author_cache_cap)
     batch = tls.TimelineBatch(st.r, tl.timeline_cap)
-    for rec in recs:
+    for rec in recs:  # sent with the first walk round, ahead of its timeline writes
         post_store.queue_cache_update(batch.pipeline, rec.name, rec.value, tl.author_cache_cap)
     if batch.cluster:
         return out + plan_in_python(st, recs, authors, batch, wm)
-    batch.pipeline.execute()  # caches first, as before the timelines
     inactive = tl.policy.inactive_days * DAY_MS
     cutoff = int(time.time() * 1000) - inactive
+    first: object = batch.pipeline
     for seg in segments(recs):
         done = tls.walk_fanout(st.r, [fanout_of(rec) for rec in seg], cap=tl.timeline_cap,
-                               celebrity_threshold=tl.policy.celebrity_threshold, inactive_cutoff_ms=cutoff)
+                               celebrity_threshold=tl.policy.celebrity_threshold, inactive_cutoff_ms=cutoff,
+                               pipeline=first)
+        first = None
         out += [(rec, writes) for rec, (writes, _) in zip(seg, done)]
     batch.run(wm)
     return out
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """What a batch reads from Redis before its side effects, in one round trip."""
+
+    applied: dict[int, int]  # post id -> version of the newest event applied to its caches
+    cold_redis: bool  # this batch created ``redis:epoch``: the Redis is new or lost its data
+    graph_unloaded: list[str]  # authors whose graph sets are not loaded into this Redis
+    caches_missing: list[str]  # authors whose ``ap:{a}`` cache is missing
+
+
+def preflight(r: Any, recs: list[SourceRecord]) -> Preflight:
+    """One pipeline of the batch's reads (:class:`Preflight`) for ``recs``' posts and authors."""
+    authors = {rec.value["author_id"] for rec in recs}
+    p = redis_store.pipeline(r)
+    versions = post_store.queue_versions(p, (rec.value["post_id"] for rec in recs))
+    epoch = redis_store.queue_epoch(p)
+    graphs = graph.queue_unloaded(p, authors)
+    caches = post_store.queue_missing_author_caches(p, authors)
+    results = iter(p.execute())
+    return Preflight(versions(results), epoch(results), graphs(results), caches(results))
 
 
 def fanout_of(rec: SourceRecord) -> tls.PostFanout:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import fastavro
 import faust
 import redis as _redis
 from cassandra.cluster import Session
@@ -26,6 +25,7 @@ from streams.errors import DeliveryError, PoisonRecord
 from streams.producer import event_type_headers
 from streams.schemas import EVENT_TYPE
 from streams.serde import HEADER, MAGIC, Serde
+from streams.splice import Spliced
 from streams.validation import validate_record
 from topologies.faust_runtime import (
     SourceRecord,
@@ -94,6 +94,7 @@ def timeline_update(w: TimelineWrite, rec: SourceRecord, actor: str) -> dict[str
 
 
 _HEADERS = event_type_headers("io.feedstream.derived.TimelineUpdate")
+_VARYING = ("event_id", "reader_id")  # the fields a post's TimelineUpdates differ in
 
 
 async def start_emit(serde: Serde, topic: faust.TopicT,
@@ -111,9 +112,9 @@ class BulkEmit:
     """The default :data:`Emit`: a batch's TimelineUpdates through one librdkafka producer.
 
     Faust's per-message ``send`` (a future and a buffer hop per record) and per-record schema
-    validation cost more than the Redis side of a delivery; here each record is encoded with the
-    pre-parsed schema (validated once per source record: its updates differ only in reader and
-    event id), produced without a per-message await, and the batch's deliveries are awaited by one
+    validation cost more than the Redis side of a delivery; here a post's updates, which differ
+    only in reader and event id, are encoded once with the pre-parsed schema (and validated once)
+    and spliced per reader (:class:`streams.splice.Spliced`), produced without a per-message await, and the batch's deliveries are awaited by one
     ``flush`` in a thread. A failed delivery raises (the worker crashes, the batch is not acked).
     """
 
@@ -128,7 +129,9 @@ class BulkEmit:
             from confluent_kafka import Producer
 
             from streams.producer import producer_config
-            self._producer = Producer(producer_config(self.settings, **{"queue.buffering.max.messages": 1_000_000}))
+            # delivery reports only for failures: no Python callback per delivered update
+            self._producer = Producer(producer_config(self.settings, **{"queue.buffering.max.messages": 1_000_000,
+                                                                         "delivery.report.only.error": True}))
         return self._producer
 
     def produce(self, serde: Serde, topic: str, results: Iterable[tuple[SourceRecord, list[TimelineWrite]]],
@@ -145,16 +148,17 @@ class BulkEmit:
                 errors.append(err.str())
 
         for rec, writes in results:
-            for i, w in enumerate(writes):
-                value = {**timeline_update(w, rec, actor), EVENT_TYPE: "TimelineUpdate"}
-                if i == 0:
+            templates: dict[tuple[int, str, str], Spliced] = {}  # per post and op (streams.splice)
+            for w in writes:
+                t = templates.get((w.post_id, w.author_id, w.op))
+                if t is None:
+                    value = {**timeline_update(w, rec, actor), EVENT_TYPE: "TimelineUpdate"}
                     validate_record(parsed, value)
-                out = io.BytesIO()
-                out.write(head)
-                fastavro.schemaless_writer(out, parsed, value)
+                    t = templates[(w.post_id, w.author_id, w.op)] = Spliced(parsed, value, _VARYING)
+                data = head + t.encode({"event_id": str(uuid.uuid4()), "reader_id": w.reader_id})
                 while True:
                     try:
-                        prod.produce(topic, out.getvalue(), w.reader_id.encode(), on_delivery=on_delivery,
+                        prod.produce(topic, data, w.reader_id.encode(), on_delivery=on_delivery,
                                      headers=_HEADERS)
                         break
                     except BufferError:  # local queue full: serve delivery reports, then retry
