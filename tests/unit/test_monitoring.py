@@ -93,6 +93,31 @@ def test_monitoring_is_an_engine_started_only_when_asked() -> None:
     assert stack.ENGINES["monitoring"].programs == ("prometheus",)
 
 
+def test_up_refuses_an_engine_running_from_the_same_state_dir_on_another_port(tmp_path: Path) -> None:
+    import time
+
+    import psutil
+
+    from ops.local import stack
+    from ops.local.errors import LocalStackError
+
+    # nothing listens on port 1: before the guard, `up` waited there for start_timeout_s, then stopped it
+    s = Settings(state_dir=tmp_path, prometheus_port=1, start_timeout_s=3)
+    pidfile = stack.pid_path(s, "monitoring")
+    pidfile.parent.mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)  # "the Prometheus" on port 2
+    try:
+        ps = psutil.Process(other.pid)
+        pidfile.write_text(json.dumps({"pid": other.pid, "create_time": ps.create_time(),
+                                       "started_at": time.time(), "port": 2}))
+        with pytest.raises(LocalStackError, match="already running on port 2 .* not on 1"):
+            stack._start(s, stack.ENGINES["monitoring"], echo=lambda *_: None)
+        assert other.poll() is None  # and left alone
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_topology_list_states() -> None:
     from ops.topologies import row_state
 
