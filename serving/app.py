@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, FastAPI
 
+from core import tracing
 from core.settings import Settings, get_settings
 from serving import consistency, errors, metrics, realtime
 from serving.feed.engines import ReadEngines
@@ -16,6 +17,7 @@ from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
 from serving.ratelimit import RateLimiter
 from serving.requestid import RequestId
+from serving.tracing import TracingMiddleware
 from serving.routers import (
     moderation,
     reads_feed,
@@ -113,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
     app.include_router(trending.router)  # carries its own /v1/trending prefix
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
+    if tracing.ENABLED:  # core.tracing.setup() ran (serving.main, or a test): a span per request
+        app.add_middleware(TracingMiddleware)
     if effective.api_metrics:
         metrics.install(app)  # GET /metrics; it times everything inside it
     app.add_middleware(RequestId)  # outermost: every log line of a request carries its id

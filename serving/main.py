@@ -6,7 +6,7 @@ import argparse
 
 import uvicorn
 
-from core import logs
+from core import logs, tracing
 from core.settings import get_settings
 from serving.app import create_app
 
@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="log every request (default: on)")
     args = parser.parse_args(argv)
     logs.configure(args.log_level)  # JSON lines off a terminal, with request ids (access lines too)
+    tracing.setup(settings, "api")  # off unless FEEDSTREAM_TRACING_EXPORTER names an exporter
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
                 access_log=args.access_log, log_config=None)
 

@@ -1,0 +1,101 @@
+"""core.tracing: off by default (hooks do nothing), W3C traceparent through Kafka headers and pub/sub."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from core import tracing
+from core.settings import Settings
+from stores import timelines as tls
+
+
+@pytest.fixture
+def memory() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    assert tracing.setup(Settings(), "test", provider=provider)
+    try:
+        yield exporter
+    finally:
+        tracing.setup(Settings(), "test")  # off again for the rest of the process
+
+
+def test_off_by_default_every_hook_is_a_no_op() -> None:
+    assert Settings().tracing_exporter == "none"
+    assert tracing.setup(Settings(), "api") is False and tracing.ENABLED is False
+    headers = [("event-type", b"x")]
+    assert tracing.inject(headers) is headers
+    assert tracing.traceparent_of([("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]) is None
+    assert tracing.start_span("x") is None and tracing.record_spans(["p", None], "x") == [None, None]
+    with tracing.span("x") as sp:
+        assert sp is None
+
+
+def test_producer_header_and_consumer_span_join_one_trace(memory: InMemorySpanExporter) -> None:
+    with tracing.span("POST /v1/posts", kind=tracing.SpanKind.SERVER) as server:
+        producer = tracing.start_span("posts.v1 publish", kind=tracing.SpanKind.PRODUCER)
+        headers = tracing.with_parent([("event-type", b"io.feedstream.PostCreated")], producer)
+        producer.end()
+    parent = tracing.traceparent_of(headers)
+    assert parent is not None and tracing.traceparent_of(dict(headers)) == parent  # pairs or a mapping
+    (consumer, untraced) = tracing.record_spans([parent, None], "fanout apply")
+    assert untraced is None
+    tracing.end_all([consumer], RuntimeError("boom"))
+    spans = {s.name: s for s in memory.get_finished_spans()}
+    assert set(spans) == {"POST /v1/posts", "posts.v1 publish", "fanout apply"}
+    trace_ids = {s.context.trace_id for s in spans.values()}
+    assert trace_ids == {server.context.trace_id}
+    assert spans["posts.v1 publish"].parent.span_id == server.context.span_id
+    assert spans["fanout apply"].parent.span_id == spans["posts.v1 publish"].context.span_id
+    assert not spans["fanout apply"].status.is_ok and spans["fanout apply"].events[0].name == "exception"
+
+
+def test_timeline_message_carries_the_trace_only_when_traced() -> None:
+    src = {"ts": 1, "topic": "posts.v1", "partition": 0, "offset": 5}
+    assert json.loads(tls.message(7, "ann", "ADD", src)) == {"post_id": 7, "author_id": "ann", "op": "ADD"}
+    traced = json.loads(tls.message(7, "ann", "ADD", {**src, "traceparent": "00-abc"}))
+    assert traced["traceparent"] == "00-abc"
+
+
+def test_file_exporter_writes_one_json_span_a_line(tmp_path: Path) -> None:
+    out = tmp_path / "spans.jsonl"
+    try:
+        assert tracing.setup(Settings(tracing_exporter="file", tracing_file=out), "fanout")
+        with tracing.span("a"), tracing.span("b"):
+            pass
+    finally:
+        tracing.shutdown()
+        tracing.setup(Settings(), "test")
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [s["name"] for s in lines] == ["b", "a"]
+    assert lines[0]["parent_id"] == lines[1]["context"]["span_id"]
+    assert lines[0]["resource"]["attributes"]["service.name"] == "feedstream-fanout"
+
+
+def test_file_exporter_without_a_file_says_what_to_set() -> None:
+    with pytest.raises(ValueError, match="FEEDSTREAM_TRACING_FILE"):
+        tracing.setup(Settings(tracing_exporter="file"), "fanout")
+
+
+def test_push_span_continues_the_fanout_span_and_clients_never_see_the_header(
+        memory: InMemorySpanExporter) -> None:
+    from serving.realtime import Client, Hub
+
+    fanout = tracing.start_span("fanout apply")
+    parent = tracing.traceparent_of_span(fanout)
+    hub, client = Hub("redis://127.0.0.1:1"), Client(4)  # no connection is made by dispatch
+    hub.clients["bob"] = {client}
+    hub.dispatch("feed:bob", tls.message(7, "ann", "ADD", {"traceparent": parent}))
+    hub.dispatch("feed:bob", tls.message(8, "ann", "ADD", {}))  # untraced: no span
+    assert client.queue.get_nowait() == {"type": "feed", "post_id": 7, "author_id": "ann", "op": "ADD"}
+    (push,) = memory.get_finished_spans()
+    assert push.name == "feed push" and push.parent.span_id == fanout.get_span_context().span_id
+    assert push.attributes["feedstream.reader"] == "bob"
