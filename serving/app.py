@@ -17,7 +17,6 @@ from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
 from serving.ratelimit import RateLimiter
 from serving.requestid import RequestId
-from serving.tracing import TracingMiddleware
 from serving.routers import (
     moderation,
     reads_feed,
@@ -33,6 +32,7 @@ from serving.routers import (
     writes_users,
 )
 from serving.settings import settings_of
+from serving.tracing import TracingMiddleware
 from stores import idnodes
 from stores.redis import async_client
 from streams.catalog import ALL_TOPICS

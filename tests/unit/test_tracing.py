@@ -99,3 +99,15 @@ def test_push_span_continues_the_fanout_span_and_clients_never_see_the_header(
     (push,) = memory.get_finished_spans()
     assert push.name == "feed push" and push.parent.span_id == fanout.get_span_context().span_id
     assert push.attributes["feedstream.reader"] == "bob"
+
+
+def test_obs_cost_ratios_are_medians_over_the_reference_variant() -> None:
+    from bench.obs_cost import summarise
+
+    samples = {"metrics": {"feed": [(1000, 0.002), (900, 0.0022), (1100, 0.0018)]},
+               "no-metrics": {"feed": [(1100, 0.0019), (1000, 0.0020), (1200, 0.0016)]}}
+    figs = summarise(samples, "metrics")
+    assert figs["metrics"]["feed"] == {"rate_per_s": 1000, "cpu_ms_per_req": 2.0, "rounds": 3,
+                                       "cpu_vs_metrics": 1.0, "rate_vs_metrics": 1.0}
+    assert figs["no-metrics"]["feed"]["cpu_vs_metrics"] == 0.95
+    assert figs["no-metrics"]["feed"]["rate_vs_metrics"] == 1.1
