@@ -111,3 +111,40 @@ def test_obs_cost_ratios_are_medians_over_the_reference_variant() -> None:
                                        "cpu_vs_metrics": 1.0, "rate_vs_metrics": 1.0}
     assert figs["no-metrics"]["feed"]["cpu_vs_metrics"] == 0.95
     assert figs["no-metrics"]["feed"]["rate_vs_metrics"] == 1.1
+
+
+def test_otlp_exporter_posts_the_spans_to_the_configured_endpoint() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    got: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):  # a tiny OTLP/HTTP receiver
+        def do_POST(self) -> None:  # noqa: N802
+            got.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    try:
+        assert tracing.setup(Settings(tracing_exporter="otlp", tracing_otlp_endpoint=url), "api")
+        with tracing.span("POST /v1/posts"):
+            pass
+        tracing.shutdown()  # flushes the batch processor
+    finally:
+        tracing.setup(Settings(), "test")
+        server.shutdown()
+        server.server_close()
+    assert [p for p, _ in got] == ["/v1/traces"]
+    req = ExportTraceServiceRequest.FromString(got[0][1])
+    (rs,) = req.resource_spans
+    assert {a.key: a.value.string_value for a in rs.resource.attributes}["service.name"] == "feedstream-api"
+    assert [s.name for ss in rs.scope_spans for s in ss.spans] == ["POST /v1/posts"]
