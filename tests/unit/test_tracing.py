@@ -122,7 +122,7 @@ def test_otlp_exporter_posts_the_spans_to_the_configured_endpoint() -> None:
     got: list[tuple[str, bytes]] = []
 
     class Collector(BaseHTTPRequestHandler):  # a tiny OTLP/HTTP receiver
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             got.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")
