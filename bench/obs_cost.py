@@ -51,6 +51,7 @@ def summarise(samples: dict[str, dict[str, list[tuple[float, float | None]]]], b
             cpu = [c for _, c in runs if c]
             out[variant][ep] = {"rate_per_s": round(statistics.median(r for r, _ in runs), 1),
                                 "cpu_ms_per_req": round(1000 * statistics.median(cpu), 4) if cpu else None,
+                                "cpu_ms_range": [round(1000 * min(cpu), 4), round(1000 * max(cpu), 4)] if cpu else None,
                                 "rounds": len(runs)}
     for variant, per_ep in out.items():
         for ep, fig in per_ep.items():
@@ -125,12 +126,13 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> dict[s
 def summary(report: dict[str, Any]) -> str:
     """The A/B table as text."""
     base = report["config"]["variants"][0]
-    lines = [(f"{'endpoint':<12} {'variant':<11} {'2xx/s':>8} {'CPU ms/req':>10} {'CPU x ' + base:>12} "
-              f"{'rate x ' + base:>13}")]
+    lines = [(f"{'endpoint':<12} {'variant':<11} {'2xx/s':>8} {'CPU ms/req':>10} {'(min-max)':>13} "
+              f"{'CPU x ' + base:>12} {'rate x ' + base:>13}")]
     for variant, per_ep in report["figures"].items():
         for ep, f in per_ep.items():
+            lo, hi = f["cpu_ms_range"] or (0, 0)
             lines.append(f"{ep:<12} {variant:<11} {f['rate_per_s']:>8.0f} {f['cpu_ms_per_req'] or 0:>10.3f} "
-                         f"{f['cpu_vs_' + base] or 0:>12.3f} {f['rate_vs_' + base] or 0:>13.3f}")
+                         f"{f'{lo:.2f}-{hi:.2f}':>13} {f['cpu_vs_' + base] or 0:>12.3f} {f['rate_vs_' + base] or 0:>13.3f}")
     lines.append(f"load average at the end: {' '.join(f'{x:.1f}' for x in report['loadavg'])}")
     return "\n".join(lines)
 

@@ -107,8 +107,8 @@ def test_obs_cost_ratios_are_medians_over_the_reference_variant() -> None:
     samples = {"metrics": {"feed": [(1000, 0.002), (900, 0.0022), (1100, 0.0018)]},
                "no-metrics": {"feed": [(1100, 0.0019), (1000, 0.0020), (1200, 0.0016)]}}
     figs = summarise(samples, "metrics")
-    assert figs["metrics"]["feed"] == {"rate_per_s": 1000, "cpu_ms_per_req": 2.0, "rounds": 3,
-                                       "cpu_vs_metrics": 1.0, "rate_vs_metrics": 1.0}
+    assert figs["metrics"]["feed"] == {"rate_per_s": 1000, "cpu_ms_per_req": 2.0, "cpu_ms_range": [1.8, 2.2],
+                                       "rounds": 3, "cpu_vs_metrics": 1.0, "rate_vs_metrics": 1.0}
     assert figs["no-metrics"]["feed"]["cpu_vs_metrics"] == 0.95
     assert figs["no-metrics"]["feed"]["rate_vs_metrics"] == 1.1
 
