@@ -370,7 +370,9 @@ def test_one_posts_trace_spans_api_fanout_and_push(world):
     with api.c.websocket_connect(f"/v1/users/{reader}/feed/live?token={token}") as ws:
         assert ws.receive_json() == {"type": "subscribed", "user_id": reader}
         api.spans.clear()
-        pid = api.post(author, "traced")
+        accepted = api.ok(api.c.post("/v1/posts", json={"text": "traced", "visibility": "PUBLIC"},
+                                     headers=api.h(author)))
+        pid = accepted["post_id"]
         assert ws.receive_json() == {"type": "feed", "post_id": pid, "author_id": author, "op": "ADD"}
 
         def in_memory(name: str, trace_id: int | None = None) -> Any:
@@ -390,6 +392,7 @@ def test_one_posts_trace_spans_api_fanout_and_push(world):
         fanout = poll(fanout_span, "the fan-out worker's span of this post (in its span file)")
         assert fanout["parent_id"] == _hex(produce.context.span_id, 16)
         assert fanout["resource"]["attributes"]["service.name"] == "feedstream-fanout"
+        assert fanout["attributes"]["feedstream.event_id"] == accepted["event_id"]  # the API's event id
         push = poll(lambda: in_memory("feed push", trace_id), "the realtime push's span")
         assert _hex(push.parent.span_id, 16) == fanout["context"]["span_id"]
         assert push.attributes["feedstream.reader"] == reader
