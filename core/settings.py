@@ -126,6 +126,21 @@ class ApiSettings(BaseSettings):
         default="auto", description="feed ranker: LightGBM if its artifact loads (auto), or one named")
 
 
+class TracingSettings(BaseSettings):
+    """OpenTelemetry tracing (core/tracing.py): off unless an exporter is named."""
+
+    model_config = _CONFIG
+
+    tracing_exporter: Literal["none", "otlp", "file"] = Field(
+        default="none", description="none (off), otlp (OTLP/HTTP to tracing_otlp_endpoint) or file "
+                                    "(JSON spans appended to tracing_file: tests, debugging)")
+    tracing_otlp_endpoint: str = Field(default="http://127.0.0.1:4318/v1/traces",
+                                       description="an OTLP/HTTP collector's traces URL")
+    tracing_file: Path | None = Field(default=None, description="where the file exporter appends spans")
+    tracing_sample_ratio: float = Field(default=1.0, ge=0, le=1,
+                                        description="share of new traces kept (a traced parent's choice wins)")
+
+
 class IdSettings(BaseSettings):
     """Node numbers of id-issuing processes (the API): see ``core/ids.py`` and ``stores/idnodes.py``."""
 
@@ -237,7 +252,7 @@ class ConsistencySettings(BaseSettings):
 
 class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiSettings, IdSettings,
                TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings, SearchSettings,
-               ConsistencySettings):
+               ConsistencySettings, TracingSettings):
     """Every setting of the platform (see the sections above); frozen once read."""
 
     model_config = _CONFIG

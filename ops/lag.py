@@ -23,6 +23,12 @@ TOPOLOGY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
+# where each topology publishes its live lag: (file_sd job, metric summed over its samples); the
+# trending job's Flink reporter publishes the Kafka source's FLIP-33 pendingRecords
+LIVE_LAG = {"trending": ("flink", "flink_taskmanager_job_task_operator_pendingRecords")}
+WORKER_LAG = ("topology", "feedstream_consumer_lag")
+
+
 @dataclass(frozen=True)
 class Lag:
     """How far one topology's group is behind the end of its source topics."""
@@ -59,19 +65,30 @@ def topology_lag(settings: Settings, timeout_s: float = 5.0) -> list[Lag]:
     return out
 
 
-def scraped(settings: Settings, name: str, metric: str, timeout_s: float = 2.0) -> float | None:
-    """The sum of ``metric`` on topology ``name``'s worker ``/metrics`` (None: no worker answers).
+def live_lag(settings: Settings, topology: str) -> float | None:
+    """``topology``'s lag as its process publishes it on ``/metrics`` (None: nothing answers)."""
+    job, metric = LIVE_LAG.get(topology, WORKER_LAG)
+    return scraped(settings, topology, metric, job=job)
 
-    The same numbers the local Prometheus scrapes (the worker published its port under the state dir).
+
+def scraped(settings: Settings, name: str, metric: str, timeout_s: float = 2.0, *,
+            job: str = "topology") -> float | None:
+    """The sum of ``metric`` on process ``job``/``name``'s ``/metrics`` (None: nothing answers).
+
+    The same numbers the local Prometheus scrapes (the process published its port under the state dir).
     """
     from topologies.metrics import read_target
 
-    target = read_target(settings.state_dir, "topology", name)
+    target = read_target(settings.state_dir, job, name)
     if target is None:
         return None
     try:
         text = httpx.get(f"http://{target}/metrics", timeout=timeout_s).text
     except httpx.HTTPError:
         return None
-    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples
-               if s.name == metric)
+    return sum_of(text, metric)
+
+
+def sum_of(text: str, metric: str) -> float:
+    """The sum of ``metric``'s samples in a Prometheus text exposition (0 when it has none)."""
+    return sum(s.value for fam in text_string_to_metric_families(text) for s in fam.samples if s.name == metric)

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, FastAPI
 
+from core import tracing
 from core.settings import Settings, get_settings
 from serving import consistency, errors, metrics, realtime
 from serving.feed import thin
@@ -32,6 +33,7 @@ from serving.routers import (
     writes_users,
 )
 from serving.settings import settings_of
+from serving.tracing import TracingMiddleware
 from stores import idnodes
 from stores.redis import async_client
 from streams.catalog import ALL_TOPICS
@@ -115,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(trending.router)  # carries its own /v1/trending prefix
     thin.install(app)  # the feed's common case before FastAPI's routing (serving/feed/thin.py)
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
+    if tracing.ENABLED:  # core.tracing.setup() ran (serving.main, or a test): a span per request
+        app.add_middleware(TracingMiddleware)
     if effective.api_metrics:
         metrics.install(app)  # GET /metrics; it times everything inside it
     app.add_middleware(RequestId)  # outermost: every log line of a request carries its id

@@ -92,6 +92,7 @@ async def current_moderator(
     user = await current_user(creds, settings)
     assert creds is not None  # current_user refused a missing token
     if MODERATOR not in verify_claims(creds.credentials, settings)[1]:
+        audit.warning("moderator role refused to %s", user, extra={"audit": "moderator_refused", "user": user})
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{user!r} is not a moderator")
     return user
 

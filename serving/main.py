@@ -7,7 +7,7 @@ import os
 
 from fastapi import FastAPI
 
-from core import logs
+from core import logs, tracing
 from core.settings import get_settings
 from serving.app import create_app
 
@@ -18,7 +18,9 @@ LOG_LEVEL_ENV = "FEEDSTREAM_API_LOG_LEVEL"  # how the granian worker learns the 
 def app_factory() -> FastAPI:
     """The app, built in the serving process (granian imports this in its worker)."""
     logs.configure(os.environ.get(LOG_LEVEL_ENV, "info"))
-    return create_app(get_settings())
+    settings = get_settings()
+    tracing.setup(settings, "api")  # off unless FEEDSTREAM_TRACING_EXPORTER names an exporter
+    return create_app(settings)
 
 
 def serve_granian(host: str, port: int, log_level: str, access_log: bool) -> None:
@@ -58,7 +60,9 @@ def uvicorn_run(host: str, port: int, log_level: str, access_log: bool) -> None:
     """uvicorn in this process (loop and HTTP parser ``auto``: uvloop and httptools, both installed)."""
     import uvicorn
 
-    uvicorn.run(create_app(get_settings()), host=host, port=port, log_level=log_level,
+    settings = get_settings()
+    tracing.setup(settings, "api")  # off unless FEEDSTREAM_TRACING_EXPORTER names an exporter
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
                 access_log=access_log, log_config=None)
 
 

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, Path, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
+from core import tracing
 from core.settings import Settings
 from serving.auth import InvalidToken, require_self, verify_token
 from serving.deps import CurrentUser
@@ -30,6 +31,7 @@ from serving.settings import settings_of
 from stores.timelines import channel
 
 log = logging.getLogger(__name__)
+NO_SPAN = contextlib.nullcontext()
 router = APIRouter(prefix="/users/{user_id}/feed", tags=["realtime"])
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN)]
 
@@ -109,9 +111,12 @@ class Hub:
         """Copy one message to every client of its channel (never waits)."""
         user = channel.split(":", 1)[1]
         msg = parse(data)
-        for client in list(self.clients.get(user, ())):
-            client.offer(msg)
-            self.delivered += 1
+        parent = msg.pop(tracing.HEADER, None)  # set by the fan-out when tracing is on; not for clients
+        with tracing.span("feed push", parent=parent, kind=tracing.SpanKind.PRODUCER,
+                          attributes={"feedstream.reader": user}) if parent and tracing.ENABLED else NO_SPAN:
+            for client in list(self.clients.get(user, ())):
+                client.offer(msg)
+                self.delivered += 1
 
     async def _pump(self) -> None:
         while True:

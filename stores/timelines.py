@@ -93,6 +93,15 @@ def channel(r: str) -> str:
     return f"feed:{r}"
 
 
+def message(post_id: int, author_id: str, op: str, source: Mapping[str, Any]) -> str:
+    """The pub/sub message of one timeline change (with the source's ``traceparent`` when traced,
+    for the realtime push's span)."""
+    msg: dict[str, Any] = {"post_id": post_id, "author_id": author_id, "op": op}
+    if source.get("traceparent"):
+        msg["traceparent"] = source["traceparent"]
+    return json.dumps(msg)
+
+
 def _now() -> int:
     return int(time.time() * 1000)
 
@@ -229,8 +238,8 @@ def walk_fanout(r: _redis.Redis, posts: list[PostFanout], *, cap: int, celebrity
         for i in live:
             post = posts[i]
             own = REMOVE if post.op == "DELETE" else post.op
-            msg = json.dumps({"post_id": post.post_id, "author_id": post.author_id, "op": own})
-            rm = json.dumps({"post_id": post.post_id, "author_id": post.author_id, "op": REMOVE})
+            msg = message(post.post_id, post.author_id, own, post.source)
+            rm = message(post.post_id, post.author_id, REMOVE, post.source)
             src = [str(post.source[k]) for k in ("ts", "topic", "partition", "offset")]
             keys = [graph.k_followers(post.author_id), graph.k_friends(post.author_id), SEEN,
                     k_timeline(post.author_id), k_fresh(post.author_id)]
@@ -315,7 +324,7 @@ class TimelineBatch:
         fresh = [str(source[k]) for k in ("ts", "topic", "partition", "offset")]
         for (pid, author, op), group in groupby(writes, key=lambda w: (w.post_id, w.author_id, w.op)):
             readers = [w.reader_id for w in group]
-            msg = json.dumps({"post_id": pid, "author_id": author, "op": op})
+            msg = message(pid, author, op, source)
             if self.cluster:
                 self._plain(pid, op, msg, fresh, readers)
                 continue

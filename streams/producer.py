@@ -12,6 +12,7 @@ from typing import Any, Self
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from core import tracing
 from core.settings import Settings, get_settings
 from streams.catalog import Topic, get_topic, topic_for
 from streams.errors import DeliveryError, DeliveryInDoubt
@@ -115,14 +116,20 @@ class EventProducer:
         future: Future[DeliveryReport] = Future()
         short = fullname.rpartition(".")[2]
 
+        sp = tracing.start_span(f"{target.name} publish", kind=tracing.SpanKind.PRODUCER,
+                                attributes={"messaging.destination.name": target.name,
+                                            "feedstream.record": short}) if tracing.ENABLED else None
+
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if sp is not None:
+                tracing.end_delivery(sp, err, msg)
             if err is not None:
                 future.set_exception(delivery_failure(err, msg.partition(), f"{short} to {target.name}"))
             else:
                 future.set_result(DeliveryReport(
                     target.name, msg.partition() or 0, msg.offset() or 0, msg.key(), short, msg.timestamp()[1]))
 
-        headers = event_type_headers(fullname)
+        headers = event_type_headers(fullname) if sp is None else tracing.with_parent(event_type_headers(fullname), sp)
         while True:
             try:
                 self._producer.produce(target.name, payload, key, on_delivery=on_delivery, headers=headers)

@@ -28,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
                 "redis_port", "registry_port", "registry_management_port", "api_port",
                 "opensearch_port", "opensearch_transport_port", "prometheus_port")
-# OpenSearch (~17 s of CPU and ~350 MiB at start) starts only for the tests that ask for it
-SESSION_ENGINES = [n for n in local_stack.ENGINE_NAMES if n != "opensearch"]
+# OpenSearch (~17 s of CPU and ~350 MiB at start) starts only for the tests that ask for it, and so do
+# the optional engines (Prometheus: tests/integration/test_monitoring_stack.py starts and stops it)
+SESSION_ENGINES = [n for n, e in local_stack.ENGINES.items() if n != "opensearch" and not e.optional]
 
 
 def _free_ports(n: int) -> list[int]:

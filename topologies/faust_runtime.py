@@ -59,7 +59,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -67,6 +67,7 @@ from typing import Any
 import faust
 from mode import CrashingSupervisor
 
+from core import tracing
 from core.events import dead_letter
 from core.logs import EVENT_ID
 from core.logs import install as install_log_format
@@ -100,6 +101,7 @@ class SourceRecord:
     value: dict[str, Any]
     timestamp_ms: int
     raw: bytes | None = field(default=None, repr=False, compare=False)  # the record's bytes, for a dead letter
+    trace: str | None = field(default=None, repr=False, compare=False)  # W3C traceparent (tracing on only)
 
 
 async def _no_commit(*args: Any, **kwargs: Any) -> bool:
@@ -355,7 +357,20 @@ def decode_record(serde: Serde, msg: Any) -> SourceRecord:
     """Decode a faust Message of raw bytes into a :class:`SourceRecord` (raises DecodeError)."""
     decoded = serde.decode(msg.value)
     return SourceRecord(msg.topic, msg.partition, msg.offset, msg.key, decoded.name, decoded.value,
-                        int(msg.timestamp * 1000), msg.value)
+                        int(msg.timestamp * 1000), msg.value,
+                        tracing.traceparent_of(msg.headers) if tracing.ENABLED else None)
+
+
+def traced(recs: list[SourceRecord], topology: str) -> tuple[list[SourceRecord], list[Any]]:
+    """Start a ``<topology> apply`` span for each record that carries a trace (child of its producer's
+    span); the records returned carry their own span's traceparent on (e.g. to the realtime push)."""
+    if not tracing.ENABLED:
+        return recs, []
+    spans = tracing.record_spans([r.trace for r in recs], f"{topology} apply", attributes=[
+        {"messaging.kafka.offset": r.offset, "messaging.destination.partition.id": str(r.partition),
+         "feedstream.record": r.name, "feedstream.event_id": str(r.value.get("event_id"))} for r in recs])
+    return [replace(r, trace=tracing.traceparent_of_span(s)) if s is not None else r
+            for r, s in zip(recs, spans)], spans
 
 
 def batch_event_ids(recs: Sequence[SourceRecord], most: int = 3) -> str | None:
@@ -383,14 +398,19 @@ def register_agent(app: faust.App, source: faust.TopicT, handler: Handler, *, se
             msg = event.message
             started = time.perf_counter()
             token = EVENT_ID.set(None)
+            spans: list[Any] = []
             try:
                 rec = decode_record(serde, msg)
                 EVENT_ID.set(rec.value.get("event_id"))  # on this event's log lines
+                (rec,), spans = traced([rec], topology)
                 await handler(rec)
+                tracing.end_all(spans)
                 wmetrics.observe_batch(topology, [rec], started)
             except POISON as exc:
+                tracing.end_all(spans, exc)
                 await send_dead_letter(app, serde, dlq, group, msg, exc)
             except Exception as exc:
+                tracing.end_all(spans, exc)
                 crash_worker(app, exc)
                 log.exception("%s crashed on %s[%d]@%d", name, msg.topic, msg.partition, msg.offset)
                 hold_acks([event])
@@ -455,11 +475,14 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
         async for events in stream.take_events(max_batch, within_s):  # type: ignore[attr-defined]
             started = time.perf_counter()
             recs = await decode_batch(app, serde, dlq, group, events, validate)
+            recs, spans = traced(recs, topology)
             token = EVENT_ID.set(batch_event_ids(recs))
             try:
                 done = await handler(recs) if recs else None
+                tracing.end_all(spans)
                 wmetrics.observe_batch(topology, recs, started, len(events))
             except Exception as exc:
+                tracing.end_all(spans, exc)
                 crash_worker(app, exc)
                 first = events[0].message
                 log.exception("%s crashed on a batch of %d from %s[%d]@%d", name, len(events),
@@ -500,6 +523,8 @@ def run_worker(app: faust.App, loglevel: str = "info") -> None:
     probe, settings = getattr(app, "probe", None), getattr(app, "metrics_settings", None)
     if probe is not None and settings is not None:
         wmetrics.start(settings, topology_of(app), probe)  # /metrics, /livez, /readyz
+    if settings is not None:
+        tracing.setup(settings, topology_of(app))  # off unless FEEDSTREAM_TRACING_EXPORTER names one
 
     class GuardedWorker(Worker):
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:

@@ -13,8 +13,9 @@ console = Console(highlight=False)
 
 
 def command(
-    scenario: str = typer.Option("smoke", help="smoke (< 2 min), standard (~3 min), capacity (~5 min) or "
-                                 "topologies (one worker per topology draining a backlog, ~10 min)"),
+    scenario: str = typer.Option("smoke", help="smoke (< 2 min), standard (~3 min), capacity (~5 min), "
+                                 "topologies (one worker per topology draining a backlog, ~10 min) or "
+                                 "obs-cost (~3 min: API metrics on/off and tracing, side by side)"),
     out: Path = typer.Option(None, help="results directory (default: bench/results)"),
     error_threshold: float = typer.Option(None, help="refuse figures whose error rate is above this (0.01 = 1%)"),
     server: str = typer.Option("uvicorn", help="capacity only: the API's ASGI server, uvicorn or granian"),
@@ -46,6 +47,11 @@ def command(
         path.write_text(json.dumps(result, indent=2, default=str))
         typer.echo(json.dumps(result["summary"], indent=2))
         console.print(f"json: {path}")
+        return
+    if scenario == "obs-cost":  # metrics and tracing cost, A/B in one run (bench/obs_cost.py)
+        from bench import obs_cost
+
+        obs_cost.run(obs_cost.parser().parse_args(["--out", str(out or report.RESULTS_DIR)]), echo=console.print)
         return
     if scenario not in SCENARIOS:
         console.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}")

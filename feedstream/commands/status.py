@@ -8,7 +8,7 @@ from rich.table import Table
 
 from core.settings import get_settings
 from ops import platform
-from ops.lag import scraped, topology_lag
+from ops.lag import live_lag, topology_lag
 from ops.local import stack
 
 NAME = "status"
@@ -28,7 +28,8 @@ def command() -> None:
     """Show engines and services (pid, port, health, uptime, RSS, restarts) and each topology's lag.
 
     Lag is shown twice: from the consumer groups' committed offsets (every topology, the trending
-    job included), and as the workers publish it on their /metrics (what Prometheus scrapes).
+    job included), and as each process publishes it on its /metrics, what Prometheus scrapes (the
+    workers' ``feedstream_consumer_lag``, the trending job's Flink source ``pendingRecords``).
 
     Exits 1 if an engine or service is not healthy.
     """
@@ -41,9 +42,9 @@ def command() -> None:
     try:
         lags = topology_lag(s)
         lag_table = Table("topology", "consumer group", "committed", "end", "lag (records)",
-                          "lag (worker /metrics)")
+                          "lag (its /metrics)")
         for lag in lags:
-            live = scraped(s, lag.topology, "feedstream_consumer_lag")
+            live = live_lag(s, lag.topology)  # a worker's consumer lag; the trending job's Flink pendingRecords
             lag_table.add_row(lag.topology, lag.group, str(lag.committed), str(lag.end), str(lag.lag),
                               "-" if live is None else f"{live:.0f}")
         console.print(lag_table)

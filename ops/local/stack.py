@@ -85,6 +85,12 @@ def _start(s: Settings, engine: Engine, echo) -> EngineStatus:
     pidfile = pid_path(s, engine.name)
     running = procs.read_pidfile(pidfile)
     if running is not None:
+        if running.port != engine.port(s):  # same state dir, other settings: never wait on the wrong port
+            raise LocalStackError(
+                f"{engine.name}: already running on port {running.port} (pid {running.pid}, state dir "
+                f"{s.state_dir}), not on {engine.port(s)} as asked. Stop it first "
+                f"(`feedstream local down {engine.name}`) or use the port it runs on."
+            )
         if engine.healthy(s):
             echo(f"{engine.name}: already running (pid {running.pid}, port {running.port})")
             return EngineStatus(engine.name, running.pid, running.port, True, running.uptime_s,

@@ -6,6 +6,7 @@ as a PrometheusRule), ``rules_test.yml`` (``promtool test rules``), ``dashboard.
 
 from ops.monitoring.config import (
     DASHBOARD,
+    FLINK_PREFIX,
     RULES,
     RULES_TEST,
     dashboard_queries,
@@ -13,4 +14,5 @@ from ops.monitoring.config import (
     prometheus_yml,
 )
 
-__all__ = ["DASHBOARD", "RULES", "RULES_TEST", "dashboard_queries", "metric_names", "prometheus_yml"]
+__all__ = ["DASHBOARD", "FLINK_PREFIX", "RULES", "RULES_TEST", "dashboard_queries", "metric_names",
+           "prometheus_yml"]

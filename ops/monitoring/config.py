@@ -22,7 +22,8 @@ RULES = HERE / "rules.yml"
 RULES_TEST = HERE / "rules_test.yml"
 DASHBOARD = HERE / "dashboard.json"
 SCRAPE_INTERVAL = "5s"
-METRIC_NAME = re.compile(r"\b(feedstream_[a-z0-9_]+|process_[a-z_]+|up)\b")
+METRIC_NAME = re.compile(r"\b(feedstream_[a-z0-9_]+|process_[a-z_]+|flink_[A-Za-z0-9_]+|up)\b")
+FLINK_PREFIX = "flink_"  # the trending job's reporter (tests/integration/test_trending_metrics.py scrapes it)
 
 
 def dashboard_queries() -> list[str]:

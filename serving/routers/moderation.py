@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from core.ids import MAX_ID
 from serving import ownership
-from serving.auth import current_moderator
+from serving.auth import audit, current_moderator
 from serving.deps import RateLimited, RedisDep, _take
 from serving.errors import responses
 from serving.payloads import Accepted
@@ -117,6 +117,9 @@ async def decide_post(post_id: PostPath, body: DecisionIn, moderator: Moderator,
         overrides = (st.get("m") or {}).get("event_id")
         event_id = await w.emit("ModeratorDecided", **_post_ctx(post_id, author), decision=body.decision,
                                 reason=body.reason, overrides=overrides)
+        audit.info("moderator %s decided %s on post %s", moderator, body.decision, post_id,
+                   extra={"audit": "moderator_decision", "moderator": moderator, "post_id": post_id,
+                          "decision": body.decision, "event_id": event_id})
         return {"event_id": event_id, "post_id": post_id}
 
     return await w.once(act)

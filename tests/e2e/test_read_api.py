@@ -16,9 +16,13 @@ from typing import Any, TypeVar
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.websockets import WebSocketDisconnect
 from support.api import api_settings
 
+from core import tracing
 from core.settings import Settings, isolated
 from ops.local import stack as local_stack
 from ops.workers import workers
@@ -96,11 +100,19 @@ def world(stack, tmp_path_factory):
     suffix = f"-e2e-{uuid.uuid4().hex[:8]}"
     logs = tmp_path_factory.mktemp("workers")
     settings = api_settings(s, api_rate_limit_enabled=False, **KNOBS)
+    # tracing on: the in-process API into memory, the graph and fan-out workers into a file
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracing.setup(settings, "api", provider=provider)
     app = create_app(settings)
-    with workers(s, log_dir=logs, topology_group_suffix=suffix, topology_offset_reset="latest", **KNOBS) as p1, \
+    traced = {"tracing_exporter": "file", "tracing_file": logs / "spans.jsonl"}
+    with workers(s, log_dir=logs, topology_group_suffix=suffix, topology_offset_reset="latest", **KNOBS,
+                 **traced) as p1, \
             workers(s, ("engagement", "users"), log_dir=logs, topology_group_suffix=suffix,
                     topology_offset_reset="latest") as p2, TestClient(app) as client:
         api = Api(client, settings)
+        api.spans, api.span_file = spans, traced["tracing_file"]
         probe, peer = uid("probe"), uid("peer")
         sent = [0.0]
 
@@ -117,7 +129,10 @@ def world(stack, tmp_path_factory):
                 bool(r.sismember(graph.k_following(probe), peer))
 
         poll(joined, "workers joined", 180)
-        yield api, s, app
+        try:
+            yield api, s, app
+        finally:
+            tracing.setup(Settings(), "api")  # off again for the rest of the session
 
 
 def test_followed_authors_post_appears_hydrated_with_freshness(world):
@@ -338,6 +353,49 @@ def test_websocket_client_receives_a_new_post(world):
         pid = api.post(author, "live!")
         msg = ws.receive_json()  # the test's timeout bounds this
         assert msg == {"type": "feed", "post_id": pid, "author_id": author, "op": "ADD"}
+
+
+def _hex(n: int, width: int) -> str:
+    return f"0x{n:0{width}x}"
+
+
+def test_one_posts_trace_spans_api_fanout_and_push(world):
+    """Issue 20: API request → producer (traceparent in the record headers) → fan-out → realtime push."""
+    api, _, _ = world
+    author, reader = api.register(uid("ta")), api.register(uid("tr"))
+    api.follow(reader, author)
+    poll(lambda: api.ok(api.c.get(f"/v1/users/{author}", headers=api.h(reader)), 200)["counts"]["followers"] == 1,
+         "follow applied")
+    token = mint_token(reader, api.settings)
+    with api.c.websocket_connect(f"/v1/users/{reader}/feed/live?token={token}") as ws:
+        assert ws.receive_json() == {"type": "subscribed", "user_id": reader}
+        api.spans.clear()
+        accepted = api.ok(api.c.post("/v1/posts", json={"text": "traced", "visibility": "PUBLIC"},
+                                     headers=api.h(author)))
+        pid = accepted["post_id"]
+        assert ws.receive_json() == {"type": "feed", "post_id": pid, "author_id": author, "op": "ADD"}
+
+        def in_memory(name: str, trace_id: int | None = None) -> Any:
+            return next((s for s in api.spans.get_finished_spans() if s.name == name
+                         and (trace_id is None or s.context.trace_id == trace_id)), None)
+
+        server = poll(lambda: in_memory("POST /v1/posts"), "the API's span")
+        trace_id = server.context.trace_id
+        produce = in_memory("posts.v1 publish", trace_id)
+        assert produce is not None and produce.parent.span_id == server.context.span_id
+
+        def fanout_span() -> dict[str, Any] | None:
+            lines = api.span_file.read_text().splitlines() if api.span_file.exists() else []
+            return next((d for d in map(json.loads, lines) if d["name"] == "fanout apply"
+                         and d["context"]["trace_id"] == _hex(trace_id, 32)), None)
+
+        fanout = poll(fanout_span, "the fan-out worker's span of this post (in its span file)")
+        assert fanout["parent_id"] == _hex(produce.context.span_id, 16)
+        assert fanout["resource"]["attributes"]["service.name"] == "feedstream-fanout"
+        assert fanout["attributes"]["feedstream.event_id"] == accepted["event_id"]  # the API's event id
+        push = poll(lambda: in_memory("feed push", trace_id), "the realtime push's span")
+        assert _hex(push.parent.span_id, 16) == fanout["context"]["span_id"]
+        assert push.attributes["feedstream.reader"] == reader
 
 
 def _free_port() -> int:

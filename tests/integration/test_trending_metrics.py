@@ -9,8 +9,10 @@ import httpx
 from support.wait import wait_until
 
 from core.events import post_created
-from core.settings import Settings
+from core.settings import Settings, with_overrides
 from ops import workers
+from ops.lag import LIVE_LAG, live_lag
+from ops.monitoring import FLINK_PREFIX, dashboard_queries, metric_names
 from streams.admin import apply_all
 from streams.producer import EventProducer
 from topologies.metrics import read_target
@@ -35,13 +37,18 @@ def test_the_trending_job_publishes_flink_metrics_with_its_source_lag(stack: Set
                 text = httpx.get(f"http://{target}/metrics", timeout=5).text
             except httpx.HTTPError:
                 return None
-            return text if LAG.search(text) else None
+            # the reader registers pendingRecords lazily, once it fetched from a partition
+            return text if LAG.search(text) and LIVE_LAG["trending"][1] in text else None
 
         text = wait_until(scrape, 240, interval_s=3)
+        live = live_lag(with_overrides(stack, state_dir=state), "trending")  # what `feedstream status` shows
     finally:
         workers.stop_workers([proc])
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert "flink_taskmanager_job_task_numRecordsIn" in names
+    flink = {n for q in dashboard_queries() for n in metric_names(q) if n.startswith(FLINK_PREFIX)}
+    assert flink and flink <= names, f"dashboard panels read {flink - names}, not in the job's scrape"
+    assert LIVE_LAG["trending"][1] in names and live is not None and live >= 0  # status reads a real series
     lag = sorted(n for n in names if LAG.search(n))
     assert lag and all("KafkaSourceReader" in n or n.endswith("pendingRecords") for n in lag), lag
     print("source lag metrics:", lag)

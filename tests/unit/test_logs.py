@@ -1,4 +1,5 @@
-"""Log lines: JSON off a terminal, the request id on every line of a request, audit lines for auth failures."""
+"""Log lines: JSON off a terminal, the request id on every line of a request, audit lines for auth failures
+and refused moderator actions."""
 
 from __future__ import annotations
 
@@ -68,3 +69,16 @@ def test_text_lines_on_a_terminal_show_the_ids() -> None:
     finally:
         logs.REQUEST_ID.reset(token)
     assert logs.formatter(json_lines=False).format(record).endswith("x [req=r1]: hello")
+
+
+def test_a_non_moderator_on_a_moderation_route_is_audited(captured) -> None:
+    from serving.auth import mint_token
+
+    settings = Settings(jwt_secret="unit-secret-unit-secret-unit-secret-0123")
+    client = TestClient(create_app(settings))  # no lifespan: the role check refuses before any engine
+    token = mint_token("mallory", settings)
+    r = client.post("/v1/moderation/posts/1/decision", json={"decision": "REMOVE", "reason": "x"},
+                    headers={"Authorization": f"Bearer {token}", "X-Request-ID": "req-mod"})
+    assert r.status_code == 403, r.text
+    audit = [x for x in _lines(captured) if x.get("audit") == "moderator_refused"]
+    assert audit and audit[-1]["user"] == "mallory" and audit[-1]["request_id"] == "req-mod"

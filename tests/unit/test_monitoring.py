@@ -93,6 +93,31 @@ def test_monitoring_is_an_engine_started_only_when_asked() -> None:
     assert stack.ENGINES["monitoring"].programs == ("prometheus",)
 
 
+def test_up_refuses_an_engine_running_from_the_same_state_dir_on_another_port(tmp_path: Path) -> None:
+    import time
+
+    import psutil
+
+    from ops.local import stack
+    from ops.local.errors import LocalStackError
+
+    # nothing listens on port 1: before the guard, `up` waited there for start_timeout_s, then stopped it
+    s = Settings(state_dir=tmp_path, prometheus_port=1, start_timeout_s=3)
+    pidfile = stack.pid_path(s, "monitoring")
+    pidfile.parent.mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)  # "the Prometheus" on port 2
+    try:
+        ps = psutil.Process(other.pid)
+        pidfile.write_text(json.dumps({"pid": other.pid, "create_time": ps.create_time(),
+                                       "started_at": time.time(), "port": 2}))
+        with pytest.raises(LocalStackError, match="already running on port 2 .* not on 1"):
+            stack._start(s, stack.ENGINES["monitoring"], echo=lambda *_: None)
+        assert other.poll() is None  # and left alone
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_topology_list_states() -> None:
     from ops.topologies import row_state
 
@@ -100,3 +125,37 @@ def test_topology_list_states() -> None:
     assert row_state(False, 123, True) == "not live"
     assert row_state(None, 123, True) == "running" and row_state(None, 123, False) == "restarting"
     assert row_state(False, None, False) == "stopped" and row_state(None, None, False) == "stopped"
+
+
+def test_status_reads_the_trending_jobs_lag_where_its_flink_reporter_publishes_it(tmp_path: Path) -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from ops.lag import LIVE_LAG, live_lag
+    from topologies.metrics import publish_target
+
+    metric = LIVE_LAG["trending"][1]
+    body = (f"# TYPE {metric} gauge\n{metric}{{subtask_index=\"0\"}} 5.0\n{metric}{{subtask_index=\"1\"}} 7.0\n"
+            "# TYPE flink_taskmanager_job_task_numRecordsIn counter\nflink_taskmanager_job_task_numRecordsIn 99.0\n")
+
+    class Flink(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        s = Settings(state_dir=tmp_path)
+        assert live_lag(s, "trending") is None  # nothing published yet
+        publish_target(tmp_path, "flink", "trending", "127.0.0.1", server.server_address[1])
+        assert live_lag(s, "trending") == 12.0
+        assert live_lag(s, "fanout") is None  # workers publish under job "topology"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any(metric in q for q in dashboard_queries()), "the dashboard has a trending lag panel"

@@ -81,9 +81,11 @@ def occurred_ms(value: dict[str, Any]) -> int:
 
 
 def source_of(rec: SourceRecord) -> dict[str, Any]:
-    """The freshness fields for writes caused by ``rec``."""
-    return {"ts": occurred_ms(rec.value), "topic": rec.topic, "partition": rec.partition,
-            "offset": rec.offset}
+    """The freshness fields for writes caused by ``rec`` (and its trace, for the realtime push)."""
+    out = {"ts": occurred_ms(rec.value), "topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
+    if rec.trace:
+        out["traceparent"] = rec.trace
+    return out
 
 
 def timeline_update(w: TimelineWrite, rec: SourceRecord, actor: str) -> dict[str, Any]:
