@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient
 from fastapi import APIRouter, FastAPI
 
 from core.settings import Settings, get_settings
-from serving import consistency, errors, metrics, realtime
+from serving import consistency, errors, metrics, realtime, web
 from serving.feed.engines import ReadEngines
 from serving.middleware import BodySizeLimit
 from serving.ownership import DurableOwnership
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in V1_ROUTERS:
         app.include_router(router, prefix="/v1")
     app.include_router(trending.router)  # carries its own /v1/trending prefix
+    web.install(app)  # the web app's pages at /, /moderation, /dashboard (serving/web)
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
     if effective.api_metrics:
         metrics.install(app)  # GET /metrics; it times everything inside it
