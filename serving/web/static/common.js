@@ -36,6 +36,7 @@ export function humanError(status, body, retryAfter) {
   if (status === 503) return `The service is busy or partly down; nothing was changed.${wait}`;
   if (status === 401) return "Your sign-in has expired or is not valid. Sign in again.";
   if (status === 403 && /moderat|hidden|removed|limited/i.test(detail)) return "This post was removed by moderation.";
+  if (status === 403 && /not visible/i.test(detail)) return "This post isn't available to you: it was removed by moderation, or its author limits who sees it.";
   if (status === 403) return `You're not allowed to do that${detail ? ` (${detail})` : ""}.`;
   if (status === 404) return `That no longer exists${detail ? ` (${detail})` : ""}.`;
   if (status === 409) return `That was already done${detail ? `: ${detail}` : ""}.`;
