@@ -95,11 +95,12 @@ def verdict(stack, tmp_path_factory) -> dict[str, Any]:
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     logs = tmp_path_factory.mktemp("web-workers")
+    thread.start()  # the API starts while the workers do (both take a while on a loaded machine)
     with workers(s, TOPOLOGIES, log_dir=logs, topology_group_suffix=f"-web-{uuid.uuid4().hex[:8]}",
                  topology_offset_reset="latest") as procs:
-        thread.start()
         try:
-            poll(lambda: server.started, "uvicorn started", 60)
+            poll(lambda: server.started or not thread.is_alive(), "uvicorn started", 240)
+            assert server.started, "the API did not start (its lifespan failed: see the log above)"
             api = Client(f"http://127.0.0.1:{port}", settings)
             probe, probe2 = api.register("probe"), api.register("probe")
             sent, probes = [0.0], []
