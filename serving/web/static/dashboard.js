@@ -16,7 +16,7 @@ function svg(tag, attrs) {
 
 function sparkline(values, label) {
   const w = 240, h = 48, max = Math.max(1, ...values);
-  const pts = values.map((v, i) => `${(i / Math.max(1, KEEP - 1)) * w},${h - (v / max) * (h - 4) - 2}`).join(" ");
+  const pts = values.map((v, i) => `${(i / Math.max(1, values.length - 1)) * w},${h - (v / max) * (h - 4) - 2}`).join(" ");
   const chart = svg("svg", { viewBox: `0 0 ${w} ${h}`, width: "100%", height: h, role: "img", "aria-label": label });
   chart.append(svg("polyline", { points: pts, fill: "none", stroke: "currentColor", "stroke-width": 2 }));
   return chart;

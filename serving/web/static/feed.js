@@ -281,7 +281,7 @@ function tabs() {
   const all = [...document.querySelectorAll('[role="tab"]')];
   const select = (tab) => {
     for (const t of all) { t.setAttribute("aria-selected", String(t === tab)); t.tabIndex = t === tab ? 0 : -1; }
-    feed.setAttribute("aria-labelledby", tab.id);
+    document.getElementById("panel").setAttribute("aria-labelledby", tab.id);
     state.algorithm = tab.dataset.algorithm;
     page({ reset: true });
   };
