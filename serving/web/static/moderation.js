@@ -53,7 +53,7 @@ function card(item) {
 
 async function load() {
   try {
-    const res = await api("/v1/moderation/queue", { params: { limit: 50, after } });
+    const res = await api("/v1/moderation/queue", { params: { limit: 100, after } });
     queue.append(...res.items.filter((it) => it.post_id).map(card));
     after = res.next_after;
     older.hidden = after === null;
