@@ -12,7 +12,7 @@ from serving.web import PAGES, STATIC
 from serving.web.status import quantile, summarize, targets, window_labels
 
 JS_BUDGET_GZ = 150 * 1024  # bytes of gzipped JavaScript a page may load (the feed's is ~6 KB today)
-IMPORT = re.compile(r"""(?:^|\s)(?:import|export)\b[^'"]*?from\s*["'](\.[^"']+)["']|import\(\s*["'](/app/[^"']+)["']""", re.M)
+IMPORT = re.compile(r"""(?:^|\s)(?:import|export)\b[^'"]*?from\s*["'](\.[^"']+)["']|import\(\s*["'](/app/[^"']+)["']""", re.MULTILINE)
 SCRIPT = re.compile(r"""<script[^>]*src="/app/([^"]+)\"""")
 
 EXPOSITION = """\
