@@ -67,7 +67,8 @@ async function page({ reset = false } = {}) {
     if (res.ranking?.fallback) say(`Showing latest posts: ranking is unavailable (${res.ranking.reason || "fallback"}).`, "info");
   } catch (err) {
     more.textContent = "";
-    say(err.message);
+    if (err.status === 422 && state.algorithm === "interest") more.textContent = "Interest-based ordering isn't available on this server yet.";
+    else say(err.message);
     state.done = state.done || err.status === 422;
   } finally {
     state.loading = false;
