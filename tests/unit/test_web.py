@@ -90,3 +90,18 @@ def test_pages_declare_language_viewport_and_title() -> None:
     for page in PAGES.values():
         html = (STATIC / page).read_text()
         assert '<html lang="en">' in html and 'name="viewport"' in html and "<title>" in html, page
+
+
+def test_the_api_serves_the_pages_and_their_assets() -> None:
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    client = TestClient(create_app(Settings(jwt_secret="unit-secret-unit-secret-unit-secret-0123")))  # no lifespan
+    for route, page in PAGES.items():
+        res = client.get(route)
+        assert res.status_code == 200 and res.headers["content-type"].startswith("text/html"), route
+        assert res.text == (STATIC / page).read_text()
+    assert "humanError" in client.get("/app/common.js").text
+    assert client.get("/app/missing.js").status_code == 404
+    assert client.get("/v1/web/status").status_code == 401  # operators sign in like everyone else
