@@ -124,6 +124,7 @@ def up(s: Settings, *, seed: bool = True, echo=print,
 
         seeding.seed_if_empty(s, echo=echo)
     echo(f"feedstream is up in {time.monotonic() - t0:.1f}s.")
+    echo(f"  web app:   {s.api_url}/   (sign in with `feedstream dev token USER`)")
     echo(f"  API:       {s.api_url}/docs")
     echo(f"  registry:  {s.registry_url}/subjects")
     echo(f"  Kafka:     {s.kafka_bootstrap}")

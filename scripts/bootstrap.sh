@@ -18,6 +18,7 @@ command -v mvn >/dev/null || need+=(maven)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v wrk >/dev/null || need+=(wrk)
 command -v promtool >/dev/null || need+=(prometheus)  # `up --monitoring`, rule tests; its service is not started
+command -v chromium >/dev/null || need+=(chromium)  # the web app's browser tests (tests/e2e/test_web.py)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${need[*]} with apt-get"
@@ -45,6 +46,21 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/uv pip sync -q --python .venv/bin/python requirements.lock
   .venv/bin/uv pip install -q --python .venv/bin/python --no-deps -e .
   echo "$want" > "$stamp"
+fi
+
+# the web app needs no build (static ES modules in serving/web/static); its browser tests need
+# playwright-core and axe-core from the npm registry, pinned by tests/e2e/web/package-lock.json
+web=tests/e2e/web
+if command -v npm >/dev/null; then
+  wstamp=$web/node_modules/.lock-stamp
+  wwant="$(sha256sum $web/package-lock.json | cut -c1-16)"
+  if [ "$(cat "$wstamp" 2>/dev/null)" != "$wwant" ]; then
+    say "installing the browser tests' npm packages (npm ci in $web)"
+    (cd $web && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$wwant" > "$wstamp"
+  fi
+else
+  echo "warning: npm not found: the web app's browser tests will fail (install Node.js 20 with npm)" >&2
 fi
 
 say "fetching engine jars (cached in ~/.cache/feedstream)"

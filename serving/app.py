@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 
 from core import tracing
 from core.settings import Settings, get_settings
-from serving import consistency, errors, metrics, realtime
+from serving import consistency, errors, metrics, realtime, web
 from serving.feed import thin
 from serving.feed.engines import ReadEngines
 from serving.middleware import BodySizeLimit
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, prefix="/v1")
     app.include_router(trending.router)  # carries its own /v1/trending prefix
     thin.install(app)  # the feed's common case before FastAPI's routing (serving/feed/thin.py)
+    web.install(app)  # the web app's pages at /, /moderation, /dashboard (serving/web)
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
     if tracing.ENABLED:  # core.tracing.setup() ran (serving.main, or a test): a span per request
         app.add_middleware(TracingMiddleware)

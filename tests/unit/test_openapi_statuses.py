@@ -16,6 +16,7 @@ from serving.deps import get_producer, get_redis
 from serving.feed.engines import get_reads
 from serving.realtime import get_hub
 from serving.routers import system, trending
+from serving.web import status as web_status
 
 pytestmark = pytest.mark.unit
 APP = create_app()
@@ -36,7 +37,8 @@ def _calls(d: Dependant) -> set[Any]:
 
 def _routes() -> dict[tuple[str, str], APIRoute]:
     """Every APIRoute by (method, full path), from the routers the app mounts."""
-    mounted = [("", system.router), ("", trending.router), *(("/v1", r) for r in V1_ROUTERS)]
+    mounted = [("", system.router), ("", trending.router), ("/v1", web_status.router),
+               *(("/v1", r) for r in V1_ROUTERS)]
     return {(m, prefix + r.path): r for prefix, router in mounted for r in router.routes
             if isinstance(r, APIRoute) for m in r.methods}
 
