@@ -41,6 +41,11 @@ class StackSettings(BaseSettings):
 
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # A second, proxied broker listener (the chaos suite's Toxiproxy): the broker binds
+    # ``kafka_proxy_port`` and advertises ``kafka_proxy_advertised`` (the proxy's host:port) on it,
+    # so clients bootstrapping through the proxy keep talking through it. Unset: one listener.
+    kafka_proxy_port: int | None = None
+    kafka_proxy_advertised: str | None = None
     cassandra_port: int = 9042
     cassandra_storage_port: int = 7000
     redis_port: int = 6379
