@@ -178,6 +178,10 @@ class TopologySettings(BaseSettings):
     topology_offset_reset: str = "earliest"
     log_batches: bool = False
     topology_shutdown_grace_s: float = 15.0
+    topology_session_timeout_s: float = Field(
+        default=10.0, ge=6.0, le=300.0,
+        description="consumer-group session timeout: how long a killed worker's partitions stay assigned "
+                    "to it (its restarted successor waits that long; Faust's default is 60 s)")
     worker_metrics_port: int | None = Field(
         default=None, description="a worker's /metrics, /livez, /readyz port (0: any free one); unset: "
                                   "worker_metrics_port_base plus the topology's offset")
