@@ -22,7 +22,7 @@ from ops import platform
 from ops.local import procs, stack
 from ops.local.supervise import read_state
 
-WORKERS = ("fanout", "engagement", "graph", "users", "trending")
+WORKERS = ("fanout", "engagement", "graph", "users", "trending", "search", "moderation")
 ENGINES = ("kafka", "redis", "cassandra")
 PROXIED = ("redis", "cassandra", "kafka")
 
