@@ -216,6 +216,10 @@ class TrendingSettings(BaseSettings):
     trending_k: int = 20
     trending_parallelism: int | None = None
     trending_checkpoint_dir: str | None = None
+    trending_checkpoint_timeout_s: int = Field(
+        default=60, gt=0, description="a local checkpoint still in flight after this fails (Flink's default 10 min)")
+    trending_tolerable_failed_checkpoints: int = Field(
+        default=5, ge=0, description="failed checkpoints in a row the local job tolerates before it restarts")
 
 
 class SearchSettings(BaseSettings):

@@ -41,8 +41,11 @@ from ops.lag import topology_lag
 from ops.local import procs, stack
 from ops.seed import ApiDriver
 
+# every engine port on a free one (as tests/conftest.py does): a fixed OpenSearch 9200 or
+# Prometheus 9090 would clash with the dev stack or another suite on the machine
 PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
-               "redis_port", "registry_port", "api_port")
+               "redis_port", "registry_port", "registry_management_port", "api_port",
+               "opensearch_port", "opensearch_transport_port", "prometheus_port")
 WORKER_SERVICES = tuple(f"topology-{w}" for w in fl.WORKERS)
 
 
