@@ -41,6 +41,11 @@ class StackSettings(BaseSettings):
 
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # A second, proxied broker listener (the chaos suite's Toxiproxy): the broker binds
+    # ``kafka_proxy_port`` and advertises ``kafka_proxy_advertised`` (the proxy's host:port) on it,
+    # so clients bootstrapping through the proxy keep talking through it. Unset: one listener.
+    kafka_proxy_port: int | None = None
+    kafka_proxy_advertised: str | None = None
     cassandra_port: int = 9042
     cassandra_storage_port: int = 7000
     redis_port: int = 6379
@@ -188,6 +193,10 @@ class TopologySettings(BaseSettings):
     topology_offset_reset: str = "earliest"
     log_batches: bool = False
     topology_shutdown_grace_s: float = 15.0
+    topology_session_timeout_s: float = Field(
+        default=10.0, ge=6.0, le=300.0,
+        description="consumer-group session timeout: how long a killed worker's partitions stay assigned "
+                    "to it (its restarted successor waits that long; Faust's default is 60 s)")
     worker_metrics_port: int | None = Field(
         default=None, description="a worker's /metrics, /livez, /readyz port (0: any free one); unset: "
                                   "worker_metrics_port_base plus the topology's offset")
@@ -222,6 +231,10 @@ class TrendingSettings(BaseSettings):
     trending_k: int = 20
     trending_parallelism: int | None = None
     trending_checkpoint_dir: str | None = None
+    trending_checkpoint_timeout_s: int = Field(
+        default=60, gt=0, description="a local checkpoint still in flight after this fails (Flink's default 10 min)")
+    trending_tolerable_failed_checkpoints: int = Field(
+        default=5, ge=0, description="failed checkpoints in a row the local job tolerates before it restarts")
 
 
 class SearchSettings(BaseSettings):

@@ -13,10 +13,15 @@ A write whose delivery is in doubt (sent, not confirmed: :class:`~streams.errors
 keeps its claim marked ``in_doubt`` (``IN_DOUBT`` in its ids): a retry reads the log for the event
 before producing it again (:meth:`serving.writes.Write.emit`).
 
-Claims survive a Redis loss: completed and in-doubt claims are also written to Cassandra
-(``stores.requests``, TTL = the idempotency window), and read back only when a claim is missing
-from a Redis that is younger than that window (``idem:since``), i.e. lost since the claim could
-have been made. The warm path stays one Redis round trip (SET NX and GET ``idem:since`` pipelined).
+Claims survive a Redis loss: every claim is also written to Cassandra (``stores.requests``, TTL =
+the idempotency window): a new claim while the request runs (:meth:`IdempotencyStore.recorded` is
+awaited before the event is produced), then its completed or in-doubt state. They are read back only
+when a claim is missing from a Redis that is younger than that window (``idem:since``), i.e. lost
+since the claim could have been made. A claim restored that way keeps its lease: a request still
+pending when Redis was lost may still be producing, so a retry waits for it (409) as it would have
+before the loss, and once the lease lapses reads the log for the event before producing it. The
+warm path stays one Redis round trip (SET NX and GET ``idem:since`` pipelined); the Cassandra write
+overlaps the request's own work.
 """
 
 from __future__ import annotations
@@ -76,14 +81,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _held_lapsed(raw: str) -> str:
-    """A restored pending claim with its lease ended (whoever held it lost it with Redis)."""
-    held = json.loads(raw)
-    if held.get("state") == PENDING:
-        held["lease"] = 0
-    return json.dumps(held)
-
-
 @dataclass(frozen=True)
 class Outcome:
     """What a claim found: ``claimed`` (go ahead, with ``ids``), ``replay`` (a stored response), or a conflict.
@@ -124,6 +121,7 @@ class IdempotencyStore:
         self.pending_ms = min(pending_s, ttl_s) * 1000
         self.durable = durable if owner is not None else None
         self.owner = owner or ("", "")  # (user, Idempotency-Key) of the durable row
+        self._recording: asyncio.Task[None] | None = None  # the durable copy of a new claim
 
     def _pending(self, fp: str, ids: Mapping[str, Any], lease_ms: int) -> str:
         return json.dumps({"fp": fp, "state": PENDING, "lease": lease_ms, "ids": dict(ids)})
@@ -144,6 +142,7 @@ class IdempotencyStore:
                 created, since = await pipe.execute()
             if created:
                 if self.durable is None or not await self._maybe_lost(since):
+                    self._record(mine)
                     return Outcome("claimed", ids=ids)
                 try:
                     raw = await self.durable.get(*self.owner)
@@ -151,10 +150,12 @@ class IdempotencyStore:
                     await self.redis.eval(_DROP, 1, key, mine)
                     raise
                 if raw is None:
+                    self._record(mine)
                     return Outcome("claimed", ids=ids)
                 log.info("Idempotency-Key %r of %s: claim restored from Cassandra after a Redis loss",
                          self.owner[1], self.owner[0])
-                raw = _held_lapsed(raw)  # put it back in place of the fresh claim, if that is still ours
+                # put it back in place of the fresh claim, if that is still ours; a pending claim keeps
+                # its lease (its holder may still be producing) and is taken over, in doubt, once it lapses
                 if not await self.redis.eval(_TAKE_OVER, 1, key, mine, raw, self.ttl_ms):
                     continue
             else:
@@ -173,6 +174,7 @@ class IdempotencyStore:
                 ids = {**ids, IN_DOUBT: {"p": None, "at": 0}}  # its event may be in the log
             taken = self._pending(fp, ids, _now_ms() + self.pending_ms)
             if await self.redis.eval(_TAKE_OVER, 1, key, raw, taken, self.ttl_ms):
+                self._record(taken)
                 return Outcome("claimed", ids=ids, resumed=True)
         return Outcome("in_progress")
 
@@ -182,6 +184,23 @@ class IdempotencyStore:
             await self.redis.set(K_CLAIMS_SINCE, _now_ms(), nx=True)
             return True
         return int(since) > _now_ms() - self.ttl_ms
+
+    def _record(self, claim: str) -> None:
+        """Start writing a new claim to Cassandra; :meth:`recorded` waits for it before producing."""
+        if self.durable is not None:
+            self._recording = asyncio.ensure_future(self._durably(claim))
+
+    async def recorded(self, timeout_s: float = 2.0) -> None:
+        """Wait (bounded) until the new claim is in Cassandra: a Redis lost while the event is in
+        flight must not leave a retry without it. Best effort: Cassandra down only narrows what
+        survives a Redis loss, it does not stop the write."""
+        if self._recording is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._recording), timeout_s)
+        except TimeoutError:
+            log.warning("Idempotency-Key %r of %s: claim not in Cassandra within %.1fs; producing anyway",
+                        self.owner[1], self.owner[0], timeout_s)
 
     async def _durably(self, value: str) -> None:
         """Best effort: a failed durable write only narrows what survives a Redis loss."""
@@ -195,11 +214,13 @@ class IdempotencyStore:
     async def complete(self, key: str, fp: str, status: int, body: Any) -> None:
         """Store the response of a claimed key for replays (in Redis, and in Cassandra for a Redis loss)."""
         value = json.dumps({"fp": fp, "status": status, "body": body})
+        await self.recorded()  # the pending copy first: it must not land after (and over) this one
         await asyncio.gather(self._durably(value), self.redis.set(key, value, px=self.ttl_ms))
 
     async def in_doubt(self, key: str, fp: str, ids: Mapping[str, Any]) -> None:
         """End the lease of a claim whose event may have been written: a retry reads the log first."""
         value = self._pending(fp, ids, 0)
+        await self.recorded()
         await asyncio.gather(self._durably(value), self.redis.set(key, value, px=self.ttl_ms))
 
     async def release(self, key: str, fp: str, ids: Mapping[str, Any]) -> None:

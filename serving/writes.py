@@ -50,6 +50,7 @@ class Write:
     ids: dict[str, Any] = field(default_factory=dict)
     sent_at: int | None = None  # when this request produced its event (ms), if it did
     positions: list[tuple[str, int, int]] = field(default_factory=list)  # where emitted events landed
+    claims: IdempotencyStore | None = None  # the Idempotency-Key claim this request holds, if any
 
     async def emit(self, record: str, **fields: Any) -> str:
         """Produce ``record``, wait for Kafka's confirmation, return its event id.
@@ -64,6 +65,8 @@ class Write:
             if found is not None:
                 self.positions.append((self.producer.topic_of(record, event), *found))
                 return event["event_id"]
+        if self.claims is not None:  # the claim is durable before its event can be in the log
+            await self.claims.recorded()
         self.sent_at = now_ms()
         with metrics.PRODUCE.labels(record).time():
             report = await self.producer.send_async(record, event)
@@ -123,6 +126,7 @@ class Write:
             raise HTTPException(422, [{"loc": ["header", "Idempotency-Key"], "type": "idempotency_key_reused",
                                        "msg": "this Idempotency-Key was used for a different request"}])
         self.ids = dict(found.ids)
+        self.claims = store
         if found.resumed:
             log.info("%s %s: resuming Idempotency-Key %r of %s with event %s", self.request.method,
                      self.request.url.path, self.idempotency_key, self.user, self.ids.get("event_id"))

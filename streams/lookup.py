@@ -33,6 +33,10 @@ def find_event(bootstrap: str, serde: Serde, topic: str, partition: int | None, 
         parts = [partition] if partition is not None else \
             sorted(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
         starts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in parts], timeout=timeout_s)
+        failed = [tp for tp in starts if tp.error is not None]  # e.g. no leader yet after a broker restart:
+        if failed:  # its offset reads -1 like "nothing since", but the outcome is unknown
+            raise DeliveryInDoubt(f"{topic}: the log cannot be read to learn the outcome: "
+                                  f"[{failed[0].partition}] {failed[0].error}")
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1] for p in parts}
         todo = [tp for tp in starts if 0 <= tp.offset < ends[tp.partition]]  # -1: nothing since
         consumer.assign(todo)

@@ -239,6 +239,10 @@ def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None
         processing_guarantee="at_least_once",
         producer_acks=-1,
         broker_commit_interval=1.0,
+        # a worker killed without leaving its group keeps its partitions until the session times
+        # out, and the group (its restarted successor too) consumes nothing until then
+        broker_session_timeout=settings.topology_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.topology_session_timeout_s / 4),
         datadir=str(datadir),
         table_cleanup_interval=3600.0,
     )

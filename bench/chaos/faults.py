@@ -4,8 +4,8 @@ A :class:`Fault` has ``inject`` and ``heal``, with ``hold_s`` between them. Work
 platform's supervisor (:mod:`ops.local.supervise`), so killing a worker kills the supervisor's
 child and the supervisor restarts it (``heal`` only waits for that). The API and engines are
 restarted the way ``feedstream up --no-seed`` does (:func:`ops.platform.up`). Network faults sit
-on the proxies between the workers and Redis or Cassandra (see :mod:`.run` for why Kafka is not
-proxied).
+on the proxies between the workers and Redis, Cassandra or Kafka (see :mod:`.run` for how Kafka's
+advertised listener is kept behind the proxy).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from ops import platform
 from ops.local import procs, stack
 from ops.local.supervise import read_state
 
-WORKERS = ("fanout", "engagement", "graph", "users", "trending")
+WORKERS = ("fanout", "engagement", "graph", "users", "trending", "search", "moderation")
 ENGINES = ("kafka", "redis", "cassandra")
-PROXIED = ("redis", "cassandra")
+PROXIED = ("redis", "cassandra", "kafka")
 
 
 @dataclass

@@ -186,16 +186,20 @@ class Load:
         if tasks:
             await asyncio.gather(*tasks)
 
-    async def probe(self, duration_s: float, every_s: float = 1.0, timeout_s: float = 30.0) -> None:
+    async def probe(self, duration_s: float, every_s: float = 1.0, timeout_s: float = 30.0,
+                    give_up_s: float = 90.0) -> None:
         """Write→visible, one probe at a time: a post by the probe author, then its follower's feed read
-        every 0.25 s until the post is there (at most ``timeout_s``); the next probe ``every_s`` later."""
+        every 0.25 s until the post is there (at most ``timeout_s``); the next probe ``every_s`` later.
+
+        The probe's post is retried like the load's writes (up to ``give_up_s``): a probe that gave up
+        on a 504 ("outcome unknown") during a Kafka outage left its post in the log unacknowledged."""
         author, reader = self.probe_pair
         feed = Request("GET", f"/v1/users/{reader}/feed?limit=5", reader, is_read=True)
         t0 = time.monotonic()
         while time.monotonic() - t0 < duration_s:
             sent = time.monotonic()
             res, _ = await send_reliably(self.driver, Request("POST", "/v1/posts", author, {
-                "text": "freshness probe #probe"}), self.stats, give_up_s=timeout_s)
+                "text": "freshness probe #probe"}), self.stats, give_up_s=give_up_s)
             if res.ok:
                 self._record(Request("POST", "/v1/posts", author), res, sent, 1, Op("probe", author))
                 pid, seen = int(res.body["post_id"]), None

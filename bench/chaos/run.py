@@ -4,10 +4,11 @@ The platform (engines, workers under their supervisors, the API) is started once
 :func:`ops.platform.up` on free loopback ports and a state dir under ``--out`` (or an already
 running one is used), with the workers' Redis and Cassandra endpoints pointing at a Toxiproxy
 server, so network faults sit between the workers and those engines while the API talks to the
-engines directly. Kafka is not proxied: its brokers advertise their own listener
-(``127.0.0.1:<kafka_port>``) in metadata, so after bootstrapping through a proxy every client
-connects to the broker directly and a toxic would only touch the first metadata request; proxying
-Kafka needs a listener that advertises the proxy's port.
+engines directly. Kafka is proxied too: a broker advertises its listener's address in metadata, so
+after bootstrapping through a proxy a client would connect to the broker directly; the suite's
+broker therefore has a second listener, PROXIED (:func:`ops.local.configs.kafka_listeners`), that
+advertises the proxy's port, and the workers bootstrap from it (the API and the suite's own
+clients use the plain listener).
 
 Each fault runs with its own users (id prefix), so runs share the platform and the log; each run:
 register and follow (acknowledged writes too), open-loop mixed writes at ``rate``/s for
@@ -40,8 +41,11 @@ from ops.lag import topology_lag
 from ops.local import procs, stack
 from ops.seed import ApiDriver
 
+# every engine port on a free one (as tests/conftest.py does): a fixed OpenSearch 9200 or
+# Prometheus 9090 would clash with the dev stack or another suite on the machine
 PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
-               "redis_port", "registry_port", "api_port")
+               "redis_port", "registry_port", "registry_management_port", "api_port",
+               "opensearch_port", "opensearch_transport_port", "prometheus_port")
 WORKER_SERVICES = tuple(f"topology-{w}" for w in fl.WORKERS)
 
 
@@ -80,7 +84,10 @@ def _free_ports(n: int) -> list[int]:
 
 def own_platform_env(state_dir: Path) -> dict[str, str]:
     """FEEDSTREAM_* of a platform on free loopback ports with its own state dir."""
-    env = {f"FEEDSTREAM_{f.upper()}": str(p) for f, p in zip(PORT_FIELDS, _free_ports(len(PORT_FIELDS)))}
+    ports = _free_ports(len(PORT_FIELDS) + 2)
+    env = {f"FEEDSTREAM_{f.upper()}": str(p) for f, p in zip(PORT_FIELDS, ports)}
+    # the broker's PROXIED listener, and the Toxiproxy port it advertises (start_platform's proxy)
+    env.update(FEEDSTREAM_KAFKA_PROXY_PORT=str(ports[-2]), FEEDSTREAM_KAFKA_PROXY_ADVERTISED=f"127.0.0.1:{ports[-1]}")
     env.update(FEEDSTREAM_STATE_DIR=str(state_dir), FEEDSTREAM_KAFKA_HEAP_MB="512",
                FEEDSTREAM_CASSANDRA_HEAP_MB="768", FEEDSTREAM_HOST="127.0.0.1")
     return env
@@ -208,7 +215,13 @@ def start_platform(settings: Settings, proxy: Toxiproxy | None, echo: Callable[[
         db = settings.redis_url.rsplit("/", 1)[1]
         env = {"FEEDSTREAM_REDIS_URL": f"redis://127.0.0.1:{r_port}/{db}",
                "FEEDSTREAM_CASSANDRA_HOSTS": "127.0.0.1", "FEEDSTREAM_CASSANDRA_PORT": str(c_port)}
-        echo(f"toxiproxy on :{proxy.port}: workers reach Redis via :{r_port}, Cassandra via :{c_port}")
+        kafka = ""
+        if settings.kafka_proxy_port and settings.kafka_proxy_advertised:
+            k_port = int(settings.kafka_proxy_advertised.rsplit(":", 1)[1])
+            proxy.proxy("kafka", f"127.0.0.1:{settings.kafka_proxy_port}", port=k_port)
+            env["FEEDSTREAM_KAFKA_BOOTSTRAP"] = settings.kafka_proxy_advertised
+            kafka = f", Kafka via :{k_port} (broker listener PROXIED :{settings.kafka_proxy_port})"
+        echo(f"toxiproxy on :{proxy.port}: workers reach Redis via :{r_port}, Cassandra via :{c_port}{kafka}")
 
     def service_env(name: str) -> dict[str, str] | None:
         return env if name in WORKER_SERVICES else None

@@ -66,9 +66,9 @@ class Toxiproxy:
         self.stop()
         raise RuntimeError(f"toxiproxy-server did not answer within 30 s; see {log}")
 
-    def proxy(self, name: str, upstream: str) -> int:
-        """Create proxy ``name`` to ``upstream`` (host:port) on a free loopback port; that port."""
-        port = free_port()
+    def proxy(self, name: str, upstream: str, port: int | None = None) -> int:
+        """Create proxy ``name`` to ``upstream`` (host:port) on loopback ``port`` (default: a free one); the port."""
+        port = port or free_port()
         self.http.post("/proxies", json={"name": name, "listen": f"127.0.0.1:{port}", "upstream": upstream,
                                          "enabled": True}).raise_for_status()
         return port

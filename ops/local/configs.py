@@ -9,16 +9,17 @@ from streams.catalog import REGISTRY_JOURNAL, REGISTRY_SNAPSHOTS
 
 
 def kafka_properties(s: Settings, log_dir: Path) -> str:
-    """server.properties for one combined KRaft broker+controller."""
+    """server.properties for one combined KRaft broker+controller (plus a PROXIED listener if set)."""
+    listeners, advertised, protocols = kafka_listeners(s)
     return f"""\
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@{s.host}:{s.kafka_controller_port}
-listeners=PLAINTEXT://{s.host}:{s.kafka_port},CONTROLLER://{s.host}:{s.kafka_controller_port}
-advertised.listeners=PLAINTEXT://{s.host}:{s.kafka_port}
+listeners={listeners}
+advertised.listeners={advertised}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map={protocols}
 log.dirs={log_dir}
 num.partitions={s.topic_partitions}
 default.replication.factor=1
@@ -36,6 +37,23 @@ log.retention.hours=168
 log.segment.bytes=134217728
 message.max.bytes=2097152
 """
+
+
+def kafka_listeners(s: Settings) -> tuple[str, str, str]:
+    """``listeners``, ``advertised.listeners`` and the protocol map.
+
+    With ``kafka_proxy_port`` and ``kafka_proxy_advertised`` set, a second listener PROXIED binds
+    the former and advertises the latter (a fault proxy in front of it), so a client that
+    bootstraps through the proxy is told to connect to the proxy, not to the broker directly.
+    """
+    listeners = [f"PLAINTEXT://{s.host}:{s.kafka_port}", f"CONTROLLER://{s.host}:{s.kafka_controller_port}"]
+    advertised = [f"PLAINTEXT://{s.host}:{s.kafka_port}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if s.kafka_proxy_port and s.kafka_proxy_advertised:
+        listeners.append(f"PROXIED://{s.host}:{s.kafka_proxy_port}")
+        advertised.append(f"PROXIED://{s.kafka_proxy_advertised}")
+        protocols.append("PROXIED:PLAINTEXT")
+    return ",".join(listeners), ",".join(advertised), ",".join(protocols)
 
 
 KAFKA_LOG4J = """\

@@ -203,7 +203,7 @@ ENGINES: dict[str, Engine] = {
                     programs=("redis-server",)),
     "kafka": Engine("kafka", lambda s: s.kafka_port, _kafka_command, _kafka_healthy,
                     programs=("java",), jar_sets=("kafka",),
-                    extra_ports=lambda s: [s.kafka_controller_port]),
+                    extra_ports=lambda s: [s.kafka_controller_port, *([s.kafka_proxy_port] if s.kafka_proxy_port else [])]),
     "cassandra": Engine("cassandra", lambda s: s.cassandra_port, _cassandra_command,
                         _cassandra_healthy, programs=("java",), jar_sets=("cassandra",),
                         extra_ports=lambda s: [s.cassandra_storage_port]),

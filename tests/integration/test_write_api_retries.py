@@ -196,3 +196,27 @@ def test_a_retry_across_a_redis_loss_after_redis_failed_to_record_is_written_onc
     mine = _mine(tail, fan)
     tail.close()
     assert [d.value["event_id"] for d in mine] == [first.json()["event_id"]]
+
+
+def test_a_retry_of_a_write_still_pending_when_redis_was_lost_finds_the_first_event(
+        client: TestClient, settings: Settings, redis_fails_to_record_once, monkeypatch) -> None:
+    """Issue #13: the first attempt produced its post, then Redis lost every claim before the attempt
+    recorded its answer (it died there). The retry found no claim anywhere, minted a new post id under
+    the same event id and wrote a second event. Pending claims are kept in Cassandra before anything is
+    produced, so the retry waits for the holder's lease like before the loss, then reads the log."""
+    author = new_user(settings)
+    tail = TopicTail(settings, "posts.v1")
+    h = {**bearer(settings, author), "Idempotency-Key": "pending-at-loss"}
+    first = client.post("/v1/posts", json={"text": "pending when Redis went"}, headers=h)
+    assert redis_fails_to_record_once and first.status_code == 202, first.text
+    _redis_loses_claims(settings, f"idem:{author}:pending-at-loss")
+    held = client.post("/v1/posts", json={"text": "pending when Redis went"}, headers=h)
+    assert held.status_code == 409, held.text  # the first attempt may still be producing
+    _lease_lapses(monkeypatch, settings)
+    again = client.post("/v1/posts", json={"text": "pending when Redis went"}, headers=h)
+    assert again.status_code == 202, again.text
+    assert _same(again, first)
+    mine = _mine(tail, author)
+    tail.close()
+    assert [(d.value["event_id"], d.value["post_id"]) for d in mine] == \
+        [(first.json()["event_id"], first.json()["post_id"])]

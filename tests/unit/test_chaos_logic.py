@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.chaos.faults import PROXIED, TOXICS, WORKERS, catalog
 from bench.chaos.load import Ack
 from bench.chaos.report import table
@@ -89,3 +91,20 @@ def test_saved_results_load_back_and_render_again(tmp_path) -> None:
     command, again = load(paths["json"])
     assert command.endswith("kill-redis") and again[0].fault == "kill-redis" and again[0].recovery_s == 9.0
     assert paths["png"].stat().st_size > 1000 and "| kill-redis | 10 |" in paths["md"].read_text()
+
+
+def test_kafka_behind_the_proxy_gets_a_listener_that_advertises_the_proxy() -> None:
+    from core.settings import Settings
+    from ops.local.configs import kafka_properties
+
+    plain = kafka_properties(Settings(kafka_port=19092, kafka_controller_port=19093), Path("/tmp/k"))
+    assert "advertised.listeners=PLAINTEXT://127.0.0.1:19092\n" in plain and "PROXIED" not in plain
+    proxied = kafka_properties(Settings(kafka_port=19092, kafka_controller_port=19093, kafka_proxy_port=19094,
+                                        kafka_proxy_advertised="127.0.0.1:19095"), Path("/tmp/k"))
+    props = dict(line.split("=", 1) for line in proxied.splitlines() if "=" in line)
+    assert props["listeners"].split(",") == ["PLAINTEXT://127.0.0.1:19092", "CONTROLLER://127.0.0.1:19093",
+                                             "PROXIED://127.0.0.1:19094"]
+    assert props["advertised.listeners"].split(",") == ["PLAINTEXT://127.0.0.1:19092", "PROXIED://127.0.0.1:19095"]
+    assert "PROXIED:PLAINTEXT" in props["listener.security.protocol.map"].split(",")
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"
+    assert {"net-kafka-latency", "net-kafka-bandwidth", "net-kafka-reset", "net-kafka-timeout"} <= set(catalog())

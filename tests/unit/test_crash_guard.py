@@ -205,3 +205,16 @@ async def test_batches_are_acked_in_offset_order_even_when_later_deliveries_fini
         gate.set()
         await until(lambda: len(acked) == 2)
     assert acked == sorted(acked) and len(acked) == 2
+
+
+def test_a_killed_workers_partitions_come_back_within_the_session_timeout(tmp_path) -> None:
+    """Issue #13 (lag trailing ~45-60 s): a worker killed -9 (or exiting 70) never leaves its group, so
+    its partitions stayed assigned to it for Faust's default 60 s session and its restarted successor
+    consumed nothing until then. The session timeout is a setting, 10 s by default."""
+    app = rt.create_faust_app(Settings(state_dir=tmp_path), "unit", app_id="unit-session",
+                              broker="kafka://127.0.0.1:1")
+    assert app.conf.broker_session_timeout == 10.0
+    assert app.conf.broker_heartbeat_interval <= app.conf.broker_session_timeout / 3
+    slow = rt.create_faust_app(Settings(state_dir=tmp_path, topology_session_timeout_s=30), "unit",
+                               app_id="unit-session-30", broker="kafka://127.0.0.1:1")
+    assert (slow.conf.broker_session_timeout, slow.conf.broker_heartbeat_interval) == (30.0, 3.0)

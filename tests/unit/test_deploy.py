@@ -739,6 +739,14 @@ def test_the_trending_job_restarts_forever_with_bounded_backoff() -> None:
     assert float(conf[pre + "backoff-multiplier"]) > 1 and conf[pre + "reset-backoff-threshold"] == "10min"
     assert conf["execution.checkpointing.interval"] and conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
     assert int(conf["execution.checkpointing.tolerable-failed-checkpoints"]) >= 1
+    # a checkpoint stuck while Kafka is out must fail well before Flink's 10 min default, as locally
+    from core.settings import Settings
+    from topologies.trending.app import checkpoint_limits
+
+    assert conf["execution.checkpointing.timeout"] == "2min"
+    local = checkpoint_limits(Settings())
+    assert int(local["execution.checkpointing.timeout"].removesuffix("s")) <= 120
+    assert conf["execution.checkpointing.tolerable-failed-checkpoints"] == local["execution.checkpointing.tolerable-failed-checkpoints"]
     assert conf["kubernetes.operator.job.restart.failed"] == "true"
     assert flink["spec"]["job"]["upgradeMode"] == "savepoint"
     for _, d in _k8s_resources(K8S / "base"):  # workers: the kubelet restarts them (Always), probes kill hangs

@@ -59,9 +59,16 @@ def test_run_options_local_vs_cluster(tmp_path) -> None:
     local = run_options(s, cluster=False)
     assert local["parallelism"] == 1 and local["checkpoint_dir"] == tmp_path / "flink" / "trending"
     assert local["restore"] and local["local"]
+    # #13: a checkpoint stuck while Kafka is out fails within a minute (Flink's default is 10 min)
+    assert local["extra"] == {"execution.checkpointing.timeout": "60s",
+                              "execution.checkpointing.tolerable-failed-checkpoints": "5"}
+    tight = run_options(Settings(state_dir=tmp_path, trending_checkpoint_timeout_s=20,
+                                 trending_tolerable_failed_checkpoints=2), cluster=False)
+    assert tight["extra"]["execution.checkpointing.timeout"] == "20s"
+    assert tight["extra"]["execution.checkpointing.tolerable-failed-checkpoints"] == "2"
     cluster = run_options(s, cluster=True)  # the cluster's parallelism and checkpoint settings apply
     assert (cluster["parallelism"], cluster["checkpoint_dir"], cluster["checkpoint_interval_ms"]) == (None, None, None)
-    assert not cluster["restore"] and not cluster["local"]
+    assert not cluster["restore"] and not cluster["local"] and cluster["extra"] == {}
     over = run_options(Settings(state_dir=tmp_path, trending_parallelism=4,
                                 trending_checkpoint_dir="s3://b/trending"), cluster=True)
     assert (over["parallelism"], over["checkpoint_dir"]) == (4, "s3://b/trending")

@@ -3,7 +3,9 @@
 Windows come from ``settings.trending_windows`` (``FEEDSTREAM_TRENDING_WINDOWS``, comma-separated
 ``SIZE/SLIDE[/LATENESS[/OOO]]``, default ``1h/1m/5m/10s,1m/10s/30s/2s``: the hourly list and a
 one-minute demo list) and top-K from ``settings.trending_k`` (default 20). Checkpoints go to ``<state_dir>/flink/trending``
-every 10 s and are retained; a restart resumes from the newest one.
+every 10 s and are retained; a restart resumes from the newest one. A checkpoint in flight longer than
+``trending_checkpoint_timeout_s`` (60 s) fails; ``trending_tolerable_failed_checkpoints`` (5) in a row
+are tolerated before the job restarts.
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ def start(settings: Settings, config, *, checkpoint_dir: Path | str | None, chec
     return env.execute_async(job_name)
 
 
+def checkpoint_limits(settings: Settings) -> dict[str, str]:
+    """Bound a local checkpoint: it fails after ``trending_checkpoint_timeout_s`` and the job
+    tolerates ``trending_tolerable_failed_checkpoints`` failures in a row.
+
+    Offsets are committed only when a checkpoint completes, so one stuck in flight (a Kafka kill or
+    added latency) held the committed lag flat for Flink's default 10 min. k8s/base/flink.yaml sets
+    its own (2 min, 5); a cluster's configuration wins there.
+    """
+    return {"execution.checkpointing.timeout": f"{settings.trending_checkpoint_timeout_s}s",
+            "execution.checkpointing.tolerable-failed-checkpoints": str(settings.trending_tolerable_failed_checkpoints)}
+
+
 def run_options(settings: Settings, cluster: bool | None = None) -> dict:
     """``start`` keyword arguments for ``feedstream topology run trending`` here or on a cluster."""
     from topologies.flink import on_cluster
@@ -66,6 +80,7 @@ def run_options(settings: Settings, cluster: bool | None = None) -> dict:
         "checkpoint_interval_ms": None if cluster else 10_000,
         "restore": not cluster,  # on a cluster, Flink restores (HA, operator savepoints)
         "local": not cluster,
+        "extra": {} if cluster else checkpoint_limits(settings),
     }
 
 
@@ -90,7 +105,7 @@ def run(settings: Settings) -> None:
     """Run the trending job in the foreground until interrupted (or until the cluster ends it)."""
     opts = run_options(settings)
     if opts["local"]:  # Flink's Prometheus reporter; Prometheus finds it under the state dir
-        opts["extra"] = flink_metrics(settings)
+        opts["extra"] = {**opts["extra"], **flink_metrics(settings)}
     client = start(settings, job_config(settings), **opts)
     try:
         client.get_job_execution_result().result()
