@@ -22,7 +22,7 @@ OWNER_ONLY = "another user's notifications"
 class MarkRead(BaseModel):
     """Mark notifications created at or before ``up_to`` (epoch ms; default: all) read."""
 
-    up_to: int | None = Field(None, ge=0)
+    up_to: int | None = Field(None, ge=0, le=253_402_300_799_999)  # epoch ms, at most 9999-12-31 (µs must fit a bigint)
 
 
 @router.get("", summary="The caller's notifications, newest first",
