@@ -9,6 +9,7 @@ status-code conformance covers every operation: 0 answers with an undocumented s
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import schemathesis
@@ -86,7 +87,7 @@ def test_fuzz_the_api_from_its_openapi(stack: Settings) -> None:
     def drive(operation, mode: GenerationMode, path_parameters: dict | None, examples: dict = EXAMPLES) -> None:
         checks = SCHEMA_CHECKS + ([negative_data_rejection] if mode is GenerationMode.NEGATIVE else [])
 
-        @hsettings(max_examples=examples[mode], deadline=None, database=None, derandomize=False,
+        @hsettings(max_examples=examples[mode], deadline=None, database=None, derandomize=os.environ.get("FEEDSTREAM_FUZZ_RANDOM") != "1",
                    suppress_health_check=list(HealthCheck))
         @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
         def run(case) -> None:
