@@ -145,8 +145,6 @@ def _consume(settings: Settings, topic: str, n: int, timeout_s: float = 30) -> l
 
 
 @pytest.mark.timeout(420)
-@pytest.mark.skip(reason="flaky since the local Kafka 4.2 switch: 2 of 3 merged runs counted post 1 once in "
-                         "[0, 20s) (like or comment late for that window); see the 2026-12-02 session note, #14")
 def test_known_answer_windows_late_updates_and_side_output(settings: Settings, feed: Feed,
                                                            tmp_path: Path) -> None:
     from stores.trending import current_trending, late_counts

@@ -112,7 +112,8 @@ def run(settings: Settings) -> None:
     except KeyboardInterrupt:
         client.cancel().result()
     except Exception as exc:
-        if "StateMigrationException" in str(exc) and opts.get("checkpoint_dir"):
+        if any(m in str(exc) for m in ("StateMigrationException", "Cannot map checkpoint/savepoint state")) \
+                and opts.get("checkpoint_dir"):
             raise SystemExit(
                 f"trending: the retained checkpoint under {opts['checkpoint_dir']} does not fit this "
                 "version of the job (its state layout changed). Move that directory aside to start "

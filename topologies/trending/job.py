@@ -10,7 +10,9 @@ offset metadata (so poison and too-late records are dead-lettered with their sou
 Python touches each event once (decode -> one compact row per contribution) and each window once:
 
 1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset, eid)``,
-   event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once.
+   event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once
+   per source topic (the merged stream's watermark is the minimum: no topic's events are made late
+   by another topic read ahead of it).
    ``dedup`` (Python, keyed by event id and item) then drops re-deliveries: Kafka delivers at least
    once and retries reuse event ids, so the same event can arrive twice; the first one passes and
    its id is remembered until its windows are past their allowed lateness
@@ -80,7 +82,9 @@ class TrendingConfig:
     group_id: str = "trending"
     bounded: bool = False
     cassandra: bool = True
-    idleness_ms: int | None = None
+    # a source topic with nothing new for this long stops holding back the watermark (each topic has
+    # its own, and the job's is their minimum: a quiet topic would stall every window without it)
+    idleness_ms: int | None = 30_000
 
 
 #: Serializes the first heavy imports: in ``python.execution-mode: thread`` every operator opens in
@@ -269,9 +273,11 @@ def _discard(ds: DataStream, name: str) -> None:
     ds.sink_to(Sink(jvm.org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink())).name(name)
 
 
-def source_sql(settings: Settings, config: TrendingConfig, table: str = "trending_source") -> str:
-    """DDL of the raw-bytes Kafka source with topic/partition/offset metadata."""
+def source_sql(settings: Settings, config: TrendingConfig, table: str = "trending_source",
+               topics: Iterable[str] | None = None) -> str:
+    """DDL of the raw-bytes Kafka source of ``topics`` (default: all) with topic/partition/offset metadata."""
     bounded = ", 'scan.bounded.mode' = 'latest-offset'" if config.bounded else ""
+    names = ";".join(config.source_topics if topics is None else topics)
     return f"""
         CREATE TEMPORARY TABLE {table} (
           `topic` STRING METADATA VIRTUAL,
@@ -279,11 +285,34 @@ def source_sql(settings: Settings, config: TrendingConfig, table: str = "trendin
           `offset` BIGINT METADATA VIRTUAL,
           `data` BYTES
         ) WITH (
-          'connector' = 'kafka', 'topic' = '{";".join(config.source_topics)}',
+          'connector' = 'kafka', 'topic' = '{names}',
           'properties.bootstrap.servers' = '{settings.kafka_bootstrap}',
           'properties.group.id' = '{config.group_id}',
           'properties.auto.offset.reset' = 'earliest',
           'scan.startup.mode' = 'group-offsets', 'format' = 'raw'{bounded})"""
+
+
+def timed_source(t_env: StreamTableEnvironment, settings: Settings, config: TrendingConfig, index: int,
+                 topic: str) -> DataStream:
+    """One topic's contributions with event time and a watermark of that topic's own.
+
+    One source (and watermark) per topic: a union's watermark is the minimum of its inputs', so a
+    topic read ahead of another (a restart catching up, one topic's fetch returning first) cannot
+    push the other's on-time events behind the watermark. A topic with nothing new for
+    ``config.idleness_ms`` is idle and stops holding the others back until its next record. Within
+    a topic the watermark is still one per source, across its partitions.
+    """
+    table = f"trending_source_{index}"
+    t_env.execute_sql(source_sql(settings, config, table, (topic,)))
+    raw = t_env.to_data_stream(t_env.sql_query(f"SELECT `topic`, `partition`, `offset`, `data` FROM {table}"))
+    wm = WatermarkStrategy.for_bounded_out_of_orderness(
+        Duration.of_millis(max(s.out_of_orderness_ms for s in config.windows)))
+    if config.idleness_ms:
+        wm = wm.with_idleness(Duration.of_millis(config.idleness_ms))
+    return (raw.flat_map(Decode(settings, config), output_type=contrib_type()).name(f"decode-{topic}")
+            .uid(f"decode-{topic}")
+            .assign_timestamps_and_watermarks(wm.with_timestamp_assigner(EventTime()))
+            .name(f"event-time-{topic}").uid(f"event-time-{topic}"))
 
 
 def interval(ms: int) -> str:
@@ -328,17 +357,12 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
     """Add the trending pipeline to ``t_env`` (run it with its environment's ``execute``)."""
     assert config.windows, "at least one window spec is required"
     t_env.get_config().set("table.local-time-zone", "UTC")
-    t_env.execute_sql(source_sql(settings, config))
-    raw = t_env.to_data_stream(t_env.sql_query(
-        "SELECT `topic`, `partition`, `offset`, `data` FROM trending_source"))
-    wm = WatermarkStrategy.for_bounded_out_of_orderness(
-        Duration.of_millis(max(s.out_of_orderness_ms for s in config.windows)))
-    if config.idleness_ms:
-        wm = wm.with_idleness(Duration.of_millis(config.idleness_ms))
-    events = (raw.flat_map(Decode(settings, config), output_type=contrib_type()).name("decode").uid("decode")
-              .assign_timestamps_and_watermarks(wm.with_timestamp_assigner(EventTime()))
-              .name("event-time").uid("event-time")
-              .key_by(lambda r: logic.dedup_key(r[8], r[0], r[1]), key_type=Types.STRING())
+    merged: DataStream | None = None
+    for index, topic in enumerate(config.source_topics):
+        timed = timed_source(t_env, settings, config, index, topic)
+        merged = timed if merged is None else merged.union(timed)
+    assert merged is not None, "at least one source topic is required"
+    events = (merged.key_by(lambda r: logic.dedup_key(r[8], r[0], r[1]), key_type=Types.STRING())
               .process(Dedup(logic.dedup_horizon_ms(config.windows)), output_type=contrib_type())
               .name("dedup").uid("dedup"))
     schema = Schema.new_builder()
