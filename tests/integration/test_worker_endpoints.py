@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import uuid
 
 import httpx
@@ -18,6 +19,7 @@ from core.settings import Settings, isolated
 from ops import workers
 from stores import cassandra
 from stores import redis as redis_store
+from stores.users import k_registered
 from streams.admin import apply_all
 from streams.producer import EventProducer
 from topologies.metrics import read_target
@@ -49,7 +51,10 @@ def running(stack: Settings, tmp_path_factory: pytest.TempPathFactory):
     state = tmp / "state"
     procs = {n: workers.start_worker(s, n, tmp / f"{n}.log", new_session=True, state_dir=state,
                                      topology_group_suffix=f"-m{uuid.uuid4().hex[:8]}",
-                                     worker_metrics_port=0, worker_live_max_age_s=15)
+                                     worker_metrics_port=0, worker_live_max_age_s=15,
+                                     # new groups start at the log's end: late in the suite, earliest would
+                                     # replay every earlier test's users and posts first (minutes)
+                                     topology_offset_reset="latest")
              for n in NAMES}
     try:
         urls = {n: "http://" + wait_until(lambda n=n: read_target(state, "topology", n), 120)
@@ -68,15 +73,25 @@ def running(stack: Settings, tmp_path_factory: pytest.TempPathFactory):
 def test_metrics_after_traffic(running) -> None:
     s, urls, _procs, logs = running
     author = f"m{uuid.uuid4().hex[:10]}"
-    with EventProducer(s) as producer:
-        producer.send("UserRegistered", new_event(author, user_id=author, handle=author, display_name=author,
-                                                  bio=None, avatar_url=None))
-        producer.send(*post_created(author, "observed"))
+    redis_store.client(s).set(k_registered(author), "1", ex=3600)  # what the API marks on registration
     raw = Producer({"bootstrap.servers": s.kafka_bootstrap})
-    raw.produce("users.v1", key=author.encode(), value=b"\x00not avro")
-    raw.flush(10)
+    last_sent = [0.0]
+
+    def send_traffic() -> None:
+        """A registration, a post and a poison record; again every 3 s until counted (a group that
+        starts at ``latest`` skips what was produced before its partitions were assigned)."""
+        if time.monotonic() - last_sent[0] < 3:
+            return
+        last_sent[0] = time.monotonic()
+        with EventProducer(s) as producer:
+            producer.send("UserRegistered", new_event(author, user_id=author, handle=author,
+                                                      display_name=author, bio=None, avatar_url=None))
+            producer.send(*post_created(author, "observed"))
+        raw.produce("users.v1", key=author.encode(), value=b"\x00not avro")
+        raw.flush(10)
 
     def scraped(name: str, metric: str, **labels: str) -> float:
+        send_traffic()
         r = _get(urls[name] + "/metrics")
         return value(r.text, metric, **labels) if r is not None else 0.0
 
