@@ -32,7 +32,7 @@ class SpamDataConfig:
     """World size, campaign count and seed."""
 
     users: int = 1000
-    campaigns: int = 16
+    campaigns: int = 128
     posts_per_user: float = 4.0
     seed: int = 11
 

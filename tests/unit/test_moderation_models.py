@@ -106,3 +106,27 @@ def test_artifact_with_other_features_is_refused(tmp_path) -> None:
     (tmp_path / "manifest.json").write_text('{"features": ["x"]}')
     with pytest.raises(ArtifactError):
         load_spam(tmp_path)
+
+
+def test_committed_artifact_removes_every_post_of_new_account_campaigns_with_or_without_stuffing() -> None:
+    """What tests/e2e/test_moderation.py injects: 4 brand-new accounts (1 follower, 30 follows), 2
+    near-identical posts each. The 16-campaign model let 24 of 49 unstuffed campaigns through."""
+    import random
+
+    from core.workload import spam_post_body
+
+    model = load_spam()
+    missed = []
+    for index in range(0, 10_000, 67):
+        campaign = spam_campaign(WorkloadConfig(), index, accounts=4)
+        rng, bands, rows = random.Random(7), dict[str, set[int]](), []
+        for n, account in ((n, a) for n in range(2) for a in range(4)):
+            c = content(**dict(zip(("text", "links"), spam_post_body(rng, campaign).values(), strict=True)))
+            keys = band_keys(c.text)
+            dup = set().union(*(bands.get(k, set()) for k in keys)) - {account}
+            for k in keys:
+                bands.setdefault(k, set()).add(account)
+            rows.append(spam_row(c, Behaviour(0.01, 1, 30, 1 + n, len(dup))))
+        if min(model.scores(rows)) < model.threshold:
+            missed.append((index, campaign.stuffing))
+    assert not missed
