@@ -21,6 +21,7 @@ from serving.readers.base import Down, Unavailable
 from serving.readers.bundle import Readers
 from serving.readers.posts import PostsReader
 from serving.readers.timeline import TimelineReader
+from stores.users import k_registered
 
 REFILLS = 5
 Post = dict[str, Any]
@@ -128,7 +129,12 @@ def read_feed(e: ReadEngines, reader: str, algorithm: str, limit: int, before: i
 
 def read_known_feed(e: ReadEngines, reader: str, algorithm: str, limit: int,
                     before: int | None) -> dict[str, Any] | None:
-    """:func:`read_feed` for a registered reader, or None if the reader is unknown (one pool hop)."""
-    if e.readers.profiles.profile(reader) is None:
+    """:func:`read_feed` for a registered reader, or None if the reader is unknown (one pool hop).
+
+    Registered is the profile view, or the API's registration mark (:mod:`serving.registration`):
+    the users topology writes the profile asynchronously, so a reader who just signed up is known
+    by the mark and gets an empty feed, not a 404, while the profile is on its way.
+    """
+    if e.readers.profiles.profile(reader) is None and not e.redis.exists(k_registered(reader)):
         return None
     return read_feed(e, reader, algorithm, limit, before)
