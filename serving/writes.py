@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -27,13 +28,24 @@ from serving.idempotency import (
     redis_key,
 )
 from serving.ownership import DurableOwnership
-from streams.errors import DeliveryInDoubt
+from streams.errors import DeliveryError, DeliveryInDoubt
 from streams.producer import EventProducer
 
 IDEMPOTENCY_KEY_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 ACCEPTED = 202
 ENVELOPE = ("event_id", "occurred_at")
 log = logging.getLogger(__name__)
+LOOKUP_THREADS = 4  # concurrent log look-ups of in-doubt retries (each a short-lived consumer)
+LOOKUP_SLACK_S = 2.0  # a look-up's own bound plus this, then the retry is answered "in doubt"
+_lookup_pool: ThreadPoolExecutor | None = None
+
+
+def lookup_pool() -> ThreadPoolExecutor:
+    """The threads that read the log for in-doubt retries (not the default pool, shared with everything)."""
+    global _lookup_pool
+    if _lookup_pool is None:
+        _lookup_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="log-lookup")
+    return _lookup_pool
 
 
 @dataclass
@@ -60,11 +72,12 @@ class Write:
         """
         event = new_event(self.user, **fields)
         event.update({k: self.ids[k] for k in ENVELOPE if k in self.ids})
-        if IN_DOUBT in self.ids:
+        found = await self._earlier_send_here(record, event) if self.idempotency_key is not None else None
+        if found is None and IN_DOUBT in self.ids:
             found = await self._already_written(record, event)
-            if found is not None:
-                self.positions.append((self.producer.topic_of(record, event), *found))
-                return event["event_id"]
+        if found is not None:
+            self.positions.append((self.producer.topic_of(record, event), *found))
+            return event["event_id"]
         if self.claims is not None:  # the claim is durable before its event can be in the log
             await self.claims.recorded()
         self.sent_at = now_ms()
@@ -73,6 +86,31 @@ class Write:
         metrics.PRODUCED.labels(record).inc()
         self.positions.append((report.topic, report.partition, report.offset))
         return event["event_id"]
+
+    async def _earlier_send_here(self, record: str, event: dict[str, Any]) -> tuple[int, int] | None:
+        """Where an earlier attempt of this event, still unsettled in this API's producer, landed.
+
+        Waits (bounded) for its delivery report: while librdkafka holds the record it may still
+        land, and the log cannot show it yet, so neither a look-up nor a new produce is safe.
+        None if there is no such attempt or it surely failed; DeliveryInDoubt if it is still open.
+        """
+        earlier = self.producer.outstanding(event["event_id"])
+        if earlier is None:
+            return None
+        try:
+            report = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(earlier)),
+                                            self.settings.api_produce_timeout_ms / 1000)
+        except TimeoutError:
+            raise DeliveryInDoubt(f"{record}: an earlier attempt of this event is still being delivered",
+                                  None) from None
+        except DeliveryInDoubt as exc:  # settled, outcome unknown: the log now tells (it cannot change)
+            self.ids[IN_DOUBT] = {"p": exc.partition, "at": 0}
+            return None
+        except DeliveryError:
+            return None  # surely not written: produce it
+        log.info("%s %s: an earlier attempt of event %s here was written at %s; not producing it again",
+                 self.request.method, self.request.url.path, event["event_id"], (report.partition, report.offset))
+        return report.partition, report.offset
 
     async def _already_written(self, record: str, event: dict[str, Any]) -> tuple[int, int] | None:
         """Where (partition, offset) an earlier attempt whose delivery was in doubt put ``event``, if it did.
@@ -83,8 +121,15 @@ class Write:
         doubt, wait_ms = self.ids[IN_DOUBT], 2 * self.settings.api_produce_timeout_ms
         if now_ms() - doubt["at"] < wait_ms:
             raise DeliveryInDoubt(f"{record}: the earlier attempt's outcome is not settled yet", doubt["p"])
-        found = await asyncio.to_thread(self.producer.find, record, event, doubt["p"], event["occurred_at"] - 5000,
-                                        wait_ms / 1000)
+        loop = asyncio.get_running_loop()
+        try:  # a pool of its own, bounded: queued behind other work, a look-up would outlast the client
+            found = await asyncio.wait_for(
+                loop.run_in_executor(lookup_pool(), self.producer.find, record, event, doubt["p"],
+                                     event["occurred_at"] - 5000, wait_ms / 1000),
+                wait_ms / 1000 + LOOKUP_SLACK_S)
+        except TimeoutError:
+            raise DeliveryInDoubt(f"{record}: the log could not be read in time to learn the earlier outcome",
+                                  doubt["p"]) from None
         if found is not None:
             log.info("%s %s: event %s was written at %s; not producing it again", self.request.method,
                      self.request.url.path, event["event_id"], found)

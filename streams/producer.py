@@ -89,6 +89,8 @@ class EventProducer:
         self._timeout_s = int(conf["delivery.timeout.ms"]) / 1000 + 5
         self._producer = Producer(conf)
         self._closed = threading.Event()
+        self._outstanding: dict[str, Future[DeliveryReport]] = {}  # event id -> its unsettled delivery
+        self._outstanding_lock = threading.Lock()
         self._poller = threading.Thread(target=self._poll_loop, name="event-producer-poll", daemon=True)
         self._poller.start()
 
@@ -120,9 +122,15 @@ class EventProducer:
                                 attributes={"messaging.destination.name": target.name,
                                             "feedstream.record": short}) if tracing.ENABLED else None
 
+        event_id = str(value.get("event_id") or "")
+
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if sp is not None:
                 tracing.end_delivery(sp, err, msg)
+            if event_id:
+                with self._outstanding_lock:
+                    if self._outstanding.get(event_id) is future:
+                        del self._outstanding[event_id]
             if err is not None:
                 future.set_exception(delivery_failure(err, msg.partition(), f"{short} to {target.name}"))
             else:
@@ -130,12 +138,31 @@ class EventProducer:
                     target.name, msg.partition() or 0, msg.offset() or 0, msg.key(), short, msg.timestamp()[1]))
 
         headers = event_type_headers(fullname) if sp is None else tracing.with_parent(event_type_headers(fullname), sp)
+        if event_id:  # before produce: the delivery report may come first
+            with self._outstanding_lock:
+                self._outstanding[event_id] = future
         while True:
             try:
                 self._producer.produce(target.name, payload, key, on_delivery=on_delivery, headers=headers)
                 return future
             except BufferError:  # local queue full: let the poll thread drain delivery reports
                 time.sleep(0.005)
+            except BaseException:
+                if event_id:
+                    with self._outstanding_lock:
+                        if self._outstanding.get(event_id) is future:
+                            del self._outstanding[event_id]
+                raise
+
+    def outstanding(self, event_id: str) -> Future[DeliveryReport] | None:
+        """The delivery of an event this producer sent and librdkafka has not settled yet, if any.
+
+        A send that timed out (DeliveryInDoubt) may still be queued or in flight here, and land
+        later: a retry of the same event must wait for this outcome, not read the log and produce
+        again (the log cannot show a record that has not arrived yet).
+        """
+        with self._outstanding_lock:
+            return self._outstanding.get(event_id)
 
     def _route(self, record: str, value: Mapping[str, Any], key: str | bytes | None,
                topic: Topic | str | None) -> tuple[Topic, str, bytes | None]:
