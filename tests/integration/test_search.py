@@ -270,3 +270,21 @@ def test_discover_serves_unfollowed_authors_on_the_readers_interests(env: Env) -
     assert all(i != followed for i in [x["author_id"] for x in env.api.get(
         f"/v1/users/{reader}/discover", headers=bearer(env.s, reader)).json()["items"]])
     assert env.api.get(f"/v1/users/{reader}/discover", headers=bearer(env.s, stranger)).status_code == 403
+
+
+def test_a_post_by_a_never_registered_author_is_not_searchable_and_is_dead_lettered(env: Env) -> None:
+    """Issue 14 item 5: search agrees with the feeds; no post by an author without a profile."""
+    reader, ghost, w = env.user("r"), f"ghost{uuid.uuid4().hex[:8]}", word()  # ghost: never on users.v1
+    tail = TopicTail(env.s, DEAD_LETTERS.name)
+    env.post(ghost, f"phantom {w}")
+    real = env.post(env.user("a"), f"real {w}")  # the same words by a registered author: indexed
+    wait_until(lambda: env.ids(reader, w) == [real["post_id"]], timeout_s=60)
+
+    def refused() -> bool:  # by the search worker (the fan-out does not run here)
+        tail.read(time.monotonic() + 1)
+        return any(d.value["error_type"] == "UnknownAuthor" and d.value["source_topic"] == "posts.v1"
+                   and ghost in d.value["error"] and "search" in (d.value["consumer_group"] or "")
+                   for d in tail.seen)
+
+    wait_until(refused, timeout_s=90)
+    assert env.ids(reader, w) == [real["post_id"]]

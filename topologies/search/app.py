@@ -22,6 +22,9 @@ from stores import search
 from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, POSTS, USERS
 from streams.errors import PoisonRecord, StreamsError
 from streams.serde import Serde
+from topologies.fanout.app import author_check
+from topologies.fanout.logic import UnknownAuthor
+from topologies.fanout.runtime import Stores
 from topologies.faust_runtime import (
     SourceRecord,
     catalog_topic,
@@ -32,6 +35,7 @@ from topologies.faust_runtime import (
     register_batch_agent,
     run_worker,
 )
+from topologies.graph.app import UserCheck
 from topologies.search.logic import COUNT_RECORDS, POST_RECORDS, USER_RECORDS, needs_current, plan
 
 ENGAGEMENT_RECORDS = ("Liked", "Unliked", "CommentAdded", "CommentDeleted", "Shared", "ReactionAdded",
@@ -76,16 +80,28 @@ def check_search_record(rec: SourceRecord) -> None:
         raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
 
 
-def process_batch(index: Index, recs: Sequence[SourceRecord], *, refresh: bool = False
-                  ) -> list[tuple[SourceRecord, PoisonRecord]]:
-    """Index one batch; return the records to dead-letter. Raises on a write OpenSearch refused."""
+def process_batch(index: Index, recs: Sequence[SourceRecord], *, refresh: bool = False,
+                  users: UserCheck | None = None) -> list[tuple[SourceRecord, PoisonRecord]]:
+    """Index one batch; return the records to dead-letter. Raises on a write OpenSearch refused.
+
+    With ``users`` (the live worker), a PostCreated whose author never registered is refused by the
+    fan-out's rule (:func:`topologies.fanout.app.author_check`: registered by ``occurred_at + grace``,
+    proven by the users topology's progress), so search holds no post the feeds refuse (issue 14
+    item 5); its edits then find no post to edit and are refused too.
+    """
+    refused: list[tuple[SourceRecord, PoisonRecord]] = []
+    if users is not None:
+        unknown = users.unknown(list(recs))
+        refused = [(rec, UnknownAuthor(f"PostCreated: author {', '.join(sorted(m))} never registered"))
+                   for rec, m in zip(recs, unknown, strict=True) if m]
+        recs = [rec for rec, m in zip(recs, unknown, strict=True) if not m]
     events = [(r.name, r.value) for r in recs]
     current = search.get_docs(index.client, index.target, needs_current(events))
     p = plan(events, current)
     stats = search.apply(index.client, index.target, p.writes, p.popularity, p.interests, refresh=refresh)
     if stats.errors:
         raise IndexError_(f"{len(stats.errors)} bulk write(s) failed, first: {stats.errors[0]}")
-    return [(recs[i], exc) for i, exc in p.refused]
+    return refused + [(recs[i], exc) for i, exc in p.refused]
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
@@ -95,9 +111,11 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     serde = serde or make_serde(settings)
     idx = index or Index(settings)
     dlq = dlq_topic(app)
+    authors = author_check(Stores(settings))  # posts.v1 only: the other topics name no author to check
 
     async def handle(recs: list[SourceRecord]) -> None:
-        for rec, exc in await asyncio.to_thread(process_batch, idx, recs):
+        users = authors if recs and recs[0].topic == POSTS.name else None
+        for rec, exc in await asyncio.to_thread(process_batch, idx, recs, users=users):
             await dead_letter_record(app, serde, dlq, app.conf.id, rec, exc)
 
     for topic in SOURCES:
