@@ -112,6 +112,37 @@ async def wait_lag_zero(settings: Settings, timeout_s: float) -> float | None:
     return None
 
 
+async def wait_trending_running(settings: Settings, driver: Any, timeout_s: float) -> float | None:
+    """Seconds until the trending job has checkpointed past a probe post (None after ``timeout_s``).
+
+    Summed lag 0 alone passes while the job has not started: before a run's load, posts.v1 and
+    engagements.v1 may hold nothing for it to lag behind. So a probe user outside the run posts
+    once, and this waits until the ``trending`` group has committed posts.v1 up to its end as of
+    then: the job runs and commits (on checkpoints). The probe is not one of the run's users, so the
+    verification does not count it.
+    """
+    from core.workload import Request
+
+    t0, probe = time.monotonic(), f"probe-trending-{uuid.uuid4().hex[:8]}"
+    await driver.send(Request("POST", "/v1/users", probe, {"user_id": probe, "handle": probe.replace("-", "_"),
+                                                           "display_name": "trending probe"}))
+    posted = False
+    ends: int | None = None
+    while time.monotonic() - t0 < timeout_s:
+        if not posted:
+            res = await driver.send(Request("POST", "/v1/posts", probe, {"text": "checkpoint probe #chaosprobe"}))
+            posted = res.status == 202
+        if posted:
+            lags = {x.topology: x for x in await asyncio.to_thread(topology_lag, settings, 3)}
+            trending = lags.get("trending")
+            if trending is not None:
+                ends = trending.end if ends is None else ends
+                if trending.committed >= ends > 0:
+                    return time.monotonic() - t0
+        await asyncio.sleep(1.0)
+    return None
+
+
 def recovery(lag: list[tuple[float, int | None]], inject_at: float | None, heal_at: float | None) -> float | None:
     """Injection to the first sample, after the heal and after the lag's peak that followed the
     injection, with lag back at or below its pre-fault maximum (None if it never got there)."""
@@ -138,6 +169,7 @@ class Suite:
     users: int
     echo: Callable[[str], Any] = print
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:4])
+    wait_trending: bool = True  # each run starts once the trending job checkpoints (see wait_trending_running)
 
     async def run_one(self, n: int, fault: fl.Fault) -> RunResult:
         cfg = WorkloadConfig(users=self.users, seed=n, prefix=f"x{self.tag}{n:02d}-", mean_follows=6.0,
@@ -147,6 +179,8 @@ class Suite:
             load = Load(driver, cfg)
             await load.setup()
             await wait_lag_zero(self.settings, 300)  # the run starts from a settled platform
+            if self.wait_trending and await wait_trending_running(self.settings, driver, 600) is None:
+                self.echo(f"[{fault.name}] the trending job did not commit within 600 s; running anyway")
             t0 = time.monotonic()
             lag: list[tuple[float, int | None]] = []
             marks: dict[str, float] = {}
@@ -235,7 +269,8 @@ def start_platform(settings: Settings, proxy: Toxiproxy | None, echo: Callable[[
 
 def suite(names: list[str], *, duration_s: float, rate: float, users: int, out: Path, own: bool = True,
           stall_s: float = 20.0, net_s: float = 15.0, echo: Callable[[str], Any] = print,
-          on_result: Callable[[list[RunResult]], Any] | None = None) -> list[RunResult]:
+          on_result: Callable[[list[RunResult]], Any] | None = None,
+          wait_trending: bool = True) -> list[RunResult]:
     """Run every fault of ``names`` once; stop the platform at the end when it is our own.
 
     A run that fails outright (not a wrong view: an error of the suite or a platform that does not
@@ -257,7 +292,7 @@ def suite(names: list[str], *, duration_s: float, rate: float, users: int, out: 
     try:
         restart = start_platform(settings, proxy, echo)
         ctx = fl.Context(settings, restart, proxy, echo)
-        s = Suite(settings, ctx, duration_s, rate, users, echo)
+        s = Suite(settings, ctx, duration_s, rate, users, echo, wait_trending=wait_trending)
         for n, name in enumerate(names):
             if catalog[name].name.startswith("net-") and proxy is None:
                 echo(f"[{name}] skipped: network faults need the suite's own platform (Toxiproxy)")
