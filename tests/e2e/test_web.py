@@ -33,9 +33,11 @@ from stores import progress
 from stores import redis as redis_store
 from streams.admin import apply_all
 
-# Off in `make test` for now: in the merged suite every scenario failed in setup (bob's feed 404 "no user",
-# the read side not knowing a user the fixture had just registered), though the module passed alone
-# (13 passed in 101 s). Issue #22 stays open for it; run with FEEDSTREAM_WEB_E2E=1.
+# Off in `make test` for now. The setup's "bob's feed 404 no user" is fixed (a reader known by the
+# registration mark reads an empty feed). Still open (2026-12-02 run: 7 passed, 6 failed): the
+# moderation worker stops after its first verdict (no log line, then "no commit for 120s with
+# records waiting: heartbeat withheld"), so the live post never shows and the like, report and
+# moderation checks that need it fail. Issue #22 stays open for it; run with FEEDSTREAM_WEB_E2E=1.
 pytestmark = [pytest.mark.timeout(900),
               pytest.mark.skipif(os.environ.get("FEEDSTREAM_WEB_E2E") != "1",
                                  reason="browser e2e fails in the merged suite's setup (#22 open); FEEDSTREAM_WEB_E2E=1 runs it")]
