@@ -69,10 +69,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """
     settings = app.state.settings = settings_of(app)
     app.state.id_node = await asyncio.to_thread(idnodes.claim, settings)
-    # request.timeout.ms too: librdkafka does not time out a record in flight before its request,
-    # and a record still in flight can land after a retry read the log (issue 13, defect 5)
+    # request.timeout.ms stays librdkafka's 30 s: at 5 s (tried), requests in flight to a restarting
+    # broker timed out, the idempotent producer reset its state and re-sent them, and the broker
+    # appended 42 batches twice (kill-kafka chaos, 2026-12-02)
     producer = EventProducer(settings, config={"delivery.timeout.ms": settings.api_produce_timeout_ms,
-                                               "request.timeout.ms": settings.api_produce_timeout_ms,
                                                "linger.ms": settings.api_linger_ms})
     redis = async_client(settings)
     app.state.producer = producer

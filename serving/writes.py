@@ -92,7 +92,9 @@ class Write:
 
         Waits (bounded) for its delivery report: while librdkafka holds the record it may still
         land, and the log cannot show it yet, so neither a look-up nor a new produce is safe.
-        None if there is no such attempt or it surely failed; DeliveryInDoubt if it is still open.
+        None if there is no such attempt or it surely failed (or settled in doubt: then the claim's
+        ``in_doubt`` starts now, and the log is read after the settle time); DeliveryInDoubt if it is
+        still open.
         """
         earlier = self.producer.outstanding(event["event_id"])
         if earlier is None:
@@ -103,8 +105,8 @@ class Write:
         except TimeoutError:
             raise DeliveryInDoubt(f"{record}: an earlier attempt of this event is still being delivered",
                                   None) from None
-        except DeliveryInDoubt as exc:  # settled, outcome unknown: the log now tells (it cannot change)
-            self.ids[IN_DOUBT] = {"p": exc.partition, "at": 0}
+        except DeliveryInDoubt as exc:  # settled, outcome unknown: a request may still be at the broker, so
+            self.ids[IN_DOUBT] = {"p": exc.partition, "at": now_ms()}  # the log is read once that has passed
             return None
         except DeliveryError:
             return None  # surely not written: produce it
