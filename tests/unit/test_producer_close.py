@@ -5,8 +5,9 @@ end of a test run). No broker is needed: the client points at a closed loopback 
 from __future__ import annotations
 
 import os
-import socket
 import time
+
+from support.ports import closed_port
 
 from core.settings import Settings
 from streams.producer import EventProducer
@@ -14,14 +15,6 @@ from streams.producer import EventProducer
 
 def threads() -> int:
     return len(os.listdir("/proc/self/task"))  # native librdkafka threads included
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_close_destroys_the_client_and_its_threads() -> None:

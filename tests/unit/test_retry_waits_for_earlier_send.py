@@ -9,7 +9,6 @@ tests drive :class:`serving.writes.Write` with a producer double that records wh
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from concurrent.futures import Future
@@ -17,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from support.ports import closed_port
 
 from core.settings import Settings
 from serving.idempotency import IN_DOUBT
@@ -31,16 +31,8 @@ class _OfflineSerde(Serde):
         return b"\x00\x00\x00\x00\x01payload"
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_the_producer_knows_an_unsettled_send_by_event_id_until_its_report() -> None:
-    settings = Settings(kafka_port=_closed_port())
+    settings = Settings(kafka_port=closed_port())
     p = EventProducer(settings, serde=_OfflineSerde("http://127.0.0.1:1"),
                       config={"delivery.timeout.ms": 1500, "linger.ms": 0})
     try:
