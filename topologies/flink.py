@@ -10,6 +10,47 @@ if TYPE_CHECKING:
     from pyflink.table import TableEnvironment
 
 
+def drain_gateway_stderr() -> None:
+    """Copy the PyFlink gateway JVM's stderr to ours, as it is written (idempotent; before the
+    gateway starts).
+
+    PyFlink starts the JVM with ``stderr=PIPE`` and reads that pipe only if the JVM dies before
+    it reports its port. With ``python.execution-mode: thread`` our operators run inside that JVM,
+    so whatever they write to stderr, librdkafka's log lines above all (a Kafka outage logs one per
+    reconnect), fills the 64 KiB pipe; the next write then blocks forever. That is how the trending
+    job's Kafka producer wedged after a Kafka kill: its broker thread hung in ``write(2)``, every
+    publish waited out its timeout, checkpoints expired, and the failed task's close hung in
+    ``rd_kafka_destroy``, holding its slot through every restart (issue 13).
+    """
+    import sys
+    import threading
+
+    from pyflink import java_gateway
+
+    launch = java_gateway.launch_gateway_server_process
+    if getattr(launch, "drains_stderr", False):
+        return
+
+    def pump(pipe: Any) -> None:
+        write = True
+        while chunk := pipe.read1(65536):  # whatever is there, as soon as it is there
+            if write:
+                try:
+                    sys.stderr.write(chunk.decode("utf-8", "replace"))
+                    sys.stderr.flush()
+                except (OSError, ValueError):  # our stderr closed at exit: keep reading, never block the JVM
+                    write = False
+
+    def launch_draining(env: Any, args: Any) -> Any:
+        proc = launch(env, args)
+        if proc.stderr is not None:
+            threading.Thread(target=pump, args=(proc.stderr,), name="flink-gateway-stderr", daemon=True).start()
+        return proc
+
+    launch_draining.drains_stderr = True  # type: ignore[attr-defined]
+    java_gateway.launch_gateway_server_process = launch_draining
+
+
 def connector_jar_urls(settings: Settings) -> list[str]:
     """``file://`` URLs of the Kafka and avro-confluent connector jars in ``settings.flink_jars_dir``.
 
@@ -28,6 +69,7 @@ def table_env(settings: Settings, *, streaming: bool = True, parallelism: int = 
     """A TableEnvironment with the Kafka and avro-confluent jars on ``pipeline.jars``."""
     from pyflink.table import EnvironmentSettings, TableEnvironment
 
+    drain_gateway_stderr()
     env_settings = (EnvironmentSettings.in_streaming_mode() if streaming
                     else EnvironmentSettings.in_batch_mode())
     t_env = TableEnvironment.create(env_settings)
@@ -109,12 +151,18 @@ def stream_table_env(settings: Settings, *, parallelism: int | None = 1, checkpo
     the MiniCluster's memory size and makes Python workers use this interpreter; pass ``False``
     under a real cluster, whose ``python.executable`` wins.
     """
+    import os
     import sys
 
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
+    if local:  # the gateway JVM's log (Flink's own: restarts, failures) under the state dir, not site-packages
+        log_dir = settings.state_dir / "logs" / "flink"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        os.environ.setdefault("FLINK_LOG_DIR", str(log_dir.resolve()))
+    drain_gateway_stderr()
     conf = Configuration()
     conf.set_string("pipeline.jars", ";".join(connector_jar_urls(settings)))
     for key, value in PYTHON_TUNING.items():
@@ -130,6 +178,9 @@ def stream_table_env(settings: Settings, *, parallelism: int | None = 1, checkpo
         conf.set_string("restart-strategy.type", "fixed-delay")
         conf.set_string("restart-strategy.fixed-delay.attempts", "3")
         conf.set_string("restart-strategy.fixed-delay.delay", "5 s")
+        # a failed task whose close hangs keeps its slot; give up on it in 60 s, not 5 min, so the
+        # job fails, the process exits and its supervisor starts a fresh JVM from the checkpoint
+        conf.set_string("slot.request.timeout", "60 s")
         for key, value in local_thread_mode().items():
             conf.set_string(key, value)
     if checkpoint_interval_ms is not None:

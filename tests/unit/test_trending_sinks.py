@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from support.serde import mock_serde
 
 from topologies.trending.app import job_config, latest_checkpoint
@@ -72,3 +74,69 @@ def test_run_options_local_vs_cluster(tmp_path) -> None:
     over = run_options(Settings(state_dir=tmp_path, trending_parallelism=4,
                                 trending_checkpoint_dir="s3://b/trending"), cluster=True)
     assert (over["parallelism"], over["checkpoint_dir"]) == (4, "s3://b/trending")
+
+
+class _Producer:
+    """A librdkafka stand-in: ``confirms`` says whether flush delivers what was produced."""
+
+    made: ClassVar[list[_Producer]] = []
+
+    def __init__(self, conf: dict, *, confirms: bool = True, error: str | None = None) -> None:
+        self.conf, self.confirms, self.error = conf, confirms, error
+        self.queued: list[tuple] = []
+        self.delivered: list[bytes] = []
+        self.purged = False
+        _Producer.made.append(self)
+
+    def produce(self, topic, payload, key, headers=None, on_delivery=None) -> None:
+        self.queued.append((payload, on_delivery))
+
+    def flush(self, timeout: float) -> int:
+        if not self.confirms:
+            return len(self.queued)
+        for payload, cb in self.queued:
+            cb(self.error, None)
+            if self.error is None:
+                self.delivered.append(payload)
+        self.queued = []
+        return 0
+
+    def purge(self, *args, **kwargs) -> None:
+        self.purged = True  # even a non-blocking purge hung on the wedged producer's threads
+
+
+def _publisher(factory):
+    from core.settings import Settings
+    from topologies.trending.sinks import Publisher
+
+    return Publisher(Settings(), cassandra=False, producer_factory=factory)
+
+
+def test_a_producer_that_stops_confirming_is_replaced_and_the_records_sent_again() -> None:
+    """After a Kafka kill the job's idempotent producer never reconnected: each publish waited out
+    its flush and the entries were silently dropped (no delivery report was read)."""
+    _Producer.made = []
+    states = iter([False, True])  # the first producer never confirms, its replacement does
+    pub = _publisher(lambda conf: _Producer(conf, confirms=next(states)))
+    records = [("trending.v1", b"e1", b"k", []), ("trending.v1", b"e2", b"k", [])]
+    pub._send(records)
+    first, second = _Producer.made
+    assert not first.purged and not first.delivered
+    assert second.delivered == [b"e1", b"e2"]
+    assert pub.producer is second
+    # the wedged producer is kept, not destroyed: its rd_kafka_destroy blocked the task's close
+    from topologies.trending.sinks import ABANDONED
+    assert ABANDONED[-1] is first
+
+
+def test_failed_delivery_reports_are_not_success_and_give_up_after_the_attempts() -> None:
+    import pytest
+
+    from topologies.trending.sinks import SEND_ATTEMPTS
+
+    _Producer.made = []
+    pub = _publisher(lambda conf: _Producer(conf, error="Local: Message timed out"))
+    with pytest.raises(RuntimeError, match="did not confirm delivery"):
+        pub._send([("trending.v1", b"e1", b"k", [])])
+    assert len(_Producer.made) == SEND_ATTEMPTS + 1  # the first, then a new one after each failure
+    assert not any(p.purged for p in _Producer.made)

@@ -7,8 +7,10 @@ its writes are durable, so replay after a checkpoint restore is harmless.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Producer
@@ -22,6 +24,11 @@ from streams.serde import Serde
 from topologies.trending.logic import Contribution, TopK
 
 ACTOR = "trending"
+SEND_ATTEMPTS = 4  # then the job fails and restarts from its checkpoint
+SEND_WAIT_S = 12.0  # per attempt: librdkafka's delivery timeout (below) plus a margin
+PRODUCER_OVERRIDES = {"delivery.timeout.ms": 10_000}
+log = logging.getLogger(__name__)
+ABANDONED: list[Any] = []  # producers replaced after a failed publish: never destroyed (see _replace_producer)
 _NS = uuid.UUID("6f1d3c2a-8a43-4d7e-9a55-2f1c0b7e5a11")
 
 
@@ -57,13 +64,14 @@ class Publisher:
     """Writes ranked lists to trending.v1, Redis and Cassandra; late events to dead letters."""
 
     def __init__(self, settings: Settings, *, trending_topic: str = TRENDING.name,
-                 late_topic: str = DEAD_LETTERS.name, cassandra: bool = True) -> None:
+                 late_topic: str = DEAD_LETTERS.name, cassandra: bool = True,
+                 producer_factory: Callable[[dict[str, Any]], Any] = Producer) -> None:
         from stores import redis as redis_store
 
-        self.settings = settings
+        self.settings, self.producer_factory = settings, producer_factory
         self.trending_topic, self.late_topic = trending_topic, late_topic
         self.serde = Serde(settings.registry_url)
-        self.producer = Producer(producer_config(settings, **{"linger.ms": 1}))
+        self.producer = self._new_producer()
         self.redis = redis_store.client(settings)
         self.session = None
         if cassandra:
@@ -81,11 +89,11 @@ class Publisher:
 
         now = time.time_ns() // 1_000_000
         headers = [(HEADER_EVENT_TYPE, b"io.feedstream.derived.TrendingEntry")]
-        pending = []
+        pending, records = [], []
         for topk in topks:
             for value in trending_records(topk, now):
                 payload = self.serde.encode("TrendingEntry", value, self.trending_topic)
-                self.producer.produce(self.trending_topic, payload, topk.scope.encode(), headers=headers)
+                records.append((self.trending_topic, payload, topk.scope.encode(), headers))
             if self.session is not None:
                 pending += store.write_history_async(self.session, topk.scope, topk.window_start,
                                                      topk.window_end, topk.entries)
@@ -95,7 +103,7 @@ class Publisher:
             for topk in topks:
                 store.write_current(p, topk.scope, topk.window_start, topk.window_end, topk.entries, now)
             p.execute()
-        self._flush()
+        self._send(records)
         return sum(len(t.entries) for t in topks)
 
     def late(self, c: Contribution, topic: str, partition: int, offset: int, label: str,
@@ -105,9 +113,8 @@ class Publisher:
 
         value = late_record(c, topic, partition, offset, label, watermark, now_ms())
         payload = self.serde.encode("DeadLetter", value, self.late_topic)
-        self.producer.produce(self.late_topic, payload, topic.encode(),
-                              headers=[(HEADER_EVENT_TYPE, b"io.feedstream.derived.DeadLetter")])
-        self._flush()
+        self._send([(self.late_topic, payload, topic.encode(),
+                     [(HEADER_EVENT_TYPE, b"io.feedstream.derived.DeadLetter")])])
         store.incr_late(self.redis, label)
 
     def poison(self, topic: str, partition: int, offset: int, data: bytes | None, exc: Exception) -> None:
@@ -115,10 +122,51 @@ class Publisher:
         value = dead_letter(group=ACTOR, topic=topic, partition=partition, offset=offset, key=None,
                             value=data, error=str(exc), error_type=type(exc).__name__,
                             event_id=str(uuid.uuid5(_NS, f"poison|{topic}|{partition}|{offset}")))
-        self.producer.produce(self.late_topic, self.serde.encode("DeadLetter", value, self.late_topic),
-                              topic.encode(), headers=[(HEADER_EVENT_TYPE, b"io.feedstream.derived.DeadLetter")])
-        self._flush()
+        self._send([(self.late_topic, self.serde.encode("DeadLetter", value, self.late_topic),
+                     topic.encode(), [(HEADER_EVENT_TYPE, b"io.feedstream.derived.DeadLetter")])])
 
-    def _flush(self) -> None:
-        if self.producer.flush(30) != 0:
-            raise RuntimeError("trending: Kafka did not confirm delivery within 30 s")
+    def _new_producer(self) -> Any:
+        return self.producer_factory(producer_config(self.settings, **{"linger.ms": 1, **PRODUCER_OVERRIDES}))
+
+    def _replace_producer(self) -> None:
+        """Swap in a new producer and abandon the old one **without touching it again**.
+
+        A wedged instance blocks every call that waits on its threads: ``rd_kafka_destroy`` (in the
+        job it hung the operator's close, so the failed task never gave its slot back and every
+        restart ended in ``NoResourceAvailableException``) and even a non-blocking ``purge``. It is
+        kept referenced for the life of the process instead. Should it ever deliver what it held,
+        those entries are duplicates with the same event ids.
+        """
+        old, self.producer = self.producer, self._new_producer()
+        ABANDONED.append(old)
+
+    def _send(self, records: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]) -> None:
+        """Produce ``records`` and return once Kafka confirmed every one of them.
+
+        A delivery that fails or is not confirmed within the attempt's bound is sent again, all of
+        the records, on a **new** producer: after a Kafka kill the job's producer was seen wedged
+        for good (its log writes blocked, see :func:`topologies.flink.drain_gateway_stderr`), each
+        publish waited out its timeout, and failed delivery reports went unread, so the entries were
+        silently dropped. Entries carry deterministic event ids, so a record that did land twice is
+        the same entry twice. After ``SEND_ATTEMPTS`` the error is raised: the job fails and
+        restarts from its last checkpoint, with nothing acknowledged lost.
+        """
+        why = ""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            failed: list[str] = []
+
+            def report(err: Any, _msg: Any, failed: list[str] = failed) -> None:
+                if err is not None:
+                    failed.append(str(err))
+
+            for topic, payload, key, headers in records:
+                self.producer.produce(topic, payload, key, headers=headers, on_delivery=report)
+            left = self.producer.flush(SEND_WAIT_S)
+            if not left and not failed:
+                return
+            why = f"{left} unconfirmed after {SEND_WAIT_S:g} s" if left else f"{len(failed)} failed ({failed[0]})"
+            log.warning("trending: publish attempt %d/%d: %s; sending again on a new producer", attempt,
+                        SEND_ATTEMPTS, why)
+            self._replace_producer()
+        raise RuntimeError(f"trending: Kafka did not confirm delivery after {SEND_ATTEMPTS} attempts ({why}); "
+                           "the job restarts from its last checkpoint")
