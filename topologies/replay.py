@@ -7,8 +7,8 @@ Two ways to rebuild the timeline views from the log:
 - :func:`replay_in_order`: one process reads both topics to their current end, merges the records
   by Kafka timestamp, and applies them with the workers' own store functions
   (:func:`topologies.graph.app.process_graph`, :func:`topologies.fanout.app.process_posts`);
-  graph events naming users not registered in time (``users.v1``, read whole) are skipped, as the
-  live worker dead-letters them.
+  graph events naming users, and posts by authors, not registered in time (``users.v1``, read
+  whole) are skipped, as the live workers dead-letter them.
   Two separately running workers catch up on the two topics at independent speeds, so a bounded
   back-fill can differ from the live run (a follow replayed before the followee's older posts sees
   them pushed, not back-filled); the merged order reproduces the live interleaving. No
@@ -97,7 +97,7 @@ def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("g
     ``tl`` gives the timeline knobs (cap, celebrity threshold, …) the workers ran with.
     """
     from core.clock import millis
-    from topologies.fanout.app import POST_RECORDS, process_posts
+    from topologies.fanout.app import POST_RECORDS, author_named, process_posts
     from topologies.fanout.runtime import Stores
     from topologies.graph.app import UserCheck, process_graph
     from topologies.graph.logic import GRAPH_RECORDS
@@ -108,22 +108,28 @@ def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("g
     st = Stores(with_overrides(settings, **knobs))
     serde = Serde(settings.registry_url)
     recs = read_log(settings, [SOURCES[n] for n in names], serde, stats)
-    # graph events need their users registered (UserCheck's rule); the whole users.v1 log is the
-    # evidence, so nothing is waited for
+    # graph events need their users registered and a PostCreated its author (UserCheck's rule, the
+    # live workers' too); the whole users.v1 log is the evidence, so nothing is waited for
     registered: dict[str, int] = {}
-    if "graph" in names:
-        for u in read_log(settings, [USERS.name], serde, ReplayStats()):
-            if u.name == "UserRegistered":
-                at = millis(u.value["occurred_at"])
-                registered[u.value["user_id"]] = min(at, registered.get(u.value["user_id"], at))
-    users = UserCheck(lambda ids: {i: registered[i] for i in ids if i in registered},
-                      int(settings.graph_user_grace_s * 1000), now_ms=lambda: 2**62)
+    for u in read_log(settings, [USERS.name], serde, ReplayStats()):
+        if u.name == "UserRegistered":
+            at = millis(u.value["occurred_at"])
+            registered[u.value["user_id"]] = min(at, registered.get(u.value["user_id"], at))
+
+    def lookup(ids: list[str]) -> dict[str, int]:
+        return {i: registered[i] for i in ids if i in registered}
+
+    grace_ms = int(settings.graph_user_grace_s * 1000)
+    users = UserCheck(lookup, grace_ms, now_ms=lambda: 2**62)
+    authors = UserCheck(lookup, grace_ms, now_ms=lambda: 2**62, named=author_named)
     pending: list[SourceRecord] = []
 
     def flush() -> None:
         if pending:
-            process_posts(st, pending)
-            stats.posts += len(pending)
+            results = process_posts(st, pending, authors)
+            refused = [rec for rec, r in results if isinstance(r, PoisonRecord)]  # the live worker dead-lettered them
+            stats.posts += len(pending) - len(refused)
+            stats.skipped += len(refused)
             pending.clear()
 
     for rec in recs:

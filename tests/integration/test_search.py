@@ -228,6 +228,7 @@ def test_replay_rebuilds_into_a_fresh_index_and_swaps_the_alias(env: Env) -> Non
     pid = env.post(author, f"kept {w}")["post_id"]
     gone = env.post(author, f"gone {w}")["post_id"]
     env.producer.send(*post_deleted(author, gone))
+    env.post(f"ghost{uuid.uuid4().hex[:8]}", f"phantom {w}")  # never registered: the replay refuses it too
     wait_until(lambda: env.ids(reader, w) == [pid])
     os_ = idx.client(env.s.opensearch_url)
     before = set(os_.indices.get_alias(name=env.s.search_alias))
@@ -235,7 +236,8 @@ def test_replay_rebuilds_into_a_fresh_index_and_swaps_the_alias(env: Env) -> Non
     after = set(os_.indices.get_alias(name=env.s.search_alias))
     assert after == {stats.index} and not after & before and set(stats.old) == before
     assert not os_.indices.exists(index=",".join(before))
-    assert env.ids(reader, w) == [pid]  # the delete replayed too
+    assert env.ids(reader, w) == [pid]  # the delete replayed too, the ghost's post refused
+    assert stats.skipped >= 1
 
 
 def test_opensearch_down_answers_503_with_retry_after(env: Env, search_stack: Settings) -> None:

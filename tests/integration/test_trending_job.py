@@ -60,6 +60,12 @@ class Feed:
         self.serde = Serde(settings.registry_url)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
         self.group = f"trending-{tag}"
+        # u1 and u2 are registered (the write API's mark); ``ghost`` never is
+        from stores.redis import client
+        from stores.users import k_registered
+
+        client(settings).mset({k_registered("u1"): 1, k_registered("u2"): 1})
+        self.ghost = f"ghost-{tag}"
         # windows depend on event time only; a fresh base per run (not just per minute: both tests
         # can run within one) keeps Cassandra rows apart
         self.t0 = (time.time_ns() // 1_000_000 // 60_000) * 60_000 - 3_600_000 - (int(tag, 16) % 50_000) * 60_000
@@ -68,23 +74,24 @@ class Feed:
         from topologies.trending.job import TrendingConfig
 
         return TrendingConfig(windows=(SPEC,), k=3, source_topics=(self.posts, self.engagements),
-                              trending_topic=self.trending, late_topic=self.late, group_id=self.group)
+                              trending_topic=self.trending, late_topic=self.late, group_id=self.group,
+                              prove_authors=False)  # no users topology runs here: the clock decides
 
     def _env(self, ts: int) -> dict[str, Any]:
         return {"event_id": str(uuid.uuid4()), "occurred_at": self.t0 + ts, "actor_id": "u1", "schema_version": 1}
 
-    def post(self, ts: int, *tags: str, times: int = 1) -> bytes:
+    def post(self, ts: int, *tags: str, times: int = 1, author: str = "u1") -> bytes:
         """Produce a PostCreated ``times`` times (re-deliveries: the same event id); return its bytes."""
-        value = {**self._env(ts), "post_id": 1_000 + ts, "author_id": "u1", "text": "hi", "media": [],
+        value = {**self._env(ts), "post_id": 1_000 + ts, "author_id": author, "text": "hi", "media": [],
                  "links": [], "hashtags": list(tags), "mentions": [], "visibility": "PUBLIC"}
         data = self.serde.encode("PostCreated", value, self.posts)
         for _ in range(times):
-            self.producer.produce(self.posts, data, b"u1")
+            self.producer.produce(self.posts, data, author.encode())
         return data
 
-    def engage(self, ts: int, record: str, post_id: int, times: int = 1) -> bytes:
+    def engage(self, ts: int, record: str, post_id: int, times: int = 1, user: str = "u2") -> bytes:
         """Produce an engagement ``times`` times (the same event id); return its bytes."""
-        value = {**self._env(ts), "post_id": post_id, "post_author_id": "u1", "user_id": "u2"}
+        value = {**self._env(ts), "post_id": post_id, "post_author_id": "u1", "user_id": user}
         if record == "CommentAdded":
             value.update(comment_id=ts + 7, text="nice", parent_comment_id=None)
         if record == "Shared":
@@ -155,12 +162,15 @@ def test_known_answer_windows_late_updates_and_side_output(settings: Settings, f
     client = start(settings, feed.config(), checkpoint_dir=tmp_path / "chk", restore=False)
     try:
         t0 = feed.t0
-        # phase 1: on-time events; the last one moves the watermark to t0+30999
+        # phase 1: on-time events; the last one moves the watermark to t0+30999. The first post's
+        # author never registered: its hashtag is not counted and it is dead-lettered (offset 0)
+        feed.post(1_500, "ghost", author=feed.ghost)
         for ts, tag in ((1_000, "a"), (2_000, "b"), (12_000, "a"), (25_000, "b"), (26_000, "a")):
             feed.post(ts, tag)
         feed.engage(3_000, "Liked", 1)
         feed.engage(4_000, "Shared", 2)
         feed.engage(13_000, "CommentAdded", 1)
+        feed.engage(5_000, "Liked", 1, user=feed.ghost)  # by a user who never registered: not counted
         feed.post(31_000, "b")
         feed.flush()
         hashtags = f"hashtags:{LABEL}"
@@ -188,10 +198,12 @@ def test_known_answer_windows_late_updates_and_side_output(settings: Settings, f
         feed.post(5_000, "a")
         feed.flush()
         _wait(lambda: late_counts(r).get(LABEL, 0) == late_before + 1, 60, "late count")
-        dead = _consume(settings, feed.late, 1)
-        assert dead and dead[0][0] == feed.posts.encode()
-        dl = feed.serde.decode(dead[0][1]).value
-        assert (dl["error_type"], dl["source_topic"], dl["source_offset"]) == ("LateEvent", feed.posts, 7)
+        dead = _consume(settings, feed.late, 3)
+        assert len(dead) == 3 and all(k == feed.serde.decode(v).value["source_topic"].encode() for k, v in dead)
+        dls = sorted((feed.serde.decode(v).value for _, v in dead), key=lambda d: (d["source_topic"], d["source_offset"]))
+        assert [(d["error_type"], d["source_topic"], d["source_offset"]) for d in dls] == sorted([
+            ("UnknownUser", feed.engagements, 3), ("UnknownAuthor", feed.posts, 0), ("LateEvent", feed.posts, 8)],
+            key=lambda t: (t[1], t[2]))
         assert _history(settings, hashtags, t0 + 20_000) == [("a", 2), ("b", 1)]
     finally:
         client.cancel().result()

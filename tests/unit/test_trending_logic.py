@@ -185,3 +185,11 @@ def test_expire_keeps_what_live_windows_still_need() -> None:
     expire(st_, spec, policy, 200_000)
     assert st_.history == {}
     assert late_updates(spec, 35_000, 40_000) == [Window(20_000, 40_000)]
+
+
+def test_contributor_is_a_posts_author_or_an_engagements_user() -> None:
+    from topologies.trending.logic import contributor
+
+    assert contributor("PostCreated", {"author_id": "a", "user_id": "x"}) == ["a"]
+    assert contributor("Liked", {"post_id": 1, "post_author_id": "a", "user_id": "u"}) == ["u"]
+    assert contributor("PostEdited", {"author_id": "a"}) == []  # adds nothing to trending

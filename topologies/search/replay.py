@@ -2,7 +2,8 @@
 
 1. Create ``<alias>-<ms>`` (empty, current mapping) and apply users.v1, posts.v1, then
    engagement-counts.v1 and engagements.v1 from their first offsets to the ends seen at the start, with the worker's
-   own :func:`topologies.search.app.process_batch` (poison is skipped: the live worker dead-lettered it).
+   own :func:`topologies.search.app.process_batch` (poison is skipped: the live worker dead-lettered it;
+   so are posts by authors who never registered, users.v1 being the evidence).
 2. Point the alias at the new index atomically (the old index is deleted).
 3. Catch up from those ends to the current ends: what the live worker wrote to the old index
    while the rebuild ran. Writes are versioned, so applying an event twice changes nothing.
@@ -18,12 +19,14 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
+from core.clock import millis
 from core.settings import Settings
 from stores import search
 from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, POSTS, USERS
 from streams.errors import StreamsError
 from streams.serde import Serde
 from topologies.faust_runtime import SourceRecord
+from topologies.graph.app import UserCheck
 from topologies.search.app import Index, process_batch
 
 ORDER = (USERS.name, POSTS.name, ENGAGEMENT_COUNTS.name, ENGAGEMENTS.name)  # popularity needs its post first
@@ -40,9 +43,35 @@ class RebuildStats:
     seconds: float = 0.0
 
 
+def author_rule(settings: Settings, registered: dict[str, int]) -> UserCheck:
+    """The live worker's author rule with users.v1 as the evidence (``registered``: user -> the
+    occurred_at of their registration, filled as users.v1 is applied, which comes first in ORDER)."""
+    from topologies.fanout.app import author_named
+
+    return UserCheck(lambda ids: {i: registered[i] for i in ids if i in registered},
+                     int(settings.graph_user_grace_s * 1000), now_ms=lambda: 2**62, named=author_named)
+
+
+def _registrations(recs: list[SourceRecord], registered: dict[str, int]) -> None:
+    for r in recs:
+        if r.name == "UserRegistered":
+            at = millis(r.value["occurred_at"])
+            registered[r.value["user_id"]] = min(at, registered.get(r.value["user_id"], at))
+
+
 def _apply_range(settings: Settings, index: Index, serde: Serde, starts: Offsets | None,
-                 stats: RebuildStats, batch: int) -> tuple[Offsets, int]:
-    """Apply every record from ``starts`` (None: the first offsets) to the current ends; return the ends."""
+                 stats: RebuildStats, batch: int, registered: dict[str, int] | None = None) -> tuple[Offsets, int]:
+    """Apply every record from ``starts`` (None: the first offsets) to the current ends; return the ends.
+
+    Posts by authors who never registered are skipped, as the live worker dead-letters them."""
+    registered = {} if registered is None else registered
+    authors = author_rule(settings, registered)
+
+    def apply(pending: list[SourceRecord]) -> int:
+        if pending[0].topic == USERS.name:
+            _registrations(pending, registered)
+        users = authors if pending[0].topic == POSTS.name else None
+        return len(process_batch(index, pending, users=users))
     c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"search-replay-{uuid.uuid4().hex}",
                   "enable.auto.commit": False, "isolation.level": "read_committed"})
     ends: Offsets = {}
@@ -80,11 +109,11 @@ def _apply_range(settings: Settings, index: Index, serde: Serde, starts: Offsets
                         continue
                     pending.append(SourceRecord(tp[0], tp[1], off, msg.key(), d.name, d.value, msg.timestamp()[1]))
                     if len(pending) >= batch:
-                        stats.skipped += len(process_batch(index, pending))
+                        stats.skipped += apply(pending)
                         applied += len(pending)
                         pending.clear()
             if pending:
-                stats.skipped += len(process_batch(index, pending))
+                stats.skipped += apply(pending)
                 applied += len(pending)
             c.unassign()
     finally:
@@ -99,9 +128,11 @@ def rebuild(settings: Settings, *, batch: int = 1000) -> RebuildStats:
     os_ = search.client(settings.opensearch_url, timeout_s=60)
     stats.index = search.create_index(os_, settings.search_alias)
     serde = Serde(settings.registry_url)
-    ends, _ = _apply_range(settings, Index(settings, target=stats.index), serde, None, stats, batch)
+    registered: dict[str, int] = {}
+    ends, _ = _apply_range(settings, Index(settings, target=stats.index), serde, None, stats, batch, registered)
     os_.indices.refresh(index=stats.index)
     stats.old = tuple(search.swap_alias(os_, settings.search_alias, stats.index))
-    _, stats.caught_up = _apply_range(settings, Index(settings, target=stats.index), serde, ends, stats, batch)
+    _, stats.caught_up = _apply_range(settings, Index(settings, target=stats.index), serde, ends, stats, batch,
+                                      registered)
     stats.seconds = time.monotonic() - t0
     return stats

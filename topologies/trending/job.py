@@ -82,6 +82,12 @@ class TrendingConfig:
     group_id: str = "trending"
     bounded: bool = False
     cassandra: bool = True
+    # a PostCreated whose author, or an engagement whose user, was not registered by occurred_at +
+    # grace adds nothing and is dead-lettered (the fan-out's and engagement worker's rule, issue 14
+    # item 5); ``prove_authors``: absence proven by the users topology's progress (live), else by
+    # the clock alone (tests whose stack runs no users topology)
+    check_authors: bool = True
+    prove_authors: bool = True
     # a source topic with nothing new for this long stops holding back the watermark (each topic has
     # its own, and the job's is their minimum: a quiet topic would stall every window without it)
     idleness_ms: int | None = 30_000
@@ -122,7 +128,37 @@ class Decode(FlatMapFunction):
             from streams.serde import Serde
 
         self.serde = Serde(self.settings.registry_url)
-        self.publisher = None
+        self.publisher: Any = None
+        self.authors = None
+        if self.config.check_authors:
+            with _IMPORTS:
+                from topologies.fanout.runtime import Stores
+                from topologies.graph.app import UserCheck, UsersProgress, registered_lookup
+
+            st = Stores(self.settings)
+            self.authors = UserCheck(registered_lookup(st), int(self.settings.graph_user_grace_s * 1000),
+                                     named=lambda rec: logic.contributor(rec.name, rec.value),
+                                     progress=UsersProgress(st) if self.config.prove_authors else None)
+
+    def _refuse(self, topic: str, partition: int, offset: int, data: bytes, exc: Exception) -> None:
+        if self.publisher is None:
+            self.publisher = _publisher(self.settings, self.config)
+        self.publisher.poison(topic, partition, offset, data, exc)
+
+    def _ghost(self, topic: str, partition: int, offset: int, name: str, value: dict) -> Exception | None:
+        """UnknownAuthor (a post) or UnknownUser (an engagement) if the record's user never
+        registered in time (:func:`logic.contributor`), else None."""
+        if self.authors is None or not logic.contributor(name, value):
+            return None
+        from topologies.fanout.logic import UnknownAuthor
+        from topologies.faust_runtime import SourceRecord
+        from topologies.graph.logic import UnknownUser
+
+        missing = self.authors.unknown([SourceRecord(topic, partition, offset, None, name, value, 0)])[0]
+        if not missing:
+            return None
+        error = UnknownAuthor if name == "PostCreated" else UnknownUser
+        return error(f"{name}: user {', '.join(sorted(missing))} never registered (not counted in trending)")
 
     def flat_map(self, row: Any) -> Iterable[tuple]:
         from pyflink.common import Row
@@ -134,9 +170,11 @@ class Decode(FlatMapFunction):
             decoded = self.serde.decode(data)
             found = logic.contributions(decoded.name, decoded.value, self.config.weights)
         except (DecodeError, KeyError, TypeError, ValueError) as exc:
-            if self.publisher is None:
-                self.publisher = _publisher(self.settings, self.config)
-            self.publisher.poison(topic, partition, offset, data, exc)
+            self._refuse(topic, partition, offset, data, exc)
+            return
+        ghost = self._ghost(topic, partition, offset, decoded.name, decoded.value) if found else None
+        if ghost is not None:
+            self._refuse(topic, partition, offset, data, ghost)
             return
         eid = str(decoded.value.get("event_id") or f"{topic}/{partition}/{offset}")
         for c in found:
@@ -178,7 +216,7 @@ class LateSplit(FlatMapFunction):
         self.settings, self.config = settings, config
 
     def open(self, runtime_context: Any) -> None:
-        self.publisher = None
+        self.publisher: Any = None
 
     def flat_map(self, v: Any) -> Iterable[tuple]:
         kind, item, ts, weight, cnt, topic, partition, offset, wm = v

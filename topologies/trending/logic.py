@@ -156,6 +156,14 @@ def contributions(record: str, value: Mapping[str, Any],
     return [Contribution(POSTS, str(value["post_id"]), ts, float(weight), 1 if weight > 0 else -1)]
 
 
+def contributor(record: str, value: Mapping[str, Any]) -> list[str]:
+    """The user who must be registered for ``record`` to count: a post's author, an engagement's user."""
+    if record == "PostCreated":
+        return [value["author_id"]]
+    user = value.get("user_id")
+    return [user] if user else []
+
+
 # -- aggregation: create / add over (count, weight) ------------------------------------------------
 Acc = tuple[int, float]
 
