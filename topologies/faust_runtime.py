@@ -292,7 +292,7 @@ def install_heartbeat(app: faust.App, path: Path, *, interval_s: float = health.
     the app stops or crashes; :class:`topologies.health.ProgressMonitor` withholds it once
     records have waited ``stall_s`` with no commit. A caught-up (idle) worker keeps touching.
     """
-    monitor = health.ProgressMonitor(stall_s)
+    monitor = health.ProgressMonitor(stall_s, from_latest=app.conf.consumer_auto_offset_reset == "latest")
     app.heartbeat_path = path  # type: ignore[attr-defined]
 
     async def heartbeat() -> None:
@@ -309,7 +309,9 @@ def install_heartbeat(app: faust.App, path: Path, *, interval_s: float = health.
         if progressing:
             health.touch(path)
         else:
-            log.error("no commit for %.0fs with records waiting: heartbeat withheld", stall_s)
+            log.error("no commit for %.0fs with records waiting: heartbeat withheld (behind: %s)", stall_s,
+                      ", ".join(f"{getattr(tp, 'topic', tp)}[{getattr(tp, 'partition', '?')}] committed "
+                                f"{c} < {hw}" for tp, c, hw in monitor.waiting[:8]))
 
     heartbeat.__name__ = "feedstream_heartbeat"
     app.timer(interval_s, on_leader=False)(heartbeat)
