@@ -33,19 +33,20 @@ from stores import progress
 from stores import redis as redis_store
 from streams.admin import apply_all
 
-# Off in `make test` for now (issue #22). Findings of 2026-12-02 (branch mod-stall): 14 runs, 4 failed,
-# every failure in banner_then_post_without_reload (bob's "new post" banner never shows; the later
-# checks that need the live post fail with it). It is not the moderation worker: in the failed runs
-# dumped live, fan-out and moderation had both processed and acked the browser's post and sat idle
-# (every ack task done); the push to bob's browser (fan-out PUBLISH -> API hub -> WebSocket) is the
-# open part. The "no commit for 120s with records waiting: heartbeat withheld" line was a false
+# Off in `make test` for now (issue #22). Findings of 2026-12-02 (branch mod-stall): 14 runs (10 before
+# the branch's fixes, 4 with them), 3 failed (2 before, 1 with), every failure in
+# banner_then_post_without_reload (bob's "new post" banner never shows; -x stops there, and the later
+# checks that need the live post fail with it). It is not the moderation worker: in a failed run dumped
+# live (asyncio task await chains), fan-out and moderation had both processed and acked the browser's
+# post and sat idle (every ack task done); the push to bob's browser (fan-out PUBLISH -> API hub ->
+# WebSocket) is the open part. The "no commit for 120s with records waiting: heartbeat withheld" line was a false
 # positive of an idle worker that started at `latest` (fixed in topologies/health.py), and awaits
 # of Kafka deliveries and thread calls are now bounded (topology_await_timeout_s). FEEDSTREAM_WEB_E2E=1
 # runs it.
 pytestmark = [pytest.mark.timeout(900),
               pytest.mark.skipif(os.environ.get("FEEDSTREAM_WEB_E2E") != "1",
                                  reason="browser e2e flaky (#22 open): the live post's banner does not reach "
-                                        "bob's browser in ~1 of 4 runs (the workers processed it); "
+                                        "bob's browser in ~1 of 5 runs (the workers processed it); "
                                         "FEEDSTREAM_WEB_E2E=1 runs it")]
 WEB = Path(__file__).resolve().parent / "web"
 ARTIFACTS = WEB / "artifacts"
