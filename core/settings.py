@@ -193,6 +193,11 @@ class TopologySettings(BaseSettings):
     topology_offset_reset: str = "earliest"
     log_batches: bool = False
     topology_shutdown_grace_s: float = 15.0
+    topology_await_timeout_s: float = Field(
+        default=120.0, gt=0,
+        description="how long a worker waits for a Kafka delivery or a blocking call in a thread before it "
+                    "crashes (exit 70, the records unacked: the restart re-reads them); a Kafka outage "
+                    "shorter than this is waited out")
     topology_session_timeout_s: float = Field(
         default=10.0, ge=6.0, le=300.0,
         description="consumer-group session timeout: how long a killed worker's partitions stay assigned "

@@ -39,6 +39,9 @@ Semantics of :func:`register_agent`:
   within ``settings.topology_shutdown_grace_s`` even if the stop hangs. The offset of the failed
   record is never committed, so the restarted process re-reads it.
 - Faust acks an event only after the handler returned, so offsets commit after side effects.
+- Nothing is awaited forever: a Kafka delivery (a batch's, a dead letter's) and a blocking call
+  in a thread (:func:`in_thread`) are awaited for at most ``settings.topology_await_timeout_s``
+  (:func:`bounded`); past it :class:`StalledAwait` crashes the worker as above, records unacked.
 
 :func:`register_batch_agent` does the same for batches (``stream.take_events``): the handler gets
 every decodable record of up to ``max_batch`` events buffered for at most ``within_s``, in offset
@@ -210,6 +213,43 @@ def crash_worker(app: faust.App, exc: BaseException) -> None:
     guard_of(app).trip(exc, app._consumer)
 
 
+class StalledAwait(RuntimeError):
+    """An await of a worker (a Kafka delivery, a blocking call in a thread) outlived its bound."""
+
+
+def await_timeout_s(app: faust.App) -> float:
+    """How long ``app`` awaits one delivery or call in a thread (``topology_await_timeout_s``)."""
+    bound = getattr(app, "await_timeout_s", None)
+    return float(bound if bound is not None else Settings.model_fields["topology_await_timeout_s"].default)
+
+
+async def bounded(app: faust.App, aw: Awaitable[Any], what: str) -> Any:
+    """Await ``aw`` for at most :func:`await_timeout_s`; past it, cancel it and raise :class:`StalledAwait`.
+
+    Called where a handler or the batch glue awaits something that may never complete (a Kafka
+    delivery, a store call in a thread): the exception crashes the worker like any handler error,
+    with its records unacked, so a worker that cannot make progress exits within a bound.
+    """
+    timeout = await_timeout_s(app)
+    fut = asyncio.ensure_future(aw)
+    try:
+        done, _ = await asyncio.wait({fut}, timeout=timeout)
+    except asyncio.CancelledError:
+        fut.cancel()
+        raise
+    if not done:
+        fut.cancel()
+        raise StalledAwait(f"{what} did not complete within {timeout:g} s")
+    return fut.result()
+
+
+async def in_thread(app: faust.App, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``asyncio.to_thread(fn, ...)`` bounded by :func:`bounded` (the thread itself cannot be stopped:
+    the worker crashes and exits, and :func:`run_worker`'s exit does not wait for the thread)."""
+    what = f"{getattr(fn, '__qualname__', fn)} in a thread"
+    return await bounded(app, asyncio.to_thread(fn, *args, **kwargs), what)
+
+
 def group_id(settings: Settings, name: str) -> str:
     """The default consumer group (Faust app id) of topology ``name``: ``feedstream-<name><suffix>``."""
     return progress.group_id(settings, name)
@@ -249,6 +289,7 @@ def create_faust_app(settings: Settings, name: str, *, app_id: str | None = None
     conf.update(overrides)
     app = WorkerApp(app_id, **conf)
     app.guard = CrashGuard(settings.topology_shutdown_grace_s)
+    app.await_timeout_s = settings.topology_await_timeout_s  # type: ignore[attr-defined]  # bounded()
     app.topology = name  # type: ignore[attr-defined]  # metric labels
     app.probe = wmetrics.WorkerProbe(name, settings.worker_live_max_age_s)  # type: ignore[attr-defined]
     app.probe.running = lambda: worker_alive(app)  # type: ignore[attr-defined]
@@ -292,7 +333,7 @@ def install_heartbeat(app: faust.App, path: Path, *, interval_s: float = health.
     the app stops or crashes; :class:`topologies.health.ProgressMonitor` withholds it once
     records have waited ``stall_s`` with no commit. A caught-up (idle) worker keeps touching.
     """
-    monitor = health.ProgressMonitor(stall_s)
+    monitor = health.ProgressMonitor(stall_s, from_latest=app.conf.consumer_auto_offset_reset == "latest")
     app.heartbeat_path = path  # type: ignore[attr-defined]
 
     async def heartbeat() -> None:
@@ -309,7 +350,9 @@ def install_heartbeat(app: faust.App, path: Path, *, interval_s: float = health.
         if progressing:
             health.touch(path)
         else:
-            log.error("no commit for %.0fs with records waiting: heartbeat withheld", stall_s)
+            log.error("no commit for %.0fs with records waiting: heartbeat withheld (behind: %s)", stall_s,
+                      ", ".join(f"{getattr(tp, 'topic', tp)}[{getattr(tp, 'partition', '?')}] committed "
+                                f"{c} < {hw}" for tp, c, hw in monitor.waiting[:8]))
 
     heartbeat.__name__ = "feedstream_heartbeat"
     app.timer(interval_s, on_leader=False)(heartbeat)
@@ -337,7 +380,7 @@ async def send_dead_letter(app: faust.App, serde: Serde, dlq: faust.TopicT, grou
     data = serde.encode("DeadLetter", dl, DEAD_LETTERS.name)
     fut = await dlq.send(key=message.topic.encode(), value=data,
                          headers=event_type_headers("io.feedstream.derived.DeadLetter"))
-    await fut
+    await bounded(app, fut, f"the dead letter of {message.topic}[{message.partition}]@{message.offset}")
     wmetrics.dead_lettered(topology_of(app), message.topic, exc)
     log.warning("dead-lettered %s[%d]@%d: %s: %s", message.topic, message.partition,
                 message.offset, type(exc).__name__, exc)
@@ -459,7 +502,7 @@ def register_batch_agent(app: faust.App, source: faust.TopicT, handler: BatchHan
     async def ack_after(stream: faust.StreamT, events: list[Any], done: Awaitable[Any],
                         previous: asyncio.Future | None) -> None:
         try:
-            await done
+            await bounded(app, done, f"{name}: the deliveries of a batch")
         except Exception as exc:
             crash_worker(app, exc)
             log.exception("%s: deliveries of a batch failed; crashing with it unacked", name)

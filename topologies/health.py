@@ -43,19 +43,34 @@ def touch(path: Path, now: float | None = None) -> None:
 
 class ProgressMonitor:
     """Whether a consumer is making progress, from snapshots of its committed offsets and
-    high-water marks per partition (both "next offset" positions, ``None`` when unknown)."""
+    high-water marks per partition (both "next offset" positions, ``None`` when unknown).
 
-    def __init__(self, stall_s: float = STALL_S) -> None:
+    A partition this group never committed on is behind from offset 0, unless the group started
+    ``from_latest`` (``auto_offset_reset=latest``): such a group skips what its partitions held
+    when it joined, so only records past the high-water mark it first saw there are waiting.
+    (Without that, a partition holding older records and getting no new ones looked like a
+    hang 120 s after the worker's last commit: "records waiting" that no one was ever to read.)
+    """
+
+    def __init__(self, stall_s: float = STALL_S, *, from_latest: bool = False) -> None:
         self.stall_s = stall_s
+        self.from_latest = from_latest
         self._committed: dict[Any, int | None] = {}
+        self._start: dict[Any, int] = {}  # from_latest: the high-water mark first seen uncommitted
         self._since: float | None = None  # when records started waiting with no commit since
+        self.waiting: list[tuple[Any, int | None, int]] = []  # (tp, committed, high-water) behind
+
+    def _floor(self, tp: Any, committed: int | None, hw: int) -> int:
+        if committed is not None:
+            return committed
+        return self._start.setdefault(tp, hw) if self.from_latest else 0
 
     def observe(self, committed: Mapping[Any, int | None], highwater: Mapping[Any, int | None],
                 now: float) -> bool:
         """Take one snapshot; ``False`` once records have waited ``stall_s`` with no commit."""
-        behind = any(
-            hw is not None and hw > (committed.get(tp) or 0) for tp, hw in highwater.items()
-        )
+        self.waiting = [(tp, committed.get(tp), hw) for tp, hw in highwater.items()
+                        if hw is not None and hw > self._floor(tp, committed.get(tp), hw)]
+        behind = bool(self.waiting)
         moved = dict(committed) != self._committed
         self._committed = dict(committed)
         if not behind or moved:

@@ -218,3 +218,104 @@ def test_a_killed_workers_partitions_come_back_within_the_session_timeout(tmp_pa
     slow = rt.create_faust_app(Settings(state_dir=tmp_path, topology_session_timeout_s=30), "unit",
                                app_id="unit-session-30", broker="kafka://127.0.0.1:1")
     assert (slow.conf.broker_session_timeout, slow.conf.broker_heartbeat_interval) == (30.0, 3.0)
+
+
+async def _until(cond: Any, timeout_s: float = 10.0) -> None:
+    import asyncio
+
+    for _ in range(int(timeout_s / 0.01)):
+        if cond():
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_a_delivery_that_never_completes_crashes_the_worker_with_its_batch_unacked(
+        tmp_path, monkeypatch) -> None:
+    """A batch's Kafka deliveries are awaited for at most topology_await_timeout_s, not forever."""
+    import asyncio
+
+    import faust
+
+    serde = mock_serde()
+    app = rt.create_faust_app(Settings(state_dir=tmp_path, topology_await_timeout_s=0.3), "unit",
+                              app_id="unit-stalled-delivery", broker="kafka://127.0.0.1:1")
+    source = app.topic("posts.v1", key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw")
+    never: asyncio.Future = asyncio.get_running_loop().create_future()  # a delivery that never lands
+    crashed: list[BaseException] = []
+    acked: list[int] = []
+
+    async def handler(recs: list[rt.SourceRecord]) -> Any:
+        return never
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    original = faust.Stream.ack
+
+    async def ack(self: Any, event: Any) -> bool:
+        if not event.message.acked:
+            acked.append(event.message.offset)
+        return await original(self, event)
+
+    monkeypatch.setattr(app, "crash", crash)
+    monkeypatch.setattr(faust.Stream, "ack", ack)
+    agent = rt.register_batch_agent(app, source, handler, serde=serde, name="unit-stalled")
+    async with agent.test_context() as ctx:
+        await ctx.put(serde.encode("PostCreated", sample_event("PostCreated")), key=b"k", wait=False)
+        await _until(lambda: crashed)
+    assert crashed and isinstance(crashed[0], rt.StalledAwait), crashed
+    assert app.guard.tripped and isinstance(app.guard.reason, rt.StalledAwait)
+    assert acked == [] and never.cancelled()
+
+
+async def test_a_call_in_a_thread_that_never_returns_is_bounded_too(tmp_path) -> None:
+    import threading
+    import time
+
+    import pytest
+
+    app = rt.create_faust_app(Settings(state_dir=tmp_path, topology_await_timeout_s=0.3), "unit",
+                              app_id="unit-stalled-thread", broker="kafka://127.0.0.1:1")
+    release = threading.Event()
+    started = time.monotonic()
+    try:
+        with pytest.raises(rt.StalledAwait, match="in a thread did not complete within 0.3 s"):
+            await rt.in_thread(app, release.wait)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 5
+    assert await rt.in_thread(app, sum, [1, 2]) == 3  # a call that returns is just awaited
+
+
+async def test_the_moderation_worker_crashes_when_scoring_hangs(tmp_path, monkeypatch) -> None:
+    """The moderation handler's store and model calls run in a thread with the same bound."""
+    import threading
+
+    from topologies.moderation import app as moderation_app
+
+    release = threading.Event()
+    def score_items(eng: Any, items: list) -> list:  # e.g. a store call that never returns
+        release.wait()
+        return []
+
+    monkeypatch.setattr(moderation_app, "score_items", score_items)
+    serde = mock_serde()
+    app = moderation_app.create_app(Settings(state_dir=tmp_path, topology_await_timeout_s=0.3),
+                                    app_id="unit-mod-stall", serde=serde, broker="kafka://127.0.0.1:1")
+    crashed: list[BaseException] = []
+
+    async def crash(exc: BaseException) -> None:
+        crashed.append(exc)
+
+    monkeypatch.setattr(app, "crash", crash)
+    try:
+        async with app.agents["moderation-posts"].test_context() as ctx:
+            await ctx.put(serde.encode("PostCreated", sample_event("PostCreated")), key=b"k", wait=False)
+            await _until(lambda: crashed)
+    except rt.StalledAwait:
+        pass
+    finally:
+        release.set()
+    assert crashed and isinstance(crashed[0], rt.StalledAwait), crashed
+    assert "score_items" in str(crashed[0])

@@ -54,6 +54,24 @@ def test_records_waiting_without_a_commit_stall_after_the_bound() -> None:
     assert not mon.observe({"p0": 11}, {"p0": 60}, 260.0)
 
 
+def test_a_group_started_at_latest_is_not_waiting_on_records_from_before_it_joined() -> None:
+    """The browser e2e's moderation worker (#22): engagements.v1[2] held likes from before the group
+    joined at ``latest`` and got none after, so it looked like 'records waiting' with no commit and
+    the heartbeat was withheld 120 s after the worker's last commit, while the worker was idle."""
+    mon = health.ProgressMonitor(stall_s=120, from_latest=True)
+    for t in range(0, 400, 5):
+        assert mon.observe({"p0": 12, "p2": None}, {"p0": 12, "p2": 7}, float(t)), t
+    assert mon.waiting == []
+    assert mon.observe({"p0": 12, "p2": None}, {"p0": 12, "p2": 8}, 400.0)  # a record past the start
+    assert mon.waiting == [("p2", None, 8)]
+    assert not mon.observe({"p0": 12, "p2": None}, {"p0": 12, "p2": 8}, 525.0)  # ... never committed
+    assert mon.observe({"p0": 12, "p2": 8}, {"p0": 12, "p2": 8}, 530.0)
+    # a group that starts at the earliest offset has all of them to read
+    mon = health.ProgressMonitor(stall_s=120)
+    assert mon.observe({"p2": None}, {"p2": 7}, 0.0)
+    assert not mon.observe({"p2": None}, {"p2": 7}, 125.0)
+
+
 def test_busy_worker_that_commits_is_healthy() -> None:
     mon = health.ProgressMonitor(stall_s=120)
     for t in range(0, 1000, 5):

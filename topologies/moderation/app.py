@@ -32,8 +32,10 @@ from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies.faust_runtime import (
     SourceRecord,
+    bounded,
     catalog_topic,
     create_faust_app,
+    in_thread,
     make_serde,
     register_agent,
     register_batch_agent,
@@ -189,12 +191,12 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
 
     async def on_content(recs: list[SourceRecord]) -> Awaitable[Any]:
         items = [i for i in (item_of(r.name, r.value) for r in recs) if i is not None]
-        return await emit(serde, verdicts, await asyncio.to_thread(score_items, eng, items))
+        return await emit(serde, verdicts, await in_thread(app, score_items, eng, items))
 
     async def on_moderation(rec: SourceRecord) -> None:
         check_record(MODERATION_RECORDS)(rec)  # PoisonRecord: dead-lettered with its source offset
-        out = await asyncio.to_thread(apply_moderation, eng, rec)
-        await (await emit(serde, verdicts, out))
+        out = await in_thread(app, apply_moderation, eng, rec)
+        await bounded(app, await emit(serde, verdicts, out), "the verdict of a moderation event")
 
     @app.timer(settings.moderation_reload_check_s, on_leader=False)
     async def reload_state() -> None:  # a lost Redis gets the hidden set back without waiting for traffic
