@@ -24,6 +24,16 @@ The verdicts topic is compacted: it also holds the latest effective verdict per 
   persistence, so a loss takes the marker with the state; the moderation worker then reloads the
   state from ``moderation-verdicts.v1`` (model verdicts) and ``moderation.v1`` (decisions, reports,
   appeals) and sets the marker again (``topologies.moderation.app.reload_lost_state``).
+
+Cassandra ``moderation_decisions`` (``DDL``) is the durable copy of the two parts that decide
+visibility, so the read path can still filter when Redis is down: one partition per
+``(kind, content_id)`` (``kind`` is ``post`` or ``comment``), the model part in ``m`` / ``m_at``
+and the moderator part in ``d`` / ``d_at`` (JSON, as in Redis). The moderation worker writes the
+part it merges (:func:`record`, one Cassandra write per verdict or decision) with ``USING TIMESTAMP``
+= the part's time, so each part is last-writer-wins on its own time exactly as in ``MERGE_LUA``
+(a replay or any interleaving converges); the effective decision is computed on read
+(:func:`effective_decision`: the moderator's part if any, else the model's). A page of ids is one
+``IN`` read (:func:`hidden_durable`).
 """
 
 from __future__ import annotations
@@ -33,12 +43,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis as _redis
+from cassandra.cluster import Session
+
+from stores.cassandra import prepared
 
 HIDDEN = "mod:hidden"
 HIDDEN_COMMENTS = "mod:hidden:comments"
 QUEUE = "mod:queue"
 LOADED = "mod:loaded"
 DAY_S = 86_400
+KINDS = ("post", "comment")
+
+DDL: list[str] = [
+    ("CREATE TABLE IF NOT EXISTS {ks}.moderation_decisions (kind text, content_id bigint, m text, m_at bigint, "
+     "d text, d_at bigint, PRIMARY KEY ((kind, content_id)))"),
+]
+SELECT_DECISIONS = "SELECT content_id, m, d FROM moderation_decisions WHERE kind=? AND content_id IN ?"
+UPDATE_PART = {part: f"UPDATE moderation_decisions USING TIMESTAMP ? SET {part}=?, {part}_at=? "
+                     "WHERE kind=? AND content_id=?" for part in ("m", "d")}
 HOUR_MS = 3_600_000
 
 
@@ -194,3 +216,50 @@ def loaded(r: _redis.Redis) -> bool:
 def mark_loaded(r: _redis.Redis) -> None:
     """Say that this Redis holds the moderation state."""
     r.set(LOADED, "1")
+
+
+def kind_of(key: str) -> str:
+    """``post`` or ``comment``: the kind part of a content key (``post:7``, ``comment:9``)."""
+    kind = key.split(":", 1)[0]
+    if kind not in KINDS:
+        raise ValueError(f"not a content key: {key!r}")
+    return kind
+
+
+def effective_decision(m: dict[str, Any] | None, d: dict[str, Any] | None) -> str:
+    """The decision in force, as ``MERGE_LUA`` computes it: the moderator's if any, else the model's,
+    else ALLOW."""
+    src = d or m
+    return str(src["decision"]) if src and src.get("decision") else "ALLOW"
+
+
+def is_hidden(m: dict[str, Any] | None, d: dict[str, Any] | None) -> bool:
+    """Whether the parts hide the content from everyone but its author (a LIMIT or REMOVE in force)."""
+    return effective_decision(m, d) != "ALLOW"
+
+
+def record(s: Session, key: str, content_id: int, part: str, at: int, body: dict[str, Any]) -> None:
+    """Write one merged part (``"m"`` model, ``"d"`` moderator) to the durable copy: last-writer-wins on
+    ``at`` (milliseconds, the write timestamp in microseconds), so it is idempotent and order-independent
+    like :func:`merge`."""
+    if part not in UPDATE_PART:
+        raise ValueError(f"unknown part {part!r}")
+    s.execute(prepared(s, UPDATE_PART[part]),
+              (int(at) * 1000, json.dumps(body, sort_keys=True), int(at), kind_of(key), int(content_id)))
+
+
+def decisions_durable(s: Session, ids: Sequence[int], kind: str = "post"
+                      ) -> dict[int, tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """``id -> (model part, moderator part)`` from the durable copy, for the ids moderation ever saw
+    (one ``IN`` read of ``ids``' partitions)."""
+    if not ids:
+        return {}
+    rows = s.execute(prepared(s, SELECT_DECISIONS), (kind, list(dict.fromkeys(int(i) for i in ids))))
+    return {int(row.content_id): ((json.loads(row.m) if row.m else None), (json.loads(row.d) if row.d else None))
+            for row in rows}
+
+
+def hidden_durable(s: Session, ids: Sequence[int], kind: str = "post") -> set[int]:
+    """:func:`hidden` from the durable copy: which of ``ids`` (posts, or comments with
+    ``kind="comment"``) a LIMIT or REMOVE hides (the read path's filter while Redis is down)."""
+    return {i for i, (m, d) in decisions_durable(s, ids, kind).items() if is_hidden(m, d)}

@@ -32,3 +32,24 @@ def test_a_moderator_decision_overrides_the_model_in_the_verdict() -> None:
     schemas = default_schemas()
     for v in (by_model, overturned):  # both are valid ModerationVerdict records
         validate_record(schemas.parsed[schemas.fullname("ModerationVerdict")], {**v, "event_type": "ModerationVerdict"})
+
+
+def test_the_durable_copys_effective_decision_mirrors_the_merge_script() -> None:
+    """stores.moderation.effective_decision is MERGE_LUA's rule: the moderator's part if any, else the
+    model's, else ALLOW; LIMIT and REMOVE hide (issue 17: the Redis-down read path decides with it)."""
+    from stores.moderation import effective_decision, is_hidden, kind_of
+
+    model_remove, model_allow = {"decision": "REMOVE", "reasons": ["spam"]}, {"decision": "ALLOW"}
+    assert effective_decision(None, None) == "ALLOW" and not is_hidden(None, None)
+    assert effective_decision(model_remove, None) == "REMOVE" and is_hidden(model_remove, None)
+    assert is_hidden({"decision": "LIMIT"}, None) and not is_hidden(model_allow, None)
+    overturned = {"decision": "ALLOW", "by": "mod1", "reason": "fine"}
+    assert effective_decision(model_remove, overturned) == "ALLOW" and not is_hidden(model_remove, overturned)
+    assert is_hidden(model_allow, {"decision": "REMOVE", "by": "mod1"}) and is_hidden(None, {"decision": "LIMIT"})
+    assert kind_of("post:7") == "post" and kind_of("comment:9") == "comment"
+    try:
+        kind_of("user:1")
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a non-content key must be refused")

@@ -3,7 +3,10 @@ moderation.v1 decisions override the models, reports and appeals fill the review
 
 Publishing policy: publish, then hide. Fan-out does not wait for a verdict; a LIMIT/REMOVE verdict
 adds the post to ``mod:hidden``, which every read path filters in O(page), so the post disappears
-from other people's feeds at once, including where it was already fanned out.
+from other people's feeds at once, including where it was already fanned out. Each merged part is
+also written to Cassandra's ``moderation_decisions`` (:func:`stores.moderation.record`) before the
+Redis merge, so the read path's Redis-down fallback filters on the same decisions; offsets commit
+after both writes.
 """
 
 from __future__ import annotations
@@ -110,8 +113,9 @@ def score_items(eng: Engines, items: list[Item]) -> Verdicts:
     facts = [(content(i.text, list(i.links)), behaviour_of(eng, i)) for i in items]
     out = []
     for item, mv in zip(items, eng.clf.classify(facts)):
-        m, d = mod.merge(eng.r, item.key, item.content_id, "m", item.at, model_part(mv, item), item.ctx,
-                         review=mv.needs_review)
+        part = model_part(mv, item)
+        mod.record(eng.s, item.key, item.content_id, "m", item.at, part)  # the durable copy (Redis-down reads)
+        m, d = mod.merge(eng.r, item.key, item.content_id, "m", item.at, part, item.ctx, review=mv.needs_review)
         out.append(verdict_value(item.ctx, m, d))
     return out
 
@@ -121,7 +125,10 @@ def apply_moderation(eng: Engines, rec: SourceRecord) -> Verdicts:
     v, ctx = rec.value, ctx_of_event(rec.value)
     at = millis(v["occurred_at"])
     if rec.name == "ModeratorDecided":
-        m, d = mod.merge(eng.r, v["content_key"], v["content_id"], "d", at, decision_part(v), ctx)
+        part = decision_part(v)
+        # the durable copy first: a decision taken while Redis is down reaches the Cassandra read path
+        mod.record(eng.s, v["content_key"], v["content_id"], "d", at, part)
+        m, d = mod.merge(eng.r, v["content_key"], v["content_id"], "d", at, part, ctx)
         return [verdict_value(ctx, m, d)]
     if rec.name == "ContentReported":
         mod.report(eng.r, v["content_key"], v["actor_id"], at, ctx)
@@ -144,8 +151,10 @@ def rebuild_state(eng: Engines, serde: Serde) -> int:
         if rec.topic == MODERATION.name and rec.name in MODERATION_RECORDS:
             apply_moderation(eng, rec)
         elif rec.topic == MODERATION_VERDICTS.name and v.get("source") == "MODEL":
-            mod.merge(eng.r, v["content_key"], v["content_id"], "m", int(v.get("content_version") or 0),
-                      model_part_of_verdict(v), ctx_of_event(v), review=bool(v.get("needs_review")))
+            at, part = int(v.get("content_version") or 0), model_part_of_verdict(v)
+            mod.record(eng.s, v["content_key"], v["content_id"], "m", at, part)  # idempotent: also a backfill
+            mod.merge(eng.r, v["content_key"], v["content_id"], "m", at, part, ctx_of_event(v),
+                      review=bool(v.get("needs_review")))
         else:
             continue
         applied += 1
