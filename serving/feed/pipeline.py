@@ -3,7 +3,8 @@
 The window is read from one engine's readers: Redis first (the precomputed timeline, rebuilt once
 from Cassandra if stale or evicted, merged with the followed celebrities' recent posts, hydrated
 through the post cache, filtered on Redis graph facts); if Redis goes down anywhere in it, the whole
-window is read again from Cassandra (the followees' author index, hydrated from ``posts``). Pages
+window is read again from Cassandra (the followees' author index, hydrated from ``posts``, filtered on
+the durable copy of the moderation decisions). Pages
 are keyset windows on the time-sortable post id: a page holds the newest ``limit`` visible posts
 below the cursor, so new posts never shift later pages (no duplicates, no gaps); candidates are
 refilled while filters drop too many. ``ranked`` reorders within the page.
@@ -53,8 +54,9 @@ def redis_path(rd: Readers) -> Path:
 
 
 def cassandra_path(rd: Readers) -> Path:
-    """Author index, ``posts`` table, deleted posts dropped (the index applied visibility)."""
-    return Path(rd.cassandra_timeline, rd.posts.cassandra, lambda _reader, posts: rd.visibility.filter_live(posts))
+    """Author index, ``posts`` table, deleted posts and others' posts moderation hides dropped (the index
+    applied visibility; the moderation decisions come from their durable copy in Cassandra)."""
+    return Path(rd.cassandra_timeline, rd.posts.cassandra, rd.visibility.filter_cold)
 
 
 def page_window(visible: list[Post], limit: int, last_examined: int | None,

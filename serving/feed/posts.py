@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.rows import TOP_LEVEL, nest
-from serving.readers.base import Down, Forbidden, NotFound, Unavailable
+from serving.readers.base import Forbidden, NotFound, Unavailable
 from serving.readers.bundle import Readers
 from stores.users import display
 
@@ -49,8 +49,8 @@ def post_view(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
     out = {**items.value[0], "hydration_partial": not items.complete}
     if post["author_id"] == viewer:
         try:
-            m = rd.visibility.graph.redis.moderation(post_id)
-        except Down:
+            m = rd.visibility.graph.moderation(post_id)  # Redis, else Cassandra's durable copy
+        except Unavailable:
             m = None
         if m is not None:
             out["moderation"] = {"decision": m["decision"], "reasons": m.get("reasons") or ["moderator"],
@@ -60,12 +60,10 @@ def post_view(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
 
 
 def _without_moderated(rd: Readers, viewer: str, comments: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Comments minus others' comments hidden by moderation (as is if Redis is down)."""
+    """Comments minus others' comments hidden by moderation (Redis, else Cassandra's durable copy;
+    Unavailable if neither answers)."""
     others = [c["comment_id"] for c in comments if c.get("user_id") != viewer]
-    try:
-        hidden = rd.visibility.graph.redis.moderated_ids(others, comments=True) if others else set()
-    except Down:
-        return comments
+    hidden = rd.visibility.graph.moderated_ids(others, comments=True)
     return [c for c in comments if c["comment_id"] not in hidden]
 
 

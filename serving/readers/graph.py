@@ -146,6 +146,18 @@ class CassandraGraph:
         with self.cassandra.open() as s:
             return readside.counts(s, user)
 
+    def moderation(self, post_id: int) -> dict[str, Any] | None:
+        """:meth:`RedisGraph.moderation` from the durable copy (``moderation_decisions``): the part in
+        force if it hides ``post_id``, else None."""
+        with self.cassandra.open() as s:
+            m, d = moderation.decisions_durable(s, [post_id]).get(post_id, (None, None))
+            return (d or m) if moderation.is_hidden(m, d) else None
+
+    def moderated_ids(self, post_ids: list[int], comments: bool = False) -> set[int]:
+        """:meth:`RedisGraph.moderated_ids` from the durable copy (one ``IN`` read)."""
+        with self.cassandra.open() as s:
+            return moderation.hidden_durable(s, post_ids, "comment" if comments else "post")
+
     def edge_page(self, table: str, user: str, after: str, limit: int) -> list[str]:
         """``user``'s followers/following/friends/blocks above ``after`` (sorted by id)."""
         with self.cassandra.open() as s:
@@ -170,6 +182,32 @@ class Graph:
         except Unavailable:
             counts = None
         return counts or dict(NO_COUNTS)
+
+    def moderation(self, post_id: int) -> dict[str, Any] | None:
+        """The moderation part in force on ``post_id`` if it is hidden, else None: Redis's state, else
+        (Redis down) the durable copy in Cassandra; Unavailable if neither answers (never "not hidden")."""
+        try:
+            return self.redis.moderation(post_id)
+        except Down:
+            pass
+        try:
+            return self.cassandra.moderation(post_id)
+        except Down as exc:
+            raise Unavailable("neither Redis nor Cassandra can check visibility (moderation)") from exc
+
+    def moderated_ids(self, ids: list[int], comments: bool = False) -> set[int]:
+        """Which of ``ids`` (comment ids if ``comments``) moderation hides from everyone but their author:
+        Redis's hidden set, else (Redis down) the durable copy; Unavailable if neither answers."""
+        if not ids:
+            return set()
+        try:
+            return self.redis.moderated_ids(ids, comments)
+        except Down:
+            pass
+        try:
+            return self.cassandra.moderated_ids(ids, comments)
+        except Down as exc:
+            raise Unavailable("neither Redis nor Cassandra can say which content moderation hides") from exc
 
     def edges(self, table: str, user: str, after: str, limit: int) -> list[str]:
         """A page of ``user``'s ``table`` edges; Unavailable if Cassandra is down."""

@@ -54,13 +54,19 @@ class Visibility:
         viewer's followees' author index, already restricted by :func:`core.feed.visible_to`)."""
         return [p for p in posts if not p.get("deleted")]
 
+    def filter_cold(self, viewer: str, posts: list[Post]) -> list[Post]:
+        """The Cassandra feed's filter: :meth:`filter_live`, then other authors' posts moderation hides,
+        from the durable copy of the decisions (one ``IN`` read). Raises ``Down`` if Cassandra fails."""
+        live = self.filter_live(posts)
+        others = [p["post_id"] for p in live if p["author_id"] != viewer]
+        hidden = self.graph.cassandra.moderated_ids(others) if others else set()
+        return [p for p in live if p["post_id"] not in hidden]
+
     def without_moderated(self, viewer: str, posts: list[Post]) -> list[Post]:
-        """``posts`` minus other authors' posts hidden by moderation (as is if Redis is down)."""
+        """``posts`` minus other authors' posts hidden by moderation (Redis, else Cassandra's durable
+        copy; Unavailable if neither answers)."""
         others = [p["post_id"] for p in posts if p["author_id"] != viewer]
-        try:
-            hidden = self.graph.redis.moderated_ids(others) if others else set()
-        except Down:
-            return posts
+        hidden = self.graph.moderated_ids(others)
         return [p for p in posts if p["post_id"] not in hidden]
 
     def may_view(self, viewer: str, post: Post) -> bool:
@@ -69,11 +75,8 @@ class Visibility:
             return False
         if post["author_id"] == viewer:
             return True
-        try:
-            if self.graph.redis.moderation(post["post_id"]) is not None:
-                return False  # hidden by moderation: 403 to everyone but the author, as in feeds
-        except Down:
-            pass  # Redis down: the Cassandra path has no moderation state (docs/moderation.md)
+        if self.graph.moderation(post["post_id"]) is not None:  # Redis, else Cassandra's durable copy
+            return False  # hidden by moderation: 403 to everyone but the author, as in feeds
         try:  # not filter_hot: the hidden-author set is a feed filter (an unfollowed friend's
             # FRIENDS post stays openable); blocks come from the relation instead
             rel = self.graph.redis.relation(viewer, post["author_id"])

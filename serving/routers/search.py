@@ -98,14 +98,12 @@ def _after(e: ReadEngines, scope: str, cursor: str | None) -> list[Any] | None:
 
 async def _unmoderated(e: ReadEngines, user: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``items`` minus posts moderation hides from everyone but their author (the ``mod:hidden`` set
-    the feeds read: a verdict hides at once, before the index learns of it). One SMISMEMBER."""
+    the feeds read: a verdict hides at once, before the index learns of it). One SMISMEMBER; with Redis
+    down, one read of the durable copy in Cassandra (Unavailable if neither answers)."""
     ids = [int(i["post_id"]) for i in items if i["author_id"] != user]
     if not ids:
         return items
-    try:
-        hidden = await e.run(e.readers.graph.redis.moderated_ids, ids)
-    except Down as exc:
-        raise Unavailable(f"moderation facts for search: {exc}") from exc
+    hidden = await e.run(e.readers.graph.moderated_ids, ids)
     return [i for i in items if i["author_id"] == user or int(i["post_id"]) not in hidden]
 
 

@@ -123,7 +123,7 @@ class FakeGraph:
         self._check()
         return self.moderated.get(post_id)
 
-    def moderated_ids(self, post_ids: list[int]) -> set[int]:
+    def moderated_ids(self, post_ids: list[int], comments: bool = False) -> set[int]:
         self._check()
         return set(post_ids) & set(self.moderated)
 
@@ -173,6 +173,31 @@ def test_a_post_hidden_by_moderation_is_refused_to_others_but_not_its_author():
     assert vis.may_view("v", post(2, "a")) is True
     assert [p["post_id"] for p in vis.without_moderated("v", [post(1, "a"), post(2, "a")])] == [2]
     assert [p["post_id"] for p in vis.without_moderated("a", [post(1, "a"), post(2, "a")])] == [1, 2]
+
+
+def test_with_redis_down_moderation_comes_from_cassandras_durable_copy_never_unfiltered():
+    # issue 17: the Redis-down read path must hide what moderation hid, for everyone but the author
+    red = FakeGraph("redis", down=True)
+    cas = FakeGraph("cassandra", follows={("v", "a")})
+    cas.moderated = {1: {"decision": "REMOVE", "by": "mod1", "reason": "spam"}}
+    vis = Visibility(Graph(red, cas))  # type: ignore[arg-type]
+    assert vis.may_view("v", post(1, "a")) is False
+    assert vis.may_view("a", post(1, "a")) is True
+    assert vis.may_view("v", post(2, "a")) is True
+    assert vis.graph.moderation(1) == cas.moderated[1]
+    feed = [post(3, "v"), post(2, "a"), post(1, "a"), post(0, "a", deleted=True)]
+    assert [p["post_id"] for p in vis.filter_cold("v", feed)] == [3, 2]  # the Cassandra feed's filter
+    assert [p["post_id"] for p in vis.filter_cold("a", feed)] == [3, 2, 1]
+    assert [p["post_id"] for p in vis.without_moderated("v", feed[:3])] == [3, 2]
+    cas.down = True  # neither engine can say: unknown, never "not hidden"
+    with pytest.raises(Unavailable):
+        vis.without_moderated("v", feed[:3])
+    with pytest.raises(Down):
+        vis.filter_cold("v", feed)
+    assert vis.without_moderated("a", [post(1, "a")]) == [post(1, "a")]  # the author's own need no facts
+    red.down = False
+    red.moderated = {}
+    assert vis.may_view("v", post(1, "a")) is True  # Redis up: its state rules, Cassandra is not read
 
 
 def test_a_friend_who_unfollowed_may_open_a_friends_post_but_not_see_it_in_the_feed():
@@ -261,6 +286,7 @@ class FakeReaders:
         class _Vis:
             filter_hot = staticmethod(keep_even)
             filter_live = staticmethod(Visibility.filter_live)
+            filter_cold = staticmethod(lambda _viewer, posts: Visibility.filter_live(posts))
 
         self.posts, self.visibility = _Posts, _Vis
 
