@@ -8,6 +8,7 @@ is publish-then-hide: a post is fanned out at once and hidden when its verdict l
 from __future__ import annotations
 
 import random
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from support.api import api_settings
 
 from core.settings import Settings, isolated
 from core.workload import WorkloadConfig, spam_campaign, spam_post_body
+from ops.local import stack as local_stack
 from ops.workers import workers
 from serving.app import create_app
 from serving.auth import mint_token
@@ -199,6 +201,61 @@ def test_a_report_queues_the_post_and_non_moderators_are_refused(world):
     r = api.c.post(f"/v1/moderation/posts/{pid}/decision", json={"decision": "REMOVE", "reason": "x"},
                    headers=api.h(reporter))
     assert r.status_code == 403
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_with_redis_down_hidden_content_stays_hidden_from_all_but_its_author(world, tmp_path):
+    """Issue 17: the read API's Redis-down fallback (Cassandra) filters on the moderation worker's durable
+    copy of the decisions: a removed post is out of a follower's feed and 403 on GET, a hidden comment is
+    out of the page, and both are still there for their authors."""
+    api = world
+    author, reader, moderator = api.register(uid("a")), api.register(uid("r")), api.register(uid("m"))
+    commenter = api.register(uid("c"))
+    api.follow(reader, author)
+    kept, removed = api.post(author, CLEAN + " #kept"), api.post(author, CLEAN + " #removed")
+    poll(lambda: {kept, removed} <= api.feed_ids(reader), "posts fanned out")
+    assert api.wait_verdict(removed)["decision"] == "ALLOW"
+    api.decide(moderator, removed, "REMOVE", "doxxing")
+    poll(lambda: removed not in api.feed_ids(reader), "removed post gone from the feed (Redis up)", 30)
+    bad = api.ok(api.c.post(f"/v1/posts/{kept}/comments", json={"text": OFFENSIVE}, headers=api.h(commenter)))
+    fine = api.ok(api.c.post(f"/v1/posts/{kept}/comments", json={"text": "nice one"}, headers=api.h(commenter)))
+    poll(lambda: api.r.sismember(mod.HIDDEN_COMMENTS, str(bad["comment_id"])), "offensive comment hidden")
+    poll(lambda: len(api.ok(api.c.get(f"/v1/posts/{kept}/comments", headers=api.h(commenter)), 200)["items"]) == 2,
+         "comments stored")
+    own = Settings(state_dir=tmp_path / "redis", redis_port=_free_port(), env="test")
+    local_stack.up(own, ["redis"], echo=lambda *_: None)
+    try:
+        settings = api.settings.model_copy(update={"redis_url_override": own.redis_url})
+        with TestClient(create_app(settings)) as client:
+            local_stack.down(own, ["redis"], echo=lambda *_: None)
+
+            def h(user: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {mint_token(user, settings)}"}
+
+            res = client.get(f"/v1/users/{reader}/feed", params={"limit": 100}, headers=h(reader))
+            assert res.status_code == 200, res.text
+            body = res.json()
+            assert body["degraded"]["source"] == "cassandra"
+            assert [it["post_id"] for it in body["items"]] == [kept]
+            assert client.get(f"/v1/posts/{removed}", headers=h(reader)).status_code == 403
+            assert client.get(f"/v1/posts/{kept}", headers=h(reader)).status_code == 200
+            mine = client.get(f"/v1/posts/{removed}", headers=h(author))
+            assert mine.status_code == 200, mine.text
+            assert mine.json()["moderation"]["decision"] == "REMOVE" and mine.json()["moderation"]["reason"] == "doxxing"
+            listed = client.get(f"/v1/users/{author}/posts", headers=h(reader))
+            assert listed.status_code == 200 and [it["post_id"] for it in listed.json()["items"]] == [kept]
+            seen = client.get(f"/v1/posts/{kept}/comments", headers=h(reader))
+            assert seen.status_code == 200, seen.text
+            assert [c["comment_id"] for c in seen.json()["items"]] == [fine["comment_id"]]
+            theirs = client.get(f"/v1/posts/{kept}/comments", headers=h(commenter)).json()["items"]
+            assert {c["comment_id"] for c in theirs} == {bad["comment_id"], fine["comment_id"]}
+    finally:
+        local_stack.down(own, ["redis"], echo=lambda *_: None)
 
 
 def test_a_lost_redis_gets_every_verdict_and_decision_back_from_the_log(world):
