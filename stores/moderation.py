@@ -52,6 +52,7 @@ HIDDEN_COMMENTS = "mod:hidden:comments"
 QUEUE = "mod:queue"
 LOADED = "mod:loaded"
 DAY_S = 86_400
+HOUR_MS = 3_600_000
 
 DDL: list[str] = [
     ("CREATE TABLE IF NOT EXISTS {ks}.moderation_decisions (kind text, content_id bigint, m text, m_at bigint, "
@@ -60,7 +61,6 @@ DDL: list[str] = [
 SELECT_DECISIONS = "SELECT content_id, m, d FROM moderation_decisions WHERE kind=? AND content_id IN ?"
 UPDATE_PART = {part: f"UPDATE moderation_decisions USING TIMESTAMP ? SET {part}=?, {part}_at=? "
                      "WHERE kind=? AND content_id=?" for part in ("m", "d")}
-HOUR_MS = 3_600_000
 
 
 def k_state(key: str) -> str:
@@ -237,7 +237,8 @@ def is_hidden(m: dict[str, Any] | None, d: dict[str, Any] | None) -> bool:
 def record(s: Session, key: str, content_id: int, part: str, at: int, body: dict[str, Any]) -> None:
     """Write one merged part (``"m"`` model, ``"d"`` moderator) to the durable copy: last-writer-wins on
     ``at`` (milliseconds, the write timestamp in microseconds), so it is idempotent and order-independent
-    like :func:`merge`."""
+    like :func:`merge` (one difference: two different parts with the same ``at`` resolve by Cassandra's
+    tie rule, the greater value, where the script keeps the later-merged one)."""
     if part not in UPDATE_PART:
         raise ValueError(f"unknown part {part!r}")
     s.execute(prepared(s, UPDATE_PART[part]),
