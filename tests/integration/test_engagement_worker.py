@@ -7,6 +7,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,8 +156,15 @@ def test_kill_9_mid_stream_and_restart_counts_equal_recount(stack: Settings, wor
     log = engagement_log(posts, 1500, seed=3)
     delivered = log + random.Random(4).sample(log, 300)  # producer-side duplicates too
     proc = worker_env["procs"][-1]
-    with EventProducer(stack) as producer:
-        producer.send_many(delivered)
+
+    def produce() -> None:  # a stream, not one burst: the kill lands while it is still arriving
+        with EventProducer(stack) as producer:
+            for i in range(0, len(delivered), 50):
+                producer.send_many(delivered[i:i + 50])
+                time.sleep(0.1)
+
+    producing = threading.Thread(target=produce, name="engagement-stream")
+    producing.start()
     r = redis_store.client(stack)
     store = CounterStore(cassandra.session(stack))
 
@@ -164,12 +172,16 @@ def test_kill_9_mid_stream_and_restart_counts_equal_recount(stack: Settings, wor
         revs = [store.session.execute(store.q_statics, (p,)).one() for p, _ in posts]
         return sum((row.rev or 0) if row else 0 for row in revs) >= 150
 
-    wait_for(progressed, 120, "the worker to apply some engagements")
-    stop(proc, signal.SIGKILL)  # kill -9 mid-stream
+    try:
+        wait_for(progressed, 120, "the worker to apply some engagements")
+        stop(proc, signal.SIGKILL)  # kill -9 mid-stream
+        mid_stream = producing.is_alive()
+    finally:
+        producing.join()
     assert proc.returncode == -signal.SIGKILL
     expected = {p: recount([(n, e) for n, e in log if e["post_id"] == p]) for p, _ in posts}
     partial = {p: store.totals(p) for p, _ in posts}
-    assert partial != expected, "the worker finished before the kill; the test proves nothing"
+    assert mid_stream and partial != expected, "the worker finished before the kill; the test proves nothing"
 
     proc2 = start_worker(stack, worker_env["suffix"], worker_env["log"])
     worker_env["procs"].append(proc2)
