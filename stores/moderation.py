@@ -105,7 +105,7 @@ def merge(r: _redis.Redis, key: str, content_id: int, part: str, at: int, body: 
           ctx: dict[str, Any], review: bool = False) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Merge a model (``part="m"``) or moderator (``"d"``) verdict on a post or comment (by ``key``'s
     kind); return the stored (model, moderator) parts."""
-    hidden_set = HIDDEN_COMMENTS if key.startswith("comment:") else HIDDEN
+    hidden_set = HIDDEN_COMMENTS if kind_of(key) == "comment" else HIDDEN
     out = r.register_script(MERGE_LUA)(args=[key, str(content_id), part, at,
                                              json.dumps(body, sort_keys=True), json.dumps(ctx, sort_keys=True),
                                              "1" if review else "0", hidden_set])
@@ -235,14 +235,19 @@ def is_hidden(m: dict[str, Any] | None, d: dict[str, Any] | None) -> bool:
 
 
 def record(s: Session, key: str, content_id: int, part: str, at: int, body: dict[str, Any]) -> None:
+    """:func:`record_async`, waited for."""
+    record_async(s, key, content_id, part, at, body).result()
+
+
+def record_async(s: Session, key: str, content_id: int, part: str, at: int, body: dict[str, Any]) -> Any:
     """Write one merged part (``"m"`` model, ``"d"`` moderator) to the durable copy: last-writer-wins on
     ``at`` (milliseconds, the write timestamp in microseconds), so it is idempotent and order-independent
     like :func:`merge` (one difference: two different parts with the same ``at`` resolve by Cassandra's
     tie rule, the greater value, where the script keeps the later-merged one)."""
     if part not in UPDATE_PART:
         raise ValueError(f"unknown part {part!r}")
-    s.execute(prepared(s, UPDATE_PART[part]),
-              (int(at) * 1000, json.dumps(body, sort_keys=True), int(at), kind_of(key), int(content_id)))
+    return s.execute_async(prepared(s, UPDATE_PART[part]),
+                           (int(at) * 1000, json.dumps(body, sort_keys=True), int(at), kind_of(key), int(content_id)))
 
 
 def decisions_durable(s: Session, ids: Sequence[int], kind: str = "post"

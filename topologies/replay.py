@@ -96,10 +96,9 @@ def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("g
 
     ``tl`` gives the timeline knobs (cap, celebrity threshold, …) the workers ran with.
     """
-    from core.clock import millis
     from topologies.fanout.app import POST_RECORDS, author_named, process_posts
     from topologies.fanout.runtime import Stores
-    from topologies.graph.app import UserCheck, process_graph
+    from topologies.graph.app import log_user_check, note_registrations, process_graph
     from topologies.graph.logic import GRAPH_RECORDS
 
     t0 = time.monotonic()
@@ -111,17 +110,9 @@ def replay_in_order(settings: Settings, tl: Settings, names: Iterable[str] = ("g
     # graph events need their users registered and a PostCreated its author (UserCheck's rule, the
     # live workers' too); the whole users.v1 log is the evidence, so nothing is waited for
     registered: dict[str, int] = {}
-    for u in read_log(settings, [USERS.name], serde, ReplayStats()):
-        if u.name == "UserRegistered":
-            at = millis(u.value["occurred_at"])
-            registered[u.value["user_id"]] = min(at, registered.get(u.value["user_id"], at))
-
-    def lookup(ids: list[str]) -> dict[str, int]:
-        return {i: registered[i] for i in ids if i in registered}
-
-    grace_ms = int(settings.graph_user_grace_s * 1000)
-    users = UserCheck(lookup, grace_ms, now_ms=lambda: 2**62)
-    authors = UserCheck(lookup, grace_ms, now_ms=lambda: 2**62, named=author_named)
+    note_registrations(read_log(settings, [USERS.name], serde, ReplayStats()), registered)
+    users = log_user_check(settings, registered)
+    authors = log_user_check(settings, registered, named=author_named)
     pending: list[SourceRecord] = []
 
     def flush() -> None:

@@ -123,6 +123,24 @@ class UserCheck:
 Offsets = Mapping[tuple[str, int], int]
 
 
+def note_registrations(recs: Iterable[SourceRecord], registered: dict[str, int]) -> None:
+    """Add the UserRegistered records among ``recs`` to ``registered`` (user -> earliest occurred_at)."""
+    from core.clock import millis
+
+    for r in recs:
+        if r.name == "UserRegistered":
+            at = millis(r.value["occurred_at"])
+            registered[r.value["user_id"]] = min(at, registered.get(r.value["user_id"], at))
+
+
+def log_user_check(settings: Settings, registered: dict[str, int],
+                   named: Callable[[SourceRecord], Iterable[str]] | None = None) -> UserCheck:
+    """:class:`UserCheck` for a replay: users.v1 read from the log (``registered``, filled by
+    :func:`note_registrations`) is the whole evidence, so the clock never makes it wait."""
+    return UserCheck(lambda ids: {i: registered[i] for i in ids if i in registered},
+                     int(settings.graph_user_grace_s * 1000), now_ms=lambda: 2**62, named=named)
+
+
 def users_caught_up(ends: Offsets, applied: Offsets) -> bool:
     """Whether every users.v1 record below ``ends`` (end offsets) is applied: each partition's
     applied mark (the last applied offset) is at least ``end - 1``."""

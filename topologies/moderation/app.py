@@ -111,10 +111,12 @@ def score_items(eng: Engines, items: list[Item]) -> Verdicts:
     if not items:
         return []
     facts = [(content(i.text, list(i.links)), behaviour_of(eng, i)) for i in items]
+    scored = [(item, mv, model_part(mv, item)) for item, mv in zip(items, eng.clf.classify(facts))]
+    # the durable copy (Redis-down reads) first, the batch's writes in flight together
+    for f in [mod.record_async(eng.s, item.key, item.content_id, "m", item.at, part) for item, _, part in scored]:
+        f.result()
     out = []
-    for item, mv in zip(items, eng.clf.classify(facts)):
-        part = model_part(mv, item)
-        mod.record(eng.s, item.key, item.content_id, "m", item.at, part)  # the durable copy (Redis-down reads)
+    for item, mv, part in scored:
         m, d = mod.merge(eng.r, item.key, item.content_id, "m", item.at, part, item.ctx, review=mv.needs_review)
         out.append(verdict_value(item.ctx, m, d))
     return out

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
-from core.clock import millis
 from core.settings import Settings
 from stores import search
 from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, POSTS, USERS
 from streams.errors import StreamsError
 from streams.serde import Serde
 from topologies.faust_runtime import SourceRecord
-from topologies.graph.app import UserCheck
+from topologies.graph.app import log_user_check, note_registrations
 from topologies.search.app import Index, process_batch
 
 ORDER = (USERS.name, POSTS.name, ENGAGEMENT_COUNTS.name, ENGAGEMENTS.name)  # popularity needs its post first
@@ -43,33 +42,19 @@ class RebuildStats:
     seconds: float = 0.0
 
 
-def author_rule(settings: Settings, registered: dict[str, int]) -> UserCheck:
-    """The live worker's author rule with users.v1 as the evidence (``registered``: user -> the
-    occurred_at of their registration, filled as users.v1 is applied, which comes first in ORDER)."""
-    from topologies.fanout.app import author_named
-
-    return UserCheck(lambda ids: {i: registered[i] for i in ids if i in registered},
-                     int(settings.graph_user_grace_s * 1000), now_ms=lambda: 2**62, named=author_named)
-
-
-def _registrations(recs: list[SourceRecord], registered: dict[str, int]) -> None:
-    for r in recs:
-        if r.name == "UserRegistered":
-            at = millis(r.value["occurred_at"])
-            registered[r.value["user_id"]] = min(at, registered.get(r.value["user_id"], at))
-
-
 def _apply_range(settings: Settings, index: Index, serde: Serde, starts: Offsets | None,
                  stats: RebuildStats, batch: int, registered: dict[str, int] | None = None) -> tuple[Offsets, int]:
     """Apply every record from ``starts`` (None: the first offsets) to the current ends; return the ends.
 
     Posts by authors who never registered are skipped, as the live worker dead-letters them."""
+    from topologies.fanout.app import author_named
+
     registered = {} if registered is None else registered
-    authors = author_rule(settings, registered)
+    authors = log_user_check(settings, registered, named=author_named)
 
     def apply(pending: list[SourceRecord]) -> int:
         if pending[0].topic == USERS.name:
-            _registrations(pending, registered)
+            note_registrations(pending, registered)
         users = authors if pending[0].topic == POSTS.name else None
         return len(process_batch(index, pending, users=users))
     c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"search-replay-{uuid.uuid4().hex}",

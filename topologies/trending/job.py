@@ -86,7 +86,6 @@ class TrendingConfig:
     # grace adds nothing and is dead-lettered (the fan-out's and engagement worker's rule, issue 14
     # item 5); ``prove_authors``: absence proven by the users topology's progress (live), else by
     # the clock alone (tests whose stack runs no users topology)
-    check_authors: bool = True
     prove_authors: bool = True
     # a source topic with nothing new for this long stops holding back the watermark (each topic has
     # its own, and the job's is their minimum: a quiet topic would stall every window without it)
@@ -129,16 +128,14 @@ class Decode(FlatMapFunction):
 
         self.serde = Serde(self.settings.registry_url)
         self.publisher: Any = None
-        self.authors = None
-        if self.config.check_authors:
-            with _IMPORTS:
-                from topologies.fanout.runtime import Stores
-                from topologies.graph.app import UserCheck, UsersProgress, registered_lookup
+        with _IMPORTS:
+            from topologies.fanout.runtime import Stores
+            from topologies.graph.app import UserCheck, UsersProgress, registered_lookup
 
-            st = Stores(self.settings)
-            self.authors = UserCheck(registered_lookup(st), int(self.settings.graph_user_grace_s * 1000),
-                                     named=lambda rec: logic.contributor(rec.name, rec.value),
-                                     progress=UsersProgress(st) if self.config.prove_authors else None)
+        st = Stores(self.settings)
+        self.authors = UserCheck(registered_lookup(st), int(self.settings.graph_user_grace_s * 1000),
+                                 named=lambda rec: logic.contributor(rec.name, rec.value),
+                                 progress=UsersProgress(st) if self.config.prove_authors else None)
 
     def _refuse(self, topic: str, partition: int, offset: int, data: bytes, exc: Exception) -> None:
         if self.publisher is None:
@@ -148,7 +145,7 @@ class Decode(FlatMapFunction):
     def _ghost(self, topic: str, partition: int, offset: int, name: str, value: dict) -> Exception | None:
         """UnknownAuthor (a post) or UnknownUser (an engagement) if the record's user never
         registered in time (:func:`logic.contributor`), else None."""
-        if self.authors is None or not logic.contributor(name, value):
+        if not logic.contributor(name, value):
             return None
         from topologies.fanout.logic import UnknownAuthor
         from topologies.faust_runtime import SourceRecord
