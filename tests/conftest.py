@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -25,6 +24,8 @@ from ops.local import stack as local_stack
 # as ``support`` for every test module.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from support.ports import free_ports
+
 _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
                 "redis_port", "registry_port", "registry_management_port", "api_port",
                 "opensearch_port", "opensearch_transport_port", "prometheus_port")
@@ -33,17 +34,6 @@ _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassan
 SESSION_ENGINES = [n for n, e in local_stack.ENGINES.items() if n != "opensearch" and not e.optional]
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -67,7 +57,7 @@ def stack() -> Iterator[Settings]:
         yield settings
         return
     state = Path(tempfile.mkdtemp(prefix="feedstream-test-"))
-    env = {f"FEEDSTREAM_{f.upper()}": str(p) for f, p in zip(_PORT_FIELDS, _free_ports(len(_PORT_FIELDS)))}
+    env = {f"FEEDSTREAM_{f.upper()}": str(p) for f, p in zip(_PORT_FIELDS, free_ports(len(_PORT_FIELDS)))}
     env.update(FEEDSTREAM_STATE_DIR=str(state), FEEDSTREAM_ENV="test",
                FEEDSTREAM_KAFKA_HEAP_MB="512", FEEDSTREAM_CASSANDRA_HEAP_MB="768",
                FEEDSTREAM_WORKER_METRICS_PORT="0")  # workers' /metrics ports: any free one

@@ -6,23 +6,19 @@ import socket
 
 import psutil
 import pytest
+from support.ports import free_ports
 
 from core.settings import Settings
 from ops.local import LocalStackError, stack
 from ops.local.procs import port_in_use
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def own(tmp_path, stack: Settings) -> Settings:  # noqa: F811 - reuse the session's jar cache
+    kafka, controller, redis_port = free_ports(3)
     return Settings(state_dir=tmp_path / "state", cache_dir=stack.cache_dir,
-                    kafka_port=_free_port(), kafka_controller_port=_free_port(),
-                    redis_port=_free_port(), kafka_heap_mb=384)
+                    kafka_port=kafka, kafka_controller_port=controller,
+                    redis_port=redis_port, kafka_heap_mb=384)
 
 
 def test_up_twice_is_a_noop_and_down_leaves_nothing(own: Settings) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 from support.api import TopicTail, api_settings, bearer, new_user, running_app
+from support.ports import free_ports
 
 from core.settings import Settings, with_overrides
 from ops.local import procs
@@ -33,7 +34,8 @@ def _quiet(*_: object) -> None:
 @pytest.fixture()
 def own_kafka(stack: Settings, tmp_path: Path) -> Iterator[Settings]:
     """API settings whose Kafka is a single broker of our own (registry and Redis are the shared ones)."""
-    own = api_settings(stack, state_dir=tmp_path, kafka_port=_free_port(), kafka_controller_port=_free_port(),
+    kafka, controller = free_ports(2)  # two one-at-a-time picks once returned the same port
+    own = api_settings(stack, state_dir=tmp_path, kafka_port=kafka, kafka_controller_port=controller,
                        kafka_heap_mb=384, api_produce_timeout_ms=3000, api_retry_after_s=3)
     local_stack.up(own, ["kafka"], echo=_quiet)
     try:
