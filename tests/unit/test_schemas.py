@@ -55,6 +55,18 @@ def test_adding_event_type_is_full_transitive_compatible(name: str) -> None:
         assert result.compatibility is SchemaCompatibilityType.compatible, result.messages
 
 
+def test_event_type_as_an_enum_would_not_read_the_log() -> None:
+    """Why ``event_type`` stays a string (README, "Which event is this?"): Avro resolves no
+    string -> enum, so an enum-typed field could not read the records already in the log."""
+    name = "io.feedstream.events.PostEdited"
+    as_enum = copy.deepcopy(SCHEMAS.standalone[name])
+    slot = next(f for f in as_enum["fields"] if f["name"] == "event_type")
+    slot["type"] = {"type": "enum", "name": "PostEditedType", "symbols": ["PostEdited"]}
+    reader, writer = avro_parse(json.dumps(as_enum)), avro_parse(SCHEMAS.schema_str(name))
+    result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)
+    assert result.compatibility is SchemaCompatibilityType.incompatible
+
+
 @pytest.mark.parametrize("name", SCHEMAS.events)
 def test_optional_fields_are_null_unions_defaulting_to_null(name: str) -> None:
     for field in SCHEMAS.standalone[name]["fields"]:
