@@ -83,29 +83,42 @@ class Hub:
         self.clients: dict[str, set[Client]] = {}
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self._task: asyncio.Task[None] | None = None
+        # (un)subscribes one at a time: redis-py's PubSub opens its connection lazily and unguarded, so
+        # two first subscribes at once each opened one and the channel on the losing one was never read
+        self._lock = asyncio.Lock()
         self.delivered = 0
 
     async def subscribe(self, user: str) -> Client:
-        """Register a client for ``user``'s channel."""
+        """Register a client for ``user``'s channel (its SUBSCRIBE is sent when this returns)."""
         client = Client(self.queue_size)
-        first = user not in self.clients
-        self.clients.setdefault(user, set()).add(client)
-        if first:
-            await self._pubsub.subscribe(channel(user))
+        async with self._lock:
+            first = user not in self.clients
+            self.clients.setdefault(user, set()).add(client)
+            if first:
+                try:
+                    await self._pubsub.subscribe(channel(user))
+                except BaseException:
+                    self._forget(user, client)
+                    raise
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._pump(), name="realtime-hub")
         return client
 
-    async def unsubscribe(self, user: str, client: Client) -> None:
-        """Drop a client; unsubscribe the channel with its last client."""
-        group = self.clients.get(user)
-        if group is None:
-            return
+    def _forget(self, user: str, client: Client) -> None:
+        group = self.clients.get(user, set())
         group.discard(client)
         if not group:
-            del self.clients[user]
-            with contextlib.suppress(Exception):
-                await self._pubsub.unsubscribe(channel(user))
+            self.clients.pop(user, None)
+
+    async def unsubscribe(self, user: str, client: Client) -> None:
+        """Drop a client; unsubscribe the channel with its last client."""
+        async with self._lock:
+            if user not in self.clients:
+                return
+            self._forget(user, client)
+            if user not in self.clients:
+                with contextlib.suppress(Exception):
+                    await self._pubsub.unsubscribe(channel(user))
 
     def dispatch(self, channel: str, data: bytes) -> None:
         """Copy one message to every client of its channel (never waits)."""
@@ -122,7 +135,11 @@ class Hub:
         while True:
             try:
                 if not self._pubsub.subscribed:
-                    await asyncio.sleep(0.05)
+                    if self.clients:  # clients whose SUBSCRIBE failed (Redis was down): try again
+                        await asyncio.sleep(1.0)
+                        await self._resubscribe()
+                    else:
+                        await asyncio.sleep(0.05)
                     continue
                 msg = await self._pubsub.get_message(timeout=1.0)
                 if msg and msg["type"] == "message":
@@ -136,13 +153,14 @@ class Hub:
                 await self._resubscribe()
 
     async def _resubscribe(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
-        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        channels = [channel(u) for u in self.clients]
-        if channels:
-            with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
-                await self._pubsub.subscribe(*channels)
+        async with self._lock:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            channels = [channel(u) for u in self.clients]
+            if channels:
+                with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                    await self._pubsub.subscribe(*channels)
 
     async def close(self) -> None:
         """Stop the pump and close the connection."""
