@@ -1,5 +1,6 @@
 // The home feed: tabs, infinite scroll by cursor, live "new posts" banner, compose, engagement,
-// profiles (follow, friend, block), notifications, trending and search.
+// reactions, profiles (follow, friend, block), notifications with friend requests to accept,
+// trending and search.
 import { api, ago, consistency, el, frame, say } from "./common.js";
 
 const me = frame("/");
@@ -37,8 +38,33 @@ function postItem(it) {
         countButton("Like", "likes", c.likes, (e) => like(it.post_id, e.currentTarget), false),
         countButton("Comment", "comments", c.comments, () => comments(li, it.post_id)),
         countButton("Share", "shares", c.shares, (e) => share(it.post_id, e.currentTarget)),
-        el("button", { type: "button", class: "act", onclick: () => report(it.post_id) }, "Report"))));
+        el("button", { type: "button", class: "act", onclick: () => report(it.post_id) }, "Report")),
+      reactionBar(it.post_id, c.reactions || {})));
   return li;
+}
+
+// The API's reaction kinds (ReactionKind), each a toggle button with its count. Words, not emoji:
+// they read the same in every font (Debian's Chromium has no colour emoji) and to screen readers.
+const REACTIONS = [["LIKE", "thumbs up"], ["LOVE", "love"], ["HAHA", "haha"], ["WOW", "wow"], ["SAD", "sad"], ["ANGRY", "angry"]];
+
+function reactionBar(postId, counts) {
+  return el("div", { class: "reactions", role: "group", "aria-label": "Reactions" },
+    el("span", { class: "hint" }, "React:"),
+    REACTIONS.map(([kind, word]) => el("button", {
+      type: "button", class: "act react", "data-count": `reaction-${kind}`, "aria-pressed": "false",
+      onclick: (e) => react(postId, kind, e.currentTarget),
+    }, `${word} `, el("span", { class: "n" }, String(counts[kind] ?? 0)))));
+}
+
+async function react(postId, kind, button) {
+  const on = button.getAttribute("aria-pressed") !== "true";
+  const before = Number(button.querySelector(".n").textContent);
+  try {
+    await api(`/v1/posts/${postId}/reactions/${kind}`, { method: on ? "PUT" : "DELETE" });
+    button.setAttribute("aria-pressed", String(on));
+    bump(button, on ? 1 : -1);
+    sync(postId, button, kind, (n) => (on ? n > before : n < before), (post) => post.counts?.reactions?.[kind] ?? 0);
+  } catch (err) { say(err.message); }
 }
 
 function add(items, { top = false } = {}) {
@@ -116,13 +142,12 @@ function bump(button, delta) {
 }
 
 // The count shown is the server's once the engagement topology has applied the like.
-async function sync(postId, button, key, want) {
+async function sync(postId, button, key, want, read = (post) => post.counts?.[key] ?? 0) {
   button.dataset.synced = "false";
   for (let i = 0; i < 20; i++) {
     await new Promise((r) => setTimeout(r, 500 + i * 250));
     try {
-      const post = await api(`/v1/posts/${postId}`);
-      const n = post.counts?.[key] ?? 0;
+      const n = read(await api(`/v1/posts/${postId}`));
       if (want(n) || i === 19) {
         button.querySelector(".n").textContent = String(n);
         button.dataset.synced = "true";
@@ -232,6 +257,22 @@ async function block(userId) {
   } catch (err) { say(err.message); }
 }
 
+// Accept or decline a friend request from its notification (the API answers 404 if none is pending).
+function friendAnswer(from) {
+  const box = el("span", { class: "actions" });
+  const answer = (verb, done) => async () => {
+    try {
+      await api(`/v1/users/${me.user}/friend-requests/${encodeURIComponent(from)}/${verb}`, { method: "POST" });
+      box.replaceChildren(el("span", { class: "hint", "data-answered": verb }, ` ${done}`));
+      say(done, "info");
+    } catch (err) { say(err.status === 404 ? `${from}'s friend request is no longer pending.` : err.message); }
+  };
+  box.append(" ",
+    el("button", { type: "button", "aria-label": `Accept ${from}'s friend request`, onclick: answer("accept", `You and ${from} are friends.`) }, "Accept"),
+    el("button", { type: "button", class: "link", "aria-label": `Decline ${from}'s friend request`, onclick: answer("decline", `Declined ${from}'s request.`) }, "Decline"));
+  return box;
+}
+
 let unreadCount = 0;
 function unread(delta, absolute) {
   unreadCount = absolute ?? unreadCount + delta;
@@ -245,8 +286,10 @@ async function notifications() {
   const list = document.getElementById("notif-list");
   try {
     const res = await api(`/v1/users/${me.user}/notifications`, { params: { limit: 10 } });
-    list.replaceChildren(...res.items.map((n) => el("li", {}, `${n.actor_id} ${String(n.kind || "").toLowerCase().replace(/_/g, " ")}`,
-      el("span", { class: "hint" }, ` · ${ago(n.created_at)}`))));
+    list.replaceChildren(...res.items.map((n) => el("li", { "data-kind": n.kind || "" },
+      `${n.actor_id} ${String(n.kind || "").toLowerCase().replace(/_/g, " ")}`,
+      el("span", { class: "hint" }, ` · ${ago(n.created_at)}`),
+      n.kind === "FRIEND_REQUEST" ? friendAnswer(n.actor_id) : null)));
     if (!res.items.length) list.replaceChildren(el("li", { class: "hint" }, "No notifications yet."));
     const count = await api(`/v1/users/${me.user}/notifications/unread-count`);
     unread(0, count.unread);

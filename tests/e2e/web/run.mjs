@@ -103,6 +103,42 @@ try {
       { before, after, server });
   });
 
+  await step("reaction_changes_count", async () => {
+    const love = b.locator(`#feed li.post[data-post="${livePost}"] [data-count="reaction-LOVE"]`);
+    const before = Number(await love.locator(".n").textContent());
+    await love.click();
+    await b.locator(`#feed li.post[data-post="${livePost}"] [data-count="reaction-LOVE"][data-synced="true"]`).waitFor();
+    const after = Number(await love.locator(".n").textContent());
+    const server = await b.evaluate(async (id) => (await (await fetch(`/v1/posts/${id}`, { headers: { Authorization: `Bearer ${localStorage.getItem("feedstream.token")}` } })).json()).counts.reactions.LOVE, livePost);
+    check("reaction_changes_count", after === before + 1 && server === after && (await love.getAttribute("aria-pressed")) === "true",
+      { before, after, server });
+  });
+
+  await step("friend_request_accepted", async () => {
+    // alice asks (through the API from her page), bob accepts from his notifications, the graph makes them friends
+    const sent = await a.evaluate(async (to) => (await fetch(`/v1/users/${JSON.parse(atob(localStorage.getItem("feedstream.token").split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub}/friend-requests/${to}`,
+      { method: "POST", headers: { Authorization: `Bearer ${localStorage.getItem("feedstream.token")}` } })).status, bob.id);
+    let answered = null;
+    for (let i = 0; i < 40 && !answered; i++) {  // the notification and the pending request go through Kafka
+      await b.locator("#bell").click();
+      const accept = b.locator('#notif-list li[data-kind="FRIEND_REQUEST"]').getByRole("button", { name: `Accept ${alice.id}'s friend request` });
+      if (await accept.count()) {
+        await accept.first().click();
+        await b.waitForTimeout(1000);
+        answered = await b.locator('#notif-list [data-answered="accept"]').count() ? "accept" : null;
+      } else {
+        await b.waitForTimeout(1500);
+      }
+    }
+    let friends = false;
+    for (let i = 0; i < 30 && !friends; i++) {  // the graph topology applies the accept: alice's profile shows bob as a friend
+      const res = await a.evaluate(async (to) => (await fetch(`/v1/users/${to}`, { headers: { Authorization: `Bearer ${localStorage.getItem("feedstream.token")}` } })).json(), bob.id);
+      friends = (res.counts?.friends ?? 0) > 0;  // bob had no friends before
+      if (!friends) await a.waitForTimeout(1000);
+    }
+    check("friend_request_accepted", sent === 202 && answered === "accept" && friends, { sent, answered, friends });
+  });
+
   await step("keyboard_tabs", async () => {
     await b.locator("#tab-chronological").focus();
     await b.keyboard.press("ArrowRight");
