@@ -42,6 +42,7 @@ from topologies.faust_runtime import (
     create_faust_app,
     dead_letter_record,
     dlq_topic,
+    in_thread,
     make_serde,
     run_worker,
 )
@@ -100,7 +101,7 @@ def engagement_user_check(st: Stores) -> UserCheck:
 async def refuse_unknown_users(app: faust.App, serde: Serde, dlq: Any, users: UserCheck,
                                recs: list[SourceRecord]) -> list[SourceRecord]:
     """Dead-letter (``UnknownUser``) the engagements by users who never registered; return the rest."""
-    unknown = await asyncio.to_thread(users.unknown, recs)
+    unknown = await in_thread(app, users.unknown, recs)
     for rec, missing in zip(recs, unknown):
         if missing:
             await dead_letter_record(app, serde, dlq, app.conf.id, rec,
@@ -174,7 +175,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
             raise PoisonRecord(f"{rec.name} does not belong on {rec.topic}")
 
     async def on_notifications(recs: list[SourceRecord]) -> None:
-        store = await asyncio.to_thread(engines.notes)
+        store = await in_thread(app, engines.notes)
         notes = [{**r.value, "created_at": millis(r.value["occurred_at"])} for r in recs]
         await asyncio.gather(*(aexec(store.session, store.record_statement(n)) for n in notes))
         pipe = engines.redis.pipeline(transaction=False)

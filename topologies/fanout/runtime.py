@@ -33,6 +33,7 @@ from topologies.faust_runtime import (
     create_faust_app,
     dead_letter_record,
     dlq_topic,
+    in_thread,
     make_serde,
     register_batch_agent,
 )
@@ -201,7 +202,7 @@ def timeline_app(settings: Settings, name: str, source: Topic, agent: str, *, pr
     async def handle(recs: list[SourceRecord]) -> Awaitable[Any] | None:
         t0 = time.time()
         results = []
-        for rec, out in await asyncio.to_thread(process, recs):
+        for rec, out in await in_thread(app, process, recs):
             if isinstance(out, PoisonRecord):
                 await dead_letter_record(app, serde, dlq, app.conf.id, rec, out)
             else:

@@ -9,7 +9,6 @@ worker with the batch unacked, so the restarted worker writes it again (idempote
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from topologies.faust_runtime import (
     create_faust_app,
     dead_letter_record,
     dlq_topic,
+    in_thread,
     make_serde,
     register_batch_agent,
     run_worker,
@@ -115,7 +115,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
 
     async def handle(recs: list[SourceRecord]) -> None:
         users = authors if recs and recs[0].topic == POSTS.name else None
-        for rec, exc in await asyncio.to_thread(process_batch, idx, recs, users=users):
+        for rec, exc in await in_thread(app, process_batch, idx, recs, users=users):
             await dead_letter_record(app, serde, dlq, app.conf.id, rec, exc)
 
     for topic in SOURCES:

@@ -9,7 +9,6 @@ worker's own profiles).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import faust
@@ -28,6 +27,7 @@ from topologies.faust_runtime import (
     SourceRecord,
     catalog_topic,
     create_faust_app,
+    in_thread,
     make_serde,
     register_agent,
     run_worker,
@@ -35,7 +35,6 @@ from topologies.faust_runtime import (
 from topologies.graph.app import UserCheck
 from topologies.graph.logic import UnknownUser
 from topologies.users.logic import COMMENT_RECORDS, USER_RECORDS, comment_write, profile_write
-
 
 MAX_POLL_RECORDS = 500  # < stream_buffer_maxsize (4,096) - its pressure-high mark (3,276)
 
@@ -118,10 +117,10 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     users = engagement_user_check(Stores(settings))
 
     async def on_user(rec: SourceRecord) -> None:
-        await asyncio.to_thread(process_user, eng, rec)
+        await in_thread(app, process_user, eng, rec)
 
     async def on_engagement(rec: SourceRecord) -> None:
-        await asyncio.to_thread(process_engagement, eng, rec, users)
+        await in_thread(app, process_engagement, eng, rec, users)
 
     register_agent(app, catalog_topic(app, USERS, settings), on_user, serde=serde, name="users-profiles")
     register_agent(app, catalog_topic(app, ENGAGEMENTS, settings), on_engagement, serde=serde,
