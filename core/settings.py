@@ -255,6 +255,22 @@ class SearchSettings(BaseSettings):
     search_timeout_s: float = Field(default=2.0, gt=0, description="per-request OpenSearch deadline; later -> 503")
 
 
+class MediaSettings(BaseSettings):
+    """The S3-compatible object store for media: the local MinIO's ports, or any S3 endpoint."""
+
+    model_config = _CONFIG
+
+    minio_port: int = Field(default=9000, description="the local MinIO's S3 API")
+    minio_console_port: int = Field(default=9001, description="the local MinIO's web console")
+    media_url_override: str | None = Field(default=None, alias="FEEDSTREAM_MEDIA_URL",
+                                           description="an external S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com")
+    media_region: str = "us-east-1"
+    media_access_key: str = Field(default="feedstream", description="S3 access key (the local MinIO's root user)")
+    media_secret_key: SecretStr = Field(default=SecretStr("feedstream-dev-only"),
+                                        description="S3 secret key (the local MinIO's root password)")
+    media_bucket: str = Field(default="feedstream-media", description="bucket of uploads and their variants")
+
+
 class ConsistencySettings(BaseSettings):
     """Read-your-writes (docs/consistency.md), and which workers refuse events by unregistered users."""
 
@@ -270,7 +286,7 @@ class ConsistencySettings(BaseSettings):
 
 class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiSettings, IdSettings,
                TimelineSettings, TopologySettings, EngagementSettings, TrendingSettings, SearchSettings,
-               ConsistencySettings, TracingSettings):
+               MediaSettings, ConsistencySettings, TracingSettings):
     """Every setting of the platform (see the sections above); frozen once read."""
 
     model_config = _CONFIG
@@ -317,6 +333,11 @@ class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiS
     @property
     def opensearch_url(self) -> str:
         return self.opensearch_url_override or f"http://{self.host}:{self.opensearch_port}"
+
+    @property
+    def media_url(self) -> str:
+        """The S3 endpoint media is stored at (the local MinIO unless ``FEEDSTREAM_MEDIA_URL``)."""
+        return self.media_url_override or f"http://{self.host}:{self.minio_port}"
 
     @property
     def api_url(self) -> str:

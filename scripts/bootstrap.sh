@@ -63,6 +63,6 @@ else
   echo "warning: npm not found: the web app's browser tests will fail (install Node.js 20 with npm)" >&2
 fi
 
-say "fetching engine jars (cached in ~/.cache/feedstream)"
+say "fetching engine jars and building MinIO once (cached in ~/.cache/feedstream; the first MinIO build takes a few minutes)"
 .venv/bin/feedstream local fetch >/dev/null
 say "ready"

@@ -28,10 +28,11 @@ from support.ports import free_ports
 
 _PORT_FIELDS = ("kafka_port", "kafka_controller_port", "cassandra_port", "cassandra_storage_port",
                 "redis_port", "registry_port", "registry_management_port", "api_port",
-                "opensearch_port", "opensearch_transport_port", "prometheus_port")
-# OpenSearch (~17 s of CPU and ~350 MiB at start) starts only for the tests that ask for it, and so do
+                "opensearch_port", "opensearch_transport_port", "prometheus_port", "minio_port",
+                "minio_console_port")
+# OpenSearch (~17 s of CPU and ~350 MiB at start) and MinIO start only for the tests that ask for them, and so do
 # the optional engines (Prometheus: tests/integration/test_monitoring_stack.py starts and stops it)
-SESSION_ENGINES = [n for n, e in local_stack.ENGINES.items() if n != "opensearch" and not e.optional]
+SESSION_ENGINES = [n for n, e in local_stack.ENGINES.items() if n not in ("opensearch", "minio") and not e.optional]
 
 
 
@@ -78,6 +79,13 @@ def stack() -> Iterator[Settings]:
         get_settings.cache_clear()
         if os.environ.get("FEEDSTREAM_TEST_KEEP_STATE") != "1":
             shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def media_stack(stack: Settings) -> Settings:
+    """The session stack plus the media object store (MinIO), stopped with the rest at session end."""
+    local_stack.up(stack, ["minio"])
+    return stack
 
 
 @pytest.fixture(scope="session")

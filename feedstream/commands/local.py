@@ -11,6 +11,7 @@ from rich.table import Table
 
 from core.settings import get_settings
 from ops.local import ENGINE_NAMES, LocalStackError, jars, stack
+from ops.local.engines import ENGINES
 
 NAME = "local"
 app = typer.Typer(help="Run the local stack: Kafka (KRaft), Cassandra, Redis, Apicurio Registry, and on request "
@@ -29,10 +30,15 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def fetch() -> None:
-    """Fetch the engines' jars (Kafka, Cassandra, Flink connectors, Apicurio) from Maven Central."""
+    """Fetch the engines' jars (Kafka, Cassandra, Flink connectors, Apicurio, OpenSearch) from Maven
+    Central, and build the engines shipped as Go modules (MinIO) once."""
     try:
-        for name, path in jars.fetch_all(get_settings().cache_dir, echo=console.print).items():
+        settings = get_settings()
+        for name, path in jars.fetch_all(settings.cache_dir, echo=console.print).items():
             console.print(f"{name}: {len(list(path.rglob('*.jar')))} jars in {path}")
+        for engine in ENGINES.values():
+            if engine.prepare is not None:
+                console.print(f"{engine.name}: {engine.prepare(settings, console.print)}")
     except LocalStackError as exc:
         _fail(exc)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import REPO_ROOT, Settings
-from ops.local import configs, opensearch
+from ops.local import configs, minio, opensearch
 from ops.local.errors import LocalStackError
 from ops.local.jars import jars_dir
 
@@ -33,6 +33,8 @@ class Engine:
     extra_ports: Callable[[Settings], list[int]] = field(default=lambda s: [])
     after: tuple[str, ...] = ()
     optional: bool = False  # started only when named (`local up monitoring`, `up --monitoring`)
+    # fetches or builds what the engine runs, once per machine, before any engine starts (echoes progress)
+    prepare: Callable[[Settings, Callable[[str], None]], object] | None = None
 
 
 def _java_cp(settings: Settings, jar_set: str) -> str:
@@ -216,4 +218,6 @@ ENGINES: dict[str, Engine] = {
                          lambda s, data: opensearch.command(s, data, _G1), opensearch.healthy,
                          programs=("java",), jar_sets=opensearch.JAR_SETS,
                          extra_ports=lambda s: [s.opensearch_transport_port]),
+    "minio": Engine("minio", lambda s: s.minio_port, minio.command, minio.healthy,
+                    extra_ports=lambda s: [s.minio_console_port], prepare=minio.binary),
 }

@@ -125,6 +125,9 @@ def up(s: Settings, names: list[str] | None = None, echo=print) -> list[EngineSt
     prereqs.ensure(sorted({p for e in engines for p in e.programs}), echo=echo)
     for jar_set in sorted({j for e in engines for j in e.jar_sets} | {"flink", "flink-metrics"}):
         jars.fetch(s.cache_dir, jar_set, echo=echo)
+    for e in engines:
+        if e.prepare is not None:
+            e.prepare(s, echo)
     with ThreadPoolExecutor(max_workers=len(engines)) as pool:
         futures: dict[str, Future[EngineStatus]] = {}
         for e in engines:  # ENGINES lists every engine after those it needs
