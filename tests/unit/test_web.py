@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 from core.settings import Settings
@@ -105,3 +107,29 @@ def test_the_api_serves_the_pages_and_their_assets() -> None:
     assert "humanError" in client.get("/app/common.js").text
     assert client.get("/app/missing.js").status_code == 404
     assert client.get("/v1/web/status").status_code == 401  # operators sign in like everyone else
+
+
+TSC = Path(__file__).resolve().parents[1] / "e2e" / "web" / "node_modules" / ".bin" / "tsc"
+TSCONFIG = STATIC.parent / "tsconfig.json"
+
+
+def _tsc(project: Path) -> subprocess.CompletedProcess[str]:
+    assert TSC.exists(), f"{TSC} is missing: run `make bootstrap` (npm ci in tests/e2e/web)"
+    return subprocess.run([str(TSC), "-p", str(project), "--pretty", "false"], capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def test_typescript_checks_every_module_clean() -> None:
+    """The pages' ES modules type-check (JSDoc types, checkJs): TypeScript without a build step."""
+    done = _tsc(TSCONFIG)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_type_check_catches_a_wrong_call(tmp_path: Path) -> None:
+    """The same compiler settings refuse a module that calls the API helper wrongly."""
+    shutil.copytree(STATIC, tmp_path / "static", ignore=shutil.ignore_patterns("*.css", "*.html"))
+    (tmp_path / "static" / "broken.js").write_text(
+        'import { api } from "./common.js";\napi("/v1/posts", { methd: "POST" });\n')
+    shutil.copy(TSCONFIG, tmp_path / "tsconfig.json")
+    done = _tsc(tmp_path)
+    assert done.returncode != 0 and "broken.js" in done.stdout and "methd" in done.stdout, done.stdout

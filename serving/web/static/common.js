@@ -49,10 +49,16 @@ export function humanError(status, body, retryAfter) {
 // The newest X-Consistency-Token a write answered: the next read of one's own feed waits for it.
 export const consistency = { token: null };
 
+/**
+ * Call the JSON API with the signed-in user's token; throws an {@link ApiError} worded for people.
+ * @param {string} path
+ * @param {{method?: string, body?: unknown, params?: Record<string, unknown>, token?: string | null}} [options]
+ * @returns {Promise<any>}
+ */
 export async function api(path, { method = "GET", body, params, token } = {}) {
   const s = session();
   const url = new URL(path, location.origin);
-  for (const [k, v] of Object.entries(params || {})) if (v !== undefined && v !== null) url.searchParams.set(k, v);
+  for (const [k, v] of Object.entries(params || {})) if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
   const headers = { Accept: "application/json" };
   if (s) headers.Authorization = `Bearer ${s.token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";

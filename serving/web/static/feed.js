@@ -308,7 +308,7 @@ async function trending() {
 }
 
 async function search(q) {
-  document.getElementById("q").value = q;
+  /** @type {HTMLInputElement} */ (document.getElementById("q")).value = q;
   const box = document.getElementById("results");
   box.hidden = false;
   box.replaceChildren(el("p", {}, `Searching for ${q}…`));
@@ -322,7 +322,7 @@ async function search(q) {
 }
 
 function tabs() {
-  const all = [...document.querySelectorAll('[role="tab"]')];
+  const all = /** @type {HTMLElement[]} */ ([...document.querySelectorAll('[role="tab"]')]);
   const select = (tab) => {
     for (const t of all) { t.setAttribute("aria-selected", String(t === tab)); t.tabIndex = t === tab ? 0 : -1; }
     document.getElementById("panel").setAttribute("aria-labelledby", tab.id);
@@ -331,7 +331,7 @@ function tabs() {
   };
   for (const tab of all) {
     tab.addEventListener("click", () => select(tab));
-    tab.addEventListener("keydown", (e) => {
+    tab.addEventListener("keydown", (/** @type {KeyboardEvent} */ e) => {
       const i = all.indexOf(tab);
       const next = e.key === "ArrowRight" ? all[(i + 1) % all.length] : e.key === "ArrowLeft" ? all[(i - 1 + all.length) % all.length] : null;
       if (next) { e.preventDefault(); next.focus(); select(next); }
@@ -343,16 +343,22 @@ if (me) {
   tabs();
   document.getElementById("compose").addEventListener("submit", async (e) => {
     e.preventDefault();
-    const f = e.target;
-    const button = f.querySelector("button[type=submit]");
+    const f = /** @type {HTMLFormElement} */ (e.target);
+    const button = /** @type {HTMLButtonElement} */ (f.querySelector("button[type=submit]"));
     button.disabled = true;
     try {
-      await api("/v1/posts", { method: "POST", body: { text: f.text.value, visibility: f.visibility.value } });
+      const text = /** @type {HTMLTextAreaElement} */ (f.elements.namedItem("text")).value;
+      const visibility = /** @type {HTMLSelectElement} */ (f.elements.namedItem("visibility")).value;
+      await api("/v1/posts", { method: "POST", body: { text, visibility } });
       f.reset();
       say("Posted. It shows up in your feed once it is fanned out.", "info");
     } catch (err) { say(err.message); } finally { button.disabled = false; }
   });
-  document.getElementById("search").addEventListener("submit", (e) => { e.preventDefault(); const q = e.target.q.value.trim(); if (q) search(q); });
+  document.getElementById("search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = /** @type {HTMLInputElement} */ (/** @type {HTMLFormElement} */ (e.target).elements.namedItem("q")).value.trim();
+    if (q) search(q);
+  });
   banner.addEventListener("click", showNew);
   document.getElementById("bell").addEventListener("click", async () => {
     await notifications();

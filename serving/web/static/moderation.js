@@ -27,7 +27,7 @@ function card(item) {
   const id = item.post_id;
   const reason = `reason-${id}`;
   const decide = async (decision) => {
-    const why = document.getElementById(reason).value.trim();
+    const why = /** @type {HTMLInputElement} */ (document.getElementById(reason)).value.trim();
     if (!why) { say("Give a reason: the author sees it and it is kept in the audit trail."); document.getElementById(reason).focus(); return; }
     try {
       await api(`/v1/moderation/posts/${id}/decision`, { method: "POST", body: { decision, reason: why } });
