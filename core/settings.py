@@ -269,6 +269,11 @@ class MediaSettings(BaseSettings):
     media_secret_key: SecretStr = Field(default=SecretStr("feedstream-dev-only"),
                                         description="S3 secret key (the local MinIO's root password)")
     media_bucket: str = Field(default="feedstream-media", description="bucket of uploads and their variants")
+    media_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest image upload")
+    media_max_video_bytes: int = Field(default=200 * 1024 * 1024, gt=0, description="largest video upload")
+    media_upload_ttl_s: int = Field(default=900, gt=0, description="how long an upload form is valid")
+    media_declaration_ttl_s: int = Field(default=86_400, gt=0, description="how long a declared upload "
+                                         "may wait to be attached to a post")
 
 
 class ConsistencySettings(BaseSettings):

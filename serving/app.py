@@ -19,6 +19,7 @@ from serving.ownership import DurableOwnership
 from serving.ratelimit import RateLimiter
 from serving.requestid import RequestId
 from serving.routers import (
+    media,
     moderation,
     reads_feed,
     reads_notifications,
@@ -55,6 +56,7 @@ V1_ROUTERS: list[APIRouter] = [
     search.discover_router,
     moderation.router,
     moderation.queue_router,
+    media.router,
 ]
 WRITE_TOPICS = ("users.v1", "posts.v1", "graph.v1", "engagements.v1", "moderation.v1")
 WRITE_RECORDS = tuple(r for t in ALL_TOPICS if t.name in WRITE_TOPICS for r in t.value_schemas)

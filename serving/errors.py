@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core.ids import IdNodeLost
+from stores.media import MediaStoreUnavailable
 from streams.errors import DeliveryError, DeliveryInDoubt, RegistryError
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def install(app: FastAPI, retry_after_s: int) -> None:
 
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
         what = ("event log" if isinstance(exc, (DeliveryError, RegistryError))
+                else "object store" if isinstance(exc, MediaStoreUnavailable)
                 else "id node lease" if isinstance(exc, IdNodeLost)
                 else "redis" if isinstance(exc, (RedisConnectionError, RedisTimeoutError)) else "cassandra")
         log.warning("%s %s: %s unavailable: %s", request.method, request.url.path, what, exc)
@@ -47,7 +49,8 @@ def install(app: FastAPI, retry_after_s: int) -> None:
                             f"(no second event is written): {exc}", retry_after_s)
 
     app.add_exception_handler(DeliveryInDoubt, in_doubt)
-    for exc_type in (DeliveryError, RegistryError, IdNodeLost, RedisConnectionError, RedisTimeoutError,
+    for exc_type in (DeliveryError, RegistryError, IdNodeLost, MediaStoreUnavailable, RedisConnectionError,
+                     RedisTimeoutError,
                      NoHostAvailable, OperationTimedOut, ReadTimeout, Unavailable):
         app.add_exception_handler(exc_type, unavailable)
 
