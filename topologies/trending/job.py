@@ -9,10 +9,13 @@ offset metadata (so poison and too-late records are dead-lettered with their sou
 
 Python touches each event once (decode -> one compact row per contribution) and each window once:
 
-1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset, eid)``,
+1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset, eid, post)``,
    event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once
    per source topic (the merged stream's watermark is the minimum: no topic's events are made late
    by another topic read ahead of it).
+   ``moderate`` (Python, keyed by post id): posts.v1's hashtag rows and moderation-verdicts.v1's
+   verdicts; a verdict that hides a post (LIMIT/REMOVE in force) retracts its hashtags, one that
+   shows it again re-adds them, as correction rows at the post's event time (:class:`Moderate`).
    ``dedup`` (Python, keyed by event id and item) then drops re-deliveries: Kafka delivers at least
    once and retries reuse event ids, so the same event can arrive twice; the first one passes and
    its id is remembered until its windows are past their allowed lateness
