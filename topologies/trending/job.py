@@ -88,6 +88,7 @@ class TrendingConfig:
     trending_topic: str = TRENDING.name
     late_topic: str = DEAD_LETTERS.name
     group_id: str = "trending"
+    offset_reset: str = "earliest"  # where a new group starts
     bounded: bool = False
     cassandra: bool = True
     # a PostCreated whose author, or an engagement whose user, was not registered by occurred_at +
@@ -377,7 +378,7 @@ def source_sql(settings: Settings, config: TrendingConfig, table: str = "trendin
           'connector' = 'kafka', 'topic' = '{names}',
           'properties.bootstrap.servers' = '{settings.kafka_bootstrap}',
           'properties.group.id' = '{config.group_id}',
-          'properties.auto.offset.reset' = 'earliest',
+          'properties.auto.offset.reset' = '{config.offset_reset}',
           'scan.startup.mode' = 'group-offsets', 'format' = 'raw'{bounded})"""
 
 
