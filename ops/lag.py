@@ -17,7 +17,7 @@ TOPOLOGY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "fanout": ("feedstream-fanout", ("posts.v1",)),
     "engagement": ("feedstream-engagement", ("engagements.v1", "graph.v1")),
     "users": ("feedstream-users", ("users.v1", "engagements.v1")),
-    "trending": ("trending", ("posts.v1", "engagements.v1")),
+    "trending": ("trending", ("posts.v1", "engagements.v1", "moderation-verdicts.v1")),
     "search": ("feedstream-search", ("posts.v1", "users.v1", "engagement-counts.v1", "engagements.v1")),
     "moderation": ("feedstream-moderation", ("posts.v1", "engagements.v1", "moderation.v1")),
 }
@@ -58,7 +58,7 @@ def topology_lag(settings: Settings, timeout_s: float = 5.0) -> list[Lag]:
             for tp in committed:
                 _low, high = c.get_watermark_offsets(tp, timeout=timeout_s)
                 total_end += high
-                total_committed += tp.offset if tp.offset >= 0 else 0
+                total_committed += max(tp.offset, 0)
             out.append(Lag(name, group, total_committed, total_end))
         finally:
             c.close()

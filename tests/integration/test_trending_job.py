@@ -53,9 +53,10 @@ class Feed:
         self.settings = settings
         self.posts, self.engagements = f"posts-{tag}", f"engagements-{tag}"
         self.trending, self.late = f"trending-{tag}", f"late-{tag}"
+        self.verdicts = f"verdicts-{tag}"
         admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-        for f in admin.create_topics([NewTopic(t, 1, 1) for t in
-                                      (self.posts, self.engagements, self.trending, self.late)]).values():
+        for f in admin.create_topics([NewTopic(t, 1, 1) for t in (self.posts, self.engagements, self.trending,
+                                                                  self.late, self.verdicts)]).values():
             f.result(timeout=30)
         self.serde = Serde(settings.registry_url)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
@@ -74,6 +75,7 @@ class Feed:
         from topologies.trending.job import TrendingConfig
 
         return TrendingConfig(windows=(SPEC,), k=3, source_topics=(self.posts, self.engagements),
+                              post_topic=self.posts, verdict_topic=self.verdicts,
                               trending_topic=self.trending, late_topic=self.late, group_id=self.group,
                               prove_authors=False)  # no users topology runs here: the clock decides
 
@@ -100,6 +102,20 @@ class Feed:
         for _ in range(times):
             self.producer.produce(self.engagements, data, str(post_id).encode())
         return data
+
+    def verdict(self, post_ts: int, decision: str, at: int, moderator: bool = False) -> None:
+        """Produce the moderation topology's effective verdict on the post made at ``post_ts``, emitted at ``at``."""
+        from topologies.moderation.logic import verdict_value
+
+        post_id = 1_000 + post_ts
+        ctx = {"content_key": f"post:{post_id}", "kind": "POST", "content_id": post_id, "post_id": post_id,
+               "author_id": "u1"}
+        m = {"decision": "ALLOW" if moderator else decision, "scores": {"spam": 0.5}, "reasons": [],
+             "model_version": "test", "content_version": self.t0 + post_ts, "event_id": "post"}
+        d = {"decision": decision, "by": "mod", "reason": "test", "event_id": "decision"} if moderator else None
+        value = verdict_value(ctx, m, d, at_ms=self.t0 + at)
+        self.producer.produce(self.verdicts, self.serde.encode("ModerationVerdict", value, self.verdicts),
+                              ctx["content_key"].encode())
 
     def flush(self) -> None:
         assert self.producer.flush(30) == 0
@@ -282,3 +298,44 @@ def test_a_redelivered_event_counts_once_on_time_and_late(settings: Settings, fe
         assert _history(settings, hashtags, t0 + 20_000) == [("d", 2), ("e", 1)]
     finally:
         client.cancel().result()
+
+
+@pytest.mark.timeout(420)
+def test_a_hidden_posts_hashtags_stop_counting_and_count_again_when_a_moderator_overturns(
+        settings: Settings, feed: Feed, tmp_path: Path) -> None:
+    """Issue 17: a post moderation hides (a model's REMOVE, a moderator's REMOVE) no longer counts for its
+    hashtags, in a window not fired yet (on time) and in a fired one (late update); shown again by a
+    moderator, it counts again."""
+    from stores.trending import current_trending
+    from topologies.trending.app import start
+
+    r = _clear_redis(settings)
+    client = start(settings, feed.config(), checkpoint_dir=tmp_path / "chk", restore=False)
+    hashtags = f"hashtags:{LABEL}"
+
+    def window() -> list[tuple[str, int]]:
+        return _history(settings, hashtags, feed.t0 + 20_000)
+
+    try:
+        for ts, tag in ((1_000, "spam"), (2_000, "spam"), (3_000, "spam"), (4_000, "ok"), (5_000, "ok")):
+            feed.post(ts, tag)
+        feed.verdict(1_000, "REMOVE", 1_500)  # the models remove the first spam post before its window fires
+        feed.verdict(1_000, "REMOVE", 1_500)  # re-delivered: retracted once
+        feed.verdict(4_000, "ALLOW", 4_500)  # a post the models allow: counts
+        feed.post(25_000, "z")  # watermark t0+24999: fires [0, 20s)
+        feed.flush()
+        _wait(window, 180, "window [0, 20s)")
+        assert window() == [("ok", 2), ("spam", 2)]  # not spam 3
+        # a moderator removes a second spam post after its window fired: a late update re-emits it
+        feed.verdict(2_000, "REMOVE", 26_000, moderator=True)
+        feed.flush()
+        _wait(lambda: window() == [("ok", 2), ("spam", 1)], 60, "the removal's late update")
+        assert [(i["item"], i["count"]) for i in current_trending(r, hashtags)["items"]] == [("ok", 2), ("spam", 1)]
+        # a moderator overturns the models on the first one: it counts again
+        feed.verdict(1_000, "ALLOW", 27_000, moderator=True)
+        feed.flush()
+        _wait(lambda: window() == [("ok", 2), ("spam", 2)], 60, "the overturn's late update")
+        assert [(i["item"], i["count"]) for i in current_trending(r, hashtags)["items"]] == [("ok", 2), ("spam", 2)]
+    finally:
+        client.cancel().result()
+    assert not _consume(settings, feed.late, 1, timeout_s=5)  # corrections are no dead letters

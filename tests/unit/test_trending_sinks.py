@@ -45,6 +45,11 @@ def test_job_config_from_settings_and_latest_checkpoint(tmp_path, monkeypatch) -
     cfg = job_config(Settings())
     assert [w.label for w in cfg.windows] == ["1h", "1m"] and cfg.k == 5
     assert cfg.windows[1].lateness_ms == 30_000
+    assert (cfg.group_id, cfg.offset_reset) == ("trending", "earliest")
+    monkeypatch.setenv("FEEDSTREAM_TOPOLOGY_GROUP_SUFFIX", "-e2e")
+    monkeypatch.setenv("FEEDSTREAM_TOPOLOGY_OFFSET_RESET", "latest")
+    cfg = job_config(Settings())
+    assert (cfg.group_id, cfg.offset_reset) == ("trending-e2e", "latest")
     assert latest_checkpoint(tmp_path) is None
     for n in (3, 4):
         (tmp_path / "job" / f"chk-{n}").mkdir(parents=True)

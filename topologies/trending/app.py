@@ -17,11 +17,14 @@ from topologies.trending.logic import WindowSpec
 
 
 def job_config(settings: Settings):  # -> TrendingConfig
-    """The job config (windows and top-K) the settings describe."""
+    """The job config the settings describe: windows, top-K, and the Kafka group (``trending`` plus
+    ``topology_group_suffix``; a new group starts at ``topology_offset_reset``, like the Faust workers')."""
     from topologies.trending.job import TrendingConfig
 
     windows = tuple(WindowSpec.parse(w) for w in settings.trending_windows.split(","))
-    return TrendingConfig(windows=windows, k=settings.trending_k)
+    return TrendingConfig(windows=windows, k=settings.trending_k,
+                          group_id=f"trending{settings.topology_group_suffix}",
+                          offset_reset=settings.topology_offset_reset)
 
 
 def latest_checkpoint(directory: Path) -> str | None:

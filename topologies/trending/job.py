@@ -9,10 +9,13 @@ offset metadata (so poison and too-late records are dead-lettered with their sou
 
 Python touches each event once (decode -> one compact row per contribution) and each window once:
 
-1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset, eid)``,
+1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset, eid, post)``,
    event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once
    per source topic (the merged stream's watermark is the minimum: no topic's events are made late
    by another topic read ahead of it).
+   ``moderate`` (Python, keyed by post id): posts.v1's hashtag rows and moderation-verdicts.v1's
+   verdicts; a verdict that hides a post (LIMIT/REMOVE in force) retracts its hashtags, one that
+   shows it again re-adds them, as correction rows at the post's event time (:class:`Moderate`).
    ``dedup`` (Python, keyed by event id and item) then drops re-deliveries: Kafka delivers at least
    once and retries reuse event ids, so the same event can arrive twice; the first one passes and
    its id is remembered until its windows are past their allowed lateness
@@ -48,7 +51,7 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from core.settings import Settings
-from streams.catalog import DEAD_LETTERS, ENGAGEMENTS, POSTS, TRENDING
+from streams.catalog import DEAD_LETTERS, ENGAGEMENTS, MODERATION_VERDICTS, POSTS, TRENDING
 from topologies.trending import logic
 from topologies.trending.logic import (
     DEFAULT_WEIGHTS,
@@ -59,13 +62,13 @@ from topologies.trending.logic import (
     WindowSpec,
 )
 
-_FIELDS = ["kind", "item", "ts", "weight", "cnt", "topic", "partition", "offset", "eid"]
+_FIELDS = ["kind", "item", "ts", "weight", "cnt", "topic", "partition", "offset", "eid", "post"]
 
 
 def contrib_type() -> Any:
     """Fresh row type of a contribution (fresh: a used one holds Java objects that cannot be pickled)."""
     return Types.ROW_NAMED(_FIELDS, [Types.STRING(), Types.STRING(), Types.LONG(), Types.DOUBLE(), Types.LONG(),
-                                     Types.STRING(), Types.INT(), Types.LONG(), Types.STRING()])
+                                     Types.STRING(), Types.INT(), Types.LONG(), Types.STRING(), Types.LONG()])
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,15 @@ class TrendingConfig:
     policy: ViralPolicy = ViralPolicy()  # noqa: RUF009 (frozen)
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     source_topics: tuple[str, ...] = (POSTS.name, ENGAGEMENTS.name)
+    # moderation: verdicts (the effective decision, the moderator's part winning) on the posts of
+    # ``post_topic`` (one of ``source_topics``) retract a hidden post's hashtags and re-add them when
+    # it is shown again (``Moderate``); None: hashtags of hidden posts count
+    verdict_topic: str | None = MODERATION_VERDICTS.name
+    post_topic: str = POSTS.name
     trending_topic: str = TRENDING.name
     late_topic: str = DEAD_LETTERS.name
     group_id: str = "trending"
+    offset_reset: str = "earliest"  # where a new group starts
     bounded: bool = False
     cassandra: bool = True
     # a PostCreated whose author, or an engagement whose user, was not registered by occurred_at +
@@ -166,6 +175,7 @@ class Decode(FlatMapFunction):
         try:
             decoded = self.serde.decode(data)
             found = logic.contributions(decoded.name, decoded.value, self.config.weights)
+            verdict = logic.verdict_contribution(decoded.name, decoded.value) if not found else None
         except (DecodeError, KeyError, TypeError, ValueError) as exc:
             self._refuse(topic, partition, offset, data, exc)
             return
@@ -174,8 +184,10 @@ class Decode(FlatMapFunction):
             self._refuse(topic, partition, offset, data, ghost)
             return
         eid = str(decoded.value.get("event_id") or f"{topic}/{partition}/{offset}")
-        for c in found:
-            yield Row(c.kind, c.item, c.ts, c.weight, c.count, topic, partition, offset, eid)
+        post = decoded.value.get("post_id")
+        for c in found if verdict is None else [verdict]:
+            yield Row(c.kind, c.item, c.ts, c.weight, c.count, topic, partition, offset, eid,
+                      None if post is None else int(post))
 
 
 class EventTime(TimestampAssigner):
@@ -206,6 +218,47 @@ class Dedup(KeyedProcessFunction):
         return ()
 
 
+class Moderate(KeyedProcessFunction):
+    """Keyed by post id: a post's hashtag rows pass through; a verdict that flips the post's visibility
+    retracts (hidden) or re-adds (shown again) them at the post's event time (:func:`logic.on_verdict`).
+
+    A correction is an ordinary contribution row with its own event id per flip, so it goes through
+    dedup, the window aggregation (windows not fired yet) and the late path (fired windows within
+    allowed lateness: re-emitted). The post's state is kept until every window of it (and of the
+    latest verdict) is past its allowed lateness, then an event-time timer clears it.
+    """
+
+    def __init__(self, horizon_ms: int) -> None:
+        self.horizon_ms = horizon_ms
+
+    def open(self, runtime_context: Any) -> None:
+        self.post = runtime_context.get_state(ValueStateDescriptor("visibility", Types.PICKLED_BYTE_ARRAY()))
+        self.until = runtime_context.get_state(ValueStateDescriptor("until", Types.LONG()))
+
+    def process_element(self, value: Any, ctx: Any) -> Iterable[Any]:
+        from pyflink.common import Row
+
+        st = self.post.value() or logic.PostVisibility()
+        if value[0] == logic.MODERATION:
+            out = logic.on_verdict(st, value[3] > 0, value[2])
+        else:
+            out = logic.on_post_hashtag(st, value[1], value[2], value[8])
+            yield value
+        self.post.update(st)
+        until = max(self.until.value() or ctx.timestamp(), ctx.timestamp() + self.horizon_ms)
+        if until != self.until.value():
+            self.until.update(until)
+            ctx.timer_service().register_event_time_timer(until)
+        for c, eid in out:
+            yield Row(c.kind, c.item, c.ts, c.weight, c.count, value[5], value[6], value[7], eid, value[9])
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterable[Any]:
+        if timestamp >= (self.until.value() or 0):
+            self.post.clear()
+            self.until.clear()
+        return ()
+
+
 class LateSplit(FlatMapFunction):
     """Rows behind the watermark: per-window deltas for fired-but-live windows; too late -> dead letters."""
 
@@ -216,10 +269,12 @@ class LateSplit(FlatMapFunction):
         self.publisher: Any = None
 
     def flat_map(self, v: Any) -> Iterable[tuple]:
-        kind, item, ts, weight, cnt, topic, partition, offset, wm = v
+        kind, item, ts, weight, cnt, topic, partition, offset, eid, wm = v
         watermark = epoch_ms(wm)
         for spec in self.config.windows:
             if spec.classify(ts, watermark) == "too_late":
+                if logic.is_correction(eid):  # a moderation correction for closed windows: nothing to fix
+                    continue
                 if self.publisher is None:
                     self.publisher = _publisher(self.settings, self.config)
                 self.publisher.late(Contribution(kind, item, ts, weight, cnt), topic, partition, offset,
@@ -323,7 +378,7 @@ def source_sql(settings: Settings, config: TrendingConfig, table: str = "trendin
           'connector' = 'kafka', 'topic' = '{names}',
           'properties.bootstrap.servers' = '{settings.kafka_bootstrap}',
           'properties.group.id' = '{config.group_id}',
-          'properties.auto.offset.reset' = 'earliest',
+          'properties.auto.offset.reset' = '{config.offset_reset}',
           'scan.startup.mode' = 'group-offsets', 'format' = 'raw'{bounded})"""
 
 
@@ -384,7 +439,7 @@ def parse_items(items: Iterable[str]) -> list[tuple[str, int, float]]:
 def late_sql(view: str = "trending_contrib") -> str:
     """Rows at or behind the watermark the window aggregations see (candidates for late handling)."""
     return f"""
-        SELECT kind, item, ts, weight, cnt, `topic`, `partition`, `offset`, CURRENT_WATERMARK(rt) AS wm
+        SELECT kind, item, ts, weight, cnt, `topic`, `partition`, `offset`, eid, CURRENT_WATERMARK(rt) AS wm
         FROM {view} WHERE CURRENT_WATERMARK(rt) IS NOT NULL AND rt <= CURRENT_WATERMARK(rt)"""
 
 
@@ -395,6 +450,11 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
     merged: DataStream | None = None
     for index, topic in enumerate(config.source_topics):
         timed = timed_source(t_env, settings, config, index, topic)
+        if config.verdict_topic and topic == config.post_topic:
+            verdicts = timed_source(t_env, settings, config, len(config.source_topics), config.verdict_topic)
+            timed = (timed.union(verdicts).key_by(lambda r: r[9], key_type=Types.LONG())
+                     .process(Moderate(logic.visibility_horizon_ms(config.windows)), output_type=contrib_type())
+                     .name("moderate").uid("moderate"))
         merged = timed if merged is None else merged.union(timed)
     assert merged is not None, "at least one source topic is required"
     events = (merged.key_by(lambda r: logic.dedup_key(r[8], r[0], r[1]), key_type=Types.STRING())
@@ -403,10 +463,11 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
     schema = Schema.new_builder()
     for name, dtype in zip(_FIELDS, (DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(), DataTypes.DOUBLE(),
                                      DataTypes.BIGINT(), DataTypes.STRING(), DataTypes.INT(), DataTypes.BIGINT(),
-                                     DataTypes.STRING())):
+                                     DataTypes.STRING(), DataTypes.BIGINT())):
         schema = schema.column(name, dtype)
-    schema = (schema.column_by_metadata("rt", DataTypes.TIMESTAMP_LTZ(3), "rowtime")
-              .watermark("rt", "SOURCE_WATERMARK()"))
+    # event time is the row's ``ts``, not the stream record's timestamp: a moderation correction
+    # travels with its verdict's timestamp (so it holds no watermark back) but counts at its post's time
+    schema = schema.column_by_expression("rt", "TO_TIMESTAMP_LTZ(ts, 3)").watermark("rt", "SOURCE_WATERMARK()")
     t_env.create_temporary_view("trending_contrib", t_env.from_data_stream(events, schema.build()))
 
     ranked_in: DataStream | None = None

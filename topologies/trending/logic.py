@@ -404,3 +404,105 @@ def simulate(arrivals: Iterable[Contribution], spec: WindowSpec, k: int,
     if flush:
         advance(1 << 62)
     return sim
+
+
+# -- moderation: a hidden post's hashtags stop counting ---------------------------------------------
+#: Row kind of a moderation verdict inside the job (never windowed: the ``Moderate`` step consumes it).
+MODERATION = "moderation"
+#: Separates a post's event id from its correction generation in a correction's event id.
+_GENERATION_SEP = "\x1e"
+
+
+def verdict_contribution(record: str, value: Mapping[str, Any]) -> Contribution | None:
+    """A ``ModerationVerdict`` on a post as a ``moderation`` row: ``item`` = post id, ``ts`` = the
+    verdict's ``occurred_at`` (its order), ``weight`` 1.0 if the effective decision hides the post
+    (LIMIT or REMOVE, the moderator's part winning, as merged by ``stores.moderation``), else 0.0.
+
+    None for any other record, and for a verdict on a comment (comments have no hashtags here).
+    """
+    if record != "ModerationVerdict" or value.get("kind") != "POST":
+        return None
+    hides = str(value["decision"]) != "ALLOW"
+    return Contribution(MODERATION, str(value["post_id"]), millis(value["occurred_at"]), 1.0 if hides else 0.0, 0)
+
+
+@dataclass
+class PostVisibility:
+    """What the job keeps per post to undo and redo its hashtag contributions.
+
+    ``tags``: the hashtags the post counted for (its PostCreated passed the author check);
+    ``ts``/``event_id``: the post's event time and id (``None`` until the post is seen: a verdict
+    can be read before its post); ``hidden``: whether the latest verdict hides it; ``version``: that
+    verdict's ``occurred_at`` (older verdicts are ignored); ``generation``: how many times the
+    post's visibility flipped while its tags were known (each flip's corrections get their own
+    event ids, so dedup tells a retraction from a later re-add).
+    """
+
+    tags: list[str] = field(default_factory=list)
+    ts: int | None = None
+    event_id: str = ""
+    hidden: bool = False
+    version: int = -(1 << 62)
+    generation: int = 0
+
+
+class Correction(NamedTuple):
+    """A contribution the moderation step adds, with its own event id (for dedup)."""
+
+    contribution: Contribution
+    event_id: str
+
+
+def correction_event_id(post_event_id: str, generation: int) -> str:
+    """Event id of the corrections of one visibility flip: the post's id and the flip's generation."""
+    return f"{post_event_id}{_GENERATION_SEP}mod{generation}"
+
+
+def _corrections(state: PostVisibility, tags: Iterable[str], sign: int) -> list[Correction]:
+    assert state.ts is not None
+    eid = correction_event_id(state.event_id, state.generation)
+    return [Correction(Contribution(HASHTAGS, t, state.ts, float(sign), sign), eid) for t in tags]
+
+
+def on_post_hashtag(state: PostVisibility, tag: str, ts: int, event_id: str) -> list[Correction]:
+    """A counted hashtag contribution of a post: remember it; retract it at once if the post is hidden.
+
+    Idempotent: a tag already known (a re-delivered PostCreated) changes nothing.
+    """
+    if state.ts is None:
+        state.ts, state.event_id = ts, event_id
+    if tag in state.tags:
+        return []
+    state.tags.append(tag)
+    return _corrections(state, [tag], -1) if state.hidden else []
+
+
+def on_verdict(state: PostVisibility, hides: bool, version: int) -> list[Correction]:
+    """A verdict on the post: on a flip of visibility, retract (hidden) or re-add (shown again) every
+    known hashtag at the post's own event time, so the windows it counted in are corrected through
+    the job's on-time or late-update path.
+
+    Idempotent and order-safe: a verdict older than the last one applied (``version``) or one that
+    does not change visibility (a re-delivery, a new model score with the same outcome) adds nothing.
+    """
+    if version < state.version:
+        return []
+    state.version = version
+    if hides == state.hidden:
+        return []
+    state.hidden = hides
+    if state.ts is None or not state.tags:
+        return []  # the post is not seen yet: on_post_hashtag retracts when it comes
+    state.generation += 1
+    return _corrections(state, state.tags, -1 if hides else 1)
+
+
+def visibility_horizon_ms(specs: Iterable[WindowSpec]) -> int:
+    """How long after a post's event time its state must be kept: until every window of it is past
+    its allowed lateness (a correction then is too late for all of them: it would change nothing)."""
+    return dedup_horizon_ms(specs)
+
+
+def is_correction(event_id: str) -> bool:
+    """Whether a row's event id is a moderation correction's (:func:`correction_event_id`), not an event's."""
+    return _GENERATION_SEP in event_id
