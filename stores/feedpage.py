@@ -7,7 +7,8 @@ reader's negative set, FOLLOWERS/FRIENDS
 visibility on the Redis graph sets) until ``limit + 1`` are visible, and returns the page's
 pre-serialized bodies (``post:{id}`` JSON), hot counts, author profiles, affinities and freshness.
 The reader's read rate-limit buckets, when given, are taken first in the same call (the token bucket
-of :mod:`serving.ratelimit`): an empty one answers ``{2, wait_ms}`` and nothing else is read.
+of :data:`stores.requests.TOKEN_BUCKET_FN_LUA`, which :mod:`serving.ratelimit` runs too): an empty
+one answers ``{2, wait_ms}`` and nothing else is read.
 It returns ``{0, reason}`` (and changes nothing but the seen mark and the buckets) whenever the full pipeline has to
 answer: a rebuild, an evicted or exhausted celebrity cache, a body or graph-set miss, or too few
 visible candidates to fill the page without a refill.
@@ -28,33 +29,22 @@ from stores import counters, graph, moderation
 from stores import posts as post_store
 from stores import timelines as tls
 from stores import users as users_store
+from stores.requests import TOKEN_BUCKET_FN_LUA
 
 # ARGV: reader, hi ("+inf" or "(<id>"), want, limit, threshold, cap, now_ms, n_buckets, then per
-# rate-limit bucket: key, rate_per_s, burst (the token bucket of serving/ratelimit.py, checked first:
-# {2, wait_ms} and nothing taken or read when one is empty)
-FEED_PAGE_LUA = """
+# rate-limit bucket: key, rate_per_s, burst (stores.requests' token bucket, as serving/ratelimit.py takes
+# it; first: {2, wait_ms} and nothing taken or read when one is empty)
+FEED_PAGE_LUA = TOKEN_BUCKET_FN_LUA + """
 local rd, hi, want, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local threshold, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
 local nb = tonumber(ARGV[8] or '0')
 if nb > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local wait, left = 0, {}
+  local keys, rates, bursts = {}, {}, {}
   for i = 1, nb do
-    local key, rate, burst = ARGV[3 * i + 6], tonumber(ARGV[3 * i + 7]), tonumber(ARGV[3 * i + 8])
-    local h = redis.call('HMGET', key, 'tokens', 'ts')
-    local tokens = tonumber(h[1]) or burst
-    local ts = tonumber(h[2]) or now
-    tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-    if tokens < 1 then wait = math.max(wait, math.ceil((1 - tokens) * 1000 / rate)) end
-    left[i] = tokens
+    keys[i], rates[i], bursts[i] = ARGV[3 * i + 6], tonumber(ARGV[3 * i + 7]), tonumber(ARGV[3 * i + 8])
   end
+  local wait = take(keys, rates, bursts)
   if wait > 0 then return {2, wait} end
-  for i = 1, nb do
-    local key, rate, burst = ARGV[3 * i + 6], tonumber(ARGV[3 * i + 7]), tonumber(ARGV[3 * i + 8])
-    redis.call('HSET', key, 'tokens', tostring(left[i] - 1), 'ts', now)
-    redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
-  end
 end
 if redis.call('EXISTS', 'K_USER' .. rd) == 0 then return {0, 'reader not cached'} end
 redis.call('ZADD', 'K_SEEN', ARGV[7], rd)

@@ -196,3 +196,57 @@ def test_thin_route_serves_the_common_page_and_hands_every_other_request_on(worl
         assert bad_user.status_code == 422 and "user_id" in bad_user.text
         waited = client.get(url, headers={**auth, "X-Consistency-Token": "not-a-token"})
         assert waited.status_code == 200 and "consistency" in waited.json() and declared[-1] == url
+
+
+@pytest.mark.parametrize("bucket", ["user", "ip"])
+def test_thin_and_declared_routes_share_one_read_bucket_of_the_configured_size(world, bucket) -> None:
+    """The read rate limit folded into the page script is the declared route's limit: the same token
+    bucket (stores.requests.TOKEN_BUCKET_FN_LUA), keys and size. With a bucket of 3 that does not
+    refill, the thin route and the declared route (with a consistency token) together serve 3 pages;
+    the 4th is 429 with Retry-After and the same body on both routes; per user, or per client IP
+    across two users."""
+    from support.api import bearer, running_app
+
+    from core.settings import with_overrides
+    from serving.feed import thin
+    from stores.requests import k_read_rate_ip, k_read_rate_user
+
+    e, readers, r = world
+    rd, other = readers[4], readers[5]
+    for u in (rd, other):
+        read_known_feed(e, u, "chronological", 3, None)  # warm: the thin route's common case
+    slow = {"user": "api_read_rate_user", "ip": "api_read_rate_ip"}[bucket]
+    big = {"user": "api_read_rate_ip", "ip": "api_read_rate_user"}[bucket]
+    s = with_overrides(e.settings, **{f"{slow}_per_s": 0.001, f"{slow}_burst": 3,
+                                      f"{big}_per_s": 1000.0, f"{big}_burst": 1000})
+    keys = [k_read_rate_user(rd), k_read_rate_user(other), k_read_rate_ip("testclient")]
+    r.delete(*keys)
+    served: list[bool] = []
+    real = thin.respond
+
+    async def spy(send, body):  # type: ignore[no-untyped-def]
+        served.append(True)
+        await real(send, body)
+
+    try:
+        with running_app(s) as client:
+            thin.respond = spy
+            second = other if bucket == "ip" else rd
+            a = client.get(f"/v1/users/{rd}/feed", params={"limit": 3}, headers=bearer(s, rd))
+            b = client.get(f"/v1/users/{second}/feed", params={"limit": 3}, headers=bearer(s, second))
+            c = client.get(f"/v1/users/{rd}/feed", params={"limit": 3},
+                           headers={**bearer(s, rd), "X-Consistency-Token": "not-a-token"})  # declared route
+            assert [a.status_code, b.status_code, c.status_code] == [200, 200, 200], (a.text, b.text, c.text)
+            assert served == [True, True] and "consistency" in c.json()
+            thin_429 = client.get(f"/v1/users/{second}/feed", params={"limit": 3}, headers=bearer(s, second))
+            declared_429 = client.get(f"/v1/users/{rd}/feed", params={"limit": 3},
+                                      headers={**bearer(s, rd), "X-Consistency-Token": "not-a-token"})
+            assert len(served) == 2
+            for res in (thin_429, declared_429):
+                assert res.status_code == 429, res.text
+                assert int(res.headers["Retry-After"]) >= 1
+                assert res.json()["detail"].startswith("rate limit exceeded; retry in ")
+            assert thin_429.headers["content-type"] == declared_429.headers["content-type"]
+    finally:
+        thin.respond = real
+        r.delete(*keys)
