@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any
 
 import pytest
@@ -221,32 +222,96 @@ def test_thin_and_declared_routes_share_one_read_bucket_of_the_configured_size(w
                                       f"{big}_per_s": 1000.0, f"{big}_burst": 1000})
     keys = [k_read_rate_user(rd), k_read_rate_user(other), k_read_rate_ip("testclient")]
     r.delete(*keys)
-    served: list[bool] = []
-    real = thin.respond
+    declared: list[str] = []
+    real = thin.ThinFeed.declared
 
-    async def spy(send, body):  # type: ignore[no-untyped-def]
-        served.append(True)
-        await real(send, body)
+    async def spy(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        declared.append(scope["path"])
+        await real(scope, receive, send)
 
     try:
         with running_app(s) as client:
-            thin.respond = spy
+            thin.ThinFeed.declared = staticmethod(spy)  # type: ignore[method-assign]
             second = other if bucket == "ip" else rd
             a = client.get(f"/v1/users/{rd}/feed", params={"limit": 3}, headers=bearer(s, rd))
             b = client.get(f"/v1/users/{second}/feed", params={"limit": 3}, headers=bearer(s, second))
             c = client.get(f"/v1/users/{rd}/feed", params={"limit": 3},
                            headers={**bearer(s, rd), "X-Consistency-Token": "not-a-token"})  # declared route
             assert [a.status_code, b.status_code, c.status_code] == [200, 200, 200], (a.text, b.text, c.text)
-            assert served == [True, True] and "consistency" in c.json()
+            assert len(declared) == 1 and "consistency" in c.json()  # a and b: the thin route
             thin_429 = client.get(f"/v1/users/{second}/feed", params={"limit": 3}, headers=bearer(s, second))
             declared_429 = client.get(f"/v1/users/{rd}/feed", params={"limit": 3},
                                       headers={**bearer(s, rd), "X-Consistency-Token": "not-a-token"})
-            assert len(served) == 2
+            assert len(declared) == 2  # the thin route's 429 came from its script
             for res in (thin_429, declared_429):
                 assert res.status_code == 429, res.text
                 assert int(res.headers["Retry-After"]) >= 1
                 assert res.json()["detail"].startswith("rate limit exceeded; retry in ")
             assert thin_429.headers["content-type"] == declared_429.headers["content-type"]
     finally:
-        thin.respond = real
+        thin.ThinFeed.declared = staticmethod(real)  # type: ignore[method-assign]
         r.delete(*keys)
+
+
+def test_front_door_sends_what_the_stack_would_and_hands_every_other_outcome_on(world, monkeypatch) -> None:
+    """serving.feed.thin.FeedAPI: a ready page is sent before the middleware stack with the bytes and
+    headers the stack would send (X-Request-ID echoed or minted) and counted in /metrics under the
+    route template; a 429 and an exception raised while deciding go through the stack (the app's
+    handlers, the same request id)."""
+    import re
+
+    from support.api import bearer, running_app
+
+    from serving.feed import thin
+    from stores.requests import k_read_rate_user
+
+    e, readers, r = world
+    rd = readers[0]
+    answered: list[bool] = []
+    real_front = thin.front_door
+
+    async def spy(app, scope, child, send) -> bool:  # type: ignore[no-untyped-def]
+        answered.append(await real_front(app, scope, child, send))
+        return answered[-1]
+
+    monkeypatch.setattr(thin, "front_door", spy)
+    url, auth = f"/v1/users/{rd}/feed", bearer(e.settings, rd)
+    counted = re.compile(r'feedstream_http_requests_total\{method="GET",route="/v1/users/\{user_id\}/feed",'
+                         r'status="(\d+)"\} ([0-9.]+)')
+
+    def counts(client) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        return {s: float(n) for s, n in counted.findall(client.get("/metrics").text)}
+
+    read_known_feed(e, rd, "chronological", 5, None)  # warm: the common case
+    with running_app(e.settings) as client:
+        before = counts(client)
+        front = client.get(url, params={"limit": 5}, headers={**auth, "X-Request-ID": "front-1"})
+        assert answered == [True] and front.status_code == 200, front.text
+        assert front.headers["x-request-id"] == "front-1" and front.headers["content-type"] == "application/json"
+        minted = client.get(url, params={"limit": 5}, headers=auth)
+        assert answered == [True, True] and re.fullmatch(r"[0-9a-f]{32}", minted.headers["x-request-id"])
+        assert counts(client).get("200", 0) - before.get("200", 0) == 2
+
+        route, client.app.front = client.app.front, None  # the front door shut: the stack answers
+        stack = client.get(url, params={"limit": 5}, headers={**auth, "X-Request-ID": "front-1"})
+        client.app.front = route
+        assert answered == [True, True] and stack.status_code == 200
+        assert comparable(json.loads(stack.content)) == comparable(json.loads(front.content))
+        assert dict(stack.headers) | {"content-length": "-"} == dict(front.headers) | {"content-length": "-"}
+
+        r.hset(k_read_rate_user(rd), mapping={"tokens": "0", "ts": int(time.time() * 1000) + 60_000})
+        try:
+            limited = client.get(url, headers={**auth, "X-Request-ID": "limited-1"})
+        finally:
+            r.delete(k_read_rate_user(rd))
+        assert answered[-1] is False and limited.status_code == 429 and "Retry-After" in limited.headers
+        assert limited.headers["x-request-id"] == "limited-1"
+        assert counts(client).get("429", 0) - before.get("429", 0) == 1
+
+        async def boom(app, scope):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom while deciding")
+
+        monkeypatch.setattr(thin, "decide", boom)
+        with pytest.raises(RuntimeError, match="boom while deciding"):  # re-raised inside the stack
+            client.get(url, headers=auth)
+        assert answered[-1] is False
