@@ -33,7 +33,9 @@ from stores.requests import TOKEN_BUCKET_FN_LUA
 
 # ARGV: reader, hi ("+inf" or "(<id>"), want, limit, threshold, cap, now_ms, n_buckets, then per
 # rate-limit bucket: key, rate_per_s, burst (stores.requests' token bucket, as serving/ratelimit.py takes
-# it; first: {2, wait_ms} and nothing taken or read when one is empty)
+# it; first: {2, wait_ms} and nothing taken or read when one is empty), then "1" to return the page
+# authors' ranking context (follower counts, friendship with the reader: what
+# models.ranker.redis_author_context reads)
 FEED_PAGE_LUA = TOKEN_BUCKET_FN_LUA + """
 local rd, hi, want, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local threshold, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -113,8 +115,13 @@ for i, p in ipairs(posts) do
   end
 end
 if #authors > 0 then aff = redis.call('HMGET', 'K_AFF' .. rd, unpack(authors)) end
+local followers, friends = {}, {}
+if ARGV[9 + 3 * nb] == '1' and #authors > 0 then
+  for i, a in ipairs(authors) do followers[i] = redis.call('SCARD', 'K_FOLLOWERS' .. a) end
+  friends = redis.call('SMISMEMBER', 'K_FRIENDS' .. rd, unpack(authors))
+end
 return {1, more and 1 or 0, bodies, counts, authors, profiles, aff,
-        redis.call('HGETALL', 'K_FRESH' .. rd), redis.call('HGETALL', 'K_WM')}
+        redis.call('HGETALL', 'K_FRESH' .. rd), redis.call('HGETALL', 'K_WM'), followers, friends}
 """
 
 
@@ -146,6 +153,8 @@ class RawPage:
     affinity: dict[str, int]
     fresh: dict[bytes, bytes]
     watermarks: dict[bytes, bytes]
+    #: author -> (followers, friend of the reader), when asked for (``context=True``)
+    context: dict[str, tuple[int, bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,20 +179,23 @@ def page_script(r: aioredis.Redis) -> Any:
 
 async def feed_page(script: Any, reader: str, before: int | None, want: int, limit: int,
                     threshold: int, cap: int, now_ms: int,
-                    buckets: Sequence[BucketArgs] = ()) -> RawPage | Limited | str:
+                    buckets: Sequence[BucketArgs] = (), context: bool = False) -> RawPage | Limited | str:
     """One script call: the page, :class:`Limited` if a bucket of ``buckets`` is empty, or the reason
-    the full pipeline must answer instead (the buckets' tokens are then taken)."""
+    the full pipeline must answer instead (the buckets' tokens are then taken). With ``context``, the
+    page's authors' ranking context comes in the same call (:attr:`RawPage.context`)."""
     hi = f"({before}" if before is not None else "+inf"
     args: list[Any] = [reader, hi, want, limit, threshold, cap, now_ms, len(buckets)]
     for key, rate, burst in buckets:
         args += [key, rate, burst]
+    args.append(1 if context else 0)
     out = await script(keys=[], args=args)
     if out[0] == 2:
         return Limited(int(out[1]))
     if out[0] == 0:
         return out[1].decode() if isinstance(out[1], bytes) else str(out[1])
-    _, more, bodies, counts, authors, profiles, aff, fresh, wm = out
+    _, more, bodies, counts, authors, profiles, aff, fresh, wm, followers, friends = out
     names = [a.decode() for a in authors]
+    ctx = {a: (int(n), bool(f)) for a, n, f in zip(names, followers, friends)} if context else None
     return RawPage(bool(more), bodies, [_pairs(c) for c in counts],
                    {a: _pairs(p) for a, p in zip(names, profiles) if p},
-                   {a: int(v) if v is not None else 0 for a, v in zip(names, aff)}, _pairs(fresh), _pairs(wm))
+                   {a: int(v) if v is not None else 0 for a, v in zip(names, aff)}, _pairs(fresh), _pairs(wm), ctx)

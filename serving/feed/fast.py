@@ -19,8 +19,9 @@ from typing import Any
 
 import orjson
 
+from models.features import AuthorContext
 from serving.feed.engines import ReadEngines
-from serving.feed.ranker import chronological, rank_or_fallback_async
+from serving.feed.ranker import chronological, rank_or_fallback_async, wants_context
 from serving.readers.base import REDIS_ERRORS, Down
 from stores import feedpage
 from stores import redis as redis_store
@@ -127,9 +128,10 @@ async def fast_page(e: ReadEngines, reader: str, algorithm: str, limit: int, bef
     if redis_store.is_cluster(e.aredis):  # the script derives keys from ids: one Redis only (see stores.feedpage)
         return Declined(False, "redis cluster")
     try:
+        context = algorithm == "ranked" and wants_context(e.ranker)  # the ranker's reads in the same call
         page = await feedpage.feed_page(e.page_script, reader, before, max(limit + 1, 2 * limit), limit,
                                         e.settings.celebrity_threshold, e.settings.author_cache_cap,
-                                        int(time.time() * 1000), buckets)
+                                        int(time.time() * 1000), buckets, context)
     except REDIS_ERRORS as exc:
         return Declined(False, f"redis: {exc}")  # the full pipeline retries with its breakers and fallbacks
     if isinstance(page, (str, feedpage.Limited)):
@@ -141,8 +143,9 @@ async def fast_page(e: ReadEngines, reader: str, algorithm: str, limit: int, bef
         return Declined(True, f"hydration: {exc}")
     nxt = posts[-1]["post_id"] if posts and (page.more or len(posts) == limit) else None
     if algorithm == "ranked":
+        ctx = None if page.context is None else {a: AuthorContext(n, f) for a, (n, f) in page.context.items()}
         ranking = await rank_or_fallback_async(e.ranker, e.ranker_breaker, e.ranker_pool, reader, items,
-                                               e.ranker_timeout_s)
+                                               e.ranker_timeout_s, ctx)
         items, applied, reason = ranking.items, ranking.algorithm, ranking.fallback_reason
         for it in items:
             it.pop("affinity", None)

@@ -315,3 +315,42 @@ def test_front_door_sends_what_the_stack_would_and_hands_every_other_outcome_on(
         with pytest.raises(RuntimeError, match="boom while deciding"):  # re-raised inside the stack
             client.get(url, headers=auth)
         assert answered[-1] is False
+
+
+async def test_ranked_page_script_reads_the_rankers_author_context(world) -> None:
+    """With a ranker that reads author context (LightGBM), the page script returns that context in the
+    same call: equal to what models.ranker.redis_author_context reads (follower counts, friendship),
+    so the features, and the order, are those the ranker would compute by its own round trip."""
+    import time as clock
+
+    from models.ranker import load_ranker, redis_author_context
+    from serving.feed import fast
+    from stores import feedpage
+
+    e, readers, r = world
+    fetch = redis_author_context(r)
+    ranker = load_ranker(context=fetch)
+    ranker.clock = lambda: 1_900_000_000.0  # the same "now" for both feature matrices
+    assert ranker.wants_context
+    aredis = redis_store.async_client(e.settings)  # bound to this test's event loop
+    script = feedpage.page_script(aredis)
+    checked = 0
+    for rd in readers:
+        read_known_feed(e, rd, "chronological", 8, None)  # warm
+        page = await feedpage.feed_page(script, rd, None, 16, 8, e.settings.celebrity_threshold,
+                                        e.settings.author_cache_cap, int(clock.time() * 1000), context=True)
+        assert isinstance(page, feedpage.RawPage) and page.context is not None, page
+        authors = list(page.affinity)
+        want = {a: (c.followers, c.is_friend) for a, c in fetch(rd, authors).items()}
+        assert page.context == want and set(want) == set(authors)
+        checked += any(f for _, f in want.values()) + any(n for n, _ in want.values())
+        posts = [json.loads(b) for b in page.bodies]
+        items, _ = await fast._items(e, page, posts, True)
+        ctx = {a: fast.AuthorContext(n, f) for a, (n, f) in page.context.items()}
+        assert (ranker.features(rd, items, ctx) == ranker.features(rd, items)).all()
+        assert ranker.scores(rd, items, ctx) == ranker.scores(rd, items)
+        plain = await feedpage.feed_page(script, rd, None, 16, 8, e.settings.celebrity_threshold,
+                                         e.settings.author_cache_cap, int(clock.time() * 1000))
+        assert isinstance(plain, feedpage.RawPage) and plain.context is None  # not asked: not read
+    await aredis.aclose()
+    assert checked  # some author had followers or was a friend: the comparison saw real values
