@@ -68,8 +68,9 @@ async def hydration(e: ReadEngines, readers: list[str], limit: int, rounds: int 
 
     def shared(pg: feedpage.RawPage) -> list[dict[str, Any]]:
         posts = [orjson.loads(b) for b in pg.bodies]
-        people = {a: {"user_id": a, **users_store._decode(raw)} for a, raw in pg.profiles.items()}
-        counts = {x["post_id"]: counts_dict(counters.parse_hot_counts(raw)) for x, raw in zip(posts, pg.counts) if raw}
+        people = {a: {"user_id": a, **users_store._decode(feedpage._pairs(raw))} for a, raw in pg.profiles.items()}
+        counts = {x["post_id"]: counts_dict(counters.parse_hot_counts(feedpage._pairs(raw)))
+                  for x, raw in zip(posts, pg.counts) if raw}
         items = shape(posts, people, counts, pg.affinity)
         for it in items:
             it.pop("affinity", None)

@@ -148,8 +148,8 @@ class RawPage:
 
     more: bool  # a visible post follows the page
     bodies: list[bytes]
-    counts: list[dict[bytes, bytes]]
-    profiles: dict[str, dict[bytes, bytes]]
+    counts: list[list[bytes]]  # per body, its ``cnt:`` hash as HGETALL's flat [field, value, ...] (empty: a miss)
+    profiles: dict[str, list[bytes]]  # cached author profiles, flat as HGETALL answers them
     affinity: dict[str, int]
     fresh: dict[bytes, bytes]
     watermarks: dict[bytes, bytes]
@@ -196,6 +196,5 @@ async def feed_page(script: Any, reader: str, before: int | None, want: int, lim
     _, more, bodies, counts, authors, profiles, aff, fresh, wm, followers, friends = out
     names = [a.decode() for a in authors]
     ctx = {a: (int(n), bool(f)) for a, n, f in zip(names, followers, friends)} if context else None
-    return RawPage(bool(more), bodies, [_pairs(c) for c in counts],
-                   {a: _pairs(p) for a, p in zip(names, profiles) if p},
+    return RawPage(bool(more), bodies, counts, {a: p for a, p in zip(names, profiles) if p},
                    {a: int(v) if v is not None else 0 for a, v in zip(names, aff)}, _pairs(fresh), _pairs(wm), ctx)

@@ -34,20 +34,26 @@ def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
 
 
-def author_block(user_id: str, raw: dict[bytes, bytes]) -> dict[str, Any]:
-    """The item's ``author`` from a cached profile hash: equal to
-    ``display({"user_id": user_id, **users._decode(raw)}, user_id)``, without decoding the other fields."""
-    handle, name, avatar = raw.get(b"handle"), raw.get(b"display_name"), raw.get(b"avatar_url")
-    return {"user_id": user_id, "handle": handle.decode() if handle else None,
-            "display_name": name.decode() if name else None, "avatar_url": avatar.decode() if avatar else None}
+def author_block(user_id: str, raw: list[bytes]) -> dict[str, Any]:
+    """The item's ``author`` from a cached profile hash (flat, as HGETALL answers): equal to
+    ``display({"user_id": user_id, **users._decode(pairs)}, user_id)``, without decoding the other fields."""
+    block: dict[str, Any] = {"user_id": user_id, "handle": None, "display_name": None, "avatar_url": None}
+    for k, v in zip(raw[::2], raw[1::2]):
+        if k in _AUTHOR_FIELDS:
+            block[_AUTHOR_FIELDS[k]] = v.decode() if v else None
+    return block
 
 
-def counts_of(raw: dict[bytes, bytes]) -> dict[str, Any]:
-    """API counts from a ``cnt:{post_id}`` hash: equal to ``counts_dict(counters.parse_hot_counts(raw))``
-    (every value must be an integer; zero reactions are left out), in one pass."""
+_AUTHOR_FIELDS = {b"handle": "handle", b"display_name": "display_name", b"avatar_url": "avatar_url"}
+
+
+def counts_of(raw: list[bytes]) -> dict[str, Any]:
+    """API counts from a ``cnt:{post_id}`` hash (flat, as HGETALL answers): equal to
+    ``counts_dict(counters.parse_hot_counts(pairs))`` (every value must be an integer; zero reactions
+    are left out), in one pass."""
     likes = comments = shares = 0
     reactions: dict[str, int] = {}
-    for k, v in raw.items():
+    for k, v in zip(raw[::2], raw[1::2]):
         n = int(v)
         if k == b"likes":
             likes = n

@@ -23,23 +23,29 @@ PROFILES = [{}, {b"handle": b"h", b"display_name": b"", b"avatar_url": b"http://
             {b"handle": b"", b"display_name": "Zoë".encode()}]
 
 
+def flat(raw: dict[bytes, bytes]) -> list[bytes]:
+    """A hash as HGETALL answers it (what the page script returns)."""
+    return [x for kv in raw.items() for x in kv]
+
+
 @pytest.mark.parametrize("raw", COUNTS)
 def test_counts_equal_the_shared_parser(raw: dict[bytes, bytes]) -> None:
-    assert fast.counts_of(raw) == counts_dict(counters.parse_hot_counts(raw))
-    assert list(fast.counts_of(raw)["reactions"]) == list(counts_dict(counters.parse_hot_counts(raw))["reactions"])
+    assert fast.counts_of(flat(raw)) == counts_dict(counters.parse_hot_counts(raw))
+    assert list(fast.counts_of(flat(raw))["reactions"]) == list(counts_dict(counters.parse_hot_counts(raw))["reactions"])
 
 
 def test_a_non_integer_count_fails_as_the_shared_parser_does() -> None:
     with pytest.raises(ValueError):
         counters.parse_hot_counts({b"likes": b"x"})
     with pytest.raises(ValueError):
-        fast.counts_of({b"likes": b"x"})
+        fast.counts_of([b"likes", b"x"])
 
 
 @pytest.mark.parametrize("raw", PROFILES)
 def test_author_block_equals_display_of_the_decoded_profile(raw: dict[bytes, bytes]) -> None:
     expected = users_store.display({"user_id": "u1", **users_store._decode(raw)}, "u1")
-    assert fast.author_block("u1", raw) == expected
+    assert fast.author_block("u1", flat(raw)) == expected
+    assert list(fast.author_block("u1", flat(raw))) == list(expected)
 
 
 @pytest.mark.parametrize("ranked", [False, True])
@@ -50,9 +56,10 @@ def test_items_equal_shape_field_for_field_in_order(ranked: bool) -> None:
         {"post_id": 8, "author_id": "b", "text": None, "visibility": "FOLLOWERS", "created_at": 4},
     ]
     raw_counts = [COUNTS[2], COUNTS[1]]
-    page = feedpage.RawPage(False, [], raw_counts, {"a": PROFILES[1], "b": PROFILES[2]}, {"a": 3, "b": 0}, {}, {})
+    page = feedpage.RawPage(False, [], [flat(c) for c in raw_counts], {"a": flat(PROFILES[1]), "b": flat(PROFILES[2])},
+                            {"a": 3, "b": 0}, {}, {})
     items, complete = asyncio.run(fast._items(None, page, posts, ranked))  # type: ignore[arg-type]
-    people = {u: {"user_id": u, **users_store._decode(raw)} for u, raw in page.profiles.items()}
+    people = {u: {"user_id": u, **users_store._decode(raw)} for u, raw in [("a", PROFILES[1]), ("b", PROFILES[2])]}
     counts = {p["post_id"]: counts_dict(counters.parse_hot_counts(c)) for p, c in zip(posts, raw_counts)}
     expected = shape(posts, people, counts, page.affinity if ranked else None)
     assert complete and items == expected
