@@ -1,7 +1,8 @@
 """CPU per feed page of the two read paths, in one process on the same data: the event-loop fast path
 (:func:`serving.feed.fast.fast_feed`, one Redis script call) vs the full pipeline
-(:func:`serving.feed.pipeline.read_known_feed`, sync clients). No HTTP: this is where the read path's
-own microseconds go, as a ratio measured in one run.
+(:func:`serving.feed.pipeline.read_known_feed`, sync clients), and the fast path's hydration after
+the script vs the shared ``shape()``. No HTTP: this is where the read path's own microseconds go, as
+ratios measured in one run.
 
     python -m bench.feed_paths --pages 300
 """
@@ -45,6 +46,51 @@ async def measure(e: ReadEngines, readers: list[str], pages: int, limit: int, al
             "fast_to_full": round(spent["fast"] / spent["full"], 3), "fast_declined": declined}
 
 
+async def hydration(e: ReadEngines, readers: list[str], limit: int, rounds: int = 5) -> dict[str, float]:
+    """CPU µs per page of the Python after the page script, on real script replies: the fast path's
+    lean hydration (:func:`serving.feed.fast._items`) vs the shared
+    :func:`serving.readers.items.shape` with the stores' parsers (what the fast path used before),
+    alternating rounds; both include decoding the 20 bodies."""
+    import orjson
+
+    from serving.feed import fast
+    from serving.readers.engagement import counts_dict
+    from serving.readers.items import shape
+    from stores import counters, feedpage
+    from stores import users as users_store
+
+    pages = []
+    for rd in readers:
+        pg = await feedpage.feed_page(e.page_script, rd, None, 2 * limit, limit, e.settings.celebrity_threshold,
+                                      e.settings.author_cache_cap, int(time.time() * 1000))
+        if isinstance(pg, feedpage.RawPage):
+            pages.append(pg)
+
+    def shared(pg: feedpage.RawPage) -> list[dict[str, Any]]:
+        posts = [orjson.loads(b) for b in pg.bodies]
+        people = {a: {"user_id": a, **users_store._decode(feedpage._pairs(raw))} for a, raw in pg.profiles.items()}
+        counts = {x["post_id"]: counts_dict(counters.parse_hot_counts(feedpage._pairs(raw)))
+                  for x, raw in zip(posts, pg.counts) if raw}
+        items = shape(posts, people, counts, pg.affinity)
+        for it in items:
+            it.pop("affinity", None)
+        return items
+
+    spent = {"lean": 0.0, "shared": 0.0}
+    for _ in range(rounds):
+        c0 = time.process_time()
+        for pg in pages:
+            await fast._items(e, pg, [orjson.loads(b) for b in pg.bodies], False)
+        c1 = time.process_time()
+        for pg in pages:
+            shared(pg)
+        spent["lean"] += c1 - c0
+        spent["shared"] += time.process_time() - c1
+    n = rounds * len(pages)
+    return {"lean_us": round(1e6 * spent["lean"] / n, 1), "shared_us": round(1e6 * spent["shared"] / n, 1),
+            "lean_to_shared": round(spent["lean"] / spent["shared"], 3), "pages": len(pages)}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.feed_paths", description=__doc__.split("\n\n")[0])
     p.add_argument("--pages", type=int, default=300)
@@ -55,12 +101,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     e = ReadEngines(with_overrides(s, celebrity_threshold=59), EngagementRecencyRanker())
 
     async def both() -> dict[str, dict[str, float]]:  # one event loop: the async client is bound to it
-        return {alg: await measure(e, shape["readers"], args.pages, args.limit, alg)
-                for alg in ("chronological", "ranked")}
+        out = {alg: await measure(e, shape["readers"], args.pages, args.limit, alg)
+               for alg in ("chronological", "ranked")}
+        return out | {"hydration": await hydration(e, shape["readers"], args.limit)}
 
     out = asyncio.run(both())
     e.close()
+    h = out["hydration"]
+    print(f"hydration after the script: lean {h['lean_us']:.0f} us CPU/page, shared shape() "
+          f"{h['shared_us']:.0f} us (x{h['lean_to_shared']:.2f})")
     for alg, m in out.items():
+        if alg == "hydration":
+            continue
         print(f"{alg}: fast path {m['fast_ms']:.2f} ms CPU/page, full pipeline {m['full_ms']:.2f} ms "
               f"(x{m['fast_to_full']:.2f}; fast path declined {m['fast_declined']})")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -85,17 +85,25 @@ class LightGBMRanker:
         """``lightgbm-<artifact version>``, reported in feed responses."""
         return self._name
 
-    def features(self, reader: str, items: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """The page's feature matrix (author context fetched once per page if a context source is set)."""
-        authors = list(dict.fromkeys(str(it["author_id"]) for it in items))
-        ctx = self.context(reader, authors) if self.context else None
-        return page_matrix(items, int(self.clock() * 1000), ctx)
+    @property
+    def wants_context(self) -> bool:
+        """Whether scores read author context (a caller that already has it passes it to :meth:`scores`)."""
+        return self.context is not None
 
-    def scores(self, reader: str, items: Sequence[Mapping[str, Any]]) -> list[float]:
-        """One score per item, in input order."""
+    def features(self, reader: str, items: Sequence[Mapping[str, Any]],
+                 context: Mapping[str, AuthorContext] | None = None) -> np.ndarray:
+        """The page's feature matrix: author ``context`` as given, else fetched once per page if a
+        context source is set."""
+        if context is None and self.context:
+            context = self.context(reader, list(dict.fromkeys(str(it["author_id"]) for it in items)))
+        return page_matrix(items, int(self.clock() * 1000), context)
+
+    def scores(self, reader: str, items: Sequence[Mapping[str, Any]],
+               context: Mapping[str, AuthorContext] | None = None) -> list[float]:
+        """One score per item, in input order (``context``: the authors' context, read by the caller)."""
         if not items:
             return []
-        out = self.booster.predict(self.features(reader, items), num_threads=1)
+        out = self.booster.predict(self.features(reader, items, context), num_threads=1)
         return [float(s) for s in np.asarray(out).ravel()]
 
 

@@ -107,7 +107,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API; ``settings`` (else :func:`get_settings`) is used by every dependency."""
-    app = FastAPI(title="feedstream API", version="1", lifespan=lifespan, docs_url="/docs",
+    app = thin.FeedAPI(title="feedstream API", version="1", lifespan=lifespan, docs_url="/docs",
                   description="Every write is produced to Kafka as an Avro event and answered 202 "
                               "once the broker confirms it.",
                   responses=errors.BODY_TOO_LARGE)  # BodySizeLimit answers any operation
@@ -120,7 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in V1_ROUTERS:
         app.include_router(router, prefix="/v1")
     app.include_router(trending.router)  # carries its own /v1/trending prefix
-    thin.install(app)  # the feed's common case before FastAPI's routing (serving/feed/thin.py)
+    # the feed's common case before FastAPI's routing and, for a ready page, before the middleware
+    thin.install(app, metrics_on=effective.api_metrics)  # (serving/feed/thin.py)
     web.install(app)  # the web app's pages at /, /moderation, /dashboard (serving/web)
     app.add_middleware(BodySizeLimit, max_bytes=effective.api_max_body_bytes)
     if tracing.ENABLED:  # core.tracing.setup() ran (serving.main, or a test): a span per request

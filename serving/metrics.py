@@ -76,12 +76,29 @@ def route_template(scope: Scope) -> str:
     return getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED
 
 
+T0 = "feedstream.t0"  # scope key: when the front door (serving/feed/thin.py) began a request it handed on
+_CHILDREN: dict[tuple[str, str], Any] = {}  # (method, route) -> duration child
+
+
+def observe(method: str, template: str, status: int, took: float, replayed: bool = False) -> None:
+    """Record one finished HTTP request (the middleware's bookkeeping, shared with the feed's front door)."""
+    key = (method, template)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = DURATION.labels(*key)
+    child.observe(took)
+    REQUESTS.labels(method, template, str(status)).inc()
+    if status == 429:
+        RATE_LIMITED.labels(template).inc()
+    if replayed:
+        REPLAYS.labels(template).inc()
+
+
 class MetricsMiddleware:
     """Count and time every HTTP request under its route template (a pure ASGI wrapper)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._children: dict[tuple[str, str], Any] = {}  # (method, route) -> duration child
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -98,23 +115,13 @@ class MetricsMiddleware:
             await send(message)
 
         IN_FLIGHT.inc()
-        t0 = time.perf_counter()
+        t0 = scope.get(T0) or time.perf_counter()  # timed from the front door if it saw the request first
         try:
             await self.app(scope, receive, capture)
         finally:
             took = time.perf_counter() - t0
             IN_FLIGHT.dec()
-            template = route_template(scope)
-            key = (scope["method"], template)
-            child = self._children.get(key)
-            if child is None:
-                child = self._children[key] = DURATION.labels(*key)
-            child.observe(took)
-            REQUESTS.labels(scope["method"], template, str(status)).inc()
-            if status == 429:
-                RATE_LIMITED.labels(template).inc()
-            if replayed:
-                REPLAYS.labels(template).inc()
+            observe(scope["method"], route_template(scope), status, took, replayed)
 
 
 class BreakerCollector(Collector):

@@ -7,31 +7,16 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from stores.requests import TOKEN_BUCKET_FN_LUA
+
 # KEYS: bucket keys. ARGV: rate_per_s_1, burst_1, rate_per_s_2, burst_2, ...
 # Returns 0 and takes one token from every bucket, or the ms until all of them have one (taking nothing).
-TOKEN_BUCKET_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local wait = 0
-local left = {}
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
-  local h = redis.call('HMGET', key, 'tokens', 'ts')
-  local tokens = tonumber(h[1]) or burst
-  local ts = tonumber(h[2]) or now
-  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-  if tokens < 1 then wait = math.max(wait, math.ceil((1 - tokens) * 1000 / rate)) end
-  left[i] = tokens
+TOKEN_BUCKET_LUA = TOKEN_BUCKET_FN_LUA + """
+local rates, bursts = {}, {}
+for i = 1, #KEYS do
+  rates[i], bursts[i] = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
 end
-if wait > 0 then return wait end
-for i, key in ipairs(KEYS) do
-  local rate = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
-  redis.call('HSET', key, 'tokens', tostring(left[i] - 1), 'ts', now)
-  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
-end
-return 0
+return take(KEYS, rates, bursts)
 """
 
 

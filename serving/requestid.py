@@ -13,7 +13,14 @@ from core.logs import REQUEST_ID
 from serving.middleware import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = b"x-request-id"
+SCOPE_KEY = "feedstream.request_id"  # an id the feed's front door (serving/feed/thin.py) already chose
 _VALID = re.compile(rb"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def choose(scope: Scope) -> bytes:
+    """The request's id: its sane ``X-Request-ID``, or a fresh one."""
+    given = next((v for k, v in scope.get("headers") or () if k == HEADER), None)
+    return given if given is not None and _VALID.match(given) else uuid.uuid4().hex.encode()
 
 
 class RequestId:
@@ -26,8 +33,7 @@ class RequestId:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        given = next((v for k, v in scope.get("headers") or () if k == HEADER), None)
-        rid = given if given is not None and _VALID.match(given) else uuid.uuid4().hex.encode()
+        rid = scope.get(SCOPE_KEY) or choose(scope)
         token = REQUEST_ID.set(rid.decode())
 
         async def with_id(message: Message) -> None:

@@ -7,7 +7,8 @@ reader's negative set, FOLLOWERS/FRIENDS
 visibility on the Redis graph sets) until ``limit + 1`` are visible, and returns the page's
 pre-serialized bodies (``post:{id}`` JSON), hot counts, author profiles, affinities and freshness.
 The reader's read rate-limit buckets, when given, are taken first in the same call (the token bucket
-of :mod:`serving.ratelimit`): an empty one answers ``{2, wait_ms}`` and nothing else is read.
+of :data:`stores.requests.TOKEN_BUCKET_FN_LUA`, which :mod:`serving.ratelimit` runs too): an empty
+one answers ``{2, wait_ms}`` and nothing else is read.
 It returns ``{0, reason}`` (and changes nothing but the seen mark and the buckets) whenever the full pipeline has to
 answer: a rebuild, an evicted or exhausted celebrity cache, a body or graph-set miss, or too few
 visible candidates to fill the page without a refill.
@@ -28,33 +29,24 @@ from stores import counters, graph, moderation
 from stores import posts as post_store
 from stores import timelines as tls
 from stores import users as users_store
+from stores.requests import TOKEN_BUCKET_FN_LUA
 
 # ARGV: reader, hi ("+inf" or "(<id>"), want, limit, threshold, cap, now_ms, n_buckets, then per
-# rate-limit bucket: key, rate_per_s, burst (the token bucket of serving/ratelimit.py, checked first:
-# {2, wait_ms} and nothing taken or read when one is empty)
-FEED_PAGE_LUA = """
+# rate-limit bucket: key, rate_per_s, burst (stores.requests' token bucket, as serving/ratelimit.py takes
+# it; first: {2, wait_ms} and nothing taken or read when one is empty), then "1" to return the page
+# authors' ranking context (follower counts, friendship with the reader: what
+# models.ranker.redis_author_context reads)
+FEED_PAGE_LUA = TOKEN_BUCKET_FN_LUA + """
 local rd, hi, want, limit = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local threshold, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
 local nb = tonumber(ARGV[8] or '0')
 if nb > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local wait, left = 0, {}
+  local keys, rates, bursts = {}, {}, {}
   for i = 1, nb do
-    local key, rate, burst = ARGV[3 * i + 6], tonumber(ARGV[3 * i + 7]), tonumber(ARGV[3 * i + 8])
-    local h = redis.call('HMGET', key, 'tokens', 'ts')
-    local tokens = tonumber(h[1]) or burst
-    local ts = tonumber(h[2]) or now
-    tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-    if tokens < 1 then wait = math.max(wait, math.ceil((1 - tokens) * 1000 / rate)) end
-    left[i] = tokens
+    keys[i], rates[i], bursts[i] = ARGV[3 * i + 6], tonumber(ARGV[3 * i + 7]), tonumber(ARGV[3 * i + 8])
   end
+  local wait = take(keys, rates, bursts)
   if wait > 0 then return {2, wait} end
-  for i = 1, nb do
-    local key, rate, burst = ARGV[3 * i + 6], tonumber(ARGV[3 * i + 7]), tonumber(ARGV[3 * i + 8])
-    redis.call('HSET', key, 'tokens', tostring(left[i] - 1), 'ts', now)
-    redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
-  end
 end
 if redis.call('EXISTS', 'K_USER' .. rd) == 0 then return {0, 'reader not cached'} end
 redis.call('ZADD', 'K_SEEN', ARGV[7], rd)
@@ -123,8 +115,13 @@ for i, p in ipairs(posts) do
   end
 end
 if #authors > 0 then aff = redis.call('HMGET', 'K_AFF' .. rd, unpack(authors)) end
+local followers, friends = {}, {}
+if ARGV[9 + 3 * nb] == '1' and #authors > 0 then
+  for i, a in ipairs(authors) do followers[i] = redis.call('SCARD', 'K_FOLLOWERS' .. a) end
+  friends = redis.call('SMISMEMBER', 'K_FRIENDS' .. rd, unpack(authors))
+end
 return {1, more and 1 or 0, bodies, counts, authors, profiles, aff,
-        redis.call('HGETALL', 'K_FRESH' .. rd), redis.call('HGETALL', 'K_WM')}
+        redis.call('HGETALL', 'K_FRESH' .. rd), redis.call('HGETALL', 'K_WM'), followers, friends}
 """
 
 
@@ -151,11 +148,13 @@ class RawPage:
 
     more: bool  # a visible post follows the page
     bodies: list[bytes]
-    counts: list[dict[bytes, bytes]]
-    profiles: dict[str, dict[bytes, bytes]]
+    counts: list[list[bytes]]  # per body, its ``cnt:`` hash as HGETALL's flat [field, value, ...] (empty: a miss)
+    profiles: dict[str, list[bytes]]  # cached author profiles, flat as HGETALL answers them
     affinity: dict[str, int]
     fresh: dict[bytes, bytes]
     watermarks: dict[bytes, bytes]
+    #: author -> (followers, friend of the reader), when asked for (``context=True``)
+    context: dict[str, tuple[int, bool]] | None = None
 
 
 @dataclass(frozen=True)
@@ -180,20 +179,22 @@ def page_script(r: aioredis.Redis) -> Any:
 
 async def feed_page(script: Any, reader: str, before: int | None, want: int, limit: int,
                     threshold: int, cap: int, now_ms: int,
-                    buckets: Sequence[BucketArgs] = ()) -> RawPage | Limited | str:
+                    buckets: Sequence[BucketArgs] = (), context: bool = False) -> RawPage | Limited | str:
     """One script call: the page, :class:`Limited` if a bucket of ``buckets`` is empty, or the reason
-    the full pipeline must answer instead (the buckets' tokens are then taken)."""
+    the full pipeline must answer instead (the buckets' tokens are then taken). With ``context``, the
+    page's authors' ranking context comes in the same call (:attr:`RawPage.context`)."""
     hi = f"({before}" if before is not None else "+inf"
     args: list[Any] = [reader, hi, want, limit, threshold, cap, now_ms, len(buckets)]
     for key, rate, burst in buckets:
         args += [key, rate, burst]
+    args.append(1 if context else 0)
     out = await script(keys=[], args=args)
     if out[0] == 2:
         return Limited(int(out[1]))
     if out[0] == 0:
         return out[1].decode() if isinstance(out[1], bytes) else str(out[1])
-    _, more, bodies, counts, authors, profiles, aff, fresh, wm = out
+    _, more, bodies, counts, authors, profiles, aff, fresh, wm, followers, friends = out
     names = [a.decode() for a in authors]
-    return RawPage(bool(more), bodies, [_pairs(c) for c in counts],
-                   {a: _pairs(p) for a, p in zip(names, profiles) if p},
-                   {a: int(v) if v is not None else 0 for a, v in zip(names, aff)}, _pairs(fresh), _pairs(wm))
+    ctx = {a: (int(n), bool(f)) for a, n, f in zip(names, followers, friends)} if context else None
+    return RawPage(bool(more), bodies, counts, {a: p for a, p in zip(names, profiles) if p},
+                   {a: int(v) if v is not None else 0 for a, v in zip(names, aff)}, _pairs(fresh), _pairs(wm), ctx)

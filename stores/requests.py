@@ -67,3 +67,32 @@ def k_read_rate_user(user: str) -> str:
 def k_read_rate_ip(ip: str) -> str:
     """Redis key of a client IP's read token bucket."""
     return f"rl:read:ip:{ip}"
+
+
+# The token bucket, in one place: a Lua function that server-side scripts embed (the write API's
+# limiter, serving/ratelimit.py, and the feed page script, stores/feedpage.py). ``take(keys, rates,
+# bursts)`` takes one token from every bucket and returns 0, or returns the ms until all of them have
+# one and takes nothing. A bucket's hash holds ``tokens`` (float) and ``ts`` (ms of Redis' clock); it
+# refills at ``rate`` per second up to ``burst`` and expires once it would be full again.
+TOKEN_BUCKET_FN_LUA = """
+local function take(keys, rates, bursts)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local wait, left = 0, {}
+  for i, key in ipairs(keys) do
+    local rate, burst = rates[i], bursts[i]
+    local h = redis.call('HMGET', key, 'tokens', 'ts')
+    local tokens = tonumber(h[1]) or burst
+    local ts = tonumber(h[2]) or now
+    tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+    if tokens < 1 then wait = math.max(wait, math.ceil((1 - tokens) * 1000 / rate)) end
+    left[i] = tokens
+  end
+  if wait > 0 then return wait end
+  for i, key in ipairs(keys) do
+    redis.call('HSET', key, 'tokens', tostring(left[i] - 1), 'ts', now)
+    redis.call('PEXPIRE', key, math.ceil(bursts[i] * 1000 / rates[i]) + 1000)
+  end
+  return 0
+end
+"""

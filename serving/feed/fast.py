@@ -19,14 +19,13 @@ from typing import Any
 
 import orjson
 
+from models.features import AuthorContext
 from serving.feed.engines import ReadEngines
-from serving.feed.ranker import chronological, rank_or_fallback_async
+from serving.feed.ranker import chronological, rank_or_fallback_async, wants_context
 from serving.readers.base import REDIS_ERRORS, Down
-from serving.readers.engagement import counts_dict
-from serving.readers.items import shape
-from stores import counters, feedpage
+from stores import feedpage
 from stores import redis as redis_store
-from stores import users as users_store
+from stores.users import display
 
 Post = dict[str, Any]
 
@@ -35,26 +34,70 @@ def _s(x: bytes | str) -> str:
     return x.decode() if isinstance(x, bytes) else x
 
 
-async def _items(e: ReadEngines, reader: str, page: feedpage.RawPage,
-                 posts: list[Post]) -> tuple[list[Post], bool]:
-    """API items of ``posts`` (as :class:`RedisItems`); profile and count misses read through on the pool."""
-    people = {a: {"user_id": a, **users_store._decode(raw)} for a, raw in page.profiles.items()}
-    counts = {x["post_id"]: counts_dict(counters.parse_hot_counts(raw))
-              for x, raw in zip(posts, page.counts) if raw}
+def author_block(user_id: str, raw: list[bytes]) -> dict[str, Any]:
+    """The item's ``author`` from a cached profile hash (flat, as HGETALL answers): equal to
+    ``display({"user_id": user_id, **users._decode(pairs)}, user_id)``, without decoding the other fields."""
+    block: dict[str, Any] = {"user_id": user_id, "handle": None, "display_name": None, "avatar_url": None}
+    for k, v in zip(raw[::2], raw[1::2]):
+        if k in _AUTHOR_FIELDS:
+            block[_AUTHOR_FIELDS[k]] = v.decode() if v else None
+    return block
+
+
+_AUTHOR_FIELDS = {b"handle": "handle", b"display_name": "display_name", b"avatar_url": "avatar_url"}
+
+
+def counts_of(raw: list[bytes]) -> dict[str, Any]:
+    """API counts from a ``cnt:{post_id}`` hash (flat, as HGETALL answers): equal to
+    ``counts_dict(counters.parse_hot_counts(pairs))`` (every value must be an integer; zero reactions
+    are left out), in one pass."""
+    likes = comments = shares = 0
+    reactions: dict[str, int] = {}
+    for k, v in zip(raw[::2], raw[1::2]):
+        n = int(v)
+        if k == b"likes":
+            likes = n
+        elif k == b"comments":
+            comments = n
+        elif k == b"shares":
+            shares = n
+        elif k[:2] == b"r:" and n:
+            reactions[k[2:].decode()] = n
+    return {"likes": likes, "comments": comments, "shares": shares, "reactions": reactions}
+
+
+async def _items(e: ReadEngines, page: feedpage.RawPage, posts: list[Post],
+                 with_affinity: bool) -> tuple[list[Post], bool]:
+    """API items of ``posts`` (as :func:`serving.readers.items.shape` builds them from what
+    :class:`RedisItems` reads), ``affinity`` only if asked; profile and count misses read through on the pool."""
+    blocks = {a: author_block(a, raw) for a, raw in page.profiles.items()}
+    counts = {x["post_id"]: counts_of(raw) for x, raw in zip(posts, page.counts) if raw}
     complete = True
     loop = asyncio.get_running_loop()
     authors = list(page.affinity) or list(dict.fromkeys(x["author_id"] for x in posts))
-    if len(people) < len(authors):
+    if len(blocks) < len(authors):
         got = await loop.run_in_executor(e.pool, e.readers.items.redis.profiles.profiles,
-                                         [a for a in authors if a not in people])
-        people.update(got.value)
+                                         [a for a in authors if a not in blocks])
+        blocks.update({a: display(p, a) for a, p in got.value.items()})
         complete = complete and got.complete
     missing = [x["post_id"] for x in posts if x["post_id"] not in counts]
     if missing:
         more = await loop.run_in_executor(e.pool, e.readers.items.redis.engagement.counts_partial, missing)
         counts.update(more.value)
         complete = complete and more.complete
-    return shape(posts, people, counts, page.affinity), complete
+    items = []
+    for p in posts:
+        a, pid = p["author_id"], p["post_id"]
+        g = p.get
+        item = {"post_id": g("post_id"), "author_id": g("author_id"), "text": g("text"), "media": g("media"),
+                "links": g("links"), "hashtags": g("hashtags"), "mentions": g("mentions"),
+                "visibility": g("visibility"), "edited": g("edited"), "created_at": g("created_at"),
+                "updated_at": g("updated_at"), "author": blocks.get(a) or display(None, a),
+                "counts": counts.get(pid)}
+        if with_affinity:
+            item["affinity"] = page.affinity.get(a, 0)
+        items.append(item)
+    return items, complete
 
 
 def _freshness(fresh: dict[bytes, bytes], wm: dict[bytes, bytes]) -> dict[str, Any]:
@@ -91,27 +134,29 @@ async def fast_page(e: ReadEngines, reader: str, algorithm: str, limit: int, bef
     if redis_store.is_cluster(e.aredis):  # the script derives keys from ids: one Redis only (see stores.feedpage)
         return Declined(False, "redis cluster")
     try:
+        context = algorithm == "ranked" and wants_context(e.ranker)  # the ranker's reads in the same call
         page = await feedpage.feed_page(e.page_script, reader, before, max(limit + 1, 2 * limit), limit,
                                         e.settings.celebrity_threshold, e.settings.author_cache_cap,
-                                        int(time.time() * 1000), buckets)
+                                        int(time.time() * 1000), buckets, context)
     except REDIS_ERRORS as exc:
         return Declined(False, f"redis: {exc}")  # the full pipeline retries with its breakers and fallbacks
     if isinstance(page, (str, feedpage.Limited)):
         return Declined(True, page) if isinstance(page, str) else page  # a rebuild, a miss, a refill
     try:
         posts = [orjson.loads(b) for b in page.bodies]
-        items, complete = await _items(e, reader, page, posts)
+        items, complete = await _items(e, page, posts, algorithm == "ranked")
     except (*REDIS_ERRORS, Down) as exc:
         return Declined(True, f"hydration: {exc}")
     nxt = posts[-1]["post_id"] if posts and (page.more or len(posts) == limit) else None
     if algorithm == "ranked":
+        ctx = None if page.context is None else {a: AuthorContext(n, f) for a, (n, f) in page.context.items()}
         ranking = await rank_or_fallback_async(e.ranker, e.ranker_breaker, e.ranker_pool, reader, items,
-                                               e.ranker_timeout_s)
+                                               e.ranker_timeout_s, ctx)
         items, applied, reason = ranking.items, ranking.algorithm, ranking.fallback_reason
+        for it in items:
+            it.pop("affinity", None)
     else:
         items, applied, reason = chronological(items), "chronological", None
-    for it in items:
-        it.pop("affinity", None)
     return {
         "items": items,
         "next_cursor": e.cursor_out(f"feed:{reader}", nxt),

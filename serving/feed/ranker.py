@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from models.ranking import Item, Ranker
 from serving import metrics
@@ -57,6 +59,11 @@ def _degraded(ranker: Ranker, breaker: Breaker, items: Sequence[Item], reason: s
     return Ranking(chronological(items), "chronological", ranker.name, reason)
 
 
+def wants_context(ranker: Ranker) -> bool:
+    """Whether ``ranker`` scores with author context (models.ranker.LightGBMRanker with a context source)."""
+    return bool(getattr(ranker, "wants_context", False))
+
+
 def rank_or_fallback(ranker: Ranker, breaker: Breaker, pool: Executor, reader: str,
                      items: Sequence[Item], timeout_s: float) -> Ranking:
     """Rank ``items`` within ``timeout_s``; on error, timeout or open breaker, fall back to chronological."""
@@ -74,11 +81,14 @@ def rank_or_fallback(ranker: Ranker, breaker: Breaker, pool: Executor, reader: s
 
 
 async def rank_or_fallback_async(ranker: Ranker, breaker: Breaker, pool: Executor, reader: str,
-                                 items: Sequence[Item], timeout_s: float) -> Ranking:
-    """:func:`rank_or_fallback` for the event loop: the ranker runs on ``pool``, awaited with a timeout."""
+                                 items: Sequence[Item], timeout_s: float,
+                                 context: Mapping[str, Any] | None = None) -> Ranking:
+    """:func:`rank_or_fallback` for the event loop: the ranker runs on ``pool``, awaited with a timeout.
+    ``context``: the authors' context already read (for a ranker that :func:`wants_context`)."""
     if not items or not breaker.allow():
         return _not_run(ranker, items)
-    fut = asyncio.get_running_loop().run_in_executor(pool, ranker.scores, reader, list(items))
+    score = partial(ranker.scores, context=context) if context is not None else ranker.scores
+    fut = asyncio.get_running_loop().run_in_executor(pool, score, reader, list(items))
     try:
         scores = await asyncio.wait_for(fut, timeout_s)
         ordered = order_by_scores(items, scores)

@@ -21,23 +21,32 @@ Exceptions propagate to the app's exception handlers, as from any route.
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, HTTPException
 from starlette.routing import Match, Route
 
+from core import tracing
+from core.logs import REQUEST_ID
 from serving.auth import InvalidToken, verify_token
 from serving.deps import read_buckets, too_many
 from serving.feed.cursor import BadCursor
 from serving.feed.engines import ReadEngines
 from serving.feed.fast import Declined, encode, fast_page
 from serving.feed.pipeline import read_known_feed
+from serving.metrics import IN_FLIGHT, T0, observe
 from serving.middleware import Receive, Scope, Send
 from serving.payloads import USER_ID_PATTERN
+from serving.requestid import HEADER as REQUEST_ID_HEADER
+from serving.requestid import SCOPE_KEY as REQUEST_ID_KEY
+from serving.requestid import choose as choose_request_id
 from stores.feedpage import Limited
 
 PATH = "/v1/users/{user_id}/feed"
 SLOW = "feedstream.slow"  # scope flag: this request is for the declared FastAPI route
+DECIDED = "feedstream.decided"  # scope key: the front door's decision, acted on by ThinFeed
 ALGORITHMS = ("chronological", "ranked")
 _USER = re.compile(USER_ID_PATTERN)
 _LIMIT = re.compile(r"[0-9]{1,3}")
@@ -72,44 +81,87 @@ def page_request(scope: Scope) -> tuple[str, str, str, int, str | None] | None:
     return token, user_id, algorithm, int(limit_text), cursor
 
 
+@dataclass(frozen=True)
+class Pipeline:
+    """The script took the tokens but the page is not the common case: the full pipeline answers."""
+
+    user_id: str
+    algorithm: str
+    limit: int
+    before: int | None
+
+
+@dataclass(frozen=True)
+class Raised:
+    """:func:`decide` raised (in the front door): raised again inside the app's middleware stack."""
+
+    exc: Exception
+
+
+DECLARED = "declared"  # the declared FastAPI route answers, untouched
+#: what :func:`decide` found: the page's bytes, a 429, the full pipeline, or the declared route
+Outcome = bytes | Limited | Pipeline | str
+
+
+async def decide(app: FastAPI, scope: Scope) -> Outcome:
+    """What the thin route answers for ``scope`` (its ``path_params`` set): sends nothing, so the
+    front door (:class:`FeedAPI`) can decide before the middleware stack and hand everything but a
+    ready page to it."""
+    e: ReadEngines = app.state.reads
+    req = page_request(scope)
+    if req is None:
+        return DECLARED
+    token, user_id, algorithm, limit, cursor = req
+    try:
+        user = verify_token(token, app.state.settings)
+    except InvalidToken:
+        return DECLARED  # 401, audited, as FastAPI answers it
+    before = None
+    if cursor is not None:
+        try:
+            pos = e.codec.decode(f"feed:{user_id}", cursor)
+        except BadCursor:
+            return DECLARED
+        if not isinstance(pos.before, int):
+            return DECLARED
+        before = pos.before
+    if user != user_id:
+        return DECLARED  # 403 after the rate limit, as declared
+    client = scope.get("client")
+    buckets = [(b.key, b.rate_per_s, b.burst)
+               for b in read_buckets(app.state.settings, user, client[0] if client else "unknown")]
+    page = await fast_page(e, user_id, algorithm, limit, before, buckets)
+    if isinstance(page, Limited):
+        return page
+    if isinstance(page, Declined):
+        # nothing taken yet: the declared route decides all; else the full pipeline, tokens taken
+        return Pipeline(user_id, algorithm, limit, before) if page.limited else DECLARED
+    return encode(page)
+
+
 class ThinFeed:
-    """The ASGI app of :class:`FeedRoute` (an object, so Starlette passes it raw ASGI calls)."""
+    """The ASGI app of :class:`FeedRoute` (an object, so Starlette passes it raw ASGI calls). It acts
+    on the front door's :func:`decide` when there was one (``scope[DECIDED]``), else decides now."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app: FastAPI = scope["app"]
-        e: ReadEngines = app.state.reads
-        req = page_request(scope)
-        if req is None:
-            return await self.declared(scope, receive, send)
-        token, user_id, algorithm, limit, cursor = req
-        try:
-            user = verify_token(token, app.state.settings)
-        except InvalidToken:
-            return await self.declared(scope, receive, send)  # 401, audited, as FastAPI answers it
-        before = None
-        if cursor is not None:
-            try:
-                pos = e.codec.decode(f"feed:{user_id}", cursor)
-            except BadCursor:
-                return await self.declared(scope, receive, send)
-            if not isinstance(pos.before, int):
-                return await self.declared(scope, receive, send)
-            before = pos.before
-        if user != user_id:
-            return await self.declared(scope, receive, send)  # 403 after the rate limit, as declared
-        client = scope.get("client")
-        buckets = [(b.key, b.rate_per_s, b.burst)
-                   for b in read_buckets(app.state.settings, user, client[0] if client else "unknown")]
-        page = await fast_page(e, user_id, algorithm, limit, before, buckets)
-        if isinstance(page, Limited):
-            raise too_many(page.wait_ms)
-        if isinstance(page, Declined):
-            if not page.limited:
-                return await self.declared(scope, receive, send)  # nothing taken yet: it decides all
-            page = await e.run(read_known_feed, e, user_id, algorithm, limit, before)
+        outcome = scope.pop(DECIDED, None)
+        if outcome is None:
+            outcome = await decide(app, scope)
+        if isinstance(outcome, Raised):
+            raise outcome.exc
+        if isinstance(outcome, bytes):
+            return await respond(send, outcome)
+        if isinstance(outcome, Limited):
+            raise too_many(outcome.wait_ms)
+        if isinstance(outcome, Pipeline):
+            e: ReadEngines = app.state.reads
+            page = await e.run(read_known_feed, e, outcome.user_id, outcome.algorithm, outcome.limit,
+                               outcome.before)
             if page is None:
-                raise HTTPException(404, f"no user {user_id}")
-        await respond(send, encode(page))
+                raise HTTPException(404, f"no user {outcome.user_id}")
+            return await respond(send, encode(page))
+        await self.declared(scope, receive, send)
 
     @staticmethod
     async def declared(scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,6 +194,74 @@ class FeedRoute(Route):
         return match, child
 
 
-def install(app: FastAPI) -> None:
-    """Put :class:`FeedRoute` first in ``app``'s routes (after the declared route was included)."""
-    app.router.routes.insert(0, FeedRoute())
+class FeedAPI(FastAPI):
+    """The API's FastAPI app, with the feed's common page answered in front of the middleware stack.
+
+    A ``GET`` that :class:`FeedRoute` matches is decided (:func:`decide`) before Starlette's and the
+    app's middleware (request id, metrics, error handling, body limit, exception handlers, routing),
+    which cost about as much as the page itself. A ready page is sent from here with what those
+    layers add to a 200 (``X-Request-ID``; the request counted and timed under the route template).
+    Any other outcome, an exception included, goes through the whole stack as before, carrying the
+    decision (``scope[DECIDED]``): :class:`ThinFeed` acts on it there (429, full pipeline, declared
+    route, or the exception raised again), so no bucket is taken twice and every status, body and
+    header stays as it was. The front door stays shut when a layer it does not replicate is active
+    (tracing, FastAPI's native telemetry, a root path) and for a request that carries a body."""
+
+    front: FeedRoute | None = None  # set by install()
+    front_metrics = False  # the app counts requests (serving.metrics installed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.front
+        if route is not None and scope["type"] == "http" and scope["method"] == "GET" and DECIDED not in scope:
+            match, child = route.matches(scope)
+            if match is Match.FULL and self.front_open(scope) and await front_door(self, scope, child, send):
+                return
+        await super().__call__(scope, receive, send)
+
+    def front_open(self, scope: Scope) -> bool:
+        """Whether no layer the front door does not replicate would act on ``scope``."""
+        if self.root_path or tracing.ENABLED or self._native_telemetry.enabled():
+            return False
+        for name, value in scope.get("headers") or ():
+            if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+                return False  # BodySizeLimit reads (and may refuse) a body
+        return True
+
+
+async def front_door(app: FeedAPI, scope: Scope, child: Scope, send: Send) -> bool:
+    """Decide ``scope``; send a ready page (True), or note the decision for the stack (False)."""
+    scope.update(child)
+    scope["app"] = app
+    t0 = time.perf_counter()
+    rid = choose_request_id(scope)
+    token = REQUEST_ID.set(rid.decode())
+    if app.front_metrics:
+        IN_FLIGHT.inc()
+    try:
+        try:
+            outcome: Outcome | Raised = await decide(app, scope)
+        except Exception as exc:  # noqa: BLE001 -- raised again inside the stack, where the app's handlers see it
+            outcome = Raised(exc)
+        if not isinstance(outcome, bytes):
+            scope[DECIDED], scope[REQUEST_ID_KEY], scope[T0] = outcome, rid, t0
+            return False
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(outcome)).encode()),
+                                (b"content-type", b"application/json"), (REQUEST_ID_HEADER, rid)]})
+        await send({"type": "http.response.body", "body": outcome})
+        if app.front_metrics:
+            observe("GET", PATH, 200, time.perf_counter() - t0)
+        return True
+    finally:
+        if app.front_metrics:
+            IN_FLIGHT.dec()
+        REQUEST_ID.reset(token)
+
+
+def install(app: FastAPI, metrics_on: bool = False) -> None:
+    """Put :class:`FeedRoute` first in ``app``'s routes (after the declared route was included) and,
+    if ``app`` is a :class:`FeedAPI`, open its front door (``metrics_on``: the app counts requests)."""
+    route = FeedRoute()
+    app.router.routes.insert(0, route)
+    if isinstance(app, FeedAPI):
+        app.front, app.front_metrics = route, metrics_on

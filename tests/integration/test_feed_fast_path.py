@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Any
 
 import pytest
@@ -196,3 +197,160 @@ def test_thin_route_serves_the_common_page_and_hands_every_other_request_on(worl
         assert bad_user.status_code == 422 and "user_id" in bad_user.text
         waited = client.get(url, headers={**auth, "X-Consistency-Token": "not-a-token"})
         assert waited.status_code == 200 and "consistency" in waited.json() and declared[-1] == url
+
+
+@pytest.mark.parametrize("bucket", ["user", "ip"])
+def test_thin_and_declared_routes_share_one_read_bucket_of_the_configured_size(world, bucket) -> None:
+    """The read rate limit folded into the page script is the declared route's limit: the same token
+    bucket (stores.requests.TOKEN_BUCKET_FN_LUA), keys and size. With a bucket of 3 that does not
+    refill, the thin route and the declared route (with a consistency token) together serve 3 pages;
+    the 4th is 429 with Retry-After and the same body on both routes; per user, or per client IP
+    across two users."""
+    from support.api import bearer, running_app
+
+    from core.settings import with_overrides
+    from serving.feed import thin
+    from stores.requests import k_read_rate_ip, k_read_rate_user
+
+    e, readers, r = world
+    rd, other = readers[4], readers[5]
+    for u in (rd, other):
+        read_known_feed(e, u, "chronological", 3, None)  # warm: the thin route's common case
+    slow = {"user": "api_read_rate_user", "ip": "api_read_rate_ip"}[bucket]
+    big = {"user": "api_read_rate_ip", "ip": "api_read_rate_user"}[bucket]
+    s = with_overrides(e.settings, **{f"{slow}_per_s": 0.001, f"{slow}_burst": 3,
+                                      f"{big}_per_s": 1000.0, f"{big}_burst": 1000})
+    keys = [k_read_rate_user(rd), k_read_rate_user(other), k_read_rate_ip("testclient")]
+    r.delete(*keys)
+    declared: list[str] = []
+    real = thin.ThinFeed.declared
+
+    async def spy(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        declared.append(scope["path"])
+        await real(scope, receive, send)
+
+    try:
+        with running_app(s) as client:
+            thin.ThinFeed.declared = staticmethod(spy)  # type: ignore[method-assign]
+            second = other if bucket == "ip" else rd
+            a = client.get(f"/v1/users/{rd}/feed", params={"limit": 3}, headers=bearer(s, rd))
+            b = client.get(f"/v1/users/{second}/feed", params={"limit": 3}, headers=bearer(s, second))
+            c = client.get(f"/v1/users/{rd}/feed", params={"limit": 3},
+                           headers={**bearer(s, rd), "X-Consistency-Token": "not-a-token"})  # declared route
+            assert [a.status_code, b.status_code, c.status_code] == [200, 200, 200], (a.text, b.text, c.text)
+            assert len(declared) == 1 and "consistency" in c.json()  # a and b: the thin route
+            thin_429 = client.get(f"/v1/users/{second}/feed", params={"limit": 3}, headers=bearer(s, second))
+            declared_429 = client.get(f"/v1/users/{rd}/feed", params={"limit": 3},
+                                      headers={**bearer(s, rd), "X-Consistency-Token": "not-a-token"})
+            assert len(declared) == 2  # the thin route's 429 came from its script
+            for res in (thin_429, declared_429):
+                assert res.status_code == 429, res.text
+                assert int(res.headers["Retry-After"]) >= 1
+                assert res.json()["detail"].startswith("rate limit exceeded; retry in ")
+            assert thin_429.headers["content-type"] == declared_429.headers["content-type"]
+    finally:
+        thin.ThinFeed.declared = staticmethod(real)  # type: ignore[method-assign]
+        r.delete(*keys)
+
+
+def test_front_door_sends_what_the_stack_would_and_hands_every_other_outcome_on(world, monkeypatch) -> None:
+    """serving.feed.thin.FeedAPI: a ready page is sent before the middleware stack with the bytes and
+    headers the stack would send (X-Request-ID echoed or minted) and counted in /metrics under the
+    route template; a 429 and an exception raised while deciding go through the stack (the app's
+    handlers, the same request id)."""
+    import re
+
+    from support.api import bearer, running_app
+
+    from serving.feed import thin
+    from stores.requests import k_read_rate_user
+
+    e, readers, r = world
+    rd = readers[0]
+    answered: list[bool] = []
+    real_front = thin.front_door
+
+    async def spy(app, scope, child, send) -> bool:  # type: ignore[no-untyped-def]
+        answered.append(await real_front(app, scope, child, send))
+        return answered[-1]
+
+    monkeypatch.setattr(thin, "front_door", spy)
+    url, auth = f"/v1/users/{rd}/feed", bearer(e.settings, rd)
+    counted = re.compile(r'feedstream_http_requests_total\{method="GET",route="/v1/users/\{user_id\}/feed",'
+                         r'status="(\d+)"\} ([0-9.]+)')
+
+    def counts(client) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        return {s: float(n) for s, n in counted.findall(client.get("/metrics").text)}
+
+    read_known_feed(e, rd, "chronological", 5, None)  # warm: the common case
+    with running_app(e.settings) as client:
+        before = counts(client)
+        front = client.get(url, params={"limit": 5}, headers={**auth, "X-Request-ID": "front-1"})
+        assert answered == [True] and front.status_code == 200, front.text
+        assert front.headers["x-request-id"] == "front-1" and front.headers["content-type"] == "application/json"
+        minted = client.get(url, params={"limit": 5}, headers=auth)
+        assert answered == [True, True] and re.fullmatch(r"[0-9a-f]{32}", minted.headers["x-request-id"])
+        assert counts(client).get("200", 0) - before.get("200", 0) == 2
+
+        route, client.app.front = client.app.front, None  # the front door shut: the stack answers
+        stack = client.get(url, params={"limit": 5}, headers={**auth, "X-Request-ID": "front-1"})
+        client.app.front = route
+        assert answered == [True, True] and stack.status_code == 200
+        assert comparable(json.loads(stack.content)) == comparable(json.loads(front.content))
+        assert dict(stack.headers) | {"content-length": "-"} == dict(front.headers) | {"content-length": "-"}
+
+        r.hset(k_read_rate_user(rd), mapping={"tokens": "0", "ts": int(time.time() * 1000) + 60_000})
+        try:
+            limited = client.get(url, headers={**auth, "X-Request-ID": "limited-1"})
+        finally:
+            r.delete(k_read_rate_user(rd))
+        assert answered[-1] is False and limited.status_code == 429 and "Retry-After" in limited.headers
+        assert limited.headers["x-request-id"] == "limited-1"
+        assert counts(client).get("429", 0) - before.get("429", 0) == 1
+
+        async def boom(app, scope):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom while deciding")
+
+        monkeypatch.setattr(thin, "decide", boom)
+        with pytest.raises(RuntimeError, match="boom while deciding"):  # re-raised inside the stack
+            client.get(url, headers=auth)
+        assert answered[-1] is False
+
+
+async def test_ranked_page_script_reads_the_rankers_author_context(world) -> None:
+    """With a ranker that reads author context (LightGBM), the page script returns that context in the
+    same call: equal to what models.ranker.redis_author_context reads (follower counts, friendship),
+    so the features, and the order, are those the ranker would compute by its own round trip."""
+    import time as clock
+
+    from models.ranker import load_ranker, redis_author_context
+    from serving.feed import fast
+    from stores import feedpage
+
+    e, readers, r = world
+    fetch = redis_author_context(r)
+    ranker = load_ranker(context=fetch)
+    ranker.clock = lambda: 1_900_000_000.0  # the same "now" for both feature matrices
+    assert ranker.wants_context
+    aredis = redis_store.async_client(e.settings)  # bound to this test's event loop
+    script = feedpage.page_script(aredis)
+    checked = 0
+    for rd in readers:
+        read_known_feed(e, rd, "chronological", 8, None)  # warm
+        page = await feedpage.feed_page(script, rd, None, 16, 8, e.settings.celebrity_threshold,
+                                        e.settings.author_cache_cap, int(clock.time() * 1000), context=True)
+        assert isinstance(page, feedpage.RawPage) and page.context is not None, page
+        authors = list(page.affinity)
+        want = {a: (c.followers, c.is_friend) for a, c in fetch(rd, authors).items()}
+        assert page.context == want and set(want) == set(authors)
+        checked += any(f for _, f in want.values()) + any(n for n, _ in want.values())
+        posts = [json.loads(b) for b in page.bodies]
+        items, _ = await fast._items(e, page, posts, True)
+        ctx = {a: fast.AuthorContext(n, f) for a, (n, f) in page.context.items()}
+        assert (ranker.features(rd, items, ctx) == ranker.features(rd, items)).all()
+        assert ranker.scores(rd, items, ctx) == ranker.scores(rd, items)
+        plain = await feedpage.feed_page(script, rd, None, 16, 8, e.settings.celebrity_threshold,
+                                         e.settings.author_cache_cap, int(clock.time() * 1000))
+        assert isinstance(plain, feedpage.RawPage) and plain.context is None  # not asked: not read
+    await aredis.aclose()
+    assert checked  # some author had followers or was a friend: the comparison saw real values

@@ -1,0 +1,136 @@
+"""Same-run A/B of two source trees' API processes: CPU per request of each, in interleaved blocks.
+
+On a machine shared with other work, two capacity runs minutes apart differ by more than a change
+does (noop alone moved 0.21 -> 0.32 ms CPU between runs). This serves the capacity bench's seeded
+data (:func:`bench.capacity.prepare`) from two API processes at once, one per source tree (e.g. a
+``git archive`` of the base commit, and this tree), and drives them in alternating short wrk blocks
+(``--rounds`` x every endpoint x both trees, the order flipped every round), so load swings hit both.
+Per tree and endpoint it reports the median API CPU per request over the rounds (``/proc``), that
+figure as a multiple of the same tree's noop, and the B/A ratio.
+
+    git archive <base> | tar -x -C /tmp/base
+    python -m bench.ab_api --a /tmp/base --b . --rounds 5 --connections 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import http_load as hl
+from bench.capacity import LIMITS_ENV, api_cpu_seconds, endpoints, prepare
+from bench.report import RESULTS_DIR
+
+
+def serve(tree: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """``python -m serving.main`` from ``tree`` (its own code: cwd and PYTHONPATH), ready on ``port``."""
+    proc = subprocess.Popen([sys.executable, "-m", "serving.main", "--host", "127.0.0.1", "--port", str(port),
+                             "--no-access-log", "--log-level", "warning"], cwd=tree,
+                            env={**os.environ, **env, "PYTHONPATH": str(tree)})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"API from {tree} exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise SystemExit(f"API from {tree} not ready")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.read_api import KEYSPACE, bench_settings
+    from bench.write_api import _free_port
+    from serving.auth import mint_token
+
+    s = bench_settings()
+    shape = prepare(s, args)
+    readers = shape.pop("readers")
+    env = LIMITS_ENV | {"FEEDSTREAM_KEYSPACE": KEYSPACE, "FEEDSTREAM_REDIS_URL": s.redis_url,
+                        "FEEDSTREAM_CELEBRITY_THRESHOLD": str(len(readers) - 1)}
+    trees = {"a": args.a.resolve(), "b": args.b.resolve()}
+    ports = {k: _free_port() for k in trees}
+    procs = {k: serve(t, ports[k], env) for k, t in trees.items()}
+    tokens = {u: mint_token(u, s, 3600) for u in readers}
+    cpu: dict[str, dict[str, list[float]]] = {k: {e: [] for e in args.endpoints} for k in trees}
+    try:
+        cursors = {}
+        with httpx.Client(base_url=f"http://127.0.0.1:{ports['b']}", timeout=30) as c:
+            for rd in readers:  # a cursor decodes on both trees (same secret): walk one page on B
+                res = c.get(f"/v1/users/{rd}/feed", params={"limit": args.limit},
+                            headers={"Authorization": f"Bearer {tokens[rd]}"})
+                res.raise_for_status()
+                cursors[rd] = res.json()["next_cursor"]
+        # the read endpoints only (the write templates get placeholders: they are not driven)
+        eps = {e.name: e for e in endpoints(tokens, readers, ["ba0"], [0], cursors, args.limit, random.Random(11))}
+        order = list(trees)
+        for rnd in range(args.rounds):
+            for name in args.endpoints:
+                for k in order:
+                    cpu0 = api_cpu_seconds(procs[k].pid)
+                    st = hl.run_wrk(f"http://127.0.0.1:{ports[k]}", eps[name].reqs, duration_s=args.block,
+                                    connections=args.connections)
+                    if st["error_rate"] > 0.01 or not st["count"]:
+                        raise SystemExit(f"{k} {name}: errors {st['statuses']}")
+                    cpu[k][name].append(1000 * (api_cpu_seconds(procs[k].pid) - cpu0) / st["count"])
+            order.reverse()
+            print(f"round {rnd}: " + ", ".join(f"{n} {cpu['a'][n][-1]:.3f}/{cpu['b'][n][-1]:.3f}"
+                                                for n in args.endpoints) + " ms CPU/req (a/b)")
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            p.wait(30)
+    med = {k: {n: statistics.median(v) for n, v in per.items()} for k, per in cpu.items()}
+    out: dict[str, Any] = {"trees": {k: str(t) for k, t in trees.items()}, "config": {
+        "rounds": args.rounds, "block_s": args.block, "connections": args.connections, "limit": args.limit},
+        "load_average_end": os.getloadavg()[0], "cpu_ms_per_req": cpu, "median_cpu_ms_per_req": med,
+        "x_noop_cpu": {k: {n: round(v / m["noop"], 3) for n, v in m.items()} for k, m in med.items()} if
+        "noop" in args.endpoints else None,
+        "b_to_a": {n: round(med["b"][n] / med["a"][n], 3) for n in args.endpoints}}
+    print(f"{'endpoint':<12} {'a ms':>7} {'b ms':>7} {'b/a':>6} {'a x noop':>9} {'b x noop':>9}")
+    for n in args.endpoints:
+        xa = out["x_noop_cpu"]["a"][n] if out["x_noop_cpu"] else float("nan")
+        xb = out["x_noop_cpu"]["b"][n] if out["x_noop_cpu"] else float("nan")
+        print(f"{n:<12} {med['a'][n]:>7.3f} {med['b'][n]:>7.3f} {out['b_to_a'][n]:>6.3f} {xa:>9.2f} {xb:>9.2f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"ab_api-{args.tag}.json"
+    path.write_text(json.dumps(out, indent=1))
+    print(f"saved {path}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(prog="python -m bench.ab_api", description=__doc__.split("\n\n")[0])
+    p.add_argument("--a", type=Path, required=True, help="source tree of the base API (e.g. a git archive)")
+    p.add_argument("--b", type=Path, default=Path("."), help="source tree of the changed API")
+    p.add_argument("--endpoints", type=lambda v: v.split(","), default=["noop", "feed", "feed_page2", "feed_ranked"])
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--block", type=float, default=3.0, help="seconds of wrk per tree, endpoint and round")
+    p.add_argument("--connections", type=int, default=4)
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--readers", type=int, default=200)
+    p.add_argument("--authors", type=int, default=100)
+    p.add_argument("--posts-per-author", type=int, default=20)
+    p.add_argument("--follows", type=int, default=30)
+    p.add_argument("--celebrities", type=int, default=2)
+    p.add_argument("--tag", default="latest")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    return run(p.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
