@@ -19,9 +19,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +27,7 @@ import httpx
 from bench import http_load as hl
 from bench.capacity import LIMITS_ENV, api_cpu_seconds, endpoints, prepare
 from bench.report import RESULTS_DIR
-
-
-def serve(tree: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    """``python -m serving.main`` from ``tree`` (its own code: cwd and PYTHONPATH), ready on ``port``."""
-    proc = subprocess.Popen([sys.executable, "-m", "serving.main", "--host", "127.0.0.1", "--port", str(port),
-                             "--no-access-log", "--log-level", "warning"], cwd=tree,
-                            env={**os.environ, **env, "PYTHONPATH": str(tree)})
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"API from {tree} exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise SystemExit(f"API from {tree} not ready")
+from bench.write_api import start_server
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -63,7 +42,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "FEEDSTREAM_CELEBRITY_THRESHOLD": str(len(readers) - 1)}
     trees = {"a": args.a.resolve(), "b": args.b.resolve()}
     ports = {k: _free_port() for k in trees}
-    procs = {k: serve(t, ports[k], env) for k, t in trees.items()}
+    procs = {k: start_server(ports[k], env, tree=t) for k, t in trees.items()}
     tokens = {u: mint_token(u, s, 3600) for u in readers}
     cpu: dict[str, dict[str, list[float]]] = {k: {e: [] for e in args.endpoints} for k in trees}
     try:

@@ -39,11 +39,13 @@ def _free_port() -> int:
 
 
 def start_server(port: int, env: dict[str, str], ready_s: float = 240.0,
-                 server: str = "uvicorn") -> subprocess.Popen:
-    """Start ``python -m serving.main --server SERVER`` on loopback and wait until /readyz answers 200."""
+                 server: str = "uvicorn", tree: Path | None = None) -> subprocess.Popen:
+    """Start ``python -m serving.main --server SERVER`` on loopback and wait until /readyz answers 200;
+    ``tree``: run that source tree's code instead (its own cwd and PYTHONPATH; ``bench.ab_api``)."""
     cmd = [sys.executable, "-m", "serving.main", "--host", "127.0.0.1", "--port", str(port),
            "--no-access-log", "--log-level", "warning", "--server", server]
-    proc = subprocess.Popen(cmd, env={**os.environ, **env})
+    own = {"PYTHONPATH": str(tree)} if tree is not None else {}
+    proc = subprocess.Popen(cmd, env={**os.environ, **env, **own}, cwd=tree)
     deadline = time.monotonic() + ready_s  # a loaded shared machine can take a minute to import
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -94,8 +94,7 @@ def check_reachable(s: Settings, store: Minio | None = None) -> None:
     :class:`MediaStoreUnavailable` if the store does not answer."""
     store = store or client(s)
     try:
-        if not store.bucket_exists(s.media_bucket):
-            ensure_bucket(s, store)
+        ensure_bucket(s, store)
     except Exception as exc:  # urllib3/S3 errors of a store that is down or refusing
         raise MediaStoreUnavailable(f"object store at {s.media_url}: {exc}") from exc
 

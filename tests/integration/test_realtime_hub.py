@@ -63,22 +63,27 @@ def redis_url() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+async def _publish_when_subscribed(url: str, messages: dict[str, str], wait_s: float = 10.0) -> None:
+    """Wait until the server counts a subscriber on each user's channel, then publish each message."""
+    publisher = redis.asyncio.Redis.from_url(url)
+    try:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            counts = dict(await publisher.pubsub_numsub(*(channel(u) for u in messages)))
+            if all(counts.get(channel(u).encode(), 0) >= 1 for u in messages):
+                break
+            await asyncio.sleep(0.05)
+        for user, data in messages.items():
+            await publisher.publish(channel(user), data)
+    finally:
+        await publisher.aclose()
+
+
 async def _subscribe_together_then_publish(url: str, users: list[str]) -> dict[str, list[dict]]:
     hub = Hub(url)
     try:
         clients = await asyncio.gather(*(hub.subscribe(u) for u in users))  # all at the same moment
-        publisher = redis.asyncio.Redis.from_url(url)
-        try:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:  # each channel counts its subscribers on the server
-                counts = dict(await publisher.pubsub_numsub(*(channel(u) for u in users)))
-                if all(counts.get(channel(u).encode(), 0) >= 1 for u in users):
-                    break
-                await asyncio.sleep(0.05)
-            for u in users:
-                await publisher.publish(channel(u), f'{{"post_id": "{u}"}}')
-        finally:
-            await publisher.aclose()
+        await _publish_when_subscribed(url, {u: f'{{"post_id": "{u}"}}' for u in users}, wait_s=5)
         got: dict[str, list[dict]] = {u: [] for u in users}
         for u, client in zip(users, clients):
             try:
@@ -105,15 +110,7 @@ def test_a_client_after_the_last_one_left_still_receives(redis_url: str) -> None
             first = await hub.subscribe("solo")
             await hub.unsubscribe("solo", first)
             again = await hub.subscribe("solo")
-            publisher = redis.asyncio.Redis.from_url(redis_url)
-            try:
-                for _ in range(100):
-                    if dict(await publisher.pubsub_numsub(channel("solo"))).get(channel("solo").encode()):
-                        break
-                    await asyncio.sleep(0.05)
-                await publisher.publish(channel("solo"), '{"post_id": "x"}')
-            finally:
-                await publisher.aclose()
+            await _publish_when_subscribed(redis_url, {"solo": '{"post_id": "x"}'}, wait_s=5)
             return [await asyncio.wait_for(again.next(), timeout=3)]
         finally:
             await hub.close()
@@ -137,15 +134,7 @@ def test_subscriptions_come_back_after_redis_was_down_for_a_while() -> None:
             await asyncio.to_thread(_stop, proc)
             await asyncio.sleep(3.5)  # the pump's first resubscribe fails: Redis is still down
             proc = await asyncio.to_thread(_start_redis, port, workdir)
-            publisher = redis.asyncio.Redis.from_url(url)
-            try:
-                for _ in range(200):  # the hub resubscribes by itself
-                    if dict(await publisher.pubsub_numsub(channel("steady"))).get(channel("steady").encode()):
-                        break
-                    await asyncio.sleep(0.05)
-                await publisher.publish(channel("steady"), '{"post_id": "after"}')
-            finally:
-                await publisher.aclose()
+            await _publish_when_subscribed(url, {"steady": '{"post_id": "after"}'})  # the hub resubscribes by itself
             return await asyncio.wait_for(client.next(), timeout=3)
         finally:
             await hub.close()
