@@ -20,6 +20,8 @@ from core.feed import Policy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLACEHOLDER_SECRET = "dev-only-change-me-dev-only-change-me"
+MEDIA_PLACEHOLDER = "feedstream-dev-only"  # the S3 secret key (the local MinIO root password) in development
+MEDIA_TOKEN_PLACEHOLDER = "feedstream-dev-only-media"
 DEV_ENVS = ("development", "test")
 DEFAULT_TRENDING_WINDOWS = "1h/1m/5m/10s,1m/10s/30s/2s"
 _CONFIG = SettingsConfigDict(env_prefix="FEEDSTREAM_", frozen=True, extra="ignore")
@@ -264,9 +266,11 @@ class MediaSettings(BaseSettings):
     minio_console_port: int = Field(default=9001, description="the local MinIO's web console")
     media_url_override: str | None = Field(default=None, alias="FEEDSTREAM_MEDIA_URL",
                                            description="an external S3 endpoint, e.g. https://s3.eu-west-1.amazonaws.com")
+    media_public_url: str | None = Field(default=None, description="base URL clients GET variants from (a CDN "
+                                         "in front of the bucket); default: the store's own URL and bucket")
     media_region: str = "us-east-1"
     media_access_key: str = Field(default="feedstream", description="S3 access key (the local MinIO's root user)")
-    media_secret_key: SecretStr = Field(default=SecretStr("feedstream-dev-only"),
+    media_secret_key: SecretStr = Field(default=SecretStr(MEDIA_PLACEHOLDER),
                                         description="S3 secret key (the local MinIO's root password)")
     media_bucket: str = Field(default="feedstream-media", description="bucket of uploads and their variants")
     media_max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest image upload")
@@ -274,6 +278,18 @@ class MediaSettings(BaseSettings):
     media_upload_ttl_s: int = Field(default=900, gt=0, description="how long an upload form is valid")
     media_declaration_ttl_s: int = Field(default=86_400, gt=0, description="how long a declared upload "
                                          "may wait to be attached to a post")
+    media_max_pixels: int = Field(default=40_000_000, gt=0, description="largest image (width x height) the "
+                                  "media topology decodes; more is rejected (guards against decompression bombs)")
+    media_max_video_s: float = Field(default=60.0, gt=0, description="longest video the media topology accepts")
+    media_video_heights: tuple[int, ...] = Field(default=(240, 480), description="HLS rendition ladder "
+                                                 "(heights; none above the source's)")
+    media_ffmpeg_timeout_s: float = Field(default=90.0, gt=0, description="bound of one ffmpeg/ffprobe run")
+    media_ffmpeg_threads: int = Field(default=1, ge=1, description="threads one ffmpeg encode may use")
+    media_image_widths: tuple[int, ...] = Field(default=(480, 1080), description="widths of the image variants "
+                                                "(none wider than the source)")
+    media_thumb_px: int = Field(default=160, gt=0, description="the thumbnail's longest side")
+    media_variant_token_key: SecretStr = Field(default=SecretStr(MEDIA_TOKEN_PLACEHOLDER),
+                                               description="HMAC key of the unguessable part of variant keys")
 
 
 class ConsistencySettings(BaseSettings):
@@ -343,6 +359,20 @@ class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiS
     def media_url(self) -> str:
         """The S3 endpoint media is stored at (the local MinIO unless ``FEEDSTREAM_MEDIA_URL``)."""
         return self.media_url_override or f"http://{self.host}:{self.minio_port}"
+
+    def media_keys(self) -> tuple[str, str, bytes]:
+        """The S3 access and secret keys and the variant-URL HMAC key; outside development the
+        placeholders are refused (the API and the media worker call this, nothing else)."""
+        secret, token = self.media_secret_key.get_secret_value(), self.media_variant_token_key.get_secret_value()
+        if self.env not in DEV_ENVS and (secret == MEDIA_PLACEHOLDER or token == MEDIA_TOKEN_PLACEHOLDER):
+            raise PlaceholderSecret("FEEDSTREAM_MEDIA_SECRET_KEY or FEEDSTREAM_MEDIA_VARIANT_TOKEN_KEY is the "
+                                    "development placeholder; set real keys (e.g. `openssl rand -hex 32`) in production")
+        return self.media_access_key, secret, token.encode()
+
+    @property
+    def media_public_base(self) -> str:
+        """Base URL of variant objects for clients (``media_public_url``, or the bucket on the store)."""
+        return self.media_public_url or f"{self.media_url.rstrip('/')}/{self.media_bucket}"
 
     @property
     def api_url(self) -> str:

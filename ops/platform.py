@@ -54,6 +54,7 @@ SERVICES: list[Service] = [
     Service("topology-users", "feedstream.cli", lambda s: ["topology", "run", "users"], supervised=True),
     Service("topology-search", "feedstream.cli", lambda s: ["topology", "run", "search"], supervised=True),
     Service("topology-moderation", "feedstream.cli", lambda s: ["topology", "run", "moderation"], supervised=True),
+    Service("topology-media", "feedstream.cli", lambda s: ["topology", "run", "media"], supervised=True),
     Service("api", "serving.main", lambda s: ["--host", s.host, "--port", str(s.api_port)],
             port=lambda s: s.api_port, healthy=_api_healthy),
 ]

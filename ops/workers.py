@@ -33,6 +33,7 @@ def worker_env(settings: Settings, **extra: Any) -> dict[str, str]:
         "FEEDSTREAM_STATE_DIR": str(settings.state_dir),
         "FEEDSTREAM_OPENSEARCH_URL": settings.opensearch_url,
         "FEEDSTREAM_SEARCH_ALIAS": settings.search_alias,
+        "FEEDSTREAM_MEDIA_URL": settings.media_url,
         "PYTHONPATH": str(REPO_ROOT),
     })
     env.update({f"FEEDSTREAM_{k.upper()}": str(v) for k, v in extra.items()})

@@ -19,6 +19,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v wrk >/dev/null || need+=(wrk)
 command -v promtool >/dev/null || need+=(prometheus)  # `up --monitoring`, rule tests; its service is not started
 command -v chromium >/dev/null || need+=(chromium)  # the web app's browser tests (tests/e2e/test_web.py)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)  # the media topology's video probe, poster frame and HLS ladder
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${need[*]} with apt-get"

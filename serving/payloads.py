@@ -139,4 +139,5 @@ class Accepted(BaseModel):
     user_id: str | None = None
     post_id: int | None = None
     comment_id: int | None = None
+    media_id: int | None = None
     consistency_token: str | None = None  # send back as X-Consistency-Token: reads wait for this write

@@ -13,6 +13,9 @@ so async callers run it in a thread.
 
 from __future__ import annotations
 
+import io
+import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +24,7 @@ from urllib.parse import urlsplit
 import urllib3
 from minio import Minio
 from minio.datatypes import PostPolicy
+from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
 
 from core.settings import Settings
@@ -38,10 +42,11 @@ def client(s: Settings) -> Minio:
     """An S3 client for ``s.media_url`` with the platform's keys; a store that does not answer fails
     within seconds (2 s to connect, one retry), not after urllib3's default retries."""
     url = urlsplit(s.media_url)
+    access, secret, _ = s.media_keys()
     http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=2.0, read=30.0), maxsize=16,
                                retries=urllib3.Retry(total=1, backoff_factor=0.1,
                                                      status_forcelist=[500, 502, 503, 504]))
-    return Minio(url.netloc, access_key=s.media_access_key, secret_key=s.media_secret_key.get_secret_value(),
+    return Minio(url.netloc, access_key=access, secret_key=secret,
                  secure=url.scheme == "https", region=s.media_region, http_client=http)
 
 
@@ -128,6 +133,11 @@ async def declare(redis: Any, media_id: int, owner: str, kind: str, content_type
         await p.execute()
 
 
+async def mark_completed(redis: Any, media_id: int, event_id: str) -> None:
+    """Record that the upload of ``media_id`` was handed to processing by event ``event_id``."""
+    await redis.hset(k_media(media_id), "completed_event", event_id)
+
+
 async def declared(redis: Any, media_id: int) -> dict[str, str] | None:
     """The declaration of ``media_id``, or None if unknown (never declared, or expired)."""
     raw = await redis.hgetall(k_media(media_id))
@@ -135,3 +145,118 @@ async def declared(redis: Any, media_id: int) -> dict[str, str] | None:
         return None
     return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
             for k, v in raw.items()}
+
+
+# ---------------------------------------------------------------- processing (the media topology)
+CACHE_IMMUTABLE = "public, max-age=31536000, immutable"  # variant keys never change content
+
+
+def public_read_policy(bucket: str) -> str:
+    """A bucket policy that lets anyone GET ``variants/*`` (and nothing else): variant URLs are
+    capability URLs (an unguessable token in the key), served by the store or a CDN in front of it."""
+    return json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": ["*"]}, "Action": ["s3:GetObject"],
+        "Resource": [f"arn:aws:s3:::{bucket}/variants/*"]}]})
+
+
+def ensure_public_variants(s: Settings, store: Minio | None = None) -> None:
+    """Create the bucket if needed and apply :func:`public_read_policy` (idempotent)."""
+    store = store or client(s)
+    ensure_bucket(s, store)
+    store.set_bucket_policy(s.media_bucket, public_read_policy(s.media_bucket))
+
+
+def public_url(s: Settings, key: str) -> str:
+    """Where clients GET a variant: ``FEEDSTREAM_MEDIA_PUBLIC_URL`` (a CDN) or the store itself."""
+    return f"{s.media_public_base.rstrip('/')}/{key}"
+
+
+def read_object(s: Settings, key: str, max_bytes: int, store: Minio | None = None) -> bytes | None:
+    """The bytes of ``key`` (at most ``max_bytes``), or None if there is no such object."""
+    store = store or client(s)
+    try:
+        resp = store.get_object(s.media_bucket, key, length=max_bytes)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+            return None
+        raise
+    try:
+        return resp.read()
+    finally:
+        resp.close()
+        resp.release_conn()
+
+
+def download(s: Settings, key: str, path: str, store: Minio | None = None) -> bool:
+    """Write ``key`` to the file ``path``; False if there is no such object."""
+    store = store or client(s)
+    try:
+        store.fget_object(s.media_bucket, key, path)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def put_objects(s: Settings, objects: list[tuple[str, str, bytes]], store: Minio | None = None,
+                parallel: int = 8) -> None:
+    """PUT each ``(key, content type, bytes)``, immutable-cacheable, ``parallel`` at a time."""
+    store = store or client(s)
+
+    def put(obj: tuple[str, str, bytes]) -> None:
+        key, ctype, data = obj
+        store.put_object(s.media_bucket, key, io.BytesIO(data), len(data), content_type=ctype,
+                         metadata={"Cache-Control": CACHE_IMMUTABLE})
+
+    if len(objects) <= 1:
+        for obj in objects:
+            put(obj)
+        return
+    with ThreadPoolExecutor(min(parallel, len(objects))) as pool:
+        list(pool.map(put, objects))
+
+
+def delete_prefix(s: Settings, prefix: str, store: Minio | None = None) -> int:
+    """Delete every object under ``prefix``; return how many there were."""
+    store = store or client(s)
+    keys = [DeleteObject(o.object_name) for o in store.list_objects(s.media_bucket, prefix=prefix, recursive=True)
+            if o.object_name]
+    errors = list(store.remove_objects(s.media_bucket, keys)) if keys else []
+    if errors:
+        raise MediaStoreUnavailable(f"could not delete {len(errors)} object(s) under {prefix}: {errors[0]}")
+    return len(keys)
+
+
+# ---------------------------------------------------------------- processing state (Redis)
+def k_state(media_id: int | str) -> str:
+    """JSON of a media's processing outcome: ``ready`` with its variants, or ``rejected`` with the reason."""
+    return f"mediastate:{media_id}"
+
+
+def state_of(result_name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The stored state of a ``MediaProcessed``/``MediaRejected`` record."""
+    if result_name == "MediaProcessed":
+        return {"state": "ready", "owner": result["owner_id"], "kind": result["kind"], "format": result["format"],
+                "width": result["width"], "height": result["height"], "duration_ms": result["duration_ms"],
+                "variants": result["variants"]}
+    return {"state": "rejected", "owner": result["owner_id"], "kind": result["kind"], "reason": result["reason"],
+            "message": result["message"]}
+
+
+def set_state(r: Any, media_id: int, state: dict[str, Any]) -> None:
+    """Record a media's outcome (kept: a post may show it for as long as the post lives)."""
+    r.set(k_state(media_id), json.dumps(state, separators=(",", ":")))
+
+
+def get_state_sync(r: Any, media_id: int) -> dict[str, Any] | None:
+    raw = r.get(k_state(media_id))
+    return json.loads(raw) if raw else None
+
+
+async def get_states(redis: Any, media_ids: list[int]) -> list[dict[str, Any] | None]:
+    """The outcomes of ``media_ids`` (None where processing has not finished), one round trip."""
+    if not media_ids:
+        return []
+    raws = await redis.mget([k_state(m) for m in media_ids])
+    return [json.loads(raw) if raw else None for raw in raws]

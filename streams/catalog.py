@@ -6,6 +6,7 @@ Keys (UTF-8 strings) are chosen so the joins topologies need are co-partitioned:
   the same partition count: a post and its author's follower set land on the same partition.
 - Friend-request events are keyed by ``to_id``, unfriends by ``friend_id`` and blocks by ``blocker_id``.
 - ``engagements.v1`` is keyed by ``post_id`` (decimal string), so each post's counters have one writer.
+- ``media.v1`` and ``media-results.v1`` are keyed by ``media_id``, so a media's results have one writer.
 - ``timeline-updates.v1`` is keyed by ``reader_id``, ``notifications.v1`` by ``recipient_id``.
 """
 
@@ -117,6 +118,16 @@ MODERATION = Topic(
     "Moderator decisions, user reports and author appeals, keyed by content_key; kept forever "
     "(the audit trail: who, when, why).",
 )
+MEDIA = Topic(
+    "media.v1", "media_id", _ev("MediaUploaded"),
+    "Uploads that reached the object store (the API checked the object), keyed by media_id as a "
+    "decimal string; the media topology processes them.",
+)
+MEDIA_RESULTS = Topic(
+    "media-results.v1", "media_id", (DER + "MediaProcessed", DER + "MediaRejected"),
+    "The media topology's outcome per upload: its variants, or why it was rejected; keyed by media_id, "
+    "compacted (the latest result per media is kept).", cleanup_policy="compact",
+)
 NOTIFICATIONS = Topic(
     "notifications.v1", "recipient_id", (DER + "Notification",),
     "Notifications to deliver, keyed by recipient_id.", retention_ms=30 * DAY_MS,
@@ -139,7 +150,7 @@ REGISTRY_TOPICS: tuple[Topic, ...] = (REGISTRY_JOURNAL, REGISTRY_SNAPSHOTS)
 
 ALL_TOPICS: tuple[Topic, ...] = (
     USERS, POSTS, GRAPH, ENGAGEMENTS, TIMELINE_UPDATES, ENGAGEMENT_COUNTS, TRENDING,
-    MODERATION_VERDICTS, MODERATION, NOTIFICATIONS, DEAD_LETTERS, *REGISTRY_TOPICS,
+    MODERATION_VERDICTS, MODERATION, MEDIA, MEDIA_RESULTS, NOTIFICATIONS, DEAD_LETTERS, *REGISTRY_TOPICS,
 )
 COPARTITIONED: tuple[tuple[Topic, ...], ...] = ((POSTS, GRAPH),)  # must keep equal partition counts
 BY_NAME: dict[str, Topic] = {t.name: t for t in ALL_TOPICS}

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # local ports: base + offset (k8s gives every pod the same port through FEEDSTREAM_WORKER_METRICS_PORT)
 PORT_OFFSETS = {"graph": 0, "fanout": 1, "engagement": 2, "users": 3, "trending": 4,
-                "moderation": 5, "search": 6, "notifications": 7}
+                "moderation": 5, "search": 6, "notifications": 7, "media": 8}
 
 PROCESSED = Counter("feedstream_worker_events_processed", "Events applied, by record type",
                     ["topology", "type"])

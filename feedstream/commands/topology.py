@@ -12,7 +12,7 @@ from core.settings import get_settings
 
 NAME = "topology"
 app = typer.Typer(help="List, run, health-check and replay topologies (graph, fanout, engagement, users, search, "
-                       "trending).", no_args_is_help=True)
+                       "trending, moderation, media).", no_args_is_help=True)
 
 
 class TopologyName(str, Enum):
@@ -23,6 +23,7 @@ class TopologyName(str, Enum):
     users = "users"
     search = "search"
     moderation = "moderation"
+    media = "media"
 
 
 @app.command()

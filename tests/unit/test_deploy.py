@@ -465,9 +465,9 @@ def test_kustomize_builds(target: str) -> None:
     assert images and all(":" in i for i in images), images
     secrets = [d for d in docs if d["kind"] == "Secret"]
     if target == "overlays/prod":
-        assert not secrets, "prod must not render the placeholder JWT Secret"
+        assert not secrets, "prod must not render the placeholder JWT and media Secrets"
     else:
-        assert [s["metadata"]["name"] for s in secrets] == ["feedstream-jwt"]
+        assert sorted(s["metadata"]["name"] for s in secrets) == ["feedstream-jwt", "feedstream-media"]
     topics = [d for d in docs if d["kind"] == "KafkaTopic"]
     assert len(topics) == len(catalog.ALL_TOPICS)
     if target == "overlays/dev":

@@ -1,0 +1,1 @@
+"""Media processing topology (issue 19)."""
