@@ -20,7 +20,7 @@ TOPOLOGY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "trending": ("trending", ("posts.v1", "engagements.v1", "moderation-verdicts.v1")),
     "search": ("feedstream-search", ("posts.v1", "users.v1", "engagement-counts.v1", "engagements.v1")),
     "moderation": ("feedstream-moderation", ("posts.v1", "engagements.v1", "moderation.v1")),
-    "media": ("feedstream-media", ("media.v1",)),
+    "media": ("feedstream-media", ("media.v1", "posts.v1")),
 }
 
 

@@ -106,15 +106,27 @@ class PostIn(Strict):
 
     text: Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT)]
     media: list[MediaIn] = Field(default_factory=list, max_length=MAX_MEDIA)
+    media_ids: list[EntityId] = Field(
+        default_factory=list, max_length=MAX_MEDIA,
+        description="media uploaded with POST /v1/media and handed over with POST /v1/media/{id}/complete; "
+                    "only the uploader may attach them")
     links: list[Url] = Field(default_factory=list, max_length=MAX_LINKS)
     visibility: Visibility = Visibility.PUBLIC
+
+    @model_validator(mode="after")
+    def _media_fit(self) -> PostIn:
+        if len(self.media) + len(self.media_ids) > MAX_MEDIA:
+            raise ValueError(f"at most {MAX_MEDIA} media in all (media and media_ids)")
+        if len(set(self.media_ids)) != len(self.media_ids):
+            raise ValueError("media_ids names the same media twice")
+        return self
 
     def event_fields(self) -> dict[str, Any]:
         """The content fields of PostCreated/PostEdited."""
         hashtags, mentions = extract_tags(self.text)
         return {
             "text": self.text, "links": list(self.links), "hashtags": hashtags, "mentions": mentions,
-            "media": [{**m.model_dump(), "kind": m.kind.value} for m in self.media],
+            "media": [{**m.model_dump(), "kind": m.kind.value, "media_id": None} for m in self.media],
             "visibility": self.visibility.value,
         }
 

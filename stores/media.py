@@ -13,6 +13,8 @@ so async callers run it in a thread.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import io
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +36,11 @@ def upload_key(media_id: int | str) -> str:
     return f"uploads/{media_id}"
 
 
-def variant_key(media_id: int | str, name: str) -> str:
-    return f"variants/{media_id}/{name}"
+def variant_prefix(media_id: int, token_key: bytes) -> str:
+    """Where a media's variants go: ``variants/<id>/<token>/``, the token an HMAC of the id, so variant
+    URLs (public) can't be enumerated from ids."""
+    tok = hmac.new(token_key, str(media_id).encode(), hashlib.sha256).hexdigest()[:20]
+    return f"variants/{media_id}/{tok}/"
 
 
 def client(s: Settings) -> Minio:
@@ -136,6 +141,22 @@ async def declare(redis: Any, media_id: int, owner: str, kind: str, content_type
 async def mark_completed(redis: Any, media_id: int, event_id: str) -> None:
     """Record that the upload of ``media_id`` was handed to processing by event ``event_id``."""
     await redis.hset(k_media(media_id), "completed_event", event_id)
+
+
+async def attach(redis: Any, media_id: int, post_id: int) -> int:
+    """Attach ``media_id`` to ``post_id`` unless it is attached already; return the post it is attached to."""
+    await redis.hsetnx(k_media(media_id), "post_id", post_id)
+    return int(await redis.hget(k_media(media_id), "post_id"))
+
+
+DETACH_LUA = ("if redis.call('HGET', KEYS[1], 'post_id') == ARGV[1] then return redis.call('HDEL', KEYS[1], 'post_id') "
+              "end return 0")
+
+
+async def detach(redis: Any, media_ids: list[int], post_id: int) -> None:
+    """Undo :func:`attach` for a post that was not written (only where ``post_id`` holds them)."""
+    for mid in media_ids:
+        await redis.eval(DETACH_LUA, 1, k_media(mid), str(post_id))
 
 
 async def declared(redis: Any, media_id: int) -> dict[str, str] | None:
@@ -244,9 +265,40 @@ def state_of(result_name: str, result: dict[str, Any]) -> dict[str, Any]:
             "message": result["message"]}
 
 
-def set_state(r: Any, media_id: int, state: dict[str, Any]) -> None:
-    """Record a media's outcome (kept: a post may show it for as long as the post lives)."""
-    r.set(k_state(media_id), json.dumps(state, separators=(",", ":")))
+def set_state(r: Any, media_id: int, state: dict[str, Any]) -> bool:
+    """Record a media's processing outcome (kept as long as its post lives) unless it has a state
+    already (deleted meanwhile: the caller removes what it wrote); True if recorded."""
+    return bool(r.set(k_state(media_id), json.dumps(state, separators=(",", ":")), nx=True))
+
+
+DELETED = {"state": "deleted"}
+
+
+def k_post_media(post_id: int) -> str:
+    """Hash of a post's uploaded media: ``author`` and ``ids`` (JSON list), for deleting them with it."""
+    return f"postmedia:{post_id}"
+
+
+def post_media(r: Any, post_id: int) -> tuple[str | None, list[int]]:
+    raw = r.hgetall(k_post_media(post_id))
+    if not raw:
+        return None, []
+    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
+    author = d["author"].decode() if isinstance(d["author"], bytes) else d["author"]
+    return author, json.loads(d["ids"])
+
+
+def set_post_media(r: Any, post_id: int, author: str, ids: list[int]) -> None:
+    if ids:
+        r.hset(k_post_media(post_id), mapping={"author": author, "ids": json.dumps(ids)})
+    else:
+        r.delete(k_post_media(post_id))
+
+
+def delete_media(s: Settings, r: Any, media_id: int, store: Minio | None = None) -> int:
+    """Delete a media's objects (its upload and variants) and mark it deleted; return the objects removed."""
+    r.set(k_state(media_id), json.dumps(DELETED))
+    return delete_prefix(s, f"variants/{media_id}/", store) + delete_prefix(s, upload_key(media_id), store)
 
 
 def get_state_sync(r: Any, media_id: int) -> dict[str, Any] | None:

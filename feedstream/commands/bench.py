@@ -15,7 +15,8 @@ console = Console(highlight=False)
 def command(
     scenario: str = typer.Option("smoke", help="smoke (< 2 min), standard (~3 min), capacity (~5 min), "
                                  "topologies (one worker per topology draining a backlog, ~10 min) or "
-                                 "obs-cost (~3 min: API metrics on/off and tracing, side by side)"),
+                                 "obs-cost (~3 min: API metrics on/off and tracing, side by side) or media (~5 min: "
+                                 "images and video through the media worker vs raw Pillow/ffmpeg/PUT)"),
     out: Path = typer.Option(None, help="results directory (default: bench/results)"),
     error_threshold: float = typer.Option(None, help="refuse figures whose error rate is above this (0.01 = 1%)"),
     server: str = typer.Option("uvicorn", help="capacity only: the API's ASGI server, uvicorn or granian"),
@@ -52,6 +53,11 @@ def command(
         from bench import obs_cost
 
         obs_cost.run(obs_cost.parser().parse_args(["--out", str(out or report.RESULTS_DIR)]), echo=console.print)
+        return
+    if scenario == "media":  # uploads through one media worker vs same-run raw ceilings (bench/media.py)
+        from bench import media
+
+        media.main(["--out", str(out or report.RESULTS_DIR)], echo=console.print)
         return
     if scenario not in SCENARIOS:
         console.print(f"[red]error:[/red] unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}")

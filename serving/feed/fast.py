@@ -22,9 +22,11 @@ import orjson
 from models.features import AuthorContext
 from serving.feed.engines import ReadEngines
 from serving.feed.ranker import chronological, rank_or_fallback_async, wants_context
+from serving.readers import media
 from serving.readers.base import REDIS_ERRORS, Down
 from stores import feedpage
 from stores import redis as redis_store
+from stores.media import k_state
 from stores.users import display
 
 Post = dict[str, Any]
@@ -67,7 +69,7 @@ def counts_of(raw: list[bytes]) -> dict[str, Any]:
 
 
 async def _items(e: ReadEngines, page: feedpage.RawPage, posts: list[Post],
-                 with_affinity: bool) -> tuple[list[Post], bool]:
+                 with_affinity: bool, reader: str) -> tuple[list[Post], bool]:
     """API items of ``posts`` (as :func:`serving.readers.items.shape` builds them from what
     :class:`RedisItems` reads), ``affinity`` only if asked; profile and count misses read through on the pool."""
     blocks = {a: author_block(a, raw) for a, raw in page.profiles.items()}
@@ -97,6 +99,13 @@ async def _items(e: ReadEngines, page: feedpage.RawPage, posts: list[Post],
         if with_affinity:
             item["affinity"] = page.affinity.get(a, 0)
         items.append(item)
+    ids = media.media_ids(items)
+    if ids:  # one more round trip, only for pages that name uploaded media
+        try:
+            states = dict(zip(ids, media.decode(await e.aredis.mget([k_state(i) for i in ids])), strict=True))
+        except REDIS_ERRORS:
+            states = None
+        media.hydrate(items, states, reader, e.settings.media_public_base)
     return items, complete
 
 
@@ -144,7 +153,7 @@ async def fast_page(e: ReadEngines, reader: str, algorithm: str, limit: int, bef
         return Declined(True, page) if isinstance(page, str) else page  # a rebuild, a miss, a refill
     try:
         posts = [orjson.loads(b) for b in page.bodies]
-        items, complete = await _items(e, page, posts, algorithm == "ranked")
+        items, complete = await _items(e, page, posts, algorithm == "ranked", reader)
     except (*REDIS_ERRORS, Down) as exc:
         return Declined(True, f"hydration: {exc}")
     nxt = posts[-1]["post_id"] if posts and (page.more or len(posts) == limit) else None

@@ -45,7 +45,7 @@ def may_engage(rd: Readers, viewer: str, post_id: int, author: str, visibility: 
 def post_view(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:
     """A post with author info and counts; its author also sees a moderation LIMIT/REMOVE and why."""
     post = visible_post(rd, viewer, post_id)
-    items = rd.items.items([post])
+    items = rd.items.items([post], viewer=viewer)
     out = {**items.value[0], "hydration_partial": not items.complete}
     if post["author_id"] == viewer:
         try:

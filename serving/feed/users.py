@@ -49,6 +49,6 @@ def user_posts_view(rd: Readers, viewer: str, author: str, before: int | None, l
     posts = rd.posts.load(ids).value.value
     live = rd.visibility.without_moderated(viewer, rd.visibility.filter_live([posts[i] for i in ids if i in posts]))
     live = live[:limit]
-    items = rd.items.items(live)
+    items = rd.items.items(live, viewer=viewer)
     nxt = int(live[-1]["post_id"]) if len(rows) == want and live else (rows[-1][0] if len(rows) == want else None)
     return {"items": items.value, "next_before": nxt, "hydration_partial": not items.complete}

@@ -14,6 +14,7 @@ from serving.readers.engagement import CassandraEngagement, RedisEngagement
 from serving.readers.freshness import Freshness, NoFreshness, RedisFreshness
 from serving.readers.graph import CassandraGraph, Graph, RedisGraph
 from serving.readers.items import CassandraItems, Items, RedisItems
+from serving.readers.media import RedisMedia
 from serving.readers.notifications import CassandraNotifications
 from serving.readers.posts import CassandraPosts, Posts, RedisPosts
 from serving.readers.profiles import CassandraProfiles, Profiles, RedisProfiles
@@ -48,7 +49,8 @@ def build(redis: Guard[_redis.Redis], cassandra: Guard[Session], settings: Setti
         posts=Posts(RedisPosts(redis, cassandra), index),
         profiles=Profiles(redis_profiles, cassandra_profiles),
         items=Items(RedisItems(redis_profiles, RedisEngagement(redis, cassandra)),
-                    CassandraItems(cassandra_profiles, CassandraEngagement(cassandra))),
+                    CassandraItems(cassandra_profiles, CassandraEngagement(cassandra)),
+                    RedisMedia(redis, settings.media_public_base)),
         graph=graph,
         visibility=Visibility(graph),
         freshness=Freshness(RedisFreshness(redis), NoFreshness()),

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from serving.readers.base import Down, Partial
 from serving.readers.engagement import CassandraEngagement, RedisEngagement, Totals
+from serving.readers.media import RedisMedia
 from serving.readers.profiles import CassandraProfiles, Profile, RedisProfiles
 from stores.users import display
 
@@ -90,14 +91,24 @@ class CassandraItems:
 
 
 class Items:
-    """API items, Redis first; Cassandra (degrading, never failing) when Redis is down."""
+    """API items, Redis first; Cassandra (degrading, never failing) when Redis is down. Uploaded media
+    get their processing outcome and variant URLs (:mod:`serving.readers.media`) either way."""
 
-    def __init__(self, redis: RedisItems, cassandra: CassandraItems) -> None:
-        self.redis, self.cassandra = redis, cassandra
+    def __init__(self, redis: RedisItems, cassandra: CassandraItems, media: RedisMedia | None = None) -> None:
+        self.redis, self.cassandra, self.media = redis, cassandra, media
 
     def items(self, posts: list[Post], *, reader: str | None = None,
-              redis_first: bool = True) -> Partial[list[Item]]:
-        """Items for ``posts``; ``redis_first=False`` goes straight to Cassandra (a Cassandra-served page)."""
+              redis_first: bool = True, viewer: str | None = None) -> Partial[list[Item]]:
+        """Items for ``posts``; ``redis_first=False`` goes straight to Cassandra (a Cassandra-served page).
+
+        ``viewer`` (default ``reader``) is who reads: a post's author also sees its rejected media and why.
+        """
+        out = self._items(posts, reader, redis_first)
+        if self.media is not None:
+            self.media.hydrate(out.value, viewer if viewer is not None else reader)
+        return out
+
+    def _items(self, posts: list[Post], reader: str | None, redis_first: bool) -> Partial[list[Item]]:
         if redis_first:
             try:
                 return self.redis.items(posts, reader)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path
 
 from core.ids import MAX_ID, new_post_id
 from serving import ownership
+from serving.attach import media_refs
 from serving.deps import RateLimited
 from serving.errors import responses
 from serving.payloads import Accepted, PostIn
 from serving.registration import Registered
 from serving.writes import Write, WriteDep
+from stores import media
 
 router = APIRouter(prefix="/posts", tags=["posts"], dependencies=[RateLimited, Registered],
                    responses=responses(400, 401, 403, 409, 413, 429, 503))
@@ -29,15 +31,25 @@ async def authored_post(w: Write, post_id: int) -> str:
     return author
 
 
+async def with_media(w: Write, body: PostIn, post_id: int) -> dict[str, Any]:
+    """The event's content fields, uploaded media (``media_ids``) attached after their checks."""
+    fields = body.event_fields()
+    if body.media_ids:
+        fields["media"] = fields["media"] + await media_refs(w, body.media_ids, post_id)
+    return fields
+
+
 @router.post("", status_code=202, response_model=Accepted, summary="Create a post (PostCreated)")
 async def create_post(body: PostIn, w: WriteDep):
     async def act() -> dict:
         post_id = w.ids["post_id"]  # minted once per Idempotency-Key: a retry reuses it
+        fields = await with_media(w, body, post_id)
         await ownership.record_post(w.redis, post_id, w.user, body.visibility.value)
         try:
-            event_id = await w.emit("PostCreated", post_id=post_id, author_id=w.user, **body.event_fields())
+            event_id = await w.emit("PostCreated", post_id=post_id, author_id=w.user, **fields)
         except BaseException:
             await ownership.forget_post(w.redis, post_id)
+            await media.detach(w.redis, body.media_ids, post_id)  # nothing written: the media stay free
             raise
         return {"event_id": event_id, "post_id": post_id}
 
@@ -49,7 +61,7 @@ async def create_post(body: PostIn, w: WriteDep):
 async def edit_post(post_id: PostPath, body: PostIn, w: WriteDep):
     async def act() -> dict:
         await authored_post(w, post_id)
-        event_id = await w.emit("PostEdited", post_id=post_id, author_id=w.user, **body.event_fields())
+        event_id = await w.emit("PostEdited", post_id=post_id, author_id=w.user, **await with_media(w, body, post_id))
         await ownership.record_visibility(w.redis, post_id, body.visibility.value)
         return {"event_id": event_id, "post_id": post_id}
 

@@ -66,7 +66,7 @@ def test_user_and_post_writes_produce_their_events(client: TestClient, settings:
     value = check_event(tails, "posts.v1", created, "PostCreated", ann, post_id=pid, author_id=ann,
                         hashtags=["kafka"], mentions=["bob"], visibility="FOLLOWERS", links=post["links"])
     assert value["media"][0] == {"kind": "IMAGE", "url": "https://cdn.example/a.png", "width": 640,
-                                 "height": 480, "duration_ms": None}
+                                 "height": 480, "duration_ms": None, "media_id": None}
     later = accepted(client.post("/v1/posts", json={"text": "second"}, headers=h))["post_id"]
     assert later > pid  # time-sortable
 

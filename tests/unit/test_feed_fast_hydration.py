@@ -58,7 +58,7 @@ def test_items_equal_shape_field_for_field_in_order(ranked: bool) -> None:
     raw_counts = [COUNTS[2], COUNTS[1]]
     page = feedpage.RawPage(False, [], [flat(c) for c in raw_counts], {"a": flat(PROFILES[1]), "b": flat(PROFILES[2])},
                             {"a": 3, "b": 0}, {}, {})
-    items, complete = asyncio.run(fast._items(None, page, posts, ranked))  # type: ignore[arg-type]
+    items, complete = asyncio.run(fast._items(None, page, posts, ranked, "reader"))  # type: ignore[arg-type]
     people = {u: {"user_id": u, **users_store._decode(raw)} for u, raw in [("a", PROFILES[1]), ("b", PROFILES[2])]}
     counts = {p["post_id"]: counts_dict(counters.parse_hot_counts(c)) for p, c in zip(posts, raw_counts)}
     expected = shape(posts, people, counts, page.affinity if ranked else None)

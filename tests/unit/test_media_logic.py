@@ -7,8 +7,9 @@ import io
 import pytest
 from PIL import Image
 
+from stores.media import variant_prefix
 from topologies.media.images import ImageLimits, process_image
-from topologies.media.logic import Rejected, classify, fits, ladder, result_event_id, sniff, token
+from topologies.media.logic import Rejected, classify, fits, ladder, result_event_id, sniff
 
 pytestmark = pytest.mark.unit
 
@@ -56,7 +57,8 @@ def test_sizes_never_upscale_and_the_ladder_tops_out_at_the_source() -> None:
 
 
 def test_tokens_and_result_ids_are_stable_and_distinct() -> None:
-    assert token(b"k", 1) == token(b"k", 1) != token(b"k", 2) != token(b"other", 2)
+    assert variant_prefix(1, b"k") == variant_prefix(1, b"k") != variant_prefix(2, b"k") != variant_prefix(2, b"o")
+    assert variant_prefix(7, b"k").startswith("variants/7/") and len(variant_prefix(7, b"k").split("/")[2]) == 20
     assert result_event_id(5, 0, 10) == result_event_id(5, 0, 10) != result_event_id(5, 0, 11)
 
 
@@ -104,3 +106,37 @@ def test_production_refuses_the_placeholder_media_keys() -> None:
         Settings(env="production").media_keys()
     real = Settings(env="production", media_secret_key=SecretStr("s" * 32), media_variant_token_key=SecretStr("t" * 32))
     assert real.media_keys()[2] == b"t" * 32
+
+
+def test_hydrate_sets_states_hides_rejected_from_others_and_drops_deleted() -> None:
+    from serving.readers.media import hydrate, media_ids
+
+    ready = {"state": "ready", "width": 10, "height": 5, "duration_ms": None,
+             "variants": [{"name": "thumb", "object_key": "variants/1/t/thumb.webp", "content_type": "image/webp",
+                           "width": 10, "height": 5, "size_bytes": 9},
+                          {"name": "hls-240p-segment", "object_key": "variants/1/t/240p_000.ts",
+                           "content_type": "video/mp2t", "width": 1, "height": 1, "size_bytes": 1}]}
+    rejected = {"state": "rejected", "reason": "corrupt", "message": "bad"}
+
+    def items() -> list[dict]:
+        return [{"post_id": 9, "author_id": "ann", "media": [
+            {"kind": "IMAGE", "url": "https://x/y.jpg", "media_id": None},
+            {"kind": "IMAGE", "url": "p/", "media_id": 1}, {"kind": "IMAGE", "url": "p/", "media_id": 2},
+            {"kind": "IMAGE", "url": "p/", "media_id": 3}, {"kind": "IMAGE", "url": "p/", "media_id": 4}]}]
+
+    states = {1: ready, 2: rejected, 3: None, 4: {"state": "deleted"}}
+    assert media_ids(items()) == [1, 2, 3, 4]
+    other = items()
+    hydrate(other, states, "bob", "http://cdn/")
+    got = other[0]["media"]
+    assert [m.get("state") for m in got] == [None, "ready", "processing"]
+    assert got[1]["variants"] == [{"name": "thumb", "url": "http://cdn/variants/1/t/thumb.webp",
+                                   "content_type": "image/webp", "width": 10, "height": 5}]
+    own = items()
+    hydrate(own, states, "ann", "http://cdn")
+    assert [(m.get("media_id"), m.get("state")) for m in own[0]["media"]] == [
+        (None, None), (1, "ready"), (2, "rejected"), (3, "processing")]
+    assert own[0]["media"][2]["reason"] == "corrupt"
+    down = items()
+    hydrate(down, None, "bob", "http://cdn")
+    assert [m.get("state") for m in down[0]["media"]][1:] == ["unavailable"] * 4

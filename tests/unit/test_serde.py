@@ -197,7 +197,7 @@ def test_property_round_trip(text: str, hashtags: list[str], visibility: str, wi
     serde = _PROPERTY_SERDE
     post = sample_event("PostCreated", text=text, hashtags=hashtags, visibility=visibility,
                         media=[{"kind": "VIDEO", "url": "u", "width": width, "height": None,
-                                "duration_ms": 1000}])
+                                "duration_ms": 1000, "media_id": None}])
     assert as_millis(serde.decode(serde.encode("PostCreated", post)).value) == post
     user = sample_event("UserRegistered", bio=bio)
     assert as_millis(serde.decode(serde.encode("UserRegistered", user)).value) == user

@@ -1,4 +1,5 @@
-"""Media worker: media.v1 (MediaUploaded) -> variants in the object store, media-results.v1, state in Redis.
+"""Media worker: media.v1 (MediaUploaded) -> variants in the object store, media-results.v1, state in Redis;
+posts.v1 -> a post's uploaded media are deleted with it.
 
 Per upload: read the object, let its bytes decide what it is (:func:`topologies.media.logic.classify`),
 then :mod:`topologies.media.images` (Pillow: EXIF dropped, thumbnail and widths in WebP and AVIF, a
@@ -26,7 +27,7 @@ from core.clock import now_ms
 from core.settings import Settings
 from stores import media as store
 from stores import redis as redis_store
-from streams.catalog import DER, MEDIA, MEDIA_RESULTS
+from streams.catalog import DER, MEDIA, MEDIA_RESULTS, POSTS
 from streams.errors import PoisonRecord
 from streams.producer import event_type_headers
 from streams.serde import Serde
@@ -38,6 +39,7 @@ from topologies.faust_runtime import (
     in_thread,
     make_serde,
     register_agent,
+    register_batch_agent,
     run_worker,
 )
 from topologies.media.images import ImageLimits, process_image
@@ -49,8 +51,6 @@ from topologies.media.logic import (
     processed,
     rejected,
     source_fields,
-    token,
-    variant_prefix,
 )
 from topologies.media.video import VideoLimits, process_video
 
@@ -134,9 +134,51 @@ def process_upload(eng: Engines, rec: SourceRecord) -> tuple[str, dict[str, Any]
     except Rejected as exc:
         log.info("media %s rejected: %s (%s)", up["media_id"], exc.reason, exc.message)
         return "MediaRejected", rejected(up, exc, at_ms=now_ms(), src=src)
-    prefix = variant_prefix(up["media_id"], token(eng.settings.media_keys()[2], up["media_id"]))
+    prefix = store.variant_prefix(up["media_id"], eng.settings.media_keys()[2])
     store.put_objects(eng.settings, [(prefix + v.file, v.content_type, v.data) for v in out.variants], eng.s3)
     return "MediaProcessed", processed(up, out, prefix, at_ms=now_ms(), src=src)
+
+
+def record_outcome(eng: Engines, name: str, value: dict[str, Any]) -> None:
+    """Store the outcome for the API, unless the media was deleted with its post meanwhile: then what
+    processing wrote is removed again."""
+    media_id = value["media_id"]
+    recorded = store.set_state(eng.r, media_id, store.state_of(name, value))
+    if not recorded and (store.get_state_sync(eng.r, media_id) or {}).get("state") == "deleted":
+        store.delete_media(eng.settings, eng.r, media_id, eng.s3)
+
+
+def uploaded_media(value: dict[str, Any]) -> list[int]:
+    return [m["media_id"] for m in value.get("media") or () if m.get("media_id")]
+
+
+def check_post(rec: SourceRecord) -> None:
+    if rec.name not in ("PostCreated", "PostEdited", "PostDeleted"):
+        raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
+
+
+def apply_posts(eng: Engines, recs: list[SourceRecord]) -> None:
+    """Keep each post's uploaded media; delete their objects with the post (or when an edit drops them).
+
+    Only the post's author changes it: an edit or delete by anyone else is ignored here (the fan-out
+    topology dead-letters it). Posts without uploaded media cost one Redis read for a delete, nothing else.
+    """
+    for rec in recs:
+        v = rec.value
+        pid, author = v["post_id"], v["author_id"]
+        if rec.name == "PostCreated":
+            if uploaded_media(v) and store.post_media(eng.r, pid)[0] is None:
+                store.set_post_media(eng.r, pid, author, uploaded_media(v))
+            continue
+        owner, ids = store.post_media(eng.r, pid)
+        if owner is None or owner != author:
+            continue
+        keep = uploaded_media(v) if rec.name == "PostEdited" else []
+        for mid in ids:
+            if mid not in keep:
+                removed = store.delete_media(eng.settings, eng.r, mid, eng.s3)
+                log.info("media %s of post %s deleted (%d objects)", mid, pid, removed)
+        store.set_post_media(eng.r, pid, author, keep)
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
@@ -156,9 +198,14 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         data = serde.encode(name, value, MEDIA_RESULTS.name)
         sent = await results.send(key=str(value["media_id"]).encode(), value=data, headers=HEADERS[name])
         await bounded(app, sent, f"the {name} of media {value['media_id']}")
-        await in_thread(app, store.set_state, eng.r, value["media_id"], store.state_of(name, value))
+        await in_thread(app, record_outcome, eng, name, value)
+
+    async def on_posts(recs: list[SourceRecord]) -> None:
+        await in_thread(app, apply_posts, eng, recs)
 
     register_agent(app, catalog_topic(app, MEDIA, settings), on_upload, serde=serde, name="media-uploads")
+    register_batch_agent(app, catalog_topic(app, POSTS, settings), on_posts, serde=serde, name="media-posts",
+                         validate=check_post, within_s=0.05)
     return app
 
 

@@ -7,8 +7,6 @@ rejected with a reason (:class:`Rejected`), which becomes a ``MediaRejected`` re
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -63,15 +61,6 @@ def classify(head: bytes, declared_kind: str) -> str:
         raise Rejected("kind_mismatch", f"declared as {declared_kind} but the bytes are {fmt} "
                                         f"({KIND_OF[fmt]}); declare it as {KIND_OF[fmt]}")
     return fmt
-
-
-def token(key: bytes, media_id: int) -> str:
-    """The unguessable part of a media's variant keys (HMAC of its id): its URLs can't be enumerated."""
-    return hmac.new(key, str(media_id).encode(), hashlib.sha256).hexdigest()[:20]
-
-
-def variant_prefix(media_id: int, tok: str) -> str:
-    return f"variants/{media_id}/{tok}/"
 
 
 @dataclass(frozen=True)
