@@ -278,6 +278,8 @@ class MediaSettings(BaseSettings):
     media_upload_ttl_s: int = Field(default=900, gt=0, description="how long an upload form is valid")
     media_declaration_ttl_s: int = Field(default=86_400, gt=0, description="how long a declared upload "
                                          "may wait to be attached to a post")
+    media_upload_keep_days: int = Field(default=2, ge=1, description="days an uploaded original is kept "
+                                        "(an object lifecycle rule on uploads/): abandoned uploads expire")
     media_max_pixels: int = Field(default=40_000_000, gt=0, description="largest image (width x height) the "
                                   "media topology decodes; more is rejected (guards against decompression bombs)")
     media_max_video_s: float = Field(default=60.0, gt=0, description="longest video the media topology accepts")

@@ -25,9 +25,11 @@ from urllib.parse import urlsplit
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import ENABLED, Filter
 from minio.datatypes import PostPolicy
 from minio.deleteobjects import DeleteObject
 from minio.error import S3Error
+from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from core.settings import Settings
 
@@ -180,11 +182,19 @@ def public_read_policy(bucket: str) -> str:
         "Resource": [f"arn:aws:s3:::{bucket}/variants/*"]}]})
 
 
+def uploads_lifecycle(days: int) -> LifecycleConfig:
+    """Uploaded originals (``uploads/``) expire after ``days``: abandoned uploads (never handed over or
+    attached) go, and processed ones too once their variants (the full-size fallback among them) exist."""
+    return LifecycleConfig([Rule(ENABLED, rule_filter=Filter(prefix="uploads/"), rule_id="expire-uploads",
+                                 expiration=Expiration(days=days))])
+
+
 def ensure_public_variants(s: Settings, store: Minio | None = None) -> None:
-    """Create the bucket if needed and apply :func:`public_read_policy` (idempotent)."""
+    """Create the bucket if needed, apply :func:`public_read_policy` and the uploads' lifecycle (idempotent)."""
     store = store or client(s)
     ensure_bucket(s, store)
     store.set_bucket_policy(s.media_bucket, public_read_policy(s.media_bucket))
+    store.set_bucket_lifecycle(s.media_bucket, uploads_lifecycle(s.media_upload_keep_days))
 
 
 def public_url(s: Settings, key: str) -> str:

@@ -128,7 +128,9 @@ def test_an_image_gets_webp_and_avif_variants_without_its_exif_location(env: Env
         assert pic.format == {"webp": "WEBP", "avif": "AVIF", "jpg": "JPEG"}[name.rsplit(".", 1)[1]]
         assert pic.size == expect[name.split(".")[0]] == (v["width"], v["height"]), name
         assert GPS not in pic.getexif() and not pic.getexif().get_ifd(GPS), name
-    # the upload itself is not public
+    # the upload itself is not public, and uploads expire by a lifecycle rule
+    rules = store.client(env.s).get_bucket_lifecycle(env.s.media_bucket).rules
+    assert [(r.rule_filter.prefix, r.expiration.days) for r in rules] == [("uploads/", env.s.media_upload_keep_days)]
     assert _get(f"{env.s.media_public_base}/{store.upload_key(media_id)}").status_code == 403
     # and another user can't see the media's state
     assert env.api.get(f"/v1/media/{media_id}", headers=bearer(env.s, new_user(env.s))).status_code == 404
