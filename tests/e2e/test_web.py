@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 from support.api import api_settings
 
 from core.settings import isolated
@@ -44,7 +45,7 @@ pytestmark = [pytest.mark.timeout(900),
 WEB = Path(__file__).resolve().parent / "web"
 ARTIFACTS = WEB / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
-TOPOLOGIES = ("graph", "fanout", "engagement", "users", "moderation")
+TOPOLOGIES = ("graph", "fanout", "engagement", "users", "moderation", "media")
 SCROLL_POSTS = 45  # by one author: three feed pages of 20
 
 
@@ -86,7 +87,8 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def verdict(stack, tmp_path_factory) -> dict[str, Any]:
+def verdict(media_stack, tmp_path_factory) -> dict[str, Any]:
+    stack = media_stack
     if not Path(CHROMIUM).exists() or shutil.which("node") is None:
         pytest.fail(f"{CHROMIUM} or node missing: run `make bootstrap` (apt chromium, npm ci in {WEB})")
     if not (WEB / "node_modules" / "playwright-core").is_dir():
@@ -123,7 +125,7 @@ def verdict(stack, tmp_path_factory) -> dict[str, Any]:
                         api.call("PUT", f"/v1/posts/{pid}/like", probe2)
                     except httpx.TimeoutException:
                         return False
-                marked = all(r.exists(progress.key(t)) for t in TOPOLOGIES if t != "moderation")
+                marked = all(r.exists(progress.key(t)) for t in TOPOLOGIES if t not in ("moderation", "media"))
                 return marked and any(mod.effective(mod.state(r, f"post:{p}")) for p in probes)
 
             poll(joined, "all workers joined", 300)
@@ -143,6 +145,9 @@ def verdict(stack, tmp_path_factory) -> dict[str, Any]:
                              "bob": {"id": bob, "token": api.token(bob)},
                              "carol": {"id": carol, "token": api.token(carol)},
                              "mod": {"id": moderator, "token": api.token(moderator, "moderator")}}}
+            photo = logs / "photo.png"
+            Image.new("RGB", (960, 640), (40, 110, 200)).save(photo)
+            cfg["photo"] = str(photo)
             cfg_path = logs / "web.json"
             cfg_path.write_text(json.dumps(cfg))
             run = subprocess.run(["node", str(WEB / "run.mjs"), str(cfg_path)], capture_output=True, text=True,
@@ -156,7 +161,8 @@ def verdict(stack, tmp_path_factory) -> dict[str, Any]:
 
 CHECKS = ["infinite_scroll_no_duplicates", "banner_then_post_without_reload", "like_changes_count",
           "reaction_changes_count", "friend_request_accepted", "keyboard_tabs",
-          "blocked_author_vanishes", "moderator_hides_post", "human_errors", "phone_viewport", "dashboard_throughput"]
+          "blocked_author_vanishes", "moderator_hides_post", "human_errors", "phone_viewport", "dashboard_throughput",
+          "photo_upload_shows_in_follower_feed"]
 
 
 @pytest.mark.parametrize("name", CHECKS)

@@ -34,6 +34,7 @@ function postItem(it) {
         el("time", { datetime: it.created_at ? new Date(it.created_at).toISOString() : null }, ` · ${ago(it.created_at)}`),
         it.visibility && it.visibility !== "PUBLIC" ? el("span", { class: "vis" }, ` · ${it.visibility.toLowerCase()}`) : null),
       el("p", { class: "text" }, hashtagged(it.text)),
+      mediaBlock(it.media),
       el("div", { class: "actions" },
         countButton("Like", "likes", c.likes, (e) => like(it.post_id, e.currentTarget), false),
         countButton("Comment", "comments", c.comments, () => comments(li, it.post_id)),
@@ -41,6 +42,52 @@ function postItem(it) {
         el("button", { type: "button", class: "act", onclick: () => report(it.post_id) }, "Report")),
       reactionBar(it.post_id, c.reactions || {})));
   return li;
+}
+
+// Uploaded media (docs/media.md): a placeholder while processing; images as <picture> (AVIF, then
+// WebP, then the fallback); videos as their poster linking to the HLS master playlist; a rejected
+// media only reaches its author, with the reason.
+function mediaBlock(media) {
+  const shown = (media || []).filter((m) => m.media_id).map(mediaItem).filter(Boolean);
+  return shown.length ? el("div", { class: "media" }, shown) : null;
+}
+
+function variant(m, name, ext) {
+  return (m.variants || []).find((v) => v.name === name && (!ext || v.url.endsWith(`.${ext}`)));
+}
+
+function mediaItem(m) {
+  if (m.state === "processing") return el("div", { class: "media-note", role: "status" }, `${m.kind === "VIDEO" ? "Video" : "Image"} processing…`);
+  if (m.state === "rejected") return el("div", { class: "media-note bad" }, `Not shown to others: ${m.message || m.reason}`);
+  if (m.state !== "ready") return null;
+  if (m.kind === "IMAGE") {
+    const avif = variant(m, "w480", "avif"), webp = variant(m, "w480", "webp"), fallback = variant(m, "original");
+    const shown = webp || fallback;
+    if (!shown) return null;
+    return el("picture", {},
+      avif ? el("source", { type: "image/avif", srcset: avif.url }) : null,
+      webp ? el("source", { type: "image/webp", srcset: webp.url }) : null,
+      el("img", { src: (fallback || shown).url, alt: "Attached image", loading: "lazy", width: String(shown.width), height: String(shown.height) }));
+  }
+  const poster = variant(m, "poster"), hls = variant(m, "hls");
+  if (!poster || !hls) return null;
+  return el("figure", { class: "video" },
+    el("a", { href: hls.url, title: "Open the HLS stream" },
+      el("img", { src: poster.url, alt: "Video poster", loading: "lazy", width: String(poster.width), height: String(poster.height) })),
+    el("figcaption", {}, `Video · ${Math.round((m.duration_ms || 0) / 1000)} s · HLS`));
+}
+
+// One file: declare it, send it straight to the object store with the presigned form, hand it over.
+async function upload(file) {
+  const kind = file.type.startsWith("video/") ? "VIDEO" : "IMAGE";
+  const declared = await api("/v1/media", { method: "POST", body: { kind, content_type: file.type, size_bytes: file.size } });
+  const form = new FormData();
+  for (const [k, v] of Object.entries(declared.upload.fields)) form.append(k, v);
+  form.append(declared.upload.file_field, file);
+  const sent = await fetch(declared.upload.url, { method: "POST", body: form });
+  if (!sent.ok) throw new Error(`The object store refused ${file.name} (${sent.status}).`);
+  await api(`/v1/media/${declared.media_id}/complete`, { method: "POST" });
+  return declared.media_id;
 }
 
 // The API's reaction kinds (ReactionKind), each a toggle button with its count. Words, not emoji:
@@ -349,7 +396,11 @@ if (me) {
     try {
       const text = /** @type {HTMLTextAreaElement} */ (f.elements.namedItem("text")).value;
       const visibility = /** @type {HTMLSelectElement} */ (f.elements.namedItem("visibility")).value;
-      await api("/v1/posts", { method: "POST", body: { text, visibility } });
+      const files = Array.from(/** @type {HTMLInputElement} */ (f.elements.namedItem("files")).files || []);
+      if (files.length) say(`Uploading ${files.length} file(s)…`, "info");
+      const media_ids = [];
+      for (const file of files) media_ids.push(await upload(file));
+      await api("/v1/posts", { method: "POST", body: { text, visibility, media_ids } });
       f.reset();
       say("Posted. It shows up in your feed once it is fanned out.", "info");
     } catch (err) { say(err.message); } finally { button.disabled = false; }

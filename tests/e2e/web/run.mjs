@@ -251,6 +251,34 @@ try {
     await axe(d, "dashboard");
     check("dashboard_throughput", rates.fanout > 0, rates);
   });
+
+  await step("photo_upload_shows_in_follower_feed", async () => {
+    // alice attaches a PNG in the compose form: declared, sent straight to the object store, handed
+    // to the media worker; bob's feed then shows the processed variant (a real image load)
+    const nonce = `photo-${Date.now()}`;
+    await a.getByLabel("What's happening?").fill(`a picture ${nonce}`);
+    await a.locator("#files").setInputFiles(cfg.photo);
+    await a.getByRole("button", { name: "Post", exact: true }).click();
+    await a.locator("#messages", { hasText: "Posted" }).waitFor();
+    const p = await ctxB.newPage();
+    let shown = null;
+    for (let i = 0; i < 40 && !shown; i++) {
+      await p.goto(cfg.base + "/");
+      const item = p.locator("#feed li.post", { hasText: nonce });
+      try { await item.waitFor({ timeout: 5000 }); } catch { continue; }
+      const img = item.locator(".media picture img");
+      if (await img.count()) {
+        await p.waitForFunction((sel) => { const el = document.querySelector(sel); return el && el.complete; },
+          `#feed li.post[data-post="${await item.getAttribute("data-post")}"] .media picture img`);
+        shown = await img.evaluate((el) => ({ width: el.naturalWidth, height: el.naturalHeight, src: el.currentSrc }));
+      } else {
+        await p.waitForTimeout(1000);
+      }
+    }
+    if (shown) await shot(p, "feed-photo");
+    await p.close();
+    check("photo_upload_shows_in_follower_feed", shown && shown.width === 480 && /\/w480\.(avif|webp)$/.test(shown.src), shown);
+  });
 } finally {
   await browser.close();
   process.stdout.write(JSON.stringify(out));
