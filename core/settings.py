@@ -280,6 +280,8 @@ class MediaSettings(BaseSettings):
                                          "may wait to be attached to a post")
     media_upload_keep_days: int = Field(default=2, ge=1, description="days an uploaded original is kept "
                                         "(an object lifecycle rule on uploads/): abandoned uploads expire")
+    media_reload_check_s: float = Field(default=5.0, gt=0, description="how often the media worker checks "
+                                        "that Redis still holds its state (else it rebuilds it from the log)")
     media_max_pixels: int = Field(default=40_000_000, gt=0, description="largest image (width x height) the "
                                   "media topology decodes; more is rejected (guards against decompression bombs)")
     media_max_video_s: float = Field(default=60.0, gt=0, description="longest video the media topology accepts")

@@ -282,6 +282,15 @@ def set_state(r: Any, media_id: int, state: dict[str, Any]) -> bool:
 
 
 DELETED = {"state": "deleted"}
+LOADED = "media:loaded"  # set once this Redis holds the media state rebuilt from the log (or built live)
+
+
+def loaded(r: Any) -> bool:
+    return bool(r.exists(LOADED))
+
+
+def mark_loaded(r: Any) -> None:
+    r.set(LOADED, "1")
 
 
 def k_post_media(post_id: int) -> str:

@@ -222,3 +222,23 @@ def test_redelivery_does_no_work_twice_and_a_foreign_object_is_dead_lettered(env
     assert found[0].value["error_type"] == "PoisonRecord"
     assert redis_store.client(env.s).get(store.k_state(victim + 1)) is None
     letters.close()
+
+
+def test_a_lost_redis_gets_the_outcomes_back_from_the_log(env: Env) -> None:
+    from streams.serde import Serde
+    from topologies.media.app import rebuild_state, reload_lost_state
+
+    user = new_user(env.s)
+    good = env.upload(user, "IMAGE", "image/png", _png(40, 40))
+    bad = env.upload(user, "IMAGE", "image/png", b"not an image at all\n" * 3)
+    assert env.outcome(user, good)["state"] == "ready" and env.outcome(user, bad)["state"] == "rejected"
+    r = redis_store.client(env.s)
+    eng = Engines(env.s)
+    assert reload_lost_state(eng, Serde(env.s.registry_url)) is None  # loaded: nothing to do
+    lost = [*r.scan_iter("mediastate:*"), *r.scan_iter("postmedia:*"), store.LOADED]
+    r.delete(*lost)  # as if Redis lost its data
+    assert env.api.get(f"/v1/media/{good}", headers=bearer(env.s, user)).json()["state"] == "processing"
+    assert rebuild_state(eng, Serde(env.s.registry_url)) >= 2
+    assert env.outcome(user, good, timeout_s=5)["state"] == "ready"
+    assert env.outcome(user, bad, timeout_s=5)["reason"] == "not_media"
+    assert store.loaded(r)

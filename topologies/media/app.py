@@ -15,20 +15,24 @@ worker with the record unacked.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
+from redis.exceptions import RedisError
 
 from core.clock import now_ms
 from core.settings import Settings
 from stores import media as store
 from stores import redis as redis_store
 from streams.catalog import DER, MEDIA, MEDIA_RESULTS, POSTS
-from streams.errors import PoisonRecord
+from streams.errors import PoisonRecord, StreamsError
 from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies.faust_runtime import (
@@ -53,6 +57,7 @@ from topologies.media.logic import (
     source_fields,
 )
 from topologies.media.video import VideoLimits, process_video
+from topologies.replay import ReplayStats, read_log
 
 log = logging.getLogger(__name__)
 HEADERS = {name: event_type_headers(DER + name) for name in ("MediaProcessed", "MediaRejected")}
@@ -152,8 +157,11 @@ def uploaded_media(value: dict[str, Any]) -> list[int]:
     return [m["media_id"] for m in value.get("media") or () if m.get("media_id")]
 
 
+POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
+
+
 def check_post(rec: SourceRecord) -> None:
-    if rec.name not in ("PostCreated", "PostEdited", "PostDeleted"):
+    if rec.name not in POST_RECORDS:
         raise PoisonRecord(f"unexpected record {rec.name} on {rec.topic}")
 
 
@@ -181,6 +189,38 @@ def apply_posts(eng: Engines, recs: list[SourceRecord]) -> None:
         store.set_post_media(eng.r, pid, author, keep)
 
 
+def rebuild_state(eng: Engines, serde: Serde) -> int:
+    """Reload the media state into a Redis that lost it, from the log; return the records applied.
+
+    Outcomes come back from ``media-results.v1`` (compacted: the latest per media) and each post's
+    media from ``posts.v1`` (kept forever), merged in timestamp order; a ``PostDeleted`` deletes its
+    media again (idempotent) and marks them deleted, which an outcome read later does not overwrite
+    (:func:`stores.media.set_state` keeps an existing state). Then ``media:loaded`` is set.
+    """
+    applied = 0
+    for rec in read_log(eng.settings, (MEDIA_RESULTS.name, POSTS.name), serde, ReplayStats()):
+        if rec.topic == MEDIA_RESULTS.name and rec.name in HEADERS:
+            store.set_state(eng.r, rec.value["media_id"], store.state_of(rec.name, rec.value))
+        elif rec.topic == POSTS.name and rec.name in POST_RECORDS:
+            apply_posts(eng, [rec])
+        else:
+            continue
+        applied += 1
+    store.mark_loaded(eng.r)
+    return applied
+
+
+def reload_lost_state(eng: Engines, serde: Serde) -> int | None:
+    """Rebuild the state if this Redis lost it (``media:loaded`` absent); the records applied, or None."""
+    if store.loaded(eng.r):
+        return None
+    started = time.monotonic()
+    n = rebuild_state(eng, serde)
+    log.warning("media state was not in Redis (new or lost): reloaded %d records from the log in %.1fs",
+                n, time.monotonic() - started)
+    return n
+
+
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
                broker: str | None = None, engines: Engines | None = None) -> faust.App:
     """Build the media Faust app: one agent on media.v1, one upload at a time per worker."""
@@ -202,6 +242,13 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
 
     async def on_posts(recs: list[SourceRecord]) -> None:
         await in_thread(app, apply_posts, eng, recs)
+
+    @app.timer(settings.media_reload_check_s, on_leader=False)
+    async def reload_state() -> None:  # a lost Redis gets the outcomes and post links back without traffic
+        try:
+            await asyncio.to_thread(reload_lost_state, eng, serde)
+        except (RedisError, OSError, KafkaException, StreamsError) as exc:  # Redis or Kafka down: next tick
+            log.warning("media state check failed, retrying in %.0fs: %r", settings.media_reload_check_s, exc)
 
     register_agent(app, catalog_topic(app, MEDIA, settings), on_upload, serde=serde, name="media-uploads")
     register_batch_agent(app, catalog_topic(app, POSTS, settings), on_posts, serde=serde, name="media-posts",
