@@ -10,8 +10,9 @@ per topology, one after the other (bounded: ``--size`` events each, 600 s per dr
   publish (:func:`bench.fanout.latency_run`, 20 authors × 20 followers);
 - **graph**: N Followed between the same graph's users — events/s, per worker CPU-second, ratios
   to raw consume and raw Cassandra insert (a follow writes ~5 rows);
-- **engagement**: N Liked through a live worker (:func:`bench.engagement.measure`) — events/s, per
-  worker CPU-second, ratio to the raw producer.
+- **engagement**: one worker draining a backlog of N engagements on 500 power-law posts
+  (:func:`bench.engagement_drain.run`) — events/s, per worker CPU-second, ratios to raw consume,
+  the raw producer and Faust's own per-message cost (no-op handler), and the recount check.
 
 The load average is recorded before and after; the machine is shared, so per-CPU figures are the
 stable ones. Writes ``topologies.json`` to the results directory.
@@ -24,7 +25,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from bench import ceilings, engagement
+from bench import ceilings, engagement_drain
 from bench.fanout import drain_report, latency_run, load_graph, power_law_graph
 from bench.fanout_drain import drain_topology, register
 from core.events import new_event
@@ -77,8 +78,8 @@ def run(base: Settings, *, size: int = 3000, latency_s: float = 15.0,
     lat = latency_run(base, s, knobs, rate, latency_s) if rate > 0 else {"error": "no drain rate"}
     echo(f"graph: draining {size} follows")
     gr = graph_drain(base, s, size)
-    echo(f"engagement: {size} likes")
-    eng = engagement.measure(s, size, 50)
+    echo(f"engagement: draining {size} engagements")
+    eng = engagement_drain.run(base, size)
     load.append(os.getloadavg())
     d = fan["drain"]
     summary = {
@@ -88,9 +89,12 @@ def run(base: Settings, *, size: int = 3000, latency_s: float = 15.0,
         "write_visible_p99_ms_at_80pct": lat.get("p99_ms"),
         "graph_events_per_s": gr.get("events_per_s"), "graph_events_per_cpu_s": gr.get("events_per_cpu_s"),
         "graph_ratio_to_raw_consume": gr.get("consume_ratio"), "graph_ratio_rows_to_cassandra": gr.get("ratio_rows_to_cassandra"),
-        "engagement_events_per_s": eng["topology_events_per_s"], "engagement_events_per_cpu_s": eng["topology_events_per_cpu_s"],
-        "engagement_ratio_to_raw_producer": eng["ratio_topology_to_raw_producer"],
+        "engagement_events_per_s": eng.get("events_per_s"), "engagement_events_per_cpu_s": eng.get("events_per_cpu_s"),
+        "engagement_ratio_to_raw_consume": eng.get("ratio_to_raw_consume"),
+        "engagement_ratio_to_raw_producer": eng.get("ratio_to_raw_producer"),
+        "engagement_ratio_per_cpu_s_to_faust_noop": eng.get("ratio_per_cpu_s_to_faust_noop"),
+        "engagement_recount_mismatches": eng.get("recount_mismatches"),
     }
     return {"scenario": "topologies", "size": size, "load_average": load, "summary": summary,
             "fanout": fan, "latency_at_80pct": lat, "graph": gr,
-            "engagement": {k: v for k, v in eng.items() if k != "latencies_ms"}}
+            "engagement": eng}

@@ -9,12 +9,27 @@ from typing import Any
 
 from cassandra.cluster import Cluster, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
+from cassandra.query import named_tuple_factory
 
 from core.settings import Settings
 
 _lock = threading.Lock()
 _sessions: dict[tuple[str, int, str], Session] = {}
 _prepared: dict[tuple[int, str], Any] = {}
+_row_types: dict[tuple[str, ...], Any] = {}
+
+
+def cached_named_tuple_factory(colnames: list[str], rows: list[Any]) -> list[Any]:
+    """The driver's ``named_tuple_factory`` with its row class built once per column list.
+
+    The stock factory builds a new ``namedtuple`` class (``exec`` of its source) for every result,
+    which cost a worker more CPU than decoding the rows (issue 16); the rows are the same.
+    """
+    key = tuple(colnames)
+    cls = _row_types.get(key)
+    if cls is None:
+        cls = _row_types[key] = type(named_tuple_factory(colnames, [(None,) * len(colnames)])[0])
+    return [cls(*row) for row in rows]
 
 
 def cluster(settings: Settings) -> Cluster:
@@ -29,6 +44,7 @@ def session(settings: Settings) -> Session:
     with _lock:
         if key not in _sessions:
             s = cluster(settings).connect()
+            s.row_factory = cached_named_tuple_factory
             migrate(s, settings.keyspace)
             s.set_keyspace(settings.keyspace)
             _sessions[key] = s

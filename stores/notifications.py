@@ -16,11 +16,12 @@ replay; not done.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from cassandra.cluster import Session
+from cassandra.query import BatchStatement, BatchType
 
 from core.clock import now_ms
 from stores import timelines
@@ -73,6 +74,14 @@ class NotificationStore:
         """The bound idempotent insert of a Notification value (``occurred_at`` as ``created_at``)."""
         return self.i_note.bind((n["recipient_id"], int(n["created_at"]), n["notification_id"],
                                  n["kind"], n["actor_id"], n.get("post_id"), n.get("comment_id")))
+
+    def record_batch(self, notes: Sequence[Mapping[str, Any]]) -> Any:
+        """One unlogged batch of :meth:`record_statement` inserts (one recipient: one partition)."""
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for n in notes:
+            batch.add(self.i_note, (n["recipient_id"], int(n["created_at"]), n["notification_id"],
+                                    n["kind"], n["actor_id"], n.get("post_id"), n.get("comment_id")))
+        return batch
 
     def read_until(self, user_id: str) -> int:
         """The user's read watermark (0 if never marked)."""

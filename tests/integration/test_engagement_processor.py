@@ -13,7 +13,7 @@ from core.settings import Settings, with_overrides
 from stores import cassandra
 from stores import redis as redis_store
 from stores.counters import CounterStore, hot_affinity, hot_counts
-from topologies.engagement.logic import Notify, recount, window_of
+from topologies.engagement.logic import Notify, notification_id, recount, window_of
 from topologies.engagement.runtime import Engagement, EngagementProcessor
 
 
@@ -255,3 +255,57 @@ async def test_window_rows_expire_with_the_configured_ttl(stack: Settings) -> No
         "WHERE post_id=%s AND member IN ('w:120000', 'l:u')", (post,))}
     assert rows["l:u"].member_ttl is None  # dedup members are kept for good
     assert 3500 < rows["w:120000"].ttl <= 3600
+
+
+async def test_one_batch_of_like_unlike_like_and_a_redelivery_equals_recount_and_one_by_one(
+        stack: Settings) -> None:
+    """Issue 16: the coalesced path (one ``emit_batch`` call per batch) on a batch holding a like,
+    an unlike and a like again by the same user of the same post plus a redelivery of the first
+    like gives the recount, and the same totals, rows and records as applying the events one by one."""
+    batched: list[tuple[list[tuple[int, dict]], list[Notify]]] = []
+
+    async def emit_batch(counts: list[tuple[int, dict]], notes: list[Notify]) -> None:
+        batched.append((counts, notes))
+
+    single_counts: list[tuple[int, dict]] = []
+    single_notes: list[Notify] = []
+
+    async def emit_counts(pid: int, value: dict) -> None:
+        single_counts.append((pid, value))
+
+    async def emit_note(n: Notify) -> None:
+        single_notes.append(n)
+
+    r = redis_store.async_client(stack)
+    bulk = EngagementProcessor(cassandra.session(stack), r, emit_counts, emit_note, stack,
+                               emit_batch=emit_batch)
+    one = EngagementProcessor(cassandra.session(stack), r, emit_counts, emit_note, stack)
+    run, base = str(new_id()), 1_750_000_000_000
+    author = f"lu-{run}"
+    a, b = make_post(stack, author), make_post(stack, author)
+    store, sync_r = CounterStore(cassandra.session(stack)), redis_store.client(stack)
+
+    def events(post: int) -> list[tuple[str, dict]]:
+        like = ev("Liked", post, author, f"x-{run}", base, f"{post}-1")
+        return [like, ev("Unliked", post, author, f"x-{run}", base + 1, f"{post}-2"),
+                ev("Liked", post, author, f"x-{run}", base + 2, f"{post}-3"), like,
+                ev("Liked", post, author, f"y-{run}", base + 3, f"{post}-4")]
+
+    await bulk.handle_batch([Engagement(n, e, 0, i) for i, (n, e) in enumerate(events(a))])
+    for i, (n, e) in enumerate(events(b)):
+        await one.handle(n, e, 0, i)
+    await r.aclose()
+    expected = recount(events(a))
+    assert expected.likes == 2
+    assert store.totals(a) == expected == store.totals(b)
+    assert hot_counts(sync_r, [a])[a] == expected == hot_counts(sync_r, [b])[b]
+    assert hot_affinity(sync_r, f"x-{run}", [author]) == {author: 2}  # posts a and b
+    assert len(batched) == 1 and {pid for pid, _ in single_counts} == {b}
+    counts, notes = batched[0]
+    assert [pid for pid, _ in counts] == [a, a]  # its one window, then its totals
+    assert counts[-1][1]["likes"] == 2 and counts[-1][1]["window_start"] is None
+    # each like that won when applied notifies once, as one by one; the redelivery does not
+    assert sorted(n.notification_id for n in notes) == sorted(
+        notification_id("LIKE", f"{a}-{i}", author) for i in (1, 3, 4))
+    assert sorted(n.notification_id for n in single_notes) == sorted(
+        notification_id("LIKE", f"{b}-{i}", author) for i in (1, 3, 4))

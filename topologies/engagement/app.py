@@ -10,7 +10,12 @@ Four agents on one Faust app (built by :func:`create_app`, run by :func:`run`):
   (:meth:`EngagementProcessor.register_posts`; acked after);
 - ``engagement-graph`` (graph.v1): follow and friend-request notifications;
 - ``engagement-notifications`` (notifications.v1): the per-user notification feed in Cassandra
-  and the realtime push on Redis ``feed:{user}``.
+  (one single-partition batch per recipient and ``NOTE_BATCH`` rows, ``NOTE_CONCURRENCY`` in
+  flight) and the realtime push on Redis ``feed:{user}`` (one pipeline per batch).
+
+The derived ``engagement-counts.v1`` and ``notifications.v1`` records of a batch are produced
+through one librdkafka producer (:class:`topologies.fanout.runtime.BulkEmit`, pre-parsed schema)
+and awaited by one flush before the batch is acked.
 
 Engines are connected lazily on the first record, so the app can be built without them.
 """
@@ -18,6 +23,8 @@ Engines are connected lazily on the first record, so the app can be built withou
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,8 +41,8 @@ from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies.engagement.batching import register_pipelined_agent
 from topologies.engagement.logic import KINDS, Notify, graph_notification
-from topologies.engagement.runtime import Engagement, EngagementProcessor, aexec
-from topologies.fanout.runtime import Stores
+from topologies.engagement.runtime import BatchEmitter, Engagement, EngagementProcessor, aexec
+from topologies.fanout.runtime import BulkEmit, Stores
 from topologies.faust_runtime import (
     SourceRecord,
     catalog_topic,
@@ -49,8 +56,13 @@ from topologies.faust_runtime import (
 from topologies.graph.app import UserCheck, UsersProgress, registered_lookup
 from topologies.graph.logic import UnknownUser
 
+log = logging.getLogger(__name__)
 BatchHandler = Callable[[list[Engagement]], Awaitable[Any]]
-MAX_BATCH = 1000  # events per pipelined batch, per agent
+MAX_BATCH = 5000  # events per pipelined batch, per agent
+NOTE_BATCH = 30  # notification rows per single-partition unlogged batch
+NOTE_CONCURRENCY = 64  # Cassandra requests in flight per notification batch
+COUNT_HEADERS = event_type_headers("io.feedstream.derived.EngagementCount")
+NOTE_HEADERS = event_type_headers("io.feedstream.derived.Notification")
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
 
 
@@ -77,11 +89,13 @@ class Engines:
             self._redis = redis_store.async_client(self.settings)
         return self._redis
 
-    def processor(self, emit_counts: Any, emit_notification: Any) -> EngagementProcessor:
+    def processor(self, emit_counts: Any, emit_notification: Any,
+                  emit_batch: BatchEmitter | None = None) -> EngagementProcessor:
         """The engagement processor (connects on first call)."""
         if self._processor is None:
             self._processor = EngagementProcessor(cassandra.session(self.settings), self.redis,
-                                                  emit_counts, emit_notification, self.settings)
+                                                  emit_counts, emit_notification, self.settings,
+                                                  emit_batch=emit_batch)
         return self._processor
 
     def notes(self) -> NotificationStore:
@@ -135,6 +149,22 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         return await notes_topic.send(key=n.recipient_id.encode(), value=data,
                                       headers=event_type_headers("io.feedstream.derived.Notification"))
 
+    bulk = BulkEmit(settings)
+
+    async def emit_batch(counts: list[tuple[int, dict[str, Any]]], notes: list[Notify]) -> None:
+        """A batch's derived records through one librdkafka producer, awaited by one flush."""
+        errors: list[str] = []
+
+        def produce() -> None:
+            bulk.produce_records(serde, counts_topic.get_topic_name(), "EngagementCount",
+                                 ((str(pid).encode(), v) for pid, v in counts), COUNT_HEADERS, errors)
+            bulk.produce_records(serde, notes_topic.get_topic_name(), "Notification",
+                                 ((n.recipient_id.encode(), notification_value(n)) for n in notes),
+                                 NOTE_HEADERS, errors)
+        if counts or notes:
+            await asyncio.to_thread(produce)
+            await bulk.flushed(errors, "engagement counts and notifications")
+
     async def mark(recs: list[SourceRecord]) -> None:  # after the batch's side effects
         if process is None:
             await progress.amark(engines.redis, "engagement",
@@ -151,8 +181,12 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         if process is not None:
             await process(batch)
             return
-        await engines.processor(emit_counts, emit_notification).handle_batch(batch)
+        t0 = time.perf_counter()
+        out = await engines.processor(emit_counts, emit_notification, emit_batch).handle_batch(batch)
         await mark(recs)
+        if settings.log_batches:
+            log.info("engagement batch n=%d posts=%d ms=%.1f", len(batch), len(out),
+                     (time.perf_counter() - t0) * 1000)
 
     def is_post(rec: SourceRecord) -> None:
         if rec.name not in POST_RECORDS:
@@ -161,13 +195,13 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     async def on_posts(recs: list[SourceRecord]) -> None:
         if process is not None:
             return
-        await engines.processor(emit_counts, emit_notification).register_posts(
+        await engines.processor(emit_counts, emit_notification, emit_batch).register_posts(
             [(r.name, r.value) for r in recs])
         await mark(recs)
 
     async def on_graph(recs: list[SourceRecord]) -> None:
         notes = [n for n in (graph_notification(r.name, r.value) for r in recs) if n is not None]
-        await asyncio.gather(*[await emit_notification(n) for n in notes])
+        await emit_batch([], notes)
         await mark(recs)
 
     def is_notification(rec: SourceRecord) -> None:
@@ -177,7 +211,17 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     async def on_notifications(recs: list[SourceRecord]) -> None:
         store = await in_thread(app, engines.notes)
         notes = [{**r.value, "created_at": millis(r.value["occurred_at"])} for r in recs]
-        await asyncio.gather(*(aexec(store.session, store.record_statement(n)) for n in notes))
+        by_user: dict[str, list[dict[str, Any]]] = {}
+        for n in notes:
+            by_user.setdefault(n["recipient_id"], []).append(n)
+        batches = [store.record_batch(user_notes[i:i + NOTE_BATCH])  # one partition each
+                   for user_notes in by_user.values() for i in range(0, len(user_notes), NOTE_BATCH)]
+        limit = asyncio.Semaphore(NOTE_CONCURRENCY)
+
+        async def write(stmt: Any) -> None:
+            async with limit:
+                await aexec(store.session, stmt)
+        await asyncio.gather(*(write(b) for b in batches))
         pipe = engines.redis.pipeline(transaction=False)
         for n in notes:
             pipe.publish(channel(n["recipient_id"]), push_message(n))

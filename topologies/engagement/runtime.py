@@ -4,10 +4,13 @@ Framework-free (no faust): :class:`EngagementProcessor` takes async ``emit_count
 ``emit_notification`` callables, so the Faust agent and tests drive the same code. An emitter may
 return a delivery awaitable; the processor awaits them all once per batch, after the other side
 effects were issued, so offsets (acked after :meth:`EngagementProcessor.handle_batch` returns) are
-committed only after every side effect.
+committed only after every side effect. With ``emit_batch`` (the worker's: one librdkafka
+produce of the batch's EngagementCount and Notification records, one flush) a batch's records go
+out in one call, awaited before :meth:`EngagementProcessor.handle_batch` returns.
 
 A batch is grouped by post (engagements are keyed by post id, so this partition is the single
-writer of its posts): each post's state is loaded once, the pure logic applies the post's events
+writer of its posts): the posts' status and static rows (revision, totals) are read for the whole
+batch in a few multi-partition ``IN`` reads, each post's member rows once, the pure logic applies the post's events
 in offset order in memory, and the result is written as one conditional single-partition batch
 (``IF rev = <read rev>``) per post and chunk of ``settings.engagement_chunk`` events. Downstream effects
 (affinity rows, hot counters, derived counts) are written as absolute values derived from the
@@ -70,10 +73,13 @@ def _not_batch_warning(record: logging.LogRecord) -> bool:
 logging.getLogger("cassandra.protocol").addFilter(_not_batch_warning)
 CountsEmitter = Callable[[int, dict[str, Any]], Awaitable[Any]]
 NotifyEmitter = Callable[[Notify], Awaitable[Any]]
+# a batch's EngagementCount (post id, value) and Notification records, delivered when it returns
+BatchEmitter = Callable[[list[tuple[int, dict[str, Any]]], list[Notify]], Awaitable[None]]
 REACTION_KINDS = ("LIKE", "LOVE", "HAHA", "WOW", "SAD", "ANGRY")
 EMIT_NS = uuid.UUID("0b5c0f0a-7a43-4e0e-bf0a-2f1f4c7d9e21")
 AFFINITY_BATCH = 50  # affinity row writes per unlogged batch
 PARK_CHUNK = 50  # parked engagements (or removals) per conditional batch
+IN_CHUNK = 100  # posts per multi-partition read (post status, static rows)
 
 
 class ConcurrentWriter(RuntimeError):
@@ -152,12 +158,21 @@ class EngagementProcessor:
     """Applies engagement events to the durable state and performs the derived side effects."""
 
     def __init__(self, session: Session, redis: Any, emit_counts: CountsEmitter,
-                 emit_notification: NotifyEmitter, settings: Settings) -> None:
+                 emit_notification: NotifyEmitter, settings: Settings, *,
+                 emit_batch: BatchEmitter | None = None) -> None:
         self.session, self.redis = session, redis
         self.settings = settings
+        self.emit_batch = emit_batch  # when set, a batch's records go out in one call instead
         self.store = CounterStore(session, window_ttl_s=settings.engagement_window_ttl_s)
         self.emit_counts, self.emit_notification = emit_counts, emit_notification
         self.q_post = post_store.deleted_statement(session)
+        # multi-partition reads of a whole batch's posts (IN_CHUNK at a time)
+        self.q_known_in = session.prepare(
+            "SELECT post_id, known, deleted FROM engagement_posts WHERE post_id IN ? PER PARTITION LIMIT 1")
+        self.q_posts_in = session.prepare("SELECT post_id, deleted FROM posts WHERE post_id IN ?")
+        self.q_statics_in = session.prepare(
+            "SELECT post_id, rev, likes, comments, shares, reactions FROM engagement_state "
+            "WHERE post_id IN ? PER PARTITION LIMIT 1")
 
     async def post_status(self, post_id: int, *, serial: bool = False) -> str:
         """``live``, ``deleted`` or ``unknown``, from this topology's own post table.
@@ -258,11 +273,38 @@ class EngagementProcessor:
         by_post: dict[int, list[Engagement]] = {}
         for e in batch:
             by_post.setdefault(int(e.value["post_id"]), []).append(e)
-        done = await asyncio.gather(*(self._post(p, evs) for p, evs in by_post.items()))
+        statuses, statics = await asyncio.gather(self.post_statuses(list(by_post)),
+                                                 self._load_statics(list(by_post)))
+        done = await asyncio.gather(*(self._post(p, evs, statuses[p], statics.get(p, []))
+                                      for p, evs in by_post.items()))
         results = [r for r in done if r is not None]
         await self._downstream(results)
         out: dict[int, Counts | None] = {p: None for p in by_post}
         out.update({r.post_id: r.totals for r in results})
+        return out
+
+    async def post_statuses(self, post_ids: list[int]) -> dict[int, str]:
+        """:meth:`post_status` of many posts in a few multi-partition reads (``IN_CHUNK`` posts each)."""
+        out = {pid: "unknown" for pid in post_ids}
+        chunks = [post_ids[i:i + IN_CHUNK] for i in range(0, len(post_ids), IN_CHUNK)]
+        for rows in await asyncio.gather(*(aexec(self.session, self.q_known_in, (c,)) for c in chunks)):
+            for r in rows:
+                if r.known:
+                    out[r.post_id] = "deleted" if r.deleted else "live"
+        rest = [pid for pid, st in out.items() if st == "unknown"]
+        chunks = [rest[i:i + IN_CHUNK] for i in range(0, len(rest), IN_CHUNK)]
+        for rows in await asyncio.gather(*(aexec(self.session, self.q_posts_in, (c,)) for c in chunks)):
+            for r in rows:
+                out[r.post_id] = "deleted" if r.deleted else "live"
+        return out
+
+    async def _load_statics(self, post_ids: list[int]) -> dict[int, list[Any]]:
+        """The static rows (revision, totals) of many posts in a few multi-partition reads."""
+        chunks = [post_ids[i:i + IN_CHUNK] for i in range(0, len(post_ids), IN_CHUNK)]
+        out: dict[int, list[Any]] = {}
+        for rows in await asyncio.gather(*(aexec(self.session, self.q_statics_in, (c,)) for c in chunks)):
+            for r in rows:
+                out[r.post_id] = [r]
         return out
 
     async def _load(self, post_id: int, keys: set[str]) -> tuple[list[Any], list[Any]]:
@@ -272,12 +314,14 @@ class EngagementProcessor:
                                              aexec(self.session, q_rows))
         return statics, rows
 
-    async def _post(self, post_id: int, events: list[Engagement]) -> PostOutcome | None:
-        """Check the post (while loading its first chunk), then apply its events chunk by chunk."""
+    async def _post(self, post_id: int, events: list[Engagement], status: str,
+                    statics: list[Any]) -> PostOutcome | None:
+        """Apply a post's events chunk by chunk, given its status and static row (read for the
+        whole batch by :meth:`handle_batch`); the first chunk reads only its member rows."""
         size = self.settings.engagement_chunk
         chunks = [events[i:i + size] for i in range(0, len(events), size)]
-        status, first = await asyncio.gather(self.post_status(post_id),
-                                             self._load(post_id, needed_keys(chunks[0])))
+        first: tuple[list[Any], list[Any]] = (statics, await aexec(
+            self.session, self.store.load_statements(post_id, needed_keys(chunks[0]))[1]))
         if status == "unknown":
             events = await self._park(post_id, events)
             if not events:
@@ -363,17 +407,22 @@ class EngagementProcessor:
             await pipe.execute()
 
         async def emits() -> None:  # per post: windows first, totals last (compacted by post)
-            pending, seen = [], set()
+            counts: list[tuple[int, dict[str, Any]]] = []
+            notes: list[Notify] = []
+            seen: set[str] = set()
             for r in results:
-                for ws in sorted(r.windows):
-                    pending.append(await self.emit_counts(
-                        r.post_id, counts_value(r.post_id, r.windows[ws], ws, r.last_event)))
-                pending.append(await self.emit_counts(
-                    r.post_id, counts_value(r.post_id, r.totals, None, r.last_event)))
+                counts.extend((r.post_id, counts_value(r.post_id, r.windows[ws], ws, r.last_event))
+                              for ws in sorted(r.windows))
+                counts.append((r.post_id, counts_value(r.post_id, r.totals, None, r.last_event)))
                 for note in r.notifications:
                     if note.notification_id not in seen:  # a replay within the batch re-notifies
                         seen.add(note.notification_id)
-                        pending.append(await self.emit_notification(note))
+                        notes.append(note)
+            if self.emit_batch is not None:
+                await self.emit_batch(counts, notes)
+                return
+            pending = [await self.emit_counts(pid, value) for pid, value in counts]
+            pending += [await self.emit_notification(note) for note in notes]
             await asyncio.gather(*(p for p in pending if p is not None))
 
         await asyncio.gather(affinity_and_hot(), emits())

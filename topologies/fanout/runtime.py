@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import fastavro
 import faust
 import redis as _redis
 from cassandra.cluster import Session
@@ -168,6 +170,43 @@ class BulkEmit:
                         prod.poll(0.05)
             prod.poll(0)
         return errors
+
+    def produce_records(self, serde: Serde, topic: str, record: str,
+                        items: Iterable[tuple[bytes, dict[str, Any]]], headers: Any,
+                        errors: list[str] | None = None) -> list[str]:
+        """Encode ``(key, value)`` items as ``record`` with the pre-parsed schema (fastavro refuses
+        a value of the wrong type) and produce them; return ``errors``, to which failed deliveries
+        are appended (when :meth:`flushed` serves their reports)."""
+        fullname = serde.schemas.fullname(record)
+        parsed = serde.schemas.parsed[fullname]
+        head = HEADER.pack(MAGIC, serde.schema_id(fullname, topic))
+        typed = {EVENT_TYPE: fullname.rsplit(".", 1)[-1]} if fullname in serde.schemas.typed else {}
+        errors = [] if errors is None else errors
+        prod = self.producer
+        write = fastavro.schemaless_writer
+
+        def on_delivery(err: Any, _msg: Any) -> None:
+            if err is not None:
+                errors.append(err.str())
+
+        for key, value in items:
+            out = io.BytesIO()
+            out.write(head)
+            write(out, parsed, {**value, **typed} if typed else value)
+            while True:
+                try:
+                    prod.produce(topic, out.getvalue(), key, on_delivery=on_delivery, headers=headers)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then retry
+                    prod.poll(0.05)
+        prod.poll(0)
+        return errors
+
+    async def flushed(self, errors: list[str], what: str) -> None:
+        """Wait (in a thread) until everything produced so far is delivered; raise if any failed."""
+        left = await asyncio.to_thread(self.producer.flush, self.settings.topology_shutdown_grace_s + 30)
+        if errors or left:
+            raise DeliveryError(f"{what} not delivered: {left} pending, errors {errors[:3]}")
 
     async def __call__(self, serde: Serde, topic: faust.TopicT,
                        results: Iterable[tuple[SourceRecord, list[TimelineWrite]]], actor: str) -> Any:
