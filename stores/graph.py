@@ -492,3 +492,173 @@ class GraphWriter:
         p.srem(k_blocked_by(blocked), blocker)
         p.execute()
         self._cql([(self._del["blocks"], (blocker, blocked))])
+
+
+# -- a batch of graph events (topologies.graph.app.process_graph_batch) ------------------------------
+#: kind of set (topologies.graph.logic.KINDS, plus ``blkby``) -> its Redis key
+KIND_KEYS: dict[str, Callable[[str], str]] = {"fers": k_followers, "fing": k_following, "friends": k_friends,
+                                              "blk": k_blocks, "req": k_requests, "blkby": k_blocked_by}
+# ARGV: n, then n pairs (a, b), then users. Returns the memberships of every pair in KINDS order,
+# both ways ("0"/"1" each: kind's set of a has b, kind's set of b has a), and the users' follower
+# counts joined by ",". One reply for the whole batch (reading each as its own reply costs more).
+STATE_LUA = """
+local n = tonumber(ARGV[1])
+local kinds = {'g:fers:', 'g:fing:', 'g:friends:', 'g:blk:', 'g:req:'}
+local bits = {}
+for i = 0, n - 1 do
+  local a, b = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  for _, k in ipairs(kinds) do
+    bits[#bits + 1] = redis.call('SISMEMBER', k .. a, b)
+    bits[#bits + 1] = redis.call('SISMEMBER', k .. b, a)
+  end
+end
+local counts = {}
+for j = 2 + 2 * n, #ARGV do counts[#counts + 1] = redis.call('SCARD', 'g:fers:' .. ARGV[j]) end
+return {table.concat(bits), table.concat(counts, ',')}
+"""
+KINDS = ("fers", "fing", "friends", "blk", "req")
+
+
+def queue_state(r: _redis.Redis, p: Any, pairs: list[tuple[str, str]], users: list[str]
+                ) -> Callable[[Iterator[Any]], tuple[dict[tuple[str, str, str], bool], dict[str, int]]]:
+    """Queue on pipeline ``p`` the reads of a batch's graph state: every :data:`KINDS` membership of
+    each pair, both ways, and each user's follower count; the returned reader takes the pipeline's
+    results (an iterator) and gives ``({(kind, owner, member): bool}, {user: follower count})``.
+    One script call on a single Redis; plain commands on Redis Cluster (keys in many slots)."""
+    cluster = redis_store.is_cluster(r)
+    if cluster:
+        for a, b in pairs:
+            for k in KINDS:
+                p.sismember(KIND_KEYS[k](a), b)
+                p.sismember(KIND_KEYS[k](b), a)
+        for u in users:
+            p.scard(k_followers(u))
+    else:
+        r.register_script(STATE_LUA)(args=[len(pairs), *(x for ab in pairs for x in ab), *users], client=p)
+
+    def read(results: Iterator[Any]) -> tuple[dict[tuple[str, str, str], bool], dict[str, int]]:
+        if cluster:
+            bits = [bool(next(results)) for _ in range(len(pairs) * 2 * len(KINDS))]
+            counts = [int(next(results)) for _ in users]
+        else:
+            raw, cs = next(results)
+            raw = raw.decode() if isinstance(raw, bytes) else raw
+            cs = cs.decode() if isinstance(cs, bytes) else cs
+            bits = [c == "1" for c in raw]
+            counts = [int(c) for c in cs.split(",")] if users else []
+        sets: dict[tuple[str, str, str], bool] = {}
+        i = 0
+        for a, b in pairs:
+            for k in KINDS:
+                sets[(k, a, b)], sets[(k, b, a)] = bits[i], bits[i + 1]
+                i += 2
+        return sets, dict(zip(users, counts))
+    return read
+
+
+READ_CHUNK = 100  # partitions per IN read
+WRITE_CONCURRENCY = 64  # statements (or per-partition batches) in flight
+SELECT_CLOCKS_IN = "SELECT pair, edge, version FROM edge_clocks WHERE pair IN ?"
+
+
+def _concurrent(session: Session, statements: list[Any]) -> list[Any]:
+    from cassandra.concurrent import execute_concurrent
+    if not statements:
+        return []
+    out = []
+    for ok, result in execute_concurrent(session, [(s, None) for s in statements],
+                                         concurrency=WRITE_CONCURRENCY, raise_on_first_error=True):
+        if not ok:  # pragma: no cover - raise_on_first_error raises first
+            raise result
+        out.append(result)
+    return out
+
+
+def _in_reads(session: Session, cql: str, keys: list[Any], *extra: Any) -> list[Any]:
+    """Bound ``cql`` (``... IN ? ...``) over ``keys`` in chunks of :data:`READ_CHUNK`, LOCAL_QUORUM."""
+    stmt = prepared(session, cql)
+    bound = []
+    for i in range(0, len(keys), READ_CHUNK):
+        b = stmt.bind((keys[i:i + READ_CHUNK], *extra))
+        b.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        bound.append(b)
+    return bound
+
+
+def read_batch(session: Session, pairs: Iterable[str], requests: Iterable[tuple[str, str]]
+               ) -> tuple[dict[str, dict[str, int]], set[tuple[str, str]]]:
+    """One concurrent Cassandra round of a batch's reads: the edge clocks of ``pairs`` (pair keys,
+    LOCAL_QUORUM, as :func:`edge_clocks`) and which ``requests`` (``(from, to)``, those Redis does
+    not hold) are pending in Cassandra; returns ``({pair: {edge: version}}, {(from, to)})``."""
+    pairs, requests = sorted(set(pairs)), sorted(set(requests))
+    clock_stmts = _in_reads(session, SELECT_CLOCKS_IN, pairs)
+    req = pending_request_statement(session)
+    results = _concurrent(session, clock_stmts + [req.bind((to, f)) for f, to in requests])
+    clocks: dict[str, dict[str, int]] = {p: {} for p in pairs}
+    for rows in results[:len(clock_stmts)]:
+        for row in rows:
+            clocks[row.pair][row.edge] = row.version
+    pending = {fr for fr, rows in zip(requests, results[len(clock_stmts):]) if rows.one() is not None}
+    return clocks, pending
+
+
+SELECT_INDEX_IN = ("SELECT author_id, post_id, visibility FROM posts_by_author WHERE author_id IN ? "
+                   "PER PARTITION LIMIT ?")
+
+
+def index_statements(session: Session, authors: list[str], limit: int) -> list[Any]:
+    """Bound reads of ``authors``' newest ``limit`` posts (author index), LOCAL_QUORUM."""
+    return _in_reads(session, SELECT_INDEX_IN, sorted(set(authors)), limit)
+
+
+def write_batch(session: Session, rows: dict[tuple[str, str, str], int | None],
+                counts: dict[str, tuple[int, int, int]], reads: list[Any] = ()) -> list[Any]:
+    """Write a batch's final edge rows (``(table, partition, clustering) -> since``, None deletes)
+    and ``user_counts`` (user -> followers, following, friends), grouped by partition (an unlogged
+    batch per partition with more than one statement), at most :data:`WRITE_CONCURRENCY` in
+    flight, with ``reads`` (bound statements) in the same round; returns the reads' results."""
+    from cassandra.query import BatchStatement, BatchType
+
+    from topologies.graph.logic import EDGE_TABLES
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for (table, part, clust), since in rows.items():
+        pcol, ccol = EDGE_TABLES[table]
+        if since is None:
+            stmt = prepared(session, f"DELETE FROM {table} WHERE {pcol}=? AND {ccol}=?").bind((part, clust))
+        else:
+            stmt = prepared(session, f"INSERT INTO {table} ({pcol}, {ccol}, since) VALUES (?, ?, ?)"
+                            ).bind((part, clust, since))
+        groups.setdefault((table, part), []).append(stmt)
+    ins = prepared(session, "INSERT INTO user_counts (user_id, followers, following, friends) VALUES (?, ?, ?, ?)")
+    statements = [ins.bind((u, *c)) for u, c in counts.items()]
+    for bound in groups.values():
+        if len(bound) == 1:
+            statements.append(bound[0])
+        else:
+            b = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for s in bound:
+                b.add(s)
+            statements.append(b)
+    reads = list(reads)
+    return _concurrent(session, reads + statements)[:len(reads)]
+
+
+def stamp_batch(session: Session, stamps: dict[tuple[str, str], int]) -> None:
+    """Raise the batch's edge clocks (``(pair key, edge) -> version``, written with the version as
+    timestamp: never lowers one), one unlogged batch per pair, LOCAL_QUORUM, bounded concurrency."""
+    from cassandra.query import BatchStatement, BatchType
+    stmt = prepared(session, STAMP_CLOCK)
+    groups: dict[str, list[Any]] = {}
+    for (pair, edge), version in stamps.items():
+        groups.setdefault(pair, []).append(stmt.bind((pair, edge, version, version)))
+    statements = []
+    for bound in groups.values():
+        if len(bound) == 1:
+            s = bound[0]
+        else:
+            s = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for b in bound:
+                s.add(b)
+        s.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        statements.append(s)
+    _concurrent(session, statements)
