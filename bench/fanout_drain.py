@@ -112,8 +112,9 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
         pid = procs[0].pid
         spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if profile is not None and Path(spy_bin).exists():
+            fmt = ["--format", "raw"] if profile.suffix == ".txt" else []  # collapsed stacks, for grep
             spy = subprocess.Popen([spy_bin, "record", "-p", str(pid), "-o", str(profile), "-r", "200",
-                                    "-d", str(int(timeout_s)), "--nonblocking"],
+                                    "-d", str(int(timeout_s)), "--nonblocking", *fmt],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         first: tuple[float, float, dict[int, int]] | None = None

@@ -31,6 +31,7 @@ from typing import Any
 import redis as _redis
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
+from cassandra.query import BatchStatement, BatchType
 
 from stores import redis as redis_store
 from stores.cassandra import prepared
@@ -556,6 +557,53 @@ def queue_state(r: _redis.Redis, p: Any, pairs: list[tuple[str, str]], users: li
     return read
 
 
+# ARGV: n, then n triples (op, key, member: op "1" adds, "0" removes), then users. Applies the
+# batch's final memberships atomically (as the writer's MULTI did) and returns each user's set sizes
+# after them, "followers,following,friends" joined by ";": one reply, not one per command.
+APPLY_LUA = """
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  local j = 2 + 3 * i
+  if ARGV[j] == '1' then redis.call('SADD', ARGV[j + 1], ARGV[j + 2]) else redis.call('SREM', ARGV[j + 1], ARGV[j + 2]) end
+end
+local out = {}
+for j = 2 + 3 * n, #ARGV do
+  local u = ARGV[j]
+  out[#out + 1] = redis.call('SCARD', 'g:fers:' .. u) .. ',' .. redis.call('SCARD', 'g:fing:' .. u) .. ','
+    .. redis.call('SCARD', 'g:friends:' .. u)
+end
+return table.concat(out, ';')
+"""
+
+
+def apply_sets(r: _redis.Redis, ops: list[tuple[bool, str, str]], users: list[str]
+               ) -> dict[str, tuple[int, int, int]]:
+    """Apply ``ops`` (add?, set key, member) and return ``users``' (followers, following, friends)
+    counts read after them: one atomic script call on a single Redis; on Redis Cluster (keys in
+    many slots) a plain pipeline."""
+    if redis_store.is_cluster(r):
+        p = r.pipeline(transaction=False)
+        for add, key, member in ops:
+            (p.sadd if add else p.srem)(key, member)
+        for u in users:
+            p.scard(k_followers(u))
+            p.scard(k_following(u))
+            p.scard(k_friends(u))
+        done = p.execute()
+        sizes = [int(x) for x in done[len(done) - 3 * len(users):]]
+        return {u: (sizes[3 * i], sizes[3 * i + 1], sizes[3 * i + 2]) for i, u in enumerate(users)}
+    p = redis_store.pipeline(r)
+    r.register_script(APPLY_LUA)(args=[len(ops), *(x for add, k, m in ops for x in ("1" if add else "0", k, m)),
+                                       *users], client=p)
+    raw = p.execute()[0]
+    raw = raw.decode() if isinstance(raw, bytes) else raw
+    out: dict[str, tuple[int, int, int]] = {}
+    for u, c in zip(users, raw.split(";") if users else []):
+        a, b, f = c.split(",")
+        out[u] = (int(a), int(b), int(f))
+    return out
+
+
 READ_CHUNK = 100  # partitions per IN read
 WRITE_CONCURRENCY = 64  # statements (or per-partition batches) in flight
 SELECT_CLOCKS_IN = "SELECT pair, edge, version FROM edge_clocks WHERE pair IN ?"
@@ -614,13 +662,11 @@ def index_statements(session: Session, authors: list[str], limit: int) -> list[A
 def write_batch(session: Session, rows: dict[tuple[str, str, str], int | None],
                 counts: dict[str, tuple[int, int, int]], reads: list[Any] = ()) -> list[Any]:
     """Write a batch's final edge rows (``(table, partition, clustering) -> since``, None deletes)
-    and ``user_counts`` (user -> followers, following, friends), grouped by partition (an unlogged
-    batch per partition with more than one statement), at most :data:`WRITE_CONCURRENCY` in
-    flight, with ``reads`` (bound statements) in the same round; returns the reads' results."""
-    from cassandra.query import BatchStatement, BatchType
-
+    and ``user_counts`` (user -> followers, following, friends), grouped by partition and packed by
+    replicas (:func:`pack_by_replica`), at most :data:`WRITE_CONCURRENCY` in flight, with
+    ``reads`` (bound statements) in the same round; returns the reads' results."""
     from topologies.graph.logic import EDGE_TABLES
-    groups: dict[tuple[str, str], list[Any]] = {}
+    statements = []
     for (table, part, clust), since in rows.items():
         pcol, ccol = EDGE_TABLES[table]
         if since is None:
@@ -628,37 +674,53 @@ def write_batch(session: Session, rows: dict[tuple[str, str, str], int | None],
         else:
             stmt = prepared(session, f"INSERT INTO {table} ({pcol}, {ccol}, since) VALUES (?, ?, ?)"
                             ).bind((part, clust, since))
-        groups.setdefault((table, part), []).append(stmt)
+        statements.append(stmt)
     ins = prepared(session, "INSERT INTO user_counts (user_id, followers, following, friends) VALUES (?, ?, ?, ?)")
-    statements = [ins.bind((u, *c)) for u, c in counts.items()]
-    for bound in groups.values():
-        if len(bound) == 1:
-            statements.append(bound[0])
-        else:
-            b = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for s in bound:
-                b.add(s)
-            statements.append(b)
+    statements += [ins.bind((u, *c)) for u, c in counts.items()]
     reads = list(reads)
-    return _concurrent(session, reads + statements)[:len(reads)]
+    return _concurrent(session, reads + pack_by_replica(session, statements))[:len(reads)]
 
 
 def stamp_batch(session: Session, stamps: dict[tuple[str, str], int]) -> None:
     """Raise the batch's edge clocks (``(pair key, edge) -> version``, written with the version as
-    timestamp: never lowers one), one unlogged batch per pair, LOCAL_QUORUM, bounded concurrency."""
-    from cassandra.query import BatchStatement, BatchType
+    timestamp: never lowers one), packed by replicas (:func:`pack_by_replica`), LOCAL_QUORUM."""
     stmt = prepared(session, STAMP_CLOCK)
-    groups: dict[str, list[Any]] = {}
-    for (pair, edge), version in stamps.items():
-        groups.setdefault(pair, []).append(stmt.bind((pair, edge, version, version)))
-    statements = []
-    for bound in groups.values():
-        if len(bound) == 1:
-            s = bound[0]
-        else:
-            s = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for b in bound:
-                s.add(b)
-        s.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-        statements.append(s)
-    _concurrent(session, statements)
+    _concurrent(session, pack_by_replica(session, [stmt.bind((pair, edge, version, version))
+                                                   for (pair, edge), version in stamps.items()],
+                                         ConsistencyLevel.LOCAL_QUORUM))
+
+
+PACK = 64  # statements per unlogged batch (rows of ~100 bytes: well under the 50 KB batch limit)
+
+
+def pack_by_replica(session: Session, statements: list[Any], consistency: Any = None) -> list[Any]:
+    """``statements`` (bound, at most one per row) as unlogged batches of up to :data:`PACK`, each
+    holding statements whose partitions have the same replicas (grouped by partition first).
+
+    Each request costs the Python driver far more CPU than its rows (a request and a response,
+    futures, a timer, a query plan): per-partition requests made it ~2/3 of the graph worker's CPU.
+    A batch whose partitions share their replicas is sent token-aware to one of them and written
+    there without a coordinator fan-out, the way a per-partition batch is; unlogged, so no more
+    atomic than separate statements (every row is written once per call, so the batch's single
+    write timestamp orders nothing that separate statements would have).
+    """
+    meta = session.cluster.metadata
+    ks = session.keyspace
+    by_replicas: dict[tuple[str, ...], list[Any]] = {}
+    for b in sorted(statements, key=lambda b: b.routing_key or b""):  # a partition's rows together
+        hosts = meta.get_replicas(ks, b.routing_key) if b.routing_key is not None else []
+        by_replicas.setdefault(tuple(sorted(str(h.endpoint) for h in hosts)), []).append(b)
+    out = []
+    for group in by_replicas.values():
+        for i in range(0, len(group), PACK):
+            chunk = group[i:i + PACK]
+            if len(chunk) == 1:
+                stmt = chunk[0]
+            else:
+                stmt = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for b in chunk:
+                    stmt.add(b)
+            if consistency is not None:
+                stmt.consistency_level = consistency
+            out.append(stmt)
+    return out

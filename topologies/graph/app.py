@@ -243,8 +243,8 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck |
     2. **Fold** (:class:`topologies.graph.logic.GraphBatch`, pure): each record in offset order sees
        the effect of the ones before it: refusals, last writer wins per edge, edges, negatives,
        back-fill (celebrity and friendship as of that record) and purge jobs.
-    3. **Writes**: the final set memberships and negative sets in one Redis transaction, which also
-       reads the changed users' set sizes; then one Cassandra round (edge rows and ``user_counts``
+    3. **Writes**: the final set memberships and negative sets in one atomic Redis script call,
+       which also reads the changed users' set sizes (:func:`stores.graph.apply_sets`); then one Cassandra round (edge rows and ``user_counts``
        from those sizes, grouped by partition, bounded; the author index reads of the back-fills
        and purges, after the edges are in Redis: closes the follow/post race); then the timeline
        writes in one pipeline; then the edge clocks (last: a crash before re-applies the batch,
@@ -287,20 +287,9 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck |
 
     counts: dict[str, tuple[int, int, int]] = {}
     if batch.changed or batch.negatives:
-        p = r.pipeline(transaction=not redis_store.is_cluster(r))
-        for (kind, owner, member), on in batch.changed.items():
-            (p.sadd if on else p.srem)(graph.KIND_KEYS[kind](owner), member)
-        for (reader, author), hidden in batch.negatives.items():
-            (p.sadd if hidden else p.srem)(tls.k_negative(reader), author)
-        counted = list(batch.counted)
-        for u in counted:
-            p.scard(graph.k_followers(u))
-            p.scard(graph.k_following(u))
-            p.scard(graph.k_friends(u))
-        done = p.execute()
-        sizes = done[len(done) - 3 * len(counted):]
-        counts = {u: (int(sizes[3 * i]), int(sizes[3 * i + 1]), int(sizes[3 * i + 2]))
-                  for i, u in enumerate(counted)}
+        ops = [(on, graph.KIND_KEYS[kind](owner), member) for (kind, owner, member), on in batch.changed.items()]
+        ops += [(hidden, tls.k_negative(reader), author) for (reader, author), hidden in batch.negatives.items()]
+        counts = graph.apply_sets(r, ops, list(batch.counted))
     jobs = [j for a in applied for j in a.jobs]
     need: dict[str, int] = {}
     for j in jobs:
