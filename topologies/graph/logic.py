@@ -62,18 +62,23 @@ def edge_clock(name: str, v: dict[str, Any]) -> tuple[list[str], list[str]]:
     ``guards`` is ignored (a re-sent ``Followed`` after the ``Unfollowed`` changes nothing); an
     applied event raises its ``stamps`` (the guards plus every other edge it changes) to its
     version. An equal version is the same event re-delivered (or one of the same kind in the same
-    millisecond): it is applied again, which changes nothing. Ties: :func:`edge_version`.
+    millisecond): it is applied again, which changes nothing. A follow, a request or an accept is
+    also guarded by the pair's block edges both ways (never stamps them): re-delivered after an
+    unblock newer than it, one that a block made a no-op stays one. Ties: :func:`edge_version`.
     """
     if name in ("Followed", "Unfollowed"):
-        e = edge_key(FOLLOW, v["follower_id"], v["followee_id"])
-        return [e], [e]
+        a, b = v["follower_id"], v["followee_id"]
+        e = edge_key(FOLLOW, a, b)
+        return [e] + (_blocks(a, b) if name == "Followed" else []), [e]
     if name in ("FriendRequestSent", "FriendRequestDeclined"):
-        e = edge_key(REQUEST, v["from_id"], v["to_id"])
-        return [e], [e]
+        a, b = v["from_id"], v["to_id"]
+        e = edge_key(REQUEST, a, b)
+        return [e] + (_blocks(a, b) if name == "FriendRequestSent" else []), [e]
     if name == "FriendRequestAccepted":
         a, b = v["from_id"], v["to_id"]
         guards = [edge_key(REQUEST, a, b), edge_key(FRIEND, a, b)]
-        return guards, guards + [edge_key(REQUEST, b, a), edge_key(FOLLOW, a, b), edge_key(FOLLOW, b, a)]
+        return guards + _blocks(a, b), guards + [edge_key(REQUEST, b, a), edge_key(FOLLOW, a, b),
+                                                  edge_key(FOLLOW, b, a)]
     if name == "Unfriended":
         a, b = v["user_id"], v["friend_id"]
         e = edge_key(FRIEND, a, b)
@@ -86,6 +91,13 @@ def edge_clock(name: str, v: dict[str, Any]) -> tuple[list[str], list[str]]:
         return [e], [e, edge_key(FRIEND, a, b), edge_key(FOLLOW, a, b), edge_key(FOLLOW, b, a),
                      edge_key(REQUEST, a, b), edge_key(REQUEST, b, a)]
     return [], []
+
+
+def _blocks(a: str, b: str) -> list[str]:
+    """The block edges both ways: guards of the events a block makes a no-op (a follow, a request,
+    an accept), so one of those ignored while blocked stays ignored when re-delivered after the
+    unblock (its own edge's clock alone would let it apply then)."""
+    return [edge_key(BLOCK, a, b), edge_key(BLOCK, b, a)]
 
 
 def is_stale(version: int, guards: list[str], clocks: dict[str, int]) -> bool:
