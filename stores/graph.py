@@ -500,10 +500,15 @@ class GraphWriter:
 KIND_KEYS: dict[str, Callable[[str], str]] = {"fers": k_followers, "fing": k_following, "friends": k_friends,
                                               "blk": k_blocks, "req": k_requests, "blkby": k_blocked_by}
 # ARGV: n, then n pairs (a, b), then users. Returns the memberships of every pair in KINDS order,
-# both ways ("0"/"1" each: kind's set of a has b, kind's set of b has a), and the users' follower
-# counts joined by ",". One reply for the whole batch (reading each as its own reply costs more).
+# both ways ("0"/"1" each: kind's set of a has b, kind's set of b has a), the users' follower
+# counts joined by ",", and the users whose sets are not loaded (no g:ok marker). One reply for
+# the whole batch (reading each as its own reply costs more).
 STATE_LUA = """
 local n = tonumber(ARGV[1])
+local cold = {}
+for j = 2 + 2 * n, #ARGV do
+  if redis.call('EXISTS', 'g:ok:' .. ARGV[j]) == 0 then cold[#cold + 1] = ARGV[j] end
+end
 local kinds = {'g:fers:', 'g:fing:', 'g:friends:', 'g:blk:', 'g:req:'}
 local bits = {}
 for i = 0, n - 1 do
@@ -515,19 +520,21 @@ for i = 0, n - 1 do
 end
 local counts = {}
 for j = 2 + 2 * n, #ARGV do counts[#counts + 1] = redis.call('SCARD', 'g:fers:' .. ARGV[j]) end
-return {table.concat(bits), table.concat(counts, ',')}
+return {table.concat(bits), table.concat(counts, ','), cold}
 """
 KINDS = ("fers", "fing", "friends", "blk", "req")
 
 
 def queue_state(r: _redis.Redis, p: Any, pairs: list[tuple[str, str]], users: list[str]
-                ) -> Callable[[Iterator[Any]], tuple[dict[tuple[str, str, str], bool], dict[str, int]]]:
-    """Queue on pipeline ``p`` the reads of a batch's graph state: every :data:`KINDS` membership of
-    each pair, both ways, and each user's follower count; the returned reader takes the pipeline's
-    results (an iterator) and gives ``({(kind, owner, member): bool}, {user: follower count})``.
-    One script call on a single Redis; plain commands on Redis Cluster (keys in many slots)."""
+                ) -> Callable[[Iterator[Any]], tuple[list[str], dict[tuple[str, str, str], bool], dict[str, int]]]:
+    """Queue on pipeline ``p`` the reads of a batch's graph state: which ``users`` are not loaded
+    (:func:`unloaded`), every :data:`KINDS` membership of each pair, both ways, and each user's
+    follower count; the returned reader takes the pipeline's results (an iterator) and gives
+    ``(unloaded users, {(kind, owner, member): bool}, {user: follower count})``. One script call
+    on a single Redis; plain commands on Redis Cluster (keys in many slots)."""
     cluster = redis_store.is_cluster(r)
     if cluster:
+        cold = queue_unloaded(p, users)
         for a, b in pairs:
             for k in KINDS:
                 p.sismember(KIND_KEYS[k](a), b)
@@ -537,14 +544,16 @@ def queue_state(r: _redis.Redis, p: Any, pairs: list[tuple[str, str]], users: li
     else:
         r.register_script(STATE_LUA)(args=[len(pairs), *(x for ab in pairs for x in ab), *users], client=p)
 
-    def read(results: Iterator[Any]) -> tuple[dict[tuple[str, str, str], bool], dict[str, int]]:
+    def read(results: Iterator[Any]) -> tuple[list[str], dict[tuple[str, str, str], bool], dict[str, int]]:
         if cluster:
+            unloaded_users = cold(results)
             bits = [bool(next(results)) for _ in range(len(pairs) * 2 * len(KINDS))]
             counts = [int(next(results)) for _ in users]
         else:
-            raw, cs = next(results)
+            raw, cs, missing = next(results)
             raw = raw.decode() if isinstance(raw, bytes) else raw
             cs = cs.decode() if isinstance(cs, bytes) else cs
+            unloaded_users = sorted(_s(missing))
             bits = [c == "1" for c in raw]
             counts = [int(c) for c in cs.split(",")] if users else []
         sets: dict[tuple[str, str, str], bool] = {}
@@ -553,7 +562,7 @@ def queue_state(r: _redis.Redis, p: Any, pairs: list[tuple[str, str]], users: li
             for k in KINDS:
                 sets[(k, a, b)], sets[(k, b, a)] = bits[i], bits[i + 1]
                 i += 2
-        return sets, dict(zip(users, counts))
+        return unloaded_users, sets, dict(zip(users, counts))
     return read
 
 
@@ -707,7 +716,10 @@ def pack_by_replica(session: Session, statements: list[Any], consistency: Any = 
     meta = session.cluster.metadata
     ks = session.keyspace
     by_replicas: dict[tuple[str, ...], list[Any]] = {}
-    for b in sorted(statements, key=lambda b: b.routing_key or b""):  # a partition's rows together
+    statements = sorted(statements, key=lambda b: b.routing_key or b"")  # a partition's rows together
+    if len(meta.all_hosts()) <= 1:  # one node holds every partition: no lookup per statement
+        by_replicas[()] = statements
+    for b in statements if not by_replicas else ():
         hosts = meta.get_replicas(ks, b.routing_key) if b.routing_key is not None else []
         by_replicas.setdefault(tuple(sorted(str(h.endpoint) for h in hosts)), []).append(b)
     out = []

@@ -78,7 +78,7 @@ class UserCheck:
         self.registered: dict[str, int] = {}
 
     def _find(self, ids: Iterable[str]) -> None:
-        ids = sorted(set(ids) - set(self.registered))
+        ids = sorted(set(ids) - self.registered.keys())
         if ids:
             self.registered.update(self.lookup(ids))
             if len(self.registered) > 1_000_000:  # a cache, not the truth: start again
@@ -88,13 +88,14 @@ class UserCheck:
         """Per record, the users it names that were not registered by its ``occurred_at + grace``."""
         named = [(set(self.named(rec)), occurred_ms(rec.value)) for rec in recs]
         self._find(u for users, _ in named for u in users)
-        missing = [(users - set(self.registered), at) for users, at in named]
+        known = self.registered.keys()  # a live view: no copy per record
+        missing = [(users - known, at) for users, at in named]
         if any(m for m, _ in missing):
             deadline = min(self.now_ms() + self.grace_ms, max(at + self.grace_ms for m, at in missing if m))
-            while any(m - set(self.registered) for m, _ in missing) and self.now_ms() < deadline:
+            while any(m - known for m, _ in missing) and self.now_ms() < deadline:
                 self.sleep(self.poll_s)
                 self._find(u for m, _ in missing for u in m)
-            if self.progress is not None and any(m - set(self.registered) for m, _ in missing):
+            if self.progress is not None and any(m - known for m, _ in missing):
                 self._until_users_applied([u for m, _ in missing for u in m])
         return [{u for u in users if self.registered.get(u, at + self.grace_ms + 1) > at + self.grace_ms}
                 for users, at in named]
@@ -262,16 +263,15 @@ def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck |
     pairs = sorted({(min(us), max(us)) for us in named if len(us) == 2})
     p = redis_store.pipeline(r)
     epoch = redis_store.queue_epoch(p)
-    cold = graph.queue_unloaded(p, people)
     state = graph.queue_state(r, p, pairs, people)
     results = iter(p.execute())
     if epoch(results):
         log.warning("redis:epoch was absent: Redis is new or lost its data; graph sets reload lazily")
-    if graph.load(r, s, cold(results)):  # a Redis that lost its data: reload, then read again
+    cold, sets, followers = state(results)
+    if graph.load(r, s, cold):  # a Redis that lost its data: reload, then read again
         p = redis_store.pipeline(r)
         state = graph.queue_state(r, p, pairs, people)
-        results = iter(p.execute())
-    sets, followers = state(results)
+        _, sets, followers = state(iter(p.execute()))
     asks = [(rec.value["from_id"], rec.value["to_id"]) for rec in recs
             if rec.name in ("FriendRequestAccepted", "FriendRequestDeclined")
             and not sets.get(("req", rec.value["to_id"], rec.value["from_id"]))]
