@@ -676,7 +676,7 @@ def write_batch(session: Session, rows: dict[tuple[str, str, str], int | None],
     ``reads`` (bound statements) in the same round; returns the reads' results."""
     from topologies.graph.logic import EDGE_TABLES
     statements = []
-    for (table, part, clust), since in rows.items():
+    for (table, part, clust), since in sorted(rows.items()):  # a partition's rows together
         pcol, ccol = EDGE_TABLES[table]
         if since is None:
             stmt = prepared(session, f"DELETE FROM {table} WHERE {pcol}=? AND {ccol}=?").bind((part, clust))
@@ -695,7 +695,7 @@ def stamp_batch(session: Session, stamps: dict[tuple[str, str], int]) -> None:
     timestamp: never lowers one), packed by replicas (:func:`pack_by_replica`), LOCAL_QUORUM."""
     stmt = prepared(session, STAMP_CLOCK)
     _concurrent(session, pack_by_replica(session, [stmt.bind((pair, edge, version, version))
-                                                   for (pair, edge), version in stamps.items()],
+                                                   for (pair, edge), version in sorted(stamps.items())],
                                          ConsistencyLevel.LOCAL_QUORUM))
 
 
@@ -704,7 +704,8 @@ PACK = 64  # statements per unlogged batch (rows of ~100 bytes: well under the 5
 
 def pack_by_replica(session: Session, statements: list[Any], consistency: Any = None) -> list[Any]:
     """``statements`` (bound, at most one per row) as unlogged batches of up to :data:`PACK`, each
-    holding statements whose partitions have the same replicas (grouped by partition first).
+    holding statements whose partitions have the same replicas, in the order given (callers give
+    a partition's rows one after the other, so a partition's rows share a batch).
 
     Each request costs the Python driver far more CPU than its rows (a request and a response,
     futures, a timer, a query plan): per-partition requests made it ~2/3 of the graph worker's CPU.
@@ -716,7 +717,6 @@ def pack_by_replica(session: Session, statements: list[Any], consistency: Any = 
     meta = session.cluster.metadata
     ks = session.keyspace
     by_replicas: dict[tuple[str, ...], list[Any]] = {}
-    statements = sorted(statements, key=lambda b: b.routing_key or b"")  # a partition's rows together
     if len(meta.all_hosts()) <= 1:  # one node holds every partition: no lookup per statement
         by_replicas[()] = statements
     for b in statements if not by_replicas else ():

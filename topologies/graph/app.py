@@ -77,8 +77,12 @@ class UserCheck:
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.registered: dict[str, int] = {}
 
+    def _unseen(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` not known registered (a lookup per id: never a copy of the cache)."""
+        return {u for u in ids if u not in self.registered}
+
     def _find(self, ids: Iterable[str]) -> None:
-        ids = sorted(set(ids) - self.registered.keys())
+        ids = sorted(self._unseen(ids))
         if ids:
             self.registered.update(self.lookup(ids))
             if len(self.registered) > 1_000_000:  # a cache, not the truth: start again
@@ -88,14 +92,13 @@ class UserCheck:
         """Per record, the users it names that were not registered by its ``occurred_at + grace``."""
         named = [(set(self.named(rec)), occurred_ms(rec.value)) for rec in recs]
         self._find(u for users, _ in named for u in users)
-        known = self.registered.keys()  # a live view: no copy per record
-        missing = [(users - known, at) for users, at in named]
+        missing = [(self._unseen(users), at) for users, at in named]
         if any(m for m, _ in missing):
             deadline = min(self.now_ms() + self.grace_ms, max(at + self.grace_ms for m, at in missing if m))
-            while any(m - known for m, _ in missing) and self.now_ms() < deadline:
+            while any(self._unseen(m) for m, _ in missing) and self.now_ms() < deadline:
                 self.sleep(self.poll_s)
                 self._find(u for m, _ in missing for u in m)
-            if self.progress is not None and any(m - known for m, _ in missing):
+            if self.progress is not None and any(self._unseen(m) for m, _ in missing):
                 self._until_users_applied([u for m, _ in missing for u in m])
         return [{u for u in users if self.registered.get(u, at + self.grace_ms + 1) > at + self.grace_ms}
                 for users, at in named]
@@ -109,12 +112,12 @@ class UserCheck:
         while True:
             done = users_caught_up(ends, self.progress.applied())  # before the lookup: it sees all
             self._find(ids)
-            if done or not set(ids) - set(self.registered):
+            if done or not self._unseen(ids):
                 break
             if not waited and time.monotonic() - t0 > 5:
                 waited = True
                 log.warning("waiting for the users topology to apply users.v1 up to %s before refusing "
-                            "events naming %s (is it running?)", dict(ends), sorted(set(ids) - set(self.registered)))
+                            "events naming %s (is it running?)", dict(ends), sorted(self._unseen(ids)))
             self.sleep(self.poll_s)
 
 
