@@ -39,6 +39,19 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of ``pid`` (``"<tid> <name>"``; the main thread's tid is ``pid``)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        out[f"{task.name} {name}"] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 def end_offsets(s: Settings, topic: str) -> dict[int, int]:
     """High watermarks of every partition of ``topic``."""
     c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"bench-peek-{uuid.uuid4().hex[:6]}"})
@@ -125,10 +138,12 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
                   if k.decode().rsplit(":", 1)[0] == topic}
             if wm and first is None:
                 first = (time.perf_counter(), cpu_s(pid), dict(wm))
+                threads0 = thread_cpu_s(pid)
             if all(wm.get(p, -1) >= o for p, o in want.items()):
                 break
             time.sleep(0.01)
         t_end, c_end = time.perf_counter(), cpu_s(pid)
+        threads = {k: v - threads0.get(k, 0) for k, v in thread_cpu_s(pid).items()} if first else {}
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes the flame graph and exits
             spy.wait(timeout=60)
@@ -145,4 +160,8 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
             "wall_s": wall, "worker_cpu_s": cpu, "weight_per_s": n / wall,
             "weight_per_cpu_s": n / cpu if cpu else None, "events_per_s": len(counted) / wall,
             "events_per_cpu_s": len(counted) / cpu if cpu else None,
-            "worker_log": log_file, "flame_graph": str(profile) if spy is not None else None}
+            "worker_log": log_file, "flame_graph": str(profile) if spy is not None else None,
+            # where the worker's CPU went over the timed window, busiest threads first (main: the
+            # asyncio loop, i.e. Faust; the busiest other Python thread: the batch processing)
+            "thread_cpu_s": dict(sorted(((k, round(v, 2)) for k, v in threads.items() if v > 0),
+                                        key=lambda kv: -kv[1]))}
