@@ -125,7 +125,8 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
         pid = procs[0].pid
         spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         if profile is not None and Path(spy_bin).exists():
-            fmt = ["--format", "raw"] if profile.suffix == ".txt" else []  # collapsed stacks, for grep
+            # by function, not line: a flame graph small enough to keep; .txt: collapsed stacks, for grep
+            fmt = ["--function"] + (["--format", "raw"] if profile.suffix == ".txt" else [])
             spy = subprocess.Popen([spy_bin, "record", "-p", str(pid), "-o", str(profile), "-r", "200",
                                     "-d", str(int(timeout_s)), "--nonblocking", *fmt],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
