@@ -40,7 +40,7 @@ def cpu_s(pid: int) -> float:
 
 
 def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds per thread of ``pid`` (``"<tid> <name>"``; the main thread's tid is ``pid``)."""
+    """CPU seconds per thread of ``pid``: ``"<tid> <name>"``, the main thread (tid ``pid``) labelled."""
     out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -48,7 +48,8 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # the thread ended
             continue
-        out[f"{task.name} {name}"] = (int(fields[11]) + int(fields[12])) / TICK
+        label = "main (asyncio loop: Faust)" if task.name == str(pid) else f"{task.name} {name}"
+        out[label] = (int(fields[11]) + int(fields[12])) / TICK
     return out
 
 
