@@ -3,7 +3,8 @@
 The worker's consumer group is committed at the topic's end offsets first, then the backlog is
 produced, then the worker starts: it reads exactly the backlog. The drain is timed from the first
 applied batch to the last (``fanout:wm`` in Redis reaching the backlog's end offsets), and the
-worker's CPU time (``/proc/<pid>/stat``) over the same window. Optional ``py-spy`` flame graph.
+worker's CPU time (``/proc/<pid>/stat``, also per thread) over the same window. Optional ``py-spy``
+flame graph of that window (attached at the first applied batch: start-up left out).
 """
 
 from __future__ import annotations
@@ -125,12 +126,6 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
     with workers(s, (topology,), log_dir=log_dir, topology_group_suffix=suffix, **knobs) as procs:
         pid = procs[0].pid
         spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        if profile is not None and Path(spy_bin).exists():
-            # by function, not line: a flame graph small enough to keep; .txt: collapsed stacks, for grep
-            fmt = ["--function"] + (["--format", "raw"] if profile.suffix == ".txt" else [])
-            spy = subprocess.Popen([spy_bin, "record", "-p", str(pid), "-o", str(profile), "-r", "200",
-                                    "-d", str(int(timeout_s)), "--nonblocking", *fmt],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         first: tuple[float, float, dict[int, int]] | None = None
         wm: dict[int, int] = {}
@@ -141,6 +136,12 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
             if wm and first is None:
                 first = (time.perf_counter(), cpu_s(pid), dict(wm))
                 threads0 = thread_cpu_s(pid)
+                if profile is not None and Path(spy_bin).exists():  # the drain only, not the start-up
+                    # by function, not line: a flame graph small enough to keep; .txt: collapsed stacks
+                    fmt = ["--function"] + (["--format", "raw"] if profile.suffix == ".txt" else [])
+                    spy = subprocess.Popen([spy_bin, "record", "-p", str(pid), "-o", str(profile), "-r", "200",
+                                            "-d", str(int(timeout_s)), "--nonblocking", *fmt],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if all(wm.get(p, -1) >= o for p, o in want.items()):
                 break
             time.sleep(0.01)
