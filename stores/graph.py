@@ -613,6 +613,10 @@ def apply_sets(r: _redis.Redis, ops: list[tuple[bool, str, str]], users: list[st
     return out
 
 
+#: the durable edge tables: ``table -> (partition column, clustering column)``
+EDGE_TABLES = {"followers": ("user_id", "follower_id"), "following": ("user_id", "followee_id"),
+               "friends": ("user_id", "friend_id"), "blocks": ("user_id", "blocked_id"),
+               "friend_requests": ("to_id", "from_id")}
 READ_CHUNK = 100  # partitions per IN read
 WRITE_CONCURRENCY = 64  # statements (or per-partition batches) in flight
 SELECT_CLOCKS_IN = "SELECT pair, edge, version FROM edge_clocks WHERE pair IN ?"
@@ -674,7 +678,6 @@ def write_batch(session: Session, rows: dict[tuple[str, str, str], int | None],
     and ``user_counts`` (user -> followers, following, friends), grouped by partition and packed by
     replicas (:func:`pack_by_replica`), at most :data:`WRITE_CONCURRENCY` in flight, with
     ``reads`` (bound statements) in the same round; returns the reads' results."""
-    from topologies.graph.logic import EDGE_TABLES
     statements = []
     for (table, part, clust), since in sorted(rows.items()):  # a partition's rows together
         pcol, ccol = EDGE_TABLES[table]

@@ -195,10 +195,6 @@ def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = F
 #: the set memberships a batch reads per user pair, both ways: ``(kind, a, b)`` is "``b`` is in
 #: ``a``'s set of that kind" (followers, following, friends, blocked, pending requests to ``a``)
 KINDS = ("fers", "fing", "friends", "blk", "req")
-#: the durable edge tables: ``table -> (partition column, clustering column)``
-EDGE_TABLES = {"followers": ("user_id", "follower_id"), "following": ("user_id", "followee_id"),
-               "friends": ("user_id", "friend_id"), "blocks": ("user_id", "blocked_id"),
-               "friend_requests": ("to_id", "from_id")}
 
 
 def pair_key(a: str, b: str) -> str:
