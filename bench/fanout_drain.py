@@ -3,7 +3,8 @@
 The worker's consumer group is committed at the topic's end offsets first, then the backlog is
 produced, then the worker starts: it reads exactly the backlog. The drain is timed from the first
 applied batch to the last (``fanout:wm`` in Redis reaching the backlog's end offsets), and the
-worker's CPU time (``/proc/<pid>/stat``) over the same window. Optional ``py-spy`` flame graph.
+worker's CPU time (``/proc/<pid>/stat``, also per thread) over the same window. Optional ``py-spy``
+flame graph of that window (attached at the first applied batch: start-up left out).
 """
 
 from __future__ import annotations
@@ -37,6 +38,20 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` and its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of ``pid``: ``"<tid> <name>"``, the main thread (tid ``pid``) labelled."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        label = "main (asyncio loop: Faust)" if task.name == str(pid) else f"{task.name} {name}"
+        out[label] = (int(fields[11]) + int(fields[12])) / TICK
+    return out
 
 
 def end_offsets(s: Settings, topic: str) -> dict[int, int]:
@@ -111,10 +126,6 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
     with workers(s, (topology,), log_dir=log_dir, topology_group_suffix=suffix, **knobs) as procs:
         pid = procs[0].pid
         spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-        if profile is not None and Path(spy_bin).exists():
-            spy = subprocess.Popen([spy_bin, "record", "-p", str(pid), "-o", str(profile), "-r", "200",
-                                    "-d", str(int(timeout_s)), "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         first: tuple[float, float, dict[int, int]] | None = None
         wm: dict[int, int] = {}
@@ -124,10 +135,18 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
                   if k.decode().rsplit(":", 1)[0] == topic}
             if wm and first is None:
                 first = (time.perf_counter(), cpu_s(pid), dict(wm))
+                threads0 = thread_cpu_s(pid)
+                if profile is not None and Path(spy_bin).exists():  # the drain only, not the start-up
+                    # by function, not line: a flame graph small enough to keep; .txt: collapsed stacks
+                    fmt = ["--function"] + (["--format", "raw"] if profile.suffix == ".txt" else [])
+                    spy = subprocess.Popen([spy_bin, "record", "-p", str(pid), "-o", str(profile), "-r", "200",
+                                            "-d", str(int(timeout_s)), "--nonblocking", *fmt],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if all(wm.get(p, -1) >= o for p, o in want.items()):
                 break
             time.sleep(0.01)
         t_end, c_end = time.perf_counter(), cpu_s(pid)
+        threads = {k: v - threads0.get(k, 0) for k, v in thread_cpu_s(pid).items()} if first else {}
         if spy is not None:
             spy.send_signal(2)  # SIGINT: py-spy writes the flame graph and exits
             spy.wait(timeout=60)
@@ -144,4 +163,8 @@ def drain_topology(base: Settings, s: Settings, r: Any, topology: str, topic: st
             "wall_s": wall, "worker_cpu_s": cpu, "weight_per_s": n / wall,
             "weight_per_cpu_s": n / cpu if cpu else None, "events_per_s": len(counted) / wall,
             "events_per_cpu_s": len(counted) / cpu if cpu else None,
-            "worker_log": log_file, "flame_graph": str(profile) if spy is not None else None}
+            "worker_log": log_file, "flame_graph": str(profile) if spy is not None else None,
+            # where the worker's CPU went over the timed window, busiest threads first (main: the
+            # asyncio loop, i.e. Faust; the busiest other Python thread: the batch processing)
+            "thread_cpu_s": dict(sorted(((k, round(v, 2)) for k, v in threads.items() if v > 0),
+                                        key=lambda kv: -kv[1]))}

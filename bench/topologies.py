@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench import ceilings, engagement_drain
@@ -50,8 +51,9 @@ def follow_backlog(g: dict[str, list[str]], n: int, seed: int) -> list[tuple[str
     return out
 
 
-def graph_drain(base: Settings, s: Settings, events: int) -> dict[str, Any]:
-    """One graph worker draining ``events`` Followed on a loaded power-law graph."""
+def graph_drain(base: Settings, s: Settings, events: int, profile: Path | None = None) -> dict[str, Any]:
+    """One graph worker draining ``events`` Followed on a loaded power-law graph (``profile``: a
+    py-spy flame graph of the worker, :func:`bench.fanout_drain.drain_topology`)."""
     r = redis_store.client(s)
     r.flushdb()
     seed = random.randrange(10**6)
@@ -59,7 +61,7 @@ def graph_drain(base: Settings, s: Settings, events: int) -> dict[str, Any]:
     load_graph(r, g)
     register(r, list(g))
     res = drain_topology(base, s, r, "graph", GRAPH.resolved(s).name, follow_backlog(g, events, seed),
-                         [1] * events, knobs={})
+                         [1] * events, knobs={}, profile=profile)
     cass = ceilings.cassandra_insert(s, ceilings.new_run_id(), duration_s=2.0)["value"]
     return {**res, "cassandra_insert_per_s": cass,
             "ratio_rows_to_cassandra": GRAPH_ROWS_PER_FOLLOW * res.get("events_per_s", 0) / cass}

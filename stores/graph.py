@@ -31,6 +31,7 @@ from typing import Any
 import redis as _redis
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
+from cassandra.query import BatchStatement, BatchType
 
 from stores import redis as redis_store
 from stores.cassandra import prepared
@@ -492,3 +493,249 @@ class GraphWriter:
         p.srem(k_blocked_by(blocked), blocker)
         p.execute()
         self._cql([(self._del["blocks"], (blocker, blocked))])
+
+
+# -- a batch of graph events (topologies.graph.app.process_graph_batch) ------------------------------
+#: kind of set (topologies.graph.logic.KINDS, plus ``blkby``) -> its Redis key
+KIND_KEYS: dict[str, Callable[[str], str]] = {"fers": k_followers, "fing": k_following, "friends": k_friends,
+                                              "blk": k_blocks, "req": k_requests, "blkby": k_blocked_by}
+# ARGV: n, then n pairs (a, b), then users. Returns the memberships of every pair in KINDS order,
+# both ways ("0"/"1" each: kind's set of a has b, kind's set of b has a), the users' follower
+# counts joined by ",", and the users whose sets are not loaded (no g:ok marker). One reply for
+# the whole batch (reading each as its own reply costs more).
+STATE_LUA = """
+local n = tonumber(ARGV[1])
+local cold = {}
+for j = 2 + 2 * n, #ARGV do
+  if redis.call('EXISTS', 'g:ok:' .. ARGV[j]) == 0 then cold[#cold + 1] = ARGV[j] end
+end
+local kinds = {'g:fers:', 'g:fing:', 'g:friends:', 'g:blk:', 'g:req:'}
+local bits = {}
+for i = 0, n - 1 do
+  local a, b = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  for _, k in ipairs(kinds) do
+    bits[#bits + 1] = redis.call('SISMEMBER', k .. a, b)
+    bits[#bits + 1] = redis.call('SISMEMBER', k .. b, a)
+  end
+end
+local counts = {}
+for j = 2 + 2 * n, #ARGV do counts[#counts + 1] = redis.call('SCARD', 'g:fers:' .. ARGV[j]) end
+return {table.concat(bits), table.concat(counts, ','), cold}
+"""
+KINDS = ("fers", "fing", "friends", "blk", "req")
+
+
+def queue_state(r: _redis.Redis, p: Any, pairs: list[tuple[str, str]], users: list[str]
+                ) -> Callable[[Iterator[Any]], tuple[list[str], dict[tuple[str, str, str], bool], dict[str, int]]]:
+    """Queue on pipeline ``p`` the reads of a batch's graph state: which ``users`` are not loaded
+    (:func:`unloaded`), every :data:`KINDS` membership of each pair, both ways, and each user's
+    follower count; the returned reader takes the pipeline's results (an iterator) and gives
+    ``(unloaded users, {(kind, owner, member): bool}, {user: follower count})``. One script call
+    on a single Redis; plain commands on Redis Cluster (keys in many slots)."""
+    cluster = redis_store.is_cluster(r)
+    if cluster:
+        cold = queue_unloaded(p, users)
+        for a, b in pairs:
+            for k in KINDS:
+                p.sismember(KIND_KEYS[k](a), b)
+                p.sismember(KIND_KEYS[k](b), a)
+        for u in users:
+            p.scard(k_followers(u))
+    else:
+        r.register_script(STATE_LUA)(args=[len(pairs), *(x for ab in pairs for x in ab), *users], client=p)
+
+    def read(results: Iterator[Any]) -> tuple[list[str], dict[tuple[str, str, str], bool], dict[str, int]]:
+        if cluster:
+            unloaded_users = cold(results)
+            bits = [bool(next(results)) for _ in range(len(pairs) * 2 * len(KINDS))]
+            counts = [int(next(results)) for _ in users]
+        else:
+            raw, cs, missing = next(results)
+            raw = raw.decode() if isinstance(raw, bytes) else raw
+            cs = cs.decode() if isinstance(cs, bytes) else cs
+            unloaded_users = sorted(_s(missing))
+            bits = [c == "1" for c in raw]
+            counts = [int(c) for c in cs.split(",")] if users else []
+        sets: dict[tuple[str, str, str], bool] = {}
+        i = 0
+        for a, b in pairs:
+            for k in KINDS:
+                sets[(k, a, b)], sets[(k, b, a)] = bits[i], bits[i + 1]
+                i += 2
+        return unloaded_users, sets, dict(zip(users, counts))
+    return read
+
+
+# ARGV: n, then n triples (op, key, member: op "1" adds, "0" removes), then users. Applies the
+# batch's final memberships atomically (as the writer's MULTI did) and returns each user's set sizes
+# after them, "followers,following,friends" joined by ";": one reply, not one per command.
+APPLY_LUA = """
+local n = tonumber(ARGV[1])
+for i = 0, n - 1 do
+  local j = 2 + 3 * i
+  if ARGV[j] == '1' then redis.call('SADD', ARGV[j + 1], ARGV[j + 2]) else redis.call('SREM', ARGV[j + 1], ARGV[j + 2]) end
+end
+local out = {}
+for j = 2 + 3 * n, #ARGV do
+  local u = ARGV[j]
+  out[#out + 1] = redis.call('SCARD', 'g:fers:' .. u) .. ',' .. redis.call('SCARD', 'g:fing:' .. u) .. ','
+    .. redis.call('SCARD', 'g:friends:' .. u)
+end
+return table.concat(out, ';')
+"""
+
+
+def apply_sets(r: _redis.Redis, ops: list[tuple[bool, str, str]], users: list[str]
+               ) -> dict[str, tuple[int, int, int]]:
+    """Apply ``ops`` (add?, set key, member) and return ``users``' (followers, following, friends)
+    counts read after them: one atomic script call on a single Redis; on Redis Cluster (keys in
+    many slots) a plain pipeline."""
+    if redis_store.is_cluster(r):
+        p = r.pipeline(transaction=False)
+        for add, key, member in ops:
+            (p.sadd if add else p.srem)(key, member)
+        for u in users:
+            p.scard(k_followers(u))
+            p.scard(k_following(u))
+            p.scard(k_friends(u))
+        done = p.execute()
+        sizes = [int(x) for x in done[len(done) - 3 * len(users):]]
+        return {u: (sizes[3 * i], sizes[3 * i + 1], sizes[3 * i + 2]) for i, u in enumerate(users)}
+    p = redis_store.pipeline(r)
+    r.register_script(APPLY_LUA)(args=[len(ops), *(x for add, k, m in ops for x in ("1" if add else "0", k, m)),
+                                       *users], client=p)
+    raw = p.execute()[0]
+    raw = raw.decode() if isinstance(raw, bytes) else raw
+    out: dict[str, tuple[int, int, int]] = {}
+    for u, c in zip(users, raw.split(";") if users else []):
+        a, b, f = c.split(",")
+        out[u] = (int(a), int(b), int(f))
+    return out
+
+
+#: the durable edge tables: ``table -> (partition column, clustering column)``
+EDGE_TABLES = {"followers": ("user_id", "follower_id"), "following": ("user_id", "followee_id"),
+               "friends": ("user_id", "friend_id"), "blocks": ("user_id", "blocked_id"),
+               "friend_requests": ("to_id", "from_id")}
+READ_CHUNK = 100  # partitions per IN read
+WRITE_CONCURRENCY = 64  # statements (or per-partition batches) in flight
+SELECT_CLOCKS_IN = "SELECT pair, edge, version FROM edge_clocks WHERE pair IN ?"
+
+
+def _concurrent(session: Session, statements: list[Any]) -> list[Any]:
+    from cassandra.concurrent import execute_concurrent
+    if not statements:
+        return []
+    out = []
+    for ok, result in execute_concurrent(session, [(s, None) for s in statements],
+                                         concurrency=WRITE_CONCURRENCY, raise_on_first_error=True):
+        if not ok:  # pragma: no cover - raise_on_first_error raises first
+            raise result
+        out.append(result)
+    return out
+
+
+def _in_reads(session: Session, cql: str, keys: list[Any], *extra: Any) -> list[Any]:
+    """Bound ``cql`` (``... IN ? ...``) over ``keys`` in chunks of :data:`READ_CHUNK`, LOCAL_QUORUM."""
+    stmt = prepared(session, cql)
+    bound = []
+    for i in range(0, len(keys), READ_CHUNK):
+        b = stmt.bind((keys[i:i + READ_CHUNK], *extra))
+        b.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        bound.append(b)
+    return bound
+
+
+def read_batch(session: Session, pairs: Iterable[str], requests: Iterable[tuple[str, str]]
+               ) -> tuple[dict[str, dict[str, int]], set[tuple[str, str]]]:
+    """One concurrent Cassandra round of a batch's reads: the edge clocks of ``pairs`` (pair keys,
+    LOCAL_QUORUM, as :func:`edge_clocks`) and which ``requests`` (``(from, to)``, those Redis does
+    not hold) are pending in Cassandra; returns ``({pair: {edge: version}}, {(from, to)})``."""
+    pairs, requests = sorted(set(pairs)), sorted(set(requests))
+    clock_stmts = _in_reads(session, SELECT_CLOCKS_IN, pairs)
+    req = pending_request_statement(session)
+    results = _concurrent(session, clock_stmts + [req.bind((to, f)) for f, to in requests])
+    clocks: dict[str, dict[str, int]] = {p: {} for p in pairs}
+    for rows in results[:len(clock_stmts)]:
+        for row in rows:
+            clocks[row.pair][row.edge] = row.version
+    pending = {fr for fr, rows in zip(requests, results[len(clock_stmts):]) if rows.one() is not None}
+    return clocks, pending
+
+
+SELECT_INDEX_IN = ("SELECT author_id, post_id, visibility FROM posts_by_author WHERE author_id IN ? "
+                   "PER PARTITION LIMIT ?")
+
+
+def index_statements(session: Session, authors: list[str], limit: int) -> list[Any]:
+    """Bound reads of ``authors``' newest ``limit`` posts (author index), LOCAL_QUORUM."""
+    return _in_reads(session, SELECT_INDEX_IN, sorted(set(authors)), limit)
+
+
+def write_batch(session: Session, rows: dict[tuple[str, str, str], int | None],
+                counts: dict[str, tuple[int, int, int]], reads: list[Any] = ()) -> list[Any]:
+    """Write a batch's final edge rows (``(table, partition, clustering) -> since``, None deletes)
+    and ``user_counts`` (user -> followers, following, friends), grouped by partition and packed by
+    replicas (:func:`pack_by_replica`), at most :data:`WRITE_CONCURRENCY` in flight, with
+    ``reads`` (bound statements) in the same round; returns the reads' results."""
+    statements = []
+    for (table, part, clust), since in sorted(rows.items()):  # a partition's rows together
+        pcol, ccol = EDGE_TABLES[table]
+        if since is None:
+            stmt = prepared(session, f"DELETE FROM {table} WHERE {pcol}=? AND {ccol}=?").bind((part, clust))
+        else:
+            stmt = prepared(session, f"INSERT INTO {table} ({pcol}, {ccol}, since) VALUES (?, ?, ?)"
+                            ).bind((part, clust, since))
+        statements.append(stmt)
+    ins = prepared(session, "INSERT INTO user_counts (user_id, followers, following, friends) VALUES (?, ?, ?, ?)")
+    statements += [ins.bind((u, *c)) for u, c in counts.items()]
+    reads = list(reads)
+    return _concurrent(session, reads + pack_by_replica(session, statements))[:len(reads)]
+
+
+def stamp_batch(session: Session, stamps: dict[tuple[str, str], int]) -> None:
+    """Raise the batch's edge clocks (``(pair key, edge) -> version``, written with the version as
+    timestamp: never lowers one), packed by replicas (:func:`pack_by_replica`), LOCAL_QUORUM."""
+    stmt = prepared(session, STAMP_CLOCK)
+    _concurrent(session, pack_by_replica(session, [stmt.bind((pair, edge, version, version))
+                                                   for (pair, edge), version in sorted(stamps.items())],
+                                         ConsistencyLevel.LOCAL_QUORUM))
+
+
+PACK = 64  # statements per unlogged batch (rows of ~100 bytes: well under the 50 KB batch limit)
+
+
+def pack_by_replica(session: Session, statements: list[Any], consistency: Any = None) -> list[Any]:
+    """``statements`` (bound, at most one per row) as unlogged batches of up to :data:`PACK`, each
+    holding statements whose partitions have the same replicas, in the order given (callers give
+    a partition's rows one after the other, so a partition's rows share a batch).
+
+    Each request costs the Python driver far more CPU than its rows (a request and a response,
+    futures, a timer, a query plan): per-partition requests made it ~2/3 of the graph worker's CPU.
+    A batch whose partitions share their replicas is sent token-aware to one of them and written
+    there without a coordinator fan-out, the way a per-partition batch is; unlogged, so no more
+    atomic than separate statements (every row is written once per call, so the batch's single
+    write timestamp orders nothing that separate statements would have).
+    """
+    meta = session.cluster.metadata
+    ks = session.keyspace
+    by_replicas: dict[tuple[str, ...], list[Any]] = {}
+    if len(meta.all_hosts()) <= 1:  # one node holds every partition: no lookup per statement
+        by_replicas[()] = statements
+    for b in statements if not by_replicas else ():
+        hosts = meta.get_replicas(ks, b.routing_key) if b.routing_key is not None else []
+        by_replicas.setdefault(tuple(sorted(str(h.endpoint) for h in hosts)), []).append(b)
+    out = []
+    for group in by_replicas.values():
+        for i in range(0, len(group), PACK):
+            chunk = group[i:i + PACK]
+            if len(chunk) == 1:
+                stmt = chunk[0]
+            else:
+                stmt = BatchStatement(batch_type=BatchType.UNLOGGED)
+                for b in chunk:
+                    stmt.add(b)
+            if consistency is not None:
+                stmt.consistency_level = consistency
+            out.append(stmt)
+    return out

@@ -76,3 +76,26 @@ def test_unfriend_of_a_non_friend_is_refused_with_a_reason():
     with pytest.raises(NotFriends, match="a and b are not friends") as err:
         plan_graph("Unfriended", {"user_id": "a", "friend_id": "b"}, blocked=False, friends=False)
     assert isinstance(err.value, PoisonRecord)
+
+
+def test_a_batch_fold_sees_the_effect_of_the_records_before_it():
+    """Issue 16: GraphBatch folds a batch in offset order; later records see earlier ones' effect."""
+    from topologies.graph.logic import BACKFILL, GraphBatch
+
+    b = GraphBatch(sets={}, followers={"b": 0}, clocks={}, celebrity_threshold=1)
+    follow = {"follower_id": "a", "followee_id": "b"}
+    assert [j.kind for j in b.apply("Followed", follow, 1).jobs] == [BACKFILL]
+    assert b.apply("Blocked", {"blocker_id": "b", "blocked_id": "a"}, 2).jobs
+    assert b.apply("Followed", follow, 3).jobs == []  # blocked by the record before it: a no-op
+    b.apply("Unblocked", {"blocker_id": "b", "blocked_id": "a"}, 4)
+    b.apply("FriendRequestSent", {"from_id": "a", "to_id": "b"}, 5)
+    accepted = b.apply("FriendRequestAccepted", {"from_id": "a", "to_id": "b"}, 6)  # pending in-batch
+    assert accepted.error is None and len(accepted.jobs) == 2
+    assert b.apply("FriendRequestAccepted", {"from_id": "a", "to_id": "b"}, 7).error is not None
+    assert b.apply("Followed", follow, 1).stale  # older than the edge's last applied event
+    assert b.changed[("fers", "b", "a")] and b.changed[("friends", "a", "b")] and b.followers["b"] == 1
+    assert b.rows[("followers", "b", "a")] == 6 and b.rows[("friend_requests", "b", "a")] is None
+    assert list(b.counted) == ["a", "b"] and b.negatives[("a", "b")] is False
+    c = GraphBatch(sets={}, followers={"b": 1}, clocks={}, celebrity_threshold=1)
+    c.apply("Followed", {"follower_id": "x", "followee_id": "b"}, 1)
+    assert c.apply("Followed", follow, 2).jobs == []  # b passed the celebrity threshold in this batch

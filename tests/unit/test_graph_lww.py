@@ -51,3 +51,12 @@ def test_block_and_unfriend_guard_the_follows_and_requests_they_end():
 def test_friend_edges_are_symmetric_and_others_directed():
     assert edge_key("friend", "b", "a") == edge_key("friend", "a", "b")
     assert edge_key("follow", "b", "a") != edge_key("follow", "a", "b")
+
+
+def test_a_follow_or_request_ignored_while_blocked_stays_ignored_when_redelivered_after_the_unblock():
+    """Issue 16: the pair's block edges guard what a block makes a no-op; only a newer one applies."""
+    back = {"blocker_id": "b", "blocked_id": "a"}
+    log = [("Blocked", back, 1), ("Followed", F, 2), ("FriendRequestSent", R, 2), ("Unblocked", back, 3)]
+    assert _applied(log + [("Followed", F, 2), ("FriendRequestSent", R, 2), ("Followed", F, 4)]) == [
+        "Blocked", "Followed", "FriendRequestSent", "Unblocked", "Followed"]
+    assert edge_clock("Followed", F)[1] == [edge_key("follow", "a", "b")]  # never stamps the blocks

@@ -12,7 +12,6 @@ import faust
 from core.feed import TimelineWrite
 from core.settings import Settings
 from stores import graph, progress
-from stores import posts as post_store
 from stores import redis as redis_store
 from stores import timelines as tls
 from stores import users as user_store
@@ -37,18 +36,17 @@ from topologies.graph.logic import (
     BACKFILL,
     GRAPH_RECORDS,
     PURGE,
+    GraphBatch,
     UnknownGraphEvent,
-    edge_clock,
-    edge_version,
-    is_stale,
     named_users,
-    plan_graph,
+    pair_key,
 )
 
 # user ids -> registration time (epoch ms) of those registered; unknown ids are absent
 Lookup = Callable[[list[str]], Mapping[str, int]]
 
 log = logging.getLogger(__name__)
+BATCH_WITHIN_S = 0.05  # as fan-out's: with a backlog Faust hands a stream a few records per 5 ms
 
 
 class UserCheck:
@@ -80,8 +78,12 @@ class UserCheck:
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
         self.registered: dict[str, int] = {}
 
+    def _unseen(self, ids: Iterable[str]) -> set[str]:
+        """Those of ``ids`` not known registered (a lookup per id: never a copy of the cache)."""
+        return {u for u in ids if u not in self.registered}
+
     def _find(self, ids: Iterable[str]) -> None:
-        ids = sorted(set(ids) - set(self.registered))
+        ids = sorted(self._unseen(ids))
         if ids:
             self.registered.update(self.lookup(ids))
             if len(self.registered) > 1_000_000:  # a cache, not the truth: start again
@@ -91,13 +93,13 @@ class UserCheck:
         """Per record, the users it names that were not registered by its ``occurred_at + grace``."""
         named = [(set(self.named(rec)), occurred_ms(rec.value)) for rec in recs]
         self._find(u for users, _ in named for u in users)
-        missing = [(users - set(self.registered), at) for users, at in named]
+        missing = [(self._unseen(users), at) for users, at in named]
         if any(m for m, _ in missing):
             deadline = min(self.now_ms() + self.grace_ms, max(at + self.grace_ms for m, at in missing if m))
-            while any(m - set(self.registered) for m, _ in missing) and self.now_ms() < deadline:
+            while any(self._unseen(m) for m, _ in missing) and self.now_ms() < deadline:
                 self.sleep(self.poll_s)
                 self._find(u for m, _ in missing for u in m)
-            if self.progress is not None and any(m - set(self.registered) for m, _ in missing):
+            if self.progress is not None and any(self._unseen(m) for m, _ in missing):
                 self._until_users_applied([u for m, _ in missing for u in m])
         return [{u for u in users if self.registered.get(u, at + self.grace_ms + 1) > at + self.grace_ms}
                 for users, at in named]
@@ -111,12 +113,12 @@ class UserCheck:
         while True:
             done = users_caught_up(ends, self.progress.applied())  # before the lookup: it sees all
             self._find(ids)
-            if done or not set(ids) - set(self.registered):
+            if done or not self._unseen(ids):
                 break
             if not waited and time.monotonic() - t0 > 5:
                 waited = True
                 log.warning("waiting for the users topology to apply users.v1 up to %s before refusing "
-                            "events naming %s (is it running?)", dict(ends), sorted(set(ids) - set(self.registered)))
+                            "events naming %s (is it running?)", dict(ends), sorted(self._unseen(ids)))
             self.sleep(self.poll_s)
 
 
@@ -212,56 +214,18 @@ def registered_lookup(st: Stores) -> Lookup:
 
 
 def process_graph(st: Stores, rec: SourceRecord, unknown: Iterable[str] = ()) -> list[TimelineWrite]:
-    """Apply one graph.v1 event to the graph stores and reader timelines; return timeline writes.
+    """Apply one graph.v1 event to the graph stores and reader timelines; return its timeline writes.
 
-    Last writer wins per edge (:func:`topologies.graph.logic.edge_clock`): an event older than the
-    last one applied to an edge it names is ignored (no writes), so a re-sent ``Followed``
-    after the ``Unfollowed`` never re-creates the edge. Refusals (:class:`PoisonRecord`) come first.
-
-    ``unknown``: users it names that are not registered (:class:`UserCheck`); then it raises
-    :class:`topologies.graph.logic.UnknownUser` before any side effect.
+    :func:`process_graph_batch` on a batch of one (the replay applies events this way): last
+    writer wins per edge (:func:`topologies.graph.logic.edge_clock`), so an event older than the
+    last one applied to an edge it names changes nothing. ``unknown``: users it names that are not
+    registered (:class:`UserCheck`); then, as for the other refusals, it raises the
+    :class:`PoisonRecord` (e.g. :class:`topologies.graph.logic.UnknownUser`) before any side effect.
     """
-    r, s, tl = st.r, st.s, st.settings
-    blocked = pending = False
-    pair = _pair(rec)
-    if pair is not None:
-        graph.ensure_loaded(r, s, pair)  # a Redis that lost its data: reload both users' sets first
-        blocked = graph.is_blocked_either_way(r, *pair)
-    if rec.name in ("FriendRequestAccepted", "FriendRequestDeclined"):
-        pending = graph.has_pending_request(r, s, rec.value["from_id"], rec.value["to_id"])
-    friends = rec.name == "Unfriended" and graph.is_friend(r, rec.value["user_id"], rec.value["friend_id"])
-    # raises UnknownUser, NoPendingRequest, NotFriends
-    plan = plan_graph(rec.name, rec.value, blocked=blocked, pending=pending, friends=friends,
-                      unknown=set(unknown))
-    at = occurred_ms(rec.value)
-    guards, stamps = edge_clock(rec.name, rec.value)
-    version = edge_version(rec.name, at)
-    users = named_users(rec.name, rec.value)  # the clock's user pair (blocks too, unlike ``pair``)
-    if guards and is_stale(version, guards, graph.edge_clocks(s, *users)):
-        log.info("graph: ignoring %s %s: an edge it names had a newer event applied",
-                 rec.name, rec.value.get("event_id"))
-        return []  # re-delivered after a newer event: last writer wins
-    for op, a, b in plan.edges:
-        getattr(st.graph, op)(a, b, *((at,) if op in ("follow", "befriend", "block", "request_sent") else ()))
-    for reader, author, hidden in plan.negatives:
-        tls.hide_author(r, reader, author, hidden)
-    writes: list[TimelineWrite] = []
-    for kind, reader, author in plan.timelines:
-        if kind == BACKFILL:
-            if graph.is_celebrity(r, author, tl.celebrity_threshold):
-                continue  # merged at read time instead
-            # the edge is already written: read the index after it (closes the follow/post race)
-            recent = post_store.recent_author_posts(s, author, tl.backfill_limit * 2)
-            writes += plan_backfill(reader, author, recent, follows=True,
-                                    is_friend=bool(r.sismember(graph.k_friends(author), reader)),
-                                    limit=tl.backfill_limit)
-        elif kind == PURGE:
-            ids = [pid for pid, _ in post_store.recent_author_posts(s, author, tl.timeline_cap)]
-            writes += plan_purge(reader, author, ids)
-    tls.apply_writes(r, writes, cap=tl.timeline_cap, source=source_of(rec))
-    if stamps:  # last: a crash before this re-applies the event (idempotent)
-        graph.stamp_edges(s, *users, stamps, version)
-    return writes
+    [(_, out)] = process_graph_batch(st, [rec], unknown=[set(unknown)], mark=False)
+    if isinstance(out, PoisonRecord):
+        raise out
+    return out
 
 
 def check_graph_record(rec: SourceRecord) -> None:
@@ -270,38 +234,108 @@ def check_graph_record(rec: SourceRecord) -> None:
         raise UnknownGraphEvent(f"unexpected record {rec.name} on {rec.topic}")
 
 
-def _pair(rec: SourceRecord) -> tuple[str, str] | None:
-    v = rec.value
-    for a, b in (("follower_id", "followee_id"), ("from_id", "to_id"), ("user_id", "friend_id")):
-        if a in v:
-            return v[a], v[b]
-    return None
+def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck | None = None, *,
+                        unknown: list[set[str]] | None = None, mark: bool = True) -> Results:
+    """Apply a batch of graph.v1 records as if one after the other; return their writes.
 
+    Reads once, folds in memory, writes once (issue 16):
 
-def process_graph_batch(st: Stores, recs: list[SourceRecord], users: UserCheck | None = None) -> Results:
-    """Apply graph.v1 records one after the other (each may depend on the last); return their writes.
+    1. **Reads**: one Redis round trip when warm (the epoch, which named users' sets are not
+       loaded, and the batch's state: every relation between each named pair, both ways, and the
+       named users' follower counts, :func:`stores.graph.queue_state`); cold users' sets are
+       loaded from Cassandra and the state read again. Then one concurrent Cassandra round: the
+       edge clocks of every pair (LOCAL_QUORUM) and the requests Redis does not hold.
+    2. **Fold** (:class:`topologies.graph.logic.GraphBatch`, pure): each record in offset order sees
+       the effect of the ones before it: refusals, last writer wins per edge, edges, negatives,
+       back-fill (celebrity and friendship as of that record) and purge jobs.
+    3. **Writes**: the final set memberships and negative sets in one atomic Redis script call,
+       which also reads the changed users' set sizes (:func:`stores.graph.apply_sets`); then one Cassandra round (edge rows and ``user_counts``
+       from those sizes, grouped by partition, bounded; the author index reads of the back-fills
+       and purges, after the edges are in Redis: closes the follow/post race); then the timeline
+       writes in one pipeline; then the edge clocks (last: a crash before re-applies the batch,
+       idempotently); then the progress marks (``mark``).
 
     A record refused before any side effect (:class:`PoisonRecord`, e.g. an accept without a pending
-    request, or naming a user ``users`` finds unregistered) comes back with its error instead of
-    writes, for the app to dead-letter.
+    request, or naming a user ``users`` finds unregistered; ``unknown`` gives those users instead)
+    comes back with its error instead of writes, for the app to dead-letter.
     """
-    if redis_store.ensure_epoch(st.r)[1]:
+    r, s, tl = st.r, st.s, st.settings
+    if unknown is None:
+        unknown = users.unknown(recs) if users is not None else [set() for _ in recs]
+    named = [named_users(rec.name, rec.value) for rec in recs]
+    people = sorted({u for us in named for u in us})
+    pairs = sorted({(min(us), max(us)) for us in named if len(us) == 2})
+    p = redis_store.pipeline(r)
+    epoch = redis_store.queue_epoch(p)
+    state = graph.queue_state(r, p, pairs, people)
+    results = iter(p.execute())
+    if epoch(results):
         log.warning("redis:epoch was absent: Redis is new or lost its data; graph sets reload lazily")
+    cold, sets, followers = state(results)
+    if graph.load(r, s, cold):  # a Redis that lost its data: reload, then read again
+        p = redis_store.pipeline(r)
+        state = graph.queue_state(r, p, pairs, people)
+        _, sets, followers = state(iter(p.execute()))
+    asks = [(rec.value["from_id"], rec.value["to_id"]) for rec in recs
+            if rec.name in ("FriendRequestAccepted", "FriendRequestDeclined")
+            and not sets.get(("req", rec.value["to_id"], rec.value["from_id"]))]
+    clocks, durable = graph.read_batch(s, [pair_key(*us) for us in named if len(us) == 2], asks)
+
+    batch = GraphBatch(sets, followers, clocks, durable, celebrity_threshold=tl.celebrity_threshold)
+    applied = [batch.apply(rec.name, rec.value, occurred_ms(rec.value), missing)
+               for rec, missing in zip(recs, unknown)]
+    for rec, a in zip(recs, applied):
+        if a.stale:
+            log.info("graph: ignoring %s %s: an edge it names had a newer event applied",
+                     rec.name, rec.value.get("event_id"))
+
+    counts: dict[str, tuple[int, int, int]] = {}
+    if batch.changed or batch.negatives:
+        ops = [(on, graph.KIND_KEYS[kind](owner), member) for (kind, owner, member), on in batch.changed.items()]
+        ops += [(hidden, tls.k_negative(reader), author) for (reader, author), hidden in batch.negatives.items()]
+        counts = graph.apply_sets(r, ops, list(batch.counted))
+    jobs = [j for a in applied for j in a.jobs]
+    need: dict[str, int] = {}
+    for j in jobs:
+        lim = tl.backfill_limit * 2 if j.kind == BACKFILL else tl.timeline_cap
+        need[j.author] = max(need.get(j.author, 0), lim)
+    by_limit: dict[int, list[str]] = {}
+    for author, lim in need.items():
+        by_limit.setdefault(lim, []).append(author)
+    reads = [b for lim, authors in sorted(by_limit.items()) for b in graph.index_statements(s, authors, lim)]
+    index: dict[str, list[tuple[int, str]]] = {a: [] for a in need}
+    for rows in graph.write_batch(s, batch.rows, counts, reads):
+        for row in rows:
+            index[row.author_id].append((row.post_id, row.visibility))
+
     out: Results = []
-    unknown = users.unknown(recs) if users is not None else [set() for _ in recs]
-    for rec, missing in zip(recs, unknown):
-        try:
-            out.append((rec, process_graph(st, rec, missing)))
-        except PoisonRecord as exc:
-            out.append((rec, exc))
-    progress.mark(st.r, "graph", progress.highest((r.topic, r.partition, r.offset) for r in recs))
+    timelines = tls.TimelineBatch(r, tl.timeline_cap)
+    for rec, a in zip(recs, applied):
+        if a.error is not None:
+            out.append((rec, a.error))
+            continue
+        writes: list[TimelineWrite] = []
+        for j in a.jobs:
+            if j.kind == BACKFILL:
+                writes += plan_backfill(j.reader, j.author, index[j.author][:tl.backfill_limit * 2], follows=True,
+                                        is_friend=j.is_friend, limit=tl.backfill_limit)
+            elif j.kind == PURGE:
+                writes += plan_purge(j.reader, j.author, [pid for pid, _ in index[j.author][:tl.timeline_cap]])
+        if writes:
+            timelines.writes(writes, source_of(rec))
+        out.append((rec, writes))
+    timelines.run()
+    graph.stamp_batch(s, batch.stamps)  # last: a crash before this re-applies the batch (idempotent)
+    if mark:
+        progress.mark(r, "graph", progress.highest((rec.topic, rec.partition, rec.offset) for rec in recs))
     return out
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
                broker: str | None = None, process: Process | None = None,
                emit: Emit | None = None) -> faust.App:
-    """Build the social-graph Faust app: one batching agent on graph.v1 (batches of up to 200).
+    """Build the social-graph Faust app: one batching agent on graph.v1 (batches of up to 500,
+    gathered for up to 50 ms: a batch's reads and writes cost a fixed few round trips).
 
     Group and offset reset come from ``settings`` (:func:`topologies.faust_runtime.create_faust_app`),
     as do the timeline knobs. Test seams: ``serde``, ``broker``, ``process`` (applies a batch to the
@@ -313,7 +347,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     return timeline_app(settings, "graph", GRAPH, "graph-edges",
                         process=process or (lambda recs: process_graph_batch(st, recs, users)),
                         validate=check_graph_record, app_id=app_id, serde=serde, broker=broker, emit=emit,
-                        max_batch=200)
+                        max_batch=500, within_s=BATCH_WITHIN_S)
 
 
 def run(settings: Settings) -> None:

@@ -62,18 +62,23 @@ def edge_clock(name: str, v: dict[str, Any]) -> tuple[list[str], list[str]]:
     ``guards`` is ignored (a re-sent ``Followed`` after the ``Unfollowed`` changes nothing); an
     applied event raises its ``stamps`` (the guards plus every other edge it changes) to its
     version. An equal version is the same event re-delivered (or one of the same kind in the same
-    millisecond): it is applied again, which changes nothing. Ties: :func:`edge_version`.
+    millisecond): it is applied again, which changes nothing. A follow, a request or an accept is
+    also guarded by the pair's block edges both ways (never stamps them): re-delivered after an
+    unblock newer than it, one that a block made a no-op stays one. Ties: :func:`edge_version`.
     """
     if name in ("Followed", "Unfollowed"):
-        e = edge_key(FOLLOW, v["follower_id"], v["followee_id"])
-        return [e], [e]
+        a, b = v["follower_id"], v["followee_id"]
+        e = edge_key(FOLLOW, a, b)
+        return [e] + (_blocks(a, b) if name == "Followed" else []), [e]
     if name in ("FriendRequestSent", "FriendRequestDeclined"):
-        e = edge_key(REQUEST, v["from_id"], v["to_id"])
-        return [e], [e]
+        a, b = v["from_id"], v["to_id"]
+        e = edge_key(REQUEST, a, b)
+        return [e] + (_blocks(a, b) if name == "FriendRequestSent" else []), [e]
     if name == "FriendRequestAccepted":
         a, b = v["from_id"], v["to_id"]
         guards = [edge_key(REQUEST, a, b), edge_key(FRIEND, a, b)]
-        return guards, guards + [edge_key(REQUEST, b, a), edge_key(FOLLOW, a, b), edge_key(FOLLOW, b, a)]
+        return guards + _blocks(a, b), guards + [edge_key(REQUEST, b, a), edge_key(FOLLOW, a, b),
+                                                  edge_key(FOLLOW, b, a)]
     if name == "Unfriended":
         a, b = v["user_id"], v["friend_id"]
         e = edge_key(FRIEND, a, b)
@@ -86,6 +91,13 @@ def edge_clock(name: str, v: dict[str, Any]) -> tuple[list[str], list[str]]:
         return [e], [e, edge_key(FRIEND, a, b), edge_key(FOLLOW, a, b), edge_key(FOLLOW, b, a),
                      edge_key(REQUEST, a, b), edge_key(REQUEST, b, a)]
     return [], []
+
+
+def _blocks(a: str, b: str) -> list[str]:
+    """The block edges both ways: guards of the events a block makes a no-op (a follow, a request,
+    an accept), so one of those ignored while blocked stays ignored when re-delivered after the
+    unblock (its own edge's clock alone would let it apply then)."""
+    return [edge_key(BLOCK, a, b), edge_key(BLOCK, b, a)]
 
 
 def is_stale(version: int, guards: list[str], clocks: dict[str, int]) -> bool:
@@ -177,3 +189,186 @@ def plan_graph(name: str, v: dict[str, Any], *, blocked: bool, pending: bool = F
     else:
         raise UnknownGraphEvent(f"unexpected record {name} on graph.v1")
     return p
+
+
+# -- a batch folded in memory (topologies.graph.app.process_graph_batch) ----------------------------
+#: the set memberships a batch reads per user pair, both ways: ``(kind, a, b)`` is "``b`` is in
+#: ``a``'s set of that kind" (followers, following, friends, blocked, pending requests to ``a``)
+KINDS = ("fers", "fing", "friends", "blk", "req")
+
+
+def pair_key(a: str, b: str) -> str:
+    """The ``edge_clocks`` partition of the user pair ``{a, b}`` (as :func:`stores.graph.pair_key`)."""
+    return "|".join(sorted((a, b)))
+
+
+def event_pair(name: str, v: dict[str, Any]) -> tuple[str, str] | None:
+    """The pair whose blocks an event checks (none for Blocked and Unblocked, as before)."""
+    for a, b in (("follower_id", "followee_id"), ("from_id", "to_id"), ("user_id", "friend_id")):
+        if a in v:
+            return v[a], v[b]
+    return None
+
+
+@dataclass
+class Job:
+    """A timeline job of an applied event: back-fill ``reader`` with ``author``'s posts, or purge them."""
+
+    kind: str
+    reader: str
+    author: str
+    is_friend: bool = False  # BACKFILL: whether ``reader`` was ``author``'s friend at that point
+
+
+@dataclass
+class Applied:
+    """What folding one event did: ``error`` (refused, no effect), ``stale`` (ignored: an edge it
+    names had a newer event applied) or its timeline ``jobs`` (applied)."""
+
+    error: PoisonRecord | None = None
+    stale: bool = False
+    jobs: list[Job] = field(default_factory=list)
+
+
+@dataclass
+class GraphBatch:
+    """A batch of graph events folded in offset order over the stores' state read before it.
+
+    State in: ``sets`` (``(kind, owner, member) -> bool``, every :data:`KINDS` membership of every
+    pair the batch names, both ways), ``followers`` (follower count per named user), ``clocks``
+    (``pair key -> edge -> version``), ``durable_pending`` (``(from, to)`` requests found pending
+    in Cassandra but not in Redis). Each event sees the effect of the ones before it, as if applied
+    one at a time. Out, final state only (idempotent, order-free): ``changed`` set memberships
+    (kinds above plus ``blkby``), ``rows`` (``(table, partition, clustering) -> since`` or None to
+    delete), ``negatives`` (``(reader, author) -> hidden``), ``counted`` (users whose counts are
+    rewritten), ``stamps`` (``(pair key, edge) -> version``).
+    """
+
+    sets: dict[tuple[str, str, str], bool]
+    followers: dict[str, int]
+    clocks: dict[str, dict[str, int]]
+    durable_pending: set[tuple[str, str]] = field(default_factory=set)
+    celebrity_threshold: int = 10_000
+    changed: dict[tuple[str, str, str], bool] = field(default_factory=dict)
+    rows: dict[tuple[str, str, str], int | None] = field(default_factory=dict)
+    negatives: dict[tuple[str, str], bool] = field(default_factory=dict)
+    counted: dict[str, None] = field(default_factory=dict)
+    stamps: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    # -- state ---------------------------------------------------------------------------------
+    def has(self, kind: str, owner: str, member: str) -> bool:
+        return self.sets.get((kind, owner, member), False)
+
+    def _set(self, kind: str, owner: str, member: str, on: bool) -> None:
+        key = (kind, owner, member)
+        if kind == "fers" and self.sets.get(key, False) != on:
+            self.followers[owner] = self.followers.get(owner, 0) + (1 if on else -1)
+        self.sets[key] = on
+        self.changed[key] = on
+
+    def _row(self, table: str, part: str, clust: str, since: int | None) -> None:
+        self.rows[(table, part, clust)] = since
+
+    def pending(self, from_id: str, to_id: str) -> bool:
+        """Whether ``from_id``'s request to ``to_id`` is pending (Redis, else Cassandra, unless this
+        batch already changed it: then both stores hold the batch's value)."""
+        key = ("req", to_id, from_id)
+        if self.sets.get(key, False):
+            return True
+        return key not in self.changed and (from_id, to_id) in self.durable_pending
+
+    # -- edge operations (as stores.graph.GraphWriter) -----------------------------------------
+    def follow(self, f: str, e: str, at: int) -> None:
+        self._set("fers", e, f, True)
+        self._set("fing", f, e, True)
+        self._row("followers", e, f, at)
+        self._row("following", f, e, at)
+        self.counted.update(dict.fromkeys((f, e)))
+
+    def unfollow(self, f: str, e: str, _at: int = 0) -> None:
+        self._set("fers", e, f, False)
+        self._set("fing", f, e, False)
+        self._row("followers", e, f, None)
+        self._row("following", f, e, None)
+        self.counted.update(dict.fromkeys((f, e)))
+
+    def _end_friendship(self, a: str, b: str) -> None:
+        self._set("friends", a, b, False)
+        self._set("friends", b, a, False)
+        self._row("friends", a, b, None)
+        self._row("friends", b, a, None)
+
+    def unfriend(self, a: str, b: str, _at: int = 0) -> None:
+        self._end_friendship(a, b)
+        self.unfollow(a, b)
+        self.unfollow(b, a)
+
+    def request_sent(self, from_id: str, to_id: str, at: int) -> None:
+        self._set("req", to_id, from_id, True)
+        self._row("friend_requests", to_id, from_id, at)
+
+    def request_cleared(self, from_id: str, to_id: str, _at: int = 0) -> None:
+        self._set("req", to_id, from_id, False)
+        self._row("friend_requests", to_id, from_id, None)
+
+    def befriend(self, a: str, b: str, at: int) -> None:
+        self.request_cleared(a, b)
+        self.request_cleared(b, a)
+        self.follow(a, b, at)
+        self.follow(b, a, at)
+        self._set("friends", a, b, True)
+        self._set("friends", b, a, True)
+        self._row("friends", a, b, at)
+        self._row("friends", b, a, at)
+
+    def block(self, blocker: str, blocked: str, at: int) -> None:
+        self._set("blk", blocker, blocked, True)
+        self._set("blkby", blocked, blocker, True)
+        self.request_cleared(blocked, blocker)
+        self.request_cleared(blocker, blocked)
+        self._row("blocks", blocker, blocked, at)
+        self._end_friendship(blocker, blocked)
+        self.unfollow(blocker, blocked)
+        self.unfollow(blocked, blocker)
+
+    def unblock(self, blocker: str, blocked: str, _at: int = 0) -> None:
+        self._set("blk", blocker, blocked, False)
+        self._set("blkby", blocked, blocker, False)
+        self._row("blocks", blocker, blocked, None)
+
+    # -- one event -----------------------------------------------------------------------------
+    def apply(self, name: str, v: dict[str, Any], at: int, unknown: Collection[str] = ()) -> Applied:
+        """Fold one event (occurred at ``at`` ms) as :func:`topologies.graph.app.process_graph` applied
+        it alone: refusals first, then last writer wins per edge, then its edges, negatives and jobs."""
+        pair = event_pair(name, v)
+        blocked = pair is not None and (self.has("blk", *pair) or self.has("blk", pair[1], pair[0]))
+        pending = (name in ("FriendRequestAccepted", "FriendRequestDeclined")
+                   and self.pending(v["from_id"], v["to_id"]))
+        friends = name == "Unfriended" and self.has("friends", v["user_id"], v["friend_id"])
+        try:
+            plan = plan_graph(name, v, blocked=blocked, pending=pending, friends=friends, unknown=unknown)
+        except PoisonRecord as exc:
+            return Applied(error=exc)
+        guards, stamps = edge_clock(name, v)
+        version = edge_version(name, at)
+        users = named_users(name, v)
+        clocks = self.clocks.setdefault(pair_key(*users), {}) if users else {}
+        if guards and is_stale(version, guards, clocks):
+            return Applied(stale=True)
+        for op, a, b in plan.edges:
+            getattr(self, op)(a, b, at)
+        for reader, author, hidden in plan.negatives:
+            self.negatives[(reader, author)] = hidden
+        out = Applied()
+        for kind, reader, author in plan.timelines:
+            if kind == BACKFILL:
+                if self.followers.get(author, 0) > self.celebrity_threshold:
+                    continue  # merged at read time instead
+                out.jobs.append(Job(kind, reader, author, self.has("friends", author, reader)))
+            else:
+                out.jobs.append(Job(kind, reader, author))
+        pk = pair_key(*users) if users else ""
+        for e in stamps:
+            clocks[e] = max(clocks.get(e, -1), version)
+            self.stamps[(pk, e)] = max(self.stamps.get((pk, e), -1), version)
+        return out
