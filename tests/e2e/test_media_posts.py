@@ -24,6 +24,7 @@ from PIL import Image
 from support.api import api_settings
 from support.wait import wait_until
 
+from core.events import new_event
 from core.settings import Settings, isolated
 from ops.workers import workers
 from serving.app import create_app
@@ -31,6 +32,7 @@ from serving.auth import mint_token
 from stores import media as store
 from stores import redis as redis_store
 from streams.admin import apply_all
+from streams.producer import EventProducer
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -68,13 +70,14 @@ class Api:
                             headers=self.h(user)))
         return user
 
-    def upload(self, user: str, kind: str, ctype: str, body: bytes) -> int:
+    def upload(self, user: str, kind: str, ctype: str, body: bytes, *, complete: bool = True) -> int:
         declared = self.ok(self.c.post("/v1/media", json={"kind": kind, "content_type": ctype,
                                                           "size_bytes": len(body)}, headers=self.h(user)), 201)
         form = declared["upload"]
         assert httpx.post(form["url"], data=form["fields"], files={"file": ("f", body, ctype)},
                           timeout=30).status_code == 204
-        self.ok(self.c.post(f"/v1/media/{declared['media_id']}/complete", headers=self.h(user)))
+        if complete:
+            self.ok(self.c.post(f"/v1/media/{declared['media_id']}/complete", headers=self.h(user)))
         return declared["media_id"]
 
     def media_state(self, user: str, media_id: int) -> str:
@@ -180,9 +183,17 @@ def test_a_post_whose_media_is_rejected_after_posting_hides_it_from_others_and_t
     api.ok(api.c.put(f"/v1/users/{reader}/following/{author}", headers=api.h(reader)))
     wait_until(lambda: api.r.sismember(f"g:fers:{author}", reader), timeout_s=60)
     good = api.upload(author, "IMAGE", "image/png", png(100, 80))
-    broken = api.upload(author, "IMAGE", "image/png", png(100, 80)[:70] + b"\x00" * 50)
+    body = png(100, 80)[:70] + b"\x00" * 50
+    broken = api.upload(author, "IMAGE", "image/png", body, complete=False)
+    # handed over as POST .../complete does, but its MediaUploaded is produced only after the post is
+    # accepted, so the rejection surely lands after posting
+    api.r.hset(store.k_media(broken), "completed_event", "e2e")
     post_id = api.ok(api.c.post("/v1/posts", json={"text": "two pics", "media_ids": [good, broken]},
                                 headers=api.h(author)))["post_id"]
+    with EventProducer(api.settings) as producer:
+        producer.send("MediaUploaded", new_event(author, media_id=broken, owner_id=author, kind="IMAGE",
+                                                 content_type="image/png", object_key=store.upload_key(broken),
+                                                 size_bytes=len(body)))
     wait_until(lambda: api.media_state(author, broken) == "rejected" and api.media_state(author, good) == "ready",
                timeout_s=120)
     item = wait_until(lambda: api.feed_item(reader, post_id), timeout_s=60)

@@ -345,7 +345,7 @@ async def test_ranked_page_script_reads_the_rankers_author_context(world) -> Non
         assert page.context == want and set(want) == set(authors)
         checked += any(f for _, f in want.values()) + any(n for n, _ in want.values())
         posts = [json.loads(b) for b in page.bodies]
-        items, _ = await fast._items(e, page, posts, True)
+        items, _ = await fast._items(e, page, posts, True, "reader")
         ctx = {a: fast.AuthorContext(n, f) for a, (n, f) in page.context.items()}
         assert (ranker.features(rd, items, ctx) == ranker.features(rd, items)).all()
         assert ranker.scores(rd, items, ctx) == ranker.scores(rd, items)
