@@ -1,5 +1,6 @@
 """``feedstream model``: train, evaluate and inspect the LightGBM feed ranker (``ranker``, the default)
-and the moderation spam model (``spam``) artifacts."""
+and the moderation spam model (``spam``) artifacts; measure the packaged offensive-text model
+(``offensive``) on a labelled corpus."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 import typer
 
 NAME = "model"
-app = typer.Typer(help="The LightGBM feed ranker and spam model: train, evaluate, show the manifest.",
+app = typer.Typer(help="The LightGBM feed ranker and spam model: train, evaluate, show the manifest; "
+                       "the offensive-text model: evaluate on a labelled corpus.",
                   no_args_is_help=True)
-WHICH = typer.Argument("ranker", help="ranker (feed ranking) or spam (moderation)")
+WHICH = typer.Argument("ranker", help="ranker (feed ranking), spam or offensive (moderation; offensive: evaluate only)")
 
 
 @app.command()
@@ -26,6 +28,10 @@ def train(
     out: Path = typer.Option(None, help="artifact directory (default: models/artifacts/ranker)"),
 ) -> None:
     """Generate seeded synthetic data, fit the model, write model.txt + manifest.json."""
+    if which == "offensive":
+        typer.echo("error: the offensive model ships trained inside alt-profanity-check; measure it with "
+                   "`feedstream model evaluate offensive --corpus FILE`", err=True)
+        raise typer.Exit(2)
     if which == "spam":
         return _train_spam(out)
     from models.data import SynthConfig
@@ -46,8 +52,13 @@ def evaluate(
     artifact: Path = typer.Option(None, help="artifact directory (default: the committed one)"),
     bench: bool = typer.Option(False, "--bench", help="also time pages of 20 and 100 items vs the heuristic"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    corpus: Path = typer.Option(None, help="offensive: a labelled corpus, e.g. OLID's olid-training-v1.0.tsv "
+                                "(columns tweet|text and subtask_a|label; docs/models.md)"),
 ) -> None:
-    """Ranker: NDCG@10 vs heuristic, chronological and random. Spam: precision, recall, PR-AUC, confusion, PR curve."""
+    """Ranker: NDCG@10 vs heuristic, chronological and random. Spam: precision, recall, PR-AUC, confusion, PR curve.
+    Offensive: the same at the manifest's LIMIT threshold on --corpus, plus the review band and a word-list baseline."""
+    if which == "offensive":
+        return _evaluate_offensive(corpus, artifact)
     if which == "spam":
         return _evaluate_spam(artifact)
     from models.evaluate import format_result, run
@@ -87,4 +98,23 @@ def _evaluate_spam(artifact: Path | None) -> None:
 
     png = Path("docs/models-spam-pr.png") if artifact is None else artifact / "pr.png"
     typer.echo(json.dumps(run(artifact, SpamDataConfig(), png), indent=2))
+    typer.echo(f"PR curve: {png}")
+
+
+def _evaluate_offensive(corpus: Path | None, artifact: Path | None) -> None:
+    from models.moderation.offensive_eval import CorpusError
+    from models.moderation.offensive_eval import evaluate as run
+
+    if corpus is None:
+        typer.echo("error: --corpus FILE is required: a labelled corpus such as OLID v1.0's "
+                   "olid-training-v1.0.tsv (docs/models.md, 'Offensive-text model')", err=True)
+        raise typer.Exit(2)
+    png = Path("docs/models-offensive-pr.png") if artifact is None else artifact / "pr.png"
+    typer.echo(f"scoring {corpus} with the packaged model ...", err=True)
+    try:
+        result = run(corpus, artifact, png)
+    except CorpusError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(json.dumps(result, indent=2))
     typer.echo(f"PR curve: {png}")

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from models.moderation.features import Behaviour, Content, spam_row
-from models.moderation.offensive import offensive_scores, offensive_version
+from models.moderation.offensive import offensive_scores, offensive_version, operating_point
 from models.moderation.rules import RULES_VERSION, rule_reasons
 from models.moderation.spam import SpamModel, load_spam
 
@@ -58,10 +58,13 @@ class Classifier:
     """The rules (a domain blocklist), the offensive-text model and the spam model, loaded once."""
 
     def __init__(self, blocklist: Iterable[str] = (), spam: SpamModel | None = None,
-                 offensive_threshold: float = 0.85, offensive_review: float = 0.5) -> None:
+                 offensive_threshold: float | None = None, offensive_review: float | None = None) -> None:
         self.blocklist = tuple(blocklist)
         self.spam = spam or load_spam()
-        self.th = Thresholds(self.spam.threshold, self.spam.review_from, offensive_threshold, offensive_review)
+        point = operating_point()  # the measured decision in models/artifacts/offensive/manifest.json
+        self.th = Thresholds(self.spam.threshold, self.spam.review_from,
+                             point.threshold if offensive_threshold is None else offensive_threshold,
+                             point.review_from if offensive_review is None else offensive_review)
         self.version = f"{RULES_VERSION}+{offensive_version()}+{self.spam.version}"
 
     def classify(self, items: Sequence[tuple[Content, Behaviour]]) -> list[ModelVerdict]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve
 
+from models.moderation.evaluation import metrics, pr_plot
 from models.moderation.features import SPAM_FEATURES
 from models.moderation.spam import SPAM_DIR, load_spam
 from models.moderation.spam_data import Dataset, SpamDataConfig, generate, split
@@ -44,16 +44,6 @@ def pick_threshold(scores: np.ndarray, y: np.ndarray, max_fpr: float, floor: flo
     allowed = int(np.floor(max_fpr * len(neg)))
     above = neg[allowed] if allowed < len(neg) else 0.0  # the (allowed+1)-th highest negative score
     return float(min(0.99, max(floor, np.nextafter(above, 1.0))))
-
-
-def metrics(scores: np.ndarray, y: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Precision, recall, PR-AUC and the confusion matrix at ``threshold``."""
-    pred = (scores >= threshold).astype(int)
-    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y, pred, labels=[0, 1]).ravel())
-    return {"threshold": round(threshold, 4), "precision": round(tp / max(1, tp + fp), 4),
-            "recall": round(tp / max(1, tp + fn), 4), "false_positive_rate": round(fp / max(1, fp + tn), 4),
-            "pr_auc": round(float(average_precision_score(y, scores)), 4),
-            "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp}, "rows": len(y), "positives": int(y.sum())}
 
 
 def train(cfg: SpamDataConfig, trees: int = 80, max_fpr: float = 0.002,
@@ -95,25 +85,7 @@ def evaluate(artifact: Path | None, cfg: SpamDataConfig, png: Path | None) -> di
     directory = artifact or SPAM_DIR
     (directory / EVALUATION_FILE).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     if png is not None:
-        _plot(scores, te.y, model.threshold, png, result)
+        pr_plot(scores, te.y, result["pr_auc"], [(f"threshold {model.threshold:.3f}", result["recall"],
+                                                      result["precision"])],
+                f"{result['model']} on synthetic held-out data", png)
     return result
-
-
-def _plot(scores: np.ndarray, y: np.ndarray, threshold: float, png: Path, result: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    precision, recall, _ = precision_recall_curve(y, scores)
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=100)
-    ax.plot(recall, precision, label=f"PR-AUC {result['pr_auc']:.3f}")
-    ax.scatter([result["recall"]], [result["precision"]], color="red", zorder=3,
-               label=f"threshold {threshold:.3f}")
-    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.01),
-           title=f"{result['model']} on synthetic held-out data")
-    ax.legend(loc="lower left")
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png)
-    plt.close(fig)

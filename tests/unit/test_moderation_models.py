@@ -9,12 +9,13 @@ import pytest
 
 from core.workload import WorkloadConfig, build_graph, is_spam_account, spam_campaign, spam_ops
 from models.moderation.classify import Classifier, Thresholds, decide
+from models.moderation.evaluation import metrics
 from models.moderation.features import SPAM_FEATURES, Behaviour, band_keys, content, spam_row
 from models.moderation.offensive import offensive_scores, offensive_version
 from models.moderation.rules import rule_reasons
 from models.moderation.spam import load_spam
 from models.moderation.spam_data import SpamDataConfig, generate, split
-from models.moderation.spam_train import metrics, pick_threshold, train
+from models.moderation.spam_train import pick_threshold, train
 from models.ranker import ArtifactError
 
 TH = Thresholds(spam=0.6, spam_review=0.3, offensive=0.85, offensive_review=0.5)
