@@ -21,24 +21,19 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from support.api import api_settings
+from support.api import ActingClient, api_settings, uid
 from support.wait import wait_until
 
 from core.events import new_event
 from core.settings import Settings, isolated
 from ops.workers import workers
 from serving.app import create_app
-from serving.auth import mint_token
 from stores import media as store
 from stores import redis as redis_store
 from streams.admin import apply_all
 from streams.producer import EventProducer
 
 pytestmark = pytest.mark.timeout(900)
-
-
-def uid(tag: str) -> str:
-    return f"{tag}{uuid.uuid4().hex[:10]}"
 
 
 def png(w: int = 900, h: int = 600) -> bytes:
@@ -54,22 +49,7 @@ def mp4(tmp: Path) -> bytes:
     return out.read_bytes()
 
 
-class Api:
-    def __init__(self, client: TestClient, settings: Settings, s: Settings) -> None:
-        self.c, self.settings, self.r = client, settings, redis_store.client(s)
-
-    def h(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(user, self.settings)}"}
-
-    def ok(self, r: Any, code: int = 202) -> dict[str, Any]:
-        assert r.status_code == code, (r.status_code, r.text)
-        return r.json()
-
-    def register(self, user: str) -> str:
-        self.ok(self.c.post("/v1/users", json={"user_id": user, "handle": user, "display_name": user},
-                            headers=self.h(user)))
-        return user
-
+class Api(ActingClient):
     def upload(self, user: str, kind: str, ctype: str, body: bytes, *, complete: bool = True) -> int:
         declared = self.ok(self.c.post("/v1/media", json={"kind": kind, "content_type": ctype,
                                                           "size_bytes": len(body)}, headers=self.h(user)), 201)

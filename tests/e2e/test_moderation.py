@@ -11,12 +11,12 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from support.api import api_settings
+from support.api import ActingClient, api_settings, uid
+from support.wait import poll
 
 from core.settings import Settings, isolated
 from core.workload import WorkloadConfig, spam_campaign, spam_post_body
@@ -29,41 +29,11 @@ from stores import redis as redis_store
 from streams.admin import apply_all
 
 pytestmark = pytest.mark.timeout(900)
-T = TypeVar("T")
 CLEAN = "coffee with the team before the match #weekend"
 OFFENSIVE = "you are a fucking idiot and a piece of shit"
 
 
-def poll(fn: Callable[[], T], what: str, timeout_s: float = 60.0) -> T:
-    deadline, value = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {timeout_s}s (last {value!r})")
-
-
-def uid(tag: str) -> str:
-    return f"{tag}{uuid.uuid4().hex[:10]}"
-
-
-class Api:
-    def __init__(self, client: TestClient, settings: Settings, s: Settings) -> None:
-        self.c, self.settings, self.r = client, settings, redis_store.client(s)
-
-    def h(self, user: str, *roles: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(user, self.settings, roles=roles)}"}
-
-    def ok(self, r: Any, code: int = 202) -> dict[str, Any]:
-        assert r.status_code == code, (r.status_code, r.text)
-        return r.json()
-
-    def register(self, user: str) -> str:
-        self.ok(self.c.post("/v1/users", json={"user_id": user, "handle": user, "display_name": user},
-                            headers=self.h(user)))
-        return user
-
+class Api(ActingClient):
     def follow(self, a: str, b: str, wait: bool = True) -> None:
         self.ok(self.c.put(f"/v1/users/{a}/following/{b}", headers=self.h(a)))
         if wait:

@@ -11,8 +11,7 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +19,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.websockets import WebSocketDisconnect
-from support.api import api_settings
+from support.api import ActingClient, api_settings, uid
+from support.wait import poll
 
 from core import tracing
 from core.settings import Settings, isolated
@@ -35,40 +35,13 @@ from streams.admin import apply_all
 
 pytestmark = pytest.mark.timeout(900)
 KNOBS = {"timeline_cap": 100, "celebrity_threshold": 3, "backfill_limit": 5, "inactive_days": 30}
-T = TypeVar("T")
 
 
-def poll(fn: Callable[[], T], what: str, timeout_s: float = 60.0) -> T:
-    """Call ``fn`` until truthy (generous deadline, short interval); fail with ``what``."""
-    deadline, value = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not within {timeout_s}s (last {value!r})")
-
-
-def uid(tag: str) -> str:
-    return f"{tag}{uuid.uuid4().hex[:10]}"
-
-
-class Api:
+class Api(ActingClient):
     """A thin client acting as any user (tokens minted with the test secret)."""
 
-    def __init__(self, client: TestClient, settings: Settings) -> None:
-        self.c, self.settings = client, settings
-
-    def h(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {mint_token(user, self.settings)}"}
-
-    def ok(self, r: Any, code: int = 202) -> dict[str, Any]:
-        assert r.status_code == code, (r.status_code, r.text)
-        return r.json()
-
-    def register(self, user: str) -> str:
-        self.ok(self.c.post("/v1/users", json={"user_id": user, "handle": user, "display_name": f"D {user}"},
-                            headers=self.h(user)))
+    def register(self, user: str, display_name: str | None = None) -> str:
+        super().register(user, display_name or f"D {user}")
         poll(lambda: self.c.get(f"/v1/users/{user}", headers=self.h(user)).status_code == 200, f"{user} registered")
         return user
 

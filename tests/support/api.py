@@ -103,3 +103,31 @@ def register(client: TestClient, settings: Settings, *users: str) -> None:
         r = client.post("/v1/users", json={"user_id": user, "handle": user, "display_name": user.title()},
                         headers=bearer(settings, user))
         assert r.status_code == 202, r.text
+
+
+def uid(tag: str) -> str:
+    """A fresh id starting with ``tag`` (tests share one stack: never reuse an id)."""
+    return f"{tag}{uuid.uuid4().hex[:10]}"
+
+
+class ActingClient:
+    """A thin client acting as any user through the in-process API (tokens minted with the test secret).
+
+    ``r``: a Redis client on ``store`` (the settings the topologies write with), when given.
+    """
+
+    def __init__(self, client: TestClient, settings: Settings, store: Settings | None = None) -> None:
+        self.c, self.settings = client, settings
+        self.r = redis_store.client(store) if store is not None else None
+
+    def h(self, user: str, *roles: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {mint_token(user, self.settings, roles=roles)}"}
+
+    def ok(self, r: Any, code: int = 202) -> Any:
+        assert r.status_code == code, (r.status_code, r.text)
+        return r.json()
+
+    def register(self, user: str, display_name: str | None = None) -> str:
+        self.ok(self.c.post("/v1/users", json={"user_id": user, "handle": user,
+                                               "display_name": display_name or user}, headers=self.h(user)))
+        return user

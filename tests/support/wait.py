@@ -19,3 +19,14 @@ def wait_until(fn: Callable[[], T], timeout_s: float = 60.0, interval_s: float =
     if not value:
         raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
     return value
+
+
+def poll(fn: Callable[[], T], what: str, timeout_s: float = 60.0, interval_s: float = 0.1) -> T:
+    """Call ``fn`` until truthy (generous deadline, short interval); fail naming ``what``."""
+    deadline, value = time.monotonic() + timeout_s, fn()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval_s)
+        value = fn()
+    if not value:
+        raise AssertionError(f"{what} not within {timeout_s}s (last {value!r})")
+    return value
