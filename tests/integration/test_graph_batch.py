@@ -1,6 +1,7 @@
 """Issue 16: the graph worker applies a batch read-once / fold / write-once; the stores it leaves
 must equal applying the same records one at a time, a redelivered batch must change nothing, and
-counts must equal a recount of the durable edges.
+counts must equal a recount of the durable edges; on a single Redis and on a real 3-master Redis
+Cluster (the batched side).
 
 Each side runs :func:`topologies.graph.app.process_graph_batch` on its own wiped keyspace and
 Redis database of the session stack: one side gets the whole log as one batch, the other one record
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from support.events import edge
+from support.redis_servers import redis_cluster  # noqa: F401  (fixture)
 
 from core.events import post_created
 from core.settings import Settings, isolated, with_overrides
@@ -30,8 +32,10 @@ pytestmark = pytest.mark.integration
 T0 = 1_700_000_000_000
 
 
-def wiped(stack: Settings, keyspace: str, db: int) -> Stores:
+def wiped(stack: Settings, keyspace: str, db: int, cluster_nodes: str | None = None) -> Stores:
     s = isolated(stack, keyspace, db)
+    if cluster_nodes:  # a real Redis Cluster (db 0): the cluster paths of the graph scripts
+        s = s.model_copy(update={"redis_cluster_nodes": cluster_nodes})
     redis_store.client(s).flushdb()
     c = cassandra.cluster(s).connect()
     c.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
@@ -67,9 +71,16 @@ def snapshot(st: Stores, users: list[str]) -> dict[str, Any]:
     return out
 
 
-@pytest.fixture(scope="module")
-def sides(stack: Settings) -> tuple[Stores, Stores]:
-    return wiped(stack, "fs_graph_batch_a", 11), wiped(stack, "fs_graph_batch_b", 12)
+@pytest.fixture(scope="module", params=["redis", "cluster"])
+def sides(request: pytest.FixtureRequest, stack: Settings) -> tuple[Stores, Stores]:
+    """(batched, one at a time). ``cluster``: the batched side on a real 3-master Redis Cluster, so
+    the graph worker's cluster path (plain per-key commands instead of its state/apply scripts,
+    one pipeline per node) must leave what the single-Redis scripts leave."""
+    if request.param == "redis":
+        return wiped(stack, "fs_graph_batch_a", 11), wiped(stack, "fs_graph_batch_b", 12)
+    batched = wiped(stack, "fs_graph_batch_c", 0, request.getfixturevalue("redis_cluster").nodes)
+    assert redis_store.is_cluster(batched.r)
+    return batched, wiped(stack, "fs_graph_batch_d", 13)
 
 
 def test_a_batch_leaves_the_stores_as_one_at_a_time_and_a_redelivery_changes_nothing(sides):
