@@ -20,8 +20,9 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -57,6 +58,36 @@ def end_offsets(consumer: Consumer, topics: Iterable[str]) -> dict[tuple[str, in
     return out
 
 
+class Counted(Protocol):
+    """Replay statistics: records read, and those skipped (undecodable)."""
+
+    records: int
+    skipped: int
+
+
+def drain(consumer: Consumer, todo: dict[tuple[str, int], int], serde: Serde,
+          stats: Counted) -> Iterator[SourceRecord]:
+    """The decodable records of ``consumer``'s assigned partitions, each up to its end offset in ``todo``
+    (``(topic, partition) -> end``; emptied as the ends are reached). An undecodable record is counted
+    as skipped: the live worker dead-lettered it already."""
+    while todo:
+        for msg in consumer.consume(1000, 1.0):
+            if msg.error():
+                raise StreamsError(str(msg.error()))
+            tp, off = (str(msg.topic()), int(msg.partition() or 0)), int(msg.offset() or 0)
+            if tp not in todo or off >= todo[tp]:
+                continue
+            if off + 1 >= todo[tp]:
+                del todo[tp]
+            stats.records += 1
+            try:
+                d = serde.decode(msg.value())
+            except StreamsError:
+                stats.skipped += 1
+                continue
+            yield SourceRecord(tp[0], tp[1], off, msg.key(), d.name, d.value, msg.timestamp()[1])
+
+
 def read_log(settings: Settings, topics: Iterable[str], serde: Serde, stats: ReplayStats) -> list[SourceRecord]:
     """Every decodable record of ``topics`` from the start to the current end, in timestamp order."""
     c = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"replay-{uuid.uuid4().hex}",
@@ -65,24 +96,7 @@ def read_log(settings: Settings, topics: Iterable[str], serde: Serde, stats: Rep
         marks = end_offsets(c, topics)
         todo = {tp: hi for tp, (lo, hi) in marks.items() if hi > lo}
         c.assign([TopicPartition(t, p, marks[(t, p)][0]) for t, p in todo])
-        recs: list[SourceRecord] = []
-        while todo:
-            for msg in c.consume(1000, 1.0):
-                if msg.error():
-                    raise StreamsError(str(msg.error()))
-                tp, off = (str(msg.topic()), int(msg.partition() or 0)), int(msg.offset() or 0)
-                if tp not in todo or off >= todo[tp]:
-                    continue
-                if off + 1 >= todo[tp]:
-                    del todo[tp]
-                stats.records += 1
-                try:
-                    d = serde.decode(msg.value())
-                except StreamsError:
-                    stats.skipped += 1  # the live worker dead-lettered it already
-                    continue
-                recs.append(SourceRecord(tp[0], tp[1], off, msg.key(), d.name, d.value,
-                                         msg.timestamp()[1]))
+        recs = list(drain(c, todo, serde, stats))
     finally:
         c.close()
     order = {GRAPH.name: 0, POSTS.name: 1}

@@ -22,10 +22,10 @@ from confluent_kafka import Consumer, TopicPartition
 from core.settings import Settings
 from stores import search
 from streams.catalog import ENGAGEMENT_COUNTS, ENGAGEMENTS, POSTS, USERS
-from streams.errors import StreamsError
 from streams.serde import Serde
 from topologies.faust_runtime import SourceRecord
 from topologies.graph.app import log_user_check, note_registrations
+from topologies.replay import drain
 from topologies.search.app import Index, process_batch
 
 ORDER = (USERS.name, POSTS.name, ENGAGEMENT_COUNTS.name, ENGAGEMENTS.name)  # popularity needs its post first
@@ -77,26 +77,12 @@ def _apply_range(settings: Settings, index: Index, serde: Serde, starts: Offsets
                 continue
             c.assign(assign)
             pending: list[SourceRecord] = []
-            while todo:
-                for msg in c.consume(1000, 1.0):
-                    if msg.error():
-                        raise StreamsError(str(msg.error()))
-                    tp, off = (str(msg.topic()), int(msg.partition() or 0)), int(msg.offset() or 0)
-                    if tp not in todo or off >= todo[tp]:
-                        continue
-                    if off + 1 >= todo[tp]:
-                        del todo[tp]
-                    stats.records += 1
-                    try:
-                        d = serde.decode(msg.value())
-                    except StreamsError:
-                        stats.skipped += 1
-                        continue
-                    pending.append(SourceRecord(tp[0], tp[1], off, msg.key(), d.name, d.value, msg.timestamp()[1]))
-                    if len(pending) >= batch:
-                        stats.skipped += apply(pending)
-                        applied += len(pending)
-                        pending.clear()
+            for rec in drain(c, todo, serde, stats):
+                pending.append(rec)
+                if len(pending) >= batch:
+                    stats.skipped += apply(pending)
+                    applied += len(pending)
+                    pending.clear()
             if pending:
                 stats.skipped += apply(pending)
                 applied += len(pending)
