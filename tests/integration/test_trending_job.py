@@ -400,5 +400,7 @@ def test_a_hidden_post_leaves_the_posts_ranking_and_comes_back_with_its_full_wei
             if d["rank"] == 1 or not lists:
                 lists.append([])
             lists[-1].append(d["item"])
-    assert lists[0] == [str(b), str(c)] and lists[-1] == [str(b), str(c)]
-    assert [str(a), str(b), str(c)] in lists
+    # fired without it; the overturn re-adds bucket by bucket; the removal re-publishes per bucket
+    # without it (the rank step leaves it out as soon as the marker is in, before the corrections)
+    shown, hidden = [str(a), str(b), str(c)], [str(b), str(c)]
+    assert lists == [hidden, shown, shown, hidden, hidden]

@@ -13,13 +13,16 @@ Python touches each event once (decode -> one compact row per contribution) and 
    event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once
    per source topic (the merged stream's watermark is the minimum: no topic's events are made late
    by another topic read ahead of it).
-   ``moderate`` (Python, keyed by post id): posts.v1's hashtag rows and moderation-verdicts.v1's
-   verdicts; a verdict that hides a post (LIMIT/REMOVE in force) retracts its hashtags, one that
-   shows it again re-adds them, as correction rows at the post's event time (:class:`Moderate`).
-   ``dedup`` (Python, keyed by event id and item) then drops re-deliveries: Kafka delivers at least
+   ``dedup`` (Python, keyed by event id and item) drops re-deliveries: Kafka delivers at least
    once and retries reuse event ids, so the same event can arrive twice; the first one passes and
    its id is remembered until its windows are past their allowed lateness
    (:func:`logic.dedup_horizon_ms`, an event-time timer clears it).
+   ``moderate`` (Python, keyed by post id): the deduplicated hashtag and engagement rows and
+   moderation-verdicts.v1's verdicts; a verdict that hides a post (LIMIT/REMOVE in force)
+   retracts its hashtags (at the post's event time) and its engagements (per slide bucket, at the
+   bucket's start), one that shows it again re-adds them; engagements of a hidden post are held
+   back; a visibility marker ahead of the corrections tells ``rank`` to leave the post out
+   (:class:`Moderate`).
 2. per window spec, Flink SQL (JVM): ``HOP`` window TVF grouped by ``(kind, item)`` (sliced: each event
    updates one slide-sized slice, not size/slide windows) cascaded into one row per ``(kind, window)``
    holding ``ARRAY_AGG`` of its items' ``(item, count, weight)``. Emitted when the watermark passes the window end.
@@ -30,7 +33,7 @@ Python touches each event once (decode -> one compact row per contribution) and 
 4. ``rank`` (Python, keyed by ``(label, kind)``): merges window rows and late deltas, scores against
    each item's own history (viral z-score / observed-vs-expected), top-K, on an event-time timer at
    the window end; state is map state keyed by window end (a firing reads its window and its
-   baseline windows, not every item's history).
+   baseline windows, not every item's history); posts a visibility marker hides are left out.
 5. ``publish`` (Python): trending.v1, Redis, Cassandra — one flush per emission.
 """
 
