@@ -228,3 +228,13 @@ def test_a_bucket_nets_its_sum_when_the_post_ends_visible_and_zero_when_hidden(s
             assert c.contribution.ts in total
             passed[c.contribution.ts] = passed.get(c.contribution.ts, 0.0) + c.contribution.weight
     assert {b: w for b, w in passed.items() if w} == ({} if s.hidden else {b: w for b, w in total.items() if w})
+
+
+def test_a_post_state_pickled_before_engagements_were_kept_still_loads() -> None:
+    import pickle
+
+    old = object.__new__(PostVisibility)  # the previous version's fields only
+    old.__dict__.update(tags=["x"], ts=1_000, event_id="p", hidden=True, version=5, generation=1)
+    s = pickle.loads(pickle.dumps(old))
+    assert (s.buckets, s.post, s.tags, s.hidden) == ({}, "", ["x"], True)
+    assert not on_engagement(s, "7", 2_000, 1, 1.0, 10_000) and s.buckets == {0: (1, 1.0)}

@@ -499,6 +499,10 @@ class PostVisibility:
     post: str = ""
     buckets: dict[int, Acc] = field(default_factory=dict)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, also a state pickled before the engagement fields existed (an older checkpoint)."""
+        self.__dict__.update({"post": "", "buckets": {}, **state})
+
 
 class Correction(NamedTuple):
     """A contribution the moderation step adds, with its own event id."""
