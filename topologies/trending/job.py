@@ -83,9 +83,9 @@ class TrendingConfig:
     policy: ViralPolicy = ViralPolicy()  # noqa: RUF009 (frozen)
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     source_topics: tuple[str, ...] = (POSTS.name, ENGAGEMENTS.name)
-    # moderation: verdicts (the effective decision, the moderator's part winning) on the posts of
-    # ``post_topic`` (one of ``source_topics``) retract a hidden post's hashtags and re-add them when
-    # it is shown again (``Moderate``); None: hashtags of hidden posts count
+    # moderation: verdicts (the effective decision, the moderator's part winning) on posts retract a
+    # hidden post's hashtags and engagements and re-add them when it is shown again (``Moderate``),
+    # when ``post_topic`` is one of ``source_topics``; None (or another post_topic): hidden posts count
     verdict_topic: str | None = MODERATION_VERDICTS.name
     post_topic: str = POSTS.name
     trending_topic: str = TRENDING.name
