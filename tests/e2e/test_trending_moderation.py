@@ -1,5 +1,6 @@
-"""Trending hashtags drop a post moderation hides, end to end (issue 17): HTTP posts and a moderator's
-decision -> Kafka -> moderation worker -> moderation-verdicts.v1 -> trending job -> ``GET /v1/trending``.
+"""Trending drops a post moderation hides, end to end (issue 17): HTTP posts, likes and a moderator's
+decision -> Kafka -> moderation worker -> moderation-verdicts.v1 -> trending job -> ``GET /v1/trending``
+(hashtags) and the job's current posts list in Redis (the API would filter a hidden post anyway).
 
 The moderation and trending workers run as subprocesses on their own Redis database (the trending
 job on the MiniCluster, its checkpoints in a temporary directory); the API runs in-process. Windows
@@ -23,6 +24,7 @@ from serving.app import create_app
 from serving.auth import mint_token
 from stores import moderation as mod
 from stores import redis as redis_store
+from stores.trending import current_trending
 from streams.admin import apply_all
 
 pytestmark = pytest.mark.timeout(900)
@@ -31,6 +33,7 @@ FILLER = "coffee with the team before the match"
 
 
 def test_a_removed_post_stops_counting_for_its_hashtag_and_counts_again_when_overturned(stack, tmp_path):
+    """Hashtags (through the API) and the posts ranking (the job's current list) drop a removed post."""
     apply_all(stack, echo=lambda *_: None)
     s = isolated(stack, "fs_e2e_trending_moderation", 11)
     redis_store.client(s).flushdb()
@@ -96,9 +99,18 @@ def test_a_removed_post_stops_counting_for_its_hashtag_and_counts_again_when_ove
             return c and c[1] <= t_first and c[2] > t_last and c[0] == n
 
         until(lambda: in_window(3), "the three tagged posts counted", 120)
+        for u in (author, moderator):  # the first post is liked: it ranks in the posts list
+            ok(client.put(f"/v1/posts/{posts[0]}/like", headers=h(u)))
+
+        def liked() -> int | None:
+            """The liked post's count in the job's current posts list (Redis: the API filters hidden posts)."""
+            hit = [i for i in current_trending(r, f"posts:{WINDOW}", limit=100)["items"] if i["item"] == str(posts[0])]
+            return hit[0]["count"] if hit else None
+
+        until(lambda: liked() == 2, "the liked post ranked", 120)
         ok(client.post(f"/v1/moderation/posts/{posts[0]}/decision", json={"decision": "REMOVE", "reason": "spam"},
                        headers=h(moderator, "moderator")))
-        until(lambda: in_window(2), "the removed post no longer counted", 120)
+        until(lambda: in_window(2) and liked() is None, "the removed post no longer counted nor ranked", 120)
         ok(client.post(f"/v1/moderation/posts/{posts[0]}/decision", json={"decision": "ALLOW", "reason": "appeal"},
                        headers=h(moderator, "moderator")))
-        until(lambda: in_window(3), "the overturned post counted again", 120)
+        until(lambda: in_window(3) and liked() == 2, "the overturned post counted and ranked again", 120)

@@ -339,3 +339,68 @@ def test_a_hidden_posts_hashtags_stop_counting_and_count_again_when_a_moderator_
     finally:
         client.cancel().result()
     assert not _consume(settings, feed.late, 1, timeout_s=5)  # corrections are no dead letters
+
+
+@pytest.mark.timeout(420)
+def test_a_hidden_post_leaves_the_posts_ranking_and_comes_back_with_its_full_weight(
+        settings: Settings, feed: Feed, tmp_path: Path) -> None:
+    """Issue 17, posts: a post moderation hides is left out of the posts top-K (trending.v1, Redis,
+    Cassandra), removed before its window fires (on time) or after (late update); a moderator's ALLOW
+    brings back all its engagements, those made while it was hidden too; a redelivered verdict changes
+    nothing."""
+    from stores.trending import current_trending
+    from topologies.trending.app import start
+
+    r = _clear_redis(settings)
+    client = start(settings, feed.config(), checkpoint_dir=tmp_path / "chk", restore=False)
+    posts = f"posts:{LABEL}"
+    a, b, c = 1_100, 1_200, 1_300  # post ids (feed.verdict takes the post's ts: id - 1000)
+
+    def window() -> list[tuple[str, int]]:
+        return _history(settings, posts, feed.t0 + 20_000)
+
+    def current() -> list[tuple[str, int]]:
+        return [(i["item"], i["count"]) for i in current_trending(r, posts)["items"]]
+
+    try:
+        # post a has the most engagement in [0, 20s): 1 + 1 + 3 (bucket [0, 10s)) + 5 (bucket [10s, 20s))
+        for ts, record, post in ((1_000, "Liked", a), (2_000, "Liked", a), (3_000, "CommentAdded", a),
+                                 (4_000, "Liked", b), (5_000, "Liked", b), (6_000, "Liked", c),
+                                 (12_000, "Shared", a)):
+            feed.engage(ts, record, post)
+        feed.verdict(a - 1_000, "REMOVE", 13_000)  # the models remove it before [0, 20s) fires
+        feed.verdict(a - 1_000, "REMOVE", 13_000)  # re-delivered: retracted once
+        feed.engage(14_000, "Liked", a)  # while hidden: held back
+        feed.engage(25_000, "Liked", 9_999)  # watermark t0+24999: fires [0, 20s)
+        feed.post(25_000, "z")
+        feed.flush()
+        _wait(window, 180, "window [0, 20s)")
+        assert window() == [(str(b), 2), (str(c), 1)]
+        assert str(a) not in [i for i, _ in _history(settings, f"viral-{posts}", feed.t0 + 20_000)]
+        # a moderator overturns the models after the window fired: all of a's engagements count (late update)
+        feed.verdict(a - 1_000, "ALLOW", 26_000, moderator=True)
+        feed.flush()
+        _wait(lambda: window() == [(str(a), 5), (str(b), 2), (str(c), 1)], 60, "the overturn's late update")
+        assert current() == [(str(a), 5), (str(b), 2), (str(c), 1)]
+        # then removes it again: the window is re-published without it
+        feed.verdict(a - 1_000, "REMOVE", 27_000, moderator=True)
+        feed.flush()
+        _wait(lambda: window() == [(str(b), 2), (str(c), 1)], 60, "the removal's late update")
+        assert current() == [(str(b), 2), (str(c), 1)]
+    finally:
+        client.cancel().result()
+    assert not _consume(settings, feed.late, 1, timeout_s=5)  # corrections and markers are no dead letters
+    # trending.v1: after the moderator's REMOVE no list of [0, 20s) holds post a
+    deser = AvroDeserializer(SchemaRegistryClient({"url": settings.registry_url}))
+    end = dt.datetime.fromtimestamp((feed.t0 + 20_000) / 1000, dt.UTC)
+    lists: list[list[str]] = []
+    for _, v in _consume(settings, feed.trending, 200, timeout_s=15):
+        d = deser(v, SerializationContext(feed.trending, MessageField.VALUE))
+        if d["scope"] == posts and d["window_end"] == end:
+            if d["rank"] == 1 or not lists:
+                lists.append([])
+            lists[-1].append(d["item"])
+    # fired without it; the overturn re-adds bucket by bucket; the removal re-publishes per bucket
+    # without it (the rank step leaves it out as soon as the marker is in, before the corrections)
+    shown, hidden = [str(a), str(b), str(c)], [str(b), str(c)]
+    assert lists == [hidden, shown, shown, hidden, hidden]

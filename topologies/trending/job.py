@@ -13,13 +13,16 @@ Python touches each event once (decode -> one compact row per contribution) and 
    event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once
    per source topic (the merged stream's watermark is the minimum: no topic's events are made late
    by another topic read ahead of it).
-   ``moderate`` (Python, keyed by post id): posts.v1's hashtag rows and moderation-verdicts.v1's
-   verdicts; a verdict that hides a post (LIMIT/REMOVE in force) retracts its hashtags, one that
-   shows it again re-adds them, as correction rows at the post's event time (:class:`Moderate`).
-   ``dedup`` (Python, keyed by event id and item) then drops re-deliveries: Kafka delivers at least
+   ``dedup`` (Python, keyed by event id and item) drops re-deliveries: Kafka delivers at least
    once and retries reuse event ids, so the same event can arrive twice; the first one passes and
    its id is remembered until its windows are past their allowed lateness
    (:func:`logic.dedup_horizon_ms`, an event-time timer clears it).
+   ``moderate`` (Python, keyed by post id): the deduplicated hashtag and engagement rows and
+   moderation-verdicts.v1's verdicts; a verdict that hides a post (LIMIT/REMOVE in force)
+   retracts its hashtags (at the post's event time) and its engagements (per slide bucket, at the
+   bucket's start), one that shows it again re-adds them; engagements of a hidden post are held
+   back; a visibility marker ahead of the corrections tells ``rank`` to leave the post out
+   (:class:`Moderate`).
 2. per window spec, Flink SQL (JVM): ``HOP`` window TVF grouped by ``(kind, item)`` (sliced: each event
    updates one slide-sized slice, not size/slide windows) cascaded into one row per ``(kind, window)``
    holding ``ARRAY_AGG`` of its items' ``(item, count, weight)``. Emitted when the watermark passes the window end.
@@ -30,7 +33,7 @@ Python touches each event once (decode -> one compact row per contribution) and 
 4. ``rank`` (Python, keyed by ``(label, kind)``): merges window rows and late deltas, scores against
    each item's own history (viral z-score / observed-vs-expected), top-K, on an event-time timer at
    the window end; state is map state keyed by window end (a firing reads its window and its
-   baseline windows, not every item's history).
+   baseline windows, not every item's history); posts a visibility marker hides are left out.
 5. ``publish`` (Python): trending.v1, Redis, Cassandra — one flush per emission.
 """
 
@@ -80,9 +83,9 @@ class TrendingConfig:
     policy: ViralPolicy = ViralPolicy()  # noqa: RUF009 (frozen)
     weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     source_topics: tuple[str, ...] = (POSTS.name, ENGAGEMENTS.name)
-    # moderation: verdicts (the effective decision, the moderator's part winning) on the posts of
-    # ``post_topic`` (one of ``source_topics``) retract a hidden post's hashtags and re-add them when
-    # it is shown again (``Moderate``); None: hashtags of hidden posts count
+    # moderation: verdicts (the effective decision, the moderator's part winning) on posts retract a
+    # hidden post's hashtags and engagements and re-add them when it is shown again (``Moderate``),
+    # when ``post_topic`` is one of ``source_topics``; None (or another post_topic): hidden posts count
     verdict_topic: str | None = MODERATION_VERDICTS.name
     post_topic: str = POSTS.name
     trending_topic: str = TRENDING.name
@@ -219,17 +222,23 @@ class Dedup(KeyedProcessFunction):
 
 
 class Moderate(KeyedProcessFunction):
-    """Keyed by post id: a post's hashtag rows pass through; a verdict that flips the post's visibility
-    retracts (hidden) or re-adds (shown again) them at the post's event time (:func:`logic.on_verdict`).
+    """Keyed by post id, after dedup: a post's hashtag rows pass through, its engagement rows pass
+    while it is visible (and are summed per slide bucket, :func:`logic.on_engagement`); a verdict
+    that flips the post's visibility retracts (hidden) or re-adds (shown again) its hashtags at the
+    post's event time and its engagement buckets at their start (:func:`logic.on_verdict`), after a
+    visibility marker for the rank step.
 
-    A correction is an ordinary contribution row with its own event id per flip, so it goes through
-    dedup, the window aggregation (windows not fired yet) and the late path (fired windows within
-    allowed lateness: re-emitted). The post's state is kept until every window of it (and of the
-    latest verdict) is past its allowed lateness, then an event-time timer clears it.
+    A correction is an ordinary contribution row with its own event id per flip and bucket, so it
+    goes through the window aggregation (windows not fired yet) and the late path (fired windows
+    within allowed lateness: re-emitted). The post's state is kept until every window of it (and of
+    the latest verdict) is past its allowed lateness, then an event-time timer clears it; a hidden
+    post keeps its visibility (engagements can come any time later) and drops its buckets.
     """
 
-    def __init__(self, horizon_ms: int) -> None:
-        self.horizon_ms = horizon_ms
+    def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
+        self.specs = specs
+        self.horizon_ms = logic.visibility_horizon_ms(specs)
+        self.bucket_ms = logic.bucket_ms(specs)
 
     def open(self, runtime_context: Any) -> None:
         self.post = runtime_context.get_state(ValueStateDescriptor("visibility", Types.PICKLED_BYTE_ARRAY()))
@@ -241,6 +250,12 @@ class Moderate(KeyedProcessFunction):
         st = self.post.value() or logic.PostVisibility()
         if value[0] == logic.MODERATION:
             out = logic.on_verdict(st, value[3] > 0, value[2])
+        elif value[0] == logic.POSTS:
+            out, n = [], len(st.buckets)
+            if logic.on_engagement(st, value[1], value[2], value[4], value[3], self.bucket_ms):
+                yield value
+            if len(st.buckets) > n:  # a new bucket: drop the ones no window takes corrections for
+                logic.prune_buckets(st, self.specs, ctx.timer_service().current_watermark())
         else:
             out = logic.on_post_hashtag(st, value[1], value[2], value[8])
             yield value
@@ -254,7 +269,12 @@ class Moderate(KeyedProcessFunction):
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterable[Any]:
         if timestamp >= (self.until.value() or 0):
-            self.post.clear()
+            st = self.post.value()
+            if st is not None and st.hidden:  # its later engagements must still be held back
+                st.buckets = {}
+                self.post.update(st)
+            else:
+                self.post.clear()
             self.until.clear()
         return ()
 
@@ -271,6 +291,10 @@ class LateSplit(FlatMapFunction):
     def flat_map(self, v: Any) -> Iterable[tuple]:
         kind, item, ts, weight, cnt, topic, partition, offset, eid, wm = v
         watermark = epoch_ms(wm)
+        if kind == logic.MODERATION:  # a visibility marker: ahead of its post's corrections, in order
+            for spec in self.config.windows:
+                yield (spec.label, logic.POSTS, None, (item, weight > 0, watermark))
+            return
         for spec in self.config.windows:
             if spec.classify(ts, watermark) == "too_late":
                 if logic.is_correction(eid):  # a moderation correction for closed windows: nothing to fix
@@ -310,17 +334,22 @@ class _MapStateView(MutableMapping):
 
 
 class Rank(KeyedProcessFunction):
-    """Per ``(label, kind)``: collect window rows and late deltas, score, top-K at the window's end."""
+    """Per ``(label, kind)``: collect window rows and late deltas, score, top-K at the window's end.
+
+    A visibility marker (``end`` None) from the moderation step hides a post from the posts lists
+    fired until its corrections are all in (:func:`logic.mark_visibility`)."""
 
     def __init__(self, specs: Mapping[str, WindowSpec], policy: ViralPolicy, k: int) -> None:
         self.specs, self.policy, self.k = dict(specs), policy, k
+        self.horizon_ms = logic.visibility_horizon_ms(self.specs.values())
 
     def open(self, runtime_context: Any) -> None:
-        def view(name: str) -> _MapStateView:
+        def view(name: str, key: Any = None) -> _MapStateView:
             return _MapStateView(runtime_context.get_map_state(
-                MapStateDescriptor(name, Types.LONG(), Types.PICKLED_BYTE_ARRAY())))
+                MapStateDescriptor(name, key or Types.LONG(), Types.PICKLED_BYTE_ARRAY())))
 
-        self.st = logic.RankState(windows=view("windows"), history=view("history"))
+        self.st = logic.RankState(windows=view("windows"), history=view("history"),
+                                  hidden=view("hidden", Types.STRING()))
 
     def _fire(self, label: str, kind: str, end: int, wm: int) -> list[logic.TopK]:
         spec = self.specs[label]
@@ -330,6 +359,10 @@ class Rank(KeyedProcessFunction):
 
     def process_element(self, value: Any, ctx: Any) -> Iterable[list[logic.TopK]]:
         label, kind, end, items = value
+        if end is None:
+            post, hides, watermark = items
+            logic.mark_visibility(self.st, post, hides, watermark, self.horizon_ms)
+            return
         logic.merge_window(self.st, end, items)
         wm = ctx.timer_service().current_watermark()
         if wm >= end - 1:  # a late delta: the window already fired here
@@ -413,7 +446,7 @@ def interval(ms: int) -> str:
     return f"INTERVAL '{ms / 1000:.3f}' SECOND({len(str(ms // 1000))}, 3)"
 
 
-def window_sql(spec: WindowSpec, view: str = "trending_contrib") -> str:
+def window_sql(spec: WindowSpec, view: str = "trending_counted") -> str:
     """One row per ``(kind, window)`` with its items' ``(item, count, weight)``, when the window fires."""
     return f"""
         SELECT kind, window_end,
@@ -450,16 +483,17 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
     merged: DataStream | None = None
     for index, topic in enumerate(config.source_topics):
         timed = timed_source(t_env, settings, config, index, topic)
-        if config.verdict_topic and topic == config.post_topic:
-            verdicts = timed_source(t_env, settings, config, len(config.source_topics), config.verdict_topic)
-            timed = (timed.union(verdicts).key_by(lambda r: r[9], key_type=Types.LONG())
-                     .process(Moderate(logic.visibility_horizon_ms(config.windows)), output_type=contrib_type())
-                     .name("moderate").uid("moderate"))
         merged = timed if merged is None else merged.union(timed)
     assert merged is not None, "at least one source topic is required"
     events = (merged.key_by(lambda r: logic.dedup_key(r[8], r[0], r[1]), key_type=Types.STRING())
               .process(Dedup(logic.dedup_horizon_ms(config.windows)), output_type=contrib_type())
               .name("dedup").uid("dedup"))
+    if config.verdict_topic and config.post_topic in config.source_topics:
+        # after dedup: a post's engagement aggregates must hold each engagement once
+        verdicts = timed_source(t_env, settings, config, len(config.source_topics), config.verdict_topic)
+        events = (events.union(verdicts).key_by(lambda r: r[9], key_type=Types.LONG())
+                  .process(Moderate(tuple(config.windows)), output_type=contrib_type())
+                  .name("moderate").uid("moderate"))
     schema = Schema.new_builder()
     for name, dtype in zip(_FIELDS, (DataTypes.STRING(), DataTypes.STRING(), DataTypes.BIGINT(), DataTypes.DOUBLE(),
                                      DataTypes.BIGINT(), DataTypes.STRING(), DataTypes.INT(), DataTypes.BIGINT(),
@@ -469,6 +503,9 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
     # travels with its verdict's timestamp (so it holds no watermark back) but counts at its post's time
     schema = schema.column_by_expression("rt", "TO_TIMESTAMP_LTZ(ts, 3)").watermark("rt", "SOURCE_WATERMARK()")
     t_env.create_temporary_view("trending_contrib", t_env.from_data_stream(events, schema.build()))
+    # visibility markers take the late path only (they are at event time 0, behind any watermark)
+    t_env.create_temporary_view("trending_counted", t_env.sql_query(
+        f"SELECT * FROM trending_contrib WHERE kind <> '{logic.MODERATION}'"))
 
     ranked_in: DataStream | None = None
     for spec in config.windows:

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any, Literal, NamedTuple
 
 from core.clock import millis
@@ -291,10 +292,13 @@ class RankState:
 
     Both are mappings keyed by window end (the job backs them with Flink map state), so a firing
     touches the window itself and its ``baseline_windows`` predecessors, never every item's history.
+    ``hidden``: posts moderation hides (post id -> watermark after which the entry can go,
+    :func:`mark_visibility`); they are left out of every posts list fired meanwhile.
     """
 
     windows: MutableMapping[int, dict[str, Acc]] = field(default_factory=dict)
     history: MutableMapping[int, dict[str, float]] = field(default_factory=dict)
+    hidden: MutableMapping[str, int] = field(default_factory=dict)
 
 
 def merge_window(state: RankState, window_end: int, items: Iterable[tuple[str, int, float]]) -> None:
@@ -312,7 +316,7 @@ def fire(state: RankState, kind: str, window: Window, spec: WindowSpec, policy: 
     ends = [window.end - j * spec.size_ms for j in range(1, policy.baseline_windows + 1)]
     past = [(e, state.history.get(e) or {}) for e in ends]
     scored = [score(kind, item, window, acc, {e: h[item] for e, h in past if item in h}, spec, policy)
-              for item, acc in sorted(items.items())]
+              for item, acc in sorted(items.items()) if not (kind == POSTS and item in state.hidden)]
     state.history[window.end] = {item: acc[1] for item, acc in items.items()}
     return top_k(kind, window, scored, spec, k)
 
@@ -324,6 +328,21 @@ def expire(state: RankState, spec: WindowSpec, policy: ViralPolicy, watermark: i
     horizon = watermark + 1 - spec.lateness_ms - policy.baseline_windows * spec.size_ms
     for end in [e for e in state.history if e < horizon]:
         del state.history[end]
+    for post in [p for p, until in state.hidden.items() if until <= watermark]:
+        del state.hidden[post]
+
+
+def mark_visibility(state: RankState, post: str, hides: bool, watermark: int, horizon_ms: int) -> None:
+    """A post's visibility flipped (a marker from the moderation step, ahead of its corrections):
+    while hidden it is left out of every posts list, so none fired before all its corrections
+    arrived (each re-fires a window) shows it with what is left of its weight. The entry goes after
+    ``horizon_ms`` (:func:`visibility_horizon_ms`): every window live now is closed by then, and
+    the moderation step holds back the post's later engagements while it stays hidden.
+    """
+    if hides:
+        state.hidden[post] = watermark + horizon_ms
+    elif post in state.hidden:
+        del state.hidden[post]
 
 
 def late_updates(spec: WindowSpec, ts: int, watermark: int) -> list[Window]:
@@ -352,12 +371,15 @@ def simulate(arrivals: Iterable[Contribution], spec: WindowSpec, k: int,
     """Run the window/late/top-K rules over contributions in arrival order, watermark per element.
 
     The watermark after each element is ``max_ts - out_of_orderness - 1`` (Flink's bounded
-    out-of-orderness); with ``flush`` a final watermark of +inf fires what is left.
+    out-of-orderness); with ``flush`` a final watermark of +inf fires what is left. A ``moderation``
+    row is a visibility marker (:func:`visibility_marker`): the post is left out of posts lists
+    while hidden, as the job's rank step does (:func:`mark_visibility`).
     """
     sim = Simulation()
     state: dict[tuple[str, str, Window], Acc] = {}
     fired: set[tuple[str, Window]] = set()
     history: dict[tuple[str, str], dict[int, float]] = {}
+    hidden: dict[str, int] = {}
     wm = -(1 << 62)
 
     def emit(kind: str, window: Window) -> None:
@@ -365,7 +387,8 @@ def simulate(arrivals: Iterable[Contribution], spec: WindowSpec, k: int,
         for (k_, item, w), acc in sorted(state.items(), key=lambda kv: kv[0][:2]):
             if k_ == kind and w == window:
                 h = history.setdefault((kind, item), {})
-                scored.append(score(kind, item, w, acc, h, spec, policy))
+                if not (kind == POSTS and item in hidden):
+                    scored.append(score(kind, item, w, acc, h, spec, policy))
                 h[w.end] = acc[1]
         sim.emissions.extend(top_k(kind, window, scored, spec, k))
 
@@ -381,9 +404,17 @@ def simulate(arrivals: Iterable[Contribution], spec: WindowSpec, k: int,
             emit(kind, w)
         for key in [key for key in state if spec.expired(key[2], wm)]:
             del state[key]
+        for post in [p for p, until in hidden.items() if until <= wm]:
+            del hidden[post]
 
     max_ts = -(1 << 62)
     for c in arrivals:
+        if c.kind == MODERATION:  # a visibility marker (:func:`visibility_marker`): not windowed
+            if c.weight > 0:
+                hidden[c.item] = wm + dedup_horizon_ms([spec])
+            else:
+                hidden.pop(c.item, None)
+            continue
         verdict = spec.classify(c.ts, wm)
         if verdict == "too_late":
             sim.late.append(c)
@@ -406,11 +437,13 @@ def simulate(arrivals: Iterable[Contribution], spec: WindowSpec, k: int,
     return sim
 
 
-# -- moderation: a hidden post's hashtags stop counting ---------------------------------------------
+# -- moderation: a hidden post stops counting for its hashtags and in the posts ranking ---------------
 #: Row kind of a moderation verdict inside the job (never windowed: the ``Moderate`` step consumes it).
 MODERATION = "moderation"
 #: Separates a post's event id from its correction generation in a correction's event id.
 _GENERATION_SEP = "\x1e"
+#: Event time of a visibility marker (:func:`visibility_marker`): behind every watermark.
+MARKER_TS = 0
 
 
 def verdict_contribution(record: str, value: Mapping[str, Any]) -> Contribution | None:
@@ -418,7 +451,7 @@ def verdict_contribution(record: str, value: Mapping[str, Any]) -> Contribution 
     verdict's ``occurred_at`` (its order), ``weight`` 1.0 if the effective decision hides the post
     (LIMIT or REMOVE, the moderator's part winning, as merged by ``stores.moderation``), else 0.0.
 
-    None for any other record, and for a verdict on a comment (comments have no hashtags here).
+    None for any other record, and for a verdict on a comment (comments are not ranked here).
     """
     if record != "ModerationVerdict" or value.get("kind") != "POST":
         return None
@@ -426,16 +459,35 @@ def verdict_contribution(record: str, value: Mapping[str, Any]) -> Contribution 
     return Contribution(MODERATION, str(value["post_id"]), millis(value["occurred_at"]), 1.0 if hides else 0.0, 0)
 
 
+def bucket_ms(specs: Iterable[WindowSpec]) -> int:
+    """The slide bucket of a post's engagement aggregates: the gcd of every spec's slide.
+
+    Every spec's size is a multiple of its slide (:class:`WindowSpec` refuses others), so every
+    event time in one ``[b, b + bucket)`` belongs to exactly the same windows of every spec: a
+    correction at ``b`` with the bucket's summed count and weight changes exactly the windows its
+    events changed, and is on time, late or too late for them exactly as they would be now.
+    """
+    return reduce(math.gcd, (s.slide_ms for s in specs))
+
+
+def bucket_expired(bucket: int, specs: Iterable[WindowSpec], watermark: int) -> bool:
+    """Whether every window of the bucket starting at ``bucket`` is past its allowed lateness."""
+    return all(s.expired(s.assign(bucket)[0], watermark) for s in specs)
+
+
 @dataclass
 class PostVisibility:
-    """What the job keeps per post to undo and redo its hashtag contributions.
+    """What the job keeps per post to undo and redo its contributions when moderation flips it.
 
     ``tags``: the hashtags the post counted for (its PostCreated passed the author check);
     ``ts``/``event_id``: the post's event time and id (``None`` until the post is seen: a verdict
-    can be read before its post); ``hidden``: whether the latest verdict hides it; ``version``: that
-    verdict's ``occurred_at`` (older verdicts are ignored); ``generation``: how many times the
-    post's visibility flipped while its tags were known (each flip's corrections get their own
-    event ids, so dedup tells a retraction from a later re-add).
+    can be read before its post); ``post``: the post id (set by its first engagement);
+    ``buckets``: per slide bucket start (:func:`bucket_ms`), the summed ``(count, weight)`` of the
+    post's engagements in it, those recorded while it was hidden included; ``hidden``: whether the
+    latest verdict hides it; ``version``: that verdict's ``occurred_at`` (older verdicts are
+    ignored); ``generation``: how many times the post's visibility flipped with something to
+    correct (each flip's corrections get their own event ids, so a retraction and a later re-add
+    are told apart).
     """
 
     tags: list[str] = field(default_factory=list)
@@ -444,24 +496,38 @@ class PostVisibility:
     hidden: bool = False
     version: int = -(1 << 62)
     generation: int = 0
+    post: str = ""
+    buckets: dict[int, Acc] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, also a state pickled before the engagement fields existed (an older checkpoint)."""
+        self.__dict__.update({"post": "", "buckets": {}, **state})
 
 
 class Correction(NamedTuple):
-    """A contribution the moderation step adds, with its own event id (for dedup)."""
+    """A contribution the moderation step adds, with its own event id."""
 
     contribution: Contribution
     event_id: str
 
 
-def correction_event_id(post_event_id: str, generation: int) -> str:
-    """Event id of the corrections of one visibility flip: the post's id and the flip's generation."""
-    return f"{post_event_id}{_GENERATION_SEP}mod{generation}"
+def correction_event_id(post_event_id: str, generation: int, bucket: int | None = None) -> str:
+    """Event id of the corrections of one visibility flip: the post's (event) id and the flip's
+    generation, plus the slide bucket for an engagement bucket's correction (one per bucket)."""
+    eid = f"{post_event_id}{_GENERATION_SEP}mod{generation}"
+    return eid if bucket is None else f"{eid}@{bucket}"
 
 
 def _corrections(state: PostVisibility, tags: Iterable[str], sign: int) -> list[Correction]:
     assert state.ts is not None
     eid = correction_event_id(state.event_id, state.generation)
     return [Correction(Contribution(HASHTAGS, t, state.ts, float(sign), sign), eid) for t in tags]
+
+
+def _bucket_corrections(state: PostVisibility, sign: int) -> list[Correction]:
+    return [Correction(Contribution(POSTS, state.post, b, sign * w, sign * n),
+                       correction_event_id(f"post:{state.post}", state.generation, b))
+            for b, (n, w) in sorted(state.buckets.items()) if n or w]
 
 
 def on_post_hashtag(state: PostVisibility, tag: str, ts: int, event_id: str) -> list[Correction]:
@@ -477,10 +543,20 @@ def on_post_hashtag(state: PostVisibility, tag: str, ts: int, event_id: str) -> 
     return _corrections(state, [tag], -1) if state.hidden else []
 
 
+def on_engagement(state: PostVisibility, post: str, ts: int, count: int, weight: float, bucket: int) -> bool:
+    """A counted engagement contribution (kind ``posts``, deduplicated) of a post: add it to its
+    slide bucket's aggregate; return whether it counts now (False while the post is hidden: it is
+    recorded, and an overturn adds it with the rest)."""
+    state.post = post
+    b = ts - ts % bucket
+    state.buckets[b] = agg_add(state.buckets.get(b, agg_create()), count, weight)
+    return not state.hidden
+
+
 def on_verdict(state: PostVisibility, hides: bool, version: int) -> list[Correction]:
     """A verdict on the post: on a flip of visibility, retract (hidden) or re-add (shown again) every
-    known hashtag at the post's own event time, so the windows it counted in are corrected through
-    the job's on-time or late-update path.
+    known hashtag at the post's own event time, and every engagement bucket's sum at the bucket's
+    start, so the windows they counted in are corrected through the job's on-time or late-update path.
 
     Idempotent and order-safe: a verdict older than the last one applied (``version``) or one that
     does not change visibility (a re-delivery, a new model score with the same outcome) adds nothing.
@@ -491,10 +567,50 @@ def on_verdict(state: PostVisibility, hides: bool, version: int) -> list[Correct
     if hides == state.hidden:
         return []
     state.hidden = hides
-    if state.ts is None or not state.tags:
-        return []  # the post is not seen yet: on_post_hashtag retracts when it comes
+    tags = state.tags if state.ts is not None else []  # the post not seen yet: on_post_hashtag retracts
+    if not tags and not state.buckets:
+        return []
     state.generation += 1
-    return _corrections(state, state.tags, -1 if hides else 1)
+    sign = -1 if hides else 1
+    posts = _bucket_corrections(state, sign)
+    marker = [Correction(visibility_marker(state.post, hides), posts[0].event_id)] if posts else []
+    return marker + (_corrections(state, tags, sign) if tags else []) + posts
+
+
+def visibility_marker(post: str, hides: bool) -> Contribution:
+    """A ``moderation`` row the moderation step emits ahead of a post's engagement corrections:
+    the rank step leaves the post out of posts lists while it is hidden (:func:`mark_visibility`).
+
+    Its ``ts`` is 0, behind any watermark: it never counts in a window and always takes the late
+    path, the one the corrections for fired windows take after it, in order.
+    """
+    return Contribution(MODERATION, post, MARKER_TS, 1.0 if hides else 0.0, 0)
+
+
+def prune_buckets(state: PostVisibility, specs: Iterable[WindowSpec], watermark: int) -> None:
+    """Drop engagement buckets whose windows are all past allowed lateness (a correction would be too late)."""
+    specs = list(specs)
+    for b in [b for b in state.buckets if bucket_expired(b, specs, watermark)]:
+        del state.buckets[b]
+
+
+def moderate(rows: Iterable[Contribution], specs: Sequence[WindowSpec]) -> list[Contribution]:
+    """Reference model of the job's ``Moderate`` step for the posts ranking, over deduplicated rows
+    in arrival order: ``moderation`` rows (:func:`verdict_contribution`) are consumed, ``posts``
+    rows pass (or are held back while their post is hidden); a flip adds a visibility marker and
+    the corrections, ready for :func:`simulate`. Hashtag rows pass unchanged here.
+    """
+    states: dict[str, PostVisibility] = {}
+    size = bucket_ms(specs)
+    out: list[Contribution] = []
+    for c in rows:
+        if c.kind == MODERATION:
+            out.extend(x.contribution for x in on_verdict(states.setdefault(c.item, PostVisibility()),
+                                                          c.weight > 0, c.ts))
+        elif c.kind != POSTS or on_engagement(states.setdefault(c.item, PostVisibility()), c.item, c.ts,
+                                              c.count, c.weight, size):
+            out.append(c)
+    return out
 
 
 def visibility_horizon_ms(specs: Iterable[WindowSpec]) -> int:
