@@ -23,13 +23,15 @@ from topologies.trending.logic import (
     late_updates,
     mark_visibility,
     merge_window,
-    moderate,
     parse_duration,
     score,
     simulate,
     top_k,
     viral_score,
     zscore,
+)
+from topologies.trending.moderation import (
+    moderate,
 )
 
 SPEC = WindowSpec(60_000, 10_000, lateness_ms=20_000, out_of_orderness_ms=0)
@@ -99,7 +101,7 @@ def test_top_k_is_deterministic_and_capped() -> None:
 
 def test_simulate_known_answer() -> None:
     spec = WindowSpec(20_000, 10_000, lateness_ms=10_000, out_of_orderness_ms=0)
-    c = lambda item, ts: Contribution(HASHTAGS, item, ts, 1.0, 1)  # noqa: E731
+    c = lambda item, ts: Contribution(HASHTAGS, item, ts, 1.0, 1)
     sim = simulate([c("a", 1_000), c("b", 2_000), c("a", 12_000), c("b", 25_000), c("a", 26_000),
                     c("b", 31_000),  # wm 30999: fires [10k,30k) (fired earlier: [0,20k) at wm 24999)
                     c("b", 15_000),  # late but within lateness for [10k,30k) and [0k, 20k)? [0,20k) expired at 29999

@@ -13,18 +13,20 @@ from topologies.trending.logic import (
     MODERATION,
     POSTS,
     Contribution,
-    PostVisibility,
     WindowSpec,
+    dedup_key,
+    simulate,
+)
+from topologies.trending.moderation import (
+    PostVisibility,
     bucket_ms,
     correction_event_id,
-    dedup_key,
     is_correction,
     moderate,
     on_engagement,
     on_post_hashtag,
     on_verdict,
     prune_buckets,
-    simulate,
     verdict_contribution,
 )
 
@@ -238,3 +240,13 @@ def test_a_post_state_pickled_before_engagements_were_kept_still_loads() -> None
     s = pickle.loads(pickle.dumps(old))
     assert (s.buckets, s.post, s.tags, s.hidden) == ({}, "", ["x"], True)
     assert not on_engagement(s, "7", 2_000, 1, 1.0, 10_000) and s.buckets == {0: (1, 1.0)}
+
+
+def test_a_post_state_pickled_when_the_class_lived_in_logic_still_loads() -> None:
+    import pickle
+
+    old = pickle.dumps(PostVisibility(tags=["x"], hidden=True), protocol=0)
+    old = old.replace(b"topologies.trending.moderation", b"topologies.trending.logic")
+    assert b"topologies.trending.logic" in old
+    loaded = pickle.loads(old)
+    assert isinstance(loaded, PostVisibility) and loaded.tags == ["x"] and loaded.hidden

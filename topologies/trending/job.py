@@ -55,7 +55,7 @@ from pyflink.table import DataTypes, Schema, StreamTableEnvironment
 
 from core.settings import Settings
 from streams.catalog import DEAD_LETTERS, ENGAGEMENTS, MODERATION_VERDICTS, POSTS, TRENDING
-from topologies.trending import logic
+from topologies.trending import logic, moderation
 from topologies.trending.logic import (
     DEFAULT_WEIGHTS,
     DEFAULT_WINDOW,
@@ -178,7 +178,7 @@ class Decode(FlatMapFunction):
         try:
             decoded = self.serde.decode(data)
             found = logic.contributions(decoded.name, decoded.value, self.config.weights)
-            verdict = logic.verdict_contribution(decoded.name, decoded.value) if not found else None
+            verdict = moderation.verdict_contribution(decoded.name, decoded.value) if not found else None
         except (DecodeError, KeyError, TypeError, ValueError) as exc:
             self._refuse(topic, partition, offset, data, exc)
             return
@@ -223,9 +223,9 @@ class Dedup(KeyedProcessFunction):
 
 class Moderate(KeyedProcessFunction):
     """Keyed by post id, after dedup: a post's hashtag rows pass through, its engagement rows pass
-    while it is visible (and are summed per slide bucket, :func:`logic.on_engagement`); a verdict
+    while it is visible (and are summed per slide bucket, :func:`moderation.on_engagement`); a verdict
     that flips the post's visibility retracts (hidden) or re-adds (shown again) its hashtags at the
-    post's event time and its engagement buckets at their start (:func:`logic.on_verdict`), after a
+    post's event time and its engagement buckets at their start (:func:`moderation.on_verdict`), after a
     visibility marker for the rank step.
 
     A correction is an ordinary contribution row with its own event id per flip and bucket, so it
@@ -237,8 +237,8 @@ class Moderate(KeyedProcessFunction):
 
     def __init__(self, specs: tuple[WindowSpec, ...]) -> None:
         self.specs = specs
-        self.horizon_ms = logic.visibility_horizon_ms(specs)
-        self.bucket_ms = logic.bucket_ms(specs)
+        self.horizon_ms = moderation.visibility_horizon_ms(specs)
+        self.bucket_ms = moderation.bucket_ms(specs)
 
     def open(self, runtime_context: Any) -> None:
         self.post = runtime_context.get_state(ValueStateDescriptor("visibility", Types.PICKLED_BYTE_ARRAY()))
@@ -247,17 +247,17 @@ class Moderate(KeyedProcessFunction):
     def process_element(self, value: Any, ctx: Any) -> Iterable[Any]:
         from pyflink.common import Row
 
-        st = self.post.value() or logic.PostVisibility()
+        st = self.post.value() or moderation.PostVisibility()
         if value[0] == logic.MODERATION:
-            out = logic.on_verdict(st, value[3] > 0, value[2])
+            out = moderation.on_verdict(st, value[3] > 0, value[2])
         elif value[0] == logic.POSTS:
             out, n = [], len(st.buckets)
-            if logic.on_engagement(st, value[1], value[2], value[4], value[3], self.bucket_ms):
+            if moderation.on_engagement(st, value[1], value[2], value[4], value[3], self.bucket_ms):
                 yield value
             if len(st.buckets) > n:  # a new bucket: drop the ones no window takes corrections for
-                logic.prune_buckets(st, self.specs, ctx.timer_service().current_watermark())
+                moderation.prune_buckets(st, self.specs, ctx.timer_service().current_watermark())
         else:
-            out = logic.on_post_hashtag(st, value[1], value[2], value[8])
+            out = moderation.on_post_hashtag(st, value[1], value[2], value[8])
             yield value
         self.post.update(st)
         until = max(self.until.value() or ctx.timestamp(), ctx.timestamp() + self.horizon_ms)
@@ -297,7 +297,7 @@ class LateSplit(FlatMapFunction):
             return
         for spec in self.config.windows:
             if spec.classify(ts, watermark) == "too_late":
-                if logic.is_correction(eid):  # a moderation correction for closed windows: nothing to fix
+                if moderation.is_correction(eid):  # a moderation correction for closed windows: nothing to fix
                     continue
                 if self.publisher is None:
                     self.publisher = _publisher(self.settings, self.config)
@@ -341,7 +341,7 @@ class Rank(KeyedProcessFunction):
 
     def __init__(self, specs: Mapping[str, WindowSpec], policy: ViralPolicy, k: int) -> None:
         self.specs, self.policy, self.k = dict(specs), policy, k
-        self.horizon_ms = logic.visibility_horizon_ms(self.specs.values())
+        self.horizon_ms = moderation.visibility_horizon_ms(self.specs.values())
 
     def open(self, runtime_context: Any) -> None:
         def view(name: str, key: Any = None) -> _MapStateView:
