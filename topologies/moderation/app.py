@@ -25,7 +25,7 @@ from core.clock import millis
 from core.settings import Settings
 from models.moderation.classify import Classifier
 from models.moderation.features import Behaviour, band_keys, content
-from stores import cassandra, graph
+from stores import cassandra, graph, progress
 from stores import moderation as mod
 from stores import redis as redis_store
 from stores.users import get_users
@@ -202,7 +202,10 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
 
     async def on_content(recs: list[SourceRecord]) -> Awaitable[Any]:
         items = [i for i in (item_of(r.name, r.value) for r in recs) if i is not None]
-        return await emit(serde, verdicts, await in_thread(app, score_items, eng, items))
+        out = await in_thread(app, score_items, eng, items)
+        await in_thread(app, progress.mark, eng.r, "moderation",
+                        progress.highest((r.topic, r.partition, r.offset) for r in recs))
+        return await emit(serde, verdicts, out)
 
     async def on_moderation(rec: SourceRecord) -> None:
         check_record(MODERATION_RECORDS)(rec)  # PoisonRecord: dead-lettered with its source offset
