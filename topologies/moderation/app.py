@@ -217,6 +217,8 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     async def on_content(recs: list[SourceRecord]) -> Awaitable[Any]:
         items = [i for i in (item_of(r.name, r.value) for r in recs) if i is not None]
         out = await in_thread(app, score_items, eng, items)
+        if settings.log_batches:
+            log.info("moderation batch n=%d items=%d", len(recs), len(items))
         errors: list[str] = []
         if out:  # one librdkafka producer: encoded with the pre-parsed schema, no per-message await
             await in_thread(app, bulk.produce_records, serde, verdicts.get_topic_name(), "ModerationVerdict",
