@@ -209,7 +209,7 @@ def consume_decode(s: Settings, topic: str, start: dict[int, int], end: dict[int
     try:
         while got < want and time.perf_counter() - t0 < 120:
             for m in c.consume(1000, timeout=0.5):
-                if m.error() is None and m.offset() < end[m.partition()]:
+                if m.error() is None and (m.offset() or 0) < end[m.partition() or 0]:
                     serde.decode(m.value())
                     got += 1
     finally:
