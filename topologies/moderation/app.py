@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 
 HEADERS = event_type_headers("io.feedstream.derived.ModerationVerdict")
 Verdicts = list[dict[str, Any]]
+USERS_PER_READ = 100
 
 
 class Engines:
@@ -100,12 +101,14 @@ class Engines:
 
 
 def behaviours(eng: Engines, items: list[Item]) -> list[Behaviour]:
-    """The authors' facts at posting time for a batch, as one by one in order: profiles (cache, then one
-    Cassandra read), graph sets loaded, then one pipeline: the follower counts and one script call
+    """The authors' facts at posting time for a batch, as one by one in order: profiles (cache, then a
+    Cassandra read per 100 misses), graph sets loaded, then one pipeline: the follower counts and one script call
     reading the recent posts and LSH bands before the batch and recording the batch
     (:func:`logic.fold_behaviour` folds it in)."""
     authors = list(dict.fromkeys(i.author_id for i in items))
-    users = get_users(eng.s, eng.r, authors)
+    users: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(authors), USERS_PER_READ):  # a bounded Cassandra IN for the cache's misses
+        users.update(get_users(eng.s, eng.r, authors[i:i + USERS_PER_READ]))
     graph.ensure_loaded(eng.r, eng.s, authors)
     bands = [band_keys(i.text) for i in items]
     p = eng.r.pipeline(transaction=False)
