@@ -122,10 +122,22 @@ def following_count(r: _redis.Redis, u: str) -> int:
 def counts(r: _redis.Redis, u: str) -> dict[str, int]:
     """Follower, following and friend counts of ``u``."""
     p = r.pipeline(transaction=False)
-    for key in (k_followers(u), k_following(u), k_friends(u)):
-        p.scard(key)
-    a, b, c = p.execute()
-    return {"followers": int(a), "following": int(b), "friends": int(c)}
+    read = queue_counts(p, [u])
+    return read(iter(p.execute()))[u]
+
+
+def queue_counts(p: _redis.client.Pipeline, users: Iterable[str]) -> Callable[[Iterator[Any]], dict[str, dict[str, int]]]:
+    """Queue :func:`counts` of ``users`` on pipeline ``p``; the returned reader takes the pipeline's
+    results (an iterator, in queue order) and gives user -> counts."""
+    users = list(dict.fromkeys(users))
+    for u in users:
+        for key in (k_followers(u), k_following(u), k_friends(u)):
+            p.scard(key)
+
+    def read(results: Iterator[Any]) -> dict[str, dict[str, int]]:
+        return {u: {"followers": int(next(results)), "following": int(next(results)), "friends": int(next(results))}
+                for u in users}
+    return read
 
 
 def is_following(r: _redis.Redis, follower: str, followee: str) -> bool:

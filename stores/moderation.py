@@ -39,7 +39,7 @@ part it merges (:func:`record`, one Cassandra write per verdict or decision) wit
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import redis as _redis
@@ -101,16 +101,30 @@ return {m or false, d or false}
 """
 
 
+Merge = tuple[str, int, str, int, dict[str, Any], dict[str, Any], bool]  # key, id, part, at, body, ctx, review
+
+
 def merge(r: _redis.Redis, key: str, content_id: int, part: str, at: int, body: dict[str, Any],
           ctx: dict[str, Any], review: bool = False) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """Merge a model (``part="m"``) or moderator (``"d"``) verdict on a post or comment (by ``key``'s
     kind); return the stored (model, moderator) parts."""
-    hidden_set = HIDDEN_COMMENTS if kind_of(key) == "comment" else HIDDEN
-    out = r.register_script(MERGE_LUA)(args=[key, str(content_id), part, at,
-                                             json.dumps(body, sort_keys=True), json.dumps(ctx, sort_keys=True),
-                                             "1" if review else "0", hidden_set])
-    m, d = out
-    return (json.loads(m) if m else None), (json.loads(d) if d else None)
+    return merge_many(r, [(key, content_id, part, at, body, ctx, review)])[0]
+
+
+def merge_many(r: _redis.Redis, merges: Sequence[Merge], client: Any = None
+               ) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """:func:`merge` of several parts in one pipeline, applied in order (the same as one by one); the
+    stored (model, moderator) parts after each. With ``client`` (a pipeline), the merges are queued
+    on it after what it holds, and the results are read from its last ``len(merges)`` replies."""
+    if not merges:
+        return []
+    script = r.register_script(MERGE_LUA)
+    p = client if client is not None else r.pipeline(transaction=False)
+    for key, content_id, part, at, body, ctx, review in merges:
+        script(args=[key, str(content_id), part, at, json.dumps(body, sort_keys=True), json.dumps(ctx, sort_keys=True),
+                     "1" if review else "0", HIDDEN_COMMENTS if kind_of(key) == "comment" else HIDDEN], client=p)
+    out = p.execute()[-len(merges):]
+    return [((json.loads(m) if m else None), (json.loads(d) if d else None)) for m, d in out]
 
 
 def report(r: _redis.Redis, key: str, reporter: str, at: int, ctx: dict[str, Any]) -> int:
@@ -179,6 +193,82 @@ def behaviour(r: _redis.Redis, author: str, post_id: int, at: int, bands: Sequen
     dup = {m.decode() for m in out[0]} - {author} if bands else set()
     rate = out[3 if bands else 2]
     return int(rate), len(dup)
+
+
+Recent = dict[str, dict[str, int]]  # author -> content id -> time
+Bands = dict[str, set[str]]  # LSH band -> authors
+
+
+# ARGV[1] JSON {"w": [[author, from, to]], "b": [band], "a": [[author, content id, time, [band]]]} (all strings),
+# ARGV[2] TTL seconds: read the recent posts and band authors, then record the items; JSON [recent, bands]
+BEHAVIOUR_LUA = """
+local req = cjson.decode(ARGV[1])
+local recent, bands, touched = {}, {}, {}
+for i, w in ipairs(req.w) do recent[i] = redis.call('ZRANGEBYSCORE', 'mod:recent:' .. w[1], w[2], w[3], 'WITHSCORES') end
+for i, b in ipairs(req.b) do bands[i] = redis.call('SMEMBERS', 'mod:nd:' .. b) end
+for _, a in ipairs(req.a) do
+  local k = 'mod:recent:' .. a[1]
+  redis.call('ZADD', k, a[3], a[2])
+  touched[k] = true
+  for _, b in ipairs(a[4]) do
+    redis.call('SADD', 'mod:nd:' .. b, a[1])
+    touched['mod:nd:' .. b] = true
+  end
+end
+for k, _ in pairs(touched) do redis.call('EXPIRE', k, ARGV[2]) end
+return cjson.encode({recent, bands})
+"""
+
+
+def queue_behaviour(r: _redis.Redis, p: Any, windows: dict[str, tuple[int, int]], bands: Sequence[str],
+                    adds: Sequence[tuple[str, int, int, Sequence[str]]]) -> Callable[[Iterator[Any]], tuple[Recent, Bands]]:
+    """:func:`behaviour` for a batch, queued on pipeline ``p`` as one script call: read the state before
+    the batch, then record the batch.
+
+    ``windows``: author -> (first, last) time of the batch's items (their recent posts in the hour up
+    to them are read); ``bands``: the LSH bands whose authors to read; ``adds``: (author, content id,
+    time, bands) of each item. The returned reader takes the pipeline's results (an iterator, in queue
+    order) and gives (author -> recent content id -> time, band -> authors) as they were before the
+    batch (the caller folds the batch in: :func:`topologies.moderation.logic.fold_behaviour`).
+    """
+    authors, bands = list(windows), list(dict.fromkeys(bands))
+    req = {"w": [[a, str(windows[a][0] - HOUR_MS + 1), str(windows[a][1])] for a in authors], "b": bands,
+           "a": [[a, str(cid), str(at), list(bs)] for a, cid, at, bs in adds]}
+    r.register_script(BEHAVIOUR_LUA)(args=[json.dumps(req), DAY_S], client=p)
+
+    def read(results: Iterator[Any]) -> tuple[Recent, Bands]:
+        rec, mem = (_as_list(x) for x in json.loads(next(results)))
+        recent = {a: _pairs(rec[i]) for i, a in enumerate(authors)}
+        members = {b: set(_as_list(mem[i])) for i, b in enumerate(bands)}
+        return recent, members
+    return read
+
+
+def _as_list(x: Any) -> list[Any]:
+    """A decoded cjson array (cjson encodes an empty Lua table as ``{}``)."""
+    return x if isinstance(x, list) else []
+
+
+def _pairs(flat: Any) -> dict[str, int]:
+    """A WITHSCORES reply (``[member, score, ...]``) as member -> score."""
+    flat = _as_list(flat)
+    return {str(flat[i]): int(float(flat[i + 1])) for i in range(0, len(flat), 2)}
+
+
+def record_many(s: Session, rows: Sequence[tuple[str, int, str, int, dict[str, Any]]], concurrency: int = 64) -> None:
+    """:func:`record` of several parts (key, id, part, at, body), at most ``concurrency`` in flight; raises
+    on the first failure."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    if not rows:
+        return
+    if any(part not in UPDATE_PART for _, _, part, _, _ in rows):
+        raise ValueError(f"unknown part in {sorted({row[2] for row in rows})}")
+    for part in sorted({row[2] for row in rows}):
+        params = [(int(at) * 1000, json.dumps(body, sort_keys=True), int(at), kind_of(key), int(cid))
+                  for key, cid, p, at, body in rows if p == part]
+        execute_concurrent_with_args(s, prepared(s, UPDATE_PART[part]), params, concurrency=concurrency,
+                                     raise_on_first_error=True)
 
 
 def _decode_state(raw: dict[bytes, bytes], reports: int) -> dict[str, Any]:

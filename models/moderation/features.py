@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -64,12 +66,20 @@ def shingles(text: str) -> set[bytes]:
     return {w.encode() for w in WORD.findall(TAG.sub(" ", URL.sub(" ", text.lower())))}
 
 
+@lru_cache(maxsize=1)
+def _permutations() -> Any:
+    """The MinHash permutations of ``seed=17`` (drawing them costs more than hashing a post)."""
+    m = MinHash(num_perm=NUM_PERM, seed=17)
+    return m.permutations, m.scheme
+
+
 def band_keys(text: str) -> list[str]:
     """LSH band keys of the text's MinHash: near-identical texts share at least one key."""
     grams = shingles(text)
     if len(grams) < 3:
         return []  # too short to call anything a near-duplicate
-    m = MinHash(num_perm=NUM_PERM, seed=17)
+    perms, scheme = _permutations()
+    m = MinHash(num_perm=NUM_PERM, seed=17, permutations=perms, scheme=scheme)  # not re-drawn per text
     m.update_batch(list(grams))
     rows = NUM_PERM // BANDS
     hv = m.hashvalues

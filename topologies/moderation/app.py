@@ -25,7 +25,7 @@ from core.clock import millis
 from core.settings import Settings
 from models.moderation.classify import Classifier
 from models.moderation.features import Behaviour, band_keys, content
-from stores import cassandra, graph
+from stores import cassandra, graph, progress
 from stores import moderation as mod
 from stores import redis as redis_store
 from stores.users import get_users
@@ -33,6 +33,7 @@ from streams.catalog import ENGAGEMENTS, MODERATION, MODERATION_VERDICTS, POSTS
 from streams.errors import PoisonRecord, StreamsError
 from streams.producer import event_type_headers
 from streams.serde import Serde
+from topologies.fanout.runtime import BulkEmit
 from topologies.faust_runtime import (
     SourceRecord,
     bounded,
@@ -48,12 +49,15 @@ from topologies.moderation.logic import (
     MODERATION_RECORDS,
     POST_RECORDS,
     Item,
+    behaviour,
     ctx_of_event,
     decision_part,
+    fold_behaviour,
     item_of,
     model_part,
     model_part_of_verdict,
     verdict_value,
+    windows,
 )
 from topologies.replay import ReplayStats, read_log
 
@@ -61,6 +65,7 @@ log = logging.getLogger(__name__)
 
 HEADERS = event_type_headers("io.feedstream.derived.ModerationVerdict")
 Verdicts = list[dict[str, Any]]
+USERS_PER_READ = 100
 
 
 class Engines:
@@ -95,31 +100,42 @@ class Engines:
         return self._clf
 
 
-def behaviour_of(eng: Engines, item: Item) -> Behaviour:
-    """The author's facts at posting time: account age, follower counts, posting rate, near-duplicates."""
-    user = get_users(eng.s, eng.r, [item.author_id]).get(item.author_id) or {}
-    graph.ensure_loaded(eng.r, eng.s, [item.author_id])
-    counts = graph.counts(eng.r, item.author_id)
-    rate, dup = mod.behaviour(eng.r, item.author_id, item.content_id, item.at, band_keys(item.text))
-    created = user.get("created_at")
-    age_h = max(0.0, (item.at - created) / 3_600_000) if created else None
-    return Behaviour(age_h, counts["followers"], counts["following"], rate, dup)
+def behaviours(eng: Engines, items: list[Item]) -> list[Behaviour]:
+    """The authors' facts at posting time for a batch, as one by one in order: profiles (cache, then a
+    Cassandra read per 100 misses), graph sets loaded, then one pipeline: the follower counts and one script call
+    reading the recent posts and LSH bands before the batch and recording the batch
+    (:func:`logic.fold_behaviour` folds it in)."""
+    authors = list(dict.fromkeys(i.author_id for i in items))
+    users: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(authors), USERS_PER_READ):  # a bounded Cassandra IN for the cache's misses
+        users.update(get_users(eng.s, eng.r, authors[i:i + USERS_PER_READ]))
+    graph.ensure_loaded(eng.r, eng.s, authors)
+    bands = [band_keys(i.text) for i in items]
+    p = eng.r.pipeline(transaction=False)
+    read_counts = graph.queue_counts(p, authors)
+    read_state = mod.queue_behaviour(eng.r, p, windows(items), [b for bs in bands for b in bs],
+                                     [(i.author_id, i.content_id, i.at, bs) for i, bs in zip(items, bands)])
+    results = iter(p.execute())
+    counts = read_counts(results)
+    recent, members = read_state(results)
+    return [behaviour(i, users.get(i.author_id), counts[i.author_id], rate, dup)
+            for i, (rate, dup) in zip(items, fold_behaviour(items, bands, recent, members))]
 
 
 def score_items(eng: Engines, items: list[Item]) -> Verdicts:
-    """Score a batch, merge each model verdict into the state, and return the verdicts to emit."""
+    """Score a batch, merge each model verdict into the state, and return the verdicts to emit.
+
+    The durable copy first (the batch's Cassandra writes concurrently, bounded), then one Redis
+    pipeline merging the batch in order (a redelivered item merges twice, as one by one)."""
     if not items:
         return []
-    facts = [(content(i.text, list(i.links)), behaviour_of(eng, i)) for i in items]
-    scored = [(item, mv, model_part(mv, item)) for item, mv in zip(items, eng.clf.classify(facts))]
-    # the durable copy (Redis-down reads) first, the batch's writes in flight together
-    for f in [mod.record_async(eng.s, item.key, item.content_id, "m", item.at, part) for item, _, part in scored]:
-        f.result()
-    out = []
-    for item, mv, part in scored:
-        m, d = mod.merge(eng.r, item.key, item.content_id, "m", item.at, part, item.ctx, review=mv.needs_review)
-        out.append(verdict_value(item.ctx, m, d))
-    return out
+    facts = [content(i.text, list(i.links)) for i in items]
+    scored = [(item, mv, model_part(mv, item))
+              for item, mv in zip(items, eng.clf.classify(list(zip(facts, behaviours(eng, items)))))]
+    mod.record_many(eng.s, [(item.key, item.content_id, "m", item.at, part) for item, _, part in scored])
+    merged = mod.merge_many(eng.r, [(item.key, item.content_id, "m", item.at, part, item.ctx, mv.needs_review)
+                                    for item, mv, part in scored])
+    return [verdict_value(item.ctx, m, d) for (item, _, _), (m, d) in zip(scored, merged)]
 
 
 def apply_moderation(eng: Engines, rec: SourceRecord) -> Verdicts:
@@ -199,10 +215,24 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     serde = serde or make_serde(settings)
     eng = engines or Engines(settings)
     verdicts = catalog_topic(app, MODERATION_VERDICTS, settings)
+    bulk = BulkEmit(settings)
 
     async def on_content(recs: list[SourceRecord]) -> Awaitable[Any]:
         items = [i for i in (item_of(r.name, r.value) for r in recs) if i is not None]
-        return await emit(serde, verdicts, await in_thread(app, score_items, eng, items))
+        out = await in_thread(app, score_items, eng, items)
+        if settings.log_batches:
+            log.info("moderation batch n=%d items=%d", len(recs), len(items))
+        errors: list[str] = []
+        if out:  # one librdkafka producer: encoded with the pre-parsed schema, no per-message await
+            await in_thread(app, bulk.produce_records, serde, verdicts.get_topic_name(), "ModerationVerdict",
+                            [(v["content_key"].encode(), v) for v in out], HEADERS, errors)
+        marks = progress.highest((r.topic, r.partition, r.offset) for r in recs)
+
+        async def delivered() -> None:  # awaited before the batch is acked; one flush per batch
+            if out:
+                await bulk.flushed(errors, "moderation verdicts")
+            await in_thread(app, progress.mark, eng.r, "moderation", marks)
+        return delivered()
 
     async def on_moderation(rec: SourceRecord) -> None:
         check_record(MODERATION_RECORDS)(rec)  # PoisonRecord: dead-lettered with its source offset

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
 from core.clock import millis
 from core.events import envelope
 from models.moderation.classify import ModelVerdict
+from models.moderation.features import Behaviour
 
 CONTENT_RECORDS = ("PostCreated", "PostEdited", "CommentAdded")
 POST_RECORDS = ("PostCreated", "PostEdited", "PostDeleted")
 MODERATION_RECORDS = ("ModeratorDecided", "ContentReported", "DecisionAppealed")
 ACTOR = "moderation"
+HOUR_MS = 3_600_000  # the posting-rate window (as stores.moderation.behaviour)
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,37 @@ def model_part_of_verdict(v: Mapping[str, Any]) -> dict[str, Any]:
     return {"decision": v["decision"], "scores": dict(v.get("scores") or {}), "reasons": list(v.get("reasons") or []),
             "model_version": v.get("model_version", "none"), "needs_review": bool(v.get("needs_review")),
             "content_version": int(v.get("content_version") or 0), "event_id": v.get("source_event_id", "")}
+
+
+def fold_behaviour(items: Sequence[Item], bands: Sequence[Sequence[str]], recent: Mapping[str, Mapping[str, int]],
+                   members: Mapping[str, AbstractSet[str]], window_ms: int = HOUR_MS) -> list[tuple[int, int]]:
+    """``(posts in the last hour, other authors sharing a band)`` of each item of a batch, as scoring them
+    one by one in order would give them: from the state before the batch (``recent``: author -> content
+    id -> time; ``members``: LSH band -> authors), each item recorded before the next is scored."""
+    recent_ = {a: dict(v) for a, v in recent.items()}
+    members_ = {b: set(v) for b, v in members.items()}
+    out = []
+    for item, item_bands in zip(items, bands):
+        dup = set().union(*(members_.get(b, set()) for b in item_bands)) - {item.author_id}
+        mine = recent_.setdefault(item.author_id, {})
+        mine[str(item.content_id)] = item.at
+        out.append((sum(1 for t in mine.values() if item.at - window_ms < t <= item.at), len(dup)))
+        for b in item_bands:
+            members_.setdefault(b, set()).add(item.author_id)
+    return out
+
+
+def behaviour(item: Item, user: Mapping[str, Any] | None, counts: Mapping[str, int], rate: int, dup: int) -> Behaviour:
+    """The author's facts at posting time: account age (None if unknown), follower counts, rate, near-duplicates."""
+    created = (user or {}).get("created_at")
+    age_h = max(0.0, (item.at - created) / 3_600_000) if created else None
+    return Behaviour(age_h, counts["followers"], counts["following"], rate, dup)
+
+
+def windows(items: Sequence[Item]) -> dict[str, tuple[int, int]]:
+    """Per author, the first and last time of the batch's items (the recent posts to read)."""
+    out: dict[str, tuple[int, int]] = {}
+    for i in items:
+        lo, hi = out.get(i.author_id, (i.at, i.at))
+        out[i.author_id] = (min(lo, i.at), max(hi, i.at))
+    return out
