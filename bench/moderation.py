@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         for op in order])
     out = summary(feeds, spam_ids, legit_ids, hidden, latencies, len(seen), cpu_s, ceiling)
     out.update({"users": args.users, "spam_share": args.spam_share, "verdicts_seen": len(seen),
-                "command": "python -m bench.moderation " + " ".join(argv or [])})
+                "command": " ".join(["python -m bench.moderation", *(sys.argv[1:] if argv is None else argv)])})
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out, indent=2))
