@@ -17,15 +17,18 @@ Two ways to rebuild the timeline views from the log:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import Consumer, TopicPartition
+import faust
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
+from redis.exceptions import RedisError
 
 from core.settings import Settings, TimelineSettings, with_overrides
 from streams.catalog import GRAPH, POSTS, USERS
@@ -86,6 +89,29 @@ def drain(consumer: Consumer, todo: dict[tuple[str, int], int], serde: Serde,
                 stats.skipped += 1
                 continue
             yield SourceRecord(tp[0], tp[1], off, msg.key(), d.name, d.value, msg.timestamp()[1])
+
+
+def reload_if_lost(what: str, loaded: Callable[[], bool], rebuild: Callable[[], int]) -> int | None:
+    """Rebuild a worker's Redis state from the log if that Redis lost it (``loaded()`` false: its
+    marker key is gone); the records applied, or None when nothing was lost."""
+    if loaded():
+        return None
+    started = time.monotonic()
+    n = rebuild()
+    log.warning("%s state was not in Redis (new or lost): reloaded %d records from the log in %.1fs",
+                what, n, time.monotonic() - started)
+    return n
+
+
+def register_state_check(app: faust.App, what: str, interval_s: float, check: Callable[[], object]) -> None:
+    """Run ``check`` (e.g. a :func:`reload_if_lost`) every ``interval_s`` on every worker, in a thread,
+    so a lost Redis gets its state back without waiting for traffic; Redis or Kafka down: next tick."""
+    @app.timer(interval_s, on_leader=False)
+    async def state_check() -> None:
+        try:
+            await asyncio.to_thread(check)
+        except (RedisError, OSError, KafkaException, StreamsError) as exc:
+            log.warning("%s state check failed, retrying in %.0fs: %r", what, interval_s, exc)
 
 
 def read_log(settings: Settings, topics: Iterable[str], serde: Serde, stats: ReplayStats) -> list[SourceRecord]:

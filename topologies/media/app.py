@@ -15,24 +15,20 @@ worker with the record unacked.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import faust
-from confluent_kafka import KafkaException
-from redis.exceptions import RedisError
 
 from core.clock import now_ms
 from core.settings import Settings
 from stores import media as store
 from stores import redis as redis_store
 from streams.catalog import DER, MEDIA, MEDIA_RESULTS, POSTS
-from streams.errors import PoisonRecord, StreamsError
+from streams.errors import PoisonRecord
 from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies.faust_runtime import (
@@ -57,7 +53,7 @@ from topologies.media.logic import (
     source_fields,
 )
 from topologies.media.video import VideoLimits, process_video
-from topologies.replay import ReplayStats, read_log
+from topologies.replay import ReplayStats, read_log, register_state_check, reload_if_lost
 
 log = logging.getLogger(__name__)
 HEADERS = {name: event_type_headers(DER + name) for name in ("MediaProcessed", "MediaRejected")}
@@ -212,13 +208,7 @@ def rebuild_state(eng: Engines, serde: Serde) -> int:
 
 def reload_lost_state(eng: Engines, serde: Serde) -> int | None:
     """Rebuild the state if this Redis lost it (``media:loaded`` absent); the records applied, or None."""
-    if store.loaded(eng.r):
-        return None
-    started = time.monotonic()
-    n = rebuild_state(eng, serde)
-    log.warning("media state was not in Redis (new or lost): reloaded %d records from the log in %.1fs",
-                n, time.monotonic() - started)
-    return n
+    return reload_if_lost("media", lambda: store.loaded(eng.r), lambda: rebuild_state(eng, serde))
 
 
 def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | None = None,
@@ -243,12 +233,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
     async def on_posts(recs: list[SourceRecord]) -> None:
         await in_thread(app, apply_posts, eng, recs)
 
-    @app.timer(settings.media_reload_check_s, on_leader=False)
-    async def reload_state() -> None:  # a lost Redis gets the outcomes and post links back without traffic
-        try:
-            await asyncio.to_thread(reload_lost_state, eng, serde)
-        except (RedisError, OSError, KafkaException, StreamsError) as exc:  # Redis or Kafka down: next tick
-            log.warning("media state check failed, retrying in %.0fs: %r", settings.media_reload_check_s, exc)
+    register_state_check(app, "media", settings.media_reload_check_s, lambda: reload_lost_state(eng, serde))
 
     register_agent(app, catalog_topic(app, MEDIA, settings), on_upload, serde=serde, name="media-uploads")
     register_batch_agent(app, catalog_topic(app, POSTS, settings), on_posts, serde=serde, name="media-posts",

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable
 from typing import Any
 
 import faust
-from confluent_kafka import KafkaException
-from redis.exceptions import RedisError
 
 from core.clock import millis
 from core.settings import Settings
@@ -30,7 +27,7 @@ from stores import moderation as mod
 from stores import redis as redis_store
 from stores.users import get_users
 from streams.catalog import ENGAGEMENTS, MODERATION, MODERATION_VERDICTS, POSTS
-from streams.errors import PoisonRecord, StreamsError
+from streams.errors import PoisonRecord
 from streams.producer import event_type_headers
 from streams.serde import Serde
 from topologies.fanout.runtime import BulkEmit
@@ -59,7 +56,7 @@ from topologies.moderation.logic import (
     verdict_value,
     windows,
 )
-from topologies.replay import ReplayStats, read_log
+from topologies.replay import ReplayStats, read_log, register_state_check, reload_if_lost
 
 log = logging.getLogger(__name__)
 
@@ -182,13 +179,7 @@ def rebuild_state(eng: Engines, serde: Serde) -> int:
 
 def reload_lost_state(eng: Engines, serde: Serde) -> int | None:
     """Rebuild the state if this Redis lost it (``mod:loaded`` absent); the records applied, or None."""
-    if mod.loaded(eng.r):
-        return None
-    started = time.monotonic()
-    n = rebuild_state(eng, serde)
-    log.warning("moderation state was not in Redis (new or lost): reloaded %d records from the log in %.1fs",
-                n, time.monotonic() - started)
-    return n
+    return reload_if_lost("moderation", lambda: mod.loaded(eng.r), lambda: rebuild_state(eng, serde))
 
 
 def check_record(names: tuple[str, ...]) -> Any:
@@ -239,12 +230,7 @@ def create_app(settings: Settings, *, app_id: str | None = None, serde: Serde | 
         out = await in_thread(app, apply_moderation, eng, rec)
         await bounded(app, await emit(serde, verdicts, out), "the verdict of a moderation event")
 
-    @app.timer(settings.moderation_reload_check_s, on_leader=False)
-    async def reload_state() -> None:  # a lost Redis gets the hidden set back without waiting for traffic
-        try:
-            await asyncio.to_thread(reload_lost_state, eng, serde)
-        except (RedisError, OSError, KafkaException, StreamsError) as exc:  # Redis or Kafka down: next tick
-            log.warning("moderation state check failed, retrying in %.0fs: %r", settings.moderation_reload_check_s, exc)
+    register_state_check(app, "moderation", settings.moderation_reload_check_s, lambda: reload_lost_state(eng, serde))
 
     register_batch_agent(app, catalog_topic(app, POSTS, settings), on_content, serde=serde,
                          name="moderation-posts", validate=check_record(POST_RECORDS), within_s=0.02)
