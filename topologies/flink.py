@@ -65,7 +65,7 @@ def connector_jar_urls(settings: Settings) -> list[str]:
 
 
 def table_env(settings: Settings, *, streaming: bool = True, parallelism: int = 1,
-              checkpoint_dir: str | None = None, checkpoint_interval_ms: int = 10_000) -> "TableEnvironment":
+              checkpoint_dir: str | None = None, checkpoint_interval_ms: int = 10_000) -> TableEnvironment:
     """A TableEnvironment with the Kafka and avro-confluent jars on ``pipeline.jars``."""
     from pyflink.table import EnvironmentSettings, TableEnvironment
 

@@ -14,7 +14,7 @@ from ops.local.procs import port_in_use
 
 
 @pytest.fixture()
-def own(tmp_path, stack: Settings) -> Settings:  # noqa: F811 - reuse the session's jar cache
+def own(tmp_path, stack: Settings) -> Settings:
     kafka, controller, redis_port = free_ports(3)
     return Settings(state_dir=tmp_path / "state", cache_dir=stack.cache_dir,
                     kafka_port=kafka, kafka_controller_port=controller,

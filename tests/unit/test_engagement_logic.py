@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC
 from typing import Any
 
 from hypothesis import given, settings
@@ -93,9 +94,9 @@ def test_graph_notifications() -> None:
 
 
 def test_millis_accepts_datetime() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    assert millis(datetime(2024, 1, 1, tzinfo=timezone.utc)) == 1_704_067_200_000
+    assert millis(datetime(2024, 1, 1, tzinfo=UTC)) == 1_704_067_200_000
 
 
 USERS = st.sampled_from(["u1", "u2", "u3"])

@@ -38,9 +38,8 @@ def test_guard_turns_down_errors_into_down_and_opens_its_breaker():
     breaker = Breaker("redis", failures=1, reset_s=2.0, clock=lambda: now[0])
     connects = []
     guard = Guard("redis", lambda: connects.append(1) or DeadRedis(), breaker, REDIS_ERRORS)
-    with pytest.raises(Down, match="redis unavailable"):
-        with guard.open() as r:
-            r.pipeline()
+    with pytest.raises(Down, match="redis unavailable"), guard.open() as r:
+        r.pipeline()
     assert breaker.state == OPEN
     with pytest.raises(Down, match="circuit open"):  # refused at once, the engine is not touched
         with guard.open():
@@ -58,9 +57,8 @@ def test_guard_gives_back_the_probe_on_other_errors():
     breaker.failure()
     now[0] = 1.0
     guard = Guard("redis", lambda: object(), breaker, REDIS_ERRORS)
-    with pytest.raises(KeyError):
-        with guard.open():
-            raise KeyError("bug, not an outage")
+    with pytest.raises(KeyError), guard.open():
+        raise KeyError("bug, not an outage")
     assert breaker.state == HALF_OPEN and breaker.allow()  # probe released, not counted
 
 
