@@ -91,22 +91,30 @@ def redis_hset(s: Settings, run_id: str, duration_s: float = 2.0, depth: int = 1
         r.close()
 
 
-def consume_decode(s: Settings, topic: str, n: int) -> dict[str, float]:
-    """confluent-kafka ``consume(1000)`` + Avro decode of ``n`` records of ``topic`` from the
-    earliest offset: process CPU per record (the ceiling without Faust)."""
-    from confluent_kafka import Consumer
+def consume_decode(s: Settings, topic: str, n: int = 0, *, start: dict[int, int] | None = None,
+                   end: dict[int, int] | None = None) -> dict[str, float]:
+    """confluent-kafka ``consume(1000)`` + Avro decode of ``topic``'s records: ``n`` from the earliest
+    offset, or with ``end`` those from ``start`` (default 0) to ``end`` per partition. Process CPU
+    per record: the ceiling without Faust."""
+    from confluent_kafka import Consumer, TopicPartition
 
     from topologies.faust_runtime import make_serde
 
     serde = make_serde(s)
     c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"ceiling-decode-{new_id()}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    c.subscribe([topic])
+    if end is None:
+        c.subscribe([topic])
+        want, stop = n, None
+    else:
+        first = start or {}
+        c.assign([TopicPartition(topic, p, first.get(p, 0)) for p, o in end.items() if o > first.get(p, 0)])
+        want, stop = sum(o - first.get(p, 0) for p, o in end.items()), end
     got, t0, c0 = 0, time.perf_counter(), time.process_time()
     try:
-        while got < n and time.perf_counter() - t0 < 120:
+        while got < want and time.perf_counter() - t0 < 120:
             for m in c.consume(1000, timeout=0.5):
-                if m.error() is None:
+                if m.error() is None and (stop is None or (m.offset() or 0) < stop[m.partition() or 0]):
                     serde.decode(m.value())
                     got += 1
     finally:

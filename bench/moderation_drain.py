@@ -32,7 +32,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench import ceilings
-from bench.engagement_drain import faust_consume, redis_hset
+from bench.engagement_drain import consume_decode, faust_consume, redis_hset
 from bench.fanout_drain import commit_at, cpu_s, end_offsets, thread_cpu_s
 from core.events import new_event
 from core.ids import new_id
@@ -195,29 +195,6 @@ def verify(s: Settings, r: Any, sess: Any, expected: dict[str, list[ModelVerdict
             "needs_review": sum(1 for mvs in expected.values() if mvs[-1].needs_review)}
 
 
-def consume_decode(s: Settings, topic: str, start: dict[int, int], end: dict[int, int]) -> dict[str, float]:
-    """confluent-kafka ``consume(1000)`` + Avro decode of the backlog's records of ``topic`` (``start``
-    to ``end`` offsets): process CPU per record (the ceiling without Faust)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    serde = make_serde(s)
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"ceiling-decode-{uuid.uuid4().hex[:8]}",
-                  "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, start.get(p, 0)) for p, o in end.items() if o > start.get(p, 0)])
-    want = sum(o - start.get(p, 0) for p, o in end.items())
-    got, t0, c0 = 0, time.perf_counter(), time.process_time()
-    try:
-        while got < want and time.perf_counter() - t0 < 120:
-            for m in c.consume(1000, timeout=0.5):
-                if m.error() is None and (m.offset() or 0) < end[m.partition() or 0]:
-                    serde.decode(m.value())
-                    got += 1
-    finally:
-        c.close()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"events": got, "events_per_s": got / wall, "events_per_cpu_s": got / cpu if cpu else 0.0}
-
-
 def drain(base: Settings, s: Settings, r: Any, log: list[Record], profile: Path | None,
           timeout_s: float = 900) -> dict[str, Any]:
     """Produce the backlog, run one moderation worker over it, time the drain by its progress marks."""
@@ -269,8 +246,8 @@ def drain(base: Settings, s: Settings, r: Any, log: list[Record], profile: Path 
     t0, c0, wm0 = first
     timed = sum(o - wm0.get(tp, start[tp[0]].get(tp[1], 0) - 1) for tp, o in want.items())
     wall, cpu = t_end - t0, c_end - c0
-    return {"raw_consume_per_s": consume, "raw_consume_decode": consume_decode(s, POSTS.name, start[POSTS.name],
-                                                                            end[POSTS.name]),
+    return {"raw_consume_per_s": consume, "raw_consume_decode": consume_decode(s, POSTS.name, start=start[POSTS.name],
+                                                                            end=end[POSTS.name]),
             "events_timed": timed,
             "drained": all(wm.get(tp, -1) >= o for tp, o in want.items()), "wall_s": wall, "worker_cpu_s": cpu,
             "events_per_s": timed / wall, "events_per_cpu_s": timed / cpu if cpu else None,

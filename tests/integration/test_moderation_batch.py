@@ -22,6 +22,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from support.wait import wait_until
 
+from bench.fanout_drain import end_offsets
 from core.events import new_event
 from core.ids import new_id
 from core.settings import Settings, isolated
@@ -47,15 +48,6 @@ def post(author: str, body: dict[str, Any], at: int) -> dict[str, Any]:
                    links=list(body.get("links") or []), hashtags=[], mentions=[], visibility="PUBLIC")
     ev["occurred_at"] = at
     return ev
-
-
-def ends(s: Settings, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"peek-{uuid.uuid4().hex[:6]}"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-    finally:
-        c.close()
 
 
 def stored(s: Settings, keys: list[str]) -> dict[str, Any]:
@@ -91,12 +83,12 @@ def test_a_batch_with_a_redelivery_and_poison_gives_the_one_by_one_verdicts(stac
     suffix = f"-itest-{tag}"
     group = group_id(s.model_copy(update={"topology_group_suffix": suffix}), "moderation")
     for topic in (POSTS.name, ENGAGEMENTS.name, MODERATION.name):
-        start = ends(s, topic)
+        start = end_offsets(s, topic)
         c_ = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
         c_.commit(offsets=[TopicPartition(topic, p, o) for p, o in start.items()], asynchronous=False)
         c_.close()
-    dl_start = ends(s, "dead-letters.v1")
-    first = ends(s, POSTS.name)[0]
+    dl_start = end_offsets(s, "dead-letters.v1")
+    first = end_offsets(s, POSTS.name)[0]
     prod = Producer(producer_config(stack))
     for name, value in records:
         data = value if name is None else serde.encode(name, value, POSTS.name)

@@ -11,14 +11,7 @@ T = TypeVar("T")
 
 def wait_until(fn: Callable[[], T], timeout_s: float = 60.0, interval_s: float = 0.1) -> T:
     """Poll ``fn`` until it returns a truthy value; raise AssertionError with the last value on timeout."""
-    deadline = time.monotonic() + timeout_s
-    value = fn()
-    while not value and time.monotonic() < deadline:
-        time.sleep(interval_s)
-        value = fn()
-    if not value:
-        raise AssertionError(f"condition not met within {timeout_s}s (last value {value!r})")
-    return value
+    return poll(fn, "condition", timeout_s, interval_s)
 
 
 def poll(fn: Callable[[], T], what: str, timeout_s: float = 60.0, interval_s: float = 0.1) -> T:
