@@ -388,8 +388,15 @@ class Settings(StackSettings, EndpointSettings, DataSettings, AuthSettings, ApiS
 
 
 def with_overrides(base: Settings, **overrides: Any) -> Settings:
-    """``base`` with ``overrides`` applied and validated (e.g. the test stack with a tighter limit)."""
-    return Settings(**{**base.model_dump(by_alias=True), **overrides})
+    """``base`` with ``overrides`` (by field name) applied and validated (e.g. the test stack with a
+    tighter limit). A field read from an aliased variable is set by its alias (the field name alone
+    would be ignored), and an unknown name is an error rather than silently ignored."""
+    fields = Settings.model_fields
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(unknown)}")
+    named = {fields[k].alias or k: v for k, v in overrides.items()}
+    return Settings(**{**base.model_dump(by_alias=True), **named})
 
 
 def isolated(settings: Settings, keyspace: str, redis_db: int) -> Settings:

@@ -36,6 +36,7 @@ from serving.routers import (
 from serving.settings import settings_of
 from serving.tracing import TracingMiddleware
 from stores import idnodes
+from stores import redis as redis_store
 from stores.redis import async_client
 from streams.catalog import ALL_TOPICS
 from streams.producer import EventProducer
@@ -85,7 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # read side: engines (Cassandra connects on first read) and the realtime hub; tests may preset
     # app.state.ranker before start-up
     app.state.reads = ReadEngines(settings, getattr(app.state, "ranker", None))
-    app.state.hub = realtime.Hub(settings.redis_url)
+    app.state.hub = realtime.Hub(redis_store.pubsub_url(settings))
     try:
         # the first encode of a record registers its schema (blocking HTTP): do it before serving
         await asyncio.to_thread(lambda: [producer.serde.schema_id(r) for r in WRITE_RECORDS])

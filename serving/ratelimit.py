@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
+from stores import redis as redis_store
 from stores.requests import TOKEN_BUCKET_FN_LUA
 
 # KEYS: bucket keys. ARGV: rate_per_s_1, burst_1, rate_per_s_2, burst_2, ...
@@ -34,9 +35,20 @@ class RateLimiter:
 
     def __init__(self, redis: aioredis.Redis) -> None:
         self._script = redis.register_script(TOKEN_BUCKET_LUA)
+        self._cluster = redis_store.is_cluster(redis)
 
     async def wait_ms(self, buckets: list[Bucket]) -> int:
-        """Take a token from every bucket and return 0, or return how long to wait (taking none)."""
+        """Take a token from every bucket and return 0, or return how long to wait (taking none).
+
+        On Redis Cluster the buckets (user, IP) lie in different slots, so each is taken by its own
+        call, in order: a request refused by a later bucket has still spent a token of the earlier
+        ones (stricter, never looser, than the single-Redis all-or-nothing take)."""
+        if self._cluster and len(buckets) > 1:
+            for b in buckets:
+                wait = int(await self._script(keys=[b.key], args=[b.rate_per_s, b.burst]))
+                if wait:
+                    return wait
+            return 0
         args: list[float | int] = []
         for b in buckets:
             args += [b.rate_per_s, b.burst]

@@ -37,6 +37,7 @@ from cassandra.query import BatchStatement, BatchType
 
 from core.clock import millis
 from core.rows import Counts, Member, PostState
+from stores import redis as redis_store
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS {ks}.engagement_state (
@@ -84,7 +85,7 @@ def counts_key(post_id: int) -> str:
 
 def affinity_key(reader: str) -> str:
     """Redis hash author -> count of the reader's standing engagements with that author."""
-    return f"aff:{reader}"
+    return redis_store.tagged("aff:", reader)
 
 
 class CounterStore:
@@ -316,13 +317,13 @@ def warm_hot_counts(r: redis_lib.Redis, totals: Mapping[int, Counts], ttl_s: int
     """Write durable ``totals`` into the ``cnt:`` hashes that are still absent (one round trip)."""
     if not totals:
         return
-    pipe = r.pipeline(transaction=False)
+    calls = []
     for pid, c in totals.items():
         args: list[Any] = [ttl_s]
         for k, v in redis_counts_mapping(c).items():
             args += [k, v]
-        pipe.eval(_WARM_IF_ABSENT, 1, counts_key(pid), *args)
-    pipe.execute()
+        calls.append(([counts_key(pid)], args))
+    redis_store.eval_grouped(r, _WARM_IF_ABSENT, calls)
 
 
 def hot_affinity(r: redis_lib.Redis, reader: str, authors: Iterable[str]) -> dict[str, int]:

@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 
 from stores import counters, graph, moderation
 from stores import posts as post_store
+from stores import redis as redis_store
 from stores import timelines as tls
 from stores import users as users_store
 from stores.requests import TOKEN_BUCKET_FN_LUA
@@ -48,18 +49,18 @@ if nb > 0 then
   local wait = take(keys, rates, bursts)
   if wait > 0 then return {2, wait} end
 end
-if redis.call('EXISTS', 'K_USER' .. rd) == 0 then return {0, 'reader not cached'} end
+if redis.call('EXISTS', K_USER(rd)) == 0 then return {0, 'reader not cached'} end
 redis.call('ZADD', 'K_SEEN', ARGV[7], rd)
-local stale = redis.call('EXISTS', 'K_TLSTALE' .. rd)
-local ok = redis.call('EXISTS', 'K_TLOK' .. rd)
-local present = redis.call('EXISTS', 'K_TL' .. rd)
-local built = redis.call('EXISTS', 'K_TLB' .. rd)
+local stale = redis.call('EXISTS', K_TLSTALE(rd))
+local ok = redis.call('EXISTS', K_TLOK(rd))
+local present = redis.call('EXISTS', K_TL(rd))
+local built = redis.call('EXISTS', K_TLB(rd))
 if stale == 1 or ok == 0 or (present == 0 and built == 0) then return {0, 'rebuild'} end
-local ids = redis.call('ZREVRANGEBYSCORE', 'K_TL' .. rd, hi, '-inf', 'LIMIT', 0, want)
-for _, f in ipairs(redis.call('SMEMBERS', 'K_FOLLOWING' .. rd)) do
-  if redis.call('SCARD', 'K_FOLLOWERS' .. f) > threshold then
-    local page = redis.call('ZREVRANGEBYSCORE', 'K_AP' .. f, hi, '-inf', 'LIMIT', 0, want)
-    local n = redis.call('ZCARD', 'K_AP' .. f)
+local ids = redis.call('ZREVRANGEBYSCORE', K_TL(rd), hi, '-inf', 'LIMIT', 0, want)
+for _, f in ipairs(redis.call('SMEMBERS', K_FOLLOWING(rd))) do
+  if redis.call('SCARD', K_FOLLOWERS(f)) > threshold then
+    local page = redis.call('ZREVRANGEBYSCORE', K_AP(f), hi, '-inf', 'LIMIT', 0, want)
+    local n = redis.call('ZCARD', K_AP(f))
     if n == 0 or (#page < want and n >= cap) then return {0, 'celebrity cache'} end
     for _, x in ipairs(page) do ids[#ids + 1] = x end
   end
@@ -76,18 +77,18 @@ local exhausted = #cand < want
 local miss = nil
 local function check(id)
   local sid = string.format('%.0f', id)
-  local raw = redis.call('GET', 'K_POST' .. sid)
+  local raw = redis.call('GET', K_POST(sid))
   if not raw then miss = 'body miss' return nil end
   if redis.call('SISMEMBER', 'K_DELETED', sid) == 1 then return nil end
   local p = cjson.decode(raw)
   local a, vis = p['author_id'], p['visibility'] or 'PUBLIC'
-  if p['deleted'] == true or redis.call('SISMEMBER', 'K_NEG' .. rd, a) == 1 then return nil end
+  if p['deleted'] == true or redis.call('SISMEMBER', K_NEG(rd), a) == 1 then return nil end
   if a ~= rd and redis.call('SISMEMBER', 'K_MODHIDDEN', sid) == 1 then return nil end
   if vis ~= 'PUBLIC' and a ~= rd then
-    if redis.call('EXISTS', 'K_GOK' .. a) == 0 then miss = 'graph sets not loaded' return nil end
+    if redis.call('EXISTS', K_GOK(a)) == 0 then miss = 'graph sets not loaded' return nil end
     local show = false
-    if vis == 'FOLLOWERS' then show = redis.call('SISMEMBER', 'K_FOLLOWERS' .. a, rd) == 1
-    elseif vis == 'FRIENDS' then show = redis.call('SISMEMBER', 'K_FRIENDS' .. a, rd) == 1 end
+    if vis == 'FOLLOWERS' then show = redis.call('SISMEMBER', K_FOLLOWERS(a), rd) == 1
+    elseif vis == 'FRIENDS' then show = redis.call('SISMEMBER', K_FRIENDS(a), rd) == 1 end
     if not show then return nil end
   end
   return raw, p
@@ -106,37 +107,39 @@ if not more and not exhausted then return {0, 'refill'} end
 local seen_author, authors = {}, {}
 local counts, profiles, aff = {}, {}, {}
 for i, p in ipairs(posts) do
-  counts[i] = redis.call('HGETALL', 'K_CNT' .. string.format('%.0f', p['post_id']))
+  counts[i] = redis.call('HGETALL', K_CNT(string.format('%.0f', p['post_id'])))
   local a = p['author_id']
   if not seen_author[a] then
     seen_author[a] = true
     authors[#authors + 1] = a
-    profiles[#profiles + 1] = redis.call('HGETALL', 'K_USER' .. a)
+    profiles[#profiles + 1] = redis.call('HGETALL', K_USER(a))
   end
 end
-if #authors > 0 then aff = redis.call('HMGET', 'K_AFF' .. rd, unpack(authors)) end
+if #authors > 0 then aff = redis.call('HMGET', K_AFF(rd), unpack(authors)) end
 local followers, friends = {}, {}
 if ARGV[9 + 3 * nb] == '1' and #authors > 0 then
-  for i, a in ipairs(authors) do followers[i] = redis.call('SCARD', 'K_FOLLOWERS' .. a) end
-  friends = redis.call('SMISMEMBER', 'K_FRIENDS' .. rd, unpack(authors))
+  for i, a in ipairs(authors) do followers[i] = redis.call('SCARD', K_FOLLOWERS(a)) end
+  friends = redis.call('SMISMEMBER', K_FRIENDS(rd), unpack(authors))
 end
 return {1, more and 1 or 0, bodies, counts, authors, profiles, aff,
-        redis.call('HGETALL', 'K_FRESH' .. rd), redis.call('HGETALL', 'K_WM'), followers, friends}
+        redis.call('HGETALL', K_FRESH(rd)), redis.call('HGETALL', 'K_WM'), followers, friends}
 """
 
 
 def _lua(template: str) -> str:
-    """The script with each placeholder replaced by its key prefix, from the stores' key functions."""
-    prefixes = {"'K_TLSTALE'": tls.k_stale(""), "'K_TLOK'": tls.k_ok(""), "'K_TLB'": tls.k_built(""),
-                "'K_TL'": tls.k_timeline(""), "'K_SEEN'": tls.SEEN, "'K_FOLLOWING'": graph.k_following(""),
-                "'K_FOLLOWERS'": graph.k_followers(""), "'K_FRIENDS'": graph.k_friends(""),
-                "'K_AP'": post_store.k_author(""), "'K_POST'": post_store.k_post(""),
-                "'K_DELETED'": post_store.DELETED, "'K_NEG'": tls.k_negative(""), "'K_GOK'": graph.k_loaded(""),
-                "'K_MODHIDDEN'": moderation.HIDDEN, "'K_CNT'": counters.counts_key(""), "'K_USER'": users_store.k_user(""),
-                "'K_AFF'": counters.affinity_key(""), "'K_FRESH'": tls.k_fresh(""), "'K_WM'": tls.WATERMARK}
-    for placeholder, prefix in prefixes.items():  # placeholders are quoted: 'K_TL' is not in 'K_TLSTALE'
-        template = template.replace(placeholder, repr(prefix))
-    return template
+    """The script with its key functions (``K_TL(rd)`` builds ``tl:{rd}`` as :func:`stores.timelines.k_timeline`
+    does) and its constant keys (quoted placeholders) taken from the stores' key layout."""
+    fns = redis_store.lua_key_functions(
+        K_TLSTALE=tls.k_stale, K_TLOK=tls.k_ok, K_TLB=tls.k_built, K_TL=tls.k_timeline,
+        K_FOLLOWING=graph.k_following, K_FOLLOWERS=graph.k_followers, K_FRIENDS=graph.k_friends,
+        K_AP=post_store.k_author, K_POST=post_store.k_post, K_NEG=tls.k_negative, K_GOK=graph.k_loaded,
+        K_CNT=counters.counts_key, K_USER=users_store.k_user, K_AFF=counters.affinity_key, K_FRESH=tls.k_fresh)
+    constants = {"'K_SEEN'": tls.SEEN, "'K_DELETED'": post_store.DELETED, "'K_MODHIDDEN'": moderation.HIDDEN,
+                 "'K_WM'": tls.WATERMARK}
+    for placeholder, key in constants.items():
+        template = template.replace(placeholder, repr(key))
+    head, sep, body = template.partition("\nlocal rd, hi")  # after the token bucket's function
+    return head + "\n" + fns + sep.lstrip("\n") + body
 
 
 SCRIPT = _lua(FEED_PAGE_LUA)

@@ -12,7 +12,6 @@ Redis key layout (sets of user ids; all rebuildable from the Cassandra tables be
                     into this Redis (:func:`ensure_loaded`). Redis runs without persistence: after a
                     restart or FLUSHALL the marker is gone, so the first worker or reader touching
                     ``u`` reloads ``u``'s sets from the durable tables before using them.
-- ``g:loading:{u}`` Redis Cluster only: a loader's claim on ``u`` while it loads (:func:`_load_split`)
 
 Cassandra tables: ``followers``, ``following``, ``friends``, ``blocks``, ``friend_requests``
 (pending requests by recipient; one partition per user), ``user_counts`` holding absolute counts written
@@ -56,37 +55,37 @@ DDL: list[str] = [
 
 def k_followers(u: str) -> str:
     """Redis key of ``u``'s follower set."""
-    return f"g:fers:{u}"
+    return redis_store.tagged("g:fers:", u)
 
 
 def k_following(u: str) -> str:
     """Redis key of the set of users ``u`` follows."""
-    return f"g:fing:{u}"
+    return redis_store.tagged("g:fing:", u)
 
 
 def k_friends(u: str) -> str:
     """Redis key of ``u``'s friend set."""
-    return f"g:friends:{u}"
+    return redis_store.tagged("g:friends:", u)
 
 
 def k_blocks(u: str) -> str:
     """Redis key of the users ``u`` blocked."""
-    return f"g:blk:{u}"
+    return redis_store.tagged("g:blk:", u)
 
 
 def k_blocked_by(u: str) -> str:
     """Redis key of the users who blocked ``u``."""
-    return f"g:blkby:{u}"
+    return redis_store.tagged("g:blkby:", u)
 
 
 def k_requests(u: str) -> str:
     """Redis key of pending friend requests to ``u``."""
-    return f"g:req:{u}"
+    return redis_store.tagged("g:req:", u)
 
 
 def k_loaded(u: str) -> str:
     """Redis key marking ``u``'s sets as loaded from Cassandra into this Redis."""
-    return f"g:ok:{u}"
+    return redis_store.tagged("g:ok:", u)
 
 
 def _s(values: Iterable[bytes | str]) -> set[str]:
@@ -243,7 +242,7 @@ def _durable_sets(session: Session, users: list[str]) -> list[tuple[list[str], l
     for u, futs in zip(users, futures):
         fol, fing, fr, blk, req = ([row.m for row in f.result()] for f in futs)
         keys = [k_loaded(u), k_followers(u), k_following(u), k_friends(u), k_blocks(u), k_requests(u),
-                f"neg:a:{u}"]
+                redis_store.tagged("neg:a:", u)]  # stores.timelines.k_negative (which imports this module)
         out.append((keys, [fol, fing, fr, blk, req, blk]))
     return out
 
@@ -255,82 +254,21 @@ def ensure_loaded(r: _redis.Redis, session: Session, users: Iterable[str]) -> li
     concurrently (all pages) and added to the Redis sets by one conditional script call per user;
     ``neg:a:{u}`` gets the users ``u`` blocked (unfollowed authors need no entry: a rebuilt timeline
     holds followees' posts only). Idempotent: loading twice, or over sets written since, unions.
-    On Redis Cluster a user's keys lie in different slots, so :func:`_load_split` replaces the script.
     """
     return load(r, session, unloaded(r, users))
 
 
 def load(r: _redis.Redis, session: Session, cold: list[str]) -> list[str]:
     """:func:`ensure_loaded` for users already found not loaded (``cold``, e.g. by
-    :func:`queue_unloaded` in a caller's pipeline); return them."""
+    :func:`queue_unloaded` in a caller's pipeline); return them. A user's keys share one hash slot
+    (:func:`stores.redis.tagged`), so the conditional load script runs on Redis Cluster too: one
+    round trip per node (:func:`stores.redis.eval_grouped`)."""
     if not cold:
         return []
-    if redis_store.is_cluster(r):
-        return _load_split(r, session, cold)
-    script = r.register_script(LOAD_LUA)
-    p = r.pipeline(transaction=False)
-    for keys, sets in _durable_sets(session, cold):
-        script(keys=keys, args=[len(x) for x in sets] + [m for x in sets for m in x], client=p)
-    p.execute()
+    calls = [(keys, [len(x) for x in sets] + [m for x in sets for m in x])
+             for keys, sets in _durable_sets(session, cold)]
+    redis_store.eval_grouped(r, LOAD_LUA, calls)
     return cold
-
-
-LOAD_LOCK_MS = 30_000  # a cluster loader's claim on a user (it reads Cassandra and writes 7 keys within it)
-SADD_CHUNK = 5000
-
-
-def k_loading(u: str) -> str:
-    """Redis key of the claim on loading ``u``'s graph sets (Redis Cluster only)."""
-    return f"g:loading:{u}"
-
-
-def _load_split(r: _redis.Redis, session: Session, cold: list[str], wait_s: float | None = None) -> list[str]:
-    """Redis Cluster: :data:`LOAD_LUA` split into plain commands, one pipeline per node per step.
-
-    The script's atomic "load only while the marker is absent" becomes a claim: per cold user a
-    ``SET g:loading:{u} NX PX`` (:data:`LOAD_LOCK_MS`). The claimant checks the marker again, reads
-    the durable tables *after* claiming, adds the members, and only then sets ``g:ok:{u}``. Every
-    writer mutates a user's sets only after this function returned for that user (marker set), so
-    no older Cassandra read can land after a writer's first touch, as with the script. Users claimed
-    by another process are waited for (their marker), up to the claim's lifetime, then claimed again
-    (the other loader died). Returns the users this call loaded.
-    """
-    deadline = time.monotonic() + (LOAD_LOCK_MS / 1000 + 5 if wait_s is None else wait_s)
-    loaded: list[str] = []
-    todo = list(cold)
-    while todo:
-        p = r.pipeline(transaction=False)
-        for u in todo:
-            p.set(k_loading(u), "1", nx=True, px=LOAD_LOCK_MS)
-        mine = unloaded(r, [u for u, ok in zip(todo, p.execute()) if ok])
-        if mine:
-            p = r.pipeline(transaction=False)
-            for keys, sets in _durable_sets(session, mine):
-                for key, members in zip(keys[1:], sets):
-                    for i in range(0, len(members), SADD_CHUNK):
-                        p.sadd(key, *members[i:i + SADD_CHUNK])
-            p.execute()  # every member in place (each node acknowledged) before any marker
-            p = r.pipeline(transaction=False)
-            for u in mine:
-                p.set(k_loaded(u), "1")
-            p.execute()
-            _unclaim(r, mine)
-            loaded += mine
-        todo = unloaded(r, [u for u in todo if u not in set(mine)])
-        if todo:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"graph sets of {len(todo)} users (e.g. {todo[0]}) not loaded within "
-                                   f"the claim's lifetime; is another loader stuck? retry")
-            time.sleep(0.02)
-    return loaded
-
-
-def _unclaim(r: _redis.Redis, users: list[str]) -> None:
-    """Drop this loader's claims (one DEL per key: the claims lie in different slots)."""
-    p = r.pipeline(transaction=False)
-    for u in users:
-        p.delete(k_loading(u))
-    p.execute()
 
 
 SELECT_CLOCKS = "SELECT edge, version FROM edge_clocks WHERE pair=?"
@@ -421,7 +359,7 @@ class GraphWriter:
         """Add the edge ``follower -> followee``."""
         ensure_loaded(self.r, self.s, (follower, followee))
         at = at_ms or int(time.time() * 1000)
-        p = self.r.pipeline(transaction=True)
+        p = redis_store.multi(self.r)
         p.sadd(k_followers(followee), follower)
         p.sadd(k_following(follower), followee)
         p.execute()
@@ -432,7 +370,7 @@ class GraphWriter:
     def unfollow(self, follower: str, followee: str) -> None:
         """Remove the edge ``follower -> followee`` only: a friendship stays (see :meth:`unfriend`)."""
         ensure_loaded(self.r, self.s, (follower, followee))
-        p = self.r.pipeline(transaction=True)
+        p = redis_store.multi(self.r)
         p.srem(k_followers(followee), follower)
         p.srem(k_following(follower), followee)
         p.execute()
@@ -441,7 +379,7 @@ class GraphWriter:
         self._save_counts((follower, followee))
 
     def _end_friendship(self, a: str, b: str) -> None:
-        p = self.r.pipeline(transaction=True)
+        p = redis_store.multi(self.r)
         p.srem(k_friends(a), b)
         p.srem(k_friends(b), a)
         p.execute()
@@ -474,7 +412,7 @@ class GraphWriter:
         self.follow(a, b, at_ms)
         self.follow(b, a, at_ms)
         at = at_ms or int(time.time() * 1000)
-        p = self.r.pipeline(transaction=True)
+        p = redis_store.multi(self.r)
         p.sadd(k_friends(a), b)
         p.sadd(k_friends(b), a)
         p.execute()
@@ -485,7 +423,7 @@ class GraphWriter:
         """``blocker`` blocks ``blocked``: record it and drop follows and friendship both ways."""
         ensure_loaded(self.r, self.s, (blocker, blocked))
         at = at_ms or int(time.time() * 1000)
-        p = self.r.pipeline(transaction=True)
+        p = redis_store.multi(self.r)
         p.sadd(k_blocks(blocker), blocked)
         p.sadd(k_blocked_by(blocked), blocker)
         p.srem(k_requests(blocker), blocked)
@@ -500,7 +438,7 @@ class GraphWriter:
     def unblock(self, blocker: str, blocked: str) -> None:
         """Lift a block (follows are not restored)."""
         ensure_loaded(self.r, self.s, (blocker, blocked))
-        p = self.r.pipeline(transaction=True)
+        p = redis_store.multi(self.r)
         p.srem(k_blocks(blocker), blocked)
         p.srem(k_blocked_by(blocked), blocker)
         p.execute()
@@ -515,23 +453,24 @@ KIND_KEYS: dict[str, Callable[[str], str]] = {"fers": k_followers, "fing": k_fol
 # both ways ("0"/"1" each: kind's set of a has b, kind's set of b has a), the users' follower
 # counts joined by ",", and the users whose sets are not loaded (no g:ok marker). One reply for
 # the whole batch (reading each as its own reply costs more).
-STATE_LUA = """
+STATE_LUA = redis_store.lua_key_functions(OK=k_loaded, FERS=k_followers, FING=k_following, FRIENDS=k_friends,
+                                          BLK=k_blocks, REQ=k_requests) + """
 local n = tonumber(ARGV[1])
 local cold = {}
 for j = 2 + 2 * n, #ARGV do
-  if redis.call('EXISTS', 'g:ok:' .. ARGV[j]) == 0 then cold[#cold + 1] = ARGV[j] end
+  if redis.call('EXISTS', OK(ARGV[j])) == 0 then cold[#cold + 1] = ARGV[j] end
 end
-local kinds = {'g:fers:', 'g:fing:', 'g:friends:', 'g:blk:', 'g:req:'}
+local kinds = {FERS, FING, FRIENDS, BLK, REQ}
 local bits = {}
 for i = 0, n - 1 do
   local a, b = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   for _, k in ipairs(kinds) do
-    bits[#bits + 1] = redis.call('SISMEMBER', k .. a, b)
-    bits[#bits + 1] = redis.call('SISMEMBER', k .. b, a)
+    bits[#bits + 1] = redis.call('SISMEMBER', k(a), b)
+    bits[#bits + 1] = redis.call('SISMEMBER', k(b), a)
   end
 end
 local counts = {}
-for j = 2 + 2 * n, #ARGV do counts[#counts + 1] = redis.call('SCARD', 'g:fers:' .. ARGV[j]) end
+for j = 2 + 2 * n, #ARGV do counts[#counts + 1] = redis.call('SCARD', FERS(ARGV[j])) end
 return {table.concat(bits), table.concat(counts, ','), cold}
 """
 KINDS = ("fers", "fing", "friends", "blk", "req")
@@ -581,7 +520,7 @@ def queue_state(r: _redis.Redis, p: Any, pairs: list[tuple[str, str]], users: li
 # ARGV: n, then n triples (op, key, member: op "1" adds, "0" removes), then users. Applies the
 # batch's final memberships atomically (as the writer's MULTI did) and returns each user's set sizes
 # after them, "followers,following,friends" joined by ";": one reply, not one per command.
-APPLY_LUA = """
+APPLY_LUA = redis_store.lua_key_functions(FERS=k_followers, FING=k_following, FRIENDS=k_friends) + """
 local n = tonumber(ARGV[1])
 for i = 0, n - 1 do
   local j = 2 + 3 * i
@@ -590,8 +529,8 @@ end
 local out = {}
 for j = 2 + 3 * n, #ARGV do
   local u = ARGV[j]
-  out[#out + 1] = redis.call('SCARD', 'g:fers:' .. u) .. ',' .. redis.call('SCARD', 'g:fing:' .. u) .. ','
-    .. redis.call('SCARD', 'g:friends:' .. u)
+  out[#out + 1] = redis.call('SCARD', FERS(u)) .. ',' .. redis.call('SCARD', FING(u)) .. ','
+    .. redis.call('SCARD', FRIENDS(u))
 end
 return table.concat(out, ';')
 """

@@ -32,6 +32,7 @@ from minio.error import S3Error
 from minio.lifecycleconfig import Expiration, LifecycleConfig, Rule
 
 from core.settings import Settings
+from stores import redis as redis_store
 
 
 def upload_key(media_id: int | str) -> str:
@@ -133,7 +134,7 @@ def k_media(media_id: int | str) -> str:
 async def declare(redis: Any, media_id: int, owner: str, kind: str, content_type: str, size: int,
                   expires_at_ms: int, keep_s: int) -> None:
     """Record who declared ``media_id`` (only they may attach it to a post), kept ``keep_s``."""
-    async with redis.pipeline(transaction=True) as p:
+    async with redis_store.multi(redis) as p:
         p.hset(k_media(media_id), mapping={"owner": owner, "kind": kind, "content_type": content_type,
                                            "size": size, "expires_at": expires_at_ms})
         p.expire(k_media(media_id), keep_s)
@@ -329,5 +330,5 @@ async def get_states(redis: Any, media_ids: list[int]) -> list[dict[str, Any] | 
     """The outcomes of ``media_ids`` (None where processing has not finished), one round trip."""
     if not media_ids:
         return []
-    raws = await redis.mget([k_state(m) for m in media_ids])
+    raws = await redis_store.mget(redis, [k_state(m) for m in media_ids])
     return [json.loads(raw) if raw else None for raw in raws]

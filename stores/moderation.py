@@ -45,6 +45,7 @@ from typing import Any
 import redis as _redis
 from cassandra.cluster import Session
 
+from stores import redis as redis_store
 from stores.cassandra import prepared
 
 HIDDEN = "mod:hidden"
@@ -129,7 +130,7 @@ def merge_many(r: _redis.Redis, merges: Sequence[Merge], client: Any = None
 
 def report(r: _redis.Redis, key: str, reporter: str, at: int, ctx: dict[str, Any]) -> int:
     """Record a report (once per reporter) and queue the content; return the number of reporters."""
-    p = r.pipeline(transaction=True)
+    p = redis_store.multi(r)
     p.sadd(k_reports(key), reporter)
     p.hsetnx(k_state(key), "ctx", json.dumps(ctx, sort_keys=True))
     p.hsetnx(k_state(key), "reported_at", at)
@@ -140,7 +141,7 @@ def report(r: _redis.Redis, key: str, reporter: str, at: int, ctx: dict[str, Any
 
 def appeal(r: _redis.Redis, key: str, body: dict[str, Any], at: int) -> bool:
     """Keep the author's first appeal and queue the content; False if an appeal was already kept."""
-    p = r.pipeline(transaction=True)
+    p = redis_store.multi(r)
     p.hsetnx(k_state(key), "appeal", json.dumps(body, sort_keys=True))
     p.zadd(QUEUE, {key: at}, nx=True)
     first = bool(p.execute()[0])

@@ -51,6 +51,7 @@ from redis.cluster import ClusterPipeline
 
 from core.clock import millis
 from core.ids import id_timestamp_ms
+from stores import redis as redis_store
 from stores.cassandra import prepared
 
 DDL: list[str] = [
@@ -134,8 +135,8 @@ def queue_versions(p: Any, post_ids: Iterable[int]) -> Callable[[Iterator[Any]],
 
 
 def k_post(post_id: int | str) -> str:
-    """Redis key of a post's cached content."""
-    return f"post:{post_id}"
+    """Redis key of a post's cached content (hash-tagged on the id, with :func:`k_version`: one slot)."""
+    return redis_store.tagged("post:", str(post_id))
 
 
 def k_author(a: str) -> str:
@@ -145,7 +146,7 @@ def k_author(a: str) -> str:
 
 def k_version(post_id: int | str) -> str:
     """Redis key of the version of the newest posts.v1 event applied to a post's caches."""
-    return f"postver:{post_id}"
+    return redis_store.tagged("postver:", str(post_id))
 
 
 def k_owner(post_id: int) -> str:
@@ -306,22 +307,21 @@ def get_posts(session: Session, r: _redis.Redis, ids: Iterable[int]) -> dict[int
     out: dict[int, dict[str, Any]] = {}
     if not ids:
         return out
-    for pid, raw in zip(ids, r.mget([k_post(i) for i in ids])):
+    for pid, raw in zip(ids, redis_store.mget(r, [k_post(i) for i in ids])):
         if raw:
             out[pid] = json.loads(raw)
     missing = [i for i in ids if i not in out]
     if missing:
         rows = session.execute(prepared(session, SELECT_POSTS_VERSIONED), (missing,))
-        fill = r.register_script(FILL_LUA)
-        p = r.pipeline(transaction=False)
+        calls = []
         for row in rows:
             d = _content(row)
             row_version = d.pop("version") or 0
             out[d["post_id"]] = d
             # a fill never overwrites the cache with a row older than an event already applied
-            fill(keys=[k_version(d["post_id"]), k_post(d["post_id"])],
-                 args=[row_version, json.dumps(d), CACHE_TTL_S], client=p)
-        p.execute()
+            # (both keys in the post's slot, so this also runs on Redis Cluster)
+            calls.append(([k_version(d["post_id"]), k_post(d["post_id"])], [row_version, json.dumps(d), CACHE_TTL_S]))
+        redis_store.eval_grouped(r, FILL_LUA, calls)
     return out
 
 

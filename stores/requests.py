@@ -22,6 +22,7 @@ from typing import Any
 
 from cassandra.cluster import Session
 
+from stores import redis as redis_store
 from stores.cassandra import prepared
 
 K_CLAIMS_SINCE = "idem:since"
@@ -61,7 +62,7 @@ def k_rate_ip(ip: str) -> str:
 
 def k_read_rate_user(user: str) -> str:
     """Redis key of ``user``'s read token bucket."""
-    return f"rl:read:user:{user}"
+    return redis_store.tagged("rl:read:user:", user)
 
 
 def k_read_rate_ip(ip: str) -> str:

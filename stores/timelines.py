@@ -50,42 +50,42 @@ SCRIPT_READERS = 1000
 
 def k_timeline(r: str) -> str:
     """Redis key of reader ``r``'s timeline."""
-    return f"tl:{r}"
+    return redis_store.tagged("tl:", r)
 
 
 def k_built(r: str) -> str:
     """Redis key marking ``r``'s timeline complete."""
-    return f"tlb:{r}"
+    return redis_store.tagged("tlb:", r)
 
 
 def k_stale(r: str) -> str:
     """Redis key marking ``r``'s timeline stale (skipped while inactive)."""
-    return f"tlstale:{r}"
+    return redis_store.tagged("tlstale:", r)
 
 
 def k_ok(r: str) -> str:
     """Redis key marking ``r``'s timeline as rebuilt at least once in this Redis."""
-    return f"tlok:{r}"
+    return redis_store.tagged("tlok:", r)
 
 
 def k_lock(r: str) -> str:
     """Redis key of ``r``'s rebuild lock."""
-    return f"tllock:{r}"
+    return redis_store.tagged("tllock:", r)
 
 
 def k_rebuilds(r: str) -> str:
     """Redis key counting ``r``'s rebuilds."""
-    return f"tlrebuilds:{r}"
+    return redis_store.tagged("tlrebuilds:", r)
 
 
 def k_negative(r: str) -> str:
     """Redis key of authors hidden from ``r``."""
-    return f"neg:a:{r}"
+    return redis_store.tagged("neg:a:", r)
 
 
 def k_fresh(r: str) -> str:
     """Redis key of the newest source event applied to ``r``'s timeline."""
-    return f"fresh:{r}"
+    return redis_store.tagged("fresh:", r)
 
 
 def channel(r: str) -> str:
@@ -109,22 +109,22 @@ def _now() -> int:
 # -- writes by the topologies ---------------------------------------------------------------
 # ARGV: post_id, op, cap, message, ts, topic, partition, offset, reader... (single-instance Redis:
 # keys are derived from reader ids inside the script, so it is not Redis-Cluster safe)
-FANOUT_LUA = """
+FANOUT_LUA = redis_store.lua_key_functions(TL=k_timeline, FEED=channel, FRESH=k_fresh) + """
 local pid, op, cap, msg = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 for i = 9, #ARGV do
   local r = ARGV[i]
-  local key = 'TL' .. r
+  local key = TL(r)
   if op == 'REMOVE' then
     redis.call('ZREM', key, pid)
   else
     redis.call('ZADD', key, pid, pid)
     redis.call('ZREMRANGEBYRANK', key, 0, -(cap + 1))
   end
-  redis.call('PUBLISH', 'FEED' .. r, msg)
-  redis.call('HSET', 'FRESH' .. r, 'ts', ARGV[5], 'topic', ARGV[6], 'partition', ARGV[7], 'offset', ARGV[8])
+  redis.call('PUBLISH', FEED(r), msg)
+  redis.call('HSET', FRESH(r), 'ts', ARGV[5], 'topic', ARGV[6], 'partition', ARGV[7], 'offset', ARGV[8])
 end
 return #ARGV - 8
-""".replace("'TL'", repr(k_timeline(""))).replace("'FEED'", repr(channel(""))).replace("'FRESH'", repr(k_fresh("")))
+"""
 
 
 def _template(key_fn: Any) -> list[str]:
@@ -435,7 +435,7 @@ def rebuild_timeline(r: _redis.Redis, session: Session, reader: str, settings: S
         if not needs_rebuild(r, reader):
             return False
         ids = _compute_timeline(r, session, reader, settings)
-        p = r.pipeline(transaction=True)
+        p = redis_store.multi(r)
         if ids:
             p.zadd(k_timeline(reader), {str(i): i for i in ids})
             p.zremrangebyrank(k_timeline(reader), 0, -(settings.timeline_cap + 1))

@@ -23,6 +23,7 @@ import redis
 import redis.asyncio as aioredis
 from cassandra.cluster import Session
 
+from stores import redis as redis_store
 from stores.cassandra import prepared
 
 DDL: list[str] = [
@@ -104,7 +105,7 @@ def _parse(scope: str, meta: dict[bytes, bytes], ids: list[bytes], details: list
 def current_trending(r: redis.Redis, scope: str, limit: int = 10) -> dict[str, Any]:
     """The scope's current window and its top ``limit`` items (``items`` empty if none yet)."""
     zkey, ikey, mkey = keys(scope)
-    with r.pipeline(transaction=True) as p:
+    with redis_store.multi(r) as p:
         p.hgetall(mkey)
         p.zrevrange(zkey, 0, limit - 1)
         meta, ids = p.execute()
@@ -115,7 +116,7 @@ def current_trending(r: redis.Redis, scope: str, limit: int = 10) -> dict[str, A
 async def current_trending_async(r: aioredis.Redis, scope: str, limit: int = 10) -> dict[str, Any]:
     """:func:`current_trending` for the asyncio client the API uses."""
     zkey, ikey, mkey = keys(scope)
-    async with r.pipeline(transaction=True) as p:
+    async with redis_store.multi(r) as p:
         p.hgetall(mkey)
         p.zrevrange(zkey, 0, limit - 1)
         meta, ids = await p.execute()

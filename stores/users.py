@@ -18,6 +18,7 @@ import redis as _redis
 from cassandra.cluster import Session
 
 from core.rows import ProfileWrite
+from stores import redis as redis_store
 from stores.cassandra import prepared
 
 DDL: list[str] = [
@@ -30,12 +31,12 @@ CACHE_TTL_S = 86_400
 
 def k_user(user_id: str) -> str:
     """Redis key of a user's cached profile."""
-    return f"user:{user_id}"
+    return redis_store.tagged("user:", user_id)
 
 
 def k_registered(user_id: str) -> str:
     """Redis key marking that the API accepted ``user_id``'s registration (until the profile view has it)."""
-    return f"registered:{user_id}"
+    return redis_store.tagged("registered:", user_id)
 
 
 def apply_profile(session: Session, r: _redis.Redis | None, w: ProfileWrite) -> None:

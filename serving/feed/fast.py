@@ -102,7 +102,7 @@ async def _items(e: ReadEngines, page: feedpage.RawPage, posts: list[Post],
     ids = media.media_ids(items)
     if ids:  # one more round trip, only for pages that name uploaded media
         try:
-            states = dict(zip(ids, media.decode(await e.aredis.mget([k_state(i) for i in ids])), strict=True))
+            states = dict(zip(ids, media.decode(await redis_store.mget(e.aredis, [k_state(i) for i in ids])), strict=True))
         except REDIS_ERRORS:
             states = None
         media.hydrate(items, states, reader, e.settings.media_public_base)

@@ -16,6 +16,7 @@ import redis as _redis
 
 from serving.readers.base import Down, Guard
 from stores import media as store
+from stores import redis as redis_store
 
 Item = dict[str, Any]
 
@@ -72,7 +73,7 @@ class RedisMedia:
     def states(self, ids: list[int]) -> dict[int, dict[str, Any] | None] | None:
         try:
             with self.redis.open() as r:
-                raws = r.mget([store.k_state(i) for i in ids])
+                raws = redis_store.mget(r, [store.k_state(i) for i in ids])
         except Down:
             return None
         return dict(zip(ids, decode(raws), strict=True))

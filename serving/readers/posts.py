@@ -11,6 +11,7 @@ from cassandra.cluster import Session
 
 from serving.readers.base import Down, Fallback, Guard, Partial, Served, Unavailable
 from stores import posts as post_store
+from stores import redis as redis_store
 
 Post = dict[str, Any]
 
@@ -28,7 +29,7 @@ class PostsReader(Protocol):
 
 def cached_posts(r: _redis.Redis, ids: list[int]) -> dict[int, Post]:
     """Posts present in the Redis content cache only."""
-    raws = cast(list[bytes | None], r.mget([post_store.k_post(i) for i in ids]))
+    raws = cast(list[bytes | None], redis_store.mget(r, [post_store.k_post(i) for i in ids]))
     return {i: json.loads(raw) for i, raw in zip(ids, raws) if raw}
 
 

@@ -28,6 +28,7 @@ from core.events import new_event
 from core.settings import Settings, isolated
 from ops.workers import workers
 from serving.app import create_app
+from stores import graph
 from stores import media as store
 from stores import redis as redis_store
 from streams.admin import apply_all
@@ -100,7 +101,7 @@ def api(media_stack: Settings, tmp_path_factory: pytest.TempPathFactory):
 def test_a_post_with_an_image_and_a_video_shows_their_variants_in_a_followers_feed(api: Api, tmp_path: Path) -> None:
     author, reader = api.register(uid("a")), api.register(uid("r"))
     api.ok(api.c.put(f"/v1/users/{reader}/following/{author}", headers=api.h(reader)))
-    wait_until(lambda: api.r.sismember(f"g:fers:{author}", reader), timeout_s=60)
+    wait_until(lambda: api.r.sismember(graph.k_followers(author), reader), timeout_s=60)
     image, video = api.upload(author, "IMAGE", "image/png", png()), api.upload(author, "VIDEO", "video/mp4", mp4(tmp_path))
     post_id = api.ok(api.c.post("/v1/posts", json={"text": "holiday #pics", "media_ids": [image, video]},
                                 headers=api.h(author)))["post_id"]
@@ -161,7 +162,7 @@ def test_media_cant_be_attached_across_users_or_when_rejected_or_unfinished(api:
 def test_a_post_whose_media_is_rejected_after_posting_hides_it_from_others_and_tells_the_author(api: Api) -> None:
     author, reader = api.register(uid("a")), api.register(uid("r"))
     api.ok(api.c.put(f"/v1/users/{reader}/following/{author}", headers=api.h(reader)))
-    wait_until(lambda: api.r.sismember(f"g:fers:{author}", reader), timeout_s=60)
+    wait_until(lambda: api.r.sismember(graph.k_followers(author), reader), timeout_s=60)
     good = api.upload(author, "IMAGE", "image/png", png(100, 80))
     body = png(100, 80)[:70] + b"\x00" * 50
     broken = api.upload(author, "IMAGE", "image/png", body, complete=False)

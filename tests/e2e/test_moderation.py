@@ -24,6 +24,7 @@ from ops.local import stack as local_stack
 from ops.workers import workers
 from serving.app import create_app
 from serving.auth import mint_token
+from stores import graph
 from stores import moderation as mod
 from stores import redis as redis_store
 from streams.admin import apply_all
@@ -37,7 +38,7 @@ class Api(ActingClient):
     def follow(self, a: str, b: str, wait: bool = True) -> None:
         self.ok(self.c.put(f"/v1/users/{a}/following/{b}", headers=self.h(a)))
         if wait:
-            poll(lambda: self.r.sismember(f"g:fers:{b}", a), f"{a} follows {b}")
+            poll(lambda: self.r.sismember(graph.k_followers(b), a), f"{a} follows {b}")
 
     def post(self, author: str, text: str, links: list[str] | None = None) -> int:
         body: dict[str, Any] = {"text": text}
@@ -140,7 +141,7 @@ def test_a_spam_campaign_injected_through_the_api_is_hidden_from_followers(world
         api.follow(reader, sp)  # the reader follows them (so their posts are fanned out to her)
         for t in targets:
             api.follow(sp, t, wait=False)  # follow-spam
-    poll(lambda: all(api.r.scard(f"g:fing:{sp}") == len(targets) for sp in spammers), "follow-spam applied")
+    poll(lambda: all(api.r.scard(graph.k_following(sp)) == len(targets) for sp in spammers), "follow-spam applied")
     rng = random.Random(7)
     pids = [api.post(sp, **spam_post_body(rng, campaign)) for _ in range(2) for sp in spammers]
     verdicts = [api.wait_verdict(p) for p in pids]

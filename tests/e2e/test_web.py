@@ -29,8 +29,8 @@ from core.settings import isolated
 from ops.workers import workers
 from serving.app import create_app
 from serving.auth import mint_token
+from stores import graph, progress
 from stores import moderation as mod
-from stores import progress
 from stores import redis as redis_store
 from streams.admin import apply_all
 
@@ -132,7 +132,7 @@ def verdict(media_stack, tmp_path_factory) -> dict[str, Any]:
             alice, bob, carol, dave, moderator = (api.register(t) for t in ("alice", "bob", "carol", "dave", "mod"))
             for followee in (alice, carol, dave):
                 api.call("PUT", f"/v1/users/{bob}/following/{followee}", bob)
-            poll(lambda: r.scard(f"g:fing:{bob}") == 3, "bob's follows applied")
+            poll(lambda: r.scard(graph.k_following(bob)) == 3, "bob's follows applied")
             for i in range(SCROLL_POSTS):
                 api.call("POST", "/v1/posts", dave, json={"text": f"scroll post {i} #scroll"})
             for i in range(2):

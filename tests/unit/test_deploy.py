@@ -452,7 +452,7 @@ def test_flink_versions_agree() -> None:
 
 # ---------------------------------------------------------------- kustomize (when available)
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
-@pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod"])
+@pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod", "overlays/prod-redis-cluster"])
 def test_kustomize_builds(target: str) -> None:
     proc = subprocess.run(["kubectl", "kustomize", str(K8S / target)], capture_output=True, text=True, check=False,
                           timeout=60)
@@ -464,7 +464,7 @@ def test_kustomize_builds(target: str) -> None:
     images += [d["spec"]["image"] for d in docs if d["kind"] == "FlinkDeployment"]
     assert images and all(":" in i for i in images), images
     secrets = [d for d in docs if d["kind"] == "Secret"]
-    if target == "overlays/prod":
+    if target.startswith("overlays/prod"):
         assert not secrets, "prod must not render the placeholder JWT and media Secrets"
     else:
         assert sorted(s["metadata"]["name"] for s in secrets) == ["feedstream-jwt", "feedstream-media"]
@@ -505,7 +505,7 @@ def _kubeconform(tools: dict[str, str], manifests: str) -> subprocess.CompletedP
         input=manifests, capture_output=True, text=True, check=False, timeout=120)
 
 
-@pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod"])
+@pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod", "overlays/prod-redis-cluster"])
 def test_manifests_validate_against_kubernetes_and_operator_schemas(target: str, deploy_tools) -> None:
     """Every rendered object, Strimzi's and the Flink operator's included, fits its schema
     (strict: an unknown field fails); no kind is skipped for want of a schema."""
@@ -756,3 +756,27 @@ def test_the_trending_job_restarts_forever_with_bounded_backoff() -> None:
     section = text.split("### Failure and restart", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     for word in ("exponential-delay", "2 min", "restartPolicy", "livenessProbe", "kubernetes.operator.job.restart.failed"):
         assert word in section, word
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
+def test_the_redis_cluster_overlay_replaces_the_single_redis_and_points_the_platform_at_its_seeds() -> None:
+    from stores.redis import cluster_nodes
+
+    built = subprocess.run(["kubectl", "kustomize", str(K8S / "overlays" / "prod-redis-cluster")],
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    docs = [d for d in yaml.safe_load_all(built) if d]
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert ("StatefulSet", "redis") not in by and ("Service", "redis") not in by  # the single Redis is gone
+    sts, svc = by[("StatefulSet", "redis-cluster")], by[("Service", "redis-cluster")]
+    assert sts["spec"]["replicas"] == 6 and sts["spec"]["serviceName"] == "redis-cluster"
+    assert svc["spec"]["clusterIP"] == "None" and {p["port"] for p in svc["spec"]["ports"]} == {6379, 16379}
+    conf = by[("ConfigMap", "redis-cluster")]["data"]["redis.conf"]
+    assert "cluster-enabled yes" in conf and 'save ""' in conf and "appendonly no" in conf
+    init = by[("Job", "redis-cluster-init")]["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "--cluster create" in init and "--cluster-replicas 1" in init and "cluster_state:ok" in init
+    env = by[("ConfigMap", "feedstream-config")]["data"]
+    settings = Settings(FEEDSTREAM_REDIS_CLUSTER_NODES=env["FEEDSTREAM_REDIS_CLUSTER_NODES"])
+    seeds = cluster_nodes(settings)
+    assert len(seeds) == 3 and all(port == 6379 for _, port in seeds)
+    assert {h.split(".")[0] for h, _ in seeds} <= {f"redis-cluster-{i}" for i in range(sts["spec"]["replicas"])}
+    assert all(h.endswith(".redis-cluster") for h, _ in seeds)  # the headless Service's pod names
