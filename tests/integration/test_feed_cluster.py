@@ -117,3 +117,42 @@ def test_the_feed_route_serves_from_the_cluster(worlds) -> None:
             assert res.status_code == 200, res.text
             body = res.json()
             assert len(body["items"]) == 5 and body["degraded"]["source"] == "redis"
+
+
+def round_trips(e: ReadEngines, reader: str) -> tuple[int, int, int]:
+    """Round trips (socket sends) and commands of one warm first page, and the nodes it touched."""
+    from redis.connection import Connection
+
+    sends: dict[int, int] = {}
+    original = Connection.send_packed_command
+
+    def counting(self, command, check_health=True):  # type: ignore[no-untyped-def]
+        sends[self.port] = sends.get(self.port, 0) + 1
+        return original(self, command, check_health)
+
+    before = e.redis.info("commandstats")
+    Connection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        read_known_feed(e, reader, "chronological", 20, None)
+    finally:
+        Connection.send_packed_command = original  # type: ignore[method-assign]
+    after = e.redis.info("commandstats")
+
+    def total(stats: dict[str, Any]) -> int:
+        if "cmdstat_get" not in stats and stats:  # a cluster client answers per node
+            return sum(total(v) for v in stats.values() if isinstance(v, dict))
+        return sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_") and k != "cmdstat_info")
+    return sum(sends.values()), total(after) - total(before), len(sends)
+
+
+def test_a_warm_page_costs_round_trips_per_node_not_per_key(worlds) -> None:
+    (on_cluster, single), readers, _, _ = worlds
+    rd = readers[3]
+    for e in (on_cluster, single):
+        read_known_feed(e, rd, "chronological", 20, None)  # warm: rebuilt, caches filled
+    trips_c, cmds_c, nodes = round_trips(on_cluster, rd)
+    trips_1, cmds_1, _ = round_trips(single, rd)
+    print(f"warm first page: one Redis {trips_1} round trips / {cmds_1} commands; "
+          f"3-master cluster {trips_c} round trips / {cmds_c} commands on {nodes} nodes")
+    assert nodes > 1
+    assert trips_c < cmds_c  # pipelined per node, not one round trip per key
