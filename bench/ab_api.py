@@ -30,6 +30,22 @@ from bench.report import RESULTS_DIR
 from bench.write_api import start_server
 
 
+def write_targets(s: Any, n_authors: int) -> tuple[list[str], list[int]]:
+    """The seeded authors, and the newest PUBLIC posts of the first ten (what likes target: a like of a
+    FOLLOWERS post by a reader who does not follow its author is a 403, which this bench counts as an error)."""
+    from stores import posts as post_store
+    from stores import redis as redis_store
+
+    r = redis_store.client(s)
+    try:
+        authors = [f"ba{i}" for i in range(n_authors)]
+        ids = sorted({int(p) for a in authors[:10] for p in r.zrevrange(post_store.k_author(a), 0, 9)})
+        bodies = r.mget([post_store.k_post(i) for i in ids])
+        return authors, [i for i, raw in zip(ids, bodies) if raw and json.loads(raw)["visibility"] == "PUBLIC"]
+    finally:
+        r.close()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.read_api import KEYSPACE, bench_settings
     from bench.write_api import _free_port
@@ -38,6 +54,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     s = bench_settings()
     shape = prepare(s, args)
     readers = shape.pop("readers")
+    authors, post_ids = write_targets(s, args.authors)
     env = LIMITS_ENV | {"FEEDSTREAM_KEYSPACE": KEYSPACE, "FEEDSTREAM_REDIS_URL": s.redis_url,
                         "FEEDSTREAM_CELEBRITY_THRESHOLD": str(len(readers) - 1)}
     trees = {"a": args.a.resolve(), "b": args.b.resolve()}
@@ -53,8 +70,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             headers={"Authorization": f"Bearer {tokens[rd]}"})
                 res.raise_for_status()
                 cursors[rd] = res.json()["next_cursor"]
-        # the read endpoints only (the write templates get placeholders: they are not driven)
-        eps = {e.name: e for e in endpoints(tokens, readers, ["ba0"], [0], cursors, args.limit, random.Random(11))}
+        # the writes (post_create, like, follow) target the seeded authors and their posts, as bench.capacity's
+        eps = {e.name: e for e in endpoints(tokens, readers, authors, post_ids, cursors, args.limit,
+                                            random.Random(11))}
         order = list(trees)
         for rnd in range(args.rounds):
             for name in args.endpoints:
