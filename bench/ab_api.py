@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "FEEDSTREAM_CELEBRITY_THRESHOLD": str(len(readers) - 1)}
     trees = {"a": args.a.resolve(), "b": args.b.resolve()}
     ports = {k: _free_port() for k in trees}
-    procs = {k: start_server(ports[k], env, tree=t) for k, t in trees.items()}
+    extra = {"a": dict(args.env_a), "b": dict(args.env_b)}  # e.g. the same tree with another producer linger
+    procs = {k: start_server(ports[k], env | extra[k], tree=t) for k, t in trees.items()}
     tokens = {u: mint_token(u, s, 3600) for u in readers}
     cpu: dict[str, dict[str, list[float]]] = {k: {e: [] for e in args.endpoints} for k in trees}
     try:
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for p in procs.values():
             p.wait(30)
     med = {k: {n: statistics.median(v) for n, v in per.items()} for k, per in cpu.items()}
-    out: dict[str, Any] = {"trees": {k: str(t) for k, t in trees.items()}, "config": {
+    out: dict[str, Any] = {"trees": {k: str(t) for k, t in trees.items()}, "env": extra, "config": {
         "rounds": args.rounds, "block_s": args.block, "connections": args.connections, "limit": args.limit},
         "load_average_end": os.getloadavg()[0], "cpu_ms_per_req": cpu, "median_cpu_ms_per_req": med,
         "x_noop_cpu": {k: {n: round(v / m["noop"], 3) for n, v in m.items()} for k, m in med.items()} if
@@ -110,6 +111,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _env(text: str) -> list[tuple[str, str]]:
+    return [tuple(kv.split("=", 1)) for kv in text.split(",") if kv]  # type: ignore[misc]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(prog="python -m bench.ab_api", description=__doc__.split("\n\n")[0])
     p.add_argument("--a", type=Path, required=True, help="source tree of the base API (e.g. a git archive)")
@@ -124,6 +129,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--posts-per-author", type=int, default=20)
     p.add_argument("--follows", type=int, default=30)
     p.add_argument("--celebrities", type=int, default=2)
+    p.add_argument("--env-a", type=_env, default=[], help="KEY=VALUE,... for tree A's API only")
+    p.add_argument("--env-b", type=_env, default=[], help="KEY=VALUE,... for tree B's API only")
     p.add_argument("--tag", default="latest")
     p.add_argument("--out", type=Path, default=RESULTS_DIR)
     return run(p.parse_args(argv))
