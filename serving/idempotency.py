@@ -146,7 +146,7 @@ class IdempotencyStore:
         idem:since)``, from :meth:`new_claim`; the same steps as this method's own SET NX and GET.
         """
         for attempt in range(3):  # the holder may expire or be taken over between SET and GET
-            held_now: bytes | None = None
+            held_now: Any = None  # (bytes: the claim the first call found)
             if attempt == 0 and first is not None:
                 ids, mine, created, held_now, since = first
             else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -19,7 +19,15 @@ from core.clock import now_ms
 from core.events import new_event
 from core.settings import Settings
 from serving import consistency, metrics
-from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep, client_ip, too_many, write_buckets
+from serving.deps import (
+    CurrentUser,
+    ProducerDep,
+    RedisDep,
+    SettingsDep,
+    client_ip,
+    too_many,
+    write_buckets,
+)
 from serving.feed.engines import ReadEngines, ReadsDep
 from serving.idempotency import (
     IN_DOUBT,
@@ -104,7 +112,7 @@ class WriteRoute(APIRoute):
     """A write route: a request that did not reach its write's first call still takes its rate-limit
     token and has its caller's registration checked (:meth:`Gate.settle`), before its own error."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def gated(request: Request) -> Response:
