@@ -50,14 +50,21 @@ async def _take(request: Request, buckets: list[Bucket]) -> None:
         raise too_many(wait)
 
 
-async def rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
-    """A write: one token from the user's and the client IP's write buckets; 429 with Retry-After when empty."""
+def write_buckets(settings: Settings, user: str, ip: str) -> list[Bucket]:
+    """A write's buckets: the user's and the client IP's write buckets; none when rate limiting is off."""
     if not settings.api_rate_limit_enabled:
-        return
-    await _take(request, [
-        Bucket(k_rate_user(user), settings.api_rate_user_per_s, settings.api_rate_user_burst),
-        Bucket(k_rate_ip(client_ip(request)), settings.api_rate_ip_per_s, settings.api_rate_ip_burst),
-    ])
+        return []
+    return [Bucket(k_rate_user(user), settings.api_rate_user_per_s, settings.api_rate_user_burst),
+            Bucket(k_rate_ip(ip), settings.api_rate_ip_per_s, settings.api_rate_ip_burst)]
+
+
+async def rate_limit(request: Request, user: CurrentUser, settings: SettingsDep) -> None:
+    """A write: one token from the user's and the client IP's write buckets; 429 with Retry-After when empty.
+    (The post, engagement and graph routers take them inside the write's first call instead:
+    :func:`serving.writes.write_gate`.)"""
+    buckets = write_buckets(settings, user, client_ip(request))
+    if buckets:
+        await _take(request, buckets)
 
 
 def read_buckets(settings: Settings, user: str, ip: str) -> list[Bucket]:

@@ -20,8 +20,9 @@ when a claim is missing from a Redis that is younger than that window (``idem:si
 since the claim could have been made. A claim restored that way keeps its lease: a request still
 pending when Redis was lost may still be producing, so a retry waits for it (409) as it would have
 before the loss, and once the lease lapses reads the log for the event before producing it. The
-warm path stays one Redis round trip (SET NX and GET ``idem:since`` pipelined); the Cassandra write
-overlaps the request's own work.
+warm path stays one Redis round trip (SET NX and GET ``idem:since``, inside the write's one first call
+with its rate limit and ownership reads, ``serving.writes``); the Cassandra write overlaps the request's
+own work.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,24 +123,38 @@ class IdempotencyStore:
         self.durable = durable if owner is not None else None
         self.owner = owner or ("", "")  # (user, Idempotency-Key) of the durable row
         self._recording: asyncio.Task[None] | None = None  # the durable copy of a new claim
+        self.finish: Callable[[aioredis.Redis, str, str], Awaitable[Any]] | None = None  # see complete()
 
     def _pending(self, fp: str, ids: Mapping[str, Any], lease_ms: int) -> str:
         return json.dumps({"fp": fp, "state": PENDING, "lease": lease_ms, "ids": dict(ids)})
 
-    async def claim(self, key: str, fp: str, mint: Callable[[], dict[str, Any]] = dict) -> Outcome:
+    def new_claim(self, fp: str, mint: Callable[[], dict[str, Any]] = dict) -> tuple[dict[str, Any], str]:
+        """The ids ``mint()`` gives and the pending claim that holds them, as :meth:`claim` would SET NX it."""
+        ids = mint()
+        return ids, self._pending(fp, ids, _now_ms() + self.pending_ms)
+
+    async def claim(self, key: str, fp: str, mint: Callable[[], dict[str, Any]] = dict,
+                    first: tuple[dict[str, Any], str, bool, bytes | None, bytes | None] | None = None) -> Outcome:
         """Claim ``key`` for a request with fingerprint ``fp``, or report what holds it.
 
         A new claim stores ``mint()`` (the event's ids) and is kept for the full TTL; its lease lasts
         ``pending_s``. A pending claim whose lease has lapsed (a crash, a failed request, or Redis
         failing after the event was sent) is taken over with the ids it holds.
+
+        ``first``: the first attempt, already made by the write's one call (``serving.writes``:
+        ``stores.requests.WRITE_GATE_LUA``): ``(ids, claim SET NX, created, claim held if not,
+        idem:since)``, from :meth:`new_claim`; the same steps as this method's own SET NX and GET.
         """
-        for _ in range(3):  # the holder may expire or be taken over between SET and GET
-            ids = mint()
-            mine = self._pending(fp, ids, _now_ms() + self.pending_ms)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.set(key, mine, nx=True, px=self.ttl_ms)
-                pipe.get(K_CLAIMS_SINCE)
-                created, since = await pipe.execute()
+        for attempt in range(3):  # the holder may expire or be taken over between SET and GET
+            held_now: Any = None  # (bytes: the claim the first call found)
+            if attempt == 0 and first is not None:
+                ids, mine, created, held_now, since = first
+            else:
+                ids, mine = self.new_claim(fp, mint)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.set(key, mine, nx=True, px=self.ttl_ms)
+                    pipe.get(K_CLAIMS_SINCE)
+                    created, since = await pipe.execute()
             if created:
                 if self.durable is None or not await self._maybe_lost(since):
                     self._record(mine)
@@ -159,7 +174,7 @@ class IdempotencyStore:
                 if not await self.redis.eval(_TAKE_OVER, 1, key, mine, raw, self.ttl_ms):
                     continue
             else:
-                raw = await self.redis.get(key)
+                raw = held_now if held_now is not None else await self.redis.get(key)
                 if raw is None:
                     continue
             held = json.loads(raw)
@@ -212,10 +227,20 @@ class IdempotencyStore:
             log.warning("Idempotency-Key %r of %s not recorded in Cassandra: %r", self.owner[1], self.owner[0], exc)
 
     async def complete(self, key: str, fp: str, status: int, body: Any) -> None:
-        """Store the response of a claimed key for replays (in Redis, and in Cassandra for a Redis loss)."""
-        value = json.dumps({"fp": fp, "status": status, "body": body})
+        """Store the response of a claimed key for replays (in Redis, and in Cassandra for a Redis loss).
+
+        The Redis copy is a SET with the TTL, or :attr:`finish` ``(redis, key, value)`` if set (the write
+        folds it into its last call: ``serving.writes.Write``).
+        """
+        value = self.response(fp, status, body)
         await self.recorded()  # the pending copy first: it must not land after (and over) this one
-        await asyncio.gather(self._durably(value), self.redis.set(key, value, px=self.ttl_ms))
+        await asyncio.gather(self._durably(value), self.finish(self.redis, key, value) if self.finish is not None
+                             else self.redis.set(key, value, px=self.ttl_ms))
+
+    @staticmethod
+    def response(fp: str, status: int, body: Any) -> str:
+        """The stored form of a completed claim."""
+        return json.dumps({"fp": fp, "status": status, "body": body})
 
     async def in_doubt(self, key: str, fp: str, ids: Mapping[str, Any]) -> None:
         """End the lease of a claim whose event may have been written: a retry reads the log first."""

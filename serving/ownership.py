@@ -1,7 +1,8 @@
 """Who wrote a post or a comment: the index the API keeps so only authors may edit or delete.
 
-The API records ownership in Redis before producing the create event (a fresh id nobody else
-knows yet), and removes it if Kafka does not confirm. On a Redis miss, :func:`post_author` and
+The API records a post's ownership in Redis once Kafka confirmed the create event, in the write's
+last call and before its 202 (the id is fresh: nobody else knows it until then; a lost record is
+found again in Cassandra), and a comment's before producing it, removed if Kafka does not confirm. On a Redis miss, :func:`post_author` and
 :func:`comment_owner` consult the durable tables the topologies maintain in Cassandra
 (``posts``, ``comment_threads``/``comments_by_post``) through :class:`DurableOwnership`, and
 cache what they find. Keys and statements belong to :mod:`stores.posts` and :mod:`stores.comments`.
@@ -10,7 +11,7 @@ cache what they find. Keys and statements belong to :mod:`stores.posts` and :mod
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -102,9 +103,24 @@ def _settle(fut: asyncio.Future, value: Any, exc: BaseException | None) -> None:
         fut.set_result(value)
 
 
-async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwnership | None = None) -> str | None:
-    """Return the author of a live post, or None if it is unknown or deleted (Redis, then Cassandra)."""
-    author, deleted = await redis.mget(post_store.k_owner(post_id), post_store.k_owner_deleted(post_id))
+def post_keys(post_id: int, visibility: bool = False) -> list[str]:
+    """The keys :func:`post_author` (and with ``visibility``, :func:`post_visibility`) read: a write
+    prefetches them in its first call (``serving.writes.Write.prefetch``)."""
+    keys = [post_store.k_owner(post_id), post_store.k_owner_deleted(post_id)]
+    return keys + [post_store.k_owner_visibility(post_id)] if visibility else keys
+
+
+async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwnership | None = None,
+                      known: Mapping[str, bytes | None] | None = None) -> str | None:
+    """Return the author of a live post, or None if it is unknown or deleted (Redis, then Cassandra).
+
+    ``known``: values of :func:`post_keys` already read (the write's first call); else one MGET.
+    """
+    owner_key, deleted_key = post_store.k_owner(post_id), post_store.k_owner_deleted(post_id)
+    if known is not None and owner_key in known and deleted_key in known:
+        author, deleted = known[owner_key], known[deleted_key]
+    else:
+        author, deleted = await redis.mget(owner_key, deleted_key)
     if deleted is not None:
         return None
     if author is not None:
@@ -117,6 +133,12 @@ async def post_author(redis: aioredis.Redis, post_id: int, durable: DurableOwner
         await mark_post_deleted(redis, post_id)
         return None
     return found[0]
+
+
+def post_records(post_id: int, author_id: str, visibility: str) -> dict[str, str]:
+    """What :func:`record_post` sets for a create, as SETs for the write's last call
+    (``serving.writes.Write.record_after``)."""
+    return {post_store.k_owner(post_id): author_id, post_store.k_owner_visibility(post_id): visibility}
 
 
 async def record_post(redis: aioredis.Redis, post_id: int, author_id: str, visibility: str | None = None) -> None:
@@ -132,10 +154,12 @@ async def record_visibility(redis: aioredis.Redis, post_id: int, visibility: str
     await redis.set(post_store.k_owner_visibility(post_id), visibility)
 
 
-async def post_visibility(redis: aioredis.Redis, post_id: int) -> str | None:
+async def post_visibility(redis: aioredis.Redis, post_id: int,
+                          known: Mapping[str, bytes | None] | None = None) -> str | None:
     """The visibility the API last accepted for ``post_id``, or None if it did not record one (then the
-    read side's post store is asked)."""
-    raw = await redis.get(post_store.k_owner_visibility(post_id))
+    read side's post store is asked). ``known``: as :func:`post_author`'s."""
+    key = post_store.k_owner_visibility(post_id)
+    raw = known[key] if known is not None and key in known else await redis.get(key)
     return raw.decode() if raw is not None else None
 
 

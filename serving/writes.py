@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 from fastapi import Depends, Header, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from redis.exceptions import RedisError
 
 from core.clock import now_ms
 from core.events import new_event
 from core.settings import Settings
 from serving import consistency, metrics
-from serving.deps import CurrentUser, ProducerDep, RedisDep, SettingsDep
+from serving.deps import (
+    CurrentUser,
+    ProducerDep,
+    RedisDep,
+    SettingsDep,
+    client_ip,
+    too_many,
+    write_buckets,
+)
+from serving.feed.engines import ReadEngines, ReadsDep
 from serving.idempotency import (
     IN_DOUBT,
     DurableClaims,
@@ -28,6 +38,12 @@ from serving.idempotency import (
     redis_key,
 )
 from serving.ownership import DurableOwnership
+from serving.ratelimit import Bucket
+from serving.registration import REGISTER_FIRST, is_registered
+from stores import progress
+from stores.redis import is_cluster
+from stores.requests import K_CLAIMS_SINCE, WRITE_DONE_LUA, WRITE_GATE_LUA
+from stores.users import k_registered, k_user
 from streams.errors import DeliveryError, DeliveryInDoubt
 from streams.producer import EventProducer
 
@@ -48,6 +64,76 @@ def lookup_pool() -> ThreadPoolExecutor:
     return _lookup_pool
 
 
+GATE_STATE = "write_gate"  # request.state attribute of a write's deferred checks
+
+
+@dataclass
+class Gate:
+    """A write's rate limit and caller-registration check, deferred by :func:`write_gate` into the
+    write's first Redis call (:meth:`Write.once`), so the common path makes one round trip before its
+    produce. A request that ends before that call (a validation error, a self-reference, an unavailable
+    engine) settles them in :class:`WriteRoute` as the separate dependencies did: 429 first, then 403,
+    then the request's own error.
+    """
+
+    request: Request
+    user: str
+    redis: aioredis.Redis
+    reads: ReadEngines
+    buckets: list[Bucket]
+    pending: bool = True
+
+    async def settle(self) -> None:
+        """The separate steps, if the write's first call did not make them: take, then registration."""
+        if not self.pending:
+            return
+        self.pending = False
+        if self.buckets:
+            wait = await self.request.app.state.rate_limiter.wait_ms(self.buckets)
+            if wait:
+                raise too_many(wait)
+        if not await is_registered(self.redis, self.reads, self.user):
+            raise HTTPException(403, REGISTER_FIRST)
+
+
+async def write_gate(request: Request, user: CurrentUser, settings: SettingsDep, redis: RedisDep,
+                     reads: ReadsDep) -> None:
+    """The write routers' dependency in place of ``RateLimited`` and ``Registered``: one token from the
+    user's and the client IP's write buckets (429 with Retry-After when empty), then 403 unless the
+    caller registered, both made inside the write's first Redis call (:class:`Gate`). On a Redis Cluster
+    (the one script would span slots) they run here, as separate calls."""
+    gate = Gate(request, user, redis, reads, write_buckets(settings, user, client_ip(request)))
+    if is_cluster(redis):
+        await gate.settle()
+    setattr(request.state, GATE_STATE, gate)
+
+
+class WriteRoute(APIRoute):
+    """A write route: a request that did not reach its write's first call still takes its rate-limit
+    token and has its caller's registration checked (:meth:`Gate.settle`), before its own error."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def gated(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except Exception:
+                gate = getattr(request.state, GATE_STATE, None)
+                if gate is not None:
+                    await gate.settle()
+                raise
+            gate = getattr(request.state, GATE_STATE, None)
+            if gate is not None and gate.pending:  # (every write route makes the first call: not reached)
+                await gate.settle()
+            return response
+
+        return gated
+
+
+Gated = Depends(write_gate)
+
+
 @dataclass
 class Write:
     """One write request: who, the clients, and its Idempotency-Key if any."""
@@ -63,6 +149,101 @@ class Write:
     sent_at: int | None = None  # when this request produced its event (ms), if it did
     positions: list[tuple[str, int, int]] = field(default_factory=list)  # where emitted events landed
     claims: IdempotencyStore | None = None  # the Idempotency-Key claim this request holds, if any
+    gate: Gate | None = None  # the rate limit and registration check the first call makes, if deferred
+    prefetched: dict[str, bytes | None] = field(default_factory=dict)  # values the first call read (GET)
+    _prefetch: list[str] = field(default_factory=list)  # keys the route asked the first call to read
+    _targets: list[str] = field(default_factory=list)  # users whose registration the first call checks
+    _known: set[str] = field(default_factory=set)  # users the first call found registered
+    _records: dict[str, str] = field(default_factory=dict)  # SETs the last call makes (after the produce)
+
+    def prefetch(self, *keys: str) -> None:
+        """Read ``keys`` (GET) in the write's first call; the route finds them in :attr:`prefetched`."""
+        self._prefetch.extend(k for k in keys if k not in self._prefetch)
+
+    def check_registered(self, user_id: str) -> None:
+        """Check in the write's first call whether ``user_id`` is registered (:meth:`known_registered`)."""
+        if user_id not in self._targets:
+            self._targets.append(user_id)
+
+    def known_registered(self, user_id: str) -> bool:
+        """Whether the first call found ``user_id``'s registration mark or cached profile (False: ask the
+        profile view, :func:`serving.registration.require_target`)."""
+        return user_id in self._known
+
+    def record_after(self, records: Mapping[str, str]) -> None:
+        """SET ``records`` in the write's last call, once Kafka confirmed its events (e.g. a new post's owner)."""
+        self._records.update(records)
+
+    def _scripts(self) -> WriteScripts:
+        """The app's write scripts on this request's Redis client (registered on first use)."""
+        state = self.request.app.state
+        scripts = getattr(state, "write_scripts", None)
+        if scripts is None or scripts.redis is not self.redis:
+            scripts = state.write_scripts = WriteScripts(self.redis)
+        return scripts
+
+    async def _first_call(self, claim: tuple[str, str] | None) -> tuple[Any, Any]:
+        """The write's first Redis call (``stores.requests.WRITE_GATE_LUA``): the deferred rate limit
+        (429) and caller registration (403), the Idempotency-Key ``claim`` ``(key, SET NX value)``, the
+        targets' registration and the prefetched keys. Returns ``(claim, idem:since)`` as the script
+        does: claim 1 (created), the held claim, or 0 (not made here: claim separately)."""
+        gate = self.gate if self.gate is not None and self.gate.pending else None
+        if is_cluster(self.redis):  # keys in several slots: the separate steps (the gate settled already)
+            return 0, None
+        buckets = gate.buckets if gate is not None else []
+        users = [self.user] if gate is not None else []
+        users += [u for u in self._targets if u not in users]
+        if not buckets and not users and claim is None and not self._prefetch:
+            return 0, None
+        if gate is not None:
+            gate.pending = False
+        keys = [b.key for b in buckets] + [k for u in users for k in (k_registered(u), k_user(u))]
+        if claim is not None:
+            keys += [claim[0], K_CLAIMS_SINCE]
+        keys += self._prefetch
+        args: list[Any] = [len(buckets), len(users), "1" if gate is not None else "0", "1" if claim else "0",
+                           claim[1] if claim else "", self.settings.api_idempotency_ttl_s * 1000]
+        for b in buckets:
+            args += [b.rate_per_s, b.burst]
+        out = await self._scripts().gate(keys=keys, args=args)
+        if out[0]:
+            raise too_many(int(out[0]))
+        known = out[1].decode() if isinstance(out[1], bytes) else str(out[1])
+        self._known.update(u for u, flag in zip(users, known) if flag == "1")
+        self.prefetched.update(zip(self._prefetch, out[4:]))
+        if gate is not None and self.user not in self._known:  # not marked, not cached: the profile view
+            if not await is_registered(self.redis, gate.reads, self.user):
+                raise HTTPException(403, REGISTER_FIRST)
+            return 0, None  # the script made no claim for an unknown caller
+        return out[2], out[3]
+
+    async def _last_call(self, response: tuple[str, str] | None, redis: aioredis.Redis | None = None) -> None:
+        """The write's last Redis call (``stores.requests.WRITE_DONE_LUA``), after Kafka confirmed: the
+        Idempotency-Key's stored ``response`` ``(key, value)``, the writer's newest positions (own reads
+        wait on them, :func:`serving.consistency.record_user`) and :meth:`record_after`'s SETs, on ``redis``
+        (default: the request's client)."""
+        redis = redis if redis is not None else self.redis
+        marks = progress.highest(self.positions) if self.settings.consistency_own_reads else {}
+        if response is None and not marks and not self._records:
+            return
+        if is_cluster(redis):  # keys in several slots: the separate steps
+            await asyncio.gather(
+                *([redis.set(response[0], response[1], px=self.settings.api_idempotency_ttl_s * 1000)]
+                  if response else []),
+                *([progress.record_user(redis, self.user, self.positions, self.settings.consistency_user_ttl_s)]
+                  if marks else []),
+                *(redis.set(k, v) for k, v in self._records.items()))
+            return
+        keys = [response[0]] if response else []
+        if marks:
+            keys.append(progress.user_key(self.user))
+        keys += list(self._records)
+        args: list[Any] = ["1" if response else "0", response[1] if response else "", len(marks),
+                           self.settings.consistency_user_ttl_s * 1000, self.settings.api_idempotency_ttl_s * 1000]
+        for (topic, part), off in sorted(marks.items()):
+            args += [progress.field(topic, part), off]
+        args += list(self._records.values())
+        await self._scripts().done(keys=keys, args=args, client=redis)
 
     async def emit(self, record: str, **fields: Any) -> str:
         """Produce ``record``, wait for Kafka's confirmation, return its event id.
@@ -151,10 +332,11 @@ class Write:
             return {name: new() for name, new in mint.items()}
 
         if self.idempotency_key is None:
+            await self._first_call(None)
             self.ids = fresh()
             body = await action()
             headers = consistency.stamp(self.settings, body, self.positions)
-            await consistency.record_user(self)
+            await self._finish(None)
             return JSONResponse(body, status_code=ACCEPTED, headers=headers)
         durable = DurableClaims(self.durable, self.settings.api_idempotency_ttl_s) if self.durable else None
         store = IdempotencyStore(self.redis, self.settings.api_idempotency_ttl_s,
@@ -162,7 +344,14 @@ class Write:
         key = redis_key(self.user, self.idempotency_key)
         fp = fingerprint(self.request.method, self.request.url.path, await self.request.body())
         event_id = event_id_for(self.user, self.idempotency_key, fp)
-        found = await store.claim(key, fp, lambda: {"event_id": event_id, "occurred_at": now_ms(), **fresh()})
+
+        def mint_all() -> dict[str, Any]:
+            return {"event_id": event_id, "occurred_at": now_ms(), **fresh()}
+
+        ids, mine = store.new_claim(fp, mint_all)
+        made, since = await self._first_call((key, mine))
+        first = (ids, mine, made == 1, made if isinstance(made, bytes) else None, since) if made else None
+        found = await store.claim(key, fp, mint_all, first)
         if found.kind == "replay":
             return JSONResponse(found.body, status_code=found.status,
                                 headers={"Idempotent-Replayed": "true", **consistency.replay_headers(found.body)})
@@ -195,13 +384,24 @@ class Write:
                 log.warning("could not release Idempotency-Key %r of %s: %r", self.idempotency_key, self.user, exc)
             raise
         headers = consistency.stamp(self.settings, body, self.positions)
-        try:  # the user's positions are recorded alongside, in parallel (record_user never raises)
-            await asyncio.gather(store.complete(key, fp, ACCEPTED, body), consistency.record_user(self))
-        except (RedisError, OSError) as exc:  # the event is in Kafka: never answer 503 for it
+        # the response, the user's positions and the route's records in one call (and Cassandra's copy)
+        store.finish = lambda redis, k, value: self._last_call((k, value), redis)
+        try:
+            await store.complete(key, fp, ACCEPTED, body)
+        except Exception as exc:  # noqa: BLE001 - the event is in Kafka: never answer 503 (or 500) for it
             log.warning("%s %s: event %s written but its Idempotency-Key response not recorded "
                         "(a retry will re-produce the same event): %r", self.request.method,
                         self.request.url.path, body.get("event_id"), exc)
+            await self._finish(None)  # the positions and records, as when they were separate calls
         return JSONResponse(body, status_code=ACCEPTED, headers=headers)
+
+    async def _finish(self, response: tuple[str, str] | None) -> None:
+        """:meth:`_last_call` for a write without a claim; never raises (the event is in Kafka)."""
+        try:
+            await self._last_call(response)
+        except Exception as exc:  # noqa: BLE001 - the write stands; own reads may be stale, records lost
+            log.warning("%s %s: event written but the last call failed (own-read positions, records): %r",
+                        self.request.method, self.request.url.path, exc)
 
 
 async def _write(
@@ -211,7 +411,17 @@ async def _write(
         description="retrying with the same key returns the first response and produces no second event",
     )] = None,
 ) -> Write:
-    return Write(request, user, producer, redis, settings, idempotency_key, request.app.state.ownership)
+    return Write(request, user, producer, redis, settings, idempotency_key, request.app.state.ownership,
+                 gate=getattr(request.state, GATE_STATE, None))
+
+
+class WriteScripts:
+    """The write path's two scripts (:data:`stores.requests.WRITE_GATE_LUA`, ``WRITE_DONE_LUA``), registered once."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self.gate = redis.register_script(WRITE_GATE_LUA)
+        self.done = redis.register_script(WRITE_DONE_LUA)
 
 
 WriteDep = Annotated[Write, Depends(_write)]

@@ -8,22 +8,20 @@ from fastapi import APIRouter, HTTPException, Path
 
 from core.ids import MAX_ID, new_id
 from serving import ownership
-from serving.deps import RateLimited
 from serving.errors import responses
 from serving.feed.engines import ReadEngines, ReadsDep
 from serving.feed.posts import may_engage
 from serving.payloads import Accepted, CommentIn, ReactionKind, ShareIn
-from serving.registration import Registered
-from serving.writes import Write, WriteDep
+from serving.writes import Gated, Write, WriteDep, WriteRoute
 
-router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[RateLimited, Registered],
+router = APIRouter(prefix="/posts/{post_id}", tags=["engagements"], dependencies=[Gated], route_class=WriteRoute,
                    responses=responses(400, 401, 403, 404, 409, 413, 429, 503))
 PostPath = Annotated[int, Path(ge=1, le=MAX_ID, description="the post engaged with")]
 CommentPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 async def _author_of(w: Write, post_id: int) -> str:
-    author = await ownership.post_author(w.redis, post_id, w.durable)
+    author = await ownership.post_author(w.redis, post_id, w.durable, w.prefetched)
     if author is None:
         raise HTTPException(404, f"no post {post_id}")
     return author
@@ -36,7 +34,8 @@ async def _visible_author_of(w: Write, e: ReadEngines, post_id: int) -> str:
     """
     author = await _author_of(w, post_id)
     if author != w.user:
-        await e.run(may_engage, e.readers, w.user, post_id, author, await ownership.post_visibility(w.redis, post_id))
+        await e.run(may_engage, e.readers, w.user, post_id, author, await ownership.post_visibility(w.redis, post_id,
+                                                                                              w.prefetched))
     return author
 
 
@@ -49,6 +48,7 @@ async def _engage(w: Write, post_id: int, record: str, e: ReadEngines | None = N
         event_id = await w.emit(record, post_id=post_id, post_author_id=author, user_id=w.user, **extra)
         return {"event_id": event_id, "post_id": post_id}
 
+    w.prefetch(*ownership.post_keys(post_id, visibility=e is not None))  # read in the write's first call
     return await w.once(act)
 
 
@@ -97,6 +97,7 @@ async def comment(post_id: PostPath, body: CommentIn, w: WriteDep, e: ReadsDep):
             raise
         return {"event_id": event_id, "post_id": post_id, "comment_id": comment_id}
 
+    w.prefetch(*ownership.post_keys(post_id, visibility=True))
     return await w.once(act, mint={"comment_id": new_id})
 
 

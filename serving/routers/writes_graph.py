@@ -7,15 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path
 
 from serving.auth import require_self
-from serving.deps import RateLimited
 from serving.errors import ErrorBody, responses
 from serving.feed.engines import ReadEngines, ReadsDep
 from serving.ownership import friend_request_pending
 from serving.payloads import USER_ID_PATTERN, Accepted
-from serving.registration import Registered, require_target
-from serving.writes import Write, WriteDep, self_reference
+from serving.registration import require_target
+from serving.writes import Gated, Write, WriteDep, WriteRoute, self_reference
 
-router = APIRouter(prefix="/users/{user_id}", tags=["graph"], dependencies=[RateLimited, Registered],
+router = APIRouter(prefix="/users/{user_id}", tags=["graph"], dependencies=[Gated], route_class=WriteRoute,
                    responses=responses(400, 401, 403, 409, 413, 429, 503))
 UserPath = Annotated[str, Path(pattern=USER_ID_PATTERN, description="the acting user (the token's subject)")]
 NOT_PENDING = {404: {"model": ErrorBody, "description": "no pending friend request from from_id"}}
@@ -39,7 +38,7 @@ async def _edge(w: Write, user_id: str, other: str, field: str, verb: str, recor
         raise self_reference(field, f"you cannot {verb} yourself")
 
     async def act() -> dict:
-        if target is not None:
+        if target is not None and not w.known_registered(other):  # (checked in the write's first call)
             await require_target(w.redis, target, other)
         if pending_from_other and not await friend_request_pending(w.redis, other, user_id, w.durable):
             raise HTTPException(404, f"no pending friend request from {other} (a request sent moments ago "
@@ -50,6 +49,8 @@ async def _edge(w: Write, user_id: str, other: str, field: str, verb: str, recor
                                      "may not be recorded yet: retry shortly)")
         return {"event_id": await w.emit(record, **{a: user_id, b: other})}
 
+    if target is not None:
+        w.check_registered(other)
     return await w.once(act)
 
 

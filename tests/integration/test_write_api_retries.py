@@ -59,6 +59,9 @@ class _SetFails:
     async def set(self, *args, **kwargs):
         raise RedisConnectionError("injected: Redis lost between produce and record")
 
+    async def evalsha(self, *args, **kwargs):  # the write's last call, which carries that SET
+        raise RedisConnectionError("injected: Redis lost between produce and record")
+
 
 @pytest.fixture()
 def redis_set_fails_once_at_complete(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -13,6 +13,7 @@ from serving.app import create_app
 from serving.auth import mint_token
 from serving.deps import rate_limit, read_rate_limit
 from serving.registration import registered_caller
+from serving.writes import write_gate
 
 SECRET = "unit-test-secret-unit-test-secret-0123456789"
 
@@ -26,7 +27,7 @@ def settings() -> Settings:
 def client(settings: Settings) -> TestClient:
     app = create_app(settings)
     app.dependency_overrides[rate_limit] = app.dependency_overrides[read_rate_limit] = lambda: None
-    app.dependency_overrides[registered_caller] = lambda: None
+    app.dependency_overrides[registered_caller] = app.dependency_overrides[write_gate] = lambda: None
     app.state.producer = app.state.redis = app.state.ownership = app.state.reads = None  # no lifespan: any handler that got this far would fail
     return TestClient(app)  # not entered: the lifespan (Kafka, Redis) does not run
 
