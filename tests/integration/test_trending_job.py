@@ -418,7 +418,8 @@ def test_a_partition_read_far_ahead_does_not_make_another_partitions_events_late
     partition 0, far ahead in event time, before partition 1; partition 1's events are on time in
     their own partition's order and must be counted, not dead-lettered as late. (With one watermark
     across the topic's partitions, partition 0 moved it ~100 s ahead and all of partition 1's
-    events were too late for every window.)"""
+    events were too late for every window.) Partition 1 is written once partition 0 has been read:
+    a replay's read order between partitions is up to the fetches, this pins the adverse one."""
     from stores.trending import late_counts
     from topologies.trending.app import start
 
@@ -429,15 +430,22 @@ def test_a_partition_read_far_ahead_does_not_make_another_partitions_events_late
     try:
         t0 = feed.t0
         # partition 0, written before the job starts (read from offset 0): ~100 s ahead of partition 1;
-        # then a poison record, whose dead letter shows the job has read partition 0 to its end
-        for ts in (100_000, 101_000, 102_000):
+        # then a poison record, whose dead letter shows the job has read partition 0 to its end. The
+        # other topics are as far ahead (their watermarks would otherwise hold the job's back)
+        for ts in (95_000, 101_000, 102_000):
             feed.post(ts, "ahead", partition=0)
         feed.producer.produce(feed.posts, b"not avro", b"u1", partition=0)
+        feed.engage(103_000, "Liked", 1)
+        feed.verdict(95_000, "ALLOW", 103_000)
         feed.flush()
         client = start(settings, feed.config(), checkpoint_dir=tmp_path / "chk", restore=False)
         try:
             _wait(lambda: _consume(settings, feed.late, 1, timeout_s=2), 240, "the poison record's dead letter")
-            time.sleep(3)  # watermarks are emitted every 200 ms: partition 0's max is through the job
+            # one watermark across the topic's partitions passes [80s, 100s) now; one per partition
+            # waits for partition 1 (which is not idle for 30 s): partition 1 comes while it waits
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _history(settings, hashtags, t0 + 100_000):
+                time.sleep(0.3)
             # partition 1: on time in its own order, older than partition 0's by far more than ooo (0)
             for ts, tag in ((1_000, "b"), (2_000, "b"), (12_000, "c"), (25_000, "z")):
                 feed.post(ts, tag, partition=1)
