@@ -64,6 +64,11 @@ def main(argv: list[str] | None = None) -> dict:
         f.result(30)
     serde = Serde(settings.registry_url)
     r = client(settings)
+    # the engaging users are registered (the write API's mark): the job dead-letters engagements
+    # by users who never registered (UnknownUser, issue 14 item 5)
+    from stores.users import k_registered
+
+    r.mset({k_registered(u): 1 for u in ("u", *(f"u{i}" for i in range(97)))})
     scope = f"posts:{SPEC.label}"
     r.delete(*keys(scope), *keys(f"hashtags:{SPEC.label}"))
 
