@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -48,15 +49,16 @@ def _wait(pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
 class Feed:
     """Unique single-partition topics for one job run, and a producer of posts and engagements."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, post_partitions: int = 1) -> None:
         tag = uuid.uuid4().hex[:8]
         self.settings = settings
         self.posts, self.engagements = f"posts-{tag}", f"engagements-{tag}"
         self.trending, self.late = f"trending-{tag}", f"late-{tag}"
         self.verdicts = f"verdicts-{tag}"
         admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-        for f in admin.create_topics([NewTopic(t, 1, 1) for t in (self.posts, self.engagements, self.trending,
-                                                                  self.late, self.verdicts)]).values():
+        for f in admin.create_topics([NewTopic(t, post_partitions if t == self.posts else 1, 1)
+                                      for t in (self.posts, self.engagements, self.trending, self.late,
+                                                self.verdicts)]).values():
             f.result(timeout=30)
         self.serde = Serde(settings.registry_url)
         self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
@@ -82,13 +84,17 @@ class Feed:
     def _env(self, ts: int) -> dict[str, Any]:
         return {"event_id": str(uuid.uuid4()), "occurred_at": self.t0 + ts, "actor_id": "u1", "schema_version": 1}
 
-    def post(self, ts: int, *tags: str, times: int = 1, author: str = "u1") -> bytes:
-        """Produce a PostCreated ``times`` times (re-deliveries: the same event id); return its bytes."""
+    def post(self, ts: int, *tags: str, times: int = 1, author: str = "u1", partition: int | None = None) -> bytes:
+        """Produce a PostCreated ``times`` times (re-deliveries: the same event id), to ``partition``
+        (None: by key); return its bytes."""
         value = {**self._env(ts), "post_id": 1_000 + ts, "author_id": author, "text": "hi", "media": [],
                  "links": [], "hashtags": list(tags), "mentions": [], "visibility": "PUBLIC"}
         data = self.serde.encode("PostCreated", value, self.posts)
         for _ in range(times):
-            self.producer.produce(self.posts, data, author.encode())
+            if partition is None:
+                self.producer.produce(self.posts, data, author.encode())
+            else:
+                self.producer.produce(self.posts, data, author.encode(), partition=partition)
         return data
 
     def engage(self, ts: int, record: str, post_id: int, times: int = 1, user: str = "u2") -> bytes:
@@ -404,3 +410,60 @@ def test_a_hidden_post_leaves_the_posts_ranking_and_comes_back_with_its_full_wei
     # without it (the rank step leaves it out as soon as the marker is in, before the corrections)
     shown, hidden = [str(a), str(b), str(c)], [str(b), str(c)]
     assert lists == [hidden, shown, shown, hidden, hidden]
+
+
+@pytest.mark.timeout(420)
+def test_a_partition_read_far_ahead_does_not_make_another_partitions_events_late(
+        settings: Settings, tmp_path: Path) -> None:
+    """Issue 16: the watermark is per Kafka partition. A replay from offset 0 reads posts.v1's
+    partition 0, far ahead in event time, before partition 1; partition 1's events are on time in
+    their own partition's order and must be counted, not dead-lettered as late. (With one watermark
+    across the topic's partitions, partition 0 moved it ~100 s ahead and all of partition 1's
+    events were too late for every window.) Partition 1 is written once partition 0 has been read:
+    a replay's read order between partitions is up to the fetches, this pins the adverse one."""
+    from stores.trending import late_counts
+    from topologies.trending.app import start
+
+    feed = Feed(settings, post_partitions=2)
+    r = _clear_redis(settings)
+    late_before = late_counts(r).get(LABEL, 0)
+    hashtags = f"hashtags:{LABEL}"
+    try:
+        t0 = feed.t0
+        # partition 0, written before the job starts (read from offset 0): ~100 s ahead of partition 1;
+        # then a poison record, whose dead letter shows the job has read partition 0 to its end. The
+        # other topics are as far ahead (their watermarks would otherwise hold the job's back)
+        for ts in (95_000, 101_000, 102_000):
+            feed.post(ts, "ahead", partition=0)
+        feed.producer.produce(feed.posts, b"not avro", b"u1", partition=0)
+        feed.engage(103_000, "Liked", 1)
+        feed.verdict(95_000, "ALLOW", 103_000)
+        feed.flush()
+        # partition 1 must not turn idle while the test waits (a loaded machine): 2 min, not 30 s
+        config = dataclasses.replace(feed.config(), idleness_ms=120_000)
+        client = start(settings, config, checkpoint_dir=tmp_path / "chk", restore=False)
+        try:
+            _wait(lambda: _consume(settings, feed.late, 1, timeout_s=2), 240, "the poison record's dead letter")
+            # one watermark across the topic's partitions passes [80s, 100s) now; one per partition
+            # waits for partition 1 (not idle for 2 min): partition 1 comes while it waits
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _history(settings, hashtags, t0 + 100_000):
+                time.sleep(0.3)
+            # partition 1: on time in its own order, older than partition 0's by far more than ooo (0)
+            for ts, tag in ((1_000, "b"), (2_000, "b"), (12_000, "c"), (25_000, "z")):
+                feed.post(ts, tag, partition=1)
+            feed.flush()
+            _wait(lambda: _history(settings, hashtags, t0 + 20_000) or late_counts(r).get(LABEL, 0) > late_before,
+                  120, "window [0, 20s) or a late dead letter")
+            time.sleep(2)  # let any further dead letters in
+            dead = [feed.serde.decode(v).value for _, v in _consume(settings, feed.late, 10, timeout_s=5)]
+            assert [(d["error_type"], d["source_partition"], d["source_offset"]) for d in dead] == [
+                ("DecodeError", 0, 3)], "partition 1's on-time events were dead-lettered"
+            assert late_counts(r).get(LABEL, 0) == late_before
+            # partition 1's events counted: [-10s, 10s) and [0, 20s) fired at watermark t0+24999
+            assert _history(settings, hashtags, t0 + 10_000) == [("b", 2)]
+            assert _history(settings, hashtags, t0 + 20_000) == [("b", 2), ("c", 1)]
+        finally:
+            client.cancel().result()
+    finally:
+        feed.close()

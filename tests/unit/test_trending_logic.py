@@ -234,3 +234,34 @@ def test_job_dataflow_matches_the_reference_model_with_moderation(events: list, 
         return out
 
     assert lists(got) == lists(want)  # every list in between too: a hidden post never shows in part
+
+
+def test_partition_clock_is_the_minimum_over_partitions_not_idle() -> None:
+    """Issue 16: a watermark per partition — the clock is the least of the partitions' greatest event times."""
+    from topologies.trending.logic import NEVER, PartitionClock
+
+    c = PartitionClock(partitions=2, idle_ms=30_000, now_ms=0)
+    assert c.observe(0, 100_000, now_ms=10) == NEVER  # partition 1 has no record yet: holds it back
+    assert c.observe(0, 101_000, now_ms=20) == NEVER
+    assert c.observe(1, 1_000, now_ms=30) == 1_000  # partition 1 far behind: its events stay on time
+    assert c.observe(1, 500, now_ms=40) == 1_000  # out of order within its partition: the max holds
+    assert c.observe(0, 102_000, now_ms=50) == 1_000
+    assert c.observe(1, 25_000, now_ms=60) == 25_000
+    # partition 1 quiet for the idleness: it stops holding partition 0 back, until its next record
+    assert c.observe(0, 103_000, now_ms=30_061) == 103_000
+    assert c.observe(1, 26_000, now_ms=30_070) == 26_000
+    # a partition not known at the start counts from its first record
+    assert c.observe(2, 5_000, now_ms=30_080) == 5_000
+
+
+def test_partition_clock_idleness_and_unknown_partitions() -> None:
+    from topologies.trending.logic import NEVER, PartitionClock
+
+    quiet = PartitionClock(partitions=2, idle_ms=1_000, now_ms=0)  # partition 1 never gets a record
+    assert quiet.observe(0, 7_000, now_ms=999) == NEVER
+    assert quiet.observe(0, 8_000, now_ms=1_001) == 8_000
+    never_idle = PartitionClock(partitions=2, idle_ms=None, now_ms=0)
+    assert never_idle.observe(0, 7_000, now_ms=10**9) == NEVER
+    learned = PartitionClock(partitions=0, idle_ms=None)  # partitions unknown at the start
+    assert learned.observe(3, 7_000, now_ms=0) == 7_000
+    assert learned.observe(1, 2_000, now_ms=1) == 2_000

@@ -10,9 +10,14 @@ offset metadata (so poison and too-late records are dead-lettered with their sou
 Python touches each event once (decode -> one compact row per contribution) and each window once:
 
 1. ``decode`` (Python, stateless): bytes -> ``(kind, item, ts, weight, cnt, topic, partition, offset, eid, post)``,
-   event time and the bounded-out-of-orderness watermark (``max_ts - ooo - 1``) assigned here, once
-   per source topic (the merged stream's watermark is the minimum: no topic's events are made late
-   by another topic read ahead of it).
+   then the bounded-out-of-orderness watermark, **per Kafka partition**: each source topic's
+   assigner (:class:`PartitionEventTime`) tracks each partition's greatest event time and hands
+   Flink's generator their minimum over the partitions that are not idle
+   (:class:`logic.PartitionClock`), so the topic's watermark is the minimum of per-partition
+   ``max_ts - ooo - 1``; the merged stream's watermark is the minimum over topics. No partition's
+   (or topic's) events are made late by another one read ahead of it (a replay from offset 0).
+   The stream record's timestamp is therefore that clock, not the event's time: every step after
+   decode takes event time from the row's ``ts``.
    ``dedup`` (Python, keyed by event id and item) drops re-deliveries: Kafka delivers at least
    once and retries reuse event ids, so the same event can arrive twice; the first one passes and
    its id is remembered until its windows are past their allowed lateness
@@ -42,6 +47,7 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,8 +105,9 @@ class TrendingConfig:
     # item 5); ``prove_authors``: absence proven by the users topology's progress (live), else by
     # the clock alone (tests whose stack runs no users topology)
     prove_authors: bool = True
-    # a source topic with nothing new for this long stops holding back the watermark (each topic has
-    # its own, and the job's is their minimum: a quiet topic would stall every window without it)
+    # a source partition (or topic) with nothing new for this long stops holding back the watermark
+    # (each partition has its own, a topic's is their minimum and the job's the topics' minimum: a
+    # quiet or empty partition would stall every window without it); None: never idle
     idleness_ms: int | None = 30_000
 
 
@@ -193,11 +200,28 @@ class Decode(FlatMapFunction):
                       None if post is None else int(post))
 
 
-class EventTime(TimestampAssigner):
-    """Event time is the envelope's ``occurred_at``."""
+class PartitionEventTime(TimestampAssigner):
+    """One source topic's watermark input: its :class:`logic.PartitionClock`, not the row's own time.
+
+    Event time is the envelope's ``occurred_at`` (the row's ``ts``). PyFlink runs a Python
+    timestamp assigner as an operator after the source (``from_source`` would take only the Java
+    strategy, i.e. the Kafka record timestamp), so Flink cannot keep a watermark per split here;
+    this assigner keeps each partition's greatest ``ts`` and returns the minimum over the
+    partitions that are not idle. Flink's bounded-out-of-orderness generator over these values
+    emits ``min_p(max_p) - ooo - 1``: the minimum of per-partition watermarks. ``partitions`` (the
+    topic's partitions at build time) hold the clock back until their first record or until idle
+    (``idleness_ms`` without a record, wall clock).
+    """
+
+    def __init__(self, partitions: int, idleness_ms: int | None) -> None:
+        self.partitions, self.idleness_ms = partitions, idleness_ms
+        self.clock: logic.PartitionClock | None = None
 
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
-        return value[2]
+        now = time.monotonic() * 1000.0
+        if self.clock is None:  # at the first record: the idle timers start with the reading
+            self.clock = logic.PartitionClock(self.partitions, self.idleness_ms, now)
+        return self.clock.observe(value[6], value[2], now)
 
 
 class Dedup(KeyedProcessFunction):
@@ -213,7 +237,7 @@ class Dedup(KeyedProcessFunction):
         if self.seen.value():
             return
         self.seen.update(True)
-        ctx.timer_service().register_event_time_timer(ctx.timestamp() + self.horizon_ms)
+        ctx.timer_service().register_event_time_timer(value[2] + self.horizon_ms)  # event time: the row's ts
         yield value
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterable[Any]:
@@ -260,7 +284,8 @@ class Moderate(KeyedProcessFunction):
             out = moderation.on_post_hashtag(st, value[1], value[2], value[8])
             yield value
         self.post.update(st)
-        until = max(self.until.value() or ctx.timestamp(), ctx.timestamp() + self.horizon_ms)
+        ts = value[2]  # event time (the record's timestamp is its topic's partition clock)
+        until = max(self.until.value() or ts, ts + self.horizon_ms)
         if until != self.until.value():
             self.until.update(until)
             ctx.timer_service().register_event_time_timer(until)
@@ -415,15 +440,31 @@ def source_sql(settings: Settings, config: TrendingConfig, table: str = "trendin
           'scan.startup.mode' = 'group-offsets', 'format' = 'raw'{bounded})"""
 
 
+def partition_count(settings: Settings, topic: str, timeout_s: float = 10.0) -> int:
+    """How many partitions ``topic`` has now (0 if it does not exist or Kafka does not answer)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        meta = AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).list_topics(topic, timeout=timeout_s)
+    except KafkaException:
+        return 0
+    found = meta.topics.get(topic)
+    return 0 if found is None or found.error is not None else len(found.partitions)
+
+
 def timed_source(t_env: StreamTableEnvironment, settings: Settings, config: TrendingConfig, index: int,
                  topic: str) -> DataStream:
-    """One topic's contributions with event time and a watermark of that topic's own.
+    """One topic's contributions with a watermark per partition (:class:`PartitionEventTime`).
 
-    One source (and watermark) per topic: a union's watermark is the minimum of its inputs', so a
-    topic read ahead of another (a restart catching up, one topic's fetch returning first) cannot
-    push the other's on-time events behind the watermark. A topic with nothing new for
-    ``config.idleness_ms`` is idle and stops holding the others back until its next record. Within
-    a topic the watermark is still one per source, across its partitions.
+    One source per topic, and within it one watermark per partition: a union's watermark is the
+    minimum of its inputs', and the topic's is the minimum over its partitions, so neither a topic
+    nor a partition read ahead of another (a replay from offset 0, a restart catching up, one
+    fetch returning first) can push the other's on-time events behind the watermark. A partition
+    with nothing new for ``config.idleness_ms`` is idle and stops holding the topic's watermark back
+    until its next record; a topic with nothing new for as long stops holding the others back. The
+    topic's partitions are looked up now: each holds the watermark back until its first record (or
+    until idle); one added later counts from its first record.
     """
     table = f"trending_source_{index}"
     t_env.execute_sql(source_sql(settings, config, table, (topic,)))
@@ -432,9 +473,10 @@ def timed_source(t_env: StreamTableEnvironment, settings: Settings, config: Tren
         Duration.of_millis(max(s.out_of_orderness_ms for s in config.windows)))
     if config.idleness_ms:
         wm = wm.with_idleness(Duration.of_millis(config.idleness_ms))
+    clock = PartitionEventTime(partition_count(settings, topic), config.idleness_ms)
     return (raw.flat_map(Decode(settings, config), output_type=contrib_type()).name(f"decode-{topic}")
             .uid(f"decode-{topic}")
-            .assign_timestamps_and_watermarks(wm.with_timestamp_assigner(EventTime()))
+            .assign_timestamps_and_watermarks(wm.with_timestamp_assigner(clock))
             .name(f"event-time-{topic}").uid(f"event-time-{topic}"))
 
 
@@ -499,8 +541,10 @@ def build(t_env: StreamTableEnvironment, settings: Settings, config: TrendingCon
                                      DataTypes.BIGINT(), DataTypes.STRING(), DataTypes.INT(), DataTypes.BIGINT(),
                                      DataTypes.STRING(), DataTypes.BIGINT())):
         schema = schema.column(name, dtype)
-    # event time is the row's ``ts``, not the stream record's timestamp: a moderation correction
-    # travels with its verdict's timestamp (so it holds no watermark back) but counts at its post's time
+    # event time is the row's ``ts``, not the stream record's timestamp (a source row's is its topic's
+    # partition clock, PartitionEventTime): a moderation correction travels with its verdict's
+    # timestamp (it holds no watermark back anyway: watermarks are made at the sources) but counts at
+    # its post's time
     schema = schema.column_by_expression("rt", "TO_TIMESTAMP_LTZ(ts, 3)").watermark("rt", "SOURCE_WATERMARK()")
     t_env.create_temporary_view("trending_contrib", t_env.from_data_stream(events, schema.build()))
     # visibility markers take the late path only (they are at event time 0, behind any watermark)

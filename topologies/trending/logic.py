@@ -136,6 +136,48 @@ DEMO_WINDOW = WindowSpec(60_000, 10_000, lateness_ms=30_000, out_of_orderness_ms
 DEFAULT_WINDOW = WindowSpec(3_600_000, 60_000, lateness_ms=300_000, out_of_orderness_ms=10_000)
 
 
+#: A partition clock's value while some partition that holds it back has no record yet.
+NEVER = -(2**63)
+
+
+@dataclass
+class PartitionClock:
+    """Event-time progress of one topic's Kafka partitions, for a watermark per partition.
+
+    ``observe`` returns the minimum, over the partitions that are not idle, of each partition's
+    greatest event time so far. A bounded-out-of-orderness watermark over these values
+    (``max - ooo - 1``) is then the minimum of per-partition watermarks (each ``max_p - ooo - 1``),
+    which is what Flink's Kafka source does per split when it assigns the timestamps itself: a
+    partition read far ahead of another (a replay from offset 0) cannot push the other's on-time
+    events behind the watermark. The partitions known at the start (``partitions``: 0..n-1) hold the
+    clock at :data:`NEVER` until their first record; one with no record for ``idle_ms`` (a wall
+    clock, as Flink's idleness) stops holding it back until its next record; None: never idle.
+    A partition not known at the start counts from its first record.
+    """
+
+    partitions: int = 0
+    idle_ms: float | None = None
+    now_ms: float = 0.0
+    maxima: dict[int, int] = field(default_factory=dict)
+    seen: dict[int, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for p in range(self.partitions):
+            self.maxima.setdefault(p, NEVER)
+            self.seen.setdefault(p, self.now_ms)
+
+    def observe(self, partition: int, ts: int, now_ms: float) -> int:
+        """Record ``partition``'s event at ``ts`` (read at wall-clock ``now_ms``); return the clock."""
+        maxima, seen = self.maxima, self.seen
+        if ts > maxima.get(partition, NEVER):
+            maxima[partition] = ts
+        seen[partition] = now_ms
+        if not self.idle_ms:
+            return min(maxima.values())
+        cutoff = now_ms - self.idle_ms
+        return min(v for p, v in maxima.items() if seen[p] > cutoff)
+
+
 class Contribution(NamedTuple):
     """One event's contribution to one item: ``(kind, item, ts, weight, count)``."""
 
