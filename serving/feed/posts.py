@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from core.feed import visible
 from core.rows import TOP_LEVEL, nest
 from serving.readers.base import Forbidden, NotFound, Unavailable
 from serving.readers.bundle import Readers
+from stores import graph, moderation
+from stores import posts as post_store
 from stores.users import display
 
 REPLIES_PER_THREAD = 3
@@ -40,6 +46,37 @@ def may_engage(rd: Readers, viewer: str, post_id: int, author: str, visibility: 
         visible_post(rd, viewer, post_id)
     elif not rd.visibility.may_view(viewer, {"post_id": post_id, "author_id": author, "visibility": visibility}):
         raise Forbidden(f"post {post_id} is not visible to {viewer}")
+
+
+async def may_engage_hot(redis: aioredis.Redis, viewer: str, post_id: int, author: str,
+                         visibility: str | None) -> bool | None:
+    """:func:`may_engage`'s decision from Redis in one async round trip, on the event loop: True
+    (may see), False (hidden: moderation, deleted, blocked either way, FOLLOWERS/FRIENDS-only), or
+    None when Redis cannot decide alone (no recorded visibility, a user's graph sets not loaded into
+    this Redis, Redis failing): then :func:`may_engage` answers, as before. The same facts as
+    :meth:`serving.readers.visibility.Visibility.may_view` reads through the thread pool."""
+    if visibility is None:
+        return None
+    sid = str(post_id)
+    p = redis.pipeline(transaction=False)
+    p.sismember(moderation.HIDDEN, sid)
+    p.sismember(post_store.DELETED, sid)
+    p.exists(graph.k_loaded(viewer))
+    p.exists(graph.k_loaded(author))
+    p.sismember(graph.k_blocks(author), viewer)
+    p.sismember(graph.k_blocks(viewer), author)
+    p.sismember(graph.k_followers(author), viewer)
+    p.sismember(graph.k_friends(author), viewer)
+    try:
+        hidden, deleted, ok_viewer, ok_author, b1, b2, follows, friend = await p.execute()
+    except (RedisError, OSError):
+        return None
+    if hidden:
+        return False
+    if not (ok_viewer and ok_author):
+        return None
+    return visible(visibility, is_author=False, blocked=bool(b1 or b2), deleted=bool(deleted),
+                   follows=bool(follows), is_friend=bool(friend))
 
 
 def post_view(rd: Readers, viewer: str, post_id: int) -> dict[str, Any]:

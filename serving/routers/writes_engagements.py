@@ -10,7 +10,7 @@ from core.ids import MAX_ID, new_id
 from serving import ownership
 from serving.errors import responses
 from serving.feed.engines import ReadEngines, ReadsDep
-from serving.feed.posts import may_engage
+from serving.feed.posts import may_engage, may_engage_hot
 from serving.payloads import Accepted, CommentIn, ReactionKind, ShareIn
 from serving.writes import Gated, Write, WriteDep, WriteRoute
 
@@ -34,8 +34,12 @@ async def _visible_author_of(w: Write, e: ReadEngines, post_id: int) -> str:
     """
     author = await _author_of(w, post_id)
     if author != w.user:
-        await e.run(may_engage, e.readers, w.user, post_id, author, await ownership.post_visibility(w.redis, post_id,
-                                                                                              w.prefetched))
+        visibility = await ownership.post_visibility(w.redis, post_id, w.prefetched)
+        hot = await may_engage_hot(w.redis, w.user, post_id, author, visibility)  # one round trip, no thread hop
+        if hot is False:
+            raise HTTPException(403, f"post {post_id} is not visible to {w.user}")
+        if hot is None:
+            await e.run(may_engage, e.readers, w.user, post_id, author, visibility)
     return author
 
 
